@@ -1,0 +1,108 @@
+"""After-commit reactions, driven from the outbox.
+
+The process that committed an event delivers it at once; an event whose
+writer died is picked up by ``sweep`` once its lease expires. A reaction
+that raises is recorded per (event, hook, plugin) and retried with backoff
+by ``retry_failed`` — never silently lost, never re-run for plugins that
+already succeeded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from ordnung.core.domain.events import Event
+from ordnung.core.domain.inventory import AvailabilityChange
+from ordnung.core.domain.orders import Order
+from ordnung.core.errors import NotFound
+from ordnung.core.persistence.journal import Journal
+from ordnung.core.persistence.orders import OrderStore
+from ordnung.core.persistence.stock import StockStore
+from ordnung.core.persistence.catalog import CatalogStore
+from ordnung.core.plugin_host import PluginHost
+
+log = structlog.get_logger("ordnung.dispatch")
+
+
+class Dispatcher:
+    def __init__(self, plugins: PluginHost, journal: Journal, orders: OrderStore,
+                 stock: StockStore, catalog: CatalogStore) -> None:
+        self.plugins = plugins
+        self.journal = journal
+        self.orders = orders
+        self.stock = stock
+        self.catalog = catalog
+
+    def _hooks_for(self, ev: Event) -> list[str]:
+        hooks = ["ordnung_on_event"]
+        if ev.transition is not None:
+            hooks.append("ordnung_after_transition")
+        if ev.kind == "inventory.availability_changed":
+            hooks.append("ordnung_availability_changed")
+        return [h for h in hooks if self.plugins.has_impl(h)]
+
+    async def _arguments(self, hook: str, ev: Event, order: Order | None) -> dict[str, Any]:
+        if hook == "ordnung_after_transition":
+            if order is None and ev.order_id:
+                try:
+                    order = await self.orders.get(ev.order_id)
+                except NotFound:
+                    order = None
+            return {"event": ev, "order": order}
+        if hook == "ordnung_availability_changed":
+            skus = list(ev.data.get("skus", []))
+            available = await self.stock.available(skus)
+            channels = [c.id for c in await self.catalog.channels() if c.active]
+            return {"changes": [AvailabilityChange(sku=s, available=available[s],
+                                                   channels=channels, reason=ev.kind)
+                                for s in skus]}
+        return {"event": ev}
+
+    async def _run(self, hook: str, plugin: str, ev: Event, order: Order | None) -> bool:
+        try:
+            kwargs = await self._arguments(hook, ev, order)
+            await self.plugins.directed(plugin, hook, **kwargs)
+            return True
+        except Exception as exc:  # a reaction failure must never undo the commit
+            log.warning("reaction failed; will retry", hook=hook, plugin=plugin,
+                        event_id=ev.id, event_kind=ev.kind, error=repr(exc))
+            await self.journal.record_failure(ev.id, hook, plugin, repr(exc))
+            return False
+
+    async def deliver(self, events: Sequence[Event], order: Order | None = None) -> None:
+        """Run every reaction for committed ``events``, then mark them delivered."""
+        for ev in events:
+            for hook in self._hooks_for(ev):
+                for plugin in self.plugins.after_commit_impls(hook):
+                    await self._run(hook, plugin, ev, order)
+        await self.journal.mark_dispatched([e.id for e in events])
+
+    async def sweep(self, limit: int = 100) -> int:
+        """Deliver events whose writer did not (crash, lost connection)."""
+        events = await self.journal.claim_stale(limit)
+        if events:
+            await self.deliver(events)
+        return len(events)
+
+    async def retry_failed(self) -> tuple[int, int]:
+        """Retry due failed reactions; returns (succeeded, failed again)."""
+        ok = failed = 0
+        for failure in await self.journal.due_failures():
+            ev = await self.journal.outbox_event(failure["outbox_id"])
+            if ev is None or not self.plugins.implements(failure["plugin"], failure["hook"]):
+                await self.journal.resolve_failure(failure["id"])
+                continue
+            try:
+                kwargs = await self._arguments(failure["hook"], ev, None)
+                await self.plugins.directed(failure["plugin"], failure["hook"], **kwargs)
+            except Exception as exc:
+                failed += 1
+                await self.journal.record_failure(ev.id, failure["hook"], failure["plugin"],
+                                                  repr(exc))
+                continue
+            ok += 1
+            await self.journal.resolve_failure(failure["id"])
+        return ok, failed

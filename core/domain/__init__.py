@@ -1,0 +1,1 @@
+"""Domain types: plain msgspec Structs, no behaviour that needs a database."""

@@ -1,0 +1,54 @@
+"""Carts (draft orders): re-priced on every change, placed once."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from ordnung.core.domain.addresses import Address
+from ordnung.core.domain.orders import OrderLine
+from ordnung.core.domain.pricing import (
+    Adjustment,
+    ExplanationStep,
+    ShippingQuote,
+    ShippingSelection,
+    Totals,
+)
+
+
+class CartLine(msgspec.Struct, kw_only=True, frozen=True):
+    sku: str
+    quantity: int
+
+
+class PricedCart(msgspec.Struct, kw_only=True):
+    """The pipeline's output: everything an order snapshot needs."""
+
+    currency: str
+    lines: list[OrderLine]
+    adjustments: list[Adjustment]
+    quotes: list[tuple[str, ShippingQuote]]
+    shipping: ShippingSelection | None
+    totals: Totals
+    prices_include_tax: bool
+    explanation: list[ExplanationStep]
+
+
+class Cart(msgspec.Struct, kw_only=True):
+    id: str
+    channel: str
+    customer_id: str | None = None
+    email: str = ""
+    currency: str
+    status: str = "open"  # open | placed
+    lines: list[CartLine] = []
+    shipping_address: Address | None = None
+    billing_address: Address | None = None
+    shipping_method: str | None = None
+    codes: list[str] = []
+    order_id: str | None = None
+    priced: PricedCart | None = None
+    created_at: datetime
+    updated_at: datetime
+    version: int = 0

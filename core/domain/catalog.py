@@ -1,0 +1,26 @@
+"""The minimal catalogue: products and their sellable variants (one SKU each)."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Variant(msgspec.Struct, kw_only=True, frozen=True):
+    sku: str
+    product_id: str
+    name: str
+    barcode: str = ""
+    #: price per currency in minor units, e.g. {"EUR": 1999}
+    prices: dict[str, int]
+    weight_grams: int = 0
+    tax_class: str = "standard"
+    allow_backorder: bool = False
+    active: bool = True
+    attributes: dict[str, str] = {}
+
+
+class Product(msgspec.Struct, kw_only=True, frozen=True):
+    id: str
+    name: str
+    description: str = ""
+    variants: list[Variant] = []

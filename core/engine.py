@@ -1,0 +1,145 @@
+"""The Engine: ordnung's public, in-process async API.
+
+Everything a storefront, the REST and GraphQL adapters, or a plugin can do
+goes through one of its services::
+
+    engine = Engine(EngineConfig(database_url="sqlite:///shop.db"))
+    async with engine:
+        order = await engine.orders.place(PlaceOrder(...))
+
+Services: ``catalog``, ``inventory``, ``channels``, ``customers``, ``carts``,
+``orders``, ``payments``, ``fulfilment``, ``returns``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+import structlog
+
+from ordnung.core.config import EngineConfig
+from ordnung.core.dispatch import Dispatcher
+from ordnung.core.lifecycle import build_machines
+from ordnung.core.lifecycle.machine import Machine, StateExtension
+from ordnung.core.persistence.database import Database
+from ordnung.core.plugin_host import PluginHost
+from ordnung.core.pricing import PricingPipeline
+from ordnung.core.runtime import Runtime
+from ordnung.core.services.carts import CartService
+from ordnung.core.services.catalog import CatalogService
+from ordnung.core.services.channels import ChannelService
+from ordnung.core.services.customers import CustomerService
+from ordnung.core.services.fulfilment import FulfilmentService
+from ordnung.core.services.inventory import InventoryService
+from ordnung.core.services.orders import OrderService
+from ordnung.core.services.payments import PaymentService
+from ordnung.core.services.returns import ReturnService
+from ordnung.core.errors import PluginError
+
+log = structlog.get_logger("ordnung.engine")
+
+PluginSpec = Any | tuple[Any, str] | tuple[Any, str, Mapping[str, Any]]
+
+
+class Engine:
+    def __init__(self, config: EngineConfig | None = None,
+                 plugins: Iterable[PluginSpec] = ()) -> None:
+        """``plugins`` are registered directly, besides entry points: an object, or
+        ``(object_or_class, name)`` or ``(class, name, settings)``."""
+        self.config = config or EngineConfig.from_env()
+        self.host = PluginHost()
+        self._extra_plugins = list(plugins)
+        self.db = Database(self.config.database_url, pool_size=self.config.pool_size)
+        self._started = False
+        self._background: asyncio.Task[None] | None = None
+
+    # -- lifecycle ----------------------------------------------------------------
+    async def start(self) -> Engine:
+        if self._started:
+            return self
+        for spec in self._extra_plugins:
+            if isinstance(spec, tuple):
+                self.host.register(*spec)
+            else:
+                self.host.register(spec)
+        if self.config.load_entry_points:
+            self.host.load_entry_points(self.config.plugins, self.config.plugin_settings)
+        elif self.config.plugin_settings:
+            unknown = set(self.config.plugin_settings) - set(self.host.names())
+            if unknown:
+                raise PluginError(", ".join(sorted(unknown)), "has settings but is not loaded")
+        self.host.check()
+        extensions: list[StateExtension] = []
+        for plugin, answer in await self.host.collect("ordnung_lifecycle_extensions"):
+            for ext in answer:
+                if not isinstance(ext, StateExtension):
+                    raise PluginError(plugin, "ordnung_lifecycle_extensions must return "
+                                              "StateExtension objects")
+                extensions.append(ext)
+        self.machines: dict[str, Machine] = build_machines(extensions)
+        await self.db.start()
+        if self.config.migrate:
+            await self.db.migrate()
+        self.runtime = rt = Runtime(self.db, self.host, self.machines)
+        self.dispatcher = Dispatcher(self.host, rt.journal, rt.orders, rt.stock, rt.catalog)
+        rt.dispatcher = self.dispatcher
+        self.pipeline = PricingPipeline(self.host, rt.catalog.variants, rt.stock.available,
+                                        require_tax=self.config.require_tax)
+        self.catalog = CatalogService(rt)
+        self.inventory = InventoryService(rt)
+        self.channels = ChannelService(rt)
+        self.customers = CustomerService(rt)
+        self.payments = PaymentService(rt)
+        self.orders = OrderService(rt, self.pipeline, self.channels, self.customers)
+        self.orders.payments = self.payments
+        self.carts = CartService(rt, self.pipeline, self.channels, self.customers, self.orders)
+        self.fulfilment = FulfilmentService(rt)
+        self.returns = ReturnService(rt, self.payments)
+        self._started = True
+        await self.host.collect("ordnung_engine_started", engine=self)
+        if self.config.background_tasks:
+            self._background = asyncio.create_task(self._maintenance_loop())
+        log.info("engine started", database=self.db.kind, plugins=self.host.names())
+        return self
+
+    async def stop(self) -> None:
+        if self._background is not None:
+            self._background.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._background
+            self._background = None
+        await self.db.stop()
+        self._started = False
+
+    async def __aenter__(self) -> Engine:
+        return await self.start()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.stop()
+
+    # -- maintenance ----------------------------------------------------------------
+    async def run_maintenance(self) -> dict[str, int]:
+        """Deliver events a crashed writer left behind and retry failed reactions."""
+        swept = await self.dispatcher.sweep()
+        ok, failed = await self.dispatcher.retry_failed()
+        return {"swept": swept, "retried_ok": ok, "retried_failed": failed}
+
+    async def _maintenance_loop(self, interval: float = 5.0) -> None:
+        while True:
+            try:
+                await self.run_maintenance()
+            except Exception as exc:  # keep the loop alive; the next round retries
+                log.warning("maintenance round failed", error=repr(exc))
+            await asyncio.sleep(interval)
+
+    # -- introspection --------------------------------------------------------------
+    def plugins(self) -> list[dict[str, Any]]:
+        return self.host.describe()
+
+    def lifecycle(self) -> dict[str, Any]:
+        return {name: m.describe() for name, m in self.machines.items()}

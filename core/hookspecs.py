@@ -1,0 +1,310 @@
+"""The hook specifications: the plugin author's manual.
+
+A plugin is any object (usually a class instance) with methods named after
+these hooks and marked with ``@ordnung.core.hookimpl``. Implementations may be
+plain functions or ``async def``: the core awaits them. An implementation may
+accept any subset of the arguments, in any order, by name.
+
+Calling conventions, stated once:
+
+* **collected**: every implementation is called, in pluggy's order (last
+  registered first; ``tryfirst``/``trylast`` respected); ``None`` answers are
+  dropped, the rest come back in a list.
+* **firstresult**: implementations are called in the same order until one
+  answers something other than ``None``; that answer is used.
+* **directed**: only the plugin named by the entity (the payment's
+  ``gateway``, the shipment's ``carrier``) is called. Others never see it.
+* **in-transaction**: called while the core's database transaction is open.
+  Raising aborts the whole operation; nothing is written, no stock is held.
+* **after-commit**: called once the change is committed. Raising does not
+  undo anything: the failure is recorded and the call is retried later with
+  backoff (at-least-once; make the implementation idempotent).
+
+Hook wrappers (``wrapper=True``/``hookwrapper=True``) are not supported for
+these hooks, because the core awaits implementations itself; registering one
+is refused at start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from ordnung.core.contexts import PricingContext, RiskContext, TransitionContext
+    from ordnung.core.domain.customers import Customer
+    from ordnung.core.domain.events import Event
+    from ordnung.core.domain.inventory import AvailabilityChange
+    from ordnung.core.domain.orders import Order
+    from ordnung.core.domain.payments import (
+        GatewayResult,
+        PaymentMethod,
+        PaymentRequest,
+        PaymentUpdate,
+    )
+    from ordnung.core.domain.pricing import (
+        Discount,
+        GiftLine,
+        Note,
+        RiskAssessment,
+        ShippingQuote,
+        TaxAnswer,
+        Violation,
+    )
+    from ordnung.core.domain.shipments import Label, Shipment, TrackingUpdate
+    from ordnung.core.lifecycle.machine import StateExtension
+
+PROJECT = "ordnung"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# --------------------------------------------------------------------------- start-up
+
+
+@hookspec
+def ordnung_lifecycle_extensions() -> Sequence[StateExtension] | None:
+    """Add states or redirect transitions of the order, payment, shipment or return machine.
+
+    Called once at start-up, collected. Return ``StateExtension`` objects. The
+    merged graph is validated (every state reachable, terminal states have no
+    way out, every non-terminal state can end, a state allowing a capability
+    has the transitions that capability fires); an inconsistency stops the
+    engine from starting with ``LifecycleDefinitionError`` naming the problem.
+    Move entities through your own events with ``Engine.transition_order``.
+    Raising stops start-up.
+    """
+
+
+@hookspec
+def ordnung_engine_started(engine: Any) -> None:
+    """The engine is ready; keep a reference if the plugin needs to call it later.
+
+    Called once after start-up, collected, results ignored. Raising stops start-up.
+    """
+
+
+# --------------------------------------------------------------------------- pricing
+
+
+@hookspec
+def ordnung_adjustments(ctx: PricingContext) -> Sequence[Discount | GiftLine | Note] | None:
+    """Promotions and loyalty: discounts, complimentary gift lines and notes.
+
+    Called on every pricing (each cart change and at placement), collected,
+    in-transaction at placement. Return a list of ``Discount`` (``amount`` > 0
+    reduces the total; ``line_id`` targets a line, else the order), ``GiftLine``
+    (a zero-priced line whose stock is reserved like any other; a gift whose
+    SKU is out of stock is skipped and the explanation says so) or ``Note``
+    (an explanation without money). Must be deterministic for the same
+    context. Discounts never take a line or the order below zero: the core
+    caps them and says so in the explanation. Raising aborts the pricing.
+    """
+
+
+@hookspec
+def ordnung_shipping_quotes(ctx: PricingContext) -> Sequence[ShippingQuote] | None:
+    """Carriers: what shipping this cart can have, at what price and when.
+
+    Called on every pricing, collected. Return ``ShippingQuote`` objects in the
+    cart's currency; the core names each ``"<plugin>:<service>"`` and applies
+    the one the cart selected. Return ``None`` or ``[]`` when the carrier does
+    not serve the address. Raising aborts the pricing.
+    """
+
+
+@hookspec(firstresult=True)
+def ordnung_tax(ctx: PricingContext) -> TaxAnswer | None:
+    """Tax rates for each line and for shipping.
+
+    Called on every pricing after promotions and shipping, firstresult. The
+    ``ctx.lines`` carry their ``discount`` share, so the taxable base of a line
+    is ``line_total + discount``. Return rates; the core computes the amounts,
+    per line, rounding half-up. ``None`` means "not mine": if no plugin
+    answers and the engine requires tax (the default), placement fails with
+    ``TaxUnavailable`` — the engine never silently charges zero tax. Raising
+    aborts the pricing.
+    """
+
+
+@hookspec
+def ordnung_validate_order(ctx: PricingContext) -> Sequence[Violation] | None:
+    """Regional rules and restrictions: may this cart become an order?
+
+    Called at placement (in-transaction) and when a cart is checked,
+    collected. Return ``Violation`` objects naming the line and the rule; any
+    violation refuses the placement with ``ValidationFailed`` listing all of
+    them. Raising aborts the placement.
+    """
+
+
+@hookspec
+def ordnung_assess_risk(ctx: RiskContext) -> RiskAssessment | None:
+    """Fraud: score a freshly placed order.
+
+    Called at placement, in-transaction, collected. If any assessment has
+    ``hold=True``, the order goes on hold for review in the same transaction:
+    nothing is captured or shipped until staff release it. Scores and reasons
+    are stored on the order and shown in the timeline. Raising aborts the placement.
+    """
+
+
+@hookspec
+def ordnung_fulfilment_priority(order: Order, customer: Customer | None) -> int | None:
+    """Priority points for the fulfilment queue (higher ships first).
+
+    Called at placement, in-transaction, collected; the points are summed and
+    stored on the order. Raising aborts the placement.
+    """
+
+
+# --------------------------------------------------------------------------- payments
+
+
+@hookspec
+def ordnung_payment_methods(order: Order) -> Sequence[PaymentMethod] | None:
+    """Which ways to pay this plugin offers for ``order``.
+
+    Called when a client lists payment methods, collected; the core fills
+    ``gateway`` with the plugin's name. Raising is an error for the caller.
+    """
+
+
+@hookspec(firstresult=True)
+def ordnung_authorize(request: PaymentRequest) -> GatewayResult | None:
+    """Authorize (hold) ``request.amount`` with the gateway.
+
+    Directed to the payment's gateway plugin, called outside the database
+    transaction (no row is locked while the gateway answers). Must be
+    idempotent on ``request.idempotency_key``. Return ``approved`` (with the
+    gateway's ``reference``), ``pending`` (a webhook will confirm) or
+    ``declined`` (with a ``reason``). Raising is treated as a decline with the
+    error's message and is logged.
+    """
+
+
+@hookspec(firstresult=True)
+def ordnung_capture(request: PaymentRequest) -> GatewayResult | None:
+    """Capture ``request.amount`` of an authorized payment (partial captures allowed).
+
+    Directed, outside the transaction, idempotent on the key. For manual
+    methods the plugin approves (staff marked it paid). The core has already
+    checked captured <= authorized <= total. Raising means not captured.
+    """
+
+
+@hookspec(firstresult=True)
+def ordnung_refund(request: PaymentRequest) -> GatewayResult | None:
+    """Refund ``request.amount`` of captured money (partial refunds allowed).
+
+    Directed, outside the transaction, idempotent on the key. The core has
+    already checked refunded <= captured. Raising means not refunded.
+    """
+
+
+@hookspec(firstresult=True)
+def ordnung_void(request: PaymentRequest) -> GatewayResult | None:
+    """Release an authorization that will not be captured (cancel, decline...).
+
+    Directed, outside the transaction, idempotent. Raising means not voided;
+    the core records the failure and retries.
+    """
+
+
+@hookspec(firstresult=True)
+def ordnung_gateway_webhook(headers: dict[str, str], body: bytes) -> Sequence[PaymentUpdate] | None:
+    """Verify and parse a gateway's webhook call.
+
+    Directed to the gateway named in the webhook URL. Verify the signature
+    first; raise ``ordnung.core.errors.Forbidden`` for a bad or stale
+    signature (the core answers 403 and changes nothing). Return the payment
+    updates the call reports; the core applies each in its own transaction,
+    idempotently (a repeated webhook changes nothing the second time).
+    """
+
+
+# --------------------------------------------------------------------------- fulfilment
+
+
+@hookspec(firstresult=True)
+def ordnung_create_label(order: Order, shipment: Shipment) -> Label | None:
+    """Create the carrier label and tracking number when a shipment ships.
+
+    Directed to the shipment's carrier plugin, outside the transaction. If the
+    carrier plugin does not implement it, the caller's tracking number is
+    used. Raising refuses the ship operation; nothing changes.
+    """
+
+
+@hookspec(firstresult=True)
+def ordnung_parse_tracking(payload: dict[str, Any]) -> Sequence[TrackingUpdate] | None:
+    """Turn a carrier's tracking push into updates.
+
+    Directed to the carrier plugin named by the caller. A ``delivered``
+    update delivers the shipment (and the order once every shipment is
+    delivered). Raising refuses the payload; nothing changes.
+    """
+
+
+# --------------------------------------------------------------------------- transitions
+
+
+@hookspec
+def ordnung_guard_transition(ctx: TransitionContext) -> str | None:
+    """Veto a transition of any machine before it is committed.
+
+    Called for every transition, in-transaction, collected. Return a reason
+    (a non-empty string) to veto: the operation fails with ``TransitionVetoed``
+    naming the plugin and the reason, and nothing is written. Return ``None``
+    to allow. Raising aborts the operation like a veto without a reason.
+    """
+
+
+@hookspec
+def ordnung_after_transition(event: Event, order: Order | None) -> None:
+    """React to a committed transition (notifications, sync, analytics).
+
+    After-commit, collected, once per transition event; ``order`` is the
+    order as committed. Failures are recorded and retried with backoff.
+    """
+
+
+@hookspec
+def ordnung_on_event(event: Event) -> None:
+    """Every committed timeline event, transitions and others (webhook or broker forwarders).
+
+    After-commit, collected. Failures are recorded and retried with backoff.
+    """
+
+
+@hookspec
+def ordnung_availability_changed(changes: Sequence[AvailabilityChange]) -> None:
+    """Tell sales channels that SKUs' availability changed.
+
+    After-commit, collected; ``changes`` carries each SKU's new available
+    quantity (the same number for every channel) and the channels to inform.
+    Failures are recorded and retried with backoff.
+    """
+
+
+# --------------------------------------------------------------------------- customers
+
+
+@hookspec
+def ordnung_export_customer_data(customer: Customer) -> dict[str, Any] | None:
+    """Contribute this plugin's data about a customer to a data export (GDPR/CCPA).
+
+    Called when a customer's data is exported, collected; each answer is put
+    under the plugin's name in the export. Raising fails the export.
+    """
+
+
+@hookspec
+def ordnung_erase_customer_data(customer: Customer) -> None:
+    """Erase what this plugin holds about a customer.
+
+    Called before the core anonymises the customer and their orders, collected.
+    Raising aborts the erasure; nothing is anonymised.
+    """

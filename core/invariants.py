@@ -1,0 +1,79 @@
+"""The invariants the core enforces whatever plugins do.
+
+Checked on every order before it is written; a violation aborts the
+transaction. The database's CHECK constraints back the money rules a second
+time, so even a bug here cannot commit an impossible order.
+"""
+
+from __future__ import annotations
+
+from ordnung.core.domain.orders import Order
+from ordnung.core.errors import InvariantViolation
+
+
+def payment_secured(order: Order) -> bool:
+    """Paid enough to fulfil: live authorizations cover the total, or a payment grants terms."""
+    live = [p for p in order.payments if p.live]
+    if any(p.grants_terms for p in live):
+        return True
+    return sum(p.authorized for p in live) >= order.totals.total
+
+
+def check_order(order: Order) -> None:
+    problems: list[str] = []
+    t = order.totals
+    for p in order.payments:
+        if not 0 <= p.refunded <= p.captured <= p.authorized:
+            problems.append(f"payment {p.id}: refunded {p.refunded} <= captured {p.captured} "
+                            f"<= authorized {p.authorized} does not hold")
+    authorized = sum(p.authorized for p in order.payments)
+    captured = sum(p.captured for p in order.payments)
+    refunded = sum(p.refunded for p in order.payments)
+    if authorized > t.total:
+        problems.append(f"authorized {authorized} exceeds total {t.total}")
+    if not (t.authorized == authorized and t.paid == captured and t.refunded == refunded):
+        problems.append("payment totals disagree with the payments")
+    subtotal = sum(line.line_total for line in order.lines)
+    discounts = sum(a.amount for a in order.adjustments)
+    shipping = order.shipping.price if order.shipping else 0
+    tax = sum(line.tax for line in order.lines) + (order.shipping.tax if order.shipping else 0)
+    expected_total = subtotal + discounts + shipping + (0 if order.prices_include_tax else tax)
+    if (t.subtotal, t.discounts, t.shipping, t.tax, t.total) != (
+            subtotal, discounts, shipping, tax, expected_total):
+        problems.append("totals are not lines + adjustments + shipping + tax")
+    if sum(line.discount for line in order.lines) != discounts:
+        problems.append("line discounts do not add up to the adjustments")
+    if t.total < 0:
+        problems.append("total below zero")
+    for line in order.lines:
+        if not 0 <= line.shipped <= line.quantity - line.cancelled:
+            problems.append(f"line {line.id}: shipped {line.shipped} exceeds ordered "
+                            f"{line.quantity} - cancelled {line.cancelled}")
+        if not 0 <= line.returned <= line.shipped:
+            problems.append(f"line {line.id}: returned {line.returned} exceeds shipped")
+        if sum(a.quantity for a in line.allocations) > line.quantity - line.cancelled:
+            problems.append(f"line {line.id}: more reserved than ordered")
+    in_shipments: dict[str, int] = {}
+    for shipment in order.shipments:
+        if shipment.status == "cancelled":
+            continue
+        for sl in shipment.lines:
+            in_shipments[sl.line_id] = in_shipments.get(sl.line_id, 0) + sl.quantity
+    for line in order.lines:
+        if in_shipments.get(line.id, 0) > line.quantity - line.cancelled:
+            problems.append(f"line {line.id}: shipments hold more than ordered")
+    if problems:
+        raise InvariantViolation("; ".join(problems), order_id=order.id, problems=problems)
+
+
+def refresh_money_totals(order: Order) -> None:
+    """Recompute the derived payment figures of ``order.totals``."""
+    import msgspec
+
+    authorized = sum(p.authorized for p in order.payments)
+    captured = sum(p.captured for p in order.payments)
+    refunded = sum(p.refunded for p in order.payments)
+    order.totals = msgspec.structs.replace(order.totals, authorized=authorized, paid=captured,
+                                           refunded=refunded,
+                                           balance=0 if order.status == "cancelled"
+                                           else max(order.totals.total - captured, 0))

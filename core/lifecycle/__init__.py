@@ -1,0 +1,13 @@
+"""The four state machines (order, payment, shipment, return) and their checks."""
+
+from ordnung.core.lifecycle.machine import Machine, StateExtension, StateSpec, Transition
+from ordnung.core.lifecycle.tables import CORE_MACHINES, build_machines
+
+__all__ = [
+    "CORE_MACHINES",
+    "Machine",
+    "StateExtension",
+    "StateSpec",
+    "Transition",
+    "build_machines",
+]

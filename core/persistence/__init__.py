@@ -1,0 +1,1 @@
+"""Persistence: piccolo tables, the database connection and the repositories."""

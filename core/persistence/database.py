@@ -1,0 +1,140 @@
+"""The database connection: chosen by URL, SQLite (embedded default) or PostgreSQL.
+
+One ``Database`` is bound to the piccolo table classes at start; an engine
+process therefore talks to one database at a time. Write transactions on
+SQLite are IMMEDIATE (take the write lock up front) so read-then-write never
+fails with "database is locked"; on PostgreSQL rows are locked with
+``SELECT ... FOR UPDATE`` where an aggregate is read for change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import pkgutil
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import structlog
+from piccolo.apps.migrations.tables import Migration
+from piccolo.engine.base import Engine as PiccoloEngine
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.sqlite import SQLiteEngine, TransactionType
+from piccolo.query.base import Query
+
+from ordnung.core.errors import InvalidInput
+from ordnung.core.persistence.tables import ALL_TABLES
+
+log = structlog.get_logger("ordnung.db")
+
+DEFAULT_URL = "sqlite:///ordnung.db"
+MIGRATION_APP = "ordnung"
+
+
+class _SQLiteEngine(SQLiteEngine):
+    """SQLite with WAL-friendly per-connection settings."""
+
+    async def get_connection(self) -> Any:
+        connection = await super().get_connection()
+        await connection.execute("PRAGMA synchronous = NORMAL")
+        await connection.execute("PRAGMA busy_timeout = 60000")
+        return connection
+
+
+def engine_for_url(url: str, pool_size: int = 8) -> PiccoloEngine:
+    parsed = urlparse(url)
+    if parsed.scheme == "sqlite":
+        path = unquote(parsed.path)
+        if parsed.netloc:
+            path = parsed.netloc + path
+        elif path.startswith("/") and not url.startswith("sqlite:////"):
+            path = path[1:]
+        if not path or path == ":memory:":
+            raise InvalidInput("SQLite needs a file path, e.g. sqlite:///ordnung.db",
+                               field="database_url")
+        return _SQLiteEngine(path=path, timeout=60)
+    if parsed.scheme in ("postgres", "postgresql"):
+        return PostgresEngine(config={"dsn": url})
+    raise InvalidInput(f"unsupported database URL scheme {parsed.scheme!r}; "
+                       "use sqlite:///path or postgresql://...", field="database_url")
+
+
+class Database:
+    def __init__(self, url: str = DEFAULT_URL, pool_size: int = 8) -> None:
+        self.url = url
+        self.pool_size = pool_size
+        self.engine = engine_for_url(url, pool_size)
+        self.kind = "postgres" if isinstance(self.engine, PostgresEngine) else "sqlite"
+        self._started = False
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.kind == "postgres"
+
+    async def start(self) -> None:
+        for table in (*ALL_TABLES, Migration):
+            table._meta.db = self.engine
+        if isinstance(self.engine, PostgresEngine):
+            await self.engine.start_connection_pool(min_size=1, max_size=self.pool_size)
+        else:
+            await self.engine.run_ddl("PRAGMA journal_mode = WAL")
+        self._started = True
+
+    async def stop(self) -> None:
+        if isinstance(self.engine, PostgresEngine) and self._started:
+            await self.engine.close_connection_pool()
+        self._started = False
+
+    def transaction(self) -> Any:
+        """A write transaction; nested calls join the outer one."""
+        if isinstance(self.engine, SQLiteEngine):
+            return self.engine.transaction(transaction_type=TransactionType.immediate)
+        return self.engine.transaction()
+
+    def for_update(self, query: Query[Any, Any]) -> Any:
+        """Lock the selected rows until commit (PostgreSQL); SQLite already holds the lock."""
+        if self.is_postgres:
+            return query.lock_rows()  # type: ignore[attr-defined]
+        return query
+
+    async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        """Run a raw, portable SQL statement ({} placeholders) and return rows."""
+        from piccolo.querystring import QueryString
+
+        rows = await self.engine.run_querystring(QueryString(sql, *args))
+        return [dict(r) for r in rows or []]
+
+    # -- migrations ---------------------------------------------------------------
+    async def migrate(self) -> list[str]:
+        """Apply migrations not yet applied, under a lock; returns the ids applied."""
+        from ordnung.migrations import versions
+
+        modules = sorted(
+            (importlib.import_module(f"{versions.__name__}.{m.name}")
+             for m in pkgutil.iter_modules(versions.__path__)),
+            key=lambda mod: mod.ID,
+        )
+        applied: list[str] = []
+        await Migration.create_table(if_not_exists=True).run()
+        async with self.transaction():
+            if self.is_postgres:
+                await self.fetch("SELECT pg_advisory_xact_lock(7251113)")
+            done = set(await Migration.get_migrations_which_ran(app_name=MIGRATION_APP))
+            for module in modules:
+                if module.ID in done:
+                    continue
+                await module.apply(self.engine)
+                await Migration.insert(Migration(name=module.ID, app_name=MIGRATION_APP)).run()
+                applied.append(module.ID)
+        if applied:
+            log.info("migrations applied", migrations=applied, database=self.kind)
+        return applied
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[Database]:
+        await self.start()
+        try:
+            yield self
+        finally:
+            await self.stop()

@@ -1,0 +1,138 @@
+"""The timeline and the transactional outbox.
+
+Events are written with the change they describe, in the same transaction;
+the outbox row for each event is what after-commit reactions are driven
+from. Rows are written already claimed by the writing process for a short
+lease, so the process that committed delivers them at once and a sweeper
+elsewhere only takes what a crashed or slow process left behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from ordnung.core.domain.common import new_id, utcnow
+from ordnung.core.domain.events import Event
+from ordnung.core.persistence.codec import decode, encode
+from ordnung.core.persistence.database import Database
+from ordnung.core.persistence.tables import EventRow, OutboxRow, ReactionFailureRow
+
+LEASE = timedelta(seconds=30)
+
+
+class Journal:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def append(self, events: Sequence[Event]) -> None:
+        """Write events and their outbox rows; call inside the change's transaction."""
+        if not events:
+            return
+        now = utcnow()
+        await EventRow.insert(*[
+            EventRow(id=e.id, order_id=e.order_id, seq=e.seq, kind=e.kind, actor=e.actor,
+                     data=encode(e), at=e.at)
+            for e in events
+        ]).run()
+        await OutboxRow.insert(*[
+            OutboxRow(id=e.id, kind=e.kind, order_id=e.order_id, payload=encode(e),
+                      created_at=now, claimed_until=now + LEASE, dispatched_at=None, attempts=1)
+            for e in events
+        ]).run()
+
+    async def timeline(self, order_id: str) -> list[Event]:
+        rows = await EventRow.select(EventRow.data).where(EventRow.order_id == order_id).order_by(
+            EventRow.seq).order_by(EventRow.id).run()
+        return [decode(r["data"], Event) for r in rows]
+
+    async def events(self, kind: str | None = None, after: str | None = None,
+                     limit: int = 100) -> list[Event]:
+        query = EventRow.select(EventRow.data).order_by(EventRow.id).limit(limit)
+        if kind:
+            query = query.where(EventRow.kind == kind)
+        if after:
+            query = query.where(EventRow.id > after)
+        return [decode(r["data"], Event) for r in await query.run()]
+
+    # -- outbox -------------------------------------------------------------------
+    async def mark_dispatched(self, event_ids: Sequence[str]) -> None:
+        if event_ids:
+            await OutboxRow.update({OutboxRow.dispatched_at: utcnow()}).where(
+                OutboxRow.id.is_in(list(event_ids))).run()
+
+    async def claim_stale(self, limit: int = 100) -> list[Event]:
+        """Take undelivered events whose lease expired (their writer died or stalled)."""
+        now = utcnow()
+        async with self.db.transaction():
+            query = OutboxRow.select(OutboxRow.id, OutboxRow.payload).where(
+                OutboxRow.dispatched_at.is_null()
+                & (OutboxRow.claimed_until.is_null() | (OutboxRow.claimed_until < now))
+            ).order_by(OutboxRow.id).limit(limit)
+            if self.db.is_postgres:
+                query = query.lock_rows(skip_locked=True)
+            rows = await query.run()
+            if not rows:
+                return []
+            await OutboxRow.update({OutboxRow.claimed_until: now + LEASE,
+                                    OutboxRow.attempts: OutboxRow.attempts + 1}).where(
+                OutboxRow.id.is_in([r["id"] for r in rows])).run()
+        return [decode(r["payload"], Event) for r in rows]
+
+    async def pending_count(self) -> int:
+        return int(await OutboxRow.count().where(OutboxRow.dispatched_at.is_null()).run())
+
+    async def outbox_event(self, event_id: str) -> Event | None:
+        rows = await OutboxRow.select(OutboxRow.payload).where(OutboxRow.id == event_id).run()
+        return decode(rows[0]["payload"], Event) if rows else None
+
+    # -- failed reactions ---------------------------------------------------------
+    async def record_failure(self, event_id: str, hook: str, plugin: str, error: str) -> None:
+        now = utcnow()
+        existing = await ReactionFailureRow.select(
+            ReactionFailureRow.id, ReactionFailureRow.attempts).where(
+            (ReactionFailureRow.outbox_id == event_id) & (ReactionFailureRow.hook == hook)
+            & (ReactionFailureRow.plugin == plugin)).run()
+        if existing:
+            attempts = existing[0]["attempts"] + 1
+            await ReactionFailureRow.update({
+                ReactionFailureRow.attempts: attempts,
+                ReactionFailureRow.last_error: error[:2000],
+                ReactionFailureRow.next_attempt_at: now + backoff(attempts),
+            }).where(ReactionFailureRow.id == existing[0]["id"]).run()
+            return
+        await ReactionFailureRow.insert(ReactionFailureRow(
+            id=new_id("rf"), outbox_id=event_id, hook=hook, plugin=plugin, attempts=1,
+            last_error=error[:2000], next_attempt_at=now + backoff(1), resolved_at=None,
+            created_at=now)).run()
+
+    async def due_failures(self, now: datetime | None = None,
+                           limit: int = 100) -> list[dict[str, Any]]:
+        now = now or utcnow()
+        return list(await ReactionFailureRow.select().where(
+            ReactionFailureRow.resolved_at.is_null()
+            & (ReactionFailureRow.next_attempt_at <= now)
+        ).order_by(ReactionFailureRow.next_attempt_at).limit(limit).run())
+
+    async def open_failures(self) -> list[dict[str, Any]]:
+        return list(await ReactionFailureRow.select().where(
+            ReactionFailureRow.resolved_at.is_null()).order_by(ReactionFailureRow.id).run())
+
+    async def resolve_failure(self, failure_id: str) -> None:
+        await ReactionFailureRow.update({ReactionFailureRow.resolved_at: utcnow()}).where(
+            ReactionFailureRow.id == failure_id).run()
+
+
+def backoff(attempts: int) -> timedelta:
+    """Exponential backoff for failed reactions: 2s, 4s, 8s ... capped at one hour."""
+    return timedelta(seconds=min(2 ** attempts, 3600))
+
+
+def event(kind: str, *, order_id: str | None = None, seq: int = 0, machine: str | None = None,
+          entity_id: str = "", from_state: str | None = None, to_state: str | None = None,
+          transition: str | None = None, actor: str = "system",
+          data: dict[str, Any] | None = None, at: datetime | None = None) -> Event:
+    return Event(id=new_id("ev"), kind=kind, order_id=order_id, seq=seq, machine=machine,
+                 entity_id=entity_id, from_state=from_state, to_state=to_state,
+                 transition=transition, actor=actor, data=data or {}, at=at or utcnow())

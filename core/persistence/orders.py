@@ -1,0 +1,134 @@
+"""Orders: the aggregate document plus the columns we filter and constrain on."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ordnung.core.domain.orders import Order
+from ordnung.core.errors import Conflict, NotFound
+from ordnung.core.persistence.codec import decode, encode
+from ordnung.core.persistence.database import Database
+from ordnung.core.persistence.tables import ExternalRefRow, OrderRow
+
+
+def _money_columns(order: Order) -> dict[str, int]:
+    return {
+        "total": order.totals.total,
+        "authorized": sum(p.authorized for p in order.payments),
+        "captured": sum(p.captured for p in order.payments),
+        "refunded": sum(p.refunded for p in order.payments),
+    }
+
+
+class OrderStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def insert(self, order: Order) -> None:
+        await OrderRow.insert(OrderRow(
+            id=order.id, number=order.number, channel=order.channel,
+            customer_id=order.customer_id, email=order.email, status=order.status,
+            currency=order.currency, priority=order.priority, data=encode(order),
+            version=order.version, created_at=order.created_at, updated_at=order.updated_at,
+            **_money_columns(order),
+        )).run()
+
+    async def save(self, order: Order, expected_version: int) -> None:
+        """Write the new state; refuses if someone else saved since we read (version check)."""
+        order.version = expected_version + 1
+        money = _money_columns(order)
+        rows = await OrderRow.update({
+            OrderRow.status: order.status,
+            OrderRow.priority: order.priority,
+            OrderRow.email: order.email,
+            OrderRow.customer_id: order.customer_id,
+            OrderRow.total: money["total"],
+            OrderRow.authorized: money["authorized"],
+            OrderRow.captured: money["captured"],
+            OrderRow.refunded: money["refunded"],
+            OrderRow.data: encode(order),
+            OrderRow.version: order.version,
+            OrderRow.updated_at: order.updated_at,
+        }).where((OrderRow.id == order.id) & (OrderRow.version == expected_version)).returning(
+            OrderRow.id).run()
+        if not rows:
+            raise Conflict(f"order {order.id} was changed concurrently; retry",
+                           order_id=order.id)
+
+    async def get(self, order_id: str, *, for_update: bool = False) -> Order:
+        query = OrderRow.select(OrderRow.data).where(OrderRow.id == order_id)
+        rows = await (self.db.for_update(query) if for_update else query)
+        if not rows:
+            raise NotFound("order", order_id)
+        return decode(rows[0]["data"], Order)
+
+    async def by_number(self, number: str) -> Order:
+        rows = await OrderRow.select(OrderRow.data).where(OrderRow.number == number).run()
+        if not rows:
+            raise NotFound("order", number)
+        return decode(rows[0]["data"], Order)
+
+    async def list(self, *, customer_id: str | None = None, status: Sequence[str] | None = None,
+                   channel: str | None = None, after: str | None = None,
+                   limit: int = 50) -> list[Order]:
+        """Newest first; ``after`` is the id of the last order of the previous page."""
+        query = OrderRow.select(OrderRow.data).order_by(OrderRow.id, ascending=False).limit(limit)
+        if customer_id is not None:
+            query = query.where(OrderRow.customer_id == customer_id)
+        if status:
+            query = query.where(OrderRow.status.is_in(list(status)))
+        if channel is not None:
+            query = query.where(OrderRow.channel == channel)
+        if after is not None:
+            query = query.where(OrderRow.id < after)
+        return [decode(r["data"], Order) for r in await query.run()]
+
+    async def queue(self, states: Sequence[str], limit: int = 100) -> list[Order]:
+        """Orders in states that allow fulfilment: highest priority first, then oldest."""
+        if not states:
+            return []
+        rows = await OrderRow.select(OrderRow.data).where(OrderRow.status.is_in(list(states))
+        ).order_by(OrderRow.priority, ascending=False).order_by(OrderRow.id).limit(limit).run()
+        return [decode(r["data"], Order) for r in rows]
+
+    async def count_recent(self, *, customer_id: str | None, email: str,
+                           since: Any) -> tuple[int, int]:
+        by_customer = 0
+        if customer_id:
+            by_customer = await OrderRow.count().where(
+                (OrderRow.customer_id == customer_id) & (OrderRow.created_at >= since)).run()
+        by_email = 0
+        if email:
+            by_email = await OrderRow.count().where(
+                (OrderRow.email == email) & (OrderRow.created_at >= since)).run()
+        return int(by_customer), int(by_email)
+
+    async def customer_stats(self, customer_id: str) -> tuple[int, dict[str, int]]:
+        """Order count and lifetime spend (captured minus refunded) per currency."""
+        rows = await self.db.fetch(
+            "SELECT currency, COUNT(*) AS n, COALESCE(SUM(captured - refunded), 0) AS spend "
+            "FROM orders WHERE customer_id = {} AND status <> 'cancelled' GROUP BY currency",
+            customer_id)
+        count = sum(int(r["n"]) for r in rows)
+        return count, {r["currency"]: int(r["spend"]) for r in rows}
+
+    async def ids_for_customer(self, customer_id: str) -> list[str]:
+        rows = await OrderRow.select(OrderRow.id).where(OrderRow.customer_id == customer_id).run()
+        return [r["id"] for r in rows]
+
+    # -- external references ---------------------------------------------------------
+    async def remember_reference(self, namespace: str, reference: str, order_id: str,
+                                 entity_id: str) -> None:
+        """Map a gateway reference or tracking number to its order (first writer wins)."""
+        existing = await self.find_reference(namespace, reference)
+        if existing is None:
+            await ExternalRefRow.insert(ExternalRefRow(namespace=namespace, reference=reference,
+                                                       order_id=order_id,
+                                                       entity_id=entity_id)).run()
+
+    async def find_reference(self, namespace: str, reference: str) -> tuple[str, str] | None:
+        rows = await self.db.fetch(
+            "SELECT order_id, entity_id FROM external_refs WHERE namespace = {} "
+            "AND reference = {}", namespace, reference)
+        return (rows[0]["order_id"], rows[0]["entity_id"]) if rows else None

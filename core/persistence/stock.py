@@ -1,0 +1,256 @@
+"""Stock levels and the movement ledger: oversell-proof arithmetic in SQL.
+
+Every change is one guarded UPDATE whose WHERE clause re-checks availability
+at the moment the row is written, so two processes can never both take the
+last unit; the CHECK constraint on ``stock_levels`` backs it. Rows are always
+touched in a fixed order (SKU, then location priority, then location id), so
+concurrent placements cannot deadlock each other. Each change appends a
+ledger movement in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+import msgspec
+
+from ordnung.core.domain.common import new_id, utcnow
+from ordnung.core.domain.inventory import Allocation, Movement, StockLevel
+from ordnung.core.errors import InvalidInput, NotFound
+from ordnung.core.persistence.database import Database
+from ordnung.core.persistence.tables import MovementRow, StockLevelRow
+
+
+class Want(msgspec.Struct, frozen=True):
+    """A request to reserve ``quantity`` of ``sku`` for the line ``key``."""
+
+    key: str
+    sku: str
+    quantity: int
+    optional: bool = False
+
+
+class ReserveOutcome(msgspec.Struct):
+    allocations: dict[str, list[Allocation]]
+    #: optional wants that could not be met (e.g. a gift out of stock)
+    skipped: list[str]
+    #: required wants that could not be met: sku, requested, available
+    shortages: list[dict[str, object]]
+
+
+_FAST_RESERVE = """
+UPDATE stock_levels SET reserved = reserved + {}
+WHERE id = (
+    SELECT s.id FROM stock_levels s JOIN locations l ON l.id = s.location_id
+    WHERE s.sku = {} AND l.active AND (s.allow_backorder OR s.on_hand - s.reserved >= {})
+    ORDER BY l.priority, l.id LIMIT 1
+) AND (allow_backorder OR on_hand - reserved >= {})
+RETURNING location_id
+"""
+
+_GUARDED_RESERVE = """
+UPDATE stock_levels SET reserved = reserved + {}
+WHERE id = {} AND (allow_backorder OR on_hand - reserved >= {})
+RETURNING location_id
+"""
+
+_LEVELS_FOR_SKU = """
+SELECT s.id, s.location_id, s.on_hand - s.reserved AS available, s.allow_backorder
+FROM stock_levels s JOIN locations l ON l.id = s.location_id
+WHERE s.sku = {} AND l.active
+ORDER BY l.priority, l.id
+"""
+
+
+def level_id(sku: str, location_id: str) -> str:
+    return f"{sku}@{location_id}"
+
+
+class StockStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- reservations -------------------------------------------------------------
+    async def reserve(self, wants: Sequence[Want]) -> ReserveOutcome:
+        """Reserve every want, in SKU order; call inside a transaction.
+
+        Required wants that cannot be met are reported in ``shortages`` (the
+        caller raises and the transaction rolls back); optional ones are skipped.
+        """
+        outcome = ReserveOutcome(allocations={}, skipped=[], shortages=[])
+        for want in sorted(wants, key=lambda w: (w.sku, w.optional, w.key)):
+            if want.quantity <= 0:
+                raise InvalidInput("quantity must be positive", field="quantity")
+            rows = await self.db.fetch(_FAST_RESERVE, want.quantity, want.sku, want.quantity,
+                                       want.quantity)
+            if rows:
+                outcome.allocations[want.key] = [Allocation(location_id=rows[0]["location_id"],
+                                                            quantity=want.quantity)]
+                continue
+            allocations, short_by = await self._reserve_split(want)
+            if short_by == 0:
+                outcome.allocations[want.key] = allocations
+                continue
+            # undo the partial split for this want before reporting it
+            for alloc in allocations:
+                await self._shift(want.sku, alloc.location_id, 0, -alloc.quantity)
+            if want.optional:
+                outcome.skipped.append(want.key)
+            else:
+                available = await self.available([want.sku])
+                outcome.shortages.append({"sku": want.sku, "requested": want.quantity,
+                                          "available": max(available.get(want.sku, 0), 0)})
+        return outcome
+
+    async def _reserve_split(self, want: Want) -> tuple[list[Allocation], int]:
+        """Spread a want over locations in priority order; returns what is still missing."""
+        remaining = want.quantity
+        allocations: list[Allocation] = []
+        for _attempt in range(3):
+            levels = await self.db.fetch(_LEVELS_FOR_SKU, want.sku)
+            progressed = False
+            for level in levels:
+                if remaining == 0:
+                    break
+                take = remaining if level["allow_backorder"] else min(remaining,
+                                                                      level["available"])
+                if take <= 0:
+                    continue
+                rows = await self.db.fetch(_GUARDED_RESERVE, take, level["id"], take)
+                if rows:
+                    allocations.append(Allocation(location_id=level["location_id"],
+                                                  quantity=take))
+                    remaining -= take
+                    progressed = True
+            if remaining == 0 or not progressed:
+                break
+        return allocations, remaining
+
+    async def _shift(self, sku: str, location_id: str, on_hand: int, reserved: int) -> None:
+        """Apply deltas to one level, refusing anything the invariants forbid."""
+        rows = await self.db.fetch(
+            "UPDATE stock_levels SET on_hand = on_hand + {}, reserved = reserved + {} "
+            "WHERE id = {} AND on_hand + {} >= 0 AND reserved + {} >= 0 "
+            "AND (allow_backorder OR on_hand + {} >= reserved + {}) RETURNING id",
+            on_hand, reserved, level_id(sku, location_id), on_hand, reserved, on_hand, reserved,
+        )
+        if not rows:
+            level = await self.level(sku, location_id)
+            raise InvalidInput(
+                f"stock of {sku} at {location_id} cannot change by on_hand {on_hand:+d}, "
+                f"reserved {reserved:+d} (on hand {level.on_hand}, reserved {level.reserved})",
+                field="quantity", sku=sku, location_id=location_id,
+            )
+
+    async def apply(self, changes: Iterable[tuple[str, str, int, int]]) -> None:
+        """Apply ``(sku, location, on_hand_delta, reserved_delta)`` changes in lock order."""
+        for sku, location_id, on_hand, reserved in sorted(changes, key=lambda c: (c[0], c[1])):
+            if on_hand or reserved:
+                await self._shift(sku, location_id, on_hand, reserved)
+
+    async def set_on_hand(self, sku: str, location_id: str, counted: int) -> int:
+        """Set on hand to a counted figure; returns the delta applied."""
+        query = StockLevelRow.select(StockLevelRow.on_hand).where(
+            StockLevelRow.id == level_id(sku, location_id))
+        rows = await self.db.for_update(query)
+        if not rows:
+            raise NotFound("stock level", level_id(sku, location_id))
+        delta = counted - rows[0]["on_hand"]
+        if delta:
+            await self._shift(sku, location_id, delta, 0)
+        return int(delta)
+
+    # -- levels -------------------------------------------------------------------
+    async def ensure_level(self, sku: str, location_id: str, allow_backorder: bool) -> bool:
+        """Create the level row if missing; True if it was created."""
+        existing = await StockLevelRow.select(StockLevelRow.id).where(
+            StockLevelRow.id == level_id(sku, location_id)).run()
+        if existing:
+            return False
+        await StockLevelRow.insert(StockLevelRow(
+            id=level_id(sku, location_id), sku=sku, location_id=location_id, on_hand=0,
+            reserved=0, allow_backorder=allow_backorder)).run()
+        return True
+
+    async def set_backorder(self, sku: str, allow: bool) -> None:
+        await StockLevelRow.update({StockLevelRow.allow_backorder: allow}).where(
+            StockLevelRow.sku == sku).run()
+
+    async def level(self, sku: str, location_id: str) -> StockLevel:
+        rows = await StockLevelRow.select().where(
+            StockLevelRow.id == level_id(sku, location_id)).run()
+        if not rows:
+            raise NotFound("stock level", level_id(sku, location_id))
+        r = rows[0]
+        return StockLevel(sku=sku, location_id=location_id, on_hand=r["on_hand"],
+                          reserved=r["reserved"])
+
+    async def levels(self, skus: Sequence[str] | None = None,
+                     location_id: str | None = None) -> list[StockLevel]:
+        query = StockLevelRow.select().order_by(StockLevelRow.sku).order_by(
+            StockLevelRow.location_id)
+        if skus is not None:
+            if not skus:
+                return []
+            query = query.where(StockLevelRow.sku.is_in(list(skus)))
+        if location_id is not None:
+            query = query.where(StockLevelRow.location_id == location_id)
+        return [StockLevel(sku=r["sku"], location_id=r["location_id"], on_hand=r["on_hand"],
+                           reserved=r["reserved"]) for r in await query.run()]
+
+    async def available(self, skus: Sequence[str]) -> dict[str, int]:
+        """Available units per SKU over all active locations (the same for every channel)."""
+        if not skus:
+            return {}
+        placeholders = ", ".join("{}" for _ in skus)
+        rows = await self.db.fetch(
+            "SELECT s.sku, SUM(s.on_hand - s.reserved) AS available FROM stock_levels s "
+            f"JOIN locations l ON l.id = s.location_id WHERE l.active AND s.sku IN ({placeholders}) "
+            "GROUP BY s.sku", *skus)
+        out = {sku: 0 for sku in skus}
+        out.update({r["sku"]: int(r["available"]) for r in rows})
+        return out
+
+    # -- ledger -------------------------------------------------------------------
+    async def record(self, movements: Sequence[Movement]) -> None:
+        if not movements:
+            return
+        await MovementRow.insert(*[
+            MovementRow(id=m.id, sku=m.sku, location_id=m.location_id, kind=m.kind,
+                        on_hand_delta=m.on_hand_delta, reserved_delta=m.reserved_delta,
+                        order_id=m.order_id, reason=m.reason, actor=m.actor, at=m.at)
+            for m in movements
+        ]).run()
+
+    async def movements(self, sku: str | None = None, order_id: str | None = None,
+                        limit: int = 500, after: str | None = None) -> list[Movement]:
+        query = MovementRow.select().order_by(MovementRow.id).limit(limit)
+        if sku is not None:
+            query = query.where(MovementRow.sku == sku)
+        if order_id is not None:
+            query = query.where(MovementRow.order_id == order_id)
+        if after is not None:
+            query = query.where(MovementRow.id > after)
+        return [Movement(**{k: r[k] for k in Movement.__struct_fields__}) for r in
+                await query.run()]
+
+    async def ledger_balance(self) -> list[dict[str, int | str]]:
+        """Rows where the level disagrees with the sum of its movements (should be none)."""
+        rows = await self.db.fetch(
+            "SELECT s.sku, s.location_id, s.on_hand, s.reserved, "
+            "COALESCE(SUM(m.on_hand_delta), 0) AS ledger_on_hand, "
+            "COALESCE(SUM(m.reserved_delta), 0) AS ledger_reserved "
+            "FROM stock_levels s LEFT JOIN stock_movements m "
+            "ON m.sku = s.sku AND m.location_id = s.location_id "
+            "GROUP BY s.sku, s.location_id, s.on_hand, s.reserved")
+        return [r for r in rows if r["on_hand"] != r["ledger_on_hand"]
+                or r["reserved"] != r["ledger_reserved"]]
+
+
+def movement(sku: str, location_id: str, kind: str, on_hand: int, reserved: int, *,
+             order_id: str | None = None, reason: str = "", actor: str = "",
+             at: datetime | None = None) -> Movement:
+    return Movement(id=new_id("mv"), sku=sku, location_id=location_id, kind=kind,
+                    on_hand_delta=on_hand, reserved_delta=reserved, order_id=order_id,
+                    reason=reason, actor=actor, at=at or utcnow())

@@ -1,0 +1,170 @@
+"""Piccolo table classes used for querying.
+
+The schema itself (with its CHECK constraints) is created by the migrations
+in ``ordnung.migrations``; these classes mirror it column for column.
+Aggregates (orders, carts, customers) keep their full msgspec document in
+``data`` plus the columns we filter, sort or constrain on; stock levels and
+ledger movements are fully relational because their arithmetic happens in
+SQL.
+"""
+
+from __future__ import annotations
+
+from piccolo.columns import BigInt, Boolean, Integer, Text, Timestamptz, Varchar
+from piccolo.table import Table
+
+
+class ProductRow(Table, tablename="products"):
+    id = Varchar(length=64, primary_key=True)
+    name = Text()
+    data = Text()
+    created_at = Timestamptz()
+
+
+class VariantRow(Table, tablename="variants"):
+    sku = Varchar(length=64, primary_key=True)
+    product_id = Varchar(length=64)
+    barcode = Varchar(length=64)
+    active = Boolean()
+    data = Text()
+
+
+class LocationRow(Table, tablename="locations"):
+    id = Varchar(length=64, primary_key=True)
+    name = Text()
+    priority = Integer()
+    active = Boolean()
+
+
+class ChannelRow(Table, tablename="channels"):
+    id = Varchar(length=64, primary_key=True)
+    data = Text()
+
+
+class StockLevelRow(Table, tablename="stock_levels"):
+    id = Varchar(length=140, primary_key=True)
+    sku = Varchar(length=64)
+    location_id = Varchar(length=64)
+    on_hand = BigInt()
+    reserved = BigInt()
+    allow_backorder = Boolean()
+
+
+class MovementRow(Table, tablename="stock_movements"):
+    id = Varchar(length=40, primary_key=True)
+    sku = Varchar(length=64)
+    location_id = Varchar(length=64)
+    kind = Varchar(length=16)
+    on_hand_delta = BigInt()
+    reserved_delta = BigInt()
+    order_id = Varchar(length=40, null=True)
+    reason = Text()
+    actor = Text()
+    at = Timestamptz()
+
+
+class CustomerRow(Table, tablename="customers"):
+    id = Varchar(length=40, primary_key=True)
+    email = Varchar(length=320)
+    erased = Boolean()
+    data = Text()
+    created_at = Timestamptz()
+
+
+class CartRow(Table, tablename="carts"):
+    id = Varchar(length=40, primary_key=True)
+    customer_id = Varchar(length=40, null=True)
+    channel = Varchar(length=64)
+    status = Varchar(length=16)
+    data = Text()
+    version = Integer()
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+class OrderRow(Table, tablename="orders"):
+    id = Varchar(length=40, primary_key=True)
+    number = Varchar(length=32)
+    channel = Varchar(length=64)
+    customer_id = Varchar(length=40, null=True)
+    email = Varchar(length=320)
+    status = Varchar(length=32)
+    currency = Varchar(length=3)
+    priority = Integer()
+    total = BigInt()
+    authorized = BigInt()
+    captured = BigInt()
+    refunded = BigInt()
+    data = Text()
+    version = Integer()
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+class EventRow(Table, tablename="events"):
+    id = Varchar(length=40, primary_key=True)
+    order_id = Varchar(length=40, null=True)
+    seq = Integer()
+    kind = Varchar(length=64)
+    actor = Text()
+    data = Text()
+    at = Timestamptz()
+
+
+class OutboxRow(Table, tablename="outbox"):
+    id = Varchar(length=40, primary_key=True)
+    kind = Varchar(length=64)
+    order_id = Varchar(length=40, null=True)
+    payload = Text()
+    created_at = Timestamptz()
+    claimed_until = Timestamptz(null=True, default=None)
+    dispatched_at = Timestamptz(null=True, default=None)
+    attempts = Integer()
+
+
+class ReactionFailureRow(Table, tablename="reaction_failures"):
+    id = Varchar(length=40, primary_key=True)
+    outbox_id = Varchar(length=40)
+    hook = Varchar(length=64)
+    plugin = Varchar(length=64)
+    attempts = Integer()
+    last_error = Text()
+    next_attempt_at = Timestamptz()
+    resolved_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz()
+
+
+class IdempotencyRow(Table, tablename="idempotency_keys"):
+    key = Varchar(length=300, primary_key=True)
+    fingerprint = Varchar(length=64)
+    result = Text()
+    created_at = Timestamptz()
+
+
+ALL_TABLES: tuple[type[Table], ...] = (
+    ProductRow,
+    VariantRow,
+    LocationRow,
+    ChannelRow,
+    StockLevelRow,
+    MovementRow,
+    CustomerRow,
+    CartRow,
+    OrderRow,
+    EventRow,
+    OutboxRow,
+    ReactionFailureRow,
+    IdempotencyRow,
+)
+
+
+class ExternalRefRow(Table, tablename="external_refs"):
+    """Gateway payment references and tracking numbers, pointing at their order."""
+
+    namespace = Varchar(length=80, primary_key=True)
+    reference = Varchar(length=200)
+    order_id = Varchar(length=40)
+    entity_id = Varchar(length=40)
+
+
+ALL_TABLES = (*ALL_TABLES, ExternalRefRow)

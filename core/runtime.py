@@ -1,0 +1,185 @@
+"""The shared machinery behind the Engine's services.
+
+``Runtime`` holds the database, stores, plugins and state machines.
+``OrderChange`` is one transaction's worth of change to one order: it moves
+entities through their machines (asking guards first), moves stock, and
+collects the timeline events; ``Runtime.change_order`` commits all of it at
+once, then hands the events to the dispatcher.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, Protocol, TypeVar
+
+import structlog
+
+from ordnung.core.contexts import TransitionContext
+from ordnung.core.domain.common import utcnow
+from ordnung.core.domain.events import Event
+from ordnung.core.domain.inventory import Movement
+from ordnung.core.domain.orders import Order
+from ordnung.core.errors import Conflict, TransitionVetoed
+from ordnung.core.invariants import check_order, payment_secured, refresh_money_totals
+from ordnung.core.lifecycle.machine import Machine
+from ordnung.core.persistence.carts import CartStore
+from ordnung.core.persistence.catalog import CatalogStore
+from ordnung.core.persistence.customers import CustomerStore
+from ordnung.core.persistence.database import Database
+from ordnung.core.persistence.idempotency import IdempotencyStore
+from ordnung.core.persistence.journal import Journal, event
+from ordnung.core.persistence.orders import OrderStore
+from ordnung.core.persistence.stock import StockStore, movement
+from ordnung.core.plugin_host import PluginHost
+
+log = structlog.get_logger("ordnung")
+
+T = TypeVar("T")
+
+
+class Stateful(Protocol):
+    id: str
+    status: str
+
+
+class Deliverer(Protocol):
+    async def deliver(self, events: Sequence[Event], order: Order | None = None) -> None: ...
+
+
+@contextlib.contextmanager
+def bound(**values: Any) -> Iterator[None]:
+    """Bind ids (order_id, cart_id...) to every log line inside the block."""
+    with structlog.contextvars.bound_contextvars(**{k: v for k, v in values.items() if v}):
+        yield
+
+
+class Runtime:
+    def __init__(self, db: Database, plugins: PluginHost, machines: dict[str, Machine],
+                 dispatcher: Deliverer | None = None) -> None:
+        self.db = db
+        self.plugins = plugins
+        self.machines = machines
+        self.orders = OrderStore(db)
+        self.carts = CartStore(db)
+        self.catalog = CatalogStore(db)
+        self.customers = CustomerStore(db)
+        self.stock = StockStore(db)
+        self.journal = Journal(db)
+        self.idempotency = IdempotencyStore(db)
+        self.dispatcher: Deliverer | None = dispatcher
+
+    async def guard(self, ctx: TransitionContext) -> None:
+        for plugin, reason in await self.plugins.collect("ordnung_guard_transition", ctx=ctx):
+            if reason:
+                raise TransitionVetoed(ctx.machine, ctx.event, plugin, str(reason))
+
+    async def change_order(self, order_id: str, actor: str,
+                           work: Callable[[OrderChange], Awaitable[T]],
+                           *, retries: int = 3) -> tuple[T, Order]:
+        """Run ``work`` on the locked order in one transaction, then dispatch its events."""
+        with bound(order_id=order_id):
+            for attempt in range(retries):
+                try:
+                    async with self.db.transaction():
+                        order = await self.orders.get(order_id, for_update=True)
+                        change = OrderChange(self, order, actor)
+                        result = await work(change)
+                        await change.commit(insert=False)
+                    break
+                except Conflict:
+                    if attempt == retries - 1:
+                        raise
+                    log.info("order changed concurrently; retrying", attempt=attempt + 1)
+            await self.deliver(change.events, change.order)
+            return result, change.order
+
+    async def deliver(self, events: Sequence[Event], order: Order | None) -> None:
+        if self.dispatcher is not None and events:
+            await self.dispatcher.deliver(events, order)
+
+
+class OrderChange:
+    """Changes to one order inside one transaction."""
+
+    def __init__(self, runtime: Runtime, order: Order, actor: str) -> None:
+        self.rt = runtime
+        self.order = order
+        self.actor = actor
+        self.events: list[Event] = []
+        self.movements: list[Movement] = []
+        self.availability: set[str] = set()
+        self._version = order.version
+
+    # -- state machines -------------------------------------------------------------
+    def machine(self, name: str) -> Machine:
+        return self.rt.machines[name]
+
+    def require(self, machine: str, entity: Stateful, capability: str) -> None:
+        self.machine(machine).require(entity.id, entity.status, capability)
+
+    def can(self, machine: str, entity: Stateful, capability: str) -> bool:
+        return self.machine(machine).allows(entity.status, capability)
+
+    def has_transition(self, machine: str, entity: Stateful, event_name: str) -> bool:
+        return self.machine(machine).target(entity.status, event_name) is not None
+
+    async def transition(self, machine: str, entity: Stateful, event_name: str,
+                         data: dict[str, Any] | None = None) -> str:
+        """Move ``entity`` by ``event_name`` after the guards agree; record the event."""
+        source = entity.status
+        target = self.machine(machine).next_state(entity.id, source, event_name)
+        await self.rt.guard(TransitionContext(
+            machine=machine, entity_id=entity.id, source=source, event=event_name,
+            target=target, actor=self.actor, order=self.order, data=data or {}))
+        entity.status = target
+        self.emit(f"{machine}.{target}", machine=machine, entity_id=entity.id,
+                  from_state=source, to_state=target, transition=event_name, data=data)
+        return target
+
+    def emit(self, kind: str, *, data: dict[str, Any] | None = None, **fields: Any) -> Event:
+        self.order.event_seq += 1
+        ev = event(kind, order_id=self.order.id, seq=self.order.event_seq, actor=self.actor,
+                   data=data, **fields)
+        self.events.append(ev)
+        return ev
+
+    # -- stock ------------------------------------------------------------------------
+    async def move_stock(self, kind: str, sku: str, location_id: str, on_hand: int,
+                         reserved: int, reason: str = "") -> None:
+        await self.rt.stock.apply([(sku, location_id, on_hand, reserved)])
+        self.movements.append(movement(sku, location_id, kind, on_hand, reserved,
+                                       order_id=self.order.id, reason=reason, actor=self.actor))
+        self.availability.add(sku)
+
+    async def release_open_reservations(self, reason: str) -> None:
+        """Give back every reserved, unshipped unit of the order."""
+        for line in sorted(self.order.lines, key=lambda ln: ln.sku):
+            for alloc in line.allocations:
+                if alloc.quantity:
+                    await self.move_stock("release", line.sku, alloc.location_id, 0,
+                                          -alloc.quantity, reason)
+            line.cancelled = line.quantity - line.shipped
+            line.allocations = []
+
+    # -- commit -------------------------------------------------------------------------
+    async def advance(self) -> None:
+        """Fire ``payment_secured`` when the payments allow and the state has that edge."""
+        if self.has_transition("order", self.order, "payment_secured") and payment_secured(
+                self.order):
+            await self.transition("order", self.order, "payment_secured")
+
+    async def commit(self, *, insert: bool) -> None:
+        await self.advance()
+        if self.availability:
+            self.emit("inventory.availability_changed",
+                      data={"skus": sorted(self.availability)})
+        refresh_money_totals(self.order)
+        check_order(self.order)
+        self.order.updated_at = utcnow()
+        if insert:
+            await self.rt.orders.insert(self.order)
+        else:
+            await self.rt.orders.save(self.order, self._version)
+        await self.rt.stock.record(self.movements)
+        await self.rt.journal.append(self.events)

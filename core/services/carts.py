@@ -1,0 +1,188 @@
+"""Carts (draft orders): every change re-prices; placing turns one into an order."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from ordnung.core.domain.addresses import Address
+from ordnung.core.domain.carts import Cart, CartLine
+from ordnung.core.domain.common import new_id, utcnow
+from ordnung.core.domain.orders import Order
+from ordnung.core.domain.pricing import ExplanationStep, ShippingQuote
+from ordnung.core.errors import Conflict, InvalidInput, NotFound, PaymentDeclined
+from ordnung.core.pricing import PricingInput, PricingPipeline
+from ordnung.core.requests import PaymentInput, PlaceOrder
+from ordnung.core.runtime import Runtime, bound
+from ordnung.core.services.channels import ChannelService
+from ordnung.core.services.customers import CustomerService
+from ordnung.core.services.orders import OrderService
+
+MAX_LINES = 200
+MAX_QUANTITY = 10_000
+
+
+class CartService:
+    def __init__(self, rt: Runtime, pipeline: PricingPipeline, channels: ChannelService,
+                 customers: CustomerService, orders: OrderService) -> None:
+        self.rt = rt
+        self.pipeline = pipeline
+        self.channels = channels
+        self.customers = customers
+        self.orders = orders
+
+    async def create(self, *, channel: str, currency: str | None = None,
+                     customer_id: str | None = None, email: str = "") -> Cart:
+        ch = await self.channels.get(channel)
+        if customer_id:
+            await self.rt.customers.get(customer_id)
+        now = utcnow()
+        cart = Cart(id=new_id("cart"), channel=ch.id, customer_id=customer_id,
+                    email=email.strip().lower(), currency=currency or ch.currency,
+                    created_at=now, updated_at=now)
+        cart.priced = await self._price(cart)
+        await self.rt.carts.insert(cart)
+        return cart
+
+    async def get(self, cart_id: str) -> Cart:
+        return await self.rt.carts.get(cart_id)
+
+    async def _price(self, cart: Cart) -> object:
+        customer = await self.customers.get(cart.customer_id) if cart.customer_id else None
+        return await self.pipeline.price(PricingInput(
+            currency=cart.currency, channel=cart.channel, customer=customer, email=cart.email,
+            lines=cart.lines, shipping_address=cart.shipping_address,
+            billing_address=cart.billing_address, shipping_method=cart.shipping_method,
+            codes=cart.codes, now=utcnow()), strict=False)
+
+    async def _change(self, cart_id: str, mutate: Callable[[Cart], Awaitable[None] | None]) -> Cart:
+        """Load, change, re-price, save: a failing price leaves the cart as it was."""
+        with bound(cart_id=cart_id):
+            cart = await self.rt.carts.get(cart_id)
+            if cart.status != "open":
+                raise Conflict(f"cart {cart_id} is {cart.status}; it can no longer change",
+                               cart_id=cart_id, order_id=cart.order_id)
+            version = cart.version
+            result = mutate(cart)
+            if result is not None:
+                await result
+            cart.priced = await self._price(cart)  # type: ignore[assignment]
+            cart.updated_at = utcnow()
+            await self.rt.carts.save(cart, version)
+            return cart
+
+    async def set_line(self, cart_id: str, sku: str, quantity: int) -> Cart:
+        """Set the quantity of a SKU (0 removes it)."""
+        if quantity < 0 or quantity > MAX_QUANTITY:
+            raise InvalidInput(f"quantity must be between 0 and {MAX_QUANTITY}",
+                               field="quantity")
+
+        async def mutate(cart: Cart) -> None:
+            if quantity and sku not in {ln.sku for ln in cart.lines}:
+                await self.rt.catalog.variant(sku)
+                if len(cart.lines) >= MAX_LINES:
+                    raise InvalidInput(f"a cart holds at most {MAX_LINES} lines", field="lines")
+            lines = [ln for ln in cart.lines if ln.sku != sku]
+            if quantity:
+                position = next((i for i, ln in enumerate(cart.lines) if ln.sku == sku),
+                                len(lines))
+                lines.insert(position, CartLine(sku=sku, quantity=quantity))
+            cart.lines = lines
+
+        return await self._change(cart_id, mutate)
+
+    async def add_line(self, cart_id: str, sku: str, quantity: int = 1) -> Cart:
+        if quantity <= 0:
+            raise InvalidInput("quantity must be positive", field="quantity")
+        cart = await self.rt.carts.get(cart_id)
+        current = next((ln.quantity for ln in cart.lines if ln.sku == sku), 0)
+        return await self.set_line(cart_id, sku, current + quantity)
+
+    async def remove_line(self, cart_id: str, sku: str) -> Cart:
+        cart = await self.rt.carts.get(cart_id)
+        if sku not in {ln.sku for ln in cart.lines}:
+            raise NotFound("cart line", sku)
+        return await self.set_line(cart_id, sku, 0)
+
+    async def set_addresses(self, cart_id: str, *, shipping: Address | None = None,
+                            billing: Address | None = None) -> Cart:
+        def mutate(cart: Cart) -> None:
+            if shipping is not None:
+                cart.shipping_address = shipping
+            if billing is not None:
+                cart.billing_address = billing
+
+        return await self._change(cart_id, mutate)
+
+    async def set_contact(self, cart_id: str, *, email: str | None = None,
+                          customer_id: str | None = None) -> Cart:
+        async def mutate(cart: Cart) -> None:
+            if email is not None:
+                cart.email = email.strip().lower()
+            if customer_id is not None:
+                await self.rt.customers.get(customer_id)
+                cart.customer_id = customer_id
+
+        return await self._change(cart_id, mutate)
+
+    async def apply_code(self, cart_id: str, code: str) -> Cart:
+        code = code.strip()
+        if not code:
+            raise InvalidInput("empty code", field="code")
+
+        def mutate(cart: Cart) -> None:
+            if code not in cart.codes:
+                cart.codes = [*cart.codes, code]
+
+        return await self._change(cart_id, mutate)
+
+    async def remove_code(self, cart_id: str, code: str) -> Cart:
+        def mutate(cart: Cart) -> None:
+            cart.codes = [c for c in cart.codes if c != code]
+
+        return await self._change(cart_id, mutate)
+
+    async def set_shipping_method(self, cart_id: str, method: str) -> Cart:
+        cart = await self.rt.carts.get(cart_id)
+        available = [m for m, _ in (cart.priced.quotes if cart.priced else [])]
+        if method not in available:
+            raise InvalidInput(f"shipping method {method!r} is not available "
+                               f"(available: {', '.join(available) or 'none'})",
+                               field="shipping_method")
+
+        def mutate(cart: Cart) -> None:
+            cart.shipping_method = method
+
+        return await self._change(cart_id, mutate)
+
+    async def quotes(self, cart_id: str) -> list[tuple[str, ShippingQuote]]:
+        cart = await self.rt.carts.get(cart_id)
+        return list(cart.priced.quotes) if cart.priced else []
+
+    async def explain(self, cart_id: str) -> list[ExplanationStep]:
+        cart = await self.rt.carts.get(cart_id)
+        return list(cart.priced.explanation) if cart.priced else []
+
+    async def place(self, cart_id: str, *, payment: PaymentInput | None = None,
+                    client: dict[str, str] | None = None, idempotency_key: str | None = None,
+                    actor: str = "system") -> Order:
+        """Place the cart as an order. Placing a placed cart again returns its order; if the
+        payment is declined the order is cancelled and the cart reopens for another try."""
+        cart = await self.rt.carts.get(cart_id)
+        if cart.status != "open" and cart.order_id:
+            return await self.rt.orders.get(cart.order_id)
+        request = PlaceOrder(
+            channel=cart.channel, lines=list(cart.lines), currency=cart.currency,
+            customer_id=cart.customer_id, email=cart.email,
+            shipping_address=cart.shipping_address, billing_address=cart.billing_address,
+            shipping_method=cart.shipping_method, codes=list(cart.codes), payment=payment,
+            client=dict(client or {}))
+        try:
+            return await self.orders.place(request, idempotency_key=idempotency_key,
+                                           actor=actor, cart_id=cart_id)
+        except PaymentDeclined:
+            # the order was cancelled and its stock released: let the customer pay again
+            cart = await self.rt.carts.get(cart_id)
+            version = cart.version
+            cart.status, cart.order_id, cart.updated_at = "open", None, utcnow()
+            await self.rt.carts.save(cart, version)
+            raise

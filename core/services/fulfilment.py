@@ -1,0 +1,288 @@
+"""Fulfilment: the priority queue, shipments, picking, packing with scans, shipping, delivery.
+
+Every operation first asks the order's *state* whether it allows fulfilment
+and then the core's own invariant — the payment is secured — so neither a
+plugin-added state nor a plugin bug can ship an unpaid order.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import structlog
+
+from ordnung.core.domain.common import new_id, utcnow
+from ordnung.core.domain.orders import Order
+from ordnung.core.domain.shipments import Label, Shipment, ShipmentLine, TrackingEvent, TrackingUpdate
+from ordnung.core.errors import InvalidInput, InvariantViolation, NotFound, PluginError
+from ordnung.core.invariants import payment_secured
+from ordnung.core.runtime import OrderChange, Runtime
+
+log = structlog.get_logger("ordnung.fulfilment")
+
+
+class FulfilmentService:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def _ready(self, change: OrderChange) -> None:
+        change.require("order", change.order, "fulfil")
+        if not payment_secured(change.order):
+            raise InvariantViolation(
+                f"order {change.order.number} is not paid: it cannot be picked, packed or "
+                "shipped until its payment is secured", order_id=change.order.id)
+
+    async def queue(self, limit: int = 100) -> list[Order]:
+        """Orders ready to fulfil, highest priority first, then oldest first."""
+        states = self.rt.machines["order"].states_allowing("fulfil")
+        orders = await self.rt.orders.queue(states, limit=limit)
+        return [o for o in orders if payment_secured(o)
+                and any(line.open_quantity > 0 for line in o.lines)]
+
+    async def create_shipment(self, order_id: str, *, lines: Mapping[str, int] | None = None,
+                              location_id: str | None = None,
+                              actor: str = "system") -> tuple[Order, list[Shipment]]:
+        """Create shipments for unshipped units: by default everything, one per location."""
+        async def work(change: OrderChange) -> list[Shipment]:
+            self._ready(change)
+            order = change.order
+            pending = _in_open_shipments(order)
+            wanted: dict[str, int] = {}
+            for line in order.lines:
+                free = line.open_quantity - pending.get(line.id, 0)
+                if lines is None:
+                    if free > 0:
+                        wanted[line.id] = free
+                elif line.id in lines:
+                    qty = lines[line.id]
+                    if qty <= 0 or qty > free:
+                        raise InvalidInput(f"line {line.id}: {qty} requested, {free} left to ship",
+                                           field="lines", line_id=line.id)
+                    wanted[line.id] = qty
+            if lines is not None:
+                unknown = set(lines) - {ln.id for ln in order.lines}
+                if unknown:
+                    raise InvalidInput(f"unknown lines {sorted(unknown)}", field="lines")
+            if not wanted:
+                raise InvalidInput("nothing left to ship", field="lines")
+            by_location: dict[str, list[ShipmentLine]] = {}
+            for line_id, qty in wanted.items():
+                line = order.line(line_id)
+                remaining = qty
+                for alloc in line.allocations:
+                    if location_id and alloc.location_id != location_id:
+                        continue
+                    take = min(remaining, alloc.quantity)
+                    if take > 0:
+                        by_location.setdefault(alloc.location_id, []).append(ShipmentLine(
+                            line_id=line.id, sku=line.sku, barcode=line.barcode, quantity=take))
+                        remaining -= take
+                    if remaining == 0:
+                        break
+                if remaining:
+                    raise InvalidInput(f"line {line_id}: only {qty - remaining} reserved at "
+                                       f"{location_id or 'any location'}", field="location_id")
+            created: list[Shipment] = []
+            for loc, shipment_lines in sorted(by_location.items()):
+                shipment = Shipment(
+                    id=new_id("shp"), location_id=loc, lines=shipment_lines,
+                    carrier=order.shipping.carrier if order.shipping else "",
+                    service=order.shipping.service if order.shipping else "",
+                    created_at=utcnow())
+                order.shipments.append(shipment)
+                change.emit("shipment.pending", machine="shipment", entity_id=shipment.id,
+                            to_state="pending",
+                            data={"location_id": loc,
+                                  "lines": {sl.line_id: sl.quantity for sl in shipment_lines}})
+                created.append(shipment)
+            return created
+
+        created, order = await self.rt.change_order(order_id, actor, work)
+        return order, created
+
+    async def _shipment_op(self, shipment_id: str, order_id: str, actor: str,
+                           op: Any) -> Order:
+        async def work(change: OrderChange) -> None:
+            self._ready_for_shipment(change)
+            await op(change, change.order.shipment(shipment_id))
+
+        return (await self.rt.change_order(order_id, actor, work))[1]
+
+    def _ready_for_shipment(self, change: OrderChange) -> None:
+        self._ready(change)
+
+    async def pick(self, order_id: str, shipment_id: str, *, actor: str = "system") -> Order:
+        async def op(change: OrderChange, shipment: Shipment) -> None:
+            await change.transition("shipment", shipment, "pick")
+
+        return await self._shipment_op(shipment_id, order_id, actor, op)
+
+    async def pack(self, order_id: str, shipment_id: str, scans: Sequence[str], *,
+                   actor: str = "system") -> Order:
+        """Verify scanned SKUs or barcodes against the shipment; a wrong item is refused."""
+        async def op(change: OrderChange, shipment: Shipment) -> None:
+            change.require("shipment", shipment, "pack")
+            expected = Counter({sl.line_id: sl.quantity for sl in shipment.lines})
+            code_to_line: dict[str, str] = {}
+            for sl in shipment.lines:
+                code_to_line[sl.sku] = sl.line_id
+                if sl.barcode:
+                    code_to_line[sl.barcode] = sl.line_id
+            seen: Counter[str] = Counter()
+            for code in scans:
+                line_id = code_to_line.get(code.strip())
+                if line_id is None:
+                    raise InvalidInput(f"scanned {code!r}, which is not in this shipment",
+                                       field="scans", scanned=code,
+                                       expected=sorted({sl.sku for sl in shipment.lines}))
+                seen[line_id] += 1
+                if seen[line_id] > expected[line_id]:
+                    sku = next(sl.sku for sl in shipment.lines if sl.line_id == line_id)
+                    raise InvalidInput(f"scanned {sku} {seen[line_id]} times; the shipment "
+                                       f"holds {expected[line_id]}", field="scans",
+                                       scanned=code)
+            missing = {next(sl.sku for sl in shipment.lines if sl.line_id == lid): qty - seen[lid]
+                       for lid, qty in expected.items() if seen[lid] < qty}
+            if missing:
+                raise InvalidInput("not everything was scanned: missing " + ", ".join(
+                    f"{n} × {sku}" for sku, n in sorted(missing.items())), field="scans",
+                    missing=missing)
+            for sl in shipment.lines:
+                sl.packed = sl.quantity
+            await change.transition("shipment", shipment, "pack",
+                                    data={"scans": len(scans)})
+
+        return await self._shipment_op(shipment_id, order_id, actor, op)
+
+    async def ship(self, order_id: str, shipment_id: str, *, tracking_number: str = "",
+                   carrier: str | None = None, actor: str = "system") -> Order:
+        """Ship a packed shipment: label from the carrier plugin, stock consumed."""
+        order = await self.rt.orders.get(order_id)
+        shipment = order.shipment(shipment_id)
+        carrier_name = carrier or shipment.carrier
+        label: Label | None = None
+        if carrier_name and self.rt.plugins.implements(carrier_name, "ordnung_create_label") \
+                and self.rt.machines["shipment"].allows(shipment.status, "ship"):
+            label = await self.rt.plugins.directed(carrier_name, "ordnung_create_label",
+                                                   order=order, shipment=shipment)
+            if label is not None and not isinstance(label, Label):
+                raise PluginError(carrier_name, "ordnung_create_label must return a Label")
+        number = label.tracking_number if label else tracking_number
+        if not number:
+            raise InvalidInput("a tracking number is required (the carrier made none)",
+                               field="tracking_number")
+
+        async def op(change: OrderChange, shipment: Shipment) -> None:
+            change.require("shipment", shipment, "ship")
+            for sl in shipment.lines:
+                await change.move_stock("ship", sl.sku, shipment.location_id, -sl.quantity,
+                                        -sl.quantity, f"shipment {shipment.id}")
+                line = change.order.line(sl.line_id)
+                line.shipped += sl.quantity
+                _consume_allocation(line.allocations, shipment.location_id, sl.quantity)
+            shipment.carrier = carrier_name or ""
+            shipment.tracking_number = number
+            shipment.label_url = label.label_url if label else ""
+            shipment.shipped_at = utcnow()
+            await self.rt.orders.remember_reference("tracking", number, change.order.id,
+                                                    shipment.id)
+            await change.transition("shipment", shipment, "ship",
+                                    data={"carrier": shipment.carrier,
+                                          "tracking_number": number,
+                                          "expected_delivery": (
+                                              change.order.shipping.expected_delivery.isoformat()
+                                              if change.order.shipping
+                                              and change.order.shipping.expected_delivery
+                                              else None)})
+            all_shipped = all(ln.shipped >= ln.quantity - ln.cancelled for ln in change.order.lines)
+            await change.transition("order", change.order,
+                                    "ship_all" if all_shipped else "ship_partial")
+
+        return await self._shipment_op(shipment_id, order_id, actor, op)
+
+    async def deliver(self, order_id: str, shipment_id: str, *, actor: str = "system") -> Order:
+        async def work(change: OrderChange) -> None:
+            shipment = change.order.shipment(shipment_id)
+            await self._deliver(change, shipment)
+
+        return (await self.rt.change_order(order_id, actor, work))[1]
+
+    async def _deliver(self, change: OrderChange, shipment: Shipment) -> None:
+        if shipment.status == "delivered":
+            return
+        await change.transition("shipment", shipment, "deliver")
+        shipment.delivered_at = utcnow()
+        live = [s for s in change.order.shipments if s.status != "cancelled"]
+        if all(s.status == "delivered" for s in live) and change.has_transition(
+                "order", change.order, "deliver"):
+            await change.transition("order", change.order, "deliver")
+
+    async def cancel_shipment(self, order_id: str, shipment_id: str, *,
+                              actor: str = "system") -> Order:
+        async def work(change: OrderChange) -> None:
+            await change.transition("shipment", change.order.shipment(shipment_id), "cancel")
+
+        return (await self.rt.change_order(order_id, actor, work))[1]
+
+    async def tracking(self, carrier: str, payload: dict[str, Any], *,
+                       actor: str = "system") -> list[str]:
+        """Apply a carrier's tracking push; returns the shipment ids it touched."""
+        if not self.rt.plugins.implements(carrier, "ordnung_parse_tracking"):
+            raise NotFound("carrier tracking", carrier)
+        updates = await self.rt.plugins.directed(carrier, "ordnung_parse_tracking",
+                                                 payload=payload) or []
+        touched: list[str] = []
+        for update in updates:
+            if not isinstance(update, TrackingUpdate):
+                raise PluginError(carrier, "ordnung_parse_tracking must return TrackingUpdates")
+            touched.extend(await self.track(update, actor=actor))
+        return touched
+
+    async def track(self, update: TrackingUpdate, *, actor: str = "system") -> list[str]:
+        found = await self.rt.orders.find_reference("tracking", update.tracking_number)
+        if found is None:
+            raise NotFound("tracking number", update.tracking_number)
+        touched: list[str] = []
+        for order_id in [found[0]]:
+            async def work(change: OrderChange) -> list[str]:
+                hits = [s for s in change.order.shipments
+                        if s.tracking_number == update.tracking_number]
+                for shipment in hits:
+                    if shipment.status == "delivered":
+                        continue
+                    shipment.tracking.append(TrackingEvent(status=update.status,
+                                                           description=update.description,
+                                                           at=update.at or utcnow()))
+                    change.emit("shipment.tracking", machine="shipment", entity_id=shipment.id,
+                                data={"status": update.status,
+                                      "description": update.description})
+                    if update.status == "delivered":
+                        await self._deliver(change, shipment)
+                return [s.id for s in hits]
+
+            ids, _ = await self.rt.change_order(order_id, actor, work)
+            touched.extend(ids)
+        return touched
+
+
+def _in_open_shipments(order: Order) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for s in order.shipments:
+        if s.status in ("cancelled", "shipped", "delivered"):
+            continue
+        for sl in s.lines:
+            out[sl.line_id] = out.get(sl.line_id, 0) + sl.quantity
+    return out
+
+
+def _consume_allocation(allocations: list[Any], location_id: str, quantity: int) -> None:
+    from ordnung.core.domain.inventory import Allocation
+
+    for i, alloc in enumerate(allocations):
+        if alloc.location_id == location_id and quantity > 0:
+            take = min(quantity, alloc.quantity)
+            allocations[i] = Allocation(location_id=location_id, quantity=alloc.quantity - take)
+            quantity -= take
+    allocations[:] = [a for a in allocations if a.quantity > 0]

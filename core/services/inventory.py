@@ -1,0 +1,89 @@
+"""Inventory service: locations, levels, receiving, adjustments, counts, the ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ordnung.core.domain.common import utcnow
+from ordnung.core.domain.events import Event
+from ordnung.core.domain.inventory import Location, Movement, StockLevel
+from ordnung.core.errors import InvalidInput
+from ordnung.core.persistence.journal import event
+from ordnung.core.persistence.stock import movement
+from ordnung.core.runtime import Runtime
+
+
+class InventoryService:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    async def upsert_location(self, location: Location) -> Location:
+        if not location.id.strip():
+            raise InvalidInput("a location needs an id", field="id")
+        await self.rt.catalog.upsert_location(location)
+        return location
+
+    async def locations(self) -> list[Location]:
+        return await self.rt.catalog.locations()
+
+    async def adjust(self, sku: str, location_id: str, delta: int, *, kind: str = "adjust",
+                     reason: str = "", actor: str = "system") -> StockLevel:
+        """Receive (positive), write off or correct stock by ``delta`` units."""
+        if kind not in ("receive", "adjust", "restock"):
+            raise InvalidInput("kind must be receive, adjust or restock", field="kind")
+        if kind == "receive" and delta <= 0:
+            raise InvalidInput("a receipt must be positive", field="delta")
+        if delta == 0:
+            raise InvalidInput("delta must not be zero", field="delta")
+        variant = await self.rt.catalog.variant(sku)
+        await self.rt.catalog.location(location_id)
+        async with self.rt.db.transaction():
+            await self.rt.stock.ensure_level(sku, location_id, variant.allow_backorder)
+            await self.rt.stock.apply([(sku, location_id, delta, 0)])
+            events = await self._record(sku, location_id, kind, delta, reason, actor)
+        await self.rt.deliver(events, None)
+        return await self.rt.stock.level(sku, location_id)
+
+    async def count(self, sku: str, location_id: str, counted: int, *, reason: str = "count",
+                    actor: str = "system") -> StockLevel:
+        """Set on hand to a physical count; the difference goes to the ledger."""
+        if counted < 0:
+            raise InvalidInput("a count cannot be negative", field="counted")
+        variant = await self.rt.catalog.variant(sku)
+        await self.rt.catalog.location(location_id)
+        async with self.rt.db.transaction():
+            await self.rt.stock.ensure_level(sku, location_id, variant.allow_backorder)
+            delta = await self.rt.stock.set_on_hand(sku, location_id, counted)
+            events = []
+            if delta:
+                events = await self._record(sku, location_id, "count", delta, reason, actor)
+        await self.rt.deliver(events, None)
+        return await self.rt.stock.level(sku, location_id)
+
+    async def _record(self, sku: str, location_id: str, kind: str, delta: int, reason: str,
+                      actor: str) -> list[Event]:
+        await self.rt.stock.record([movement(sku, location_id, kind, delta, 0, reason=reason,
+                                             actor=actor)])
+        events = [
+            event("stock.adjusted", actor=actor, entity_id=sku,
+                  data={"sku": sku, "location_id": location_id, "kind": kind, "delta": delta,
+                        "reason": reason}, at=utcnow()),
+            event("inventory.availability_changed", actor=actor, data={"skus": [sku]}),
+        ]
+        await self.rt.journal.append(events)
+        return events
+
+    async def levels(self, skus: Sequence[str] | None = None,
+                     location_id: str | None = None) -> list[StockLevel]:
+        return await self.rt.stock.levels(skus, location_id)
+
+    async def available(self, skus: Sequence[str]) -> dict[str, int]:
+        return await self.rt.stock.available(skus)
+
+    async def movements(self, *, sku: str | None = None, order_id: str | None = None,
+                        after: str | None = None, limit: int = 500) -> list[Movement]:
+        return await self.rt.stock.movements(sku=sku, order_id=order_id, after=after,
+                                             limit=limit)
+
+    async def ledger_discrepancies(self) -> list[dict[str, int | str]]:
+        return await self.rt.stock.ledger_balance()

@@ -1,0 +1,308 @@
+"""Orders: placement, look-up, holds, cancellation, custom transitions, the timeline."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import structlog
+
+from ordnung.core.contexts import PricingContext, RiskContext
+from ordnung.core.domain.common import new_id, order_number, utcnow
+from ordnung.core.domain.customers import Customer
+from ordnung.core.domain.events import Event
+from ordnung.core.domain.orders import Order
+from ordnung.core.domain.payments import Payment
+from ordnung.core.domain.pricing import ExplanationStep, RiskAssessment, Violation
+from ordnung.core.errors import (
+    Conflict,
+    InvalidInput,
+    OutOfStock,
+    PluginError,
+    ValidationFailed,
+)
+from ordnung.core.errors_db import is_unique_violation
+from ordnung.core.invariants import payment_secured
+from ordnung.core.persistence.idempotency import fingerprint
+from ordnung.core.persistence.stock import Want, movement
+from ordnung.core.pricing import PricingInput, PricingPipeline
+from ordnung.core.requests import PlaceOrder
+from ordnung.core.runtime import OrderChange, Runtime, bound
+
+if TYPE_CHECKING:
+    from ordnung.core.services.channels import ChannelService
+    from ordnung.core.services.customers import CustomerService
+    from ordnung.core.services.payments import PaymentService
+
+log = structlog.get_logger("ordnung.orders")
+
+VELOCITY_WINDOW = timedelta(hours=24)
+
+
+class OrderService:
+    def __init__(self, rt: Runtime, pipeline: PricingPipeline, channels: ChannelService,
+                 customers: CustomerService) -> None:
+        self.rt = rt
+        self.pipeline = pipeline
+        self.channels = channels
+        self.customers = customers
+        self.payments: PaymentService | None = None
+
+    # -- placement ----------------------------------------------------------------
+    async def place(self, request: PlaceOrder, *, idempotency_key: str | None = None,
+                    actor: str = "system", cart_id: str | None = None) -> Order:
+        """Price, validate, reserve and record an order; then authorize its payment.
+
+        With a payment, a decline cancels the order and releases its stock, and
+        ``PaymentDeclined`` is raised (naming the order): a one-shot placement
+        either yields an order whose payment is authorized or pending
+        confirmation, or holds nothing.
+        """
+        print_ = fingerprint(msgspec.json.encode(request) + (cart_id or "").encode())
+        key = f"place:{idempotency_key}" if idempotency_key else None
+        if key:
+            existing = await self.rt.idempotency.lookup(key, print_)
+            if existing:
+                return await self.rt.orders.get(existing)
+        channel = await self.channels.get(request.channel)
+        currency = request.currency or channel.currency
+        if not request.lines:
+            raise InvalidInput("an order needs at least one line", field="lines")
+        customer: Customer | None = None
+        if request.customer_id:
+            customer = await self.customers.get(request.customer_id)
+        email = (request.email or (customer.email if customer else "")).strip().lower()
+        if request.payment is not None:
+            assert self.payments is not None
+            self.payments.check_gateway(request.payment.gateway)
+        now = utcnow()
+        priced = await self.pipeline.price(PricingInput(
+            currency=currency, channel=channel.id, customer=customer, email=email,
+            lines=request.lines, shipping_address=request.shipping_address,
+            billing_address=request.billing_address, shipping_method=request.shipping_method,
+            codes=request.codes, now=now), strict=True)
+        ctx = PricingContext(
+            currency=currency, channel=channel.id, customer=customer, email=email,
+            lines=priced.lines, subtotal=priced.totals.subtotal,
+            weight_grams=sum(line.weight_grams for line in priced.lines),
+            shipping_address=request.shipping_address, billing_address=request.billing_address,
+            codes=list(request.codes), shipping_method=request.shipping_method, now=now)
+        violations: list[dict[str, Any]] = []
+        for plugin, answers in await self.rt.plugins.collect("ordnung_validate_order", ctx=ctx):
+            for v in answers:
+                if not isinstance(v, Violation):
+                    raise PluginError(plugin, "ordnung_validate_order must return Violations")
+                violations.append({"plugin": plugin, **msgspec.to_builtins(v)})
+        if violations:
+            raise ValidationFailed(violations)
+
+        order_id = new_id("ord")
+        with bound(order_id=order_id):
+            for attempt in range(3):
+                order = Order(
+                    id=order_id, number=order_number(), channel=channel.id,
+                    customer_id=customer.id if customer else None, email=email, status="draft",
+                    currency=currency, prices_include_tax=priced.prices_include_tax,
+                    lines=[msgspec.structs.replace(line) for line in priced.lines],
+                    adjustments=list(priced.adjustments), shipping=priced.shipping,
+                    shipping_address=request.shipping_address,
+                    billing_address=request.billing_address or request.shipping_address,
+                    codes=list(request.codes), totals=priced.totals,
+                    explanation=list(priced.explanation), metadata=dict(request.metadata),
+                    created_at=now, updated_at=now)
+                try:
+                    change = await self._record(order, request, customer, actor, key, print_,
+                                                cart_id)
+                    break
+                except _Replay as replay:
+                    return await self.rt.orders.get(replay.order_id)
+                except Exception as exc:
+                    if not is_unique_violation(exc):
+                        raise
+                    if key:
+                        existing = await self.rt.idempotency.lookup(key, print_)
+                        if existing:
+                            return await self.rt.orders.get(existing)
+                    if attempt == 2:
+                        raise Conflict("could not allocate an order number; retry") from exc
+            log.info("order placed", number=order.number, total=order.totals.total,
+                     status=order.status)
+            await self.rt.deliver(change.events, change.order)
+            order = change.order
+            if request.payment is not None and order.payments:
+                assert self.payments is not None
+                order = await self.payments.run_authorization(
+                    order.id, order.payments[-1].id, request.payment.token, one_shot=True,
+                    actor=actor)
+            return order
+
+    async def _record(self, order: Order, request: PlaceOrder, customer: Customer | None,
+                      actor: str, key: str | None, print_: str,
+                      cart_id: str | None) -> OrderChange:
+        async with self.rt.db.transaction():
+            if key:
+                existing = await self.rt.idempotency.lookup(key, print_)
+                if existing:  # a concurrent duplicate committed first
+                    raise _Replay(existing)
+            change = OrderChange(self.rt, order, actor)
+            wants = [Want(key=line.id, sku=line.sku, quantity=line.quantity, optional=line.gift)
+                     for line in order.lines]
+            outcome = await self.rt.stock.reserve(wants)
+            if outcome.shortages:
+                raise OutOfStock(outcome.shortages)
+            for line in order.lines:
+                allocations = outcome.allocations.get(line.id, [])
+                line.allocations = allocations
+                for alloc in allocations:
+                    change.movements.append(movement(
+                        line.sku, alloc.location_id, "reserve", 0, alloc.quantity,
+                        order_id=order.id, reason=f"order {order.number}", actor=actor))
+                    change.availability.add(line.sku)
+            if outcome.skipped:
+                self._drop_gifts(order, set(outcome.skipped))
+            await change.transition("order", order, "place",
+                                    data={"number": order.number, "total": order.totals.total,
+                                          "currency": order.currency,
+                                          "channel": order.channel})
+            if request.payment is not None:
+                payment = Payment(id=new_id("pay"), gateway=request.payment.gateway,
+                                  method=request.payment.method, amount=order.totals.total,
+                                  in_flight="authorize", in_flight_amount=order.totals.total,
+                                  in_flight_since=utcnow(), created_at=utcnow())
+                order.payments.append(payment)
+                change.emit("payment.created", machine="payment", entity_id=payment.id,
+                            to_state="pending",
+                            data={"gateway": payment.gateway, "amount": payment.amount})
+            await self._assess(change, customer, request.client)
+            order.priority = sum(int(points) for _, points in await self.rt.plugins.collect(
+                "ordnung_fulfilment_priority", order=order, customer=customer))
+            await change.commit(insert=True)
+            if cart_id:
+                cart = await self.rt.carts.get(cart_id, for_update=True)
+                if cart.status != "open":
+                    raise Conflict(f"cart {cart_id} was already placed", cart_id=cart_id,
+                                   order_id=cart.order_id)
+                version = cart.version
+                cart.status = "placed"
+                cart.order_id = order.id
+                cart.updated_at = utcnow()
+                await self.rt.carts.save(cart, version)
+            if key:
+                await self.rt.idempotency.store(key, print_, order.id)
+        return change
+
+    @staticmethod
+    def _drop_gifts(order: Order, skipped: set[str]) -> None:
+        for line in [ln for ln in order.lines if ln.id in skipped]:
+            order.explanation.append(ExplanationStep(
+                step="promotions", source=line.source, line_id=line.id,
+                message=f"gift {line.sku} skipped: out of stock at placement"))
+        order.lines = [ln for ln in order.lines if ln.id not in skipped]
+        order.adjustments = [a for a in order.adjustments if a.line_id not in skipped]
+
+    async def _assess(self, change: OrderChange, customer: Customer | None,
+                      client: dict[str, str]) -> None:
+        if not self.rt.plugins.has_impl("ordnung_assess_risk"):
+            return
+        order = change.order
+        since = utcnow() - VELOCITY_WINDOW
+        by_customer, by_email = await self.rt.orders.count_recent(
+            customer_id=order.customer_id, email=order.email, since=since)
+        ctx = RiskContext(order=order, customer=customer, client=dict(client),
+                          recent_orders_by_customer=by_customer, recent_orders_by_email=by_email)
+        hold_reasons: list[str] = []
+        for plugin, assessment in await self.rt.plugins.collect("ordnung_assess_risk", ctx=ctx):
+            if not isinstance(assessment, RiskAssessment):
+                raise PluginError(plugin, "ordnung_assess_risk must return a RiskAssessment")
+            order.risk_score = max(order.risk_score, assessment.score)
+            order.risk_reasons.extend(f"{plugin}: {r}" for r in assessment.reasons)
+            change.emit("order.risk_assessed", data={"plugin": plugin,
+                                                     "score": assessment.score,
+                                                     "reasons": list(assessment.reasons),
+                                                     "hold": assessment.hold})
+            if assessment.hold:
+                hold_reasons.append(f"{plugin}: " + ", ".join(assessment.reasons or ["risk"]))
+        if hold_reasons and change.can("order", order, "hold"):
+            order.hold_reason = "; ".join(hold_reasons)
+            await change.transition("order", order, "hold", data={"reason": order.hold_reason})
+
+    # -- reading --------------------------------------------------------------------
+    async def get(self, order_id: str) -> Order:
+        return await self.rt.orders.get(order_id)
+
+    async def by_number(self, number: str) -> Order:
+        return await self.rt.orders.by_number(number)
+
+    async def list(self, *, customer_id: str | None = None, status: Sequence[str] | None = None,
+                   channel: str | None = None, after: str | None = None,
+                   limit: int = 50) -> list[Order]:
+        if not 1 <= limit <= 200:
+            raise InvalidInput("limit must be between 1 and 200", field="limit")
+        return await self.rt.orders.list(customer_id=customer_id, status=status,
+                                         channel=channel, after=after, limit=limit)
+
+    async def timeline(self, order_id: str) -> list[Event]:
+        await self.rt.orders.get(order_id)
+        return await self.rt.journal.timeline(order_id)
+
+    def payment_secured(self, order: Order) -> bool:
+        return payment_secured(order)
+
+    # -- holds, cancellation, custom transitions --------------------------------------
+    async def hold(self, order_id: str, reason: str, *, actor: str = "system") -> Order:
+        async def work(change: OrderChange) -> None:
+            change.require("order", change.order, "hold")
+            change.order.hold_reason = reason
+            await change.transition("order", change.order, "hold", data={"reason": reason})
+
+        return (await self.rt.change_order(order_id, actor, work))[1]
+
+    async def release(self, order_id: str, *, note: str = "", actor: str = "system") -> Order:
+        """Release a hold: the order continues (to processing at once if already paid)."""
+        async def work(change: OrderChange) -> None:
+            await change.transition("order", change.order, "release", data={"note": note})
+            change.order.hold_reason = ""
+
+        return (await self.rt.change_order(order_id, actor, work))[1]
+
+    async def cancel(self, order_id: str, *, reason: str = "", actor: str = "system") -> Order:
+        """Cancel: release reservations, then void authorizations with the gateways."""
+        async def work(change: OrderChange) -> None:
+            change.require("order", change.order, "cancel")
+            if any(line.shipped for line in change.order.lines):
+                raise InvalidInput("an order with shipped lines cannot be cancelled; "
+                                   "use a return", field="order")
+            for shipment in change.order.shipments:
+                if change.can("shipment", shipment, "cancel"):
+                    await change.transition("shipment", shipment, "cancel")
+            await change.release_open_reservations(f"order {change.order.number} cancelled")
+            change.order.cancel_reason = reason
+            await change.transition("order", change.order, "cancel", data={"reason": reason})
+
+        _, order = await self.rt.change_order(order_id, actor, work)
+        assert self.payments is not None
+        return await self.payments.void_open(order, actor=actor)
+
+    async def transition(self, order_id: str, event_name: str, *, data: dict[str, Any] | None = None,
+                         actor: str = "system") -> Order:
+        """Fire a plugin-defined order event (e.g. ``age_verified``) through the machine."""
+        async def work(change: OrderChange) -> None:
+            await change.transition("order", change.order, event_name, data=data)
+
+        return (await self.rt.change_order(order_id, actor, work))[1]
+
+    async def add_note(self, order_id: str, note: str, *, actor: str = "system") -> Order:
+        async def work(change: OrderChange) -> None:
+            change.emit("order.note", data={"note": note})
+
+        return (await self.rt.change_order(order_id, actor, work))[1]
+
+
+class _Replay(Exception):
+    """Inside the placement transaction: a duplicate request committed first."""
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(order_id)
+        self.order_id = order_id

@@ -1,0 +1,377 @@
+"""Payments: authorize, capture, refund, void, and gateway webhooks.
+
+A gateway call never happens inside a database transaction. Each operation
+is three steps: (1) in a transaction, check the invariants and mark the
+amount *in flight* on the payment, so a concurrent request cannot spend the
+same money; (2) call the gateway plugin with an idempotency key derived from
+the payment; (3) in a transaction, apply the answer and clear the mark.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+
+import structlog
+
+from ordnung.core.domain.common import new_id, utcnow
+from ordnung.core.domain.orders import Order
+from ordnung.core.domain.payments import (
+    GatewayResult,
+    Payment,
+    PaymentMethod,
+    PaymentRequest,
+    PaymentUpdate,
+)
+from ordnung.core.errors import (
+    Conflict,
+    InvalidInput,
+    InvariantViolation,
+    NotFound,
+    PaymentDeclined,
+    PluginError,
+)
+from ordnung.core.runtime import OrderChange, Runtime, bound
+
+log = structlog.get_logger("ordnung.payments")
+
+Operation = Literal["authorize", "capture", "refund", "void"]
+STALE_IN_FLIGHT = timedelta(minutes=5)
+
+
+class PaymentService:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def check_gateway(self, gateway: str) -> None:
+        if not self.rt.plugins.implements(gateway, "ordnung_authorize"):
+            gateways = sorted({n for n in self.rt.plugins.after_commit_impls("ordnung_authorize")})
+            raise InvalidInput(f"unknown payment gateway {gateway!r} "
+                               f"(available: {', '.join(gateways) or 'none'})",
+                               field="payment.gateway")
+
+    async def methods(self, order_id: str) -> list[PaymentMethod]:
+        order = await self.rt.orders.get(order_id)
+        out: list[PaymentMethod] = []
+        for plugin, methods in await self.rt.plugins.collect("ordnung_payment_methods",
+                                                             order=order):
+            out.extend(PaymentMethod(method=m.method, name=m.name, grants_terms=m.grants_terms,
+                                     gateway=plugin) for m in methods)
+        return out
+
+    # -- shared steps ---------------------------------------------------------------
+    @staticmethod
+    def _mark(payment: Payment, operation: Operation, amount: int) -> None:
+        if payment.in_flight and payment.in_flight_since and (
+                utcnow() - payment.in_flight_since) < STALE_IN_FLIGHT:
+            raise Conflict(f"payment {payment.id} has a {payment.in_flight} in progress; retry "
+                           "when it has finished", payment_id=payment.id)
+        payment.in_flight = operation
+        payment.in_flight_amount = amount
+        payment.in_flight_since = utcnow()
+
+    @staticmethod
+    def _clear(payment: Payment) -> None:
+        payment.in_flight = ""
+        payment.in_flight_amount = 0
+        payment.in_flight_since = None
+
+    def _request(self, order: Order, payment: Payment, amount: int, operation: str,
+                 token: str = "") -> PaymentRequest:
+        return PaymentRequest(
+            payment_id=payment.id, order_id=order.id, order_number=order.number, amount=amount,
+            currency=order.currency, method=payment.method, token=token,
+            reference=payment.reference,
+            idempotency_key=f"{payment.id}:{operation}:{amount}:{payment.captured}:"
+                            f"{payment.refunded}",
+            customer_email=order.email)
+
+    async def _call(self, gateway: str, hook: str, request: PaymentRequest) -> GatewayResult:
+        try:
+            result = await self.rt.plugins.directed(gateway, hook, request=request)
+        except Exception as exc:
+            log.warning("gateway call failed", gateway=gateway, hook=hook, error=repr(exc))
+            return GatewayResult(outcome="declined", reason=f"gateway error: {exc}")
+        if result is None:
+            return GatewayResult(outcome="declined",
+                                 reason=f"{gateway} does not implement {hook}")
+        if not isinstance(result, GatewayResult):
+            raise PluginError(gateway, f"{hook} must return a GatewayResult")
+        return result
+
+    # -- authorize ------------------------------------------------------------------
+    async def authorize(self, order_id: str, *, gateway: str, method: str = "", token: str = "",
+                        actor: str = "system") -> Order:
+        """Start a new payment for what the order's live payments do not cover yet."""
+        self.check_gateway(gateway)
+
+        async def start(change: OrderChange) -> str:
+            order = change.order
+            change.require("order", order, "authorize")
+            covered = sum(max(p.authorized, p.amount if p.status == "pending" else 0)
+                          for p in order.payments if p.live)
+            due = order.totals.total - covered
+            if due <= 0:
+                raise Conflict("the order's payments already cover its total",
+                               order_id=order.id)
+            payment = Payment(id=new_id("pay"), gateway=gateway, method=method, amount=due,
+                              created_at=utcnow())
+            self._mark(payment, "authorize", due)
+            order.payments.append(payment)
+            change.emit("payment.created", machine="payment", entity_id=payment.id,
+                        to_state="pending", data={"gateway": gateway, "amount": due})
+            return payment.id
+
+        payment_id, _ = await self.rt.change_order(order_id, actor, start)
+        return await self.run_authorization(order_id, payment_id, token, one_shot=False,
+                                            actor=actor)
+
+    async def run_authorization(self, order_id: str, payment_id: str, token: str, *,
+                                one_shot: bool, actor: str = "system") -> Order:
+        """Ask the gateway to authorize a payment already marked in flight, and record it."""
+        with bound(order_id=order_id, payment_id=payment_id):
+            order = await self.rt.orders.get(order_id)
+            payment = order.payment(payment_id)
+            result = await self._call(payment.gateway, "ordnung_authorize",
+                                      self._request(order, payment, payment.amount, "authorize",
+                                                    token))
+
+            async def apply(change: OrderChange) -> None:
+                p = change.order.payment(payment_id)
+                self._clear(p)
+                if result.reference:
+                    p.reference = result.reference
+                if result.outcome == "approved":
+                    p.authorized = min(result.amount or p.amount, p.amount)
+                    p.grants_terms = result.grants_terms
+                    await change.transition("payment", p, "authorize",
+                                            data={"amount": p.authorized,
+                                                  "reference": p.reference})
+                elif result.outcome == "pending":
+                    p.grants_terms = result.grants_terms
+                    change.emit("payment.awaiting_confirmation", machine="payment",
+                                entity_id=p.id, data={"reference": p.reference,
+                                                      "grants_terms": p.grants_terms})
+                else:
+                    p.failure_reason = result.reason or "declined"
+                    await change.transition("payment", p, "fail",
+                                            data={"reason": p.failure_reason})
+                    if one_shot and change.can("order", change.order, "cancel"):
+                        await change.release_open_reservations("payment declined")
+                        change.order.cancel_reason = "payment declined"
+                        await change.transition("order", change.order, "cancel",
+                                                data={"reason": "payment declined"})
+
+            _, order = await self.rt.change_order(order_id, actor, apply)
+            if result.reference:
+                await self.rt.orders.remember_reference(f"payment:{payment.gateway}",
+                                                        result.reference, order_id, payment_id)
+            if result.outcome == "declined":
+                raise PaymentDeclined(payment.gateway, result.reason or "declined",
+                                      order_id=order_id, payment_id=payment_id,
+                                      order_status=order.status)
+            return order
+
+    # -- capture ------------------------------------------------------------------
+    async def capture(self, order_id: str, *, amount: int | None = None,
+                      payment_id: str | None = None, actor: str = "system") -> Order:
+        """Capture authorized money (or mark a manual payment paid). Partial captures allowed."""
+        async def start(change: OrderChange) -> tuple[str, int]:
+            order = change.order
+            change.require("order", order, "capture")
+            payment = self._pick(order, payment_id, "capture")
+            change.require("payment", payment, "capture")
+            ceiling = payment.amount if payment.status == "pending" else payment.authorized
+            left = ceiling - payment.captured
+            value = left if amount is None else amount
+            if value <= 0 or value > left:
+                raise InvariantViolation(
+                    f"cannot capture {value}: {left} is left to capture on payment {payment.id}",
+                    payment_id=payment.id, capturable=left)
+            if payment.status == "pending":
+                others = sum(p.authorized for p in order.payments if p.id != payment.id)
+                if others + payment.captured + value > order.totals.total:
+                    raise InvariantViolation("capture would exceed the order total",
+                                             payment_id=payment.id)
+            self._mark(payment, "capture", value)
+            return payment.id, value
+
+        (pid, value), order = await self.rt.change_order(order_id, actor, start)
+        payment = order.payment(pid)
+        result = await self._call(payment.gateway, "ordnung_capture",
+                                  self._request(order, payment, value, "capture"))
+
+        async def apply(change: OrderChange) -> None:
+            p = change.order.payment(pid)
+            self._clear(p)
+            if result.outcome != "approved":
+                change.emit("payment.capture_failed", machine="payment", entity_id=p.id,
+                            data={"amount": value, "reason": result.reason})
+                return
+            if p.status == "pending":
+                p.authorized = p.captured + value
+            p.captured += value
+            if result.reference and not p.reference:
+                p.reference = result.reference
+            event_name = "capture_all" if p.captured >= p.authorized else "capture_partial"
+            await change.transition("payment", p, event_name, data={"amount": value})
+
+        _, order = await self.rt.change_order(order_id, actor, apply)
+        if result.outcome != "approved":
+            raise PaymentDeclined(payment.gateway, result.reason or "capture refused",
+                                  order_id=order_id, payment_id=pid)
+        return order
+
+    # -- refund -------------------------------------------------------------------
+    async def refund(self, order_id: str, *, amount: int | None = None,
+                     payment_id: str | None = None, reason: str = "",
+                     actor: str = "system") -> Order:
+        """Refund captured money, at most what was captured and not yet refunded."""
+        async def start(change: OrderChange) -> tuple[str, int]:
+            order = change.order
+            change.require("order", order, "refund")
+            payment = self._pick(order, payment_id, "refund")
+            change.require("payment", payment, "refund")
+            left = payment.captured - payment.refunded
+            value = left if amount is None else amount
+            if value <= 0 or value > left:
+                raise InvariantViolation(
+                    f"cannot refund {value}: {left} is refundable on payment {payment.id}",
+                    payment_id=payment.id, refundable=left)
+            self._mark(payment, "refund", value)
+            return payment.id, value
+
+        (pid, value), order = await self.rt.change_order(order_id, actor, start)
+        return await self._finish_refund(order, pid, value, reason, actor)
+
+    async def _finish_refund(self, order: Order, pid: str, value: int, reason: str,
+                             actor: str) -> Order:
+        payment = order.payment(pid)
+        result = await self._call(payment.gateway, "ordnung_refund",
+                                  self._request(order, payment, value, "refund"))
+
+        async def apply(change: OrderChange) -> None:
+            p = change.order.payment(pid)
+            self._clear(p)
+            if result.outcome != "approved":
+                change.emit("payment.refund_failed", machine="payment", entity_id=p.id,
+                            data={"amount": value, "reason": result.reason})
+                return
+            p.refunded += value
+            full = p.refunded >= p.captured and p.status != "partially_captured"
+            await change.transition("payment", p, "refund_all" if full else "refund_partial",
+                                    data={"amount": value, "reason": reason})
+
+        _, order = await self.rt.change_order(order.id, actor, apply)
+        if result.outcome != "approved":
+            raise PaymentDeclined(payment.gateway, result.reason or "refund refused",
+                                  order_id=order.id, payment_id=pid)
+        return order
+
+    # -- void ---------------------------------------------------------------------
+    async def void(self, order_id: str, *, payment_id: str | None = None,
+                   actor: str = "system") -> Order:
+        """Release an authorization (or the uncaptured rest of one)."""
+        async def start(change: OrderChange) -> str:
+            payment = self._pick(change.order, payment_id, "void")
+            change.require("payment", payment, "void")
+            self._mark(payment, "void", payment.authorized - payment.captured)
+            return payment.id
+
+        pid, order = await self.rt.change_order(order_id, actor, start)
+        return await self._finish_void(order, pid, actor)
+
+    async def _finish_void(self, order: Order, pid: str, actor: str) -> Order:
+        payment = order.payment(pid)
+        result = await self._call(payment.gateway, "ordnung_void",
+                                  self._request(order, payment, payment.in_flight_amount, "void"))
+
+        async def apply(change: OrderChange) -> None:
+            p = change.order.payment(pid)
+            self._clear(p)
+            if result.outcome == "declined":
+                change.emit("payment.void_failed", machine="payment", entity_id=p.id,
+                            data={"reason": result.reason})
+                return
+            p.authorized = p.captured
+            await change.transition("payment", p, "void")
+
+        _, order = await self.rt.change_order(order.id, actor, apply)
+        if result.outcome == "declined":
+            raise PaymentDeclined(payment.gateway, result.reason or "void refused",
+                                  order_id=order.id, payment_id=pid)
+        return order
+
+    async def void_open(self, order: Order, *, actor: str = "system") -> Order:
+        """After a cancellation: void every authorization still open; failures stay visible."""
+        for p in list(order.payments):
+            if p.in_flight or not self.rt.machines["payment"].allows(p.status, "void"):
+                continue
+            try:
+                order = await self.void(order.id, payment_id=p.id, actor=actor)
+            except (PaymentDeclined, Conflict) as exc:
+                log.warning("void after cancel failed", payment_id=p.id, error=exc.detail)
+                order = await self.rt.orders.get(order.id)
+        return order
+
+    # -- webhooks -----------------------------------------------------------------
+    async def webhook(self, gateway: str, headers: dict[str, str], body: bytes) -> list[str]:
+        """Verify (by the gateway plugin) and apply a gateway webhook; returns order ids changed."""
+        if not self.rt.plugins.implements(gateway, "ordnung_gateway_webhook"):
+            raise NotFound("payment gateway webhook", gateway)
+        updates = await self.rt.plugins.directed(gateway, "ordnung_gateway_webhook",
+                                                 headers=headers, body=body)
+        changed: list[str] = []
+        for update in updates or []:
+            if not isinstance(update, PaymentUpdate):
+                raise PluginError(gateway, "webhooks must return PaymentUpdate objects")
+            found = await self.rt.orders.find_reference(f"payment:{gateway}", update.reference)
+            if found is None:
+                log.warning("webhook for unknown payment", gateway=gateway,
+                            reference=update.reference)
+                continue
+            order_id, payment_id = found
+            await self._apply_update(order_id, payment_id, update, gateway)
+            changed.append(order_id)
+        return changed
+
+    async def _apply_update(self, order_id: str, payment_id: str, update: PaymentUpdate,
+                            gateway: str) -> None:
+        async def apply(change: OrderChange) -> None:
+            p = change.order.payment(payment_id)
+            if update.outcome == "authorized" and p.status == "pending":
+                p.authorized = min(update.amount or p.amount, p.amount)
+                await change.transition("payment", p, "authorize",
+                                        data={"amount": p.authorized, "via": "webhook"})
+            elif update.outcome == "declined" and p.status == "pending":
+                p.failure_reason = update.reason or "declined"
+                await change.transition("payment", p, "fail",
+                                        data={"reason": p.failure_reason, "via": "webhook"})
+            elif update.outcome == "captured" and change.can("payment", p, "capture"):
+                target = min(update.amount or p.authorized or p.amount, p.amount)
+                if target > p.captured:
+                    if p.status == "pending":
+                        p.authorized = target
+                    p.captured = target
+                    await change.transition(
+                        "payment", p,
+                        "capture_all" if p.captured >= p.authorized else "capture_partial",
+                        data={"amount": target, "via": "webhook"})
+            # anything else is a repeat or out of order: nothing to change
+
+        await self.rt.change_order(order_id, f"gateway:{gateway}", apply)
+
+    # -- helpers ------------------------------------------------------------------
+    @staticmethod
+    def _pick(order: Order, payment_id: str | None, capability: str) -> Payment:
+        if payment_id is not None:
+            return order.payment(payment_id)
+        wanted = {"capture": ("authorized", "partially_captured", "pending"),
+                  "refund": ("captured", "partially_captured", "partially_refunded"),
+                  "void": ("authorized", "partially_captured", "pending")}[capability]
+        for status in wanted:
+            for p in order.payments:
+                if p.status == status:
+                    return p
+        raise InvalidInput(f"order {order.id} has no payment that can {capability}",
+                           field="payment_id")

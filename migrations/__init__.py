@@ -1,0 +1,1 @@
+"""Schema migrations (piccolo's migration format), identical on SQLite and PostgreSQL."""
