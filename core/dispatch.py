@@ -18,10 +18,10 @@ from ordnung.core.domain.events import Event
 from ordnung.core.domain.inventory import AvailabilityChange
 from ordnung.core.domain.orders import Order
 from ordnung.core.errors import NotFound
+from ordnung.core.persistence.catalog import CatalogStore
 from ordnung.core.persistence.journal import Journal
 from ordnung.core.persistence.orders import OrderStore
 from ordnung.core.persistence.stock import StockStore
-from ordnung.core.persistence.catalog import CatalogStore
 from ordnung.core.plugin_host import PluginHost
 
 log = structlog.get_logger("ordnung.dispatch")

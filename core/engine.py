@@ -23,6 +23,7 @@ import structlog
 
 from ordnung.core.config import EngineConfig
 from ordnung.core.dispatch import Dispatcher
+from ordnung.core.errors import PluginError
 from ordnung.core.lifecycle import build_machines
 from ordnung.core.lifecycle.machine import Machine, StateExtension
 from ordnung.core.persistence.database import Database
@@ -38,7 +39,6 @@ from ordnung.core.services.inventory import InventoryService
 from ordnung.core.services.orders import OrderService
 from ordnung.core.services.payments import PaymentService
 from ordnung.core.services.returns import ReturnService
-from ordnung.core.errors import PluginError
 
 log = structlog.get_logger("ordnung.engine")
 

@@ -15,7 +15,13 @@ import structlog
 
 from ordnung.core.domain.common import new_id, utcnow
 from ordnung.core.domain.orders import Order
-from ordnung.core.domain.shipments import Label, Shipment, ShipmentLine, TrackingEvent, TrackingUpdate
+from ordnung.core.domain.shipments import (
+    Label,
+    Shipment,
+    ShipmentLine,
+    TrackingEvent,
+    TrackingUpdate,
+)
 from ordnung.core.errors import InvalidInput, InvariantViolation, NotFound, PluginError
 from ordnung.core.invariants import payment_secured
 from ordnung.core.runtime import OrderChange, Runtime

@@ -1,0 +1,103 @@
+"""Test fixtures: a clean database per test, on SQLite or PostgreSQL.
+
+``ORDNUNG_TEST_DB=sqlite`` (default) gives every test its own database file.
+``ORDNUNG_TEST_DB=postgres`` uses the database named by ``ORDNUNG_TEST_PG_URL``
+(default: a database this session creates and drops on the local server) and
+empties every table before each test. Tests never load entry points: they
+register the plugins they need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from ordnung.core import Engine, EngineConfig
+from tests.support import builtin_plugins, seed_shop
+
+TEST_DB = os.environ.get("ORDNUNG_TEST_DB", "sqlite")
+PG_ADMIN_URL = os.environ.get("ORDNUNG_TEST_PG_ADMIN_URL",
+                              "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def pytest_report_header() -> str:
+    return f"ordnung test database: {TEST_DB}"
+
+
+async def _pg_admin(sql: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL database for this test session (created here unless CI gave one)."""
+    given = os.environ.get("ORDNUNG_TEST_PG_URL")
+    if given:
+        yield given
+        return
+    name = f"ordnung_test_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _reset_pg(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        tables = [r["tablename"] for r in await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+            "AND tablename <> 'migration'")]
+        if tables:
+            await conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A clean database for one test."""
+    if TEST_DB == "postgres":
+        url: str = request.getfixturevalue("pg_url")
+        asyncio.run(_reset_pg(url))
+        return url
+    return f"sqlite:///{tmp_path / 'ordnung.db'}"
+
+
+@pytest.fixture
+async def make_engine(database_url: str) -> AsyncIterator[Any]:
+    """Build started engines on the test's database; all are stopped at the end."""
+    engines: list[Engine] = []
+
+    async def factory(plugins: Any = None, **config: Any) -> Engine:
+        settings = config.pop("plugin_settings", {})
+        engine = Engine(
+            EngineConfig(database_url=database_url, load_entry_points=False, **config),
+            plugins=builtin_plugins(settings) if plugins is None else plugins)
+        await engine.start()
+        engines.append(engine)
+        return engine
+
+    yield factory
+    for engine in engines:
+        await engine.stop()
+
+
+@pytest.fixture
+async def engine(make_engine: Any) -> Engine:
+    """An engine with the built-in plugins and the demo shop seeded."""
+    eng: Engine = await make_engine()
+    await seed_shop(eng)
+    return eng
