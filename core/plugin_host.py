@@ -8,6 +8,7 @@ computed once and cached: plugin look-ups are off the hot path.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Iterable, Mapping
 from importlib.metadata import entry_points
@@ -59,13 +60,13 @@ class PluginHost:
             raise PluginError(repr(plugin), "a plugin needs a name")
         if self.pm.has_plugin(plugin_name):
             raise PluginError(plugin_name, "is already registered")
-        instance = plugin
+        instance: Any = plugin
         if inspect.isclass(plugin):
             settings_type = getattr(plugin, "Settings", None)
             if settings_type is not None:
                 valid = validate_settings(plugin_name, settings_type, settings or {})
                 self.settings[plugin_name] = valid
-                instance = plugin(valid)
+                instance = plugin(valid)  # type: ignore[call-arg]
             else:
                 if settings:
                     raise PluginError(plugin_name, "takes no settings")
@@ -73,10 +74,8 @@ class PluginHost:
         elif settings:
             raise PluginError(plugin_name, "settings need a plugin class with a Settings Struct")
         if not getattr(instance, "name", None):
-            try:
+            with contextlib.suppress(AttributeError):
                 instance.name = plugin_name
-            except AttributeError:
-                pass
         self.pm.register(instance, name=plugin_name)
         self._impls.clear()
         log.debug("plugin registered", plugin=plugin_name)

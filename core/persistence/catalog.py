@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from ordnung.core.domain.catalog import Product, Variant
 from ordnung.core.domain.common import utcnow
@@ -33,8 +34,9 @@ class CatalogStore:
 
     async def upsert_variant(self, variant: Variant) -> None:
         exists = await VariantRow.exists().where(VariantRow.sku == variant.sku).run()
-        values = {VariantRow.product_id: variant.product_id, VariantRow.barcode: variant.barcode,
-                  VariantRow.active: variant.active, VariantRow.data: encode(variant)}
+        values: dict[Any, Any] = {
+            VariantRow.product_id: variant.product_id, VariantRow.barcode: variant.barcode,
+            VariantRow.active: variant.active, VariantRow.data: encode(variant)}
         if exists:
             await VariantRow.update(values).where(VariantRow.sku == variant.sku).run()
         else:

@@ -22,4 +22,5 @@ def _decoder(tp: Any) -> msgspec.json.Decoder[Any]:
 
 
 def decode(data: str | bytes, tp: type[T]) -> T:
-    return _decoder(tp).decode(data)  # type: ignore[no-any-return]
+    decoder: msgspec.json.Decoder[T] = _decoder(tp)  # type: ignore[arg-type]
+    return decoder.decode(data)

@@ -73,7 +73,8 @@ class Database:
         return self.kind == "postgres"
 
     async def start(self) -> None:
-        for table in (*ALL_TABLES, Migration):
+        tables: tuple[Any, ...] = (*ALL_TABLES, Migration)
+        for table in tables:
             table._meta.db = self.engine
         if isinstance(self.engine, PostgresEngine):
             await self.engine.start_connection_pool(min_size=1, max_size=self.pool_size)

@@ -26,12 +26,14 @@ class OrderStore:
         self.db = db
 
     async def insert(self, order: Order) -> None:
+        money = _money_columns(order)
         await OrderRow.insert(OrderRow(
             id=order.id, number=order.number, channel=order.channel,
             customer_id=order.customer_id, email=order.email, status=order.status,
             currency=order.currency, priority=order.priority, data=encode(order),
             version=order.version, created_at=order.created_at, updated_at=order.updated_at,
-            **_money_columns(order),
+            total=money["total"], authorized=money["authorized"], captured=money["captured"],
+            refunded=money["refunded"],
         )).run()
 
     async def save(self, order: Order, expected_version: int) -> None:
@@ -69,7 +71,7 @@ class OrderStore:
             raise NotFound("order", number)
         return decode(rows[0]["data"], Order)
 
-    async def list(self, *, customer_id: str | None = None, status: Sequence[str] | None = None,
+    async def page(self, *, customer_id: str | None = None, status: Sequence[str] | None = None,
                    channel: str | None = None, after: str | None = None,
                    limit: int = 50) -> list[Order]:
         """Newest first; ``after`` is the id of the last order of the previous page."""

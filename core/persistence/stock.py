@@ -206,8 +206,8 @@ class StockStore:
         placeholders = ", ".join("{}" for _ in skus)
         rows = await self.db.fetch(
             "SELECT s.sku, SUM(s.on_hand - s.reserved) AS available FROM stock_levels s "
-            f"JOIN locations l ON l.id = s.location_id WHERE l.active AND s.sku IN ({placeholders}) "
-            "GROUP BY s.sku", *skus)
+            "JOIN locations l ON l.id = s.location_id "
+            f"WHERE l.active AND s.sku IN ({placeholders}) GROUP BY s.sku", *skus)
         out = {sku: 0 for sku in skus}
         out.update({r["sku"]: int(r["available"]) for r in rows})
         return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from ordnung.core.domain.addresses import Address
-from ordnung.core.domain.carts import Cart, CartLine
+from ordnung.core.domain.carts import Cart, CartLine, PricedCart
 from ordnung.core.domain.common import new_id, utcnow
 from ordnung.core.domain.orders import Order
 from ordnung.core.domain.pricing import ExplanationStep, ShippingQuote
@@ -46,7 +46,7 @@ class CartService:
     async def get(self, cart_id: str) -> Cart:
         return await self.rt.carts.get(cart_id)
 
-    async def _price(self, cart: Cart) -> object:
+    async def _price(self, cart: Cart) -> PricedCart:
         customer = await self.customers.get(cart.customer_id) if cart.customer_id else None
         return await self.pipeline.price(PricingInput(
             currency=cart.currency, channel=cart.channel, customer=customer, email=cart.email,
@@ -65,7 +65,7 @@ class CartService:
             result = mutate(cart)
             if result is not None:
                 await result
-            cart.priced = await self._price(cart)  # type: ignore[assignment]
+            cart.priced = await self._price(cart)
             cart.updated_at = utcnow()
             await self.rt.carts.save(cart, version)
             return cart

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -240,10 +241,10 @@ class OrderService:
                    limit: int = 50) -> list[Order]:
         if not 1 <= limit <= 200:
             raise InvalidInput("limit must be between 1 and 200", field="limit")
-        return await self.rt.orders.list(customer_id=customer_id, status=status,
+        return await self.rt.orders.page(customer_id=customer_id, status=status,
                                          channel=channel, after=after, limit=limit)
 
-    async def timeline(self, order_id: str) -> list[Event]:
+    async def timeline(self, order_id: str) -> builtins.list[Event]:
         await self.rt.orders.get(order_id)
         return await self.rt.journal.timeline(order_id)
 
@@ -285,8 +286,8 @@ class OrderService:
         assert self.payments is not None
         return await self.payments.void_open(order, actor=actor)
 
-    async def transition(self, order_id: str, event_name: str, *, data: dict[str, Any] | None = None,
-                         actor: str = "system") -> Order:
+    async def transition(self, order_id: str, event_name: str, *,
+                         data: dict[str, Any] | None = None, actor: str = "system") -> Order:
         """Fire a plugin-defined order event (e.g. ``age_verified``) through the machine."""
         async def work(change: OrderChange) -> None:
             await change.transition("order", change.order, event_name, data=data)

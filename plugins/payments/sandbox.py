@@ -53,7 +53,8 @@ class SandboxGateway:
         self._seen: dict[str, GatewayResult] = {}
         self.calls: list[tuple[str, str, int]] = []
 
-    def _once(self, operation: str, request: PaymentRequest, result: GatewayResult) -> GatewayResult:
+    def _once(self, operation: str, request: PaymentRequest,
+              result: GatewayResult) -> GatewayResult:
         key = f"{operation}:{request.idempotency_key}"
         if key in self._seen:
             return self._seen[key]
