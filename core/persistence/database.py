@@ -32,7 +32,25 @@ DEFAULT_URL = "sqlite:///ordnung.db"
 MIGRATION_APP = "ordnung"
 
 
-class _SQLiteEngine(SQLiteEngine):
+class _Counting:
+    """Counts the SQL statements an engine runs (benchmarks report it per order)."""
+
+    statements = 0
+
+    async def run_querystring(self, *args: Any, **kwargs: Any) -> Any:
+        self.statements += 1
+        return await super().run_querystring(*args, **kwargs)  # type: ignore[misc]
+
+    async def run_ddl(self, *args: Any, **kwargs: Any) -> Any:
+        self.statements += 1
+        return await super().run_ddl(*args, **kwargs)  # type: ignore[misc]
+
+
+class _PostgresEngine(_Counting, PostgresEngine):
+    pass
+
+
+class _SQLiteEngine(_Counting, SQLiteEngine):
     """SQLite with WAL-friendly per-connection settings."""
 
     async def get_connection(self) -> Any:
@@ -55,7 +73,7 @@ def engine_for_url(url: str, pool_size: int = 8) -> PiccoloEngine:
                                field="database_url")
         return _SQLiteEngine(path=path, timeout=60)
     if parsed.scheme in ("postgres", "postgresql"):
-        return PostgresEngine(config={"dsn": url})
+        return _PostgresEngine(config={"dsn": url})
     raise InvalidInput(f"unsupported database URL scheme {parsed.scheme!r}; "
                        "use sqlite:///path or postgresql://...", field="database_url")
 
@@ -67,6 +85,11 @@ class Database:
         self.engine = engine_for_url(url, pool_size)
         self.kind = "postgres" if isinstance(self.engine, PostgresEngine) else "sqlite"
         self._started = False
+
+    @property
+    def statements(self) -> int:
+        """SQL statements run so far by this process (BEGIN/COMMIT not included)."""
+        return int(getattr(self.engine, "statements", 0))
 
     @property
     def is_postgres(self) -> bool:

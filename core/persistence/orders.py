@@ -9,7 +9,7 @@ from ordnung.core.domain.orders import Order
 from ordnung.core.errors import Conflict, NotFound
 from ordnung.core.persistence.codec import decode, encode
 from ordnung.core.persistence.database import Database
-from ordnung.core.persistence.tables import ExternalRefRow, OrderRow
+from ordnung.core.persistence.tables import OrderRow
 
 
 def _money_columns(order: Order) -> dict[str, int]:
@@ -123,11 +123,10 @@ class OrderStore:
     async def remember_reference(self, namespace: str, reference: str, order_id: str,
                                  entity_id: str) -> None:
         """Map a gateway reference or tracking number to its order (first writer wins)."""
-        existing = await self.find_reference(namespace, reference)
-        if existing is None:
-            await ExternalRefRow.insert(ExternalRefRow(namespace=namespace, reference=reference,
-                                                       order_id=order_id,
-                                                       entity_id=entity_id)).run()
+        await self.db.fetch(
+            "INSERT INTO external_refs (namespace, reference, order_id, entity_id) "
+            "VALUES ({}, {}, {}, {}) ON CONFLICT DO NOTHING",
+            namespace, reference, order_id, entity_id)
 
     async def find_reference(self, namespace: str, reference: str) -> tuple[str, str] | None:
         rows = await self.db.fetch(

@@ -136,7 +136,7 @@ class OrderService:
                 assert self.payments is not None
                 order = await self.payments.run_authorization(
                     order.id, order.payments[-1].id, request.payment.token, one_shot=True,
-                    actor=actor)
+                    actor=actor, order=order)
             return order
 
     async def _record(self, order: Order, request: PlaceOrder, customer: Customer | None,

@@ -127,10 +127,12 @@ class PaymentService:
                                             actor=actor)
 
     async def run_authorization(self, order_id: str, payment_id: str, token: str, *,
-                                one_shot: bool, actor: str = "system") -> Order:
+                                one_shot: bool, actor: str = "system",
+                                order: Order | None = None) -> Order:
         """Ask the gateway to authorize a payment already marked in flight, and record it."""
         with bound(order_id=order_id, payment_id=payment_id):
-            order = await self.rt.orders.get(order_id)
+            if order is None or order.id != order_id:
+                order = await self.rt.orders.get(order_id)
             payment = order.payment(payment_id)
             result = await self._call(payment.gateway, "ordnung_authorize",
                                       self._request(order, payment, payment.amount, "authorize",
@@ -141,6 +143,9 @@ class PaymentService:
                 self._clear(p)
                 if result.reference:
                     p.reference = result.reference
+                    await self.rt.orders.remember_reference(f"payment:{p.gateway}",
+                                                            result.reference, order_id,
+                                                            payment_id)
                 if result.outcome == "approved":
                     p.authorized = min(result.amount or p.amount, p.amount)
                     p.grants_terms = result.grants_terms
@@ -163,9 +168,6 @@ class PaymentService:
                                                 data={"reason": "payment declined"})
 
             _, order = await self.rt.change_order(order_id, actor, apply)
-            if result.reference:
-                await self.rt.orders.remember_reference(f"payment:{payment.gateway}",
-                                                        result.reference, order_id, payment_id)
             if result.outcome == "declined":
                 raise PaymentDeclined(payment.gateway, result.reason or "declined",
                                       order_id=order_id, payment_id=payment_id,

@@ -1,0 +1,22 @@
+"""How many SQL statements a placement costs: bounded, and one reservation per extra line."""
+
+from __future__ import annotations
+
+from ordnung.core import Engine
+from tests.support import order_request
+
+
+async def placement_cost(engine: Engine, *lines: tuple[str, int]) -> int:
+    before = engine.db.statements
+    await engine.orders.place(order_request(*lines, token=None, gateway="manual",
+                                            method="bank_transfer"))
+    return engine.db.statements - before
+
+
+async def test_placement_statement_count_is_bounded_and_linear_in_lines(engine: Engine) -> None:
+    await placement_cost(engine, ("MUG", 1))  # warm caches (channels)
+    one = await placement_cost(engine, ("MUG", 1))
+    three = await placement_cost(engine, ("SHIRT-M", 1), ("MUG", 1), ("POSTER", 1))
+    print(f"statements per placement with payment: 1 line {one}, 3 lines {three}")
+    assert three - one == 2  # one guarded reservation per extra line, nothing else
+    assert three <= 20
