@@ -28,6 +28,8 @@ class Payment(msgspec.Struct, kw_only=True):
     in_flight: str = ""
     in_flight_amount: int = 0
     in_flight_since: datetime | None = None
+    #: gateway operations started so far; numbers each operation's idempotency key
+    operations: int = 0
     created_at: datetime
 
     @property

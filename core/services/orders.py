@@ -171,7 +171,8 @@ class OrderService:
                 payment = Payment(id=new_id("pay"), gateway=request.payment.gateway,
                                   method=request.payment.method, amount=order.totals.total,
                                   in_flight="authorize", in_flight_amount=order.totals.total,
-                                  in_flight_since=utcnow(), created_at=utcnow())
+                                  in_flight_since=utcnow(), operations=1,
+                                  created_at=utcnow())
                 order.payments.append(payment)
                 change.emit("payment.created", machine="payment", entity_id=payment.id,
                             to_state="pending",

@@ -67,6 +67,7 @@ class PaymentService:
             raise Conflict(f"payment {payment.id} has a {payment.in_flight} in progress; retry "
                            "when it has finished", payment_id=payment.id)
         payment.in_flight = operation
+        payment.operations += 1
         payment.in_flight_amount = amount
         payment.in_flight_since = utcnow()
 
@@ -82,8 +83,7 @@ class PaymentService:
             payment_id=payment.id, order_id=order.id, order_number=order.number, amount=amount,
             currency=order.currency, method=payment.method, token=token,
             reference=payment.reference,
-            idempotency_key=f"{payment.id}:{operation}:{amount}:{payment.captured}:"
-                            f"{payment.refunded}",
+            idempotency_key=f"{payment.id}:{operation}:{payment.operations}",
             customer_email=order.email)
 
     async def _call(self, gateway: str, hook: str, request: PaymentRequest) -> GatewayResult:
@@ -168,6 +168,9 @@ class PaymentService:
                                                 data={"reason": "payment declined"})
 
             _, order = await self.rt.change_order(order_id, actor, apply)
+            if result.outcome == "approved" and order.status == "cancelled":
+                # cancelled while the gateway was answering: give the hold back
+                order = await self.void_open(order, actor=actor)
             if result.outcome == "declined":
                 raise PaymentDeclined(payment.gateway, result.reason or "declined",
                                       order_id=order_id, payment_id=payment_id,
