@@ -73,7 +73,7 @@ def ordnung_lifecycle_extensions() -> Sequence[StateExtension] | None:
     way out, every non-terminal state can end, a state allowing a capability
     has the transitions that capability fires); an inconsistency stops the
     engine from starting with ``LifecycleDefinitionError`` naming the problem.
-    Move entities through your own events with ``Engine.transition_order``.
+    Move an order through your own events with ``engine.orders.transition``.
     Raising stops start-up.
     """
 
@@ -93,8 +93,8 @@ def ordnung_engine_started(engine: Any) -> None:
 def ordnung_adjustments(ctx: PricingContext) -> Sequence[Discount | GiftLine | Note] | None:
     """Promotions and loyalty: discounts, complimentary gift lines and notes.
 
-    Called on every pricing (each cart change and at placement), collected,
-    in-transaction at placement. Return a list of ``Discount`` (``amount`` > 0
+    Called on every pricing (each cart change, and at placement before the
+    transaction opens), collected. Return a list of ``Discount`` (``amount`` > 0
     reduces the total; ``line_id`` targets a line, else the order), ``GiftLine``
     (a zero-priced line whose stock is reserved like any other; a gift whose
     SKU is out of stock is skipped and the explanation says so) or ``Note``
@@ -133,8 +133,8 @@ def ordnung_tax(ctx: PricingContext) -> TaxAnswer | None:
 def ordnung_validate_order(ctx: PricingContext) -> Sequence[Violation] | None:
     """Regional rules and restrictions: may this cart become an order?
 
-    Called at placement (in-transaction) and when a cart is checked,
-    collected. Return ``Violation`` objects naming the line and the rule; any
+    Called at placement after pricing, before anything is written, collected.
+    Return ``Violation`` objects naming the line and the rule; any
     violation refuses the placement with ``ValidationFailed`` listing all of
     them. Raising aborts the placement.
     """

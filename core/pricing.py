@@ -92,6 +92,10 @@ class PricingPipeline:
         an unknown shipping method, a missing tax answer."""
         currency = data.currency
         Money.zero(currency)  # validates the currency code
+
+        def fmt(amount: int) -> str:
+            return Money(amount, currency).format()
+
         explanation: list[ExplanationStep] = []
         merged: dict[str, int] = {}
         for cart_line in data.lines:
@@ -114,7 +118,7 @@ class PricingPipeline:
                 tax_class=variant.tax_class, weight_grams=variant.weight_grams * quantity))
             explanation.append(ExplanationStep(step="lines", source="core", line_id=f"L{index}",
                                                amount=unit * quantity,
-                                               message=f"{quantity} × {sku} at {unit}"))
+                                               message=f"{quantity} × {sku} at {fmt(unit)}"))
         subtotal = sum(line.line_total for line in lines)
 
         def context(current: list[OrderLine]) -> PricingContext:
@@ -253,7 +257,7 @@ class PricingPipeline:
                     explanation.append(ExplanationStep(
                         step="tax", source=tax_plugin, line_id=line.id, amount=amount,
                         message=f"{line_tax.label or 'tax'} {line_tax.rate} on "
-                                f"{line.line_total + line.discount}"
+                                f"{fmt(line.line_total + line.discount)}"
                                 + (" (reverse charge)" if line_tax.reverse_charge else "")))
             lines = taxed
             if selection is not None:
@@ -278,8 +282,9 @@ class PricingPipeline:
                         total=total, balance=total)
         explanation.append(ExplanationStep(
             step="totals", source="core", amount=total,
-            message=f"subtotal {subtotal} + discounts {discounts} + shipping {shipping}"
-                    + (f" (tax {tax_total} included)" if inclusive else f" + tax {tax_total}")))
+            message=f"subtotal {fmt(subtotal)} + discounts {fmt(discounts)} + shipping "
+                    f"{fmt(shipping)}" + (f" (tax {fmt(tax_total)} included)" if inclusive
+                                          else f" + tax {fmt(tax_total)}")))
         return PricedCart(currency=currency, lines=lines, adjustments=adjustments, quotes=quotes,
                           shipping=selection, totals=totals, prices_include_tax=inclusive,
                           explanation=explanation)
@@ -299,8 +304,8 @@ class PricingPipeline:
             if granted != wanted:
                 explanation.append(ExplanationStep(
                     step="promotions", source="core", line_id=adj.line_id,
-                    message=f"{adj.source}: discount capped at {granted} (asked {wanted}) so the "
-                            "total never goes below zero"))
+                    message=f"{adj.source}: discount capped at {granted} (asked {wanted}) so "
+                            "the total never goes below zero"))
             if adj.line_id:
                 remaining[adj.line_id] -= granted
             order_left -= granted

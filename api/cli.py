@@ -1,0 +1,259 @@
+"""The ``ordnung`` command line: ``demo``, ``migrate``, ``plugins`` and ``--version``.
+
+``ordnung serve`` (the REST API) is added with the HTTP adapter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import json
+import logging
+import os
+import re
+import sys
+import typing
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import structlog
+
+ENV_DATABASE_URL = "ORDNUNG_DATABASE_URL"
+
+
+def package_version() -> str:
+    try:
+        return version("ordnung")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0+unknown"
+
+
+@contextmanager
+def quiet_logs(level: int = logging.WARNING) -> Iterator[None]:
+    """Send the engine's structlog output to stderr, warnings and up only.
+
+    The commands print text for people on stdout; engine logs would clutter it.
+    The previous structlog configuration is restored afterwards.
+    """
+    previous = structlog.get_config()
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    try:
+        yield
+    finally:
+        structlog.configure(**previous)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ordnung.api.demo import DEFAULT_DEMO_FILE, DEFAULT_DEMO_URL, run_demo
+
+    url = args.database_url or os.environ.get(ENV_DATABASE_URL) or DEFAULT_DEMO_URL
+    if url == DEFAULT_DEMO_URL:
+        # start from scratch each run; only ever delete the demo's own default file
+        for suffix in ("", "-wal", "-shm"):
+            Path(DEFAULT_DEMO_FILE + suffix).unlink(missing_ok=True)
+    with quiet_logs():
+        asyncio.run(run_demo(url))
+    return 0
+
+
+async def _migrate(url: str) -> list[str]:
+    from ordnung.core.persistence.database import Database
+
+    db = Database(url, pool_size=1)
+    async with db.session():
+        return await db.migrate()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from ordnung.core.persistence.database import DEFAULT_URL
+
+    url = args.database_url or os.environ.get(ENV_DATABASE_URL) or DEFAULT_URL
+    with quiet_logs():
+        applied = asyncio.run(_migrate(url))
+    print(f"database: {redact(url)}")
+    if applied:
+        print(f"applied {len(applied)} migration(s):")
+        for migration_id in applied:
+            print(f"  {migration_id}")
+    else:
+        print("nothing to apply: the database is up to date")
+    return 0
+
+
+def type_name(tp: Any) -> str:
+    """``dict[str, int]``, ``list[Tier]``: a settings field's type without module paths."""
+    text = tp.__name__ if isinstance(tp, type) else str(tp)
+    return re.sub(r"\b(?:[A-Za-z_]\w*\.)+(\w+)", r"\1", text)
+
+
+def field_text(field: msgspec.structs.FieldInfo) -> str:
+    """``name: type = default`` (JSON default), or ``name: type (required)``."""
+    text = f"{field.name}: {type_name(field.type)}"
+    if field.default is not msgspec.NODEFAULT:
+        default = field.default
+    elif field.default_factory is not msgspec.NODEFAULT:
+        default = field.default_factory()
+    else:
+        return text + " (required)"
+    return f"{text} = {json.dumps(msgspec.to_builtins(default), ensure_ascii=False)}"
+
+
+def nested_structs(settings_type: type[msgspec.Struct]) -> list[type[msgspec.Struct]]:
+    """Struct types used inside a Settings Struct's fields (``Tier`` in ``list[Tier]``)."""
+    found: list[type[msgspec.Struct]] = []
+
+    def visit(tp: Any) -> None:
+        if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+            if tp not in found:
+                found.append(tp)
+                for f in msgspec.structs.fields(tp):
+                    visit(f.type)
+            return
+        for arg in typing.get_args(tp):
+            visit(arg)
+
+    for field in msgspec.structs.fields(settings_type):
+        visit(field.type)
+    return found
+
+
+def describe_settings(settings_type: Any) -> list[str]:
+    """The lines ``ordnung plugins`` prints for a plugin's Settings Struct."""
+    if not (isinstance(settings_type, type) and issubclass(settings_type, msgspec.Struct)):
+        return ["  settings: none"]
+    lines = ["  settings (field: type = default):"]
+    lines += [f"    {field_text(f)}" for f in msgspec.structs.fields(settings_type)]
+    for struct in nested_structs(settings_type):
+        inner = ", ".join(field_text(f) for f in msgspec.structs.fields(struct))
+        lines.append(f"    where {struct.__name__} = {{{inner}}}")
+    return lines
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """List every plugin of the entry-point group; a broken one is reported, not fatal."""
+    from importlib.metadata import entry_points
+
+    from ordnung.core.errors import PluginError
+    from ordnung.core.plugin_host import ENTRY_POINT_GROUP, PluginHost
+
+    found = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+    print(f"{len(found)} plugin(s) in entry-point group {ENTRY_POINT_GROUP!r}")
+    host = PluginHost()
+    broken = 0
+    for ep in found:
+        print("")
+        try:
+            obj = ep.load()
+        except Exception as exc:
+            broken += 1
+            print(f"{ep.name} — cannot be imported from {ep.value}: {exc}")
+            continue
+        note = ""
+        try:
+            with quiet_logs():
+                host.register(obj, name=ep.name)  # default settings, as an engine would
+            host.check()
+            described = next(p for p in host.describe() if p["name"] == ep.name)
+            hooks: list[str] = described["hooks"]
+            doc: str = described["doc"]
+        except PluginError as exc:
+            note = f"  not loadable without settings: {exc.detail}"
+            hooks = sorted(n for n in dir(obj) if n.startswith("ordnung_")
+                           and hasattr(getattr(obj, n), "ordnung_impl"))
+            doc = (inspect.getdoc(obj) or "").split("\n\n")[0]
+        print(ep.name + (f" — {doc}" if doc else ""))
+        print("  hooks: " + (", ".join(hooks) or "(none)"))
+        for line in describe_settings(getattr(obj, "Settings", None)):
+            print(line)
+        if note:
+            print(note)
+    return 1 if broken else 0
+
+
+def redact(url: str) -> str:
+    """Hide a password in a database URL before printing it."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ordnung", description="ordnung: a plugin-based headless commerce order engine.")
+    parser.add_argument("--version", action="version", version=f"ordnung {package_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo", help="run one order's whole life on a demo shop and print it",
+        description="Seed a small shop, place an order, pay, ship, deliver, return and "
+                    "refund it, and print the order, its pricing, timeline and stock. "
+                    "Uses sqlite:///ordnung-demo.db in the current directory (recreated "
+                    f"each run) unless {ENV_DATABASE_URL} or --database-url is given.")
+    demo.add_argument("--database-url", metavar="URL",
+                      help="sqlite:///path or postgresql://... (use an empty database)")
+    demo.set_defaults(handler=cmd_demo)
+
+    migrate = commands.add_parser(
+        "migrate", help="apply database migrations",
+        description=f"Apply pending migrations to {ENV_DATABASE_URL} "
+                    "(default sqlite:///ordnung.db) and print what was applied.")
+    migrate.add_argument("--database-url", metavar="URL",
+                         help=f"overrides {ENV_DATABASE_URL}")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    plugins = commands.add_parser(
+        "plugins", help="list installed plugins, their hooks and settings",
+        description="List the plugins discovered in the 'ordnung' entry-point group with "
+                    "the hooks they implement and their default settings. Needs no database.")
+    plugins.set_defaults(handler=cmd_plugins)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    from ordnung.core.errors import OrdnungError
+
+    try:
+        return handler(args)
+    except OrdnungError as exc:
+        print(f"ordnung {args.command}: {exc.detail}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # e.g. `ordnung demo | head`: the reader has gone, stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as exc:  # most often: the database server cannot be reached
+        print(f"ordnung {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

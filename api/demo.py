@@ -1,0 +1,240 @@
+"""``ordnung demo``: one order's whole life, printed as a human reads it.
+
+The demo builds a small shop on the embedded SQLite database, loads the
+built-in plugins through the ``ordnung`` entry-point group (exactly as a third
+party's plugins are found), and walks one order from placement to a refunded
+return: place with the sandbox gateway, capture, ship (pick, pack with scans,
+the carrier creates the tracking number), deliver, return one unit with
+restock, refund. Then it prints the order, how it was priced, its timeline and
+the stock levels.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+from typing import Any
+
+from ordnung.core import (
+    Address,
+    CartLine,
+    Channel,
+    Engine,
+    EngineConfig,
+    Location,
+    Money,
+    PaymentInput,
+    PlaceOrder,
+    Product,
+    ReturnLineInput,
+    Variant,
+)
+from ordnung.core.domain.events import Event
+from ordnung.core.domain.inventory import StockLevel
+from ordnung.core.domain.orders import Order
+from ordnung.core.plugin_host import ENTRY_POINT_GROUP
+
+#: the default demo database, relative to the current directory
+DEFAULT_DEMO_URL = "sqlite:///ordnung-demo.db"
+DEFAULT_DEMO_FILE = "ordnung-demo.db"
+
+#: the free gift: a tote bag for orders from EUR 50.00
+GIFT_SKU = "GIFT-TOTE"
+GIFT_THRESHOLD = 5_000
+
+SHOPPER = Address(name="Erika Mustermann", line1="Heidestraße 17", city="Köln",
+                  postal_code="51147", country="DE", email="erika@example.com")
+
+PRODUCTS = [
+    Product(id="shirt", name="T-shirt", variants=[
+        Variant(sku="SHIRT-M", product_id="shirt", name="T-shirt M", barcode="4006381333931",
+                prices={"EUR": 2500}, weight_grams=200)]),
+    Product(id="mug", name="Mug", variants=[
+        Variant(sku="MUG", product_id="mug", name="Mug", barcode="4006381333948",
+                prices={"EUR": 1200}, weight_grams=350, tax_class="reduced")]),
+    Product(id="poster", name="Poster", variants=[
+        Variant(sku="POSTER", product_id="poster", name="Poster", prices={"EUR": 4000},
+                weight_grams=100)]),
+    Product(id="tote", name="Tote bag", variants=[
+        Variant(sku=GIFT_SKU, product_id="tote", name="Tote bag", prices={"EUR": 0},
+                weight_grams=80)]),
+]
+STOCK = {"SHIRT-M": 100, "MUG": 40, "POSTER": 15, GIFT_SKU: 10}
+
+#: who does what in the demo (the timeline's "actor" column)
+CUSTOMER = "customer:erika@example.com"
+STAFF = "staff:anna"
+WAREHOUSE = "staff:jonas"
+CARRIER = "carrier:flat_rate"
+
+
+def builtin_plugin_names() -> list[str]:
+    """Entry-point names of the plugins this distribution ships (``ordnung.plugins.*``)."""
+    return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)
+                  if ep.value.startswith("ordnung.plugins."))
+
+
+def demo_config(database_url: str) -> EngineConfig:
+    """The demo's engine: built-in plugins by entry-point name, a free-gift tier."""
+    return EngineConfig(
+        database_url=database_url,
+        plugins=builtin_plugin_names(),
+        plugin_settings={"free_gift": {"tiers": [
+            {"threshold": GIFT_THRESHOLD, "currency": "EUR", "sku": GIFT_SKU,
+             "name": "tote bag"}]}},
+        load_entry_points=True,
+    )
+
+
+async def seed(engine: Engine) -> None:
+    """Two sales channels, one warehouse, three products and a gift, with stock."""
+    await engine.channels.upsert(Channel(id="web", name="Web shop", kind="web"))
+    await engine.channels.upsert(Channel(id="etsy", name="Etsy", kind="marketplace"))
+    await engine.inventory.upsert_location(Location(id="wh1", name="Main warehouse"))
+    for product in PRODUCTS:
+        await engine.catalog.upsert_product(product)
+    for sku, quantity in STOCK.items():
+        await engine.inventory.adjust(sku, "wh1", quantity, kind="receive",
+                                      reason="opening stock", actor=STAFF)
+
+
+async def run_order(engine: Engine) -> Order:
+    """Place, pay, ship, deliver, return one unit and refund it; return the final order."""
+    order = await engine.orders.place(PlaceOrder(
+        channel="web",
+        lines=[CartLine(sku="SHIRT-M", quantity=2), CartLine(sku="MUG", quantity=1)],
+        email=SHOPPER.email, shipping_address=SHOPPER,
+        shipping_method="flat_rate:standard",
+        payment=PaymentInput(gateway="sandbox", token="tok_success"),
+    ), actor=CUSTOMER)
+    order = await engine.payments.capture(order.id, actor=STAFF)
+
+    order, shipments = await engine.fulfilment.create_shipment(order.id, actor=WAREHOUSE)
+    for shipment in shipments:
+        order = await engine.fulfilment.pick(order.id, shipment.id, actor=WAREHOUSE)
+        # the packer scans every unit: barcodes where the item has one, else the SKU
+        scans = [sl.barcode or sl.sku for sl in shipment.lines for _ in range(sl.quantity)]
+        order = await engine.fulfilment.pack(order.id, shipment.id, scans, actor=WAREHOUSE)
+        order = await engine.fulfilment.ship(order.id, shipment.id, actor=WAREHOUSE)
+    for shipment in order.shipments:
+        order = await engine.fulfilment.deliver(order.id, shipment.id, actor=CARRIER)
+
+    shirt_line = next(line for line in order.lines if line.sku == "SHIRT-M")
+    order, rma = await engine.returns.request(
+        order.id, [ReturnLineInput(line_id=shirt_line.id, quantity=1, restock=True)],
+        reason="too small", actor=CUSTOMER)
+    order = await engine.returns.approve(order.id, rma.id, actor=STAFF)
+    order = await engine.returns.receive(order.id, rma.id, actor=WAREHOUSE)
+    order = await engine.returns.refund(order.id, rma.id, actor=STAFF)
+    return order
+
+
+# --------------------------------------------------------------------------- printing
+
+
+def money(amount: int, currency: str) -> str:
+    return Money(amount, currency).format()
+
+
+#: event data fields that hold money in minor units of the order's currency
+MONEY_FIELDS = frozenset({"amount", "total", "refund_amount"})
+
+
+def short_data(data: dict[str, Any], currency: str, width: int = 64) -> str:
+    """A one-line summary of an event's data, cut at ``width`` characters."""
+    if not data:
+        return ""
+    parts = []
+    for key, value in data.items():
+        if value is None or value == "" or value == {} or value == []:
+            continue
+        if key == "currency":
+            continue
+        if key in MONEY_FIELDS and isinstance(value, int) and not isinstance(value, bool):
+            parts.append(f"{key}={money(value, currency)}")
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"),
+                                                               ensure_ascii=False, default=str)
+        parts.append(f"{key}={text}")
+    line = " ".join(parts)
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def format_order(order: Order) -> list[str]:
+    c = order.currency
+    t = order.totals
+    out = [f"Order {order.number}  ({order.status}, channel {order.channel})", ""]
+    out.append("Lines")
+    for line in order.lines:
+        gift = "  (gift)" if line.gift else ""
+        out.append(f"  {line.id:<4} {line.quantity} × {line.sku:<10} {line.name:<12} "
+                   f"{money(line.line_total, c):>12}  VAT {line.tax_rate}{gift}")
+    if order.shipping:
+        when = order.shipping.expected_delivery
+        out.append(f"  shipping: {order.shipping.name} ({order.shipping.method}) "
+                   f"{money(order.shipping.price, c)}"
+                   + (f", expected delivery {when.isoformat()}" if when else ""))
+    out += ["", "How it was priced"]
+    for step in order.explanation:
+        shown = f"  [{money(step.amount, c)}]" if step.amount is not None else ""
+        out.append(f"  {step.step:<10} {step.source:<10} {step.message}{shown}")
+    prices = "prices include tax" if order.prices_include_tax else "prices exclude tax"
+    out += ["", f"Totals ({prices})"]
+    for label, amount in (("subtotal", t.subtotal), ("discounts", t.discounts),
+                          ("shipping", t.shipping), ("tax", t.tax), ("total", t.total),
+                          ("paid", t.paid), ("refunded", t.refunded), ("balance", t.balance)):
+        out.append(f"  {label:<10} {money(amount, c):>12}")
+    return out
+
+
+def format_timeline(events: Sequence[Event], currency: str) -> list[str]:
+    day = events[0].at.strftime("%Y-%m-%d") if events else ""
+    out = [f"Timeline ({len(events)} events, {day}, times in UTC)",
+           f"  {'seq':>3}  {'time':<12}  {'event':<30}  {'actor':<26}  details"]
+    for e in events:
+        out.append(f"  {e.seq:>3}  {e.at.strftime('%H:%M:%S.%f')[:12]}  {e.kind:<30}  "
+                   f"{e.actor:<26}  {short_data(e.data, currency)}".rstrip())
+    return out
+
+
+def format_stock(levels: Sequence[StockLevel]) -> list[str]:
+    out = ["Stock", f"  {'sku':<10} {'location':<9} {'on hand':>8} {'reserved':>9} "
+                    f"{'available':>10}"]
+    for lv in sorted(levels, key=lambda x: (x.sku, x.location_id)):
+        out.append(f"  {lv.sku:<10} {lv.location_id:<9} {lv.on_hand:>8} {lv.reserved:>9} "
+                   f"{lv.available:>10}")
+    return out
+
+
+def format_channels(engine: Engine) -> list[str]:
+    """What the channel_log plugin told each sales channel (if it is loaded)."""
+    recorder = next((p for _, p in engine.host.pm.list_name_plugin()
+                     if hasattr(p, "available") and hasattr(p, "notifications")), None)
+    if recorder is None or not recorder.available:
+        return []
+    out = ["Availability the sales channels were told"]
+    for channel, skus in sorted(recorder.available.items()):
+        out.append(f"  {channel:<5} " + ", ".join(f"{sku} {n}" for sku, n in sorted(skus.items())))
+    return out
+
+
+async def run_demo(database_url: str, echo: Callable[[str], None] = print) -> Order:
+    """Run the whole demo against ``database_url`` (a fresh database) and print it."""
+    engine = Engine(demo_config(database_url))
+    async with engine:
+        echo(f"ordnung demo — database {engine.db.kind}, plugins loaded through entry "
+             f"points: {', '.join(engine.host.names())}")
+        echo("")
+        await seed(engine)
+        order = await run_order(engine)
+        timeline = await engine.orders.timeline(order.id)
+        levels = await engine.inventory.levels([p.variants[0].sku for p in PRODUCTS])
+        sections = [format_order(order), format_timeline(timeline, order.currency),
+                    format_stock(levels), format_channels(engine)]
+        for section in sections:
+            if section:
+                for line in section:
+                    echo(line)
+                echo("")
+    return order
