@@ -8,7 +8,7 @@ goes through one of its services::
         order = await engine.orders.place(PlaceOrder(...))
 
 Services: ``catalog``, ``inventory``, ``channels``, ``customers``, ``carts``,
-``orders``, ``payments``, ``fulfilment``, ``returns``.
+``orders``, ``payments``, ``fulfilment``, ``returns``, ``access`` (API keys).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from ordnung.core.persistence.database import Database
 from ordnung.core.plugin_host import PluginHost
 from ordnung.core.pricing import PricingPipeline
 from ordnung.core.runtime import Runtime
+from ordnung.core.services.access import AccessService
 from ordnung.core.services.carts import CartService
 from ordnung.core.services.catalog import CatalogService
 from ordnung.core.services.channels import ChannelService
@@ -99,6 +100,7 @@ class Engine:
         self.carts = CartService(rt, self.pipeline, self.channels, self.customers, self.orders)
         self.fulfilment = FulfilmentService(rt)
         self.returns = ReturnService(rt, self.payments)
+        self.access = AccessService(rt)
         self._started = True
         await self.host.collect("ordnung_engine_started", engine=self)
         if self.config.background_tasks:

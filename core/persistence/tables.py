@@ -168,3 +168,28 @@ class ExternalRefRow(Table, tablename="external_refs"):
 
 
 ALL_TABLES = (*ALL_TABLES, ExternalRefRow)
+
+
+class ApiKeyRow(Table, tablename="api_keys"):
+    id = Varchar(length=40, primary_key=True)
+    secret_hash = Varchar(length=64)
+    kind = Varchar(length=16)
+    name = Text()
+    scopes = Text()
+    channel = Varchar(length=64, null=True)
+    customer_id = Varchar(length=40, null=True)
+    created_at = Timestamptz()
+    revoked_at = Timestamptz(null=True, default=None)
+
+
+class HttpIdempotencyRow(Table, tablename="http_idempotency"):
+    key = Varchar(length=300, primary_key=True)
+    fingerprint = Varchar(length=64)
+    state = Varchar(length=16)
+    status = Integer()
+    content_type = Varchar(length=100)
+    body = Text()
+    created_at = Timestamptz()
+
+
+ALL_TABLES = (*ALL_TABLES, ApiKeyRow, HttpIdempotencyRow)

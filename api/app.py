@@ -1,0 +1,100 @@
+"""The litestar application: a thin HTTP adapter over one Engine per process.
+
+Validation, authentication, idempotency, errors and serialisation live here;
+every business rule lives in ``ordnung.core``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Request, get
+from litestar.exceptions import HTTPException
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from ordnung.api.auth import PUBLIC_PATHS, BearerAuthMiddleware
+from ordnung.api.idempotency import IdempotencyMiddleware
+from ordnung.api.logging_middleware import RequestLogMiddleware
+from ordnung.api.problems import handle_http_error, handle_ordnung_error, handle_unexpected
+from ordnung.api.routes.admin import AdminController
+from ordnung.api.routes.carts import CartController
+from ordnung.api.routes.catalogue import CatalogueController
+from ordnung.api.routes.customers import CustomerController
+from ordnung.api.routes.fulfilment import FulfilmentController, ShipmentController, tracking_webhook
+from ordnung.api.routes.inventory import ChannelController, InventoryController
+from ordnung.api.routes.orders import OrderController
+from ordnung.api.routes.payments import PaymentController, payment_webhook
+from ordnung.api.routes.returns import ReturnController
+from ordnung.core import Engine, EngineConfig
+from ordnung.core.errors import OrdnungError
+
+
+@get("/health", tags=["health"], exclude_from_auth=True)
+async def health(request: Request[Any, Any, Any]) -> dict[str, str]:
+    engine: Engine = request.app.state.engine
+    await engine.db.fetch("SELECT 1 AS ok")
+    return {"status": "ok", "database": engine.db.kind}
+
+
+def create_app(config: EngineConfig | None = None, *, engine: Engine | None = None,
+               admin_key: str | None = None, demo: bool | None = None) -> Litestar:
+    """Build the app. Without arguments everything comes from ``ORDNUNG_*`` variables:
+    ``ORDNUNG_DATABASE_URL``, ``ORDNUNG_PLUGINS``, ``ORDNUNG_ADMIN_KEY``, ``ORDNUNG_DEMO``."""
+    bootstrap_key = admin_key if admin_key is not None else os.environ.get("ORDNUNG_ADMIN_KEY")
+    seed_demo = demo if demo is not None else os.environ.get("ORDNUNG_DEMO") == "1"
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        own = engine is None
+        eng = engine or Engine(config or EngineConfig.from_env(background_tasks=True))
+        await eng.start()
+        if seed_demo:
+            from ordnung.api.seed import seed_demo_shop
+
+            await seed_demo_shop(eng)
+        if bootstrap_key:
+            await eng.access.ensure_admin(bootstrap_key)
+        app.state.engine = eng
+        try:
+            yield
+        finally:
+            if own:
+                await eng.stop()
+
+    # outermost first: request log, then authentication, then idempotency
+    middleware: list[Any] = [RequestLogMiddleware,
+                             DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS),
+                             IdempotencyMiddleware]
+    return Litestar(
+        route_handlers=[
+            health, CatalogueController, InventoryController, ChannelController,
+            CustomerController, CartController, OrderController, PaymentController,
+            payment_webhook, FulfilmentController, ShipmentController, tracking_webhook,
+            ReturnController, AdminController,
+        ],
+        lifespan=[lifespan],
+        middleware=middleware,
+        exception_handlers={
+            OrdnungError: handle_ordnung_error,
+            HTTPException: handle_http_error,
+            Exception: handle_unexpected,
+        },
+        openapi_config=OpenAPIConfig(
+            title="ordnung", version="0.1.0",
+            description="Headless commerce order engine: REST API. Every request needs "
+                        "'Authorization: Bearer <key>' except /health and the docs. Errors "
+                        "are RFC 9457 problem details.",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            components=Components(security_schemes={"bearer": SecurityScheme(
+                type="http", scheme="bearer")}),
+            security=[{"bearer": []}],
+        ),
+        debug=False,
+    )

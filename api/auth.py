@@ -1,0 +1,93 @@
+"""Bearer authentication and the guards that enforce who may do what.
+
+Three kinds of caller: admin keys (scopes), storefront keys (one channel:
+catalogue, availability, carts, placing orders) and customer tokens (only
+that customer's carts and orders). Anything not theirs answers 404, so a
+caller cannot even learn that someone else's order exists.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+
+from ordnung.core import Engine
+from ordnung.core.domain.access import Principal
+from ordnung.core.errors import NotFound
+
+PUBLIC_PATHS = ["/health", "/schema"]
+WEBHOOK_PREFIX = "/webhooks/"
+
+
+class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
+    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]
+                                   ) -> AuthenticationResult:
+        header = connection.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if not header and connection.url.path.startswith(WEBHOOK_PREFIX):
+            # gateways and carriers that cannot set headers put the key in the URL
+            scheme, token = "bearer", connection.query_params.get("access_key", "")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise NotAuthorizedException("send 'Authorization: Bearer <key>'")
+        engine: Engine = connection.app.state.engine
+        principal = await engine.access.verify(token.strip())
+        if principal is None:
+            raise NotAuthorizedException("unknown or revoked key")
+        return AuthenticationResult(user=principal, auth=principal)
+
+
+def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    user = connection.scope.get("user")
+    if not isinstance(user, Principal):
+        raise NotAuthorizedException("not authenticated")
+    return user
+
+
+def admin(scope: str) -> Any:
+    """Guard: an admin key holding ``scope``."""
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        if not principal_of(connection).has(scope):
+            raise PermissionDeniedException(f"needs an admin key with the {scope!r} scope")
+
+    guard.__name__ = f"admin_{scope}"
+    return guard
+
+
+def shopper_or_admin(scope: str) -> Any:
+    """Guard: a storefront key, a customer token, or an admin key holding ``scope``."""
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        p = principal_of(connection)
+        if p.kind in ("storefront", "customer") or p.has(scope):
+            return
+        raise PermissionDeniedException(f"needs a storefront key, a customer token or an "
+                                        f"admin key with the {scope!r} scope")
+
+    guard.__name__ = f"shopper_or_{scope}"
+    return guard
+
+
+def customer_or_admin(scope: str) -> Any:
+    """Guard: a customer token (own data only) or an admin key holding ``scope``."""
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        p = principal_of(connection)
+        if p.kind == "customer" or p.has(scope):
+            return
+        raise PermissionDeniedException(f"needs a customer token or an admin key with the "
+                                        f"{scope!r} scope")
+
+    guard.__name__ = f"customer_or_{scope}"
+    return guard
+
+
+def ensure_owner(principal: Principal, kind: str, key: str, customer_id: str | None,
+                 channel: str | None = None) -> None:
+    """404 (not 403) for a customer's access to someone else's data, or a storefront's
+    access to another channel's cart."""
+    if principal.kind == "customer" and customer_id != principal.customer_id:
+        raise NotFound(kind, key)
+    if principal.kind == "storefront" and channel is not None and channel != principal.channel:
+        raise NotFound(kind, key)

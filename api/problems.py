@@ -1,0 +1,106 @@
+"""RFC 9457 problem details: one stable ``type`` per kind of error.
+
+The type is a URI under ``https://ordnung.dev/problems/``; its last segment is
+the engine error's ``type`` (``out-of-stock``, ``illegal-transition`` ...), so
+clients can switch on it without parsing prose.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+    ValidationException,
+)
+
+from ordnung.core.errors import OrdnungError
+
+BASE = "https://ordnung.dev/problems/"
+MEDIA_TYPE = "application/problem+json"
+TITLES = {
+    "validation": "The request is not valid",
+    "not-found": "Not found",
+    "forbidden": "Forbidden",
+    "unauthorized": "Missing or invalid API key",
+    "conflict": "Conflict with the current state",
+    "illegal-transition": "Not allowed in the current state",
+    "guard-veto": "A plugin vetoed the change",
+    "out-of-stock": "Out of stock",
+    "payment-declined": "Payment declined",
+    "invariant-violation": "The change would break an invariant",
+    "tax-unavailable": "Tax cannot be computed",
+    "idempotency-mismatch": "Idempotency key reused with another request",
+    "currency-mismatch": "Currencies do not match",
+    "plugin-error": "A plugin failed",
+    "lifecycle-definition": "Lifecycle definition error",
+    "internal": "Internal error",
+}
+
+log = structlog.get_logger("ordnung.api")
+
+
+def problem(kind: str, status: int, detail: str, instance: str = "",
+            **extra: Any) -> Response[dict[str, Any]]:
+    body = {"type": BASE + kind, "title": TITLES.get(kind, kind), "status": status,
+            "detail": detail, **({"instance": instance} if instance else {}), **extra}
+    return Response(content=body, status_code=status, media_type=MEDIA_TYPE)
+
+
+def handle_ordnung_error(request: Request[Any, Any, Any],
+                         exc: OrdnungError) -> Response[dict[str, Any]]:
+    extra = {k: v for k, v in exc.extra.items() if k not in ("type", "detail", "title")}
+    status = exc.status
+    if status >= 500:
+        log.error("engine error", error_type=exc.type, detail=exc.detail)
+    return problem(exc.type, status, exc.detail, request.url.path, **extra)
+
+
+def handle_http_error(request: Request[Any, Any, Any],
+                      exc: HTTPException) -> Response[dict[str, Any]]:
+    if isinstance(exc, ValidationException):
+        errors = exc.extra if isinstance(exc.extra, list) else []
+        fields = [{"field": _field_name(e), "message": str(e.get("message", ""))}
+                  for e in errors if isinstance(e, dict)]
+        detail = "; ".join(f"{f['field']}: {f['message']}" if f["field"] else f["message"]
+                           for f in fields) or exc.detail
+        return problem("validation", 422, detail, request.url.path, errors=fields)
+    if isinstance(exc, NotAuthorizedException):
+        response = problem("unauthorized", 401, exc.detail, request.url.path)
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+    if isinstance(exc, PermissionDeniedException):
+        return problem("forbidden", 403, exc.detail, request.url.path)
+    if isinstance(exc, NotFoundException):
+        return problem("not-found", 404, exc.detail, request.url.path)
+    kind = {405: "method-not-allowed", 409: "conflict", 413: "validation",
+            415: "validation", 400: "validation"}.get(exc.status_code, "error")
+    status = 422 if kind == "validation" else exc.status_code
+    return problem(kind, status, exc.detail, request.url.path)
+
+
+def _field_name(error: dict[str, Any]) -> str:
+    """The offending field as a dotted path: msgspec says ``at `$.lines[0].quantity```."""
+    message = str(error.get("message", ""))
+    for marker in ("unknown field `", "required field `"):
+        if marker in message:
+            name = message.split(marker, 1)[1].split("`", 1)[0]
+            where = message.rsplit("at `$.", 1)[1].rstrip("`") + "." if "at `$." in message \
+                else ""
+            return where + name
+    if "at `$." in message:
+        return message.rsplit("at `$.", 1)[1].rstrip("`")
+    key = str(error.get("key", ""))
+    return "" if key == "data" else key
+
+
+def handle_unexpected(request: Request[Any, Any, Any],
+                      exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("unhandled error", path=request.url.path)
+    return problem("internal", 500, "an internal error occurred; it has been logged",
+                   request.url.path)

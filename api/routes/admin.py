@@ -1,0 +1,52 @@
+"""Operations: API keys, plugins, the lifecycle graph, maintenance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, delete, get, post
+
+from ordnung.api.auth import admin
+from ordnung.api.routes.common import engine_of
+from ordnung.api.schemas import KeyIn, KeyList
+from ordnung.core.domain.access import IssuedKey
+from ordnung.core.errors import InvalidInput
+
+
+class AdminController(Controller):
+    path = "/admin"
+    tags = ["admin"]
+    guards = [admin("plugins")]
+
+    @get("/plugins")
+    async def plugins(self, request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
+        return engine_of(request).plugins()
+
+    @get("/lifecycle")
+    async def lifecycle(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
+        """The merged state machines (core plus plugin states)."""
+        return engine_of(request).lifecycle()
+
+    @post("/maintenance", status_code=200)
+    async def maintenance(self, request: Request[Any, Any, Any]) -> dict[str, int]:
+        """Deliver stranded events and retry failed plugin reactions now."""
+        return await engine_of(request).run_maintenance()
+
+    @get("/keys")
+    async def keys(self, request: Request[Any, Any, Any]) -> KeyList:
+        return KeyList(items=await engine_of(request).access.list())
+
+    @post("/keys", status_code=201)
+    async def issue_key(self, request: Request[Any, Any, Any], data: KeyIn) -> IssuedKey:
+        """Create an admin or storefront key; the secret is in this response only."""
+        engine = engine_of(request)
+        if data.kind == "storefront":
+            if not data.channel:
+                raise InvalidInput("a storefront key needs a channel", field="channel")
+            await engine.channels.get(data.channel)
+        return await engine.access.issue(data.kind, name=data.name, scopes=data.scopes,
+                                         channel=data.channel)
+
+    @delete("/keys/{key_id:str}", status_code=204)
+    async def revoke(self, request: Request[Any, Any, Any], key_id: str) -> None:
+        await engine_of(request).access.revoke(key_id)

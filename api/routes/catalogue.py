@@ -1,0 +1,43 @@
+"""Catalogue: products and variants; availability per channel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, get, put
+
+from ordnung.api.auth import admin, shopper_or_admin
+from ordnung.api.routes.common import check_limit, engine_of
+from ordnung.api.schemas import ProductPage
+from ordnung.core.domain.catalog import Product
+from ordnung.core.errors import InvalidInput
+
+
+class CatalogueController(Controller):
+    path = "/catalogue"
+    tags = ["catalogue"]
+
+    @get("/products", guards=[shopper_or_admin("catalogue")])
+    async def list_products(self, request: Request[Any, Any, Any], after: str | None = None,
+                            limit: int = 50) -> ProductPage:
+        items = await engine_of(request).catalog.products(after, check_limit(limit))
+        return ProductPage(items=items, next=items[-1].id if len(items) == limit else None)
+
+    @get("/products/{product_id:str}", guards=[shopper_or_admin("catalogue")])
+    async def get_product(self, request: Request[Any, Any, Any], product_id: str) -> Product:
+        return await engine_of(request).catalog.product(product_id)
+
+    @put("/products/{product_id:str}", guards=[admin("catalogue")])
+    async def put_product(self, request: Request[Any, Any, Any], product_id: str,
+                          data: Product) -> Product:
+        if data.id != product_id:
+            raise InvalidInput("the body's id must match the URL", field="id")
+        return await engine_of(request).catalog.upsert_product(data)
+
+    @get("/availability", guards=[shopper_or_admin("catalogue")])
+    async def availability(self, request: Request[Any, Any, Any], sku: list[str]
+                           ) -> dict[str, int]:
+        """Available units per SKU: the one number every sales channel sees."""
+        if not sku or len(sku) > 100:
+            raise InvalidInput("ask for 1 to 100 SKUs", field="sku")
+        return await engine_of(request).inventory.available(sku)

@@ -1,0 +1,74 @@
+"""Customers: admin management, a customer's own profile, data export and erasure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, delete, get, patch, post
+
+from ordnung.api.auth import admin, customer_or_admin
+from ordnung.api.routes.common import caller, check_limit, engine_of
+from ordnung.api.schemas import CustomerIn, CustomerPage, CustomerPatch, TokenIn
+from ordnung.core.domain.access import IssuedKey
+from ordnung.core.domain.customers import Customer
+from ordnung.core.errors import NotFound
+
+
+def _own(request: Request[Any, Any, Any], customer_id: str) -> str:
+    principal = caller(request)
+    if customer_id == "me" and principal.kind == "customer" and principal.customer_id:
+        return principal.customer_id
+    if principal.kind == "customer" and customer_id != principal.customer_id:
+        raise NotFound("customer", customer_id)
+    return customer_id
+
+
+class CustomerController(Controller):
+    path = "/customers"
+    tags = ["customers"]
+
+    @get("/", guards=[admin("customers")])
+    async def list_customers(self, request: Request[Any, Any, Any], after: str | None = None,
+                             limit: int = 50) -> CustomerPage:
+        items = await engine_of(request).customers.list(after, check_limit(limit))
+        return CustomerPage(items=items, next=items[-1].id if len(items) == limit else None)
+
+    @post("/", guards=[admin("customers")], status_code=201)
+    async def create(self, request: Request[Any, Any, Any], data: CustomerIn) -> Customer:
+        return await engine_of(request).customers.create(
+            email=data.email, name=data.name, phone=data.phone, tags=data.tags,
+            addresses=data.addresses, consents=data.consents)
+
+    @get("/{customer_id:str}", guards=[customer_or_admin("customers")])
+    async def get_customer(self, request: Request[Any, Any, Any], customer_id: str
+                           ) -> Customer:
+        return await engine_of(request).customers.get(_own(request, customer_id))
+
+    @patch("/{customer_id:str}", guards=[customer_or_admin("customers")])
+    async def update(self, request: Request[Any, Any, Any], customer_id: str,
+                     data: CustomerPatch) -> Customer:
+        changes = {k: v for k, v in (("name", data.name), ("phone", data.phone),
+                                     ("tags", data.tags), ("addresses", data.addresses),
+                                     ("consents", data.consents)) if v is not None}
+        if caller(request).kind == "customer":
+            changes.pop("tags", None)  # tiers and tags are the shop's to give
+        return await engine_of(request).customers.update(_own(request, customer_id),
+                                                         **changes)
+
+    @get("/{customer_id:str}/export", guards=[customer_or_admin("customers")])
+    async def export(self, request: Request[Any, Any, Any], customer_id: str
+                     ) -> dict[str, Any]:
+        return await engine_of(request).customers.export(_own(request, customer_id))
+
+    @delete("/{customer_id:str}", guards=[admin("customers")], status_code=200)
+    async def erase(self, request: Request[Any, Any, Any], customer_id: str) -> Customer:
+        """Erase personal data; orders stay for the accounts, anonymised."""
+        return await engine_of(request).customers.erase(customer_id,
+                                                        actor=caller(request).actor)
+
+    @post("/{customer_id:str}/tokens", guards=[admin("customers")], status_code=201)
+    async def issue_token(self, request: Request[Any, Any, Any], customer_id: str,
+                          data: TokenIn) -> IssuedKey:
+        """A customer token: that customer's carts and orders, nothing else."""
+        return await engine_of(request).access.issue("customer", name=data.name,
+                                                     customer_id=customer_id)

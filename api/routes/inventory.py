@@ -1,0 +1,71 @@
+"""Inventory and channels: locations, levels, adjustments, counts, the movement ledger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, get, post, put
+
+from ordnung.api.auth import admin
+from ordnung.api.routes.common import caller, check_limit, engine_of
+from ordnung.api.schemas import AdjustIn, CountIn, MovementPage
+from ordnung.core.domain.inventory import Channel, Location, StockLevel
+from ordnung.core.errors import InvalidInput
+
+
+class InventoryController(Controller):
+    path = "/inventory"
+    tags = ["inventory"]
+    guards = [admin("inventory")]
+
+    @get("/locations")
+    async def locations(self, request: Request[Any, Any, Any]) -> list[Location]:
+        return await engine_of(request).inventory.locations()
+
+    @put("/locations/{location_id:str}")
+    async def put_location(self, request: Request[Any, Any, Any], location_id: str,
+                           data: Location) -> Location:
+        if data.id != location_id:
+            raise InvalidInput("the body's id must match the URL", field="id")
+        return await engine_of(request).inventory.upsert_location(data)
+
+    @get("/levels")
+    async def levels(self, request: Request[Any, Any, Any], sku: list[str] | None = None,
+                     location_id: str | None = None) -> list[StockLevel]:
+        return await engine_of(request).inventory.levels(sku, location_id)
+
+    @post("/adjustments", status_code=201)
+    async def adjust(self, request: Request[Any, Any, Any], data: AdjustIn) -> StockLevel:
+        return await engine_of(request).inventory.adjust(
+            data.sku, data.location_id, data.delta, kind=data.kind, reason=data.reason,
+            actor=caller(request).actor)
+
+    @post("/counts", status_code=201)
+    async def count(self, request: Request[Any, Any, Any], data: CountIn) -> StockLevel:
+        return await engine_of(request).inventory.count(
+            data.sku, data.location_id, data.counted, reason=data.reason,
+            actor=caller(request).actor)
+
+    @get("/movements")
+    async def movements(self, request: Request[Any, Any, Any], sku: str | None = None,
+                        order_id: str | None = None, after: str | None = None,
+                        limit: int = 100) -> MovementPage:
+        items = await engine_of(request).inventory.movements(
+            sku=sku, order_id=order_id, after=after, limit=check_limit(limit))
+        return MovementPage(items=items, next=items[-1].id if len(items) == limit else None)
+
+
+class ChannelController(Controller):
+    path = "/channels"
+    tags = ["channels"]
+
+    @get("/", guards=[admin("catalogue")])
+    async def list_channels(self, request: Request[Any, Any, Any]) -> list[Channel]:
+        return await engine_of(request).channels.list()
+
+    @put("/{channel_id:str}", guards=[admin("catalogue")])
+    async def put_channel(self, request: Request[Any, Any, Any], channel_id: str,
+                          data: Channel) -> Channel:
+        if data.id != channel_id:
+            raise InvalidInput("the body's id must match the URL", field="id")
+        return await engine_of(request).channels.upsert(data)

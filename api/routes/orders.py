@@ -1,0 +1,149 @@
+"""Orders: one-shot placement, look-up, lists, timeline, live status, holds, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, get, post
+from litestar.exceptions import PermissionDeniedException
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from ordnung.api.auth import admin, customer_or_admin, ensure_owner, shopper_or_admin
+from ordnung.api.routes.common import caller, check_limit, engine_of
+from ordnung.api.schemas import EventList, NoteIn, OrderPage, ReasonIn, ReleaseIn, TransitionIn
+from ordnung.core.domain.orders import Order
+from ordnung.core.errors import InvalidInput
+from ordnung.core.requests import PlaceOrder
+
+#: how long one live-status stream stays open at most, and how often it looks
+STREAM_SECONDS = 300.0
+POLL_SECONDS = 0.5
+
+
+async def load_order(request: Request[Any, Any, Any], order_id: str) -> Order:
+    """The order, if the caller may see it; 404 otherwise (never 403)."""
+    order = await engine_of(request).orders.get(order_id)
+    ensure_owner(caller(request), "order", order_id, order.customer_id)
+    return order
+
+
+class OrderController(Controller):
+    path = "/orders"
+    tags = ["orders"]
+
+    @post("/", guards=[shopper_or_admin("orders")], status_code=201)
+    async def place(self, request: Request[Any, Any, Any], data: PlaceOrder) -> Order:
+        """Place an order in one request: lines, addresses, shipping choice and payment."""
+        principal = caller(request)
+        if principal.kind == "storefront":
+            if data.channel != principal.channel:
+                raise PermissionDeniedException("a storefront key places orders on its own "
+                                                "channel only")
+            if data.customer_id is not None:
+                raise PermissionDeniedException("a storefront key places guest orders; use a "
+                                                "customer token for a customer's order")
+        if principal.kind == "customer":
+            if data.customer_id not in (None, principal.customer_id):
+                raise PermissionDeniedException("a customer token orders for its customer")
+            data = msgspec.structs.replace(data, customer_id=principal.customer_id)
+        client = dict(data.client)
+        if request.client is not None:
+            client.setdefault("ip", request.client.host)
+        data = msgspec.structs.replace(data, client=client)
+        return await engine_of(request).orders.place(
+            data, idempotency_key=request.headers.get("idempotency-key"),
+            actor=principal.actor)
+
+    @get("/", guards=[customer_or_admin("orders")])
+    async def list_orders(self, request: Request[Any, Any, Any], status: list[str] | None = None,
+                          channel: str | None = None, customer_id: str | None = None,
+                          after: str | None = None, limit: int = 50) -> OrderPage:
+        """Newest first. Pass ``next`` from a page as ``after`` for the following page."""
+        principal = caller(request)
+        if principal.kind == "customer":
+            customer_id = principal.customer_id
+        items = await engine_of(request).orders.list(
+            customer_id=customer_id, status=status, channel=channel, after=after,
+            limit=check_limit(limit))
+        return OrderPage(items=items, next=items[-1].id if len(items) == limit else None)
+
+    @get("/{order_id:str}", guards=[customer_or_admin("orders")])
+    async def get_order(self, request: Request[Any, Any, Any], order_id: str) -> Order:
+        return await load_order(request, order_id)
+
+    @get("/by-number/{number:str}", guards=[customer_or_admin("orders")])
+    async def by_number(self, request: Request[Any, Any, Any], number: str) -> Order:
+        order = await engine_of(request).orders.by_number(number)
+        ensure_owner(caller(request), "order", number, order.customer_id)
+        return order
+
+    @get("/{order_id:str}/timeline", guards=[customer_or_admin("orders")])
+    async def timeline(self, request: Request[Any, Any, Any], order_id: str) -> EventList:
+        await load_order(request, order_id)
+        return EventList(items=await engine_of(request).orders.timeline(order_id))
+
+    @get("/{order_id:str}/events", guards=[customer_or_admin("orders")])
+    async def live(self, request: Request[Any, Any, Any], order_id: str,
+                   after_seq: int = 0) -> ServerSentEvent:
+        """Follow an order live (server-sent events): each timeline event as it happens.
+
+        Works across API workers (it reads the committed timeline). The stream
+        ends when the order reaches a terminal state or after five minutes.
+        """
+        await load_order(request, order_id)
+        engine = engine_of(request)
+        terminal = {s for s, spec in engine.machines["order"].states.items() if spec.terminal}
+
+        async def stream() -> AsyncIterator[ServerSentEventMessage]:
+            seen = after_seq
+            deadline = time.monotonic() + STREAM_SECONDS
+            while time.monotonic() < deadline:
+                events = [e for e in await engine.orders.timeline(order_id) if e.seq > seen]
+                for ev in events:
+                    seen = ev.seq
+                    yield ServerSentEventMessage(
+                        data=msgspec.json.encode(ev).decode(), event=ev.kind, id=str(ev.seq))
+                if any(e.to_state in terminal and e.machine == "order" for e in events):
+                    return
+                await asyncio.sleep(POLL_SECONDS)
+
+        return ServerSentEvent(stream())
+
+    @post("/{order_id:str}/cancel", guards=[customer_or_admin("orders")], status_code=200)
+    async def cancel(self, request: Request[Any, Any, Any], order_id: str,
+                     data: ReasonIn) -> Order:
+        await load_order(request, order_id)
+        return await engine_of(request).orders.cancel(order_id, reason=data.reason,
+                                                      actor=caller(request).actor)
+
+    @post("/{order_id:str}/hold", guards=[admin("orders")], status_code=200)
+    async def hold(self, request: Request[Any, Any, Any], order_id: str,
+                   data: ReasonIn) -> Order:
+        if not data.reason:
+            raise InvalidInput("a hold needs a reason", field="reason")
+        return await engine_of(request).orders.hold(order_id, data.reason,
+                                                    actor=caller(request).actor)
+
+    @post("/{order_id:str}/release", guards=[admin("orders")], status_code=200)
+    async def release(self, request: Request[Any, Any, Any], order_id: str,
+                      data: ReleaseIn) -> Order:
+        """Release a fraud/review hold; the order continues."""
+        return await engine_of(request).orders.release(order_id, note=data.note,
+                                                       actor=caller(request).actor)
+
+    @post("/{order_id:str}/transitions", guards=[admin("orders")], status_code=200)
+    async def transition(self, request: Request[Any, Any, Any], order_id: str,
+                         data: TransitionIn) -> Order:
+        """Fire a plugin-defined order event (e.g. ``age_verified``)."""
+        return await engine_of(request).orders.transition(order_id, data.event, data=data.data,
+                                                          actor=caller(request).actor)
+
+    @post("/{order_id:str}/notes", guards=[admin("orders")], status_code=200)
+    async def note(self, request: Request[Any, Any, Any], order_id: str,
+                   data: NoteIn) -> Order:
+        return await engine_of(request).orders.add_note(order_id, data.note,
+                                                        actor=caller(request).actor)

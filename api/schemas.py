@@ -1,0 +1,207 @@
+"""Request and page bodies of the REST API. Unknown fields are refused everywhere.
+
+There is deliberately no way to send a price, a total, a tax or a status:
+the engine computes those.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from ordnung.core.domain.access import ApiKey
+from ordnung.core.domain.addresses import Address
+from ordnung.core.domain.carts import Cart
+from ordnung.core.domain.catalog import Product
+from ordnung.core.domain.customers import Customer
+from ordnung.core.domain.events import Event
+from ordnung.core.domain.inventory import Movement
+from ordnung.core.domain.orders import Order
+from ordnung.core.requests import PaymentInput, ReturnLineInput
+
+
+class In(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Base of request bodies."""
+
+
+# -- inventory -------------------------------------------------------------------------
+class AdjustIn(In):
+    sku: str
+    location_id: str
+    delta: int
+    kind: Literal["receive", "adjust"] = "adjust"
+    reason: str = ""
+
+
+class CountIn(In):
+    sku: str
+    location_id: str
+    counted: int
+    reason: str = "count"
+
+
+# -- customers ---------------------------------------------------------------------------
+class CustomerIn(In):
+    email: str
+    name: str = ""
+    phone: str = ""
+    tags: list[str] = []
+    addresses: list[Address] = []
+    consents: dict[str, bool] = {}
+
+
+class CustomerPatch(In):
+    name: str | None = None
+    phone: str | None = None
+    tags: list[str] | None = None
+    addresses: list[Address] | None = None
+    consents: dict[str, bool] | None = None
+
+
+# -- carts ---------------------------------------------------------------------------------
+class CartIn(In):
+    channel: str | None = None
+    currency: str | None = None
+    email: str = ""
+
+
+class LineIn(In):
+    sku: str
+    quantity: int = 1
+
+
+class QuantityIn(In):
+    quantity: int
+
+
+class AddressesIn(In):
+    shipping: Address | None = None
+    billing: Address | None = None
+    email: str | None = None
+
+
+class CodeIn(In):
+    code: str
+
+
+class ShippingMethodIn(In):
+    method: str
+
+
+class PlaceCartIn(In):
+    payment: PaymentInput | None = None
+    client: dict[str, str] = {}
+
+
+# -- orders and payments ------------------------------------------------------------------
+class ReasonIn(In):
+    reason: str = ""
+
+
+class ReleaseIn(In):
+    note: str = ""
+
+
+class TransitionIn(In):
+    event: str
+    data: dict[str, Any] = {}
+
+
+class NoteIn(In):
+    note: str
+
+
+class AuthorizeIn(In):
+    gateway: str
+    method: str = ""
+    token: str = ""
+
+
+class CaptureIn(In):
+    amount: int | None = None
+    payment_id: str | None = None
+
+
+class RefundIn(In):
+    amount: int | None = None
+    payment_id: str | None = None
+    reason: str = ""
+
+
+class VoidIn(In):
+    payment_id: str | None = None
+
+
+# -- fulfilment and returns ----------------------------------------------------------------
+class ShipmentIn(In):
+    lines: dict[str, int] | None = None
+    location_id: str | None = None
+
+
+class PackIn(In):
+    scans: list[str]
+
+
+class ShipIn(In):
+    tracking_number: str = ""
+    carrier: str | None = None
+
+
+class ReturnIn(In):
+    lines: list[ReturnLineInput]
+    reason: str = ""
+
+
+class ReceiveIn(In):
+    restock: dict[str, bool] | None = None
+
+
+class ReturnRefundIn(In):
+    amount: int | None = None
+
+
+# -- keys ------------------------------------------------------------------------------------
+class KeyIn(In):
+    kind: Literal["admin", "storefront"]
+    name: str = ""
+    scopes: list[str] = []
+    channel: str | None = None
+
+
+class TokenIn(In):
+    name: str = ""
+
+
+# -- pages ---------------------------------------------------------------------------------
+class OrderPage(msgspec.Struct, kw_only=True):
+    items: list[Order]
+    next: str | None = None
+
+
+class ProductPage(msgspec.Struct, kw_only=True):
+    items: list[Product]
+    next: str | None = None
+
+
+class CustomerPage(msgspec.Struct, kw_only=True):
+    items: list[Customer]
+    next: str | None = None
+
+
+class MovementPage(msgspec.Struct, kw_only=True):
+    items: list[Movement]
+    next: str | None = None
+
+
+class EventList(msgspec.Struct, kw_only=True):
+    items: list[Event]
+
+
+class KeyList(msgspec.Struct, kw_only=True):
+    items: list[ApiKey]
+
+
+class CartView(msgspec.Struct, kw_only=True):
+    cart: Cart
+    payment_methods: list[str] = []

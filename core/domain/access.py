@@ -1,0 +1,53 @@
+"""Who is calling: admin keys with scopes, storefront keys per channel, customer tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+import msgspec
+
+Kind = Literal["admin", "storefront", "customer"]
+
+#: every scope an admin key may hold
+ADMIN_SCOPES = ("catalogue", "inventory", "orders", "fulfilment", "payments", "refunds",
+                "customers", "plugins")
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    """The verified caller of one request."""
+
+    key_id: str
+    kind: Kind
+    scopes: frozenset[str] = frozenset()
+    channel: str | None = None
+    customer_id: str | None = None
+
+    def has(self, scope: str) -> bool:
+        return self.kind == "admin" and scope in self.scopes
+
+    @property
+    def actor(self) -> str:
+        if self.kind == "customer":
+            return f"customer:{self.customer_id}"
+        return f"{self.kind}:{self.key_id}"
+
+
+class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
+    """A key as listed to admins: never the secret."""
+
+    id: str
+    kind: Kind
+    name: str = ""
+    scopes: list[str] = []
+    channel: str | None = None
+    customer_id: str | None = None
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class IssuedKey(msgspec.Struct, frozen=True, kw_only=True):
+    """A freshly created key: ``secret`` is shown this once and stored only hashed."""
+
+    key: ApiKey
+    secret: str
