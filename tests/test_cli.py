@@ -118,13 +118,13 @@ def test_demo_as_a_program(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- migrate
 
 
-def test_migrate_applies_the_initial_migration_once(
+def test_migrate_applies_the_migrations_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("ORDNUNG_DATABASE_URL", f"sqlite:///{tmp_path / 'shop.db'}")
     assert main(["migrate"]) == 0
     out = capsys.readouterr().out
-    assert "applied 1 migration" in out
+    assert re.search(r"applied \d+ migration", out), out
     assert re.search(r"^\s+\d{4}-\d\d-\d\dT", out, re.M), out  # the migration's id
     assert (tmp_path / "shop.db").exists()
 
@@ -137,7 +137,7 @@ def test_migrate_defaults_to_ordnung_db_in_the_current_directory(
         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(["migrate"]) == 0
-    assert "applied 1 migration" in capsys.readouterr().out
+    assert re.search(r"applied \d+ migration", capsys.readouterr().out)
     assert (tmp_path / "ordnung.db").exists()
 
 
