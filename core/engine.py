@@ -27,6 +27,7 @@ from ordnung.core.errors import PluginError
 from ordnung.core.lifecycle import build_machines
 from ordnung.core.lifecycle.machine import Machine, StateExtension
 from ordnung.core.persistence.database import Database
+from ordnung.core.persistence.plugin_store import PluginStore
 from ordnung.core.plugin_host import PluginHost
 from ordnung.core.pricing import PricingPipeline
 from ordnung.core.runtime import Runtime
@@ -138,6 +139,10 @@ class Engine:
             except Exception as exc:  # keep the loop alive; the next round retries
                 log.warning("maintenance round failed", error=repr(exc))
             await asyncio.sleep(interval)
+
+    def plugin_store(self, plugin: str) -> PluginStore:
+        """A plugin's own storage, for use outside hooks (e.g. issuing a coupon)."""
+        return self.runtime.plugin_store(plugin)
 
     # -- introspection --------------------------------------------------------------
     def plugins(self) -> list[dict[str, Any]]:

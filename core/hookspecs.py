@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     )
     from ordnung.core.domain.shipments import Label, Shipment, TrackingUpdate
     from ordnung.core.lifecycle.machine import StateExtension
+    from ordnung.core.persistence.plugin_store import PluginStore
 
 PROJECT = "ordnung"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -157,6 +158,28 @@ def ordnung_fulfilment_priority(order: Order, customer: Customer | None) -> int 
 
     Called at placement, in-transaction, collected; the points are summed and
     stored on the order. Raising aborts the placement.
+    """
+
+
+@hookspec
+def ordnung_claim_resources(order: Order, store: PluginStore) -> None:
+    """Claim what the order uses up, atomically with it: a coupon's uses, a budget.
+
+    Called at placement, in-transaction, after stock is reserved and before
+    the order is written, collected. ``store`` is this plugin's own
+    ``PluginStore``; its writes commit or roll back with the order
+    (``store.claim(kind, key, limit)`` is a guarded counter). Raise an
+    ``ordnung.core.errors.OrdnungError`` (e.g. ``ValidationFailed``) to refuse
+    the order: nothing is written.
+    """
+
+
+@hookspec
+def ordnung_release_resources(order: Order, store: PluginStore) -> None:
+    """Give back what ``ordnung_claim_resources`` claimed, when an order is cancelled.
+
+    Called in-transaction with the cancellation, collected. Raising aborts the
+    cancellation.
     """
 
 

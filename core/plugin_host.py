@@ -166,6 +166,16 @@ class PluginHost:
                 out.append((impl.plugin_name, result))
         return out
 
+    async def collect_each(self, hook_name: str,
+                           kwargs_for: Any) -> list[tuple[str, Any]]:
+        """Like ``collect``, with arguments made per plugin (e.g. its own PluginStore)."""
+        out: list[tuple[str, Any]] = []
+        for impl in self.impls(hook_name):
+            result = await self._call(impl, kwargs_for(impl.plugin_name))
+            if result is not None:
+                out.append((impl.plugin_name, result))
+        return out
+
     async def first(self, hook_name: str, **kwargs: Any) -> tuple[str, Any] | None:
         """Call implementations until one answers; return ``(plugin_name, answer)``."""
         for impl in self.impls(hook_name):

@@ -30,6 +30,7 @@ from ordnung.core.persistence.database import Database
 from ordnung.core.persistence.idempotency import IdempotencyStore
 from ordnung.core.persistence.journal import Journal, event
 from ordnung.core.persistence.orders import OrderStore
+from ordnung.core.persistence.plugin_store import PluginStore
 from ordnung.core.persistence.stock import StockStore, movement
 from ordnung.core.plugin_host import PluginHost
 
@@ -68,6 +69,10 @@ class Runtime:
         self.journal = Journal(db)
         self.idempotency = IdempotencyStore(db)
         self.dispatcher: Deliverer | None = dispatcher
+
+    def plugin_store(self, plugin: str) -> PluginStore:
+        """The named plugin's own records and counters."""
+        return PluginStore(self.db, plugin)
 
     async def guard(self, ctx: TransitionContext) -> None:
         for plugin, reason in await self.plugins.collect("ordnung_guard_transition", ctx=ctx):
@@ -161,6 +166,12 @@ class OrderChange:
                                           -alloc.quantity, reason)
             line.cancelled = line.quantity - line.shipped
             line.allocations = []
+
+    async def release_claims(self) -> None:
+        """Let plugins give back what they claimed for this order (coupon uses...)."""
+        await self.rt.plugins.collect_each(
+            "ordnung_release_resources",
+            lambda plugin: {"order": self.order, "store": self.rt.plugin_store(plugin)})
 
     # -- commit -------------------------------------------------------------------------
     async def advance(self) -> None:

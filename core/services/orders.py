@@ -177,6 +177,9 @@ class OrderService:
                 change.emit("payment.created", machine="payment", entity_id=payment.id,
                             to_state="pending",
                             data={"gateway": payment.gateway, "amount": payment.amount})
+            await self.rt.plugins.collect_each(
+                "ordnung_claim_resources",
+                lambda plugin: {"order": order, "store": self.rt.plugin_store(plugin)})
             await self._assess(change, customer, request.client)
             order.priority = sum(int(points) for _, points in await self.rt.plugins.collect(
                 "ordnung_fulfilment_priority", order=order, customer=customer))
@@ -280,6 +283,7 @@ class OrderService:
                 if change.can("shipment", shipment, "cancel"):
                     await change.transition("shipment", shipment, "cancel")
             await change.release_open_reservations(f"order {change.order.number} cancelled")
+            await change.release_claims()
             change.order.cancel_reason = reason
             await change.transition("order", change.order, "cancel", data={"reason": reason})
 

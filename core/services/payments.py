@@ -163,6 +163,7 @@ class PaymentService:
                                             data={"reason": p.failure_reason})
                     if one_shot and change.can("order", change.order, "cancel"):
                         await change.release_open_reservations("payment declined")
+                        await change.release_claims()
                         change.order.cancel_reason = "payment declined"
                         await change.transition("order", change.order, "cancel",
                                                 data={"reason": "payment declined"})
