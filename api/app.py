@@ -6,7 +6,10 @@ every business rule lives in ``ordnung.core``.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -42,6 +45,29 @@ async def health(request: Request[Any, Any, Any]) -> dict[str, str]:
     return {"status": "ok", "database": engine.db.kind}
 
 
+def _start_stats_writer(engine: Engine) -> asyncio.Task[None] | None:
+    """With ``ORDNUNG_STATS_DIR`` set, each worker keeps ``<pid>.json`` there up to date
+    with the SQL statements it has run; the benchmarks read it (``sql_per_order``)."""
+    directory = os.environ.get("ORDNUNG_STATS_DIR")
+    if not directory:
+        return None
+    path = os.path.join(directory, f"{os.getpid()}.json")
+
+    def dump() -> None:  # a few bytes to a local file: cheap enough to do inline
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as fh:
+            json.dump({"pid": os.getpid(), "statements": engine.db.statements,
+                       "at": time.time()}, fh)
+        os.replace(tmp, path)
+
+    async def write() -> None:
+        while True:
+            dump()
+            await asyncio.sleep(0.2)
+
+    return asyncio.create_task(write())
+
+
 def create_app(config: EngineConfig | None = None, *, engine: Engine | None = None,
                admin_key: str | None = None, demo: bool | None = None) -> Litestar:
     """Build the app. Without arguments everything comes from ``ORDNUNG_*`` variables:
@@ -61,9 +87,12 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
         if bootstrap_key:
             await eng.access.ensure_admin(bootstrap_key)
         app.state.engine = eng
+        stats = _start_stats_writer(eng)
         try:
             yield
         finally:
+            if stats is not None:
+                stats.cancel()
             if own:
                 await eng.stop()
 

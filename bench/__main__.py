@@ -1,0 +1,185 @@
+"""``python -m bench SCENARIO``: benchmark a real server and print one JSON line of figures.
+
+Scenarios: ``placement`` (one-shot order create), ``checkout`` (the cart flow request by
+request) and ``hot-sku`` (a flash sale on one scarce SKU). Each run starts ``ordnung
+serve`` on a fresh database, seeds a generated catalogue over the API, warms up, drives
+``--orders`` orders at ``--concurrency``, verifies the database, measures the floor (the
+same transactions straight through the driver) and prints the figures; the last line
+of stdout is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import httpx
+
+from bench import floor, load, server
+
+HOT_UNITS = 1_000
+
+
+async def seed(srv: server.Server, skus: int, units: int, hot_units: int) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=srv.url, headers=srv.admin, timeout=30) as client:
+        async def ok(response: httpx.Response) -> dict[str, Any]:
+            if response.status_code >= 400:
+                raise RuntimeError(f"seeding failed: {response.status_code} {response.text}")
+            body: dict[str, Any] = response.json()
+            return body
+
+        await ok(await client.put("/channels/web", json={"id": "web", "name": "Web"}))
+        await ok(await client.put("/inventory/locations/wh", json={"id": "wh", "name": "WH"}))
+        names = [f"BENCH-{i:03d}" for i in range(skus)]
+        extra = ["BENCH-GIFT", "BENCH-HOT", *[f"FLOOR-{i}" for i in range(floor.FLOOR_SKUS)]]
+        for i, sku in enumerate([*names, *extra]):
+            price = 0 if sku == "BENCH-GIFT" else 2000 + (i * 137) % 4000
+            product = {"id": sku.lower(), "name": sku, "variants": [{
+                "sku": sku, "product_id": sku.lower(), "name": sku, "barcode": f"40{i:011d}",
+                "prices": {"EUR": price}, "weight_grams": 200}]}
+            await ok(await client.put(f"/catalogue/products/{sku.lower()}", json=product))
+            stock = hot_units if sku == "BENCH-HOT" else units
+            if stock <= 0:
+                continue
+            await ok(await client.post("/inventory/adjustments", json={
+                "sku": sku, "location_id": "wh", "delta": stock, "kind": "receive"}))
+        key = await ok(await client.post("/admin/keys", json={
+            "kind": "storefront", "channel": "web", "name": "bench"}))
+        return {"skus": names, "storefront": {"Authorization": f"Bearer {key['secret']}"}}
+
+
+async def verify(database_url: str, ids: list[str]) -> dict[str, int]:
+    """What the database says after the run: oversold levels, ledger, lost orders."""
+    if database_url.startswith("postgres"):
+        conn = await asyncpg.connect(database_url)
+        fetch = conn.fetch
+    else:
+        import aiosqlite
+
+        conn = await aiosqlite.connect(database_url.split("sqlite:///", 1)[1])
+
+        async def fetch(sql: str) -> list[Any]:  # type: ignore[misc]
+            cursor = await conn.execute(sql.replace("$", ""))
+            return list(await cursor.fetchall())
+    try:
+        oversold = (await fetch("SELECT COUNT(*) FROM stock_levels WHERE NOT allow_backorder "
+                                "AND reserved > on_hand"))[0][0]
+        ledger = (await fetch(
+            "SELECT COUNT(*) FROM (SELECT s.sku, s.location_id, s.on_hand, s.reserved, "
+            "COALESCE(SUM(m.on_hand_delta), 0) AS oh, COALESCE(SUM(m.reserved_delta), 0) AS rs "
+            "FROM stock_levels s LEFT JOIN stock_movements m ON m.sku = s.sku "
+            "AND m.location_id = s.location_id AND m.location_id <> 'floor' "
+            "GROUP BY s.sku, s.location_id, s.on_hand, s.reserved) x "
+            "WHERE x.on_hand <> x.oh OR x.reserved <> x.rs"))[0][0]
+        known = {r[0] for r in await fetch("SELECT id FROM orders WHERE id NOT LIKE 'fl_%'")}
+        return {"oversold": int(oversold), "ledger_discrepancies": int(ledger),
+                "lost_orders": len(set(ids) - known), "orders_in_db": len(known)}
+    finally:
+        await conn.close()
+
+
+async def sample_payload(database_url: str) -> str:
+    if database_url.startswith("postgres"):
+        conn = await asyncpg.connect(database_url)
+        try:
+            return str(await conn.fetchval("SELECT data FROM orders LIMIT 1"))
+        finally:
+            await conn.close()
+    import aiosqlite
+
+    async with aiosqlite.connect(database_url.split("sqlite:///", 1)[1]) as conn:
+        cursor = await conn.execute("SELECT data FROM orders LIMIT 1")
+        row = await cursor.fetchone()
+        return str(row[0]) if row else "{}"
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    async with server.fresh_database(args.db) as url:
+        async with server.running_server(url, args.workers) as srv:
+            hot_units = HOT_UNITS if args.scenario == "hot-sku" else 0
+            shop = await seed(srv, skus=50, units=1_000_000, hot_units=hot_units)
+            headers = shop["storefront"]
+            if args.scenario == "placement":
+                attempt = load.one_shot(headers, shop["skus"])
+            elif args.scenario == "checkout":
+                attempt = load.checkout(headers, shop["skus"])
+            else:
+                attempt = load.hot(headers, "BENCH-HOT")
+            if args.warmup and args.scenario != "hot-sku":
+                await load.drive(srv.url, load.one_shot(headers, shop["skus"], seed=3)
+                                 if args.scenario == "placement" else attempt,
+                                 args.warmup, args.concurrency)
+            await asyncio.sleep(0.6)  # let the workers' statement counters settle
+            before = srv.statements()
+            outcome = await load.drive(srv.url, attempt, args.orders, args.concurrency)
+            await asyncio.sleep(0.6)
+            statements = srv.statements() - before
+        # the server is stopped: the floor gets the database to itself, as the server had it
+        checks = await verify(url, outcome.order_ids)
+        payload = await sample_payload(url)
+        floor_skus = [f"FLOOR-{i}" for i in range(floor.FLOOR_SKUS)]
+        floor_orders = args.floor_orders or min(args.orders, 5_000)
+        floor_rate = await asyncio.to_thread(floor.floor_per_s, url, floor_orders,
+                                             args.concurrency, payload, floor_skus)
+    successes = outcome.statuses.get(201, 0)
+    orders_per_s = successes / outcome.elapsed_s if outcome.elapsed_s else 0.0
+    errors = sum(n for status, n in outcome.statuses.items() if status >= 400)
+    unexpected = sum(n for status, n in outcome.statuses.items()
+                     if status >= 500 or (status >= 400 and args.scenario != "hot-sku"))
+    return {
+        "scenario": args.scenario, "db": args.db, "workers": args.workers,
+        "concurrency": args.concurrency, "orders": args.orders, "succeeded": successes,
+        "orders_per_s": round(orders_per_s, 1),
+        "p50_ms": outcome.percentile(50), "p99_ms": outcome.percentile(99),
+        "errors": errors, "unexpected_errors": unexpected,
+        "error_types": dict(outcome.problem_types),
+        "oversold": checks["oversold"], "ledger_discrepancies": checks["ledger_discrepancies"],
+        "lost_orders": checks["lost_orders"],
+        "floor_per_s": round(floor_rate, 1),
+        "ratio": round(orders_per_s / floor_rate, 3) if floor_rate else 0.0,
+        "sql_per_order": round(statements / successes, 2) if successes else None,
+        "elapsed_s": round(outcome.elapsed_s, 2),
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+        "date": datetime.now(UTC).date().isoformat(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench",
+                                     description="Benchmark a real ordnung server.")
+    parser.add_argument("scenario", choices=["placement", "checkout", "hot-sku"])
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--orders", type=int, default=None,
+                        help="orders to time (default 2000; hot-sku: 10000 attempts)")
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--floor-orders", type=int, default=0,
+                        help="orders for the floor measurement (default: --orders, max 5000)")
+    args = parser.parse_args(argv)
+    if args.orders is None:
+        args.orders = 10_000 if args.scenario == "hot-sku" else 2_000
+    started = time.perf_counter()
+    result = asyncio.run(run(args))
+    result["wall_s"] = round(time.perf_counter() - started, 1)
+    for key in ("orders_per_s", "p50_ms", "p99_ms", "floor_per_s", "ratio", "sql_per_order",
+                "errors", "oversold"):
+        print(f"{key:>14}: {result[key]}", file=sys.stderr)
+    print(json.dumps(result))
+    ok = result["oversold"] == 0 and result["unexpected_errors"] == 0 and \
+        result["lost_orders"] == 0 and result["ledger_discrepancies"] == 0
+    if args.scenario == "hot-sku":
+        ok = ok and result["succeeded"] == min(HOT_UNITS, args.orders)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

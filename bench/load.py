@@ -1,0 +1,115 @@
+"""The load driver: a fixed number of orders at a fixed concurrency over loopback HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+ADDRESS = {"name": "Bench Customer", "line1": "Teststraße 1", "city": "Berlin",
+           "postal_code": "10115", "country": "DE"}
+
+
+@dataclass
+class Outcome:
+    latencies_ms: list[float] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
+    problem_types: Counter[str] = field(default_factory=Counter)
+    order_ids: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    def percentile(self, p: float) -> float:
+        if not self.latencies_ms:
+            return 0.0
+        ordered = sorted(self.latencies_ms)
+        return round(ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))], 2)
+
+
+Attempt = Callable[[httpx.AsyncClient, int], Awaitable[tuple[int, dict[str, Any]]]]
+
+
+async def drive(base_url: str, attempt: Attempt, orders: int, concurrency: int) -> Outcome:
+    outcome = Outcome()
+    counter = iter(range(orders))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60.0) as client:
+        async def worker() -> None:
+            for n in counter:
+                started = time.perf_counter()
+                status, body = await attempt(client, n)
+                outcome.latencies_ms.append((time.perf_counter() - started) * 1000)
+                outcome.statuses[status] += 1
+                if status >= 400:
+                    outcome.problem_types[str(body.get("type", "")).rsplit("/", 1)[-1]] += 1
+                elif "id" in body:
+                    outcome.order_ids.append(body["id"])
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        outcome.elapsed_s = time.perf_counter() - started
+    return outcome
+
+
+def placement_body(rng: random.Random, skus: list[str], lines: int = 3) -> dict[str, Any]:
+    chosen = rng.sample(skus, lines)
+    return {"channel": "web", "lines": [{"sku": s, "quantity": 1} for s in chosen],
+            "email": f"bench{rng.randrange(10_000)}@example.com", "shipping_address": ADDRESS,
+            "shipping_method": "flat_rate:standard",
+            "payment": {"gateway": "sandbox", "token": "tok_success"}}
+
+
+def one_shot(headers: dict[str, str], skus: list[str], seed: int = 7) -> Attempt:
+    rng = random.Random(seed)
+
+    async def attempt(client: httpx.AsyncClient, n: int) -> tuple[int, dict[str, Any]]:
+        response = await client.post("/orders", json=placement_body(rng, skus),
+                                     headers=headers)
+        return response.status_code, response.json()
+
+    return attempt
+
+
+def hot(headers: dict[str, str], sku: str) -> Attempt:
+    async def attempt(client: httpx.AsyncClient, n: int) -> tuple[int, dict[str, Any]]:
+        body = {"channel": "web", "lines": [{"sku": sku, "quantity": 1}],
+                "email": f"hot{n}@example.com", "shipping_address": ADDRESS,
+                "shipping_method": "flat_rate:standard",
+                "payment": {"gateway": "sandbox", "token": "tok_success"}}
+        response = await client.post("/orders", json=body, headers=headers)
+        return response.status_code, response.json()
+
+    return attempt
+
+
+def checkout(headers: dict[str, str], skus: list[str], seed: int = 11) -> Attempt:
+    """The cart flow, request by request, as a storefront does it."""
+    rng = random.Random(seed)
+
+    async def attempt(client: httpx.AsyncClient, n: int) -> tuple[int, dict[str, Any]]:
+        r = await client.post("/carts", json={"email": f"cart{n}@example.com"},
+                              headers=headers)
+        if r.status_code >= 400:
+            return r.status_code, r.json()
+        cart_id = r.json()["id"]
+        for sku in rng.sample(skus, 3):
+            r = await client.post(f"/carts/{cart_id}/lines", json={"sku": sku, "quantity": 1},
+                                  headers=headers)
+            if r.status_code >= 400:
+                return r.status_code, r.json()
+        r = await client.put(f"/carts/{cart_id}/addresses", json={"shipping": ADDRESS},
+                             headers=headers)
+        r = await client.get(f"/carts/{cart_id}/shipping-quotes", headers=headers)
+        r = await client.put(f"/carts/{cart_id}/shipping-method",
+                             json={"method": "flat_rate:standard"}, headers=headers)
+        r = await client.post(f"/carts/{cart_id}/order",
+                              json={"payment": {"gateway": "sandbox", "token": "tok_success"}},
+                              headers=headers)
+        return r.status_code, r.json()
+
+    return attempt

@@ -1,0 +1,125 @@
+"""A fresh database and a real ``ordnung serve`` process for one benchmark run."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+ADMIN_KEY = "bench-admin-" + secrets.token_hex(12)
+PG_ADMIN_URL = os.environ.get("ORDNUNG_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+GIFT_SETTINGS = {"free_gift": {"tiers": [{"threshold": 10_000, "currency": "EUR",
+                                          "sku": "BENCH-GIFT", "name": "bench gift"}]}}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    database_url: str
+    db: str
+    stats_dir: Path
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    admin: dict[str, str] = field(default_factory=lambda: {
+        "Authorization": f"Bearer {ADMIN_KEY}"})
+
+    def statements(self) -> int:
+        """SQL statements run so far, summed over every worker process."""
+        total = 0
+        for path in self.stats_dir.glob("*.json"):
+            with contextlib.suppress(ValueError, OSError):
+                total += int(json.loads(path.read_text())["statements"])
+        return total
+
+    def worker_pids(self) -> list[int]:
+        return sorted(int(p.stem) for p in self.stats_dir.glob("*.json"))
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(kind: str) -> AsyncIterator[str]:
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="ordnung-bench-") as tmp:
+            yield f"sqlite:///{tmp}/bench.db"
+        return
+    name = f"ordnung_bench_{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        conn = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def running_server(database_url: str, workers: int) -> AsyncIterator[Server]:
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="ordnung-bench-stats-") as stats:
+        log_path = Path(stats) / "server.log"
+        env = {**os.environ, "ORDNUNG_DATABASE_URL": database_url,
+               "ORDNUNG_ADMIN_KEY": ADMIN_KEY, "ORDNUNG_STATS_DIR": stats,
+               "ORDNUNG_PLUGIN_SETTINGS": json.dumps(GIFT_SETTINGS),
+               "ORDNUNG_LOG_LEVEL": "WARNING"}
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "ordnung.api.cli", "serve", "--port", str(port),
+                 "--workers", str(workers)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        server = Server(url=f"http://127.0.0.1:{port}", database_url=database_url,
+                        db="postgres" if database_url.startswith("postgres") else "sqlite",
+                        stats_dir=Path(stats), process=process, log_path=log_path)
+        try:
+            await wait_healthy(server, workers)
+            yield server
+        finally:
+            stop(server)
+
+
+async def wait_healthy(server: Server, workers: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=server.url, timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                raise RuntimeError("server exited:\n" + server.log_path.read_text()[-3000:])
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get("/health")).status_code == 200 and len(
+                        server.worker_pids()) >= workers:
+                    return
+            await asyncio.sleep(0.2)
+    raise RuntimeError("server did not become healthy:\n" + server.log_path.read_text()[-3000:])
+
+
+def stop(server: Server, timeout: float = 15.0) -> None:
+    if server.process.poll() is None:
+        os.killpg(server.process.pid, signal.SIGTERM)
+        try:
+            server.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.process.pid, signal.SIGKILL)
+            server.process.wait(5)
