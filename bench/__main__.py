@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import platform
 import os
+import platform
 import sys
 import time
 from datetime import UTC, datetime

@@ -15,6 +15,7 @@ import sqlite3
 import threading
 import time
 from datetime import UTC, datetime
+
 import asyncpg
 
 FLOOR_SKUS = 3

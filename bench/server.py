@@ -86,11 +86,7 @@ async def running_server(database_url: str, workers: int) -> AsyncIterator[Serve
                "ORDNUNG_ADMIN_KEY": ADMIN_KEY, "ORDNUNG_STATS_DIR": stats,
                "ORDNUNG_PLUGIN_SETTINGS": json.dumps(GIFT_SETTINGS),
                "ORDNUNG_LOG_LEVEL": "WARNING"}
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "ordnung.api.cli", "serve", "--port", str(port),
-                 "--workers", str(workers)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+        process = _spawn(port, workers, env, log_path)
         server = Server(url=f"http://127.0.0.1:{port}", database_url=database_url,
                         db="postgres" if database_url.startswith("postgres") else "sqlite",
                         stats_dir=Path(stats), process=process, log_path=log_path)
@@ -101,8 +97,17 @@ async def running_server(database_url: str, workers: int) -> AsyncIterator[Serve
             stop(server)
 
 
-async def wait_healthy(server: Server, workers: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
+def _spawn(port: int, workers: int, env: dict[str, str],
+           log_path: Path) -> subprocess.Popen[bytes]:
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "ordnung.api.cli", "serve", "--port", str(port),
+             "--workers", str(workers)], env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+
+
+async def wait_healthy(server: Server, workers: int, limit_s: float = 60.0) -> None:
+    deadline = time.monotonic() + limit_s
     async with httpx.AsyncClient(base_url=server.url, timeout=2.0) as client:
         while time.monotonic() < deadline:
             if server.process.poll() is not None:
