@@ -65,7 +65,7 @@ def handle_http_error(request: Request[Any, Any, Any],
                       exc: HTTPException) -> Response[dict[str, Any]]:
     if isinstance(exc, ValidationException):
         errors = exc.extra if isinstance(exc.extra, list) else []
-        fields = [{"field": _field_name(e), "message": str(e.get("message", ""))}
+        fields = [{"field": _field_name(e), "message": _message(e)}
                   for e in errors if isinstance(e, dict)]
         detail = "; ".join(f"{f['field']}: {f['message']}" if f["field"] else f["message"]
                            for f in fields) or exc.detail
@@ -85,22 +85,49 @@ def handle_http_error(request: Request[Any, Any, Any],
 
 
 def _field_name(error: dict[str, Any]) -> str:
-    """The offending field as a dotted path: msgspec says ``at `$.lines[0].quantity```."""
+    """The offending field as a dotted path. Litestar gives the parent's path as ``key``
+    (``data`` for the body itself) and msgspec names the field in the message."""
     message = str(error.get("message", ""))
+    key = str(error.get("key", ""))
+    where = "" if key == "data" else key
     for marker in ("unknown field `", "required field `"):
         if marker in message:
             name = message.split(marker, 1)[1].split("`", 1)[0]
-            where = message.rsplit("at `$.", 1)[1].rstrip("`") + "." if "at `$." in message \
-                else ""
-            return where + name
+            return f"{where}.{name}" if where else name
     if "at `$." in message:
         return message.rsplit("at `$.", 1)[1].rstrip("`")
-    key = str(error.get("key", ""))
-    return "" if key == "data" else key
+    return where
+
+
+def _message(error: dict[str, Any]) -> str:
+    message = str(error.get("message", ""))
+    if message == "'data'" and error.get("key") == "data":  # litestar: no body at all
+        return "the request needs a JSON body"
+    return message
+
+
+def refused_by_database(exc: BaseException) -> bool:
+    """The database refused a value from the request (out of range, too long, a NUL
+    character): asyncpg's and sqlite3's ``DataError``, or sqlite3's ``OverflowError``
+    for integers beyond 64 bits. Nothing was written (the transaction rolled back)."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            break
+        if isinstance(seen, OverflowError) or any(
+                cls.__name__ == "DataError" for cls in type(seen).__mro__):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def handle_unexpected(request: Request[Any, Any, Any],
                       exc: Exception) -> Response[dict[str, Any]]:
+    if refused_by_database(exc):
+        log.warning("value refused by the database", path=request.url.path,
+                    error=type(exc).__name__)
+        return problem("validation", 422, "a value in the request cannot be stored: out of "
+                       "range, too long, or containing a NUL character", request.url.path)
     log.exception("unhandled error", path=request.url.path)
     return problem("internal", 500, "an internal error occurred; it has been logged",
                    request.url.path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, delete, get, post
+from litestar.params import FromPath, JSONBody
 
 from ordnung.api.auth import admin
 from ordnung.api.routes.common import engine_of
@@ -37,7 +38,7 @@ class AdminController(Controller):
         return KeyList(items=await engine_of(request).access.list())
 
     @post("/keys", status_code=201)
-    async def issue_key(self, request: Request[Any, Any, Any], data: KeyIn) -> IssuedKey:
+    async def issue_key(self, request: Request[Any, Any, Any], data: JSONBody[KeyIn]) -> IssuedKey:
         """Create an admin or storefront key; the secret is in this response only."""
         engine = engine_of(request)
         if data.kind == "storefront":
@@ -48,5 +49,5 @@ class AdminController(Controller):
                                          channel=data.channel)
 
     @delete("/keys/{key_id:str}", status_code=204)
-    async def revoke(self, request: Request[Any, Any, Any], key_id: str) -> None:
+    async def revoke(self, request: Request[Any, Any, Any], key_id: FromPath[str]) -> None:
         await engine_of(request).access.revoke(key_id)

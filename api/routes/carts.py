@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, delete, get, post, put
+from litestar.params import FromPath, JSONBody
 
 from ordnung.api.auth import ensure_owner, shopper_or_admin
 from ordnung.api.routes.common import caller, engine_of
@@ -38,7 +39,7 @@ class CartController(Controller):
         return cart
 
     @post("/", status_code=201)
-    async def create(self, request: Request[Any, Any, Any], data: CartIn) -> Cart:
+    async def create(self, request: Request[Any, Any, Any], data: JSONBody[CartIn]) -> Cart:
         principal = caller(request)
         channel = data.channel
         if principal.kind == "storefront":
@@ -53,30 +54,31 @@ class CartController(Controller):
             customer_id=principal.customer_id if principal.kind == "customer" else None)
 
     @get("/{cart_id:str}")
-    async def get_cart(self, request: Request[Any, Any, Any], cart_id: str) -> Cart:
+    async def get_cart(self, request: Request[Any, Any, Any], cart_id: FromPath[str]) -> Cart:
         return await self._cart(request, cart_id)
 
     @post("/{cart_id:str}/lines", status_code=200)
-    async def add_line(self, request: Request[Any, Any, Any], cart_id: str,
-                       data: LineIn) -> Cart:
+    async def add_line(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
+                       data: JSONBody[LineIn]) -> Cart:
         await self._cart(request, cart_id)
         return await engine_of(request).carts.add_line(cart_id, data.sku, data.quantity)
 
     @put("/{cart_id:str}/lines/{sku:str}")
-    async def set_line(self, request: Request[Any, Any, Any], cart_id: str, sku: str,
-                       data: QuantityIn) -> Cart:
+    async def set_line(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
+                       sku: FromPath[str],
+                       data: JSONBody[QuantityIn]) -> Cart:
         await self._cart(request, cart_id)
         return await engine_of(request).carts.set_line(cart_id, sku, data.quantity)
 
     @delete("/{cart_id:str}/lines/{sku:str}", status_code=200)
-    async def remove_line(self, request: Request[Any, Any, Any], cart_id: str,
-                          sku: str) -> Cart:
+    async def remove_line(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
+                          sku: FromPath[str]) -> Cart:
         await self._cart(request, cart_id)
         return await engine_of(request).carts.remove_line(cart_id, sku)
 
     @put("/{cart_id:str}/addresses")
-    async def addresses(self, request: Request[Any, Any, Any], cart_id: str,
-                        data: AddressesIn) -> Cart:
+    async def addresses(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
+                        data: JSONBody[AddressesIn]) -> Cart:
         await self._cart(request, cart_id)
         carts = engine_of(request).carts
         if data.email is not None:
@@ -84,39 +86,40 @@ class CartController(Controller):
         return await carts.set_addresses(cart_id, shipping=data.shipping, billing=data.billing)
 
     @post("/{cart_id:str}/codes", status_code=200)
-    async def apply_code(self, request: Request[Any, Any, Any], cart_id: str,
-                         data: CodeIn) -> Cart:
+    async def apply_code(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
+                         data: JSONBody[CodeIn]) -> Cart:
         await self._cart(request, cart_id)
         return await engine_of(request).carts.apply_code(cart_id, data.code)
 
     @delete("/{cart_id:str}/codes/{code:str}", status_code=200)
-    async def remove_code(self, request: Request[Any, Any, Any], cart_id: str,
-                          code: str) -> Cart:
+    async def remove_code(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
+                          code: FromPath[str]) -> Cart:
         await self._cart(request, cart_id)
         return await engine_of(request).carts.remove_code(cart_id, code)
 
     @get("/{cart_id:str}/shipping-quotes")
-    async def quotes(self, request: Request[Any, Any, Any], cart_id: str) -> list[QuoteOut]:
+    async def quotes(self, request: Request[Any, Any, Any],
+                     cart_id: FromPath[str]) -> list[QuoteOut]:
         await self._cart(request, cart_id)
         return [QuoteOut(method=m, service=q.service, name=q.name, price=q.price,
                          expected_delivery=q.expected_delivery, tax_class=q.tax_class)
                 for m, q in await engine_of(request).carts.quotes(cart_id)]
 
     @put("/{cart_id:str}/shipping-method")
-    async def shipping_method(self, request: Request[Any, Any, Any], cart_id: str,
-                              data: ShippingMethodIn) -> Cart:
+    async def shipping_method(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
+                              data: JSONBody[ShippingMethodIn]) -> Cart:
         await self._cart(request, cart_id)
         return await engine_of(request).carts.set_shipping_method(cart_id, data.method)
 
     @get("/{cart_id:str}/explanation")
-    async def explanation(self, request: Request[Any, Any, Any], cart_id: str
+    async def explanation(self, request: Request[Any, Any, Any], cart_id: FromPath[str]
                           ) -> list[ExplanationStep]:
         await self._cart(request, cart_id)
         return await engine_of(request).carts.explain(cart_id)
 
     @post("/{cart_id:str}/order", status_code=201)
-    async def place(self, request: Request[Any, Any, Any], cart_id: str,
-                    data: PlaceCartIn) -> Order:
+    async def place(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
+                    data: JSONBody[PlaceCartIn]) -> Order:
         await self._cart(request, cart_id)
         client = dict(data.client)
         if request.client is not None:

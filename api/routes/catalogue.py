@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get, put
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from ordnung.api.auth import admin, shopper_or_admin
 from ordnung.api.routes.common import check_limit, engine_of
@@ -18,24 +19,26 @@ class CatalogueController(Controller):
     tags = ["catalogue"]
 
     @get("/products", guards=[shopper_or_admin("catalogue")])
-    async def list_products(self, request: Request[Any, Any, Any], after: str | None = None,
-                            limit: int = 50) -> ProductPage:
+    async def list_products(self, request: Request[Any, Any, Any],
+                            after: FromQuery[str | None] = None,
+                            limit: FromQuery[int] = 50) -> ProductPage:
         items = await engine_of(request).catalog.products(after, check_limit(limit))
         return ProductPage(items=items, next=items[-1].id if len(items) == limit else None)
 
     @get("/products/{product_id:str}", guards=[shopper_or_admin("catalogue")])
-    async def get_product(self, request: Request[Any, Any, Any], product_id: str) -> Product:
+    async def get_product(self, request: Request[Any, Any, Any],
+                          product_id: FromPath[str]) -> Product:
         return await engine_of(request).catalog.product(product_id)
 
     @put("/products/{product_id:str}", guards=[admin("catalogue")])
-    async def put_product(self, request: Request[Any, Any, Any], product_id: str,
-                          data: Product) -> Product:
+    async def put_product(self, request: Request[Any, Any, Any], product_id: FromPath[str],
+                          data: JSONBody[Product]) -> Product:
         if data.id != product_id:
             raise InvalidInput("the body's id must match the URL", field="id")
         return await engine_of(request).catalog.upsert_product(data)
 
     @get("/availability", guards=[shopper_or_admin("catalogue")])
-    async def availability(self, request: Request[Any, Any, Any], sku: list[str]
+    async def availability(self, request: Request[Any, Any, Any], sku: FromQuery[list[str]]
                            ) -> dict[str, int]:
         """Available units per SKU: the one number every sales channel sees."""
         if not sku or len(sku) > 100:

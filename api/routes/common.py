@@ -24,6 +24,13 @@ def caller(request: Request[Any, Any, Any]) -> Principal:
     return user
 
 
+def idempotency_key(request: Request[Any, Any, Any]) -> str | None:
+    """The ``Idempotency-Key`` for the engine, scoped to the calling key like the HTTP
+    layer's: two callers using the same key string never share (or see) a result."""
+    raw = request.headers.get("idempotency-key", "").strip()
+    return f"{caller(request).key_id}:{raw}" if raw else None
+
+
 def check_limit(limit: int) -> int:
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}", field="limit")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, delete, get, patch, post
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from ordnung.api.auth import admin, customer_or_admin
 from ordnung.api.routes.common import caller, check_limit, engine_of
@@ -28,25 +29,26 @@ class CustomerController(Controller):
     tags = ["customers"]
 
     @get("/", guards=[admin("customers")])
-    async def list_customers(self, request: Request[Any, Any, Any], after: str | None = None,
-                             limit: int = 50) -> CustomerPage:
+    async def list_customers(self, request: Request[Any, Any, Any],
+                             after: FromQuery[str | None] = None,
+                             limit: FromQuery[int] = 50) -> CustomerPage:
         items = await engine_of(request).customers.list(after, check_limit(limit))
         return CustomerPage(items=items, next=items[-1].id if len(items) == limit else None)
 
     @post("/", guards=[admin("customers")], status_code=201)
-    async def create(self, request: Request[Any, Any, Any], data: CustomerIn) -> Customer:
+    async def create(self, request: Request[Any, Any, Any], data: JSONBody[CustomerIn]) -> Customer:
         return await engine_of(request).customers.create(
             email=data.email, name=data.name, phone=data.phone, tags=data.tags,
             addresses=data.addresses, consents=data.consents)
 
     @get("/{customer_id:str}", guards=[customer_or_admin("customers")])
-    async def get_customer(self, request: Request[Any, Any, Any], customer_id: str
+    async def get_customer(self, request: Request[Any, Any, Any], customer_id: FromPath[str]
                            ) -> Customer:
         return await engine_of(request).customers.get(_own(request, customer_id))
 
     @patch("/{customer_id:str}", guards=[customer_or_admin("customers")])
-    async def update(self, request: Request[Any, Any, Any], customer_id: str,
-                     data: CustomerPatch) -> Customer:
+    async def update(self, request: Request[Any, Any, Any], customer_id: FromPath[str],
+                     data: JSONBody[CustomerPatch]) -> Customer:
         changes = {k: v for k, v in (("name", data.name), ("phone", data.phone),
                                      ("tags", data.tags), ("addresses", data.addresses),
                                      ("consents", data.consents)) if v is not None}
@@ -56,19 +58,19 @@ class CustomerController(Controller):
                                                          **changes)
 
     @get("/{customer_id:str}/export", guards=[customer_or_admin("customers")])
-    async def export(self, request: Request[Any, Any, Any], customer_id: str
+    async def export(self, request: Request[Any, Any, Any], customer_id: FromPath[str]
                      ) -> dict[str, Any]:
         return await engine_of(request).customers.export(_own(request, customer_id))
 
     @delete("/{customer_id:str}", guards=[admin("customers")], status_code=200)
-    async def erase(self, request: Request[Any, Any, Any], customer_id: str) -> Customer:
+    async def erase(self, request: Request[Any, Any, Any], customer_id: FromPath[str]) -> Customer:
         """Erase personal data; orders stay for the accounts, anonymised."""
         return await engine_of(request).customers.erase(customer_id,
                                                         actor=caller(request).actor)
 
     @post("/{customer_id:str}/tokens", guards=[admin("customers")], status_code=201)
-    async def issue_token(self, request: Request[Any, Any, Any], customer_id: str,
-                          data: TokenIn) -> IssuedKey:
+    async def issue_token(self, request: Request[Any, Any, Any], customer_id: FromPath[str],
+                          data: JSONBody[TokenIn]) -> IssuedKey:
         """A customer token: that customer's carts and orders, nothing else."""
         return await engine_of(request).access.issue("customer", name=data.name,
                                                      customer_id=customer_id)

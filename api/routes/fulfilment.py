@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get, post
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from ordnung.api.auth import admin
 from ordnung.api.routes.common import caller, check_limit, engine_of
@@ -18,7 +19,8 @@ class FulfilmentController(Controller):
     guards = [admin("fulfilment")]
 
     @get("/queue")
-    async def queue(self, request: Request[Any, Any, Any], limit: int = 100) -> list[Order]:
+    async def queue(self, request: Request[Any, Any, Any],
+                    limit: FromQuery[int] = 100) -> list[Order]:
         """Orders ready to ship: highest priority (VIP, high value) first, then oldest."""
         return await engine_of(request).fulfilment.queue(limit=check_limit(limit))
 
@@ -29,8 +31,8 @@ class ShipmentController(Controller):
     guards = [admin("fulfilment")]
 
     @post("/", status_code=201)
-    async def create(self, request: Request[Any, Any, Any], order_id: str,
-                     data: ShipmentIn) -> Order:
+    async def create(self, request: Request[Any, Any, Any], order_id: FromPath[str],
+                     data: JSONBody[ShipmentIn]) -> Order:
         """Create shipments for what is left to ship (all of it unless ``lines`` says)."""
         order, _ = await engine_of(request).fulfilment.create_shipment(
             order_id, lines=data.lines, location_id=data.location_id,
@@ -38,42 +40,44 @@ class ShipmentController(Controller):
         return order
 
     @post("/{shipment_id:str}/pick", status_code=200)
-    async def pick(self, request: Request[Any, Any, Any], order_id: str,
-                   shipment_id: str) -> Order:
+    async def pick(self, request: Request[Any, Any, Any], order_id: FromPath[str],
+                   shipment_id: FromPath[str]) -> Order:
         return await engine_of(request).fulfilment.pick(order_id, shipment_id,
                                                         actor=caller(request).actor)
 
     @post("/{shipment_id:str}/pack", status_code=200)
-    async def pack(self, request: Request[Any, Any, Any], order_id: str, shipment_id: str,
-                   data: PackIn) -> Order:
+    async def pack(self, request: Request[Any, Any, Any], order_id: FromPath[str],
+                   shipment_id: FromPath[str],
+                   data: JSONBody[PackIn]) -> Order:
         """Pack, verifying every scanned SKU or barcode against the shipment."""
         return await engine_of(request).fulfilment.pack(order_id, shipment_id, data.scans,
                                                         actor=caller(request).actor)
 
     @post("/{shipment_id:str}/ship", status_code=200)
-    async def ship(self, request: Request[Any, Any, Any], order_id: str, shipment_id: str,
-                   data: ShipIn) -> Order:
+    async def ship(self, request: Request[Any, Any, Any], order_id: FromPath[str],
+                   shipment_id: FromPath[str],
+                   data: JSONBody[ShipIn]) -> Order:
         return await engine_of(request).fulfilment.ship(
             order_id, shipment_id, tracking_number=data.tracking_number, carrier=data.carrier,
             actor=caller(request).actor)
 
     @post("/{shipment_id:str}/deliver", status_code=200)
-    async def deliver(self, request: Request[Any, Any, Any], order_id: str,
-                      shipment_id: str) -> Order:
+    async def deliver(self, request: Request[Any, Any, Any], order_id: FromPath[str],
+                      shipment_id: FromPath[str]) -> Order:
         return await engine_of(request).fulfilment.deliver(order_id, shipment_id,
                                                            actor=caller(request).actor)
 
     @post("/{shipment_id:str}/cancel", status_code=200)
-    async def cancel(self, request: Request[Any, Any, Any], order_id: str,
-                     shipment_id: str) -> Order:
+    async def cancel(self, request: Request[Any, Any, Any], order_id: FromPath[str],
+                     shipment_id: FromPath[str]) -> Order:
         return await engine_of(request).fulfilment.cancel_shipment(order_id, shipment_id,
                                                                    actor=caller(request).actor)
 
 
 @post("/webhooks/tracking/{carrier:str}", guards=[admin("fulfilment")], status_code=200,
       tags=["fulfilment"])
-async def tracking_webhook(request: Request[Any, Any, Any], carrier: str,
-                           data: dict[str, Any]) -> dict[str, Any]:
+async def tracking_webhook(request: Request[Any, Any, Any], carrier: FromPath[str],
+                           data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
     """A carrier's tracking push, parsed by the carrier plugin; ``delivered`` delivers."""
     shipments = await engine_of(request).fulfilment.tracking(carrier, data,
                                                              actor=f"carrier:{carrier}")

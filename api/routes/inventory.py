@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get, post, put
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from ordnung.api.auth import admin
 from ordnung.api.routes.common import caller, check_limit, engine_of
@@ -23,33 +24,33 @@ class InventoryController(Controller):
         return await engine_of(request).inventory.locations()
 
     @put("/locations/{location_id:str}")
-    async def put_location(self, request: Request[Any, Any, Any], location_id: str,
-                           data: Location) -> Location:
+    async def put_location(self, request: Request[Any, Any, Any], location_id: FromPath[str],
+                           data: JSONBody[Location]) -> Location:
         if data.id != location_id:
             raise InvalidInput("the body's id must match the URL", field="id")
         return await engine_of(request).inventory.upsert_location(data)
 
     @get("/levels")
-    async def levels(self, request: Request[Any, Any, Any], sku: list[str] | None = None,
-                     location_id: str | None = None) -> list[StockLevel]:
+    async def levels(self, request: Request[Any, Any, Any], sku: FromQuery[list[str] | None] = None,
+                     location_id: FromQuery[str | None] = None) -> list[StockLevel]:
         return await engine_of(request).inventory.levels(sku, location_id)
 
     @post("/adjustments", status_code=201)
-    async def adjust(self, request: Request[Any, Any, Any], data: AdjustIn) -> StockLevel:
+    async def adjust(self, request: Request[Any, Any, Any], data: JSONBody[AdjustIn]) -> StockLevel:
         return await engine_of(request).inventory.adjust(
             data.sku, data.location_id, data.delta, kind=data.kind, reason=data.reason,
             actor=caller(request).actor)
 
     @post("/counts", status_code=201)
-    async def count(self, request: Request[Any, Any, Any], data: CountIn) -> StockLevel:
+    async def count(self, request: Request[Any, Any, Any], data: JSONBody[CountIn]) -> StockLevel:
         return await engine_of(request).inventory.count(
             data.sku, data.location_id, data.counted, reason=data.reason,
             actor=caller(request).actor)
 
     @get("/movements")
-    async def movements(self, request: Request[Any, Any, Any], sku: str | None = None,
-                        order_id: str | None = None, after: str | None = None,
-                        limit: int = 100) -> MovementPage:
+    async def movements(self, request: Request[Any, Any, Any], sku: FromQuery[str | None] = None,
+                        order_id: FromQuery[str | None] = None, after: FromQuery[str | None] = None,
+                        limit: FromQuery[int] = 100) -> MovementPage:
         items = await engine_of(request).inventory.movements(
             sku=sku, order_id=order_id, after=after, limit=check_limit(limit))
         return MovementPage(items=items, next=items[-1].id if len(items) == limit else None)
@@ -64,8 +65,8 @@ class ChannelController(Controller):
         return await engine_of(request).channels.list()
 
     @put("/{channel_id:str}", guards=[admin("catalogue")])
-    async def put_channel(self, request: Request[Any, Any, Any], channel_id: str,
-                          data: Channel) -> Channel:
+    async def put_channel(self, request: Request[Any, Any, Any], channel_id: FromPath[str],
+                          data: JSONBody[Channel]) -> Channel:
         if data.id != channel_id:
             raise InvalidInput("the body's id must match the URL", field="id")
         return await engine_of(request).channels.upsert(data)

@@ -10,10 +10,11 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.exceptions import PermissionDeniedException
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from ordnung.api.auth import admin, customer_or_admin, ensure_owner, shopper_or_admin
-from ordnung.api.routes.common import caller, check_limit, engine_of
+from ordnung.api.routes.common import caller, check_limit, engine_of, idempotency_key
 from ordnung.api.schemas import EventList, NoteIn, OrderPage, ReasonIn, ReleaseIn, TransitionIn
 from ordnung.core.domain.orders import Order
 from ordnung.core.errors import InvalidInput
@@ -36,7 +37,7 @@ class OrderController(Controller):
     tags = ["orders"]
 
     @post("/", guards=[shopper_or_admin("orders")], status_code=201)
-    async def place(self, request: Request[Any, Any, Any], data: PlaceOrder) -> Order:
+    async def place(self, request: Request[Any, Any, Any], data: JSONBody[PlaceOrder]) -> Order:
         """Place an order in one request: lines, addresses, shipping choice and payment."""
         principal = caller(request)
         if principal.kind == "storefront":
@@ -55,13 +56,16 @@ class OrderController(Controller):
             client.setdefault("ip", request.client.host)
         data = msgspec.structs.replace(data, client=client)
         return await engine_of(request).orders.place(
-            data, idempotency_key=request.headers.get("idempotency-key"),
+            data, idempotency_key=idempotency_key(request),
             actor=principal.actor)
 
     @get("/", guards=[customer_or_admin("orders")])
-    async def list_orders(self, request: Request[Any, Any, Any], status: list[str] | None = None,
-                          channel: str | None = None, customer_id: str | None = None,
-                          after: str | None = None, limit: int = 50) -> OrderPage:
+    async def list_orders(self, request: Request[Any, Any, Any],
+                          status: FromQuery[list[str] | None] = None,
+                          channel: FromQuery[str | None] = None,
+                          customer_id: FromQuery[str | None] = None,
+                          after: FromQuery[str | None] = None,
+                          limit: FromQuery[int] = 50) -> OrderPage:
         """Newest first. Pass ``next`` from a page as ``after`` for the following page."""
         principal = caller(request)
         if principal.kind == "customer":
@@ -72,23 +76,23 @@ class OrderController(Controller):
         return OrderPage(items=items, next=items[-1].id if len(items) == limit else None)
 
     @get("/{order_id:str}", guards=[customer_or_admin("orders")])
-    async def get_order(self, request: Request[Any, Any, Any], order_id: str) -> Order:
+    async def get_order(self, request: Request[Any, Any, Any], order_id: FromPath[str]) -> Order:
         return await load_order(request, order_id)
 
     @get("/by-number/{number:str}", guards=[customer_or_admin("orders")])
-    async def by_number(self, request: Request[Any, Any, Any], number: str) -> Order:
+    async def by_number(self, request: Request[Any, Any, Any], number: FromPath[str]) -> Order:
         order = await engine_of(request).orders.by_number(number)
         ensure_owner(caller(request), "order", number, order.customer_id)
         return order
 
     @get("/{order_id:str}/timeline", guards=[customer_or_admin("orders")])
-    async def timeline(self, request: Request[Any, Any, Any], order_id: str) -> EventList:
+    async def timeline(self, request: Request[Any, Any, Any], order_id: FromPath[str]) -> EventList:
         await load_order(request, order_id)
         return EventList(items=await engine_of(request).orders.timeline(order_id))
 
     @get("/{order_id:str}/events", guards=[customer_or_admin("orders")])
-    async def live(self, request: Request[Any, Any, Any], order_id: str,
-                   after_seq: int = 0) -> ServerSentEvent:
+    async def live(self, request: Request[Any, Any, Any], order_id: FromPath[str],
+                   after_seq: FromQuery[int] = 0) -> ServerSentEvent:
         """Follow an order live (server-sent events): each timeline event as it happens.
 
         Works across API workers (it reads the committed timeline). The stream
@@ -114,36 +118,36 @@ class OrderController(Controller):
         return ServerSentEvent(stream())
 
     @post("/{order_id:str}/cancel", guards=[customer_or_admin("orders")], status_code=200)
-    async def cancel(self, request: Request[Any, Any, Any], order_id: str,
-                     data: ReasonIn) -> Order:
+    async def cancel(self, request: Request[Any, Any, Any], order_id: FromPath[str],
+                     data: JSONBody[ReasonIn]) -> Order:
         await load_order(request, order_id)
         return await engine_of(request).orders.cancel(order_id, reason=data.reason,
                                                       actor=caller(request).actor)
 
     @post("/{order_id:str}/hold", guards=[admin("orders")], status_code=200)
-    async def hold(self, request: Request[Any, Any, Any], order_id: str,
-                   data: ReasonIn) -> Order:
+    async def hold(self, request: Request[Any, Any, Any], order_id: FromPath[str],
+                   data: JSONBody[ReasonIn]) -> Order:
         if not data.reason:
             raise InvalidInput("a hold needs a reason", field="reason")
         return await engine_of(request).orders.hold(order_id, data.reason,
                                                     actor=caller(request).actor)
 
     @post("/{order_id:str}/release", guards=[admin("orders")], status_code=200)
-    async def release(self, request: Request[Any, Any, Any], order_id: str,
-                      data: ReleaseIn) -> Order:
+    async def release(self, request: Request[Any, Any, Any], order_id: FromPath[str],
+                      data: JSONBody[ReleaseIn]) -> Order:
         """Release a fraud/review hold; the order continues."""
         return await engine_of(request).orders.release(order_id, note=data.note,
                                                        actor=caller(request).actor)
 
     @post("/{order_id:str}/transitions", guards=[admin("orders")], status_code=200)
-    async def transition(self, request: Request[Any, Any, Any], order_id: str,
-                         data: TransitionIn) -> Order:
+    async def transition(self, request: Request[Any, Any, Any], order_id: FromPath[str],
+                         data: JSONBody[TransitionIn]) -> Order:
         """Fire a plugin-defined order event (e.g. ``age_verified``)."""
         return await engine_of(request).orders.transition(order_id, data.event, data=data.data,
                                                           actor=caller(request).actor)
 
     @post("/{order_id:str}/notes", guards=[admin("orders")], status_code=200)
-    async def note(self, request: Request[Any, Any, Any], order_id: str,
-                   data: NoteIn) -> Order:
+    async def note(self, request: Request[Any, Any, Any], order_id: FromPath[str],
+                   data: JSONBody[NoteIn]) -> Order:
         return await engine_of(request).orders.add_note(order_id, data.note,
                                                         actor=caller(request).actor)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get, post
+from litestar.params import FromPath, JSONBody
 
 from ordnung.api.auth import admin, customer_or_admin
 from ordnung.api.routes.common import caller, engine_of
@@ -19,14 +20,14 @@ class PaymentController(Controller):
     tags = ["payments"]
 
     @get("/methods", guards=[customer_or_admin("payments")])
-    async def methods(self, request: Request[Any, Any, Any], order_id: str
+    async def methods(self, request: Request[Any, Any, Any], order_id: FromPath[str]
                       ) -> list[PaymentMethod]:
         await load_order(request, order_id)
         return await engine_of(request).payments.methods(order_id)
 
     @post("/", guards=[customer_or_admin("payments")], status_code=201)
-    async def authorize(self, request: Request[Any, Any, Any], order_id: str,
-                        data: AuthorizeIn) -> Order:
+    async def authorize(self, request: Request[Any, Any, Any], order_id: FromPath[str],
+                        data: JSONBody[AuthorizeIn]) -> Order:
         """Pay (again) for what the order's payments do not cover yet."""
         await load_order(request, order_id)
         return await engine_of(request).payments.authorize(
@@ -34,29 +35,30 @@ class PaymentController(Controller):
             actor=caller(request).actor)
 
     @post("/capture", guards=[admin("payments")], status_code=200)
-    async def capture(self, request: Request[Any, Any, Any], order_id: str,
-                      data: CaptureIn) -> Order:
+    async def capture(self, request: Request[Any, Any, Any], order_id: FromPath[str],
+                      data: JSONBody[CaptureIn]) -> Order:
         return await engine_of(request).payments.capture(
             order_id, amount=data.amount, payment_id=data.payment_id,
             actor=caller(request).actor)
 
     @post("/refund", guards=[admin("refunds")], status_code=200)
-    async def refund(self, request: Request[Any, Any, Any], order_id: str,
-                     data: RefundIn) -> Order:
+    async def refund(self, request: Request[Any, Any, Any], order_id: FromPath[str],
+                     data: JSONBody[RefundIn]) -> Order:
         return await engine_of(request).payments.refund(
             order_id, amount=data.amount, payment_id=data.payment_id, reason=data.reason,
             actor=caller(request).actor)
 
     @post("/void", guards=[admin("payments")], status_code=200)
-    async def void(self, request: Request[Any, Any, Any], order_id: str,
-                   data: VoidIn) -> Order:
+    async def void(self, request: Request[Any, Any, Any], order_id: FromPath[str],
+                   data: JSONBody[VoidIn]) -> Order:
         return await engine_of(request).payments.void(order_id, payment_id=data.payment_id,
                                                       actor=caller(request).actor)
 
 
 @post("/webhooks/payments/{gateway:str}", guards=[admin("payments")], status_code=200,
       tags=["payments"])
-async def payment_webhook(request: Request[Any, Any, Any], gateway: str) -> dict[str, Any]:
+async def payment_webhook(request: Request[Any, Any, Any], gateway: FromPath[str]) -> dict[str,
+                          Any]:
     """A gateway's webhook: the gateway plugin verifies its signature and parses it.
 
     Like every route it needs a key with the ``payments`` scope, sent as a

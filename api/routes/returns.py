@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, post
+from litestar.params import FromPath, JSONBody
 
 from ordnung.api.auth import admin, customer_or_admin
 from ordnung.api.routes.common import caller, engine_of
@@ -18,36 +19,39 @@ class ReturnController(Controller):
     tags = ["returns"]
 
     @post("/", guards=[customer_or_admin("orders")], status_code=201)
-    async def request_return(self, request: Request[Any, Any, Any], order_id: str,
-                             data: ReturnIn) -> Order:
+    async def request_return(self, request: Request[Any, Any, Any], order_id: FromPath[str],
+                             data: JSONBody[ReturnIn]) -> Order:
         await load_order(request, order_id)
         order, _ = await engine_of(request).returns.request(
             order_id, data.lines, reason=data.reason, actor=caller(request).actor)
         return order
 
     @post("/{return_id:str}/approve", guards=[admin("orders")], status_code=200)
-    async def approve(self, request: Request[Any, Any, Any], order_id: str,
-                      return_id: str) -> Order:
+    async def approve(self, request: Request[Any, Any, Any], order_id: FromPath[str],
+                      return_id: FromPath[str]) -> Order:
         return await engine_of(request).returns.approve(order_id, return_id,
                                                         actor=caller(request).actor)
 
     @post("/{return_id:str}/reject", guards=[admin("orders")], status_code=200)
-    async def reject(self, request: Request[Any, Any, Any], order_id: str, return_id: str,
-                     data: ReasonIn) -> Order:
+    async def reject(self, request: Request[Any, Any, Any], order_id: FromPath[str],
+                     return_id: FromPath[str],
+                     data: JSONBody[ReasonIn]) -> Order:
         return await engine_of(request).returns.reject(order_id, return_id,
                                                        reason=data.reason,
                                                        actor=caller(request).actor)
 
     @post("/{return_id:str}/receive", guards=[admin("fulfilment")], status_code=200)
-    async def receive(self, request: Request[Any, Any, Any], order_id: str, return_id: str,
-                      data: ReceiveIn) -> Order:
+    async def receive(self, request: Request[Any, Any, Any], order_id: FromPath[str],
+                      return_id: FromPath[str],
+                      data: JSONBody[ReceiveIn]) -> Order:
         return await engine_of(request).returns.receive(order_id, return_id,
                                                         restock=data.restock,
                                                         actor=caller(request).actor)
 
     @post("/{return_id:str}/refund", guards=[admin("refunds")], status_code=200)
-    async def refund(self, request: Request[Any, Any, Any], order_id: str, return_id: str,
-                     data: ReturnRefundIn) -> Order:
+    async def refund(self, request: Request[Any, Any, Any], order_id: FromPath[str],
+                     return_id: FromPath[str],
+                     data: JSONBody[ReturnRefundIn]) -> Order:
         return await engine_of(request).returns.refund(order_id, return_id,
                                                        amount=data.amount,
                                                        actor=caller(request).actor)

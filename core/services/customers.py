@@ -11,6 +11,7 @@ from ordnung.core.domain.common import new_id, utcnow
 from ordnung.core.domain.customers import Customer
 from ordnung.core.errors import Conflict, InvalidInput
 from ordnung.core.persistence.journal import event
+from ordnung.core.persistence.tables import ApiKeyRow
 from ordnung.core.runtime import Runtime
 
 ERASED = "erased"
@@ -94,6 +95,15 @@ class CustomerService:
                 events.append(ev)
                 order.updated_at = utcnow()
                 await self.rt.orders.save(order, version)
+            for cart in await self.rt.carts.for_customer(customer_id):
+                cart_version = cart.version
+                cart.email = ""
+                cart.shipping_address = _anonymise(cart.shipping_address)
+                cart.billing_address = _anonymise(cart.billing_address)
+                cart.updated_at = utcnow()
+                await self.rt.carts.save(cart, cart_version)
+            await ApiKeyRow.update({ApiKeyRow.revoked_at: utcnow()}).where(
+                (ApiKeyRow.customer_id == customer_id) & ApiKeyRow.revoked_at.is_null()).run()
             erased = Customer(id=customer.id, email=f"{customer.id}@erased.invalid",
                               name="", phone="", tags=[], addresses=[], consents={},
                               registered=False, erased=True, created_at=customer.created_at)

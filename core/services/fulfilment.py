@@ -34,11 +34,14 @@ class FulfilmentService:
         self.rt = rt
 
     def _ready(self, change: OrderChange) -> None:
-        change.require("order", change.order, "fulfil")
-        if not payment_secured(change.order):
+        self._check_ready(change.order)
+
+    def _check_ready(self, order: Order) -> None:
+        self.rt.machines["order"].require(order.id, order.status, "fulfil")
+        if not payment_secured(order):
             raise InvariantViolation(
-                f"order {change.order.number} is not paid: it cannot be picked, packed or "
-                "shipped until its payment is secured", order_id=change.order.id)
+                f"order {order.number} is not paid: it cannot be picked, packed or "
+                "shipped until its payment is secured", order_id=order.id)
 
     async def queue(self, limit: int = 100) -> list[Order]:
         """Orders ready to fulfil, highest priority first, then oldest first."""
@@ -167,10 +170,12 @@ class FulfilmentService:
         """Ship a packed shipment: label from the carrier plugin, stock consumed."""
         order = await self.rt.orders.get(order_id)
         shipment = order.shipment(shipment_id)
+        # everything that would refuse the shipment is checked before a label is bought
+        self._check_ready(order)
+        self.rt.machines["shipment"].require(shipment.id, shipment.status, "ship")
         carrier_name = carrier or shipment.carrier
         label: Label | None = None
-        if carrier_name and self.rt.plugins.implements(carrier_name, "ordnung_create_label") \
-                and self.rt.machines["shipment"].allows(shipment.status, "ship"):
+        if carrier_name and self.rt.plugins.implements(carrier_name, "ordnung_create_label"):
             label = await self.rt.plugins.directed(carrier_name, "ordnung_create_label",
                                                    order=order, shipment=shipment)
             if label is not None and not isinstance(label, Label):
