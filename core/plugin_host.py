@@ -20,6 +20,7 @@ import structlog
 
 from ordnung.core import hookspecs
 from ordnung.core.errors import PluginError
+from ordnung.core.logging import SECRET_KEYS
 
 log = structlog.get_logger("ordnung.plugins")
 
@@ -36,6 +37,22 @@ def validate_settings(plugin_name: str, settings_type: Any, raw: Mapping[str, An
         if "at `$." in message:
             field = message.rsplit("at `$.", 1)[1].rstrip("`")
         raise PluginError(plugin_name, f"invalid settings: {message}", field=field) from exc
+
+
+def is_secret(field: str) -> bool:
+    """A settings field that holds a secret (a password, an API key, a signing secret)."""
+    name = field.lower()
+    return name in SECRET_KEYS or name.endswith(("password", "secret", "token", "_key"))
+
+
+def mask_secrets(value: Any) -> Any:
+    """``value`` with every secret field's value replaced by ``***`` (for listings)."""
+    if isinstance(value, dict):
+        return {k: "***" if is_secret(str(k)) and v else mask_secrets(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_secrets(v) for v in value]
+    return value
 
 
 class PluginHost:
@@ -133,7 +150,8 @@ class PluginHost:
             out.append({
                 "name": name,
                 "hooks": hooks,
-                "settings": msgspec.to_builtins(settings) if settings is not None else {},
+                "settings": mask_secrets(msgspec.to_builtins(settings))
+                if settings is not None else {},
                 "doc": (inspect.getdoc(plugin) or "").split("\n\n")[0],
             })
         return out

@@ -77,13 +77,16 @@ class FulfilmentService:
             if not wanted:
                 raise InvalidInput("nothing left to ship", field="lines")
             by_location: dict[str, list[ShipmentLine]] = {}
+            held = _held_by_open_shipments(order)
             for line_id, qty in wanted.items():
                 line = order.line(line_id)
                 remaining = qty
                 for alloc in line.allocations:
                     if location_id and alloc.location_id != location_id:
                         continue
-                    take = min(remaining, alloc.quantity)
+                    # units reserved here that no open shipment holds yet
+                    free_here = alloc.quantity - held.get((line.id, alloc.location_id), 0)
+                    take = min(remaining, free_here)
                     if take > 0:
                         by_location.setdefault(alloc.location_id, []).append(ShipmentLine(
                             line_id=line.id, sku=line.sku, barcode=line.barcode, quantity=take))
@@ -133,27 +136,26 @@ class FulfilmentService:
         """Verify scanned SKUs or barcodes against the shipment; a wrong item is refused."""
         async def op(change: OrderChange, shipment: Shipment) -> None:
             change.require("shipment", shipment, "pack")
-            expected = Counter({sl.line_id: sl.quantity for sl in shipment.lines})
-            code_to_line: dict[str, str] = {}
+            # a SKU may sit on several lines (bought and given as a gift): count per SKU
+            expected: Counter[str] = Counter()
+            code_to_sku: dict[str, str] = {}
             for sl in shipment.lines:
-                code_to_line[sl.sku] = sl.line_id
+                expected[sl.sku] += sl.quantity
+                code_to_sku[sl.sku] = sl.sku
                 if sl.barcode:
-                    code_to_line[sl.barcode] = sl.line_id
+                    code_to_sku[sl.barcode] = sl.sku
             seen: Counter[str] = Counter()
             for code in scans:
-                line_id = code_to_line.get(code.strip())
-                if line_id is None:
+                sku = code_to_sku.get(code.strip())
+                if sku is None:
                     raise InvalidInput(f"scanned {code!r}, which is not in this shipment",
                                        field="scans", scanned=code,
-                                       expected=sorted({sl.sku for sl in shipment.lines}))
-                seen[line_id] += 1
-                if seen[line_id] > expected[line_id]:
-                    sku = next(sl.sku for sl in shipment.lines if sl.line_id == line_id)
-                    raise InvalidInput(f"scanned {sku} {seen[line_id]} times; the shipment "
-                                       f"holds {expected[line_id]}", field="scans",
-                                       scanned=code)
-            missing = {next(sl.sku for sl in shipment.lines if sl.line_id == lid): qty - seen[lid]
-                       for lid, qty in expected.items() if seen[lid] < qty}
+                                       expected=sorted(expected))
+                seen[sku] += 1
+                if seen[sku] > expected[sku]:
+                    raise InvalidInput(f"scanned {sku} {seen[sku]} times; the shipment "
+                                       f"holds {expected[sku]}", field="scans", scanned=code)
+            missing = {sku: qty - seen[sku] for sku, qty in expected.items() if seen[sku] < qty}
             if missing:
                 raise InvalidInput("not everything was scanned: missing " + ", ".join(
                     f"{n} × {sku}" for sku, n in sorted(missing.items())), field="scans",
@@ -285,6 +287,18 @@ def _in_open_shipments(order: Order) -> dict[str, int]:
             continue
         for sl in s.lines:
             out[sl.line_id] = out.get(sl.line_id, 0) + sl.quantity
+    return out
+
+
+def _held_by_open_shipments(order: Order) -> dict[tuple[str, str], int]:
+    """Units per (line, location) already in shipments that have not shipped yet."""
+    out: dict[tuple[str, str], int] = {}
+    for s in order.shipments:
+        if s.status in ("cancelled", "shipped", "delivered"):
+            continue
+        for sl in s.lines:
+            key = (sl.line_id, s.location_id)
+            out[key] = out.get(key, 0) + sl.quantity
     return out
 
 

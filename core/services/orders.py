@@ -26,6 +26,7 @@ from ordnung.core.errors import (
 )
 from ordnung.core.errors_db import is_unique_violation
 from ordnung.core.invariants import payment_secured
+from ordnung.core.lifecycle import CORE_MACHINES
 from ordnung.core.persistence.idempotency import fingerprint
 from ordnung.core.persistence.stock import Want, movement
 from ordnung.core.pricing import PricingInput, PricingPipeline
@@ -40,6 +41,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger("ordnung.orders")
 
 VELOCITY_WINDOW = timedelta(hours=24)
+#: the core's own order events, reached through their operations ("complete" has no work
+#: attached, so staff may fire it directly)
+CORE_ORDER_EVENTS = frozenset(event for _, event in CORE_MACHINES["order"].edges) - {"complete"}
 
 
 class OrderService:
@@ -293,7 +297,15 @@ class OrderService:
 
     async def transition(self, order_id: str, event_name: str, *,
                          data: dict[str, Any] | None = None, actor: str = "system") -> Order:
-        """Fire a plugin-defined order event (e.g. ``age_verified``) through the machine."""
+        """Fire a plugin-defined order event (e.g. ``age_verified``) through the machine.
+
+        The core's own events (``cancel``, ``ship_all`` ...) are refused here: they
+        have work attached (stock, payments) and are reached through their operations.
+        """
+        if event_name in CORE_ORDER_EVENTS:
+            raise InvalidInput(f"{event_name!r} is a core event; use its operation "
+                               "(cancel, ship, release ...) instead", field="event")
+
         async def work(change: OrderChange) -> None:
             await change.transition("order", change.order, event_name, data=data)
 

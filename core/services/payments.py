@@ -354,10 +354,13 @@ class PaymentService:
                 await change.transition("payment", p, "fail",
                                         data={"reason": p.failure_reason, "via": "webhook"})
             elif update.outcome == "captured" and change.can("payment", p, "capture"):
-                target = min(update.amount or p.authorized or p.amount, p.amount)
+                # the gateway's word is what happened: it may capture beyond a partial
+                # authorization, never beyond what this payment asked for
+                asked = update.amount if update.amount is not None else (
+                    p.authorized or p.amount)
+                target = min(asked, p.amount)
                 if target > p.captured:
-                    if p.status == "pending":
-                        p.authorized = target
+                    p.authorized = max(p.authorized, target)
                     p.captured = target
                     await change.transition(
                         "payment", p,

@@ -120,7 +120,8 @@ class ReturnService:
                 raise Conflict(f"return {rma.id} is being refunded", return_id=rma.id)
             value = rma.refund_amount if amount is None else amount
             refundable = sum(p.captured - p.refunded for p in change.order.payments)
-            if value <= 0 or value > refundable:
+            # a return worth nothing (a free gift sent back) closes without a payment refund
+            if value < 0 or value > refundable:
                 raise InvalidInput(f"cannot refund {value}; {refundable} is refundable",
                                    field="amount", refundable=refundable)
             rma.refund_in_flight = True
