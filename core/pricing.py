@@ -253,7 +253,7 @@ class PricingPipeline:
                 rate = parse_rate(line_tax.rate, tax_plugin)
                 amount = tax_amount(line.line_total + line.discount, rate, inclusive)
                 taxed.append(msgspec.structs.replace(line, tax=amount, tax_rate=line_tax.rate))
-                if amount:
+                if amount or line_tax.reverse_charge:
                     explanation.append(ExplanationStep(
                         step="tax", source=tax_plugin, line_id=line.id, amount=amount,
                         message=f"{line_tax.label or 'tax'} {line_tax.rate} on "

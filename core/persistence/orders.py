@@ -115,8 +115,12 @@ class OrderStore:
         count = sum(int(r["n"]) for r in rows)
         return count, {r["currency"]: int(r["spend"]) for r in rows}
 
-    async def ids_for_customer(self, customer_id: str) -> list[str]:
-        rows = await OrderRow.select(OrderRow.id).where(OrderRow.customer_id == customer_id).run()
+    async def ids_for_customer(self, customer_id: str, email: str = "") -> list[str]:
+        """The customer's orders, and guest orders placed with their email address."""
+        where = OrderRow.customer_id == customer_id
+        if email:
+            where = where | ((OrderRow.email == email) & OrderRow.customer_id.is_null())
+        rows = await OrderRow.select(OrderRow.id).where(where).order_by(OrderRow.id).run()
         return [r["id"] for r in rows]
 
     # -- external references ---------------------------------------------------------

@@ -66,7 +66,7 @@ class CustomerService:
         """Everything we hold about a customer, as JSON-ready data (GDPR art. 15/20)."""
         customer = await self.get(customer_id)
         orders = []
-        for order_id in await self.rt.orders.ids_for_customer(customer_id):
+        for order_id in await self.rt.orders.ids_for_customer(customer_id, customer.email):
             orders.append(msgspec.to_builtins(await self.rt.orders.get(order_id)))
         carts = [msgspec.to_builtins(c) for c in await self.rt.carts.for_customer(customer_id)]
         plugins = {name: answer for name, answer in await self.rt.plugins.collect(
@@ -82,7 +82,7 @@ class CustomerService:
         await self.rt.plugins.collect("ordnung_erase_customer_data", customer=customer)
         events = []
         async with self.rt.db.transaction():
-            for order_id in await self.rt.orders.ids_for_customer(customer_id):
+            for order_id in await self.rt.orders.ids_for_customer(customer_id, customer.email):
                 order = await self.rt.orders.get(order_id, for_update=True)
                 version = order.version
                 order.email = ""

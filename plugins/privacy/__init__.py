@@ -1,0 +1,1 @@
+"""Privacy plugins: GDPR/CCPA data export and erasure contributions."""

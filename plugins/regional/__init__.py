@@ -1,0 +1,1 @@
+"""Regional compliance plugins: restrictions on what may ship where."""
