@@ -1,7 +1,5 @@
-"""The ``ordnung`` command line: ``demo``, ``migrate``, ``plugins`` and ``--version``.
-
-``ordnung serve`` (the REST API) is added with the HTTP adapter.
-"""
+"""The ``ordnung`` command line: ``serve``, ``demo``, ``migrate``, ``plugins`` and
+``--version``."""
 
 from __future__ import annotations
 
@@ -71,6 +69,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with quiet_logs():
         asyncio.run(run_demo(url))
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ordnung.api.serve import serve
+
+    if args.workers < 1:
+        print("ordnung serve: --workers must be at least 1", file=sys.stderr)
+        return 2
+    return serve(host=args.host, port=args.port, workers=args.workers, demo=args.demo,
+                 database_url=args.database_url, log_level=args.log_level,
+                 log_json=args.log_json)
 
 
 async def _migrate(url: str) -> list[str]:
@@ -198,6 +207,22 @@ def redact(url: str) -> str:
     return url
 
 
+def cmd_new_plugin(args: argparse.Namespace) -> int:
+    """Scaffold a plugin package (entry point, Settings, one hook, kit tests)."""
+    from ordnung.api.scaffold import ScaffoldError, scaffold
+
+    try:
+        target = scaffold(args.name, Path(args.dir))
+    except ScaffoldError as exc:
+        print(f"ordnung new-plugin: {exc}", file=sys.stderr)
+        return 2
+    print(f"created {target}")
+    for path in sorted(p for p in target.rglob("*") if p.is_file()):
+        print(f"  {path.relative_to(target)}")
+    print(f"next: cd {target} && pip install -e '.[test]' && pytest")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -206,6 +231,27 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ordnung", description="ordnung: a plugin-based headless commerce order engine.")
     parser.add_argument("--version", action="version", version=f"ordnung {package_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve", help="serve the REST API (uvicorn)",
+        description=f"Serve the REST API on {ENV_DATABASE_URL} (default sqlite:///ordnung.db "
+                    "in the current directory). Migrations are applied once before the "
+                    "workers start. ORDNUNG_ADMIN_KEY, if set, is an admin key with every "
+                    "scope. --demo seeds a demo shop (idempotently) and prints a storefront "
+                    "key and an admin key. OpenAPI docs at /schema.")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default "
+                                                          "127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="worker processes (default 1); use PostgreSQL for many")
+    serve.add_argument("--demo", action="store_true",
+                       help="seed the demo shop and print a storefront and an admin key")
+    serve.add_argument("--database-url", metavar="URL", help=f"overrides {ENV_DATABASE_URL}")
+    serve.add_argument("--log-level", default="info",
+                       choices=["debug", "info", "warning", "error"], help="default info")
+    serve.add_argument("--log-json", action="store_true",
+                       help="log JSON lines (for log collectors) instead of text")
+    serve.set_defaults(handler=cmd_serve)
 
     demo = commands.add_parser(
         "demo", help="run one order's whole life on a demo shop and print it",
@@ -230,6 +276,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="List the plugins discovered in the 'ordnung' entry-point group with "
                     "the hooks they implement and their default settings. Needs no database.")
     plugins.set_defaults(handler=cmd_plugins)
+    new_plugin = commands.add_parser(
+        "new-plugin", help="scaffold a plugin package to start from",
+        description="Write NAME/ (in --dir, default the current directory): a "
+                    "pyproject.toml registering the plugin in the 'ordnung' entry-point "
+                    "group, a plugin class with a Settings Struct and one hook, and tests "
+                    "using ordnung.testing (the conformance kit) that pass as written.")
+    new_plugin.add_argument("name", metavar="NAME",
+                            help="plugin (entry-point and package) name, e.g. acme_bonus")
+    new_plugin.add_argument("--dir", default=".", metavar="PATH",
+                            help="folder to create NAME/ in (default: current directory)")
+    new_plugin.set_defaults(handler=cmd_new_plugin)
     return parser
 
 

@@ -84,28 +84,34 @@ class Engine:
                 extensions.append(ext)
         self.machines: dict[str, Machine] = build_machines(extensions)
         await self.db.start()
-        if self.config.migrate:
-            await self.db.migrate()
-        self.runtime = rt = Runtime(self.db, self.host, self.machines)
-        self.dispatcher = Dispatcher(self.host, rt.journal, rt.orders, rt.stock, rt.catalog)
-        rt.dispatcher = self.dispatcher
-        self.pipeline = PricingPipeline(self.host, rt.catalog.variants, rt.stock.available,
-                                        require_tax=self.config.require_tax)
-        self.catalog = CatalogService(rt)
-        self.inventory = InventoryService(rt)
-        self.channels = ChannelService(rt)
-        self.customers = CustomerService(rt)
-        self.payments = PaymentService(rt)
-        self.orders = OrderService(rt, self.pipeline, self.channels, self.customers)
-        self.orders.payments = self.payments
-        self.carts = CartService(rt, self.pipeline, self.channels, self.customers, self.orders)
-        self.fulfilment = FulfilmentService(rt)
-        self.returns = ReturnService(rt, self.payments)
-        self.access = AccessService(rt)
-        self._started = True
-        await self.host.collect("ordnung_engine_started", engine=self)
-        if self.config.background_tasks:
-            self._background = asyncio.create_task(self._maintenance_loop())
+        try:
+            if self.config.migrate:
+                await self.db.migrate()
+            self.runtime = rt = Runtime(self.db, self.host, self.machines)
+            self.dispatcher = Dispatcher(self.host, rt.journal, rt.orders, rt.stock, rt.catalog)
+            rt.dispatcher = self.dispatcher
+            self.pipeline = PricingPipeline(self.host, rt.catalog.variants, rt.stock.available,
+                                            require_tax=self.config.require_tax)
+            self.catalog = CatalogService(rt)
+            self.inventory = InventoryService(rt)
+            self.channels = ChannelService(rt)
+            self.customers = CustomerService(rt)
+            self.payments = PaymentService(rt)
+            self.orders = OrderService(rt, self.pipeline, self.channels, self.customers)
+            self.orders.payments = self.payments
+            self.carts = CartService(rt, self.pipeline, self.channels, self.customers, self.orders)
+            self.fulfilment = FulfilmentService(rt)
+            self.returns = ReturnService(rt, self.payments)
+            self.access = AccessService(rt)
+            self._started = True
+            await self.host.collect("ordnung_engine_started", engine=self)
+            if self.config.background_tasks:
+                self._background = asyncio.create_task(self._maintenance_loop())
+        except BaseException:
+            # a failed start must not leave a bound database or an open pool behind
+            self._started = False
+            await self.db.stop()
+            raise
         log.info("engine started", database=self.db.kind, plugins=self.host.names())
         return self
 

@@ -155,7 +155,7 @@ class PricingPipeline:
                 else:
                     raise PluginError(plugin, f"ordnung_adjustments returned "
                                               f"{type(answer).__name__}")
-        adjustments = self._cap_discounts(lines, adjustments, explanation)
+        adjustments = self._cap_discounts(lines, adjustments, explanation, currency)
         for adj in adjustments:
             explanation.append(ExplanationStep(step="promotions", source=adj.source,
                                                amount=adj.amount, line_id=adj.line_id,
@@ -291,8 +291,12 @@ class PricingPipeline:
 
     @staticmethod
     def _cap_discounts(lines: list[OrderLine], adjustments: list[Adjustment],
-                       explanation: list[ExplanationStep]) -> list[Adjustment]:
+                       explanation: list[ExplanationStep], currency: str) -> list[Adjustment]:
         """Keep every line and the order at or above zero; say what was cut."""
+
+        def fmt(amount: int) -> str:
+            return Money(amount, currency).format()
+
         remaining = {line.id: line.line_total for line in lines}
         order_left = sum(remaining.values())
         capped: list[Adjustment] = []
@@ -304,8 +308,8 @@ class PricingPipeline:
             if granted != wanted:
                 explanation.append(ExplanationStep(
                     step="promotions", source="core", line_id=adj.line_id,
-                    message=f"{adj.source}: discount capped at {granted} (asked {wanted}) so "
-                            "the total never goes below zero"))
+                    message=f"{adj.source}: discount capped at {fmt(granted)} (asked "
+                            f"{fmt(wanted)}) so the total never goes below zero"))
             if adj.line_id:
                 remaining[adj.line_id] -= granted
             order_left -= granted

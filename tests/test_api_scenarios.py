@@ -21,7 +21,6 @@ from datetime import date
 from typing import Any
 
 import httpx
-import pytest
 
 from ordnung.core import hookimpl
 from ordnung.core.domain.events import Event

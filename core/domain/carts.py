@@ -17,7 +17,7 @@ from ordnung.core.domain.pricing import (
 )
 
 
-class CartLine(msgspec.Struct, kw_only=True, frozen=True):
+class CartLine(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     sku: str
     quantity: int
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 
-class Variant(msgspec.Struct, kw_only=True, frozen=True):
+class Variant(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     sku: str
     product_id: str
     name: str
@@ -19,7 +19,7 @@ class Variant(msgspec.Struct, kw_only=True, frozen=True):
     attributes: dict[str, str] = {}
 
 
-class Product(msgspec.Struct, kw_only=True, frozen=True):
+class Product(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     id: str
     name: str
     description: str = ""

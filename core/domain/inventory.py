@@ -7,7 +7,7 @@ from datetime import datetime
 import msgspec
 
 
-class Location(msgspec.Struct, kw_only=True, frozen=True):
+class Location(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     id: str
     name: str
     #: lower first: reservations try locations in this order
@@ -20,10 +20,11 @@ class StockLevel(msgspec.Struct, kw_only=True, frozen=True):
     location_id: str
     on_hand: int
     reserved: int
+    #: on_hand - reserved (negative only for a SKU that allows backorders)
+    available: int = 0
 
-    @property
-    def available(self) -> int:
-        return self.on_hand - self.reserved
+    def __post_init__(self) -> None:
+        msgspec.structs.force_setattr(self, "available", self.on_hand - self.reserved)
 
 
 class Movement(msgspec.Struct, kw_only=True, frozen=True):
@@ -59,7 +60,7 @@ class AvailabilityChange(msgspec.Struct, kw_only=True, frozen=True):
     reason: str
 
 
-class Channel(msgspec.Struct, kw_only=True, frozen=True):
+class Channel(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """A sales channel (web, etsy, ebay, pos, phone...). Orders carry theirs."""
 
     id: str

@@ -23,7 +23,7 @@ from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 from piccolo.query.base import Query
 
-from ordnung.core.errors import InvalidInput
+from ordnung.core.errors import Conflict, InvalidInput
 from ordnung.core.persistence.tables import ALL_TABLES
 
 log = structlog.get_logger("ordnung.db")
@@ -79,6 +79,9 @@ def engine_for_url(url: str, pool_size: int = 8) -> PiccoloEngine:
 
 
 class Database:
+    #: the database the piccolo table classes are bound to in this process
+    _active: Database | None = None
+
     def __init__(self, url: str = DEFAULT_URL, pool_size: int = 8) -> None:
         self.url = url
         self.pool_size = pool_size
@@ -96,6 +99,13 @@ class Database:
         return self.kind == "postgres"
 
     async def start(self) -> None:
+        active = Database._active
+        if active is not None and active is not self and active._started:
+            raise Conflict(
+                "another engine is running in this process: the table classes are bound to "
+                f"one database at a time (running: {active.kind}); stop it first, or run "
+                "the second engine in its own process")
+        Database._active = self
         tables: tuple[Any, ...] = (*ALL_TABLES, Migration)
         for table in tables:
             table._meta.db = self.engine
@@ -109,6 +119,8 @@ class Database:
         if isinstance(self.engine, PostgresEngine) and self._started:
             await self.engine.close_connection_pool()
         self._started = False
+        if Database._active is self:
+            Database._active = None
 
     def transaction(self) -> Any:
         """A write transaction; nested calls join the outer one."""

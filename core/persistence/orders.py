@@ -117,7 +117,7 @@ class OrderStore:
 
     async def ids_for_customer(self, customer_id: str, email: str = "") -> list[str]:
         """The customer's orders, and guest orders placed with their email address."""
-        where = OrderRow.customer_id == customer_id
+        where: Any = OrderRow.customer_id == customer_id
         if email:
             where = where | ((OrderRow.email == email) & OrderRow.customer_id.is_null())
         rows = await OrderRow.select(OrderRow.id).where(where).order_by(OrderRow.id).run()

@@ -51,7 +51,7 @@ class PluginStore:
                       ) -> list[tuple[str, dict[str, Any], int]]:
         rows = await self.db.fetch(
             "SELECT key, data, counter FROM plugin_records WHERE plugin = {} AND kind = {} "
-            "AND key LIKE {} ORDER BY key", self.plugin, kind, prefix.replace("%", "") + "%")
+            "AND substr(key, 1, {}) = {} ORDER BY key", self.plugin, kind, len(prefix), prefix)
         return [(r["key"], decode(r["data"], dict[str, Any]), int(r["counter"])) for r in rows]
 
     async def count(self, kind: str, key: str) -> int:

@@ -1,8 +1,13 @@
 """Manual payments: bank transfer, invoice and cash on delivery.
 
 Nothing is charged by a machine: the payment stays *pending* until staff
-mark it paid (a capture). Invoice and cash on delivery grant terms — the
-order may be fulfilled before the money arrives; bank transfer does not.
+mark it paid (a capture: ``engine.payments.capture(order_id)``, partial
+amounts too). Invoice and cash on delivery grant terms — the order may be
+picked, packed and shipped before the money arrives; bank transfer does not,
+so its order waits in ``placed`` until the transfer is marked paid. Cash on
+delivery is marked paid once the courier has collected it, i.e. after the
+delivery. A card number sent as the payment token is refused and goes
+nowhere.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import msgspec
 from ordnung.core import hookimpl
 from ordnung.core.domain.orders import Order
 from ordnung.core.domain.payments import GatewayResult, PaymentMethod, PaymentRequest
+from ordnung.plugins.payments.cards import CARD_NUMBER_REFUSED, looks_like_card_number
 
 Method = Literal["bank_transfer", "invoice", "cash_on_delivery"]
 NAMES = {"bank_transfer": "Bank transfer", "invoice": "Invoice",
@@ -45,6 +51,8 @@ class ManualPayments:
 
     @hookimpl
     def ordnung_authorize(self, request: PaymentRequest) -> GatewayResult:
+        if looks_like_card_number(request.token):
+            return GatewayResult(outcome="declined", reason=CARD_NUMBER_REFUSED)
         method = request.method or "bank_transfer"
         if method not in self.settings.methods:
             return GatewayResult(outcome="declined", reason=f"method {method!r} is not offered")

@@ -1,0 +1,155 @@
+"""``ordnung serve``: the REST API under uvicorn, one Engine per worker process.
+
+The parent process prepares the database once before any worker starts:
+it applies migrations, makes sure the ``ORDNUNG_ADMIN_KEY`` admin key exists
+and, with ``--demo``, seeds the demo shop (idempotently) and issues a
+storefront key and an admin key that it prints once. Workers then build
+their app from the same ``ORDNUNG_*`` environment (``worker_app``); they
+migrate again at start, which finds nothing to do (the runner locks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from typing import Any, TextIO
+
+import msgspec
+from litestar import Litestar
+
+from ordnung.core.domain.access import ADMIN_SCOPES
+
+ENV_DATABASE_URL = "ORDNUNG_DATABASE_URL"
+ENV_PLUGIN_SETTINGS = "ORDNUNG_PLUGIN_SETTINGS"
+ENV_ADMIN_KEY = "ORDNUNG_ADMIN_KEY"
+ENV_DEMO = "ORDNUNG_DEMO"
+#: how the parent tells the workers to log (they are separate processes)
+ENV_LOG_LEVEL = "ORDNUNG_LOG_LEVEL"
+ENV_LOG_JSON = "ORDNUNG_LOG_JSON"
+
+#: the demo's loyalty rule: a tote bag from EUR 50.00
+DEMO_PLUGIN_SETTINGS: dict[str, dict[str, Any]] = {"free_gift": {"tiers": [
+    {"threshold": 5000, "currency": "EUR", "sku": "GIFT-TOTE", "name": "tote bag"}]}}
+
+
+class DemoKeys(msgspec.Struct, frozen=True, kw_only=True):
+    storefront: str
+    admin: str
+
+
+def configure_from_env() -> None:
+    """Configure structlog from ``ORDNUNG_LOG_LEVEL`` / ``ORDNUNG_LOG_JSON``."""
+    from ordnung.core.logging import configure_logging
+
+    configure_logging(os.environ.get(ENV_LOG_LEVEL, "INFO"),
+                      json=os.environ.get(ENV_LOG_JSON) == "1")
+
+
+def worker_app() -> Litestar:
+    """The uvicorn factory of each worker: logging as the parent said, then the app."""
+    from ordnung.api.app import create_app
+
+    configure_from_env()
+    return create_app(demo=False)
+
+
+def demo_plugin_settings(current: str | None) -> str:
+    """``ORDNUNG_PLUGIN_SETTINGS`` for the demo: the gift tier, unless the operator's own
+    settings already configure ``free_gift``."""
+    settings: dict[str, Any] = json.loads(current) if current else {}
+    for name, value in DEMO_PLUGIN_SETTINGS.items():
+        settings.setdefault(name, value)
+    return json.dumps(settings)
+
+
+async def prepare(*, demo: bool, admin_key: str | None) -> DemoKeys | None:
+    """Migrate, ensure the bootstrap admin key and (``demo``) seed and issue demo keys."""
+    from ordnung.core import Engine, EngineConfig
+
+    engine = Engine(EngineConfig.from_env(pool_size=2))
+    await engine.start()  # applies migrations and validates the plugins' settings
+    try:
+        if admin_key:
+            await engine.access.ensure_admin(admin_key)
+        if not demo:
+            return None
+        from ordnung.api.seed import seed_demo_shop
+
+        await seed_demo_shop(engine)
+        storefront = await engine.access.issue("storefront", name="demo storefront",
+                                               channel="web")
+        admin = await engine.access.issue("admin", name="demo admin", scopes=ADMIN_SCOPES)
+        return DemoKeys(storefront=storefront.secret, admin=admin.secret)
+    finally:
+        await engine.stop()
+
+
+def gift_note() -> str:
+    """``; a free tote bag from EUR 50.00``: the free-gift tiers the workers will use."""
+    from ordnung.core import Money
+
+    try:
+        settings = json.loads(os.environ.get(ENV_PLUGIN_SETTINGS) or "{}")
+        tiers = settings.get("free_gift", {}).get("tiers", [])
+        return "".join(f"; a free {t.get('name') or t['sku']} from "
+                       f"{Money(int(t['threshold']), t['currency']).format()}" for t in tiers)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return ""
+
+
+def print_banner(out: TextIO, *, url: str, host: str, port: int, workers: int,
+                 keys: DemoKeys | None) -> None:
+    from ordnung.api.cli import redact
+
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+    lines = [f"ordnung API on {base} ({workers} worker{'s' if workers > 1 else ''}), "
+             f"database {redact(url)}",
+             f"  OpenAPI docs:     {base}/schema",
+             f"  OpenAPI document: {base}/schema/openapi.json"]
+    if keys is not None:
+        lines += [
+            "",
+            f"Demo shop ready (channels web, etsy, ebay, pos{gift_note()}). "
+            "These keys are shown once:",
+            f"  storefront key (channel web): {keys.storefront}",
+            f"  admin key (every scope):      {keys.admin}",
+            "",
+            "Try:",
+            f"  curl -H 'Authorization: Bearer {keys.storefront}' "
+            f"{base}/catalogue/products",
+        ]
+    if os.environ.get(ENV_ADMIN_KEY):
+        lines.append(f"  the {ENV_ADMIN_KEY} admin key holds every scope")
+    print("\n".join(lines), file=out, flush=True)
+
+
+def serve(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, demo: bool = False,
+          database_url: str | None = None, log_level: str = "info", log_json: bool = False,
+          out: TextIO | None = None) -> int:
+    """Prepare the database in this process, then run uvicorn (blocks until stopped)."""
+    import uvicorn
+
+    from ordnung.core.persistence.database import DEFAULT_URL
+
+    env = os.environ
+    if database_url:
+        env[ENV_DATABASE_URL] = database_url
+    url = env.get(ENV_DATABASE_URL) or DEFAULT_URL
+    env[ENV_DATABASE_URL] = url
+    demo = demo or env.get(ENV_DEMO) == "1"
+    env.pop(ENV_DEMO, None)  # the parent seeds; workers must not race to do it again
+    if demo:
+        env[ENV_PLUGIN_SETTINGS] = demo_plugin_settings(env.get(ENV_PLUGIN_SETTINGS))
+    env[ENV_LOG_LEVEL] = log_level.upper()
+    env[ENV_LOG_JSON] = "1" if log_json else "0"
+    configure_from_env()
+
+    keys = asyncio.run(prepare(demo=demo, admin_key=env.get(ENV_ADMIN_KEY) or None))
+    print_banner(out or sys.stdout, url=url, host=host, port=port, workers=workers, keys=keys)
+    uvicorn.run("ordnung.api.serve:worker_app", factory=True, host=host, port=port,
+                workers=workers, log_level=log_level.lower(),
+                access_log=False,  # the app logs one structured line per request
+                lifespan="on")
+    return 0

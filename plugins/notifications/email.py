@@ -1,0 +1,342 @@
+"""E-mail notifications to the customer, sent over SMTP.
+
+Three notices, each to the order's e-mail address (guests and registered
+customers alike), with a plain-text body and an HTML alternative:
+
+* **order confirmation** — once the order's payment is secured, i.e. when the
+  authorized or captured money covers the total (the order's
+  ``payment_secured`` transition; cash on delivery and invoice secure it at
+  once): the order number, the lines, the totals and the **expected delivery
+  date**. Sent once per order; an order held for review gets it when it is
+  released, a cancelled one not at all;
+* **shipping notice** — when a shipment ships: carrier, tracking number (and
+  a tracking link when one is configured), the items and the expected delivery;
+* **refund notice** — for every refund of a payment, with the amount.
+
+Sending is an after-commit reaction: a failed send raises, the core records
+the failure and retries it with backoff. Each notice is sent at most once,
+also when a reaction is retried or an event delivered twice: the plugin
+remembers in its store (by order and notice, never the address) what it is
+sending and what it sent. Only a process that dies between the SMTP server's
+"250 OK" and that record can cause a second copy, and that copy carries the
+same Message-ID. A recipient the mail server refuses for good (a 5xx answer,
+e.g. "no such user") is not retried: the refusal is logged and remembered.
+The password is never logged or stored anywhere but in the
+settings (or, with ``password_env``, in the environment).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr
+from typing import Any, Literal
+
+import aiosmtplib
+import msgspec
+import structlog
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date
+
+from ordnung.core import Money, hookimpl
+from ordnung.core.domain.common import utcnow
+from ordnung.core.domain.events import Event
+from ordnung.core.domain.orders import Order
+from ordnung.core.domain.shipments import Shipment
+from ordnung.core.errors import PluginError
+
+log = structlog.get_logger("ordnung.notifications")
+
+Notice = Literal["confirmation", "shipped", "refund"]
+
+#: order states in which a confirmation is not (or no longer) sent
+NOT_CONFIRMED = frozenset({"draft", "placed", "on_hold", "cancelled"})
+REFUND_TRANSITIONS = frozenset({"refund_partial", "refund_all"})
+
+
+class MailNotSent(Exception):
+    """Raised to the core (which records it and retries): the e-mail did not go out."""
+
+
+class Refused(Exception):
+    """The mail server refused the recipient for good (5xx): no retry can deliver it."""
+
+
+@dataclass
+class Mail:
+    """What a notice says, before it becomes a MIME message."""
+
+    subject: str
+    greeting: str
+    intro: str
+    #: (label, value) rows: items, totals, dates
+    rows: list[tuple[str, str]] = field(default_factory=list)
+    outro: str = ""
+    link: str = ""
+
+
+class EmailNotifications:
+    """E-mails the customer the order confirmation, shipping notice and refund notice (SMTP)."""
+
+    class Settings(msgspec.Struct, forbid_unknown_fields=True):
+        host: str = "localhost"
+        port: int = 25
+        from_address: str = "orders@example.com"
+        reply_to: str = ""
+        shop_name: str = "Our shop"
+        #: implicit TLS from the first byte (SMTPS, usually port 465)
+        use_tls: bool = False
+        #: STARTTLS: None upgrades when the server offers it, True requires it, False never
+        starttls: bool | None = None
+        validate_certs: bool = True
+        #: a CA bundle (PEM file) to trust besides the system's, e.g. a private CA
+        ca_file: str = ""
+        username: str = ""
+        password: str = ""
+        #: name of an environment variable holding the password (instead of ``password``)
+        password_env: str = ""
+        #: seconds for connecting and for each SMTP command
+        timeout: float = 30.0
+        #: language of dates in e-mails (a CLDR locale such as "en", "de_DE")
+        locale: str = "en"
+        html: bool = True
+        #: which notices to send
+        notices: list[Notice] = msgspec.field(
+            default_factory=lambda: ["confirmation", "shipped", "refund"])
+        #: a display name per carrier plugin, e.g. {"flat_rate": "Parcel Post"}
+        carrier_names: dict[str, str] = {}
+        #: a tracking link per carrier plugin, with {tracking_number} in it
+        tracking_urls: dict[str, str] = {}
+
+        def __post_init__(self) -> None:
+            if self.use_tls and self.starttls:
+                raise ValueError("use_tls and starttls exclude each other")
+            if "@" not in self.from_address:
+                raise ValueError("from_address must be an e-mail address")
+            if not 0 < self.port < 65536:
+                raise ValueError("port must be between 1 and 65535")
+            if self.timeout <= 0:
+                raise ValueError("timeout must be positive")
+            try:
+                Locale.parse(self.locale)
+            except (UnknownLocaleError, ValueError):
+                raise ValueError(f"unknown locale {self.locale!r}") from None
+            for carrier, url in self.tracking_urls.items():
+                if "{tracking_number}" not in url:
+                    raise ValueError(f"the tracking URL of {carrier} lacks {{tracking_number}}")
+
+        def __repr__(self) -> str:  # keep the password out of tracebacks
+            return (f"EmailNotifications.Settings(host={self.host!r}, port={self.port}, "
+                    f"username={self.username!r}, password=***)")
+
+    name: str
+
+    def __init__(self, settings: EmailNotifications.Settings) -> None:
+        self.settings = settings
+        self.engine: Any = None
+        #: seconds a "sending" mark holds off other deliveries of the same notice
+        self.lease = max(60.0, 3 * settings.timeout)
+
+    @hookimpl
+    def ordnung_engine_started(self, engine: Any) -> None:
+        self.engine = engine
+
+    def _store(self) -> Any:
+        if self.engine is None:
+            raise PluginError(self.name, "the engine has not started")
+        return self.engine.plugin_store(self.name)
+
+    # -- reacting -------------------------------------------------------------------------
+    @hookimpl
+    async def ordnung_after_transition(self, event: Event, order: Order | None) -> None:
+        if order is None or not order.email:
+            return  # not an order's event, or the address was erased
+        wanted = self.settings.notices
+        machine, transition = event.machine or "", event.transition or ""
+        if "confirmation" in wanted and machine == "order" and transition == "payment_secured":
+            # fired when the authorized or captured money covers the total (or a payment
+            # grants terms); an order held for review fires it when it is released
+            if order.status not in NOT_CONFIRMED and self.engine.orders.payment_secured(order):
+                await self._send_once(f"{order.id}:confirmation", order,
+                                      self._confirmation(order))
+        elif "shipped" in wanted and machine == "shipment" and event.to_state == "shipped":
+            shipment = next((s for s in order.shipments if s.id == event.entity_id), None)
+            if shipment is not None:
+                await self._send_once(f"{order.id}:shipped:{shipment.id}", order,
+                                      self._shipped(order, shipment))
+        elif "refund" in wanted and machine == "payment" and transition in REFUND_TRANSITIONS:
+            amount = int(event.data.get("amount") or 0)
+            if amount > 0:
+                await self._send_once(f"{order.id}:refund:{event.id}", order,
+                                      self._refund(order, amount, str(event.data.get("reason")
+                                                                      or "")))
+
+    async def _send_once(self, key: str, order: Order, mail: Mail) -> bool:
+        """Send ``mail`` unless it was sent (or is being sent) already; True if sent now."""
+        store = self._store()
+        now = time.time()
+        record = await store.get("mail", key)
+        if record is None and not await store.add("mail", key, {"status": "sending",
+                                                                "since": now}):
+            record = await store.get("mail", key)  # another delivery got there first
+        if record is not None:
+            if record.get("status") in ("sent", "refused"):
+                return False
+            if now - float(record.get("since", 0)) < self.lease:
+                raise MailNotSent(f"the {key.split(':')[1]} e-mail for order {order.number} "
+                                  "is being sent by another delivery")
+            await store.put("mail", key, {"status": "sending", "since": now})  # stale mark
+        try:
+            message_id = await self._deliver(key, order, mail)
+        except Refused as refused:
+            # permanent (5xx): retrying cannot help; keep the verdict, raise nothing
+            await store.put("mail", key, {"status": "refused", "at": utcnow().isoformat(),
+                                          "reason": str(refused)})
+            log.warning("e-mail refused by the mail server", notice=key.split(":")[1],
+                        order_number=order.number, reason=str(refused))
+            return False
+        except BaseException:
+            await store.delete("mail", key)  # let the retry send it
+            raise
+        await store.put("mail", key, {"status": "sent", "at": utcnow().isoformat(),
+                                      "message_id": message_id})
+        log.info("e-mail sent", notice=key.split(":")[1], order_number=order.number)
+        return True
+
+    async def _deliver(self, key: str, order: Order, mail: Mail) -> str:
+        s = self.settings
+        domain = s.from_address.rsplit("@", 1)[1]
+        message = EmailMessage()
+        message["Subject"] = mail.subject
+        message["From"] = formataddr((s.shop_name, s.from_address))
+        message["To"] = order.email
+        if s.reply_to:
+            message["Reply-To"] = s.reply_to
+        message["Date"] = format_datetime(utcnow())
+        # stable per notice: a copy sent twice is recognisably the same message
+        message["Message-ID"] = f"<{key.replace(':', '.')}@{domain}>"
+        message.set_content(render_text(mail))
+        if s.html:
+            message.add_alternative(render_html(mail), subtype="html")
+        password = os.environ.get(s.password_env, "") if s.password_env else s.password
+        try:
+            await aiosmtplib.send(
+                message, hostname=s.host, port=s.port, username=s.username or None,
+                password=password or None, use_tls=s.use_tls, start_tls=s.starttls,
+                validate_certs=s.validate_certs, cert_bundle=s.ca_file or None,
+                timeout=s.timeout)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [error.code for error in exc.recipients]
+            if codes and all(500 <= code < 600 for code in codes):
+                raise Refused("; ".join(f"{e.code} {e.message}" for e in exc.recipients)) \
+                    from None
+            raise MailNotSent(f"the {key.split(':')[1]} e-mail for order {order.number} was "
+                              f"not sent: {type(exc).__name__}: {exc}") from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise MailNotSent(f"the {key.split(':')[1]} e-mail for order {order.number} was "
+                              f"not sent: {type(exc).__name__}: {exc}") from exc
+        return str(message["Message-ID"])
+
+    # -- the notices ----------------------------------------------------------------------
+    def _money(self, amount: int, order: Order) -> str:
+        return Money(amount, order.currency).format()
+
+    def _date(self, day: date) -> str:
+        return f"{format_date(day, format='full', locale=self.settings.locale)} ({day.isoformat()})"
+
+    @staticmethod
+    def _greeting(order: Order) -> str:
+        address = order.shipping_address or order.billing_address
+        name = address.name if address is not None else ""
+        return f"Hello {name}," if name else "Hello,"
+
+    def _expected(self, order: Order) -> list[tuple[str, str]]:
+        if order.shipping is None or order.shipping.expected_delivery is None:
+            return []
+        return [("Expected delivery", self._date(order.shipping.expected_delivery))]
+
+    def _confirmation(self, order: Order) -> Mail:
+        rows: list[tuple[str, str]] = []
+        for line in order.lines:
+            price = "free gift" if line.gift else self._money(line.line_total, order)
+            rows.append((f"{line.quantity} x {line.name} ({line.sku})", price))
+        t = order.totals
+        rows.append(("Subtotal", self._money(t.subtotal, order)))
+        if t.discounts:
+            rows.append(("Discounts", self._money(t.discounts, order)))
+        if order.shipping is not None:
+            rows.append((f"Shipping ({order.shipping.name})", self._money(t.shipping, order)))
+        rows.append(("Tax included" if order.prices_include_tax else "Tax",
+                     self._money(t.tax, order)))
+        rows.append(("Total", self._money(t.total, order)))
+        if t.paid:
+            rows.append(("Paid", self._money(t.paid, order)))
+        rows += self._expected(order)
+        if order.shipping_address is not None:
+            a = order.shipping_address
+            rows.append(("Shipping to", ", ".join(p for p in (
+                a.name, a.line1, a.line2, f"{a.postal_code} {a.city}".strip(), a.country) if p)))
+        return Mail(subject=f"{self.settings.shop_name}: order {order.number} confirmed",
+                    greeting=self._greeting(order),
+                    intro=f"thank you for your order {order.number}. We are preparing it now.",
+                    rows=rows, outro="We will let you know as soon as it ships.")
+
+    def _shipped(self, order: Order, shipment: Shipment) -> Mail:
+        s = self.settings
+        carrier = s.carrier_names.get(shipment.carrier) or (
+            order.shipping.name if order.shipping is not None
+            and order.shipping.carrier == shipment.carrier else "") or shipment.carrier
+        rows = [("Carrier", carrier), ("Tracking number", shipment.tracking_number)]
+        for sl in shipment.lines:
+            name = next((ln.name for ln in order.lines if ln.id == sl.line_id), sl.sku)
+            rows.append((f"{sl.quantity} x {name} ({sl.sku})", ""))
+        rows += self._expected(order)
+        template = s.tracking_urls.get(shipment.carrier, "")
+        link = template.replace("{tracking_number}", shipment.tracking_number) if template else ""
+        return Mail(subject=f"{s.shop_name}: order {order.number} has shipped",
+                    greeting=self._greeting(order),
+                    intro=f"your order {order.number} is on its way with {carrier}, tracking "
+                          f"number {shipment.tracking_number}.",
+                    rows=rows, link=link)
+
+    def _refund(self, order: Order, amount: int, reason: str) -> Mail:
+        money = self._money(amount, order)
+        rows = [("Refunded", money)]
+        if reason:
+            rows.append(("Reason", reason))
+        rows.append(("Refunded for this order so far", self._money(order.totals.refunded, order)))
+        return Mail(subject=f"{self.settings.shop_name}: refund of {money} for order "
+                            f"{order.number}",
+                    greeting=self._greeting(order),
+                    intro=f"we have refunded {money} for your order {order.number}. Depending "
+                          "on your bank it reaches your account within a few days.",
+                    rows=rows)
+
+
+def render_text(mail: Mail) -> str:
+    width = max((len(label) for label, _ in mail.rows), default=0)
+    lines = [mail.greeting, "", mail.intro, ""]
+    lines += [f"  {label.ljust(width)}  {value}".rstrip() for label, value in mail.rows]
+    if mail.link:
+        lines += ["", f"Track it: {mail.link}"]
+    if mail.outro:
+        lines += ["", mail.outro]
+    return "\n".join(lines) + "\n"
+
+
+def render_html(mail: Mail) -> str:
+    e = html.escape
+    rows = "".join(f"<tr><td>{e(label)}</td><td>{e(value)}</td></tr>" for label, value in mail.rows)
+    parts: Sequence[str] = [
+        "<!DOCTYPE html><html><body>",
+        f"<p>{e(mail.greeting)}</p>", f"<p>{e(mail.intro)}</p>",
+        f"<table>{rows}</table>" if rows else "",
+        f'<p><a href="{e(mail.link)}">Track your parcel</a></p>' if mail.link else "",
+        f"<p>{e(mail.outro)}</p>" if mail.outro else "",
+        "</body></html>"]
+    return "".join(parts)
