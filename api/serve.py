@@ -34,6 +34,11 @@ DEMO_PLUGIN_SETTINGS: dict[str, dict[str, Any]] = {"free_gift": {"tiers": [
     {"threshold": 5000, "currency": "EUR", "sku": "GIFT-TOTE", "name": "tote bag"}]}}
 
 
+#: what the demo shop runs with unless ORDNUNG_PLUGINS says otherwise
+DEMO_PLUGINS = ("sandbox", "manual", "flat_rate", "store_pickup", "table_tax", "free_gift",
+                "coupons", "vip_priority", "risk_rules", "channel_log")
+
+
 class DemoKeys(msgspec.Struct, frozen=True, kw_only=True):
     storefront: str
     admin: str
@@ -142,6 +147,8 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, demo: 
     env.pop(ENV_DEMO, None)  # the parent seeds; workers must not race to do it again
     if demo:
         env[ENV_PLUGIN_SETTINGS] = demo_plugin_settings(env.get(ENV_PLUGIN_SETTINGS))
+        # the demo shop is German: one tax plugin, no mail server needed
+        env.setdefault("ORDNUNG_PLUGINS", ",".join(DEMO_PLUGINS))
     env[ENV_LOG_LEVEL] = log_level.upper()
     env[ENV_LOG_JSON] = "1" if log_json else "0"
     configure_from_env()

@@ -85,7 +85,8 @@ async def running_server(database_url: str, workers: int) -> AsyncIterator[Serve
         env = {**os.environ, "ORDNUNG_DATABASE_URL": database_url,
                "ORDNUNG_ADMIN_KEY": ADMIN_KEY, "ORDNUNG_STATS_DIR": stats,
                "ORDNUNG_PLUGIN_SETTINGS": json.dumps(GIFT_SETTINGS),
-               "ORDNUNG_LOG_LEVEL": "WARNING"}
+               "ORDNUNG_LOG_LEVEL": "WARNING",
+               "ORDNUNG_PLUGINS": "sandbox,manual,flat_rate,table_tax,free_gift,channel_log"}
         process = _spawn(port, workers, env, log_path)
         server = Server(url=f"http://127.0.0.1:{port}", database_url=database_url,
                         db="postgres" if database_url.startswith("postgres") else "sqlite",
