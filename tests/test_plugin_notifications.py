@@ -455,6 +455,7 @@ async def test_starttls_with_a_private_ca(make_engine: Any,
         await seed_shop(trusting)
         order = await trusting.orders.place(order_request(("MUG", 1)))
         assert [m.subject for m in server.mails] == [f"{SHOP}: order {order.number} confirmed"]
+        await trusting.stop()  # one engine per process at a time
         # without the CA the certificate is not trusted: nothing is sent, the failure is kept
         doubting: Engine = await make_engine(plugins=[*builtin_plugins(), (
             EmailNotifications, "email", email_settings(server, starttls=True))])
