@@ -29,7 +29,12 @@ from ordnung.api.routes.admin import AdminController
 from ordnung.api.routes.carts import CartController
 from ordnung.api.routes.catalogue import CatalogueController
 from ordnung.api.routes.customers import CustomerController
-from ordnung.api.routes.fulfilment import FulfilmentController, ShipmentController, tracking_webhook
+from ordnung.api.routes.fulfilment import (
+    FulfilmentController,
+    ShipmentController,
+    shipping_label,
+    tracking_webhook,
+)
 from ordnung.api.routes.inventory import ChannelController, InventoryController
 from ordnung.api.routes.orders import OrderController
 from ordnung.api.routes.payments import PaymentController, payment_webhook
@@ -105,6 +110,7 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
             health, CatalogueController, InventoryController, ChannelController,
             CustomerController, CartController, OrderController, PaymentController,
             payment_webhook, FulfilmentController, ShipmentController, tracking_webhook,
+            shipping_label,
             ReturnController, AdminController,
         ],
         lifespan=[lifespan],

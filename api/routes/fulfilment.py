@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from ordnung.api.auth import admin
 from ordnung.api.routes.common import caller, check_limit, engine_of
 from ordnung.api.schemas import PackIn, ShipIn, ShipmentIn
 from ordnung.core.domain.orders import Order
+from ordnung.core.errors import NotFound
 
 
 class FulfilmentController(Controller):
@@ -82,3 +83,17 @@ async def tracking_webhook(request: Request[Any, Any, Any], carrier: FromPath[st
     shipments = await engine_of(request).fulfilment.tracking(carrier, data,
                                                              actor=f"carrier:{carrier}")
     return {"shipments": shipments}
+
+
+@get("/labels/{carrier:str}/{tracking_number:str}", guards=[admin("fulfilment")],
+     tags=["fulfilment"], media_type="application/pdf")
+async def shipping_label(request: Request[Any, Any, Any], carrier: FromPath[str],
+                         tracking_number: FromPath[str]) -> Response[bytes]:
+    """The printable label (PDF) a carrier plugin made when the shipment shipped."""
+    from ordnung.plugins.carriers.labels import fetch_label
+
+    pdf = await fetch_label(engine_of(request), carrier, tracking_number)
+    if pdf is None:
+        raise NotFound("label", f"{carrier}/{tracking_number}")
+    return Response(content=pdf, media_type="application/pdf", headers={
+        "Content-Disposition": f'inline; filename="{tracking_number}.pdf"'})
