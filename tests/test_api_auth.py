@@ -287,8 +287,8 @@ async def test_keys_are_stored_hashed_and_never_logged(api: Api) -> None:
                token["Authorization"].split(" ", 1)[1], "sk_wrong_secret_1234567"]
     for secret in secrets:
         assert secret not in text
-        # the random part alone, should a logger have split the key
-        assert secret.rsplit("_", 1)[1] not in text
+        # the random tail alone, should a logger have split the key
+        assert secret[-16:] not in text
     for payment_token in ("tok_success", "tok_decline"):
         assert payment_token not in text
 
