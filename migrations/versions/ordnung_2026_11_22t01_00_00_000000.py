@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.engine import engine_finder
 from piccolo.engine.base import Engine
+
+from ordnung.migrations.raw import piccolo_forwards, run_statements
 
 ID = "2026-11-22T01:00:00:000000"
 VERSION = "1.38.0"
@@ -38,18 +39,9 @@ STATEMENTS = [
 
 async def apply(engine: Engine) -> None:
     """Run this migration's statements on ``engine`` (inside the caller's transaction)."""
-    for statement in STATEMENTS:
-        await engine.run_ddl(statement)
+    await run_statements(engine, STATEMENTS)
 
 
 async def forwards() -> MigrationManager:
     """Entry point for piccolo's own ``piccolo migrations forwards ordnung``."""
-    manager = MigrationManager(migration_id=ID, app_name="ordnung", description=DESCRIPTION)
-
-    async def run() -> None:
-        engine = engine_finder()
-        assert engine is not None
-        await apply(engine)
-
-    manager.add_raw(run)
-    return manager
+    return piccolo_forwards(ID, DESCRIPTION, apply)
