@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 
-from bench import floor, load, server
+from bench import floor, load, profile, server
 
 HOT_UNITS = 1_000
 
@@ -39,9 +41,10 @@ async def seed(srv: server.Server, skus: int, units: int, hot_units: int) -> dic
         await ok(await client.put("/channels/web", json={"id": "web", "name": "Web"}))
         await ok(await client.put("/inventory/locations/wh", json={"id": "wh", "name": "WH"}))
         names = [f"BENCH-{i:03d}" for i in range(skus)]
-        extra = ["BENCH-GIFT", "BENCH-HOT", *[f"FLOOR-{i}" for i in range(floor.FLOOR_SKUS)]]
+        extra = ["BENCH-GIFT", "BENCH-HOT"]
+        prices: dict[str, int] = {}
         for i, sku in enumerate([*names, *extra]):
-            price = 0 if sku == "BENCH-GIFT" else 2000 + (i * 137) % 4000
+            price = prices[sku] = 0 if sku == "BENCH-GIFT" else 2000 + (i * 137) % 4000
             product = {"id": sku.lower(), "name": sku, "variants": [{
                 "sku": sku, "product_id": sku.lower(), "name": sku, "barcode": f"40{i:011d}",
                 "prices": {"EUR": price}, "weight_grams": 200}]}
@@ -53,7 +56,11 @@ async def seed(srv: server.Server, skus: int, units: int, hot_units: int) -> dic
                 "sku": sku, "location_id": "wh", "delta": stock, "kind": "receive"}))
         key = await ok(await client.post("/admin/keys", json={
             "kind": "storefront", "channel": "web", "name": "bench"}))
-        return {"skus": names, "storefront": {"Authorization": f"Bearer {key['secret']}"}}
+        gift = server.GIFT_SETTINGS["free_gift"]["tiers"][0]
+        catalogue = floor.Catalogue({s: prices[s] for s in names}, gift["sku"],
+                                    gift["threshold"])
+        return {"skus": names, "catalogue": catalogue,
+                "storefront": {"Authorization": f"Bearer {key['secret']}"}}
 
 
 async def verify(database_url: str, ids: list[str]) -> dict[str, int]:
@@ -119,16 +126,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                  args.warmup, args.concurrency)
             await asyncio.sleep(0.6)  # let the workers' statement counters settle
             before = srv.statements()
-            outcome = await load.drive(srv.url, attempt, args.orders, args.concurrency)
+            cpu_before = srv.cpu_seconds()
+            sampling = (profile.sampling(srv.worker_pids(), args.profile) if args.profile
+                        else contextlib.nullcontext())
+            with sampling:
+                outcome = await load.drive(srv.url, attempt, args.orders, args.concurrency)
             await asyncio.sleep(0.6)
             statements = srv.statements() - before
+            cpu_after = srv.cpu_seconds()
         # the server is stopped: the floor gets the database to itself, as the server had it
         checks = await verify(url, outcome.order_ids)
         payload = await sample_payload(url)
-        floor_skus = [f"FLOOR-{i}" for i in range(floor.FLOOR_SKUS)]
         floor_orders = args.floor_orders or min(args.orders, 5_000)
         floor_rate = await asyncio.to_thread(floor.floor_per_s, url, floor_orders,
-                                             args.concurrency, payload, floor_skus)
+                                             args.concurrency, payload, shop["catalogue"])
     successes = outcome.statuses.get(201, 0)
     orders_per_s = successes / outcome.elapsed_s if outcome.elapsed_s else 0.0
     errors = sum(n for status, n in outcome.statuses.items() if status >= 400)
@@ -146,6 +157,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "floor_per_s": round(floor_rate, 1),
         "ratio": round(orders_per_s / floor_rate, 3) if floor_rate else 0.0,
         "sql_per_order": round(statements / successes, 2) if successes else None,
+        "server_cpu_ms_per_order": round((cpu_after - cpu_before) * 1000 / successes, 2)
+        if successes and cpu_before is not None and cpu_after is not None else None,
         "elapsed_s": round(outcome.elapsed_s, 2),
         "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
         "date": datetime.now(UTC).date().isoformat(),
@@ -164,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--floor-orders", type=int, default=0,
                         help="orders for the floor measurement (default: --orders, max 5000)")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="sample the workers with py-spy during the timed load; "
+                             "stacks go to DIR, a summary to stderr")
     args = parser.parse_args(argv)
     if args.orders is None:
         args.orders = 10_000 if args.scenario == "hot-sku" else 2_000
@@ -171,8 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     result = asyncio.run(run(args))
     result["wall_s"] = round(time.perf_counter() - started, 1)
     for key in ("orders_per_s", "p50_ms", "p99_ms", "floor_per_s", "ratio", "sql_per_order",
-                "errors", "oversold"):
+                "server_cpu_ms_per_order", "errors", "oversold"):
         print(f"{key:>14}: {result[key]}", file=sys.stderr)
+    if args.profile:
+        print(profile.summarise(args.profile), file=sys.stderr)
     print(json.dumps(result))
     ok = result["oversold"] == 0 and result["unexpected_errors"] == 0 and \
         result["lost_orders"] == 0 and result["ledger_discrepancies"] == 0

@@ -55,7 +55,7 @@ class Dispatcher:
         if hook == "ordnung_availability_changed":
             skus = list(ev.data.get("skus", []))
             available = await self.stock.available(skus)
-            channels = [c.id for c in await self.catalog.channels() if c.active]
+            channels = await self.catalog.active_channel_ids()
             return {"changes": [AvailabilityChange(sku=s, available=available[s],
                                                    channels=channels, reason=ev.kind)
                                 for s in skus]}
@@ -78,7 +78,7 @@ class Dispatcher:
             for hook in self._hooks_for(ev):
                 for plugin in self.plugins.after_commit_impls(hook):
                     await self._run(hook, plugin, ev, order)
-        await self.journal.mark_dispatched([e.id for e in events])
+        self.journal.mark_dispatched_soon([e.id for e in events])
 
     async def sweep(self, limit: int = 100) -> int:
         """Deliver events whose writer did not (crash, lost connection)."""

@@ -121,6 +121,8 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._background
             self._background = None
+        with contextlib.suppress(Exception):  # best effort: unmarked events are redelivered
+            await self.runtime.journal.close()
         await self.db.stop()
         self._started = False
 

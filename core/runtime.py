@@ -25,6 +25,7 @@ from ordnung.core.invariants import check_order, payment_secured, refresh_money_
 from ordnung.core.lifecycle.machine import Machine
 from ordnung.core.persistence.carts import CartStore
 from ordnung.core.persistence.catalog import CatalogStore
+from ordnung.core.persistence.codec import decode, encode
 from ordnung.core.persistence.customers import CustomerStore
 from ordnung.core.persistence.database import Database
 from ordnung.core.persistence.idempotency import IdempotencyStore
@@ -81,13 +82,20 @@ class Runtime:
 
     async def change_order(self, order_id: str, actor: str,
                            work: Callable[[OrderChange], Awaitable[T]],
-                           *, retries: int = 3) -> tuple[T, Order]:
-        """Run ``work`` on the locked order in one transaction, then dispatch its events."""
+                           *, retries: int = 3, known: Order | None = None) -> tuple[T, Order]:
+        """Run ``work`` on the locked order in one transaction, then dispatch its events.
+
+        ``known`` is the order as the caller just committed it: the first attempt works on
+        a copy of it instead of reading the order again, and the version check of the
+        save turns a concurrent change into a retry on a freshly locked read."""
         with bound(order_id=order_id):
             for attempt in range(retries):
                 try:
                     async with self.db.transaction():
-                        order = await self.orders.get(order_id, for_update=True)
+                        if attempt == 0 and known is not None and known.id == order_id:
+                            order = decode(encode(known), Order)
+                        else:
+                            order = await self.orders.get(order_id, for_update=True)
                         change = OrderChange(self, order, actor)
                         result = await work(change)
                         await change.commit(insert=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,10 +14,15 @@ from ordnung.core.persistence.codec import decode, encode
 from ordnung.core.persistence.database import Database
 from ordnung.core.persistence.tables import ChannelRow, LocationRow, ProductRow, VariantRow
 
+#: how long the active channel ids are reused for availability pushes: a channel
+#: switched on or off elsewhere (another worker process) is seen within this time
+CHANNELS_TTL_S = 1.0
+
 
 class CatalogStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._active_channels: tuple[float, list[str]] = (float("-inf"), [])
 
     async def upsert_product(self, product: Product) -> None:
         """Insert or replace a product and its variants (variants are never deleted)."""
@@ -47,8 +53,9 @@ class CatalogStore:
     async def variants(self, skus: Sequence[str]) -> dict[str, Variant]:
         if not skus:
             return {}
-        rows = await VariantRow.select(VariantRow.data).where(
-            VariantRow.sku.is_in(sorted(set(skus)))).run()
+        wanted = sorted(set(skus))
+        rows = await self.db.run("SELECT data FROM variants WHERE sku IN ("
+                                 + ", ".join("{}" for _ in wanted) + ")", *wanted)
         return {v.sku: v for v in (decode(r["data"], Variant) for r in rows)}
 
     async def variant(self, sku: str) -> Variant:
@@ -100,6 +107,7 @@ class CatalogStore:
 
     # -- channels -----------------------------------------------------------------
     async def upsert_channel(self, channel: Channel) -> None:
+        self._active_channels = (float("-inf"), [])
         exists = await ChannelRow.exists().where(ChannelRow.id == channel.id).run()
         if exists:
             await ChannelRow.update({ChannelRow.data: encode(channel)}).where(
@@ -110,3 +118,12 @@ class CatalogStore:
     async def channels(self) -> list[Channel]:
         rows = await ChannelRow.select(ChannelRow.data).order_by(ChannelRow.id).run()
         return [decode(r["data"], Channel) for r in rows]
+
+    async def active_channel_ids(self) -> list[str]:
+        """Ids of the active channels, read at most every ``CHANNELS_TTL_S``: every
+        availability push needs them and they change rarely."""
+        read_at, ids = self._active_channels
+        if time.monotonic() - read_at > CHANNELS_TTL_S:
+            ids = [c.id for c in await self.channels() if c.active]
+            self._active_channels = (time.monotonic(), ids)
+        return list(ids)

@@ -9,9 +9,13 @@ elsewhere only takes what a crashed or slow process left behind.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
+
+import structlog
 
 from ordnung.core.domain.common import new_id, utcnow
 from ordnung.core.domain.events import Event
@@ -20,27 +24,36 @@ from ordnung.core.persistence.database import Database
 from ordnung.core.persistence.tables import EventRow, OutboxRow, ReactionFailureRow
 
 LEASE = timedelta(seconds=30)
+#: how long delivered events wait to be marked, so that one UPDATE marks many
+MARK_DELAY_S = 0.05
+#: most ids marked by one UPDATE
+MARK_CHUNK = 500
+
+log = structlog.get_logger("ordnung.journal")
 
 
 class Journal:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._delivered: list[str] = []
+        self._marker: asyncio.Task[None] | None = None
 
     async def append(self, events: Sequence[Event]) -> None:
         """Write events and their outbox rows; call inside the change's transaction."""
         if not events:
             return
         now = utcnow()
-        await EventRow.insert(*[
-            EventRow(id=e.id, order_id=e.order_id, seq=e.seq, kind=e.kind, actor=e.actor,
-                     data=encode(e), at=e.at)
-            for e in events
-        ]).run()
-        await OutboxRow.insert(*[
-            OutboxRow(id=e.id, kind=e.kind, order_id=e.order_id, payload=encode(e),
-                      created_at=now, claimed_until=now + LEASE, dispatched_at=None, attempts=1)
-            for e in events
-        ]).run()
+        lease = now + LEASE
+        payloads = [encode(e) for e in events]
+        await self.db.insert_rows(
+            "events", ("id", "order_id", "seq", "kind", "actor", "data", "at"),
+            [(e.id, e.order_id, e.seq, e.kind, e.actor, data, e.at)
+             for e, data in zip(events, payloads, strict=True)])
+        await self.db.insert_rows(
+            "outbox", ("id", "kind", "order_id", "payload", "created_at", "claimed_until",
+                       "dispatched_at", "attempts"),
+            [(e.id, e.kind, e.order_id, data, now, lease, None, 1)
+             for e, data in zip(events, payloads, strict=True)])
 
     async def timeline(self, order_id: str) -> list[Event]:
         rows = await EventRow.select(EventRow.data).where(EventRow.order_id == order_id).order_by(
@@ -58,12 +71,47 @@ class Journal:
 
     # -- outbox -------------------------------------------------------------------
     async def mark_dispatched(self, event_ids: Sequence[str]) -> None:
-        if event_ids:
-            await OutboxRow.update({OutboxRow.dispatched_at: utcnow()}).where(
-                OutboxRow.id.is_in(list(event_ids))).run()
+        ids = list(event_ids)
+        for start in range(0, len(ids), MARK_CHUNK):
+            chunk = ids[start:start + MARK_CHUNK]
+            await self.db.run(
+                "UPDATE outbox SET dispatched_at = {} WHERE id IN ("
+                + ", ".join("{}" for _ in chunk) + ")", utcnow(), *chunk)
+
+    def mark_dispatched_soon(self, event_ids: Sequence[str]) -> None:
+        """Mark delivered events within ``MARK_DELAY_S``, together with whatever else this
+        process delivers meanwhile: under load one UPDATE marks the events of many
+        orders. Until marked, an event stays claimed by its lease, so no sweeper takes
+        it; if the process dies first, the sweeper delivers it again after the lease
+        (reactions are at-least-once either way)."""
+        self._delivered.extend(event_ids)
+        if self._marker is None or self._marker.done():
+            self._marker = asyncio.get_running_loop().create_task(self._mark_later())
+
+    async def _mark_later(self) -> None:
+        await asyncio.sleep(MARK_DELAY_S)
+        try:
+            await self.flush_marks()
+        except Exception as exc:  # the rows stay leased; the sweeper redelivers later
+            log.warning("marking delivered events failed", error=repr(exc))
+
+    async def flush_marks(self) -> None:
+        """Write the pending delivered marks now (before counting, sweeping, stopping)."""
+        ids, self._delivered = self._delivered, []
+        await self.mark_dispatched(ids)
+
+    async def close(self) -> None:
+        """Flush the pending marks and stop the timer (the engine is stopping)."""
+        marker, self._marker = self._marker, None
+        if marker is not None and not marker.done():
+            marker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await marker
+        await self.flush_marks()
 
     async def claim_stale(self, limit: int = 100) -> list[Event]:
         """Take undelivered events whose lease expired (their writer died or stalled)."""
+        await self.flush_marks()
         now = utcnow()
         async with self.db.transaction():
             query = OutboxRow.select(OutboxRow.id, OutboxRow.payload).where(
@@ -81,6 +129,7 @@ class Journal:
         return [decode(r["payload"], Event) for r in rows]
 
     async def pending_count(self) -> int:
+        await self.flush_marks()
         return int(await OutboxRow.count().where(OutboxRow.dispatched_at.is_null()).run())
 
     async def outbox_event(self, event_id: str) -> Event | None:

@@ -21,46 +21,41 @@ def _money_columns(order: Order) -> dict[str, int]:
     }
 
 
+_INSERT_COLUMNS = ("id", "number", "channel", "customer_id", "email", "status", "currency",
+                   "priority", "data", "version", "created_at", "updated_at", "total",
+                   "authorized", "captured", "refunded")
+
+
 class OrderStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
     async def insert(self, order: Order) -> None:
         money = _money_columns(order)
-        await OrderRow.insert(OrderRow(
-            id=order.id, number=order.number, channel=order.channel,
-            customer_id=order.customer_id, email=order.email, status=order.status,
-            currency=order.currency, priority=order.priority, data=encode(order),
-            version=order.version, created_at=order.created_at, updated_at=order.updated_at,
-            total=money["total"], authorized=money["authorized"], captured=money["captured"],
-            refunded=money["refunded"],
-        )).run()
+        await self.db.insert_rows("orders", _INSERT_COLUMNS, [(
+            order.id, order.number, order.channel, order.customer_id, order.email,
+            order.status, order.currency, order.priority, encode(order), order.version,
+            order.created_at, order.updated_at, money["total"], money["authorized"],
+            money["captured"], money["refunded"])])
 
     async def save(self, order: Order, expected_version: int) -> None:
         """Write the new state; refuses if someone else saved since we read (version check)."""
         order.version = expected_version + 1
         money = _money_columns(order)
-        rows = await OrderRow.update({
-            OrderRow.status: order.status,
-            OrderRow.priority: order.priority,
-            OrderRow.email: order.email,
-            OrderRow.customer_id: order.customer_id,
-            OrderRow.total: money["total"],
-            OrderRow.authorized: money["authorized"],
-            OrderRow.captured: money["captured"],
-            OrderRow.refunded: money["refunded"],
-            OrderRow.data: encode(order),
-            OrderRow.version: order.version,
-            OrderRow.updated_at: order.updated_at,
-        }).where((OrderRow.id == order.id) & (OrderRow.version == expected_version)).returning(
-            OrderRow.id).run()
+        rows = await self.db.run(
+            "UPDATE orders SET status = {}, priority = {}, email = {}, customer_id = {}, "
+            "total = {}, authorized = {}, captured = {}, refunded = {}, data = {}, "
+            "version = {}, updated_at = {} WHERE id = {} AND version = {} RETURNING id",
+            order.status, order.priority, order.email, order.customer_id, money["total"],
+            money["authorized"], money["captured"], money["refunded"], encode(order),
+            order.version, order.updated_at, order.id, expected_version)
         if not rows:
             raise Conflict(f"order {order.id} was changed concurrently; retry",
                            order_id=order.id)
 
     async def get(self, order_id: str, *, for_update: bool = False) -> Order:
-        query = OrderRow.select(OrderRow.data).where(OrderRow.id == order_id)
-        rows = await (self.db.for_update(query) if for_update else query)
+        lock = " FOR UPDATE" if for_update and self.db.is_postgres else ""
+        rows = await self.db.run("SELECT data FROM orders WHERE id = {}" + lock, order_id)
         if not rows:
             raise NotFound("order", order_id)
         return decode(rows[0]["data"], Order)

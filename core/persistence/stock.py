@@ -216,12 +216,11 @@ class StockStore:
     async def record(self, movements: Sequence[Movement]) -> None:
         if not movements:
             return
-        await MovementRow.insert(*[
-            MovementRow(id=m.id, sku=m.sku, location_id=m.location_id, kind=m.kind,
-                        on_hand_delta=m.on_hand_delta, reserved_delta=m.reserved_delta,
-                        order_id=m.order_id, reason=m.reason, actor=m.actor, at=m.at)
-            for m in movements
-        ]).run()
+        await self.db.insert_rows(
+            "stock_movements", ("id", "sku", "location_id", "kind", "on_hand_delta",
+                                "reserved_delta", "order_id", "reason", "actor", "at"),
+            [(m.id, m.sku, m.location_id, m.kind, m.on_hand_delta, m.reserved_delta,
+              m.order_id, m.reason, m.actor, m.at) for m in movements])
 
     async def movements(self, sku: str | None = None, order_id: str | None = None,
                         limit: int = 500, after: str | None = None) -> list[Movement]:

@@ -168,7 +168,7 @@ class PaymentService:
                         await change.transition("order", change.order, "cancel",
                                                 data={"reason": "payment declined"})
 
-            _, order = await self.rt.change_order(order_id, actor, apply)
+            _, order = await self.rt.change_order(order_id, actor, apply, known=order)
             if result.outcome == "approved" and order.status == "cancelled":
                 # cancelled while the gateway was answering: give the hold back
                 order = await self.void_open(order, actor=actor)

@@ -1,0 +1,212 @@
+"""piccolo's SQLite engine, rebuilt for a server: statements run on the event loop's
+thread, connections stay open, and writers queue instead of polling.
+
+Stock piccolo runs every statement through aiosqlite: a hop to a helper thread and
+back, which under load costs more than the statement (the helper must win the GIL
+back from the busy event loop, up to the interpreter's switch interval each time).
+It also opens a new connection for every statement outside a transaction and for
+every transaction, and repeats ``PRAGMA foreign_keys`` before every statement inside
+one. And SQLite has one writer: ``BEGIN IMMEDIATE`` on many connections waits in
+SQLite's busy handler, which sleeps in growing steps (up to 100 ms), hands the lock
+over late and, run on the loop's thread, would block the loop.
+
+So here: the statements of these small tables take microseconds and run directly on
+the loop's thread; a process keeps a few connections open (WAL: readers never wait
+for the writer) with their pragmas set once; write transactions queue on an
+``asyncio.Lock`` so one connection per process asks for the write lock; and the busy
+handler is off (``busy_timeout = 0``): when another *process* holds the write lock,
+``BEGIN IMMEDIATE`` (or an autocommit write) is retried after an ``asyncio.sleep``,
+so the loop keeps serving while it waits. In WAL mode a transaction that holds the
+write lock is never busy again until it commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from typing import Any
+
+from piccolo.engine.sqlite import SQLiteEngine, SQLiteTransaction, TransactionType
+
+#: open connections per process: one per concurrent transaction, plus reads around them
+POOL_SIZE = 4
+#: how long a writer waits for another process's write lock before giving up
+LOCK_TIMEOUT_S = 60.0
+#: first and longest pause between attempts to get the write lock from another process
+RETRY_FIRST_S = 0.0005
+RETRY_MAX_S = 0.01
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY,
+                                                     sqlite3.SQLITE_LOCKED) or \
+        "locked" in str(exc) or "busy" in str(exc)
+
+
+class LoopConnection:
+    """A ``sqlite3`` connection used from the event loop, with the async surface piccolo
+    calls on an aiosqlite one (``await execute``, ``in_transaction``, ``close``)."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.raw = connection
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.in_transaction
+
+    def run(self, sql: str, args: Any = ()) -> list[Any]:
+        return self.raw.execute(sql, args or ()).fetchall()
+
+    async def run_waiting(self, sql: str, args: Any = ()) -> list[Any]:
+        """Run a statement that may meet another process's write lock; wait for it
+        without blocking the loop."""
+        deadline = time.monotonic() + LOCK_TIMEOUT_S
+        pause = RETRY_FIRST_S
+        while True:
+            try:
+                return self.run(sql, args)
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc) or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RETRY_MAX_S)
+
+    async def execute(self, sql: str, args: Any = ()) -> list[Any]:
+        if sql.lstrip().upper().startswith("BEGIN"):
+            return await self.run_waiting(sql, args)
+        return self.run(sql, args)
+
+    async def close(self) -> None:
+        self.raw.close()
+
+
+class PooledSQLiteTransaction(SQLiteTransaction):
+    """A transaction on a pooled connection; IMMEDIATE ones queue on the write lock."""
+
+    engine: PooledSQLiteEngine
+
+    async def __aenter__(self) -> SQLiteTransaction:
+        if self._parent is not None:
+            return self._parent
+        writer = self.transaction_type is not TransactionType.deferred
+        if writer:
+            await self.engine.write_lock.acquire()
+        try:
+            self.connection = await self.engine.acquire()
+            try:
+                await self.begin()
+            except BaseException:
+                self.engine.release(self.connection)
+                raise
+        except BaseException:
+            if writer:
+                self.engine.write_lock.release()
+            raise
+        self.context = self.engine.current_transaction.set(self)
+        return self
+
+    async def __aexit__(self, exception_type: Any, exception: Any, traceback: Any) -> bool:
+        if self._parent:
+            return exception is None
+        connection: LoopConnection = self.connection
+        try:
+            if exception:
+                if not self._rolled_back:
+                    await self.rollback()
+            elif not self._committed and not self._rolled_back:
+                await self.commit()
+        finally:
+            self.engine.current_transaction.reset(self.context)
+            try:
+                # a failed COMMIT leaves the transaction open: never pool it like that
+                if connection.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        connection.run("ROLLBACK")
+            finally:
+                self.engine.release(connection)
+                if self.transaction_type is not TransactionType.deferred:
+                    self.engine.write_lock.release()
+        return exception is None
+
+
+class PooledSQLiteEngine(SQLiteEngine):
+    """SQLite on the loop's thread, with pooled connections and an in-process writer queue."""
+
+    def __init__(self, path: str, pool_size: int = POOL_SIZE, **kwargs: Any) -> None:
+        super().__init__(path=path, **kwargs)
+        self.connection_kwargs["timeout"] = 0  # busy: we wait, not SQLite's sleep loop
+        self.connection_kwargs["check_same_thread"] = False
+        self.pool_size = pool_size
+        self.write_lock = asyncio.Lock()
+        self._idle: asyncio.Queue[LoopConnection] = asyncio.Queue()
+        self._opened = 0
+
+    def _open(self) -> LoopConnection:
+        raw = sqlite3.connect(**self.connection_kwargs)
+        raw.row_factory = _dict_factory
+        for pragma in ("PRAGMA foreign_keys = 1", "PRAGMA synchronous = NORMAL",
+                       "PRAGMA busy_timeout = 0"):
+            raw.execute(pragma)
+        return LoopConnection(raw)
+
+    async def acquire(self) -> LoopConnection:
+        if self._idle.empty() and self._opened < self.pool_size:
+            self._opened += 1
+            try:
+                return self._open()
+            except BaseException:
+                self._opened -= 1
+                raise
+        return await self._idle.get()
+
+    def release(self, connection: LoopConnection) -> None:
+        self._idle.put_nowait(connection)
+
+    async def close(self) -> None:
+        """Close every idle connection (call when no transaction is running); the engine
+        may be started again later, on another event loop."""
+        while not self._idle.empty():
+            connection = self._idle.get_nowait()
+            self._opened -= 1
+            with contextlib.suppress(sqlite3.Error):
+                connection.raw.close()
+        self._idle = asyncio.Queue()
+        self.write_lock = asyncio.Lock()
+
+    async def get_connection(self) -> Any:
+        """A fresh, unpooled connection (piccolo's batch queries close what they get)."""
+        return self._open()
+
+    def transaction(self, transaction_type: TransactionType = TransactionType.deferred,
+                    allow_nested: bool = True) -> SQLiteTransaction:
+        return PooledSQLiteTransaction(engine=self, transaction_type=transaction_type,
+                                       allow_nested=allow_nested)
+
+    async def _run_in_new_connection(self, query: str, args: list[Any] | None = None,
+                                     query_type: str = "generic", table: Any = None) -> Any:
+        """Outside a transaction: an autocommit statement on a pooled connection; one
+        that writes queues on the write lock like a write transaction does."""
+        writes = not query.lstrip()[:6].upper().startswith(("SELECT", "PRAGMA"))
+        if writes:
+            await self.write_lock.acquire()
+        try:
+            connection = await self.acquire()
+            try:
+                return await connection.run_waiting(query, args or ())
+            finally:
+                self.release(connection)
+        finally:
+            if writes:
+                self.write_lock.release()
+
+    async def _run_in_existing_connection(self, connection: Any, query: str,
+                                          args: list[Any] | None = None,
+                                          query_type: str = "generic", table: Any = None) -> Any:
+        """Inside a transaction: the connection's pragmas were set when it was opened."""
+        return connection.run(query, args or ())
+
+
+def _dict_factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
+    return {col[0]: row[idx] for idx, col in enumerate(cursor.description)}
