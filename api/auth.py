@@ -47,9 +47,13 @@ def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     return user
 
 
+# Guards are coroutines: litestar would run a plain function in a worker thread.
+
+
 def admin(scope: str) -> Any:
     """Guard: an admin key holding ``scope``."""
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any],
+                    _: BaseRouteHandler) -> None:
         if not principal_of(connection).has(scope):
             raise PermissionDeniedException(f"needs an admin key with the {scope!r} scope")
 
@@ -59,7 +63,8 @@ def admin(scope: str) -> Any:
 
 def shopper_or_admin(scope: str) -> Any:
     """Guard: a storefront key, a customer token, or an admin key holding ``scope``."""
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any],
+                    _: BaseRouteHandler) -> None:
         p = principal_of(connection)
         if p.kind in ("storefront", "customer") or p.has(scope):
             return
@@ -72,7 +77,8 @@ def shopper_or_admin(scope: str) -> Any:
 
 def customer_or_admin(scope: str) -> Any:
     """Guard: a customer token (own data only) or an admin key holding ``scope``."""
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any],
+                    _: BaseRouteHandler) -> None:
         p = principal_of(connection)
         if p.kind == "customer" or p.has(scope):
             return

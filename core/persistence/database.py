@@ -9,6 +9,7 @@ fails with "database is locked"; on PostgreSQL rows are locked with
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 import pkgutil
@@ -83,6 +84,7 @@ class Database:
         self.engine = engine_for_url(url, pool_size)
         self.kind = "postgres" if isinstance(self.engine, PostgresEngine) else "sqlite"
         self._compiled: dict[str, str] = {}
+        self._checkpointer: asyncio.Task[None] | None = None
         self._started = False
 
     @property
@@ -109,11 +111,18 @@ class Database:
             await self.engine.start_connection_pool(min_size=1, max_size=self.pool_size)
         else:
             await self.engine.run_ddl("PRAGMA journal_mode = WAL")
+            if isinstance(self.engine, PooledSQLiteEngine):
+                self._checkpointer = asyncio.create_task(self.engine.checkpointing())
         self._started = True
 
     async def stop(self) -> None:
         if isinstance(self.engine, PostgresEngine) and self._started:
             await self.engine.close_connection_pool()
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
+            self._checkpointer = None
         if isinstance(self.engine, PooledSQLiteEngine):
             await self.engine.close()
         self._started = False

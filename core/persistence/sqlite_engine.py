@@ -13,7 +13,9 @@ over late and, run on the loop's thread, would block the loop.
 So here: the statements of these small tables take microseconds and run directly on
 the loop's thread; a process keeps a few connections open (WAL: readers never wait
 for the writer) with their pragmas set once; write transactions queue on an
-``asyncio.Lock`` so one connection per process asks for the write lock; and the busy
+``asyncio.Lock`` so one connection per process asks for the write lock; the WAL is
+checkpointed by a background thread (``checkpointing``) rather than by whichever
+commit crosses the threshold, which would stall the loop on an fsync; and the busy
 handler is off (``busy_timeout = 0``): when another *process* holds the write lock,
 ``BEGIN IMMEDIATE`` (or an autocommit write) is retried after an ``asyncio.sleep``,
 so the loop keeps serving while it waits. In WAL mode a transaction that holds the
@@ -37,6 +39,8 @@ LOCK_TIMEOUT_S = 60.0
 #: first and longest pause between attempts to get the write lock from another process
 RETRY_FIRST_S = 0.0005
 RETRY_MAX_S = 0.01
+#: how often a process checkpoints the WAL in the background
+CHECKPOINT_EVERY_S = 1.0
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
@@ -147,9 +151,25 @@ class PooledSQLiteEngine(SQLiteEngine):
         raw = sqlite3.connect(**self.connection_kwargs)
         raw.row_factory = _dict_factory
         for pragma in ("PRAGMA foreign_keys = 1", "PRAGMA synchronous = NORMAL",
-                       "PRAGMA busy_timeout = 0"):
+                       "PRAGMA busy_timeout = 0", "PRAGMA wal_autocheckpoint = 0"):
             raw.execute(pragma)
         return LoopConnection(raw)
+
+    def _checkpoint(self) -> None:
+        raw = sqlite3.connect(self.connection_kwargs["database"], timeout=0)
+        try:
+            raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.OperationalError:
+            pass  # busy with another checkpoint: the next round catches up
+        finally:
+            raw.close()
+
+    async def checkpointing(self, every_s: float = CHECKPOINT_EVERY_S) -> None:
+        """Copy the WAL back into the database file now and then, off the loop's thread
+        (PASSIVE: it never waits for, nor blocks, readers and writers)."""
+        while True:
+            await asyncio.sleep(every_s)
+            await asyncio.to_thread(self._checkpoint)
 
     async def acquire(self) -> LoopConnection:
         if self._idle.empty() and self._opened < self.pool_size:
