@@ -36,6 +36,10 @@ class Dispatcher:
         self.stock = stock
         self.catalog = catalog
 
+    def reacts_to(self, ev: Event) -> bool:
+        """Whether any plugin reacts to ``ev`` after commit (it then needs an outbox row)."""
+        return bool(self._hooks_for(ev))
+
     def _hooks_for(self, ev: Event) -> list[str]:
         hooks = ["ordnung_on_event"]
         if ev.transition is not None:
@@ -44,7 +48,8 @@ class Dispatcher:
             hooks.append("ordnung_availability_changed")
         return [h for h in hooks if self.plugins.has_impl(h)]
 
-    async def _arguments(self, hook: str, ev: Event, order: Order | None) -> dict[str, Any]:
+    async def _arguments(self, hook: str, ev: Event, order: Order | None,
+                         fresh: bool = False) -> dict[str, Any]:
         if hook == "ordnung_after_transition":
             if order is None and ev.order_id:
                 try:
@@ -54,16 +59,23 @@ class Dispatcher:
             return {"event": ev, "order": order}
         if hook == "ordnung_availability_changed":
             skus = list(ev.data.get("skus", []))
-            available = await self.stock.available(skus)
+            known = ev.data.get("available")
+            # just committed: the figures the reserving statements returned are current;
+            # a late delivery (sweep, retry) reads them afresh
+            if fresh and isinstance(known, dict) and all(s in known for s in skus):
+                available = {s: int(known[s]) for s in skus}
+            else:
+                available = await self.stock.available(skus)
             channels = await self.catalog.active_channel_ids()
             return {"changes": [AvailabilityChange(sku=s, available=available[s],
                                                    channels=channels, reason=ev.kind)
                                 for s in skus]}
         return {"event": ev}
 
-    async def _run(self, hook: str, plugin: str, ev: Event, order: Order | None) -> bool:
+    async def _run(self, hook: str, plugin: str, ev: Event, order: Order | None,
+                   fresh: bool) -> bool:
         try:
-            kwargs = await self._arguments(hook, ev, order)
+            kwargs = await self._arguments(hook, ev, order, fresh)
             await self.plugins.directed(plugin, hook, **kwargs)
             return True
         except Exception as exc:  # a reaction failure must never undo the commit
@@ -72,19 +84,21 @@ class Dispatcher:
             await self.journal.record_failure(ev.id, hook, plugin, repr(exc))
             return False
 
-    async def deliver(self, events: Sequence[Event], order: Order | None = None) -> None:
-        """Run every reaction for committed ``events``, then mark them delivered."""
+    async def deliver(self, events: Sequence[Event], order: Order | None = None, *,
+                      fresh: bool = True) -> None:
+        """Run every reaction for committed ``events``, then mark them delivered.
+        ``fresh``: the events were committed just now, by this process."""
         for ev in events:
             for hook in self._hooks_for(ev):
                 for plugin in self.plugins.after_commit_impls(hook):
-                    await self._run(hook, plugin, ev, order)
-        self.journal.mark_dispatched_soon([e.id for e in events])
+                    await self._run(hook, plugin, ev, order, fresh)
+        self.journal.mark_dispatched_soon([e.id for e in events if self.reacts_to(e)])
 
     async def sweep(self, limit: int = 100) -> int:
         """Deliver events whose writer did not (crash, lost connection)."""
         events = await self.journal.claim_stale(limit)
         if events:
-            await self.deliver(events)
+            await self.deliver(events, fresh=False)
         return len(events)
 
     async def retry_failed(self) -> tuple[int, int]:

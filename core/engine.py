@@ -90,6 +90,7 @@ class Engine:
             self.runtime = rt = Runtime(self.db, self.host, self.machines)
             self.dispatcher = Dispatcher(self.host, rt.journal, rt.orders, rt.stock, rt.catalog)
             rt.dispatcher = self.dispatcher
+            rt.journal.reacts_to = self.dispatcher.reacts_to
             self.pipeline = PricingPipeline(self.host, rt.catalog.variants, rt.stock.available,
                                             require_tax=self.config.require_tax)
             self.catalog = CatalogService(rt)

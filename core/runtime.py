@@ -122,6 +122,8 @@ class OrderChange:
         self.events: list[Event] = []
         self.movements: list[Movement] = []
         self.availability: set[str] = set()
+        #: availability after this change, per SKU, where the reserving statement told
+        self.known_availability: dict[str, int] = {}
         self._version = order.version
 
     # -- state machines -------------------------------------------------------------
@@ -191,8 +193,10 @@ class OrderChange:
     async def commit(self, *, insert: bool) -> None:
         await self.advance()
         if self.availability:
-            self.emit("inventory.availability_changed",
-                      data={"skus": sorted(self.availability)})
+            data: dict[str, Any] = {"skus": sorted(self.availability)}
+            if self.availability <= self.known_availability.keys():
+                data["available"] = {s: self.known_availability[s] for s in data["skus"]}
+            self.emit("inventory.availability_changed", data=data)
         refresh_money_totals(self.order)
         check_order(self.order)
         self.order.updated_at = utcnow()

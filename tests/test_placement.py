@@ -182,3 +182,16 @@ async def test_a_plugin_breaking_its_contract_is_named(make_engine: Any) -> None
     with pytest.raises(PluginError) as err:
         await engine.orders.place(order_request(("MUG", 1)))
     assert err.value.plugin == "sneaky"
+
+
+async def test_channels_are_told_the_availability_the_placement_left(engine: Engine) -> None:
+    """The push after a placement uses the figure the reserving statement returned (one
+    location, or split over two); either way it is what the stock tables say after."""
+    channels = engine.host.pm.get_plugin("channel_log")
+    stock = engine.runtime.stock
+    for lines in ([("MUG", 1), ("SHIRT-M", 2)], [("MUG", 60)], [("MUG", 3), ("POSTER", 1)]):
+        await engine.orders.place(order_request(*lines))
+        for sku, _ in lines:
+            actual = (await stock.available([sku]))[sku]
+            assert channels.available["web"][sku] == actual, (lines, sku)
+    assert channels.available["web"]["MUG"] == 100 - 1 - 60 - 3

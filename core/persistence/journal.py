@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,9 +37,13 @@ class Journal:
         self.db = db
         self._delivered: list[str] = []
         self._marker: asyncio.Task[None] | None = None
+        #: which events have after-commit reactions (set by the engine's dispatcher);
+        #: only those get an outbox row, the others have nothing to deliver
+        self.reacts_to: Callable[[Event], bool] = lambda _: True
 
     async def append(self, events: Sequence[Event]) -> None:
-        """Write events and their outbox rows; call inside the change's transaction."""
+        """Write events and the outbox rows of those with reactions; call inside the
+        change's transaction."""
         if not events:
             return
         now = utcnow()
@@ -53,7 +57,7 @@ class Journal:
             "outbox", ("id", "kind", "order_id", "payload", "created_at", "claimed_until",
                        "dispatched_at", "attempts"),
             [(e.id, e.kind, e.order_id, data, now, lease, None, 1)
-             for e, data in zip(events, payloads, strict=True)])
+             for e, data in zip(events, payloads, strict=True) if self.reacts_to(e)])
 
     async def timeline(self, order_id: str) -> list[Event]:
         rows = await EventRow.select(EventRow.data).where(EventRow.order_id == order_id).order_by(

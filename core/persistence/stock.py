@@ -37,6 +37,9 @@ class ReserveOutcome(msgspec.Struct):
     skipped: list[str]
     #: required wants that could not be met: sku, requested, available
     shortages: list[dict[str, object]]
+    #: units available per SKU once these reservations commit, where the reserving
+    #: statements could tell (saves reading it again for the availability push)
+    available: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 _FAST_RESERVE = """
@@ -46,7 +49,11 @@ WHERE id = (
     WHERE s.sku = {} AND l.active AND (s.allow_backorder OR s.on_hand - s.reserved >= {})
     ORDER BY l.priority, l.id LIMIT 1
 ) AND (allow_backorder OR on_hand - reserved >= {})
-RETURNING location_id
+RETURNING location_id, on_hand - reserved + (
+    SELECT COALESCE(SUM(o.on_hand - o.reserved), 0)
+    FROM stock_levels o JOIN locations ol ON ol.id = o.location_id
+    WHERE o.sku = stock_levels.sku AND ol.active AND o.id <> stock_levels.id
+) AS available
 """
 
 _GUARDED_RESERVE = """
@@ -79,6 +86,7 @@ class StockStore:
         caller raises and the transaction rolls back); optional ones are skipped.
         """
         outcome = ReserveOutcome(allocations={}, skipped=[], shortages=[])
+        unknown: set[str] = set()  # SKUs reserved by a split: availability not returned
         for want in sorted(wants, key=lambda w: (w.sku, w.optional, w.key)):
             if want.quantity <= 0:
                 raise InvalidInput("quantity must be positive", field="quantity")
@@ -87,7 +95,11 @@ class StockStore:
             if rows:
                 outcome.allocations[want.key] = [Allocation(location_id=rows[0]["location_id"],
                                                             quantity=want.quantity)]
+                if want.sku not in unknown:
+                    outcome.available[want.sku] = int(rows[0]["available"])
                 continue
+            unknown.add(want.sku)
+            outcome.available.pop(want.sku, None)
             allocations, short_by = await self._reserve_split(want)
             if short_by == 0:
                 outcome.allocations[want.key] = allocations

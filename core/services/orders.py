@@ -152,6 +152,25 @@ class OrderService:
                 if existing:  # a concurrent duplicate committed first
                     raise _Replay(existing)
             change = OrderChange(self.rt, order, actor)
+            await change.transition("order", order, "place",
+                                    data={"number": order.number, "total": order.totals.total,
+                                          "currency": order.currency,
+                                          "channel": order.channel})
+            if request.payment is not None:
+                payment = Payment(id=new_id("pay"), gateway=request.payment.gateway,
+                                  method=request.payment.method, amount=order.totals.total,
+                                  in_flight="authorize", in_flight_amount=order.totals.total,
+                                  in_flight_since=utcnow(), operations=1,
+                                  created_at=utcnow())
+                order.payments.append(payment)
+                change.emit("payment.created", machine="payment", entity_id=payment.id,
+                            to_state="pending",
+                            data={"gateway": payment.gateway, "amount": payment.amount})
+            await self._assess(change, customer, request.client)
+            order.priority = sum(int(points) for _, points in await self.rt.plugins.collect(
+                "ordnung_fulfilment_priority", order=order, customer=customer))
+            # Stock rows are locked from here to the commit (PostgreSQL): reserve as late
+            # as possible, so a hot SKU's row is held for as short a time as possible.
             wants = [Want(key=line.id, sku=line.sku, quantity=line.quantity, optional=line.gift)
                      for line in order.lines]
             outcome = await self.rt.stock.reserve(wants)
@@ -167,26 +186,10 @@ class OrderService:
                     change.availability.add(line.sku)
             if outcome.skipped:
                 self._drop_gifts(order, set(outcome.skipped))
-            await change.transition("order", order, "place",
-                                    data={"number": order.number, "total": order.totals.total,
-                                          "currency": order.currency,
-                                          "channel": order.channel})
-            if request.payment is not None:
-                payment = Payment(id=new_id("pay"), gateway=request.payment.gateway,
-                                  method=request.payment.method, amount=order.totals.total,
-                                  in_flight="authorize", in_flight_amount=order.totals.total,
-                                  in_flight_since=utcnow(), operations=1,
-                                  created_at=utcnow())
-                order.payments.append(payment)
-                change.emit("payment.created", machine="payment", entity_id=payment.id,
-                            to_state="pending",
-                            data={"gateway": payment.gateway, "amount": payment.amount})
+            change.known_availability.update(outcome.available)
             await self.rt.plugins.collect_each(
                 "ordnung_claim_resources",
                 lambda plugin: {"order": order, "store": self.rt.plugin_store(plugin)})
-            await self._assess(change, customer, request.client)
-            order.priority = sum(int(points) for _, points in await self.rt.plugins.collect(
-                "ordnung_fulfilment_priority", order=order, customer=customer))
             await change.commit(insert=True)
             if cart_id:
                 cart = await self.rt.carts.get(cart_id, for_update=True)
