@@ -116,8 +116,8 @@ def _spawn(port: int, workers: int, env: dict[str, str],
     with open(log_path, "wb") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "ordnung.api.cli", "serve", "--port", str(port),
-             "--workers", str(workers), "--log-level", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+             "--workers", str(workers), "--log-level", "warning"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 async def wait_healthy(server: Server, workers: int, limit_s: float = 60.0) -> None:
