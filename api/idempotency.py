@@ -2,8 +2,9 @@
 
 The key is scoped to the calling API key. The first request stores a
 *pending* record before it runs; a concurrent duplicate finds it and gets 409
-(it never runs the handler). When the handler finishes, its status and body
-are stored and replayed for every repeat with the same body; the same key
+(it never runs the handler). The handler's status and body are stored before
+the last of the answer goes out (a client that has its answer never finds the
+key pending) and replayed for every repeat with the same body; the same key
 with a different body answers 422. A 5xx answer is not stored, so the client
 may retry; engine-level idempotency (placements) and in-flight payment marks
 still stop a second effect if the first attempt got further than it said.
@@ -26,7 +27,9 @@ from ordnung.core.persistence.tables import HttpIdempotencyRow
 
 HEADER = b"idempotency-key"
 MAX_KEY = 200
-#: a pending record older than this is treated as abandoned (its worker died)
+#: a pending record older than this is treated as abandoned (its worker died); longer than
+#: the engine's RESUME_AUTHORIZATION_AFTER, so the repeat that gets through may finish a
+#: placement whose authorization the dead worker left in flight
 STALE = timedelta(minutes=2)
 
 
@@ -92,7 +95,17 @@ class IdempotencyMiddleware:
                 return {"type": "http.request", "body": body_bytes, "more_body": False}
             return await receive()
 
-        captured: dict[str, Any] = {"status": 500, "content_type": "", "body": []}
+        captured: dict[str, Any] = {"status": 500, "content_type": "", "body": [],
+                                    "stored": False}
+
+        async def store() -> None:
+            captured["stored"] = True
+            await HttpIdempotencyRow.update({
+                HttpIdempotencyRow.state: "done",
+                HttpIdempotencyRow.status: captured["status"],
+                HttpIdempotencyRow.content_type: captured["content_type"],
+                HttpIdempotencyRow.body: b"".join(captured["body"]).decode("utf-8", "replace"),
+            }).where(HttpIdempotencyRow.key == key).run()
 
         async def capture_send(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -102,22 +115,22 @@ class IdempotencyMiddleware:
                         captured["content_type"] = value.decode("latin-1")
             elif message["type"] == "http.response.body":
                 captured["body"].append(message.get("body", b""))
+                if not message.get("more_body") and captured["status"] < 500:
+                    # stored before the client has the whole answer: a repeat it sends
+                    # afterwards replays it, never finds the key still pending
+                    await store()
             await send(message)
 
         try:
             await self.app(scope, replay_receive, capture_send)
         except BaseException:
-            await self._forget(key)
+            if not captured["stored"]:
+                await self._forget(key)
             raise
         if captured["status"] >= 500:
             await self._forget(key)
-            return
-        await HttpIdempotencyRow.update({
-            HttpIdempotencyRow.state: "done",
-            HttpIdempotencyRow.status: captured["status"],
-            HttpIdempotencyRow.content_type: captured["content_type"],
-            HttpIdempotencyRow.body: b"".join(captured["body"]).decode("utf-8", "replace"),
-        }).where(HttpIdempotencyRow.key == key).run()
+        elif not captured["stored"]:
+            await store()
 
     async def _claim(self, key: str, fingerprint: str) -> tuple[int, str, bytes, bool] | None:
         """None if we may run the request; else the response to send instead."""

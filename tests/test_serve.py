@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,79 +12,13 @@ import pytest
 from ordnung.api.cli import build_parser
 from ordnung.api.serve import DEMO_PLUGIN_SETTINGS, demo_plugin_settings
 from tests.api_support import bearer, order_body
-
-ADMIN_KEY = "sk_serve_test_admin_0123456789abcdef"
-START_TIMEOUT = 60.0  # generous: a loaded CI box spawns workers slowly
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Server:
-    def __init__(self, process: subprocess.Popen[str], base_url: str, out: Path,
-                 err: Path) -> None:
-        self.process = process
-        self.base_url = base_url
-        self.out = out
-        self.err = err
-
-    def output(self) -> str:
-        return self.out.read_text()
-
-    def logs(self) -> str:
-        return self.err.read_text()
-
-
-def stop(process: subprocess.Popen[str], timeout: float = 15.0) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
+from tests.serve_support import ADMIN_KEY, Server, running_server, stop
 
 
 @pytest.fixture
 def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("ORDNUNG_") or k.startswith("ORDNUNG_TEST_")}
-    env.update(ORDNUNG_DATABASE_URL=database_url, ORDNUNG_ADMIN_KEY=ADMIN_KEY,
-               PYTHONUNBUFFERED="1")
-    out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
-    with out.open("w") as stdout, err.open("w") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ordnung.api.cli", "serve", "--port", str(port),
-             "--workers", "2", "--demo", "--log-json"],
-            cwd=tmp_path, env=env, stdout=stdout, stderr=stderr, text=True,
-            start_new_session=True)
-    srv = Server(process, f"http://127.0.0.1:{port}", out, err)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"ordnung serve exited with {process.returncode}:\n"
-                            f"{srv.output()}\n{srv.logs()}")
-            try:
-                if httpx.get(srv.base_url + "/health", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"no /health within {START_TIMEOUT:.0f} s:\n{srv.output()}\n"
-                            f"{srv.logs()}")
-            time.sleep(0.2)
+    with running_server(database_url, tmp_path, "--demo", "--log-json") as srv:
         yield srv
-    finally:
-        stop(process)
-        if process.poll() is None:  # pragma: no cover - kill the whole group as a last resort
-            os.killpg(process.pid, signal.SIGKILL)
 
 
 def printed_key(output: str, label: str) -> str:

@@ -21,6 +21,7 @@ from ordnung.core.errors import (
     Conflict,
     InvalidInput,
     OutOfStock,
+    PaymentDeclined,
     PluginError,
     ValidationFailed,
 )
@@ -32,6 +33,7 @@ from ordnung.core.persistence.stock import Want, movement
 from ordnung.core.pricing import PricingInput, PricingPipeline
 from ordnung.core.requests import PlaceOrder
 from ordnung.core.runtime import OrderChange, Runtime, bound
+from ordnung.core.services.payments import RESUME_AUTHORIZATION_AFTER
 
 if TYPE_CHECKING:
     from ordnung.core.services.channels import ChannelService
@@ -70,7 +72,7 @@ class OrderService:
         if key:
             existing = await self.rt.idempotency.lookup(key, print_)
             if existing:
-                return await self.rt.orders.get(existing)
+                return await self._replay(existing, request, actor)
         channel = await self.channels.get(request.channel)
         currency = request.currency or channel.currency
         if not request.lines:
@@ -122,14 +124,14 @@ class OrderService:
                                                 cart_id)
                     break
                 except _Replay as replay:
-                    return await self.rt.orders.get(replay.order_id)
+                    return await self._replay(replay.order_id, request, actor)
                 except Exception as exc:
                     if not is_unique_violation(exc):
                         raise
                     if key:
                         existing = await self.rt.idempotency.lookup(key, print_)
                         if existing:
-                            return await self.rt.orders.get(existing)
+                            return await self._replay(existing, request, actor)
                     if attempt == 2:
                         raise Conflict("could not allocate an order number; retry") from exc
             log.info("order placed", number=order.number, total=order.totals.total,
@@ -142,6 +144,34 @@ class OrderService:
                     order.id, order.payments[-1].id, request.payment.token, one_shot=True,
                     actor=actor, order=order)
             return order
+
+    async def _replay(self, order_id: str, request: PlaceOrder, actor: str) -> Order:
+        """The order an earlier placement with the same idempotency key made, answered as
+        that placement answered: a declined payment raises ``PaymentDeclined`` again.
+
+        If that placement's process died after recording the order and before recording
+        its payment's authorization, the authorization stays in flight and nothing else
+        finishes it. Once it has been in flight for ``RESUME_AUTHORIZATION_AFTER``, the
+        repeat finishes it as the first attempt would have: the gateway gets the same
+        idempotency key (so it charges once), a decline cancels the order and releases
+        its stock.
+        """
+        order = await self.rt.orders.get(order_id)
+        payment = order.payments[0] if order.payments else None
+        if request.payment is not None and payment is not None and payment.status == "failed":
+            raise PaymentDeclined(payment.gateway, payment.failure_reason or "declined",
+                                  order_id=order.id, payment_id=payment.id,
+                                  order_status=order.status)
+        if (request.payment is None or payment is None or payment.in_flight != "authorize"
+                or payment.operations != 1 or payment.in_flight_since is None
+                or utcnow() - payment.in_flight_since < RESUME_AUTHORIZATION_AFTER):
+            return order
+        assert self.payments is not None
+        log.warning("resuming an authorization its placement left in flight",
+                    order_id=order.id, payment_id=payment.id)
+        return await self.payments.run_authorization(
+            order.id, payment.id, request.payment.token, one_shot=True, actor=actor,
+            order=order)
 
     async def _record(self, order: Order, request: PlaceOrder, customer: Customer | None,
                       actor: str, key: str | None, print_: str,

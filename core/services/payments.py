@@ -37,6 +37,9 @@ log = structlog.get_logger("ordnung.payments")
 
 Operation = Literal["authorize", "capture", "refund", "void"]
 STALE_IN_FLIGHT = timedelta(minutes=5)
+#: a placement's authorization still in flight after this long has lost its process (no
+#: gateway call takes this long); repeating the placement then finishes it
+RESUME_AUTHORIZATION_AFTER = timedelta(seconds=30)
 
 
 class PaymentService:
@@ -129,7 +132,12 @@ class PaymentService:
     async def run_authorization(self, order_id: str, payment_id: str, token: str, *,
                                 one_shot: bool, actor: str = "system",
                                 order: Order | None = None) -> Order:
-        """Ask the gateway to authorize a payment already marked in flight, and record it."""
+        """Ask the gateway to authorize a payment already marked in flight, and record it.
+
+        The answer is recorded only if that authorization is still in flight: whoever
+        asked the gateway second (a resumed placement) got the same answer for the same
+        idempotency key, and finds it recorded already.
+        """
         with bound(order_id=order_id, payment_id=payment_id):
             if order is None or order.id != order_id:
                 order = await self.rt.orders.get(order_id)
@@ -137,9 +145,14 @@ class PaymentService:
             result = await self._call(payment.gateway, "ordnung_authorize",
                                       self._request(order, payment, payment.amount, "authorize",
                                                     token))
+            applied = False
 
             async def apply(change: OrderChange) -> None:
+                nonlocal applied
                 p = change.order.payment(payment_id)
+                applied = p.in_flight == "authorize" and p.operations == payment.operations
+                if not applied:
+                    return
                 self._clear(p)
                 if result.reference:
                     p.reference = result.reference
@@ -169,7 +182,7 @@ class PaymentService:
                                                 data={"reason": "payment declined"})
 
             _, order = await self.rt.change_order(order_id, actor, apply, known=order)
-            if result.outcome == "approved" and order.status == "cancelled":
+            if applied and result.outcome == "approved" and order.status == "cancelled":
                 # cancelled while the gateway was answering: give the hold back
                 order = await self.void_open(order, actor=actor)
             if result.outcome == "declined":
