@@ -38,7 +38,7 @@ POOL_SIZE = 4
 LOCK_TIMEOUT_S = 60.0
 #: first and longest pause between attempts to get the write lock from another process
 RETRY_FIRST_S = 0.0005
-RETRY_MAX_S = 0.01
+RETRY_MAX_S = 0.002
 #: how often a process checkpoints the WAL in the background
 CHECKPOINT_EVERY_S = 1.0
 
