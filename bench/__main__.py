@@ -149,6 +149,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "scenario": args.scenario, "db": args.db, "workers": args.workers,
         "concurrency": args.concurrency, "orders": args.orders, "succeeded": successes,
         "orders_per_s": round(orders_per_s, 1),
+        "attempts_per_s": round(args.orders / outcome.elapsed_s, 1) if outcome.elapsed_s else 0.0,
         "p50_ms": outcome.percentile(50), "p99_ms": outcome.percentile(99),
         "errors": errors, "unexpected_errors": unexpected,
         "error_types": dict(outcome.problem_types),
