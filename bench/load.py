@@ -16,6 +16,10 @@ ADDRESS = {"name": "Bench Customer", "line1": "Teststraße 1", "city": "Berlin",
            "postal_code": "10115", "country": "DE"}
 
 
+#: the status recorded for an attempt that got no HTTP answer (connection lost)
+NO_ANSWER = 599
+
+
 @dataclass
 class Outcome:
     latencies_ms: list[float] = field(default_factory=list)
@@ -42,7 +46,10 @@ async def drive(base_url: str, attempt: Attempt, orders: int, concurrency: int) 
         async def worker() -> None:
             for n in counter:
                 started = time.perf_counter()
-                status, body = await attempt(client, n)
+                try:
+                    status, body = await attempt(client, n)
+                except httpx.TransportError as exc:  # no answer: counted, not fatal
+                    status, body = NO_ANSWER, {"type": f"transport/{type(exc).__name__}"}
                 outcome.latencies_ms.append((time.perf_counter() - started) * 1000)
                 outcome.statuses[status] += 1
                 if status >= 400:

@@ -107,6 +107,10 @@ async def running_server(database_url: str, workers: int) -> AsyncIterator[Serve
         try:
             await wait_healthy(server, workers)
             yield server
+        except BaseException:
+            print("server log (last 4000 bytes):\n" + log_path.read_text()[-4000:],
+                  file=sys.stderr)
+            raise
         finally:
             stop(server)
 
