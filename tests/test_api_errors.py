@@ -343,3 +343,21 @@ async def test_error_responses_are_problem_json(api: Api) -> None:
         assert set(body) >= {"type", "title", "status", "detail"}
         assert body["status"] == response.status_code
         assert body["type"].startswith("https://ordnung.dev/problems/")
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+async def test_a_tracking_payload_the_carrier_refuses_is_a_422_problem(api: Api) -> None:
+    """A carrier plugin that raises on a malformed push refuses it (the hook's contract):
+    a validation problem naming the carrier, not a 500, and nothing changes."""
+    before = await snapshot(api)
+    for payload in ({"status": "delivered"}, {"tracking_number": "FR1"},
+                    {"tracking_number": "FR1", "status": "delivered", "at": 5},
+                    {"tracking_number": "FR1", "status": "delivered", "at": "yesterday"}):
+        problem = expect_problem(await api.client.post(
+            "/webhooks/tracking/flat_rate", json=payload, headers=api.admin), 422, "validation")
+        assert "flat_rate refused the tracking payload" in problem["detail"], problem
+        assert problem["field"] == "payload"
+    assert await snapshot(api) == before
+

@@ -22,7 +22,13 @@ from ordnung.core.domain.shipments import (
     TrackingEvent,
     TrackingUpdate,
 )
-from ordnung.core.errors import InvalidInput, InvariantViolation, NotFound, PluginError
+from ordnung.core.errors import (
+    InvalidInput,
+    InvariantViolation,
+    NotFound,
+    OrdnungError,
+    PluginError,
+)
 from ordnung.core.invariants import payment_secured
 from ordnung.core.runtime import OrderChange, Runtime
 
@@ -244,8 +250,14 @@ class FulfilmentService:
         """Apply a carrier's tracking push; returns the shipment ids it touched."""
         if not self.rt.plugins.implements(carrier, "ordnung_parse_tracking"):
             raise NotFound("carrier tracking", carrier)
-        updates = await self.rt.plugins.directed(carrier, "ordnung_parse_tracking",
-                                                 payload=payload) or []
+        try:
+            updates = await self.rt.plugins.directed(carrier, "ordnung_parse_tracking",
+                                                     payload=payload) or []
+        except OrdnungError:
+            raise
+        except Exception as exc:  # the hook's contract: raising refuses the payload
+            raise InvalidInput(f"{carrier} refused the tracking payload: "
+                               f"{type(exc).__name__}: {exc}", field="payload") from exc
         touched: list[str] = []
         for update in updates:
             if not isinstance(update, TrackingUpdate):
