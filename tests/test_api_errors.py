@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ordnung.core import hookimpl
@@ -360,4 +361,16 @@ async def test_a_tracking_payload_the_carrier_refuses_is_a_422_problem(api: Api)
         assert "flat_rate refused the tracking payload" in problem["detail"], problem
         assert problem["field"] == "payload"
     assert await snapshot(api) == before
+
+
+async def test_a_malformed_webhook_signature_is_refused_not_a_500(api: Api) -> None:
+    now = int(time.time())
+    for signature in (f"t={now},v1=\u00e9\u00e9".encode("latin-1"),  # not ASCII
+                      b"t=" + b"9" * 400 + b",v1=00",  # no time is that large
+                      b"t=soon,v1=00"):
+        headers = {k.encode(): v.encode() for k, v in api.admin.items()}
+        headers[b"sandbox-signature"] = signature
+        problem = expect_problem(await api.client.post(
+            "/webhooks/payments/sandbox", content=b"{}", headers=headers), 403, "forbidden")
+        assert "signature" in problem["detail"]
 

@@ -320,12 +320,14 @@ class SandboxGateway:
         parts = dict(p.strip().split("=", 1) for p in header.split(",") if "=" in p)
         try:
             timestamp = int(parts.get("t", ""))
-        except ValueError:
+            stale = abs(time.time() - timestamp) > self.settings.tolerance
+        except (ValueError, OverflowError):  # not a number, or too large for a time
             raise Forbidden("missing or malformed sandbox signature") from None
-        if abs(time.time() - timestamp) > self.settings.tolerance:
+        if stale:
             raise Forbidden("stale sandbox webhook")
         expected = sign(self.settings.webhook_secret, body, timestamp).split("v1=", 1)[1]
-        if not hmac.compare_digest(expected, parts.get("v1", "")):
+        # as bytes: compare_digest refuses str with non-ASCII characters
+        if not hmac.compare_digest(expected.encode(), parts.get("v1", "").encode()):
             raise Forbidden("bad sandbox signature")
         try:
             update = msgspec.json.decode(body, type=WebhookBody)
