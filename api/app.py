@@ -24,7 +24,12 @@ from litestar.openapi.spec import Components, SecurityScheme
 from ordnung.api.auth import PUBLIC_PATHS, BearerAuthMiddleware
 from ordnung.api.idempotency import IdempotencyMiddleware
 from ordnung.api.logging_middleware import RequestLogMiddleware
-from ordnung.api.problems import handle_http_error, handle_ordnung_error, handle_unexpected
+from ordnung.api.problems import (
+    ProblemDocs,
+    handle_http_error,
+    handle_ordnung_error,
+    handle_unexpected,
+)
 from ordnung.api.routes.admin import AdminController
 from ordnung.api.routes.carts import CartController
 from ordnung.api.routes.catalogue import CatalogueController
@@ -122,6 +127,7 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
         ],
         lifespan=[lifespan],
         middleware=middleware,
+        plugins=[ProblemDocs()],
         exception_handlers={
             OrdnungError: handle_ordnung_error,
             HTTPException: handle_http_error,

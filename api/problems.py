@@ -7,8 +7,10 @@ clients can switch on it without parsing prose.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import (
@@ -18,6 +20,11 @@ from litestar.exceptions import (
     PermissionDeniedException,
     ValidationException,
 )
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Operation
+from litestar.plugins import ReceiveRoutePlugin
+from litestar.routes import BaseRoute, HTTPRoute
 
 from ordnung.core.errors import OrdnungError
 
@@ -126,8 +133,81 @@ def handle_unexpected(request: Request[Any, Any, Any],
     if refused_by_database(exc):
         log.warning("value refused by the database", path=request.url.path,
                     error=type(exc).__name__)
-        return problem("validation", 422, "a value in the request cannot be stored: out of "
-                       "range, too long, or containing a NUL character", request.url.path)
+        return problem("validation", 422, "a value in the request is out of range, too long, "
+                       "or contains a NUL character", request.url.path)
     log.exception("unhandled error", path=request.url.path)
     return problem("internal", 500, "an internal error occurred; it has been logged",
                    request.url.path)
+
+
+# --------------------------------------------------------------------------- OpenAPI
+
+
+class Problem(msgspec.Struct, kw_only=True):
+    """An RFC 9457 problem. Switch on ``type``; the kind may add members (``field`` and
+    ``errors`` for validation, ``shortages`` for out-of-stock, ``allowed`` for an illegal
+    transition ...)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+
+
+DESCRIPTIONS = {
+    401: "Missing, unknown or revoked API key (problem type unauthorized)",
+    402: "The payment was declined (payment-declined)",
+    403: "The key may not do this (forbidden)",
+    404: "No such resource, or not the caller's (not-found)",
+    409: "Conflicts with the current state: conflict, illegal-transition, guard-veto, "
+         "out-of-stock or invariant-violation; for a POST also an Idempotency-Key whose "
+         "first request is still running",
+    422: "The request is not valid (validation, tax-unavailable, currency-mismatch, "
+         "idempotency-mismatch); nothing was changed",
+}
+
+
+def problems(*statuses: int) -> dict[int, ResponseSpec]:
+    """``responses=`` for a route handler: the problem answers it can give besides the
+    ones every route shares (see ``ProblemDocs``)."""
+    return {status: ResponseSpec(data_container=Problem, media_type=MEDIA_TYPE,
+                                 description=DESCRIPTIONS[status], generate_examples=False)
+            for status in statuses}
+
+
+@dataclass
+class ProblemOperation(Operation):
+    """An operation without litestar's generic 400 answer: this API never sends one
+    (malformed and invalid requests are 422 problems, documented by ``ProblemDocs``)."""
+
+    def __post_init__(self) -> None:
+        if self.responses:
+            self.responses.pop("400", None)
+
+
+class ProblemDocs(ReceiveRoutePlugin):
+    """Documents the problem answers that come from the shared machinery rather than
+    from a route's own work: 401 and 403 from authentication and guards; 422 for a body
+    or parameter that fails validation or that the database refuses (PostgreSQL takes no
+    NUL character, not even in a look-up); 409 and 422 for a POST's ``Idempotency-Key``.
+    Routes add their own with ``responses=problems(...)``."""
+
+    def receive_route(self, route: BaseRoute) -> None:
+        if not isinstance(route, HTTPRoute):
+            return
+        for handler in route.route_handlers:
+            handler.operation_class = ProblemOperation
+            shared = set()
+            if handler.resolve_guards():
+                shared |= {401, 403}
+            if "POST" in handler.http_methods:
+                shared |= {409, 422}
+            if _takes_input(handler):
+                shared.add(422)
+            handler.responses = {**problems(*sorted(shared)), **(handler.responses or {})}
+
+
+def _takes_input(handler: HTTPRouteHandler) -> bool:
+    """A body, or a path, query or header parameter."""
+    return any(name != "request" for name in handler.parsed_fn_signature.parameters)

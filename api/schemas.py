@@ -205,3 +205,12 @@ class KeyList(msgspec.Struct, kw_only=True):
 class CartView(msgspec.Struct, kw_only=True):
     cart: Cart
     payment_methods: list[str] = []
+
+
+class StreamedEvent(msgspec.Struct, kw_only=True):
+    """One server-sent event of an order's live status: ``event`` is the timeline event's
+    kind, ``id`` its sequence number and ``data`` the whole ``Event`` as JSON."""
+
+    id: str
+    event: str
+    data: str

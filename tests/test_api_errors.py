@@ -374,3 +374,76 @@ async def test_a_malformed_webhook_signature_is_refused_not_a_500(api: Api) -> N
             "/webhooks/payments/sandbox", content=b"{}", headers=headers), 403, "forbidden")
         assert "signature" in problem["detail"]
 
+
+# --------------------------------------------------------------------------- the API document
+
+
+async def test_the_openapi_document_describes_every_problem_answer(api: Api) -> None:
+    """Each error answer is documented on its operation as a problem (the API fuzzer holds
+    the API to that); no operation claims the 400 the API never sends."""
+    document = expect(await api.client.get("/schema/openapi.json"), 200)
+    shop = await api.storefront("web")
+    order = await api.place_order(shop, order_body(("MUG", 1)))
+    cart = expect(await api.client.post("/carts", json={}, headers=shop), 201)
+    expect(await api.client.post(f"/carts/{cart['id']}/lines", json={"sku": "MUG"},
+                                 headers=shop), 200)
+    expect(await api.client.put(f"/carts/{cart['id']}/addresses",
+                                json={"shipping": BERLIN, "email": "kim@example.com"},
+                                headers=shop), 200)
+    expect(await api.client.put(f"/carts/{cart['id']}/shipping-method",
+                                json={"method": "flat_rate:standard"}, headers=shop), 200)
+    expect(await api.client.post(f"/carts/{cart['id']}/order", json={
+        "payment": {"gateway": "sandbox", "token": "tok_success"}}, headers=shop), 201)
+    oid, cid = order["id"], cart["id"]
+    cases: list[tuple[str, str, str, Any, dict[str, str], int]] = [
+        ("post", "/orders", "/orders", order_body(), {}, 401),
+        ("post", "/orders", "/orders", order_body(("MUG", 1), token="tok_decline"), shop, 402),
+        ("post", "/orders", "/orders", order_body(("NO-SUCH-SKU", 1)), shop, 404),
+        ("post", "/orders", "/orders", order_body(("POSTER", 999)), shop, 409),
+        ("post", "/orders", "/orders", {"channel": "web"}, shop, 422),
+        ("get", "/orders", "/orders", None, shop, 403),
+        ("get", "/orders", "/orders?limit=0", None, api.admin, 422),
+        ("get", "/orders/{order_id}", "/orders/ord_nope", None, api.admin, 404),
+        ("get", "/orders/{order_id}/events", "/orders/ord_nope/events", None, api.admin, 404),
+        ("post", "/orders/{order_id}/hold", f"/orders/{oid}/hold", {}, api.admin, 422),
+        ("post", "/orders/{order_id}/payments/capture", f"/orders/{oid}/payments/capture",
+         {"amount": 10_000_000}, api.admin, 409),
+        ("put", "/carts/{cart_id}/lines/{sku}", f"/carts/{cid}/lines/MUG", {"quantity": 2},
+         shop, 409),
+        ("delete", "/carts/{cart_id}/lines/{sku}", f"/carts/{cid}/lines/MUG", None, shop, 409),
+        ("get", "/carts/{cart_id}", "/carts/cart_nope", None, shop, 404),
+        ("post", "/webhooks/tracking/{carrier}", "/webhooks/tracking/flat_rate",
+         {"status": "delivered"}, api.admin, 422),
+        ("post", "/webhooks/tracking/{carrier}", "/webhooks/tracking/pigeon", {}, api.admin,
+         404),
+        ("post", "/webhooks/payments/{gateway}", "/webhooks/payments/sandbox", None, api.admin,
+         403),
+        ("get", "/labels/{carrier}/{tracking_number}", "/labels/flat_rate/NOPE", None,
+         api.admin, 404),
+        ("delete", "/admin/keys/{key_id}", "/admin/keys/key_nope", None, api.admin, 404),
+        ("put", "/inventory/locations/{location_id}", "/inventory/locations/wh9",
+         {"id": "wh1", "name": "x"}, api.admin, 422),
+    ]
+    for method, template, path, body, headers, status in cases:
+        response = await api.client.request(method, path, json=body, headers=headers)
+        assert response.status_code == status, (method, path, response.text)
+        documented = document["paths"][template][method]["responses"]
+        assert str(status) in documented, (method, template, status, sorted(documented))
+        assert list(documented[str(status)]["content"]) == [PROBLEM_MEDIA_TYPE]
+        schema = documented[str(status)]["content"][PROBLEM_MEDIA_TYPE]["schema"]
+        assert schema == {"$ref": "#/components/schemas/Problem"}
+    # a NUL character in a look-up: SQLite finds nothing, PostgreSQL refuses the value
+    for method, template, path in (("get", "/orders/{order_id}", "/orders/a%00b"),
+                                   ("get", "/carts/{cart_id}", "/carts/a%00b"),
+                                   ("get", "/orders/by-number/{number}", "/orders/by-number/a%00b"),
+                                   ("delete", "/admin/keys/{key_id}", "/admin/keys/a%00b")):
+        response = await api.client.request(method, path, headers=api.admin)
+        assert response.status_code in (404, 422), (method, path, response.text)
+        assert str(response.status_code) in document["paths"][template][method]["responses"]
+    problem = document["components"]["schemas"]["Problem"]
+    assert set(problem["required"]) == {"type", "title", "status", "detail"}
+    for template, item in document["paths"].items():
+        for method, operation in item.items():
+            assert "400" not in operation.get("responses", {}), (method, template)
+    stream = document["paths"]["/orders/{order_id}/events"]["get"]["responses"]["200"]
+    assert list(stream["content"]) == ["text/event-stream"]

@@ -8,6 +8,7 @@ from litestar import Controller, Request, delete, get, post
 from litestar.params import FromPath, JSONBody
 
 from ordnung.api.auth import admin
+from ordnung.api.problems import problems
 from ordnung.api.routes.common import engine_of
 from ordnung.api.schemas import KeyIn, KeyList
 from ordnung.core.domain.access import IssuedKey
@@ -37,7 +38,7 @@ class AdminController(Controller):
     async def keys(self, request: Request[Any, Any, Any]) -> KeyList:
         return KeyList(items=await engine_of(request).access.list())
 
-    @post("/keys", status_code=201)
+    @post("/keys", status_code=201, responses=problems(404))
     async def issue_key(self, request: Request[Any, Any, Any], data: JSONBody[KeyIn]) -> IssuedKey:
         """Create an admin or storefront key; the secret is in this response only."""
         engine = engine_of(request)
@@ -48,6 +49,6 @@ class AdminController(Controller):
         return await engine.access.issue(data.kind, name=data.name, scopes=data.scopes,
                                          channel=data.channel)
 
-    @delete("/keys/{key_id:str}", status_code=204)
+    @delete("/keys/{key_id:str}", status_code=204, responses=problems(404))
     async def revoke(self, request: Request[Any, Any, Any], key_id: FromPath[str]) -> None:
         await engine_of(request).access.revoke(key_id)

@@ -8,6 +8,7 @@ from litestar import Controller, Request, get, put
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from ordnung.api.auth import admin, shopper_or_admin
+from ordnung.api.problems import problems
 from ordnung.api.routes.common import check_limit, engine_of
 from ordnung.api.schemas import ProductPage
 from ordnung.core.domain.catalog import Product
@@ -25,7 +26,8 @@ class CatalogueController(Controller):
         items = await engine_of(request).catalog.products(after, check_limit(limit))
         return ProductPage(items=items, next=items[-1].id if len(items) == limit else None)
 
-    @get("/products/{product_id:str}", guards=[shopper_or_admin("catalogue")])
+    @get("/products/{product_id:str}", guards=[shopper_or_admin("catalogue")],
+         responses=problems(404))
     async def get_product(self, request: Request[Any, Any, Any],
                           product_id: FromPath[str]) -> Product:
         return await engine_of(request).catalog.product(product_id)

@@ -8,6 +8,7 @@ from litestar import Controller, Request, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from ordnung.api.auth import admin, customer_or_admin
+from ordnung.api.problems import problems
 from ordnung.api.routes.common import caller, check_limit, engine_of
 from ordnung.api.schemas import CustomerIn, CustomerPage, CustomerPatch, TokenIn
 from ordnung.core.domain.access import IssuedKey
@@ -41,12 +42,14 @@ class CustomerController(Controller):
             email=data.email, name=data.name, phone=data.phone, tags=data.tags,
             addresses=data.addresses, consents=data.consents)
 
-    @get("/{customer_id:str}", guards=[customer_or_admin("customers")])
+    @get("/{customer_id:str}", guards=[customer_or_admin("customers")],
+         responses=problems(404))
     async def get_customer(self, request: Request[Any, Any, Any], customer_id: FromPath[str]
                            ) -> Customer:
         return await engine_of(request).customers.get(_own(request, customer_id))
 
-    @patch("/{customer_id:str}", guards=[customer_or_admin("customers")])
+    @patch("/{customer_id:str}", guards=[customer_or_admin("customers")],
+           responses=problems(404))
     async def update(self, request: Request[Any, Any, Any], customer_id: FromPath[str],
                      data: JSONBody[CustomerPatch]) -> Customer:
         changes = {k: v for k, v in (("name", data.name), ("phone", data.phone),
@@ -57,18 +60,21 @@ class CustomerController(Controller):
         return await engine_of(request).customers.update(_own(request, customer_id),
                                                          **changes)
 
-    @get("/{customer_id:str}/export", guards=[customer_or_admin("customers")])
+    @get("/{customer_id:str}/export", guards=[customer_or_admin("customers")],
+         responses=problems(404))
     async def export(self, request: Request[Any, Any, Any], customer_id: FromPath[str]
                      ) -> dict[str, Any]:
         return await engine_of(request).customers.export(_own(request, customer_id))
 
-    @delete("/{customer_id:str}", guards=[admin("customers")], status_code=200)
+    @delete("/{customer_id:str}", guards=[admin("customers")], status_code=200,
+            responses=problems(404))
     async def erase(self, request: Request[Any, Any, Any], customer_id: FromPath[str]) -> Customer:
         """Erase personal data; orders stay for the accounts, anonymised."""
         return await engine_of(request).customers.erase(customer_id,
                                                         actor=caller(request).actor)
 
-    @post("/{customer_id:str}/tokens", guards=[admin("customers")], status_code=201)
+    @post("/{customer_id:str}/tokens", guards=[admin("customers")], status_code=201,
+          responses=problems(404))
     async def issue_token(self, request: Request[Any, Any, Any], customer_id: FromPath[str],
                           data: JSONBody[TokenIn]) -> IssuedKey:
         """A customer token: that customer's carts and orders, nothing else."""

@@ -8,6 +8,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from ordnung.api.auth import admin
+from ordnung.api.problems import problems
 from ordnung.api.routes.common import caller, check_limit, engine_of
 from ordnung.api.schemas import PackIn, ShipIn, ShipmentIn
 from ordnung.core.domain.orders import Order
@@ -31,7 +32,7 @@ class ShipmentController(Controller):
     tags = ["fulfilment"]
     guards = [admin("fulfilment")]
 
-    @post("/", status_code=201)
+    @post("/", status_code=201, responses=problems(404))
     async def create(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                      data: JSONBody[ShipmentIn]) -> Order:
         """Create shipments for what is left to ship (all of it unless ``lines`` says)."""
@@ -40,13 +41,13 @@ class ShipmentController(Controller):
             actor=caller(request).actor)
         return order
 
-    @post("/{shipment_id:str}/pick", status_code=200)
+    @post("/{shipment_id:str}/pick", status_code=200, responses=problems(404))
     async def pick(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                    shipment_id: FromPath[str]) -> Order:
         return await engine_of(request).fulfilment.pick(order_id, shipment_id,
                                                         actor=caller(request).actor)
 
-    @post("/{shipment_id:str}/pack", status_code=200)
+    @post("/{shipment_id:str}/pack", status_code=200, responses=problems(404))
     async def pack(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                    shipment_id: FromPath[str],
                    data: JSONBody[PackIn]) -> Order:
@@ -54,7 +55,7 @@ class ShipmentController(Controller):
         return await engine_of(request).fulfilment.pack(order_id, shipment_id, data.scans,
                                                         actor=caller(request).actor)
 
-    @post("/{shipment_id:str}/ship", status_code=200)
+    @post("/{shipment_id:str}/ship", status_code=200, responses=problems(404))
     async def ship(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                    shipment_id: FromPath[str],
                    data: JSONBody[ShipIn]) -> Order:
@@ -62,13 +63,13 @@ class ShipmentController(Controller):
             order_id, shipment_id, tracking_number=data.tracking_number, carrier=data.carrier,
             actor=caller(request).actor)
 
-    @post("/{shipment_id:str}/deliver", status_code=200)
+    @post("/{shipment_id:str}/deliver", status_code=200, responses=problems(404))
     async def deliver(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                       shipment_id: FromPath[str]) -> Order:
         return await engine_of(request).fulfilment.deliver(order_id, shipment_id,
                                                            actor=caller(request).actor)
 
-    @post("/{shipment_id:str}/cancel", status_code=200)
+    @post("/{shipment_id:str}/cancel", status_code=200, responses=problems(404))
     async def cancel(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                      shipment_id: FromPath[str]) -> Order:
         return await engine_of(request).fulfilment.cancel_shipment(order_id, shipment_id,
@@ -76,7 +77,7 @@ class ShipmentController(Controller):
 
 
 @post("/webhooks/tracking/{carrier:str}", guards=[admin("fulfilment")], status_code=200,
-      tags=["fulfilment"])
+      tags=["fulfilment"], responses=problems(404))
 async def tracking_webhook(request: Request[Any, Any, Any], carrier: FromPath[str],
                            data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
     """A carrier's tracking push, parsed by the carrier plugin; ``delivered`` delivers."""
@@ -86,7 +87,7 @@ async def tracking_webhook(request: Request[Any, Any, Any], carrier: FromPath[st
 
 
 @get("/labels/{carrier:str}/{tracking_number:str}", guards=[admin("fulfilment")],
-     tags=["fulfilment"], media_type="application/pdf")
+     tags=["fulfilment"], media_type="application/pdf", responses=problems(404))
 async def shipping_label(request: Request[Any, Any, Any], carrier: FromPath[str],
                          tracking_number: FromPath[str]) -> Response[bytes]:
     """The printable label (PDF) a carrier plugin made when the shipment shipped."""

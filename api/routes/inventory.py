@@ -8,6 +8,7 @@ from litestar import Controller, Request, get, post, put
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from ordnung.api.auth import admin
+from ordnung.api.problems import problems
 from ordnung.api.routes.common import caller, check_limit, engine_of
 from ordnung.api.schemas import AdjustIn, CountIn, MovementPage
 from ordnung.core.domain.inventory import Channel, Location, StockLevel
@@ -35,13 +36,13 @@ class InventoryController(Controller):
                      location_id: FromQuery[str | None] = None) -> list[StockLevel]:
         return await engine_of(request).inventory.levels(sku, location_id)
 
-    @post("/adjustments", status_code=201)
+    @post("/adjustments", status_code=201, responses=problems(404))
     async def adjust(self, request: Request[Any, Any, Any], data: JSONBody[AdjustIn]) -> StockLevel:
         return await engine_of(request).inventory.adjust(
             data.sku, data.location_id, data.delta, kind=data.kind, reason=data.reason,
             actor=caller(request).actor)
 
-    @post("/counts", status_code=201)
+    @post("/counts", status_code=201, responses=problems(404))
     async def count(self, request: Request[Any, Any, Any], data: JSONBody[CountIn]) -> StockLevel:
         return await engine_of(request).inventory.count(
             data.sku, data.location_id, data.counted, reason=data.reason,

@@ -10,12 +10,22 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.exceptions import PermissionDeniedException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from ordnung.api.auth import admin, customer_or_admin, ensure_owner, shopper_or_admin
+from ordnung.api.problems import problems
 from ordnung.api.routes.common import caller, check_limit, engine_of, idempotency_key
-from ordnung.api.schemas import EventList, NoteIn, OrderPage, ReasonIn, ReleaseIn, TransitionIn
+from ordnung.api.schemas import (
+    EventList,
+    NoteIn,
+    OrderPage,
+    ReasonIn,
+    ReleaseIn,
+    StreamedEvent,
+    TransitionIn,
+)
 from ordnung.core.domain.orders import Order
 from ordnung.core.errors import InvalidInput
 from ordnung.core.requests import PlaceOrder
@@ -23,6 +33,8 @@ from ordnung.core.requests import PlaceOrder
 #: how long one live-status stream stays open at most, and how often it looks
 STREAM_SECONDS = 300.0
 POLL_SECONDS = 0.5
+EVENT_STREAM = ResponseSpec(data_container=StreamedEvent, media_type="text/event-stream",
+                            description="Server-sent events, one per timeline event")
 
 
 async def load_order(request: Request[Any, Any, Any], order_id: str) -> Order:
@@ -36,7 +48,8 @@ class OrderController(Controller):
     path = "/orders"
     tags = ["orders"]
 
-    @post("/", guards=[shopper_or_admin("orders")], status_code=201)
+    @post("/", guards=[shopper_or_admin("orders")], status_code=201,
+          responses=problems(402, 404))
     async def place(self, request: Request[Any, Any, Any], data: JSONBody[PlaceOrder]) -> Order:
         """Place an order in one request: lines, addresses, shipping choice and payment."""
         principal = caller(request)
@@ -75,22 +88,25 @@ class OrderController(Controller):
             limit=check_limit(limit))
         return OrderPage(items=items, next=items[-1].id if len(items) == limit else None)
 
-    @get("/{order_id:str}", guards=[customer_or_admin("orders")])
+    @get("/{order_id:str}", guards=[customer_or_admin("orders")], responses=problems(404))
     async def get_order(self, request: Request[Any, Any, Any], order_id: FromPath[str]) -> Order:
         return await load_order(request, order_id)
 
-    @get("/by-number/{number:str}", guards=[customer_or_admin("orders")])
+    @get("/by-number/{number:str}", guards=[customer_or_admin("orders")],
+         responses=problems(404))
     async def by_number(self, request: Request[Any, Any, Any], number: FromPath[str]) -> Order:
         order = await engine_of(request).orders.by_number(number)
         ensure_owner(caller(request), "order", number, order.customer_id)
         return order
 
-    @get("/{order_id:str}/timeline", guards=[customer_or_admin("orders")])
+    @get("/{order_id:str}/timeline", guards=[customer_or_admin("orders")],
+         responses=problems(404))
     async def timeline(self, request: Request[Any, Any, Any], order_id: FromPath[str]) -> EventList:
         await load_order(request, order_id)
         return EventList(items=await engine_of(request).orders.timeline(order_id))
 
-    @get("/{order_id:str}/events", guards=[customer_or_admin("orders")])
+    @get("/{order_id:str}/events", guards=[customer_or_admin("orders")],
+         responses={200: EVENT_STREAM, **problems(404)})
     async def live(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                    after_seq: FromQuery[int] = 0) -> ServerSentEvent:
         """Follow an order live (server-sent events): each timeline event as it happens.
@@ -117,14 +133,16 @@ class OrderController(Controller):
 
         return ServerSentEvent(stream())
 
-    @post("/{order_id:str}/cancel", guards=[customer_or_admin("orders")], status_code=200)
+    @post("/{order_id:str}/cancel", guards=[customer_or_admin("orders")], status_code=200,
+          responses=problems(404))
     async def cancel(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                      data: JSONBody[ReasonIn]) -> Order:
         await load_order(request, order_id)
         return await engine_of(request).orders.cancel(order_id, reason=data.reason,
                                                       actor=caller(request).actor)
 
-    @post("/{order_id:str}/hold", guards=[admin("orders")], status_code=200)
+    @post("/{order_id:str}/hold", guards=[admin("orders")], status_code=200,
+          responses=problems(404))
     async def hold(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                    data: JSONBody[ReasonIn]) -> Order:
         if not data.reason:
@@ -132,21 +150,24 @@ class OrderController(Controller):
         return await engine_of(request).orders.hold(order_id, data.reason,
                                                     actor=caller(request).actor)
 
-    @post("/{order_id:str}/release", guards=[admin("orders")], status_code=200)
+    @post("/{order_id:str}/release", guards=[admin("orders")], status_code=200,
+          responses=problems(404))
     async def release(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                       data: JSONBody[ReleaseIn]) -> Order:
         """Release a fraud/review hold; the order continues."""
         return await engine_of(request).orders.release(order_id, note=data.note,
                                                        actor=caller(request).actor)
 
-    @post("/{order_id:str}/transitions", guards=[admin("orders")], status_code=200)
+    @post("/{order_id:str}/transitions", guards=[admin("orders")], status_code=200,
+          responses=problems(404))
     async def transition(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                          data: JSONBody[TransitionIn]) -> Order:
         """Fire a plugin-defined order event (e.g. ``age_verified``)."""
         return await engine_of(request).orders.transition(order_id, data.event, data=data.data,
                                                           actor=caller(request).actor)
 
-    @post("/{order_id:str}/notes", guards=[admin("orders")], status_code=200)
+    @post("/{order_id:str}/notes", guards=[admin("orders")], status_code=200,
+          responses=problems(404))
     async def note(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                    data: JSONBody[NoteIn]) -> Order:
         return await engine_of(request).orders.add_note(order_id, data.note,

@@ -8,6 +8,7 @@ from litestar import Controller, Request, get, post
 from litestar.params import FromPath, JSONBody
 
 from ordnung.api.auth import admin, customer_or_admin
+from ordnung.api.problems import problems
 from ordnung.api.routes.common import caller, engine_of
 from ordnung.api.routes.orders import load_order
 from ordnung.api.schemas import AuthorizeIn, CaptureIn, RefundIn, VoidIn
@@ -19,13 +20,14 @@ class PaymentController(Controller):
     path = "/orders/{order_id:str}/payments"
     tags = ["payments"]
 
-    @get("/methods", guards=[customer_or_admin("payments")])
+    @get("/methods", guards=[customer_or_admin("payments")], responses=problems(404))
     async def methods(self, request: Request[Any, Any, Any], order_id: FromPath[str]
                       ) -> list[PaymentMethod]:
         await load_order(request, order_id)
         return await engine_of(request).payments.methods(order_id)
 
-    @post("/", guards=[customer_or_admin("payments")], status_code=201)
+    @post("/", guards=[customer_or_admin("payments")], status_code=201,
+          responses=problems(402, 404))
     async def authorize(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                         data: JSONBody[AuthorizeIn]) -> Order:
         """Pay (again) for what the order's payments do not cover yet."""
@@ -34,21 +36,24 @@ class PaymentController(Controller):
             order_id, gateway=data.gateway, method=data.method, token=data.token,
             actor=caller(request).actor)
 
-    @post("/capture", guards=[admin("payments")], status_code=200)
+    @post("/capture", guards=[admin("payments")], status_code=200,
+          responses=problems(402, 404))
     async def capture(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                       data: JSONBody[CaptureIn]) -> Order:
         return await engine_of(request).payments.capture(
             order_id, amount=data.amount, payment_id=data.payment_id,
             actor=caller(request).actor)
 
-    @post("/refund", guards=[admin("refunds")], status_code=200)
+    @post("/refund", guards=[admin("refunds")], status_code=200,
+          responses=problems(402, 404))
     async def refund(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                      data: JSONBody[RefundIn]) -> Order:
         return await engine_of(request).payments.refund(
             order_id, amount=data.amount, payment_id=data.payment_id, reason=data.reason,
             actor=caller(request).actor)
 
-    @post("/void", guards=[admin("payments")], status_code=200)
+    @post("/void", guards=[admin("payments")], status_code=200,
+          responses=problems(402, 404))
     async def void(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                    data: JSONBody[VoidIn]) -> Order:
         return await engine_of(request).payments.void(order_id, payment_id=data.payment_id,
@@ -56,7 +61,7 @@ class PaymentController(Controller):
 
 
 @post("/webhooks/payments/{gateway:str}", guards=[admin("payments")], status_code=200,
-      tags=["payments"])
+      tags=["payments"], responses=problems(404))
 async def payment_webhook(request: Request[Any, Any, Any], gateway: FromPath[str]) -> dict[str,
                           Any]:
     """A gateway's webhook: the gateway plugin verifies its signature and parses it.

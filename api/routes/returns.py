@@ -8,6 +8,7 @@ from litestar import Controller, Request, post
 from litestar.params import FromPath, JSONBody
 
 from ordnung.api.auth import admin, customer_or_admin
+from ordnung.api.problems import problems
 from ordnung.api.routes.common import caller, engine_of
 from ordnung.api.routes.orders import load_order
 from ordnung.api.schemas import ReasonIn, ReceiveIn, ReturnIn, ReturnRefundIn
@@ -18,7 +19,8 @@ class ReturnController(Controller):
     path = "/orders/{order_id:str}/returns"
     tags = ["returns"]
 
-    @post("/", guards=[customer_or_admin("orders")], status_code=201)
+    @post("/", guards=[customer_or_admin("orders")], status_code=201,
+          responses=problems(404))
     async def request_return(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                              data: JSONBody[ReturnIn]) -> Order:
         await load_order(request, order_id)
@@ -26,13 +28,15 @@ class ReturnController(Controller):
             order_id, data.lines, reason=data.reason, actor=caller(request).actor)
         return order
 
-    @post("/{return_id:str}/approve", guards=[admin("orders")], status_code=200)
+    @post("/{return_id:str}/approve", guards=[admin("orders")], status_code=200,
+          responses=problems(404))
     async def approve(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                       return_id: FromPath[str]) -> Order:
         return await engine_of(request).returns.approve(order_id, return_id,
                                                         actor=caller(request).actor)
 
-    @post("/{return_id:str}/reject", guards=[admin("orders")], status_code=200)
+    @post("/{return_id:str}/reject", guards=[admin("orders")], status_code=200,
+          responses=problems(404))
     async def reject(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                      return_id: FromPath[str],
                      data: JSONBody[ReasonIn]) -> Order:
@@ -40,7 +44,8 @@ class ReturnController(Controller):
                                                        reason=data.reason,
                                                        actor=caller(request).actor)
 
-    @post("/{return_id:str}/receive", guards=[admin("fulfilment")], status_code=200)
+    @post("/{return_id:str}/receive", guards=[admin("fulfilment")], status_code=200,
+          responses=problems(404))
     async def receive(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                       return_id: FromPath[str],
                       data: JSONBody[ReceiveIn]) -> Order:
@@ -48,7 +53,8 @@ class ReturnController(Controller):
                                                         restock=data.restock,
                                                         actor=caller(request).actor)
 
-    @post("/{return_id:str}/refund", guards=[admin("refunds")], status_code=200)
+    @post("/{return_id:str}/refund", guards=[admin("refunds")], status_code=200,
+          responses=problems(402, 404))
     async def refund(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                      return_id: FromPath[str],
                      data: JSONBody[ReturnRefundIn]) -> Order:
