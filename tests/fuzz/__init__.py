@@ -1,0 +1,1 @@
+"""API fuzzing: schemathesis against a real ``ordnung serve`` (see ``run_schemathesis``)."""
