@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,23 +19,14 @@ import asyncpg
 import pytest
 
 from ordnung.core import Engine, EngineConfig
+from tests.databases import fresh_pg_database
 from tests.support import builtin_plugins, seed_shop
 
 TEST_DB = os.environ.get("ORDNUNG_TEST_DB", "sqlite")
-PG_ADMIN_URL = os.environ.get("ORDNUNG_TEST_PG_ADMIN_URL",
-                              "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def pytest_report_header() -> str:
     return f"ordnung test database: {TEST_DB}"
-
-
-async def _pg_admin(sql: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -46,12 +36,8 @@ def pg_url() -> Iterator[str]:
     if given:
         yield given
         return
-    name = f"ordnung_test_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_pg_database("ordnung_test") as url:
+        yield url
 
 
 async def _reset_pg(url: str) -> None:

@@ -27,7 +27,6 @@ runs create and drop their database through ``ORDNUNG_TEST_PG_ADMIN_URL``
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import signal
@@ -35,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,12 +42,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.databases import fresh_pg_database
 from tests.serve_support import ADMIN_KEY, running_server
 
 DEFAULT_SEED = 1
 DEFAULT_EXAMPLES = 20
-PG_ADMIN_URL = os.environ.get("ORDNUNG_TEST_PG_ADMIN_URL",
-                              "postgresql://postgres@127.0.0.1:5432/postgres")
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
           "response_schema_conformance")
 BERLIN = {"name": "Erika Mustermann", "line1": "Heidestraße 17", "city": "Berlin",
@@ -59,28 +56,14 @@ BERLIN = {"name": "Erika Mustermann", "line1": "Heidestraße 17", "city": "Berli
 # --------------------------------------------------------------------------- database
 
 
-async def _pg_admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @contextmanager
 def database(kind: str, folder: Path) -> Iterator[str]:
     """The URL of a fresh, empty database, removed afterwards."""
     if kind == "sqlite":
         yield f"sqlite:///{folder / 'fuzz.db'}"
         return
-    name = f"ordnung_fuzz_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_pg_database("ordnung_fuzz") as url:
+        yield url
 
 
 # --------------------------------------------------------------------------- seed data
