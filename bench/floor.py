@@ -1,11 +1,12 @@
 """The floor: the minimal placement transactions run straight through the database driver.
 
-What a placement commits, without the engine: transaction 1 reserves stock with
-one guarded UPDATE per line (the same SKU mix as the load, plus the gift line where
-the gift rule adds one) and inserts the order, its ledger movements, its
-events and their outbox rows; transaction 2 records the payment authorization
-(update the order, insert its events and outbox rows). Same concurrency as the
-HTTP run. The ratio of the two is how close ordnung gets to the database.
+What a placement commits, without the engine. Transaction 1 reserves stock with one
+guarded UPDATE per line (the same SKU mix as the load, plus the gift line where the
+gift rule adds one) and inserts the order, its ledger movements, its events and the
+outbox row of the one event a plugin reacts to (the availability push). Transaction 2
+records the payment authorization: the gateway reference, the order update and its
+events. Same concurrency as the HTTP run; the ratio of the two is how close ordnung
+gets to the database. Both drivers run the same statements (``placement``).
 """
 
 from __future__ import annotations
@@ -16,17 +17,68 @@ import secrets
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
 LINES = 3  # lines per order, as in the placement scenario
 EVENTS_TX1 = 3  # order.placed, payment.created, inventory.availability_changed
-EVENTS_TX2 = 2  # payment.authorized, order.processing
+OUTBOX_TX1 = 1  # only the availability change has a reaction (channel_log)
+EVENTS_TX2 = 2  # payment.authorized, order.processing; no reactions, no outbox rows
 
 
 def _ids(n: int) -> list[str]:
     return [f"fl_{secrets.token_hex(12)}" for _ in range(n)]
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement ({} placeholders) run once per row of arguments; a reservation
+    (``returns``) must hand back a row, or the floor ran out of stock."""
+
+    sql: str
+    rows: list[tuple[Any, ...]]
+    returns: bool = False
+
+
+def placement(order_id: str, lines: list[str], payload: str,
+              now: Any) -> list[list[Statement]]:
+    """The two transactions of one placement."""
+    data = payload[:400]
+    events1, events2 = _ids(EVENTS_TX1), _ids(EVENTS_TX2)
+    event_sql = ("INSERT INTO events (id, order_id, seq, kind, data, at) "
+                 "VALUES ({}, {}, {}, 'floor', {}, {})")
+    return [[
+        Statement("UPDATE stock_levels SET reserved = reserved + 1 WHERE sku = {} "
+                  "AND (allow_backorder OR on_hand - reserved >= 1) RETURNING location_id",
+                  [(sku,) for sku in lines], returns=True),
+        Statement("INSERT INTO orders (id, number, channel, email, status, currency, priority, "
+                  "total, data, version, created_at, updated_at) VALUES ({}, {}, 'web', '', "
+                  "'placed', 'EUR', 0, 0, {}, 1, {}, {})",
+                  [(order_id, order_id[-12:], payload, now, now)]),
+        Statement("INSERT INTO stock_movements (id, sku, location_id, kind, on_hand_delta, "
+                  "reserved_delta, order_id, at) VALUES ({}, {}, 'floor', 'reserve', 0, 1, {}, {})",
+                  [(i, sku, order_id, now) for i, sku in zip(_ids(len(lines)), lines,
+                                                             strict=True)]),
+        Statement(event_sql, [(i, order_id, n, data, now) for n, i in enumerate(events1, 1)]),
+        Statement("INSERT INTO outbox (id, kind, order_id, payload, created_at) "
+                  "VALUES ({}, 'floor', {}, {}, {})",
+                  [(i, order_id, data, now) for i in events1[-OUTBOX_TX1:]]),
+    ], [
+        Statement("INSERT INTO external_refs (namespace, reference, order_id, entity_id) "
+                  "VALUES ('payment:floor', {}, {}, 'pay')", [(order_id, order_id)]),
+        Statement("UPDATE orders SET data = {}, version = 2 WHERE id = {}",
+                  [(payload, order_id)]),
+        Statement(event_sql, [(i, order_id, EVENTS_TX1 + n, data, now)
+                              for n, i in enumerate(events2, 1)]),
+    ]]
+
+
+def _numbered(sql: str) -> str:
+    parts = sql.split("{}")
+    return parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], start=1))
 
 
 class Catalogue:
@@ -57,43 +109,14 @@ async def postgres_floor(url: str, orders: int, concurrency: int, payload: str,
 
     async def one(conn: asyncpg.Connection) -> None:
         order_id = _ids(1)[0]
-        lines = shop.lines(rng)
-        async with conn.transaction():
-            for sku in lines:
-                row = await conn.fetchrow(
-                    "UPDATE stock_levels SET reserved = reserved + 1 WHERE sku = $1 "
-                    "AND (allow_backorder OR on_hand - reserved >= 1) RETURNING location_id",
-                    sku)
-                assert row is not None
-            await conn.execute(
-                "INSERT INTO orders (id, number, channel, email, status, currency, priority, "
-                "total, data, version, created_at, updated_at) VALUES ($1, $2, 'web', '', "
-                "'placed', 'EUR', 0, 0, $3, 1, $4, $4)", order_id, order_id[-12:], payload, now)
-            await conn.executemany(
-                "INSERT INTO stock_movements (id, sku, location_id, kind, on_hand_delta, "
-                "reserved_delta, order_id, at) VALUES ($1, $2, 'floor', 'reserve', 0, 1, $3, $4)",
-                [(i, sku, order_id, now) for i, sku in zip(_ids(len(lines)), lines, strict=True)])
-            ids = _ids(EVENTS_TX1)
-            await conn.executemany(
-                "INSERT INTO events (id, order_id, seq, kind, data, at) "
-                "VALUES ($1, $2, 1, 'floor', $3, $4)", [(i, order_id, payload[:400], now)
-                                                        for i in ids])
-            await conn.executemany(
-                "INSERT INTO outbox (id, kind, order_id, payload, created_at) "
-                "VALUES ($1, 'floor', $2, $3, $4)", [(i, order_id, payload[:400], now)
-                                                    for i in ids])
-        async with conn.transaction():
-            await conn.execute("UPDATE orders SET data = $2, version = 2 WHERE id = $1",
-                               order_id, payload)
-            ids = _ids(EVENTS_TX2)
-            await conn.executemany(
-                "INSERT INTO events (id, order_id, seq, kind, data, at) "
-                "VALUES ($1, $2, 2, 'floor', $3, $4)", [(i, order_id, payload[:400], now)
-                                                        for i in ids])
-            await conn.executemany(
-                "INSERT INTO outbox (id, kind, order_id, payload, created_at) "
-                "VALUES ($1, 'floor', $2, $3, $4)", [(i, order_id, payload[:400], now)
-                                                    for i in ids])
+        for transaction in placement(order_id, shop.lines(rng), payload, now):
+            async with conn.transaction():
+                for st in transaction:
+                    if st.returns:
+                        for args in st.rows:
+                            assert await conn.fetchrow(_numbered(st.sql), *args) is not None
+                    elif st.rows:
+                        await conn.executemany(_numbered(st.sql), st.rows)
 
     async def worker() -> None:
         async with pool.acquire() as conn:
@@ -126,41 +149,16 @@ def sqlite_floor(path: str, orders: int, concurrency: int, payload: str,
         conn = sqlite3.connect(path, timeout=60, isolation_level=None)
         conn.execute("PRAGMA synchronous = NORMAL")
         while (lines := take()) is not None:
-            order_id = _ids(1)[0]
-            conn.execute("BEGIN IMMEDIATE")
-            for sku in lines:
-                row = conn.execute(
-                    "UPDATE stock_levels SET reserved = reserved + 1 WHERE sku = ? "
-                    "AND (allow_backorder OR on_hand - reserved >= 1) RETURNING location_id",
-                    (sku,)).fetchone()
-                assert row is not None
-            conn.execute(
-                "INSERT INTO orders (id, number, channel, email, status, currency, priority, "
-                "total, data, version, created_at, updated_at) VALUES (?, ?, 'web', '', "
-                "'placed', 'EUR', 0, 0, ?, 1, ?, ?)", (order_id, order_id[-12:], payload, now, now))
-            conn.executemany(
-                "INSERT INTO stock_movements (id, sku, location_id, kind, on_hand_delta, "
-                "reserved_delta, order_id, at) VALUES (?, ?, 'floor', 'reserve', 0, 1, ?, ?)",
-                [(i, sku, order_id, now) for i, sku in zip(_ids(len(lines)), lines, strict=True)])
-            for table_ids in (_ids(EVENTS_TX1),):
-                conn.executemany("INSERT INTO events (id, order_id, seq, kind, data, at) "
-                                 "VALUES (?, ?, 1, 'floor', ?, ?)",
-                                 [(i, order_id, payload[:400], now) for i in table_ids])
-                conn.executemany("INSERT INTO outbox (id, kind, order_id, payload, created_at) "
-                                 "VALUES (?, 'floor', ?, ?, ?)",
-                                 [(i, order_id, payload[:400], now) for i in table_ids])
-            conn.execute("COMMIT")
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("UPDATE orders SET data = ?, version = 2 WHERE id = ?",
-                         (payload, order_id))
-            ids = _ids(EVENTS_TX2)
-            conn.executemany("INSERT INTO events (id, order_id, seq, kind, data, at) "
-                             "VALUES (?, ?, 2, 'floor', ?, ?)",
-                             [(i, order_id, payload[:400], now) for i in ids])
-            conn.executemany("INSERT INTO outbox (id, kind, order_id, payload, created_at) "
-                             "VALUES (?, 'floor', ?, ?, ?)",
-                             [(i, order_id, payload[:400], now) for i in ids])
-            conn.execute("COMMIT")
+            for transaction in placement(_ids(1)[0], lines, payload, now):
+                conn.execute("BEGIN IMMEDIATE")
+                for st in transaction:
+                    sql = st.sql.replace("{}", "?")
+                    if st.returns:
+                        for args in st.rows:
+                            assert conn.execute(sql, args).fetchone() is not None
+                    elif st.rows:
+                        conn.executemany(sql, st.rows)
+                conn.execute("COMMIT")
         conn.close()
 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]

@@ -88,11 +88,15 @@ class Dispatcher:
                       fresh: bool = True) -> None:
         """Run every reaction for committed ``events``, then mark them delivered.
         ``fresh``: the events were committed just now, by this process."""
+        delivered: list[str] = []
         for ev in events:
-            for hook in self._hooks_for(ev):
+            hooks = self._hooks_for(ev)
+            for hook in hooks:
                 for plugin in self.plugins.after_commit_impls(hook):
                     await self._run(hook, plugin, ev, order, fresh)
-        self.journal.mark_dispatched_soon([e.id for e in events if self.reacts_to(e)])
+            if hooks:  # only events with reactions have an outbox row to mark
+                delivered.append(ev.id)
+        self.journal.mark_dispatched_soon(delivered)
 
     async def sweep(self, limit: int = 100) -> int:
         """Deliver events whose writer did not (crash, lost connection)."""

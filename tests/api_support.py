@@ -161,6 +161,20 @@ class Api:
         return await self.client.post("/orders", json=body or order_body(),
                                       headers={**headers, **extra})
 
+    async def placed_cart(self, headers: dict[str, str], sku: str = "MUG") -> str:
+        """A cart taken through the whole flow (line, address, shipping, order); its id."""
+        cid: str = expect(await self.client.post("/carts", json={}, headers=headers), 201)["id"]
+        expect(await self.client.post(f"/carts/{cid}/lines", json={"sku": sku},
+                                      headers=headers), 200)
+        expect(await self.client.put(f"/carts/{cid}/addresses",
+                                     json={"shipping": BERLIN, "email": "kim@example.com"},
+                                     headers=headers), 200)
+        expect(await self.client.put(f"/carts/{cid}/shipping-method",
+                                     json={"method": "flat_rate:standard"}, headers=headers), 200)
+        expect(await self.client.post(f"/carts/{cid}/order", json={
+            "payment": {"gateway": "sandbox", "token": "tok_success"}}, headers=headers), 201)
+        return cid
+
     async def order(self, order_id: str, headers: dict[str, str] | None = None
                     ) -> dict[str, Any]:
         result: dict[str, Any] = expect(

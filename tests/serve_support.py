@@ -91,11 +91,9 @@ def wait_healthy(server: Server, timeout: float = START_TIMEOUT) -> None:
         if server.process.poll() is not None:
             pytest.fail(f"ordnung serve exited with {server.process.returncode}:\n"
                         f"{server.output()}\n{server.logs()}")
-        try:
+        with contextlib.suppress(httpx.TransportError):  # refused: not up yet
             if httpx.get(server.base_url + "/health", timeout=1.0).status_code == 200:
                 return
-        except httpx.TransportError:
-            pass
         if time.monotonic() > deadline:
             pytest.fail(f"no /health within {timeout:.0f} s:\n{server.output()}\n"
                         f"{server.logs()}")

@@ -7,7 +7,6 @@ from typing import Any
 
 from ordnung.core import hookimpl
 from tests.api_support import (
-    BERLIN,
     PROBLEM_MEDIA_TYPE,
     Api,
     api_client,
@@ -222,16 +221,7 @@ async def test_not_found_forbidden_conflict_and_the_other_types(api: Api) -> Non
         "email": "kim@example.com"}, headers=api.admin), 409, "conflict")
     assert problem["field"] == "email"
 
-    cart = expect(await api.client.post("/carts", json={}, headers=shop), 201)
-    cid = cart["id"]
-    expect(await api.client.post(f"/carts/{cid}/lines", json={"sku": "MUG"}, headers=shop), 200)
-    expect(await api.client.put(f"/carts/{cid}/addresses",
-                                json={"shipping": BERLIN, "email": "kim@example.com"},
-                                headers=shop), 200)
-    expect(await api.client.put(f"/carts/{cid}/shipping-method",
-                                json={"method": "flat_rate:standard"}, headers=shop), 200)
-    expect(await api.client.post(f"/carts/{cid}/order", json={
-        "payment": {"gateway": "sandbox", "token": "tok_success"}}, headers=shop), 201)
+    cid = await api.placed_cart(shop)
     problem = expect_problem(await api.client.post(f"/carts/{cid}/lines", json={"sku": "MUG"},
                                                    headers=shop), 409, "conflict")
     assert problem["cart_id"] == cid
@@ -384,17 +374,8 @@ async def test_the_openapi_document_describes_every_problem_answer(api: Api) -> 
     document = expect(await api.client.get("/schema/openapi.json"), 200)
     shop = await api.storefront("web")
     order = await api.place_order(shop, order_body(("MUG", 1)))
-    cart = expect(await api.client.post("/carts", json={}, headers=shop), 201)
-    expect(await api.client.post(f"/carts/{cart['id']}/lines", json={"sku": "MUG"},
-                                 headers=shop), 200)
-    expect(await api.client.put(f"/carts/{cart['id']}/addresses",
-                                json={"shipping": BERLIN, "email": "kim@example.com"},
-                                headers=shop), 200)
-    expect(await api.client.put(f"/carts/{cart['id']}/shipping-method",
-                                json={"method": "flat_rate:standard"}, headers=shop), 200)
-    expect(await api.client.post(f"/carts/{cart['id']}/order", json={
-        "payment": {"gateway": "sandbox", "token": "tok_success"}}, headers=shop), 201)
-    oid, cid = order["id"], cart["id"]
+    cid = await api.placed_cart(shop)
+    oid = order["id"]
     cases: list[tuple[str, str, str, Any, dict[str, str], int]] = [
         ("post", "/orders", "/orders", order_body(), {}, 401),
         ("post", "/orders", "/orders", order_body(("MUG", 1), token="tok_decline"), shop, 402),
