@@ -30,6 +30,7 @@ from ordnung.api.problems import (
     handle_ordnung_error,
     handle_unexpected,
 )
+from ordnung.api.routes.accounts import AccountController
 from ordnung.api.routes.admin import AdminController
 from ordnung.api.routes.carts import CartController
 from ordnung.api.routes.catalogue import CatalogueController
@@ -123,7 +124,7 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
             CustomerController, CartController, OrderController, PaymentController,
             payment_webhook, FulfilmentController, ShipmentController, tracking_webhook,
             shipping_label,
-            ReturnController, AdminController,
+            ReturnController, AdminController, AccountController,
         ],
         lifespan=[lifespan],
         middleware=middleware,

@@ -34,6 +34,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from ordnung.core.contexts import PricingContext, RiskContext, TransitionContext
+    from ordnung.core.domain.accounts import AccountNotice
     from ordnung.core.domain.customers import Customer
     from ordnung.core.domain.events import Event
     from ordnung.core.domain.inventory import AvailabilityChange
@@ -330,4 +331,18 @@ def ordnung_erase_customer_data(customer: Customer) -> None:
 
     Called before the core anonymises the customer and their orders, collected.
     Raising aborts the erasure; nothing is anonymised.
+    """
+
+
+@hookspec
+def ordnung_account_notice(notice: AccountNotice) -> bool | None:
+    """Deliver a one-time account token to the customer: a password reset or an e-mail
+    verification (``notice.kind``).
+
+    Called in the background once the request that asked for it has answered (so the
+    answer is the same whether or not the address has an account), collected; answer
+    ``True`` when the notice went out. ``notice.token`` is a secret: send it to
+    ``notice.email`` only, never log or store it. It expires at ``notice.expires_at`` and
+    works once. Not retried: raising is logged (without the token) and the customer asks
+    again, which replaces the token. Let one plugin deliver these notices.
     """
