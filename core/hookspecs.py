@@ -19,6 +19,8 @@ Calling conventions, stated once:
 * **after-commit**: called once the change is committed. Raising does not
   undo anything: the failure is recorded and the call is retried later with
   backoff (at-least-once; make the implementation idempotent).
+* **background**: called after the request that caused it has answered (its answer
+  does not depend on the hook); not retried, raising is logged.
 
 Hook wrappers (``wrapper=True``/``hookwrapper=True``) are not supported for
 these hooks, because the core awaits implementations itself; registering one
