@@ -18,10 +18,10 @@ from litestar import Litestar, Request, get
 from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from ordnung.api.auth import PUBLIC_PATHS, BearerAuthMiddleware
+from ordnung.api.docs_pages import docs_assets_router, docs_render_plugins
 from ordnung.api.idempotency import IdempotencyMiddleware
 from ordnung.api.logging_middleware import RequestLogMiddleware
 from ordnung.api.problems import (
@@ -123,7 +123,7 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
             CustomerController, CartController, OrderController, PaymentController,
             payment_webhook, FulfilmentController, ShipmentController, tracking_webhook,
             shipping_label,
-            ReturnController, AdminController,
+            ReturnController, AdminController, docs_assets_router(),
         ],
         lifespan=[lifespan],
         middleware=middleware,
@@ -139,7 +139,7 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
                         "'Authorization: Bearer <key>' except /health and the docs. Errors "
                         "are RFC 9457 problem details.",
             path="/schema",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            render_plugins=docs_render_plugins(),
             components=Components(security_schemes={"bearer": SecurityScheme(
                 type="http", scheme="bearer")}),
             security=[{"bearer": []}],
