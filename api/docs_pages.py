@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.datastructures import CacheControlHeader
+from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.router import Router
 from litestar.static_files import create_static_files_router
 
@@ -40,4 +40,5 @@ def docs_assets_router() -> Router:
     release of ordnung may change them)."""
     return create_static_files_router(
         path=ASSETS_PATH, directories=[ASSETS_DIR], include_in_schema=False,
-        cache_control=CacheControlHeader(max_age=86400), name="docs-assets", opt={"exclude_from_auth": True})
+        cache_control=CacheControlHeader(max_age=86400), name="docs-assets",
+        opt={"exclude_from_auth": True})
