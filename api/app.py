@@ -12,13 +12,14 @@ import os
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 from litestar import Litestar, Request, get
 from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import ASGIApp
 
 from ordnung.api.auth import PUBLIC_PATHS, BearerAuthMiddleware
 from ordnung.api.docs_pages import docs_assets_router, docs_render_plugins
@@ -113,11 +114,11 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
             if own:
                 await eng.stop()
 
-    # outermost first: request log, then authentication, then idempotency
-    middleware: list[Any] = [RequestLogMiddleware,
-                             DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS),
+    # outermost first: authentication, then idempotency (the request log wraps the whole
+    # app, below)
+    middleware: list[Any] = [DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS),
                              IdempotencyMiddleware]
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             health, CatalogueController, InventoryController, ChannelController,
             CustomerController, CartController, OrderController, PaymentController,
@@ -145,4 +146,8 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
             security=[{"bearer": []}],
         ),
         debug=False,
+        # logging is the process's to configure (ordnung serve, or the embedding app)
+        logging_config=None,
     )
+    app.asgi_handler = cast(ASGIApp, RequestLogMiddleware(app.asgi_handler))
+    return app
