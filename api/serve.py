@@ -20,11 +20,14 @@ import msgspec
 from litestar import Litestar
 
 from ordnung.core.domain.access import ADMIN_SCOPES
+from ordnung.core.errors import ConfigError
 
 ENV_DATABASE_URL = "ORDNUNG_DATABASE_URL"
 ENV_PLUGIN_SETTINGS = "ORDNUNG_PLUGIN_SETTINGS"
 ENV_ADMIN_KEY = "ORDNUNG_ADMIN_KEY"
 ENV_DEMO = "ORDNUNG_DEMO"
+#: an admin key chosen by the operator must not be guessable
+MIN_ADMIN_KEY = 16
 #: how the parent tells the workers to log (they are separate processes)
 ENV_LOG_LEVEL = "ORDNUNG_LOG_LEVEL"
 ENV_LOG_JSON = "ORDNUNG_LOG_JSON"
@@ -149,6 +152,12 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, demo: 
         env[ENV_PLUGIN_SETTINGS] = demo_plugin_settings(env.get(ENV_PLUGIN_SETTINGS))
         # the demo shop is German: one tax plugin, no mail server needed
         env.setdefault("ORDNUNG_PLUGINS", ",".join(DEMO_PLUGINS))
+    admin_key = env.get(ENV_ADMIN_KEY)
+    if admin_key and len(admin_key) < MIN_ADMIN_KEY:
+        # before anything touches the database: a typo must not leave a migrated database
+        # behind, nor a half-started server
+        raise ConfigError(ENV_ADMIN_KEY, f"must be at least {MIN_ADMIN_KEY} characters "
+                                         f"(it has {len(admin_key)})")
     env[ENV_LOG_LEVEL] = log_level.upper()
     env[ENV_LOG_JSON] = "1" if log_json else "0"
     configure_from_env()

@@ -8,7 +8,38 @@ from typing import Any
 
 import msgspec
 
+from ordnung.core.errors import ConfigError
 from ordnung.core.persistence.database import DEFAULT_URL
+
+#: the spellings ``ORDNUNG_*`` switches accept; anything else is a mistake, not "true"
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+def env_bool(name: str, raw: str) -> bool:
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigError(name, f"expected true or false (or 1/0, yes/no, on/off), got {raw!r}")
+
+
+def env_json_object(name: str, raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(name, f"not valid JSON ({exc.msg} at character {exc.pos})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(name, f"expected a JSON object, got a JSON {type(value).__name__}")
+    return value
+
+
+def setting_of(path: str) -> str:
+    """``$.plugin_settings.free_gift`` -> ``ORDNUNG_PLUGIN_SETTINGS``: every field of
+    ``EngineConfig`` is read from the variable of its name."""
+    field = path.removeprefix("$.").split(".", 1)[0].split("[", 1)[0]
+    return f"ORDNUNG_{field.upper()}" if field and field != "$" else "ORDNUNG_*"
 
 
 class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -40,8 +71,14 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             values["plugins"] = [p.strip() for p in env["ORDNUNG_PLUGINS"].split(",")
                                  if p.strip()]
         if env.get("ORDNUNG_PLUGIN_SETTINGS"):
-            values["plugin_settings"] = json.loads(env["ORDNUNG_PLUGIN_SETTINGS"])
+            values["plugin_settings"] = env_json_object("ORDNUNG_PLUGIN_SETTINGS",
+                                                        env["ORDNUNG_PLUGIN_SETTINGS"])
         if env.get("ORDNUNG_REQUIRE_TAX"):
-            values["require_tax"] = env["ORDNUNG_REQUIRE_TAX"].lower() not in ("0", "false", "no")
+            values["require_tax"] = env_bool("ORDNUNG_REQUIRE_TAX", env["ORDNUNG_REQUIRE_TAX"])
         values.update(overrides)
-        return msgspec.convert(values, cls)
+        try:
+            return msgspec.convert(values, cls)
+        except msgspec.ValidationError as exc:
+            message = str(exc)
+            path = message.rsplit(" - at `", 1)[1].rstrip("`") if " - at `" in message else ""
+            raise ConfigError(setting_of(path), message.split(" - at `", 1)[0]) from None

@@ -34,9 +34,10 @@ FOREIGN_LOGGERS = ("uvicorn", "uvicorn.error", "piccolo", "asyncio",
                    "py.warnings", "litestar")
 
 
-#: HTTP client libraries log every URL they call at INFO; a URL can carry a key (webhook
-#: and gateway callbacks do), so they only speak up for warnings
-CLIENT_LOGGERS = ("httpx", "httpcore")
+#: libraries that only speak up for warnings: HTTP clients log every URL they call at INFO
+#: (a URL can carry a key: webhook and gateway callbacks do), piccolo the database
+#: driver's version at every start
+WARNINGS_ONLY = ("httpx", "httpcore", "piccolo")
 
 
 def mask_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -113,7 +114,7 @@ def configure_logging(level: str = "INFO", *, json: bool = False,
         for old in list(foreign.handlers):
             foreign.removeHandler(old)
         foreign.propagate = True
-    for name in CLIENT_LOGGERS:
+    for name in WARNINGS_ONLY:
         logging.getLogger(name).setLevel(max(numeric_level, logging.WARNING))
     logging.captureWarnings(True)
 

@@ -36,7 +36,7 @@ def test_log_json_makes_every_line_json_with_true_statuses(database_url: str,
         assert line.startswith("{"), f"not a JSON line: {line!r}"
         entries.append(json.loads(line))
     loggers = {e.get("logger") for e in entries}
-    assert {"uvicorn.error", "piccolo.engine.base"} <= loggers  # foreign lines too
+    assert "uvicorn.error" in loggers  # the server's own lines too
     requests = {e["request_id"]: e for e in entries if e["event"] == "request"}
     assert requests[unknown_id]["status"] == 404
     assert requests[unknown_id]["path"] == "/no/such/route"
