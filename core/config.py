@@ -42,9 +42,22 @@ def setting_of(path: str) -> str:
     return f"ORDNUNG_{field.upper()}" if field and field != "$" else "ORDNUNG_*"
 
 
+#: The built-in plugins enabled when ``plugins`` (``ORDNUNG_PLUGINS``) is not set: one of
+#: each kind that works without further settings and cannot surprise a shop. Left out on
+#: purpose: ``sandbox`` (a test gateway: it would take test card tokens as payment),
+#: ``email`` (needs a mail server), the competing tax plugins ``eu_vat`` and
+#: ``us_sales_tax`` (one tax plugin per region), and the plugins that only act once
+#: configured or that change the order flow (``weight_bands``, ``free_shipping``,
+#: ``shipping_restrictions``, ``spending_milestones``, ``vip_priority``, ``risk_rules``,
+#: ``channel_log``). Installed third-party plugins are enabled as well.
+DEFAULT_PLUGINS = ("manual", "flat_rate", "store_pickup", "table_tax", "coupons",
+                   "free_gift", "privacy")
+
+
 class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     database_url: str = DEFAULT_URL
-    #: entry-point names to enable; None enables every installed plugin
+    #: entry-point names to enable; None enables ``DEFAULT_PLUGINS`` and every installed
+    #: third-party plugin
     plugins: list[str] | None = None
     #: settings per plugin name, validated against the plugin's Settings Struct
     plugin_settings: dict[str, dict[str, Any]] = {}
