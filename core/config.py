@@ -4,11 +4,55 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
+from ordnung.core.errors import ConfigError
 from ordnung.core.persistence.database import DEFAULT_URL
+
+#: the spellings ``ORDNUNG_*`` switches accept; anything else is a mistake, not "true"
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+def env_bool(name: str, raw: str) -> bool:
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigError(name, f"expected true or false (or 1/0, yes/no, on/off), got {raw!r}")
+
+
+def env_json_object(name: str, raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(name, f"not valid JSON ({exc.msg} at character {exc.pos})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(name, f"expected a JSON object, got a JSON {type(value).__name__}")
+    return value
+
+
+def setting_of(path: str) -> str:
+    """``$.plugin_settings.free_gift`` -> ``ORDNUNG_PLUGIN_SETTINGS``: every field of
+    ``EngineConfig`` is read from the variable of its name."""
+    field = path.removeprefix("$.").split(".", 1)[0].split("[", 1)[0]
+    return f"ORDNUNG_{field.upper()}" if field and field != "$" else "ORDNUNG_*"
+
+
+#: The built-in plugins enabled when ``plugins`` (``ORDNUNG_PLUGINS``) is not set: one of
+#: each kind that works without further settings and cannot surprise a shop. Left out on
+#: purpose: ``sandbox`` (a test gateway: it would take test card tokens as payment),
+#: ``email`` (needs a mail server), the competing tax plugins ``eu_vat`` and
+#: ``us_sales_tax`` (one tax plugin per region), and the plugins that only act once
+#: configured or that change the order flow (``weight_bands``, ``free_shipping``,
+#: ``shipping_restrictions``, ``spending_milestones``, ``vip_priority``, ``risk_rules``,
+#: ``channel_log``). Installed third-party plugins are enabled as well.
+DEFAULT_PLUGINS = ("manual", "flat_rate", "store_pickup", "table_tax", "coupons",
+                   "free_gift", "privacy")
+
 
 #: settings of customer accounts and tokens, each read from ``ORDNUNG_<NAME>``
 ACCOUNT_SETTINGS = ("access_token_ttl", "refresh_token_ttl", "customer_token_ttl",
@@ -16,16 +60,32 @@ ACCOUNT_SETTINGS = ("access_token_ttl", "refresh_token_ttl", "customer_token_ttl
                     "sign_in_limit_per_account", "account_limit_per_address")
 
 
-def _int(name: str, raw: str) -> int:
+def env_account_setting(name: str, raw: str) -> int | str:
+    """An account setting from ``ORDNUNG_<NAME>``: a whole number of seconds (or
+    characters), or a rate in the ``limits`` notation for the two throttles."""
+    variable = f"ORDNUNG_{name.upper()}"
+    if name.endswith(("_limit_per_account", "_limit_per_address")):
+        from limits import parse
+
+        try:
+            parse(raw)
+        except ValueError:
+            raise ConfigError(variable, f"expected a rate such as '10/15 minutes' or "
+                                        f"'30/minute', got {raw!r}") from None
+        return raw
     try:
         return int(raw)
     except ValueError:
-        raise ValueError(f"ORDNUNG_{name.upper()} must be a whole number, not {raw!r}") from None
+        raise ConfigError(variable, f"expected a whole number, got {raw!r}") from None
+
+#: a count of seconds or characters that must be above zero
+Positive = Annotated[int, msgspec.Meta(gt=0)]
 
 
 class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     database_url: str = DEFAULT_URL
-    #: entry-point names to enable; None enables every installed plugin
+    #: entry-point names to enable; None enables ``DEFAULT_PLUGINS`` and every installed
+    #: third-party plugin
     plugins: list[str] | None = None
     #: settings per plugin name, validated against the plugin's Settings Struct
     plugin_settings: dict[str, dict[str, Any]] = {}
@@ -40,17 +100,17 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: run the outbox sweeper and reaction retries in the background
     background_tasks: bool = False
     #: seconds a customer's access token (from signing in or refreshing) is valid
-    access_token_ttl: int = 900
+    access_token_ttl: Positive = 900
     #: seconds a refresh token is valid; every refresh issues a new one with a fresh term
-    refresh_token_ttl: int = 30 * 86_400
+    refresh_token_ttl: Positive = 30 * 86_400
     #: seconds a customer token issued by staff (``POST /customers/{id}/tokens``) is valid
-    customer_token_ttl: int = 86_400
+    customer_token_ttl: Positive = 86_400
     #: seconds a password-reset token sent by e-mail is valid
-    password_reset_ttl: int = 3_600
+    password_reset_ttl: Positive = 3_600
     #: seconds an e-mail verification token is valid
-    email_verification_ttl: int = 2 * 86_400
+    email_verification_ttl: Positive = 2 * 86_400
     #: shortest password a customer may choose
-    password_min_length: int = 10
+    password_min_length: Positive = 10
     #: failed sign-ins per account (``limits`` notation, e.g. ``10/15 minutes``)
     sign_in_limit_per_account: str = "10/15 minutes"
     #: account requests (sign-in, registration, password reset) per client address
@@ -83,13 +143,18 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             values["plugins"] = [p.strip() for p in env["ORDNUNG_PLUGINS"].split(",")
                                  if p.strip()]
         if env.get("ORDNUNG_PLUGIN_SETTINGS"):
-            values["plugin_settings"] = json.loads(env["ORDNUNG_PLUGIN_SETTINGS"])
+            values["plugin_settings"] = env_json_object("ORDNUNG_PLUGIN_SETTINGS",
+                                                        env["ORDNUNG_PLUGIN_SETTINGS"])
         if env.get("ORDNUNG_REQUIRE_TAX"):
-            values["require_tax"] = env["ORDNUNG_REQUIRE_TAX"].lower() not in ("0", "false", "no")
+            values["require_tax"] = env_bool("ORDNUNG_REQUIRE_TAX", env["ORDNUNG_REQUIRE_TAX"])
         for name in ACCOUNT_SETTINGS:
             raw = env.get(f"ORDNUNG_{name.upper()}")
             if raw:
-                values[name] = raw if name.endswith("limit_per_account") or name.endswith(
-                    "limit_per_address") else _int(name, raw)
+                values[name] = env_account_setting(name, raw)
         values.update(overrides)
-        return msgspec.convert(values, cls)
+        try:
+            return msgspec.convert(values, cls)
+        except msgspec.ValidationError as exc:
+            message = str(exc)
+            path = message.rsplit(" - at `", 1)[1].rstrip("`") if " - at `" in message else ""
+            raise ConfigError(setting_of(path), message.split(" - at `", 1)[0]) from None

@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 
-from ordnung.core.config import EngineConfig
+from ordnung.core.config import DEFAULT_PLUGINS, EngineConfig
 from ordnung.core.dispatch import Dispatcher
 from ordnung.core.errors import PluginError
 from ordnung.core.lifecycle import build_machines
@@ -71,7 +71,8 @@ class Engine:
             else:
                 self.host.register(spec)
         if self.config.load_entry_points:
-            self.host.load_entry_points(self.config.plugins, self.config.plugin_settings)
+            self.host.load_entry_points(self.config.plugins, self.config.plugin_settings,
+                                        defaults=DEFAULT_PLUGINS)
         elif self.config.plugin_settings:
             unknown = set(self.config.plugin_settings) - set(self.host.names())
             if unknown:

@@ -6,24 +6,29 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
+
+import pytest
 
 from ordnung.plugins.notifications.email import EmailNotifications
 from tests.api_support import Api, api_client, bearer, captured_logs, expect, expect_problem
 from tests.support import builtin_plugins
-from tests.test_plugin_notifications import (  # noqa: F401  (the ``smtp`` fixture)
-    SHOP,
-    Mail,
-    SmtpServer,
-    email_settings,
-    smtp,
-)
+from tests.test_plugin_notifications import SHOP, Mail, SmtpServer, email_settings
 
 RESET_URL = "https://shirts.example/account/new-password?token={token}"
 VERIFY_URL = "https://shirts.example/account/verify?token={token}"
 PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(name="smtp")
+def smtp_fixture() -> Iterator[SmtpServer]:
+    """A real SMTP server (aiosmtpd) on a local port, keeping what it accepted."""
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()
 
 
 @asynccontextmanager
