@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +34,7 @@ from tests.api_support import (
     order_body,
 )
 from tests.support import builtin_plugins
+from tests.test_cli_config_errors import one_line, serve
 
 PASSWORD = "correct horse battery"
 NEW_PASSWORD = "staple gun orbit 42"
@@ -451,3 +453,17 @@ async def test_malformed_account_requests_are_422_and_store_nothing(
                        422, "validation")
         assert expect(await api.client.get("/customers", headers=api.admin), 200)["items"] == []
         assert await CustomerCredentialRow.select().run() == []
+
+
+@pytest.mark.parametrize(("variable", "value", "expected"), [
+    ("ORDNUNG_SIGN_IN_LIMIT_PER_ACCOUNT", "lots", "a rate such as"),
+    ("ORDNUNG_ACCOUNT_LIMIT_PER_ADDRESS", "30 a minute", "a rate such as"),
+    ("ORDNUNG_ACCESS_TOKEN_TTL", "15m", "a whole number"),
+    ("ORDNUNG_REFRESH_TOKEN_TTL", "0", ">= 1"),
+])
+def test_a_mistaken_account_setting_is_one_line_naming_it(
+        tmp_path: Path, variable: str, value: str, expected: str) -> None:
+    result = serve(tmp_path, f"sqlite:///{tmp_path / 'shop.db'}", **{variable: value})
+    line = one_line(result)
+    assert variable in line and expected in line, line
+    assert not (tmp_path / "shop.db").exists()  # refused before anything was created
