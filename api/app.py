@@ -44,6 +44,7 @@ from ordnung.api.routes.fulfilment import (
 from ordnung.api.routes.inventory import ChannelController, InventoryController
 from ordnung.api.routes.orders import OrderController
 from ordnung.api.routes.payments import PaymentController, payment_webhook
+from ordnung.api.routes.reactions import ReactionController
 from ordnung.api.routes.returns import ReturnController
 from ordnung.core import Engine, EngineConfig
 from ordnung.core.errors import OrdnungError
@@ -124,7 +125,7 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
             CustomerController, CartController, OrderController, PaymentController,
             payment_webhook, FulfilmentController, ShipmentController, tracking_webhook,
             shipping_label,
-            ReturnController, AdminController, docs_assets_router(),
+            ReturnController, AdminController, ReactionController, docs_assets_router(),
         ],
         lifespan=[lifespan],
         middleware=middleware,

@@ -8,7 +8,8 @@ goes through one of its services::
         order = await engine.orders.place(PlaceOrder(...))
 
 Services: ``catalog``, ``inventory``, ``channels``, ``customers``, ``carts``,
-``orders``, ``payments``, ``fulfilment``, ``returns``, ``access`` (API keys).
+``orders``, ``payments``, ``fulfilment``, ``returns``, ``access`` (API keys),
+``reactions`` (plugin reactions that failed after their change committed).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from ordnung.core.services.fulfilment import FulfilmentService
 from ordnung.core.services.inventory import InventoryService
 from ordnung.core.services.orders import OrderService
 from ordnung.core.services.payments import PaymentService
+from ordnung.core.services.reactions import ReactionService
 from ordnung.core.services.returns import ReturnService
 
 log = structlog.get_logger("ordnung.engine")
@@ -105,6 +107,7 @@ class Engine:
             self.fulfilment = FulfilmentService(rt)
             self.returns = ReturnService(rt, self.payments)
             self.access = AccessService(rt)
+            self.reactions = ReactionService(rt.journal, self.dispatcher)
             self._started = True
             await self.host.collect("ordnung_engine_started", engine=self)
             if self.config.background_tasks:
