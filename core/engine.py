@@ -27,6 +27,7 @@ from ordnung.core.dispatch import Dispatcher
 from ordnung.core.errors import PluginError
 from ordnung.core.lifecycle import build_machines
 from ordnung.core.lifecycle.machine import Machine, StateExtension
+from ordnung.core.observe import Metrics
 from ordnung.core.persistence.database import Database
 from ordnung.core.persistence.plugin_store import PluginStore
 from ordnung.core.plugin_host import PluginHost
@@ -152,6 +153,12 @@ class Engine:
             except Exception as exc:  # keep the loop alive; the next round retries
                 log.warning("maintenance round failed", error=repr(exc))
             await asyncio.sleep(interval)
+
+    def observe_with(self, metrics: Metrics) -> None:
+        """Report placements, committed events and failed reactions to ``metrics``
+        (``ordnung serve`` installs a Prometheus sink; the default records nothing)."""
+        self.runtime.metrics = metrics
+        self.dispatcher.metrics = metrics
 
     def plugin_store(self, plugin: str) -> PluginStore:
         """A plugin's own storage, for use outside hooks (e.g. issuing a coupon)."""
