@@ -25,6 +25,12 @@ from ordnung.api.auth import PUBLIC_PATHS, BearerAuthMiddleware
 from ordnung.api.docs_pages import docs_assets_router, docs_render_plugins
 from ordnung.api.idempotency import IdempotencyMiddleware
 from ordnung.api.logging_middleware import RequestLogMiddleware
+from ordnung.api.metrics import (
+    HttpMetricsMiddleware,
+    PrometheusMetrics,
+    metrics_endpoint,
+    process_exited,
+)
 from ordnung.api.problems import (
     ProblemDocs,
     handle_http_error,
@@ -45,6 +51,7 @@ from ordnung.api.routes.fulfilment import (
 from ordnung.api.routes.inventory import ChannelController, InventoryController
 from ordnung.api.routes.orders import OrderController
 from ordnung.api.routes.payments import PaymentController, payment_webhook
+from ordnung.api.routes.reactions import ReactionController
 from ordnung.api.routes.returns import ReturnController
 from ordnung.core import Engine, EngineConfig
 from ordnung.core.errors import OrdnungError
@@ -99,6 +106,7 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
         own = engine is None
         eng = engine or Engine(config or EngineConfig.from_env(background_tasks=True))
         await eng.start()
+        eng.observe_with(PrometheusMetrics())
         if seed_demo:
             from ordnung.api.seed import seed_demo_shop
 
@@ -114,6 +122,7 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
                 stats.cancel()
             if own:
                 await eng.stop()
+            process_exited()
 
     # outermost first: authentication, then idempotency (the request log wraps the whole
     # app, below)
@@ -121,11 +130,15 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
                              IdempotencyMiddleware]
     app = Litestar(
         route_handlers=[
-            health, CatalogueController, InventoryController, ChannelController,
+            health, metrics_endpoint, CatalogueController, InventoryController, ChannelController,
             CustomerController, CartController, OrderController, PaymentController,
             payment_webhook, FulfilmentController, ShipmentController, tracking_webhook,
             shipping_label,
+<<<<<<< HEAD
             ReturnController, AdminController, AccountController, docs_assets_router(),
+=======
+            ReturnController, AdminController, ReactionController, docs_assets_router(),
+>>>>>>> main
         ],
         lifespan=[lifespan],
         middleware=middleware,
@@ -150,5 +163,7 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
         # logging is the process's to configure (ordnung serve, or the embedding app)
         logging_config=None,
     )
-    app.asgi_handler = cast(ASGIApp, RequestLogMiddleware(app.asgi_handler))
+    # outside litestar's exception handling: they see every answer as the client does
+    measured = cast(ASGIApp, HttpMetricsMiddleware(app.asgi_handler))
+    app.asgi_handler = cast(ASGIApp, RequestLogMiddleware(measured))
     return app

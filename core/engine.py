@@ -9,7 +9,11 @@ goes through one of its services::
 
 Services: ``catalog``, ``inventory``, ``channels``, ``customers``, ``carts``,
 ``orders``, ``payments``, ``fulfilment``, ``returns``, ``access`` (API keys),
+<<<<<<< HEAD
 ``accounts`` (customer sign-up, sign-in, sessions, password reset).
+=======
+``reactions`` (plugin reactions that failed after their change committed).
+>>>>>>> main
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from ordnung.core.dispatch import Dispatcher
 from ordnung.core.errors import PluginError
 from ordnung.core.lifecycle import build_machines
 from ordnung.core.lifecycle.machine import Machine, StateExtension
+from ordnung.core.observe import Metrics
 from ordnung.core.persistence.database import Database
 from ordnung.core.persistence.plugin_store import PluginStore
 from ordnung.core.plugin_host import PluginHost
@@ -42,6 +47,7 @@ from ordnung.core.services.fulfilment import FulfilmentService
 from ordnung.core.services.inventory import InventoryService
 from ordnung.core.services.orders import OrderService
 from ordnung.core.services.payments import PaymentService
+from ordnung.core.services.reactions import ReactionService
 from ordnung.core.services.returns import ReturnService
 
 log = structlog.get_logger("ordnung.engine")
@@ -106,8 +112,13 @@ class Engine:
             self.carts = CartService(rt, self.pipeline, self.channels, self.customers, self.orders)
             self.fulfilment = FulfilmentService(rt)
             self.returns = ReturnService(rt, self.payments)
+<<<<<<< HEAD
             self.access = AccessService(rt, customer_token_ttl=self.config.customer_token_ttl)
             self.accounts = AccountService(rt, self.customers, self.config)
+=======
+            self.access = AccessService(rt)
+            self.reactions = ReactionService(rt.journal, self.dispatcher)
+>>>>>>> main
             self._started = True
             await self.host.collect("ordnung_engine_started", engine=self)
             if self.config.background_tasks:
@@ -154,6 +165,12 @@ class Engine:
             except Exception as exc:  # keep the loop alive; the next round retries
                 log.warning("maintenance round failed", error=repr(exc))
             await asyncio.sleep(interval)
+
+    def observe_with(self, metrics: Metrics) -> None:
+        """Report placements, committed events and failed reactions to ``metrics``
+        (``ordnung serve`` installs a Prometheus sink; the default records nothing)."""
+        self.runtime.metrics = metrics
+        self.dispatcher.metrics = metrics
 
     def plugin_store(self, plugin: str) -> PluginStore:
         """A plugin's own storage, for use outside hooks (e.g. issuing a coupon)."""
