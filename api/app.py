@@ -134,11 +134,8 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
             CustomerController, CartController, OrderController, PaymentController,
             payment_webhook, FulfilmentController, ShipmentController, tracking_webhook,
             shipping_label,
-<<<<<<< HEAD
-            ReturnController, AdminController, AccountController, docs_assets_router(),
-=======
-            ReturnController, AdminController, ReactionController, docs_assets_router(),
->>>>>>> main
+            ReturnController, AdminController, ReactionController, AccountController,
+            docs_assets_router(),
         ],
         lifespan=[lifespan],
         middleware=middleware,

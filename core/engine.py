@@ -9,11 +9,8 @@ goes through one of its services::
 
 Services: ``catalog``, ``inventory``, ``channels``, ``customers``, ``carts``,
 ``orders``, ``payments``, ``fulfilment``, ``returns``, ``access`` (API keys),
-<<<<<<< HEAD
-``accounts`` (customer sign-up, sign-in, sessions, password reset).
-=======
+``accounts`` (customer sign-up, sign-in, sessions, password reset),
 ``reactions`` (plugin reactions that failed after their change committed).
->>>>>>> main
 """
 
 from __future__ import annotations
@@ -112,13 +109,9 @@ class Engine:
             self.carts = CartService(rt, self.pipeline, self.channels, self.customers, self.orders)
             self.fulfilment = FulfilmentService(rt)
             self.returns = ReturnService(rt, self.payments)
-<<<<<<< HEAD
             self.access = AccessService(rt, customer_token_ttl=self.config.customer_token_ttl)
             self.accounts = AccountService(rt, self.customers, self.config)
-=======
-            self.access = AccessService(rt)
             self.reactions = ReactionService(rt.journal, self.dispatcher)
->>>>>>> main
             self._started = True
             await self.host.collect("ordnung_engine_started", engine=self)
             if self.config.background_tasks:

@@ -23,11 +23,8 @@ from ordnung.core.domain.orders import Order
 from ordnung.core.errors import Conflict, TransitionVetoed
 from ordnung.core.invariants import check_order, payment_secured, refresh_money_totals
 from ordnung.core.lifecycle.machine import Machine
-<<<<<<< HEAD
-from ordnung.core.persistence.accounts import AccountStore
-=======
 from ordnung.core.observe import Metrics, NoMetrics
->>>>>>> main
+from ordnung.core.persistence.accounts import AccountStore
 from ordnung.core.persistence.carts import CartStore
 from ordnung.core.persistence.catalog import CatalogStore
 from ordnung.core.persistence.codec import decode, encode
