@@ -1,16 +1,18 @@
-"""What the engine reports about itself while it works: a sink for metrics.
+"""What the engine reports about itself while it works: metrics and trace spans.
 
 The core counts a few things an operator watches (placements by outcome, committed
-events, failed plugin reactions) without knowing who listens: it calls a ``Metrics``
-object, which does nothing unless the host installs one (``ordnung serve`` installs
-a Prometheus one; an embedding application may install its own with
-``Engine.observe_with``). No metrics library is imported here.
+events, failed plugin reactions) and opens a span around every plugin hook call
+without knowing who listens: it calls a ``Metrics`` object and a ``Tracer``, which do
+nothing unless the host installs them (``ordnung serve`` installs Prometheus metrics,
+and OpenTelemetry tracing when asked; an embedding application may install its own
+with ``Engine.observe_with``). No metrics or tracing library is imported here.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Literal, Protocol
 
 from ordnung.core.domain.events import Event
@@ -31,6 +33,11 @@ class Metrics(Protocol):
 
     def reaction_failed(self, plugin: str, hook: str) -> None:
         """A plugin's after-commit reaction raised (it is recorded and retried)."""
+
+
+class Tracer(Protocol):
+    def span(self, name: str, attributes: Mapping[str, str]) -> AbstractContextManager[object]:
+        """A span around one unit of work (a plugin hook call), child of the current one."""
 
 
 class NoMetrics:
