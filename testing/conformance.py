@@ -38,6 +38,7 @@ from ordnung.core.errors import IllegalTransition, PaymentDeclined, TaxUnavailab
 from ordnung.testing.shop import (
     HELPERS,
     KIT_ADDRESS,
+    KIT_GIFT_PLUGIN,
     KIT_PRODUCTS,
     KIT_STOCK,
     Shop,
@@ -342,12 +343,15 @@ class TaxConformance(Conformance):
     """A tax plugin: a rate for every line (or no answer at all), exact, deterministic.
 
     ``address`` must be served; set ``unserved_address`` to one it has no rates for
-    (the engine then refuses to place rather than charge no tax).
+    (the engine then refuses to place rather than charge no tax). The kit's
+    ``KitGift`` adds a gift line (``KIT-GIFT``, given only) to every cart: keep
+    ``KIT_GIFT_PLUGIN`` in ``extra_plugins`` if you set them.
     """
 
     role = "tax"
     lines: ClassVar[Sequence[tuple[str, int]]] = (
-        ("KIT-SHIRT", 2), ("KIT-MUG", 1), ("KIT-POSTER", 1), ("KIT-GIFT", 1))
+        ("KIT-SHIRT", 2), ("KIT-MUG", 1), ("KIT-POSTER", 1))
+    extra_plugins: ClassVar[Sequence[Any]] = (KIT_GIFT_PLUGIN,)
     unserved_address: ClassVar[Address | None] = None
 
     async def _answer(self, shop: Shop, address: Address | None = None

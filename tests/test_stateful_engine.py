@@ -55,6 +55,7 @@ from ordnung.core.errors import (
     IllegalTransition,
     InvalidInput,
     InvariantViolation,
+    NotForSale,
     OrdnungError,
     OutOfStock,
     PaymentDeclined,
@@ -77,6 +78,8 @@ ORDER = CORE_MACHINES["order"]
 PAYMENT = CORE_MACHINES["payment"]
 
 SKUS = ["SHIRT-M", "MUG", "POSTER", "GIFT-TOTE"]
+#: variants never sold on their own (the free tote bag): only the gift rule adds them
+GIVEN_ONLY = {"GIFT-TOTE"}
 LOCATIONS = ["wh1", "wh2"]
 #: (gateway, method, token) as order_request takes them
 PAYMENTS = [
@@ -124,8 +127,8 @@ AVOID_WEBHOOK_OVERCAPTURE_BUG = False
 #: EUR prices of the seeded shop, to tell which orders earn the free tote bag
 PRICES = {"SHIRT-M": 2500, "MUG": 1200, "POSTER": 4000, "GIFT-TOTE": 0}
 
-#: tote bags are few (10, and the free gift takes them too): offered less often
-LINES = st.lists(st.tuples(st.sampled_from([*SKUS, "SHIRT-M", "MUG"]),
+#: what customers buy (the tote bag is given only: ``place_order`` now and then tries)
+LINES = st.lists(st.tuples(st.sampled_from([s for s in SKUS if s not in GIVEN_ONLY]),
                            st.integers(min_value=1, max_value=4)), min_size=1, max_size=3)
 #: a share of a reference amount in percent; 100 means "no amount" (everything)
 SHARE = st.integers(min_value=0, max_value=110)
@@ -326,10 +329,17 @@ class EngineMachine(RuleBasedStateMachine):
             wanted[sku] += qty
         available = self.run(self.engine.inventory.available(list(wanted)))
         short = any(qty > available[sku] for sku, qty in wanted.items())
+        given_only = sorted(wanted.keys() & GIVEN_ONLY)
         try:
             order = self.run(self.engine.orders.place(request))
+        except NotForSale as exc:
+            note("place: NotForSale")
+            assert exc.sku in given_only, f"{exc!r} although nothing given-only was bought"
+            assert self.levels() == levels
+            return multiple()
         except PaymentDeclined as exc:
             note("place: PaymentDeclined")
+            assert not given_only, f"{given_only} reached the gateway"
             assert token == "tok_decline" and not short
             order = self.order(exc.extra["order_id"])
             assert order.status == "cancelled"
@@ -343,6 +353,7 @@ class EngineMachine(RuleBasedStateMachine):
             return multiple()
         else:
             note("place: ok")
+            assert not given_only, f"sold given-only {given_only}"
             assert not short, f"placed although {available} does not cover {wanted}"
             assert token != "tok_decline"
             assert order.status == STATUS_AFTER_PLACEMENT[token or method]
@@ -358,10 +369,15 @@ class EngineMachine(RuleBasedStateMachine):
     def place_paid_order(self, lines: list[tuple[str, int]]) -> Any:
         return self._place(lines, PAYMENTS[0])
 
-    @rule(target=orders, lines=LINES, payment=st.sampled_from(PAYMENTS))
+    @rule(target=orders, lines=LINES, payment=st.sampled_from(PAYMENTS),
+          odds=st.integers(0, 7),
+          gift=st.tuples(st.sampled_from(sorted(GIVEN_ONLY)), st.integers(1, 5)))
     def place_order(self, lines: list[tuple[str, int]],
-                    payment: tuple[str, str, str | None]) -> Any:
-        return self._place(lines, payment)
+                    payment: tuple[str, str, str | None], odds: int,
+                    gift: tuple[str, int]) -> Any:
+        """Place an order; one in eight also tries to buy a given-only item (the free
+        tote bag), with or without lines that earn it."""
+        return self._place([*lines, gift] if odds == 0 else lines, payment)
 
     # -- payments -----------------------------------------------------------------------
     @rule(order_id=orders,
@@ -825,7 +841,8 @@ class EngineMachine(RuleBasedStateMachine):
             for p in order.payments:
                 if not self.confirmed(p):  # the gateway has not confirmed it: no money
                     assert p.status in AWAITING and p.authorized == p.captured == 0, p
-            if not any(self.confirmed(p) and p.live for p in order.payments):
+            live = [p for p in order.payments if p.live]
+            if live and not any(self.confirmed(p) for p in live):  # nothing else to go on
                 assert not any(line.shipped for line in order.lines), order
         self.snapshot = {o.id: o for o in orders}
 
@@ -1053,11 +1070,15 @@ async def test_second_shipment_respects_split_allocations(engine: Engine) -> Non
     assert order.lines[0].allocations == []
 
 
-async def test_pack_two_lines_of_the_same_sku(engine: Engine) -> None:
-    # 3 posters reach the EUR 100 gift threshold: the free tote joins the bought one
-    order = await engine.orders.place(order_request(("POSTER", 3), ("GIFT-TOTE", 1)))
+async def test_pack_two_lines_of_the_same_sku(make_engine: Any) -> None:
+    # the gift is a mug, which is also sold: 3 posters reach the EUR 100 gift threshold
+    # and the free mug joins the bought one (the tote bag is given only: never bought)
+    engine: Engine = await make_engine(plugins=builtin_plugins({"free_gift": {"tiers": [
+        {"threshold": GIFT_THRESHOLD, "currency": "EUR", "sku": "MUG", "name": "mug"}]}}))
+    await seed_shop(engine)
+    order = await engine.orders.place(order_request(("POSTER", 3), ("MUG", 1)))
     assert [(ln.sku, ln.gift) for ln in order.lines] == [
-        ("POSTER", False), ("GIFT-TOTE", False), ("GIFT-TOTE", True)]
+        ("POSTER", False), ("MUG", False), ("MUG", True)]
     order, shipments = await engine.fulfilment.create_shipment(order.id)
     order = await _pick_pack_ship(engine, order, shipments)
     assert order.status == "fulfilled"
