@@ -88,8 +88,6 @@ def client_facts(request: Request[Any, Any, Any], principal: Principal,
                  sent: Mapping[str, str]) -> dict[str, str]:
     """The ``client`` facts (ip, user agent...) a placement hands the risk rules."""
     facts = dict(sent)
-    engine: Engine = request.app.state.engine
-    proxies = networks(tuple(engine.config.trusted_proxies))
     if principal.kind == "admin":
         if "ip" in facts:
             address = exact(facts["ip"])
@@ -106,7 +104,9 @@ def client_facts(request: Request[Any, Any, Any], principal: Principal,
     forwarded = [v.decode("latin-1") for k, v in request.scope["headers"]
                  if k.lower() == FORWARDED_FOR]
     peer = request.client.host if request.client is not None else None
-    address = connection_ip(peer, forwarded, proxies)
-    if address is not None:
-        facts["ip"] = address
+    engine: Engine = request.app.state.engine
+    proxies = networks(tuple(engine.config.trusted_proxies))
+    shopper = connection_ip(peer, forwarded, proxies)
+    if shopper is not None:
+        facts["ip"] = shopper
     return facts
