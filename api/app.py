@@ -12,16 +12,17 @@ import os
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 from litestar import Litestar, Request, get
 from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import ASGIApp
 
 from ordnung.api.auth import PUBLIC_PATHS, BearerAuthMiddleware
+from ordnung.api.docs_pages import docs_assets_router, docs_render_plugins
 from ordnung.api.idempotency import IdempotencyMiddleware
 from ordnung.api.logging_middleware import RequestLogMiddleware
 from ordnung.api.problems import (
@@ -43,6 +44,7 @@ from ordnung.api.routes.fulfilment import (
 from ordnung.api.routes.inventory import ChannelController, InventoryController
 from ordnung.api.routes.orders import OrderController
 from ordnung.api.routes.payments import PaymentController, payment_webhook
+from ordnung.api.routes.reactions import ReactionController
 from ordnung.api.routes.returns import ReturnController
 from ordnung.core import Engine, EngineConfig
 from ordnung.core.errors import OrdnungError
@@ -113,17 +115,17 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
             if own:
                 await eng.stop()
 
-    # outermost first: request log, then authentication, then idempotency
-    middleware: list[Any] = [RequestLogMiddleware,
-                             DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS),
+    # outermost first: authentication, then idempotency (the request log wraps the whole
+    # app, below)
+    middleware: list[Any] = [DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS),
                              IdempotencyMiddleware]
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             health, CatalogueController, InventoryController, ChannelController,
             CustomerController, CartController, OrderController, PaymentController,
             payment_webhook, FulfilmentController, ShipmentController, tracking_webhook,
             shipping_label,
-            ReturnController, AdminController,
+            ReturnController, AdminController, ReactionController, docs_assets_router(),
         ],
         lifespan=[lifespan],
         middleware=middleware,
@@ -139,10 +141,14 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
                         "'Authorization: Bearer <key>' except /health and the docs. Errors "
                         "are RFC 9457 problem details.",
             path="/schema",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            render_plugins=docs_render_plugins(),
             components=Components(security_schemes={"bearer": SecurityScheme(
                 type="http", scheme="bearer")}),
             security=[{"bearer": []}],
         ),
         debug=False,
+        # logging is the process's to configure (ordnung serve, or the embedding app)
+        logging_config=None,
     )
+    app.asgi_handler = cast(ASGIApp, RequestLogMiddleware(app.asgi_handler))
+    return app

@@ -8,7 +8,8 @@ goes through one of its services::
         order = await engine.orders.place(PlaceOrder(...))
 
 Services: ``catalog``, ``inventory``, ``channels``, ``customers``, ``carts``,
-``orders``, ``payments``, ``fulfilment``, ``returns``, ``access`` (API keys).
+``orders``, ``payments``, ``fulfilment``, ``returns``, ``access`` (API keys),
+``reactions`` (plugin reactions that failed after their change committed).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import structlog
 
-from ordnung.core.config import EngineConfig
+from ordnung.core.config import DEFAULT_PLUGINS, EngineConfig
 from ordnung.core.dispatch import Dispatcher
 from ordnung.core.errors import PluginError
 from ordnung.core.lifecycle import build_machines
@@ -40,6 +41,7 @@ from ordnung.core.services.fulfilment import FulfilmentService
 from ordnung.core.services.inventory import InventoryService
 from ordnung.core.services.orders import OrderService
 from ordnung.core.services.payments import PaymentService
+from ordnung.core.services.reactions import ReactionService
 from ordnung.core.services.returns import ReturnService
 
 log = structlog.get_logger("ordnung.engine")
@@ -69,7 +71,8 @@ class Engine:
             else:
                 self.host.register(spec)
         if self.config.load_entry_points:
-            self.host.load_entry_points(self.config.plugins, self.config.plugin_settings)
+            self.host.load_entry_points(self.config.plugins, self.config.plugin_settings,
+                                        defaults=DEFAULT_PLUGINS)
         elif self.config.plugin_settings:
             unknown = set(self.config.plugin_settings) - set(self.host.names())
             if unknown:
@@ -104,6 +107,7 @@ class Engine:
             self.fulfilment = FulfilmentService(rt)
             self.returns = ReturnService(rt, self.payments)
             self.access = AccessService(rt)
+            self.reactions = ReactionService(rt.journal, self.dispatcher)
             self._started = True
             await self.host.collect("ordnung_engine_started", engine=self)
             if self.config.background_tasks:
