@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from typing import Annotated, Any
@@ -40,6 +41,17 @@ def setting_of(path: str) -> str:
     ``EngineConfig`` is read from the variable of its name."""
     field = path.removeprefix("$.").split(".", 1)[0].split("[", 1)[0]
     return f"ORDNUNG_{field.upper()}" if field and field != "$" else "ORDNUNG_*"
+
+
+def check_networks(name: str, values: list[str]) -> list[str]:
+    """``values`` if each is an IP address or network, else a ``ConfigError``."""
+    for value in values:
+        try:
+            ipaddress.ip_network(value.strip(), strict=False)
+        except ValueError:
+            raise ConfigError(name, f"{value!r} is not an IP address or network (e.g. "
+                                    "10.0.0.0/8 or 192.0.2.1)") from None
+    return values
 
 
 #: The built-in plugins enabled when ``plugins`` (``ORDNUNG_PLUGINS``) is not set: one of
@@ -115,10 +127,15 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     sign_in_limit_per_account: str = "10/15 minutes"
     #: account requests (sign-in, registration, password reset) per client address
     account_limit_per_address: str = "30/minute"
+    #: (API) addresses or networks of the reverse proxies in front of the API. Only
+    #: through them does a browser's connection tell its address (``X-Forwarded-For``);
+    #: empty: the connection tells the fraud rules nothing (see README "Client IP")
+    trusted_proxies: list[str] = []
 
     def __post_init__(self) -> None:
         from limits import parse  # the setting is a rate in the limiter's own notation
 
+        check_networks("trusted_proxies", self.trusted_proxies)
         for name in ("sign_in_limit_per_account", "account_limit_per_address"):
             try:
                 parse(getattr(self, name))
@@ -133,8 +150,9 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     @classmethod
     def from_env(cls, **overrides: Any) -> EngineConfig:
         """Read ``ORDNUNG_DATABASE_URL``, ``ORDNUNG_PLUGINS`` (comma list),
-        ``ORDNUNG_PLUGIN_SETTINGS`` (JSON object), ``ORDNUNG_REQUIRE_TAX`` and the
-        account settings (``ORDNUNG_ACCESS_TOKEN_TTL`` ...; see ``ACCOUNT_SETTINGS``)."""
+        ``ORDNUNG_PLUGIN_SETTINGS`` (JSON object), ``ORDNUNG_REQUIRE_TAX``,
+        ``ORDNUNG_TRUSTED_PROXIES`` (comma list) and the account settings
+        (``ORDNUNG_ACCESS_TOKEN_TTL`` ...; see ``ACCOUNT_SETTINGS``)."""
         values: dict[str, Any] = {}
         env = os.environ
         if env.get("ORDNUNG_DATABASE_URL"):
@@ -151,6 +169,10 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raw = env.get(f"ORDNUNG_{name.upper()}")
             if raw:
                 values[name] = env_account_setting(name, raw)
+        if env.get("ORDNUNG_TRUSTED_PROXIES"):
+            values["trusted_proxies"] = check_networks(
+                "ORDNUNG_TRUSTED_PROXIES",
+                [p.strip() for p in env["ORDNUNG_TRUSTED_PROXIES"].split(",") if p.strip()])
         values.update(overrides)
         try:
             return msgspec.convert(values, cls)

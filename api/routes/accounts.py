@@ -16,6 +16,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 
 from ordnung.api.auth import signed_in_customer, storefront_key
+from ordnung.api.client_ip import FORWARDED_FOR, connection_ip, networks
 from ordnung.api.problems import ACCOUNT_401, MEDIA_TYPE, Problem, problems
 from ordnung.api.routes.common import caller, engine_of
 from ordnung.api.schemas import (
@@ -38,7 +39,13 @@ RESET_ACCEPTED = "if the address belongs to an account, a link to choose a new p
 
 
 def _client_address(request: Request[Any, Any, Any]) -> str | None:
-    return request.client.host if request.client is not None else None
+    """The address the per-address throttle counts: behind the configured trusted
+    proxies, the one they forwarded for; otherwise the connection's own."""
+    peer = request.client.host if request.client is not None else None
+    forwarded = [v.decode("latin-1") for k, v in request.scope["headers"]
+                 if k.lower() == FORWARDED_FOR]
+    proxies = networks(tuple(engine_of(request).config.trusted_proxies))
+    return connection_ip(peer, forwarded, proxies) or peer
 
 
 def _denied(*statuses: int) -> dict[int, ResponseSpec]:

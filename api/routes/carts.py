@@ -15,6 +15,7 @@ from litestar import Controller, Request, delete, get, post, put
 from litestar.params import FromPath, HeaderParameter, JSONBody
 
 from ordnung.api.auth import shopper_or_admin
+from ordnung.api.client_ip import client_facts
 from ordnung.api.problems import problems
 from ordnung.api.routes.common import caller, engine_of
 from ordnung.api.schemas import (
@@ -171,9 +172,7 @@ class CartController(Controller):
             # a guest cart whose token a signed-in customer holds becomes theirs: so does
             # the order, which then shows among the customer's orders
             await engine_of(request).carts.adopt(cart_id, principal.customer_id or "")
-        client = dict(data.client)
-        if request.client is not None:
-            client.setdefault("ip", request.client.host)
+        client = client_facts(request, principal, data.client)
         return await engine_of(request).carts.place(
             cart_id, payment=data.payment, client=client, actor=caller(request).actor,
             idempotency_key=request.headers.get("idempotency-key"))
