@@ -23,6 +23,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from ordnung.api.auth import PUBLIC_PATHS, BearerAuthMiddleware
 from ordnung.api.idempotency import IdempotencyMiddleware
+from ordnung.api.intake import RequestIntakeMiddleware
 from ordnung.api.logging_middleware import RequestLogMiddleware
 from ordnung.api.problems import (
     ProblemDocs,
@@ -44,6 +45,7 @@ from ordnung.api.routes.inventory import ChannelController, InventoryController
 from ordnung.api.routes.orders import OrderController
 from ordnung.api.routes.payments import PaymentController, payment_webhook
 from ordnung.api.routes.returns import ReturnController
+from ordnung.api.settings import HttpSettings
 from ordnung.core import Engine, EngineConfig
 from ordnung.core.errors import OrdnungError
 
@@ -86,9 +88,11 @@ def _start_stats_writer(engine: Engine) -> asyncio.Task[None] | None:
 
 
 def create_app(config: EngineConfig | None = None, *, engine: Engine | None = None,
-               admin_key: str | None = None, demo: bool | None = None) -> Litestar:
+               admin_key: str | None = None, demo: bool | None = None,
+               http: HttpSettings | None = None) -> Litestar:
     """Build the app. Without arguments everything comes from ``ORDNUNG_*`` variables:
-    ``ORDNUNG_DATABASE_URL``, ``ORDNUNG_PLUGINS``, ``ORDNUNG_ADMIN_KEY``, ``ORDNUNG_DEMO``."""
+    ``ORDNUNG_DATABASE_URL``, ``ORDNUNG_PLUGINS``, ``ORDNUNG_ADMIN_KEY``, ``ORDNUNG_DEMO``,
+    and the HTTP edge's limits (``ordnung.api.settings``)."""
     bootstrap_key = admin_key if admin_key is not None else os.environ.get("ORDNUNG_ADMIN_KEY")
     seed_demo = demo if demo is not None else os.environ.get("ORDNUNG_DEMO") == "1"
 
@@ -113,8 +117,11 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
             if own:
                 await eng.stop()
 
-    # outermost first: request log, then authentication, then idempotency
+    # outermost first: request log, request intake (the body, whole and within limits),
+    # authentication, idempotency
     middleware: list[Any] = [RequestLogMiddleware,
+                             DefineMiddleware(RequestIntakeMiddleware,
+                                              settings=http or HttpSettings.from_env()),
                              DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS),
                              IdempotencyMiddleware]
     return Litestar(

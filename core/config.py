@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -27,11 +27,15 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     migrate: bool = True
     #: run the outbox sweeper and reaction retries in the background
     background_tasks: bool = False
+    #: seconds an Idempotency-Key claim is held without renewal (renewed while its request
+    #: runs): a key whose process died is free again after at most this long
+    idempotency_lease_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
 
     @classmethod
     def from_env(cls, **overrides: Any) -> EngineConfig:
         """Read ``ORDNUNG_DATABASE_URL``, ``ORDNUNG_PLUGINS`` (comma list),
-        ``ORDNUNG_PLUGIN_SETTINGS`` (JSON object) and ``ORDNUNG_REQUIRE_TAX``."""
+        ``ORDNUNG_PLUGIN_SETTINGS`` (JSON object), ``ORDNUNG_REQUIRE_TAX`` and
+        ``ORDNUNG_IDEMPOTENCY_LEASE_SECONDS``."""
         values: dict[str, Any] = {}
         env = os.environ
         if env.get("ORDNUNG_DATABASE_URL"):
@@ -41,6 +45,8 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                                  if p.strip()]
         if env.get("ORDNUNG_PLUGIN_SETTINGS"):
             values["plugin_settings"] = json.loads(env["ORDNUNG_PLUGIN_SETTINGS"])
+        if env.get("ORDNUNG_IDEMPOTENCY_LEASE_SECONDS"):
+            values["idempotency_lease_seconds"] = float(env["ORDNUNG_IDEMPOTENCY_LEASE_SECONDS"])
         if env.get("ORDNUNG_REQUIRE_TAX"):
             values["require_tax"] = env["ORDNUNG_REQUIRE_TAX"].lower() not in ("0", "false", "no")
         values.update(overrides)

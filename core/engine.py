@@ -8,7 +8,8 @@ goes through one of its services::
         order = await engine.orders.place(PlaceOrder(...))
 
 Services: ``catalog``, ``inventory``, ``channels``, ``customers``, ``carts``,
-``orders``, ``payments``, ``fulfilment``, ``returns``, ``access`` (API keys).
+``orders``, ``payments``, ``fulfilment``, ``returns``, ``access`` (API keys),
+``idempotency`` (request keys for the REST and GraphQL adapters).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from ordnung.core.services.catalog import CatalogService
 from ordnung.core.services.channels import ChannelService
 from ordnung.core.services.customers import CustomerService
 from ordnung.core.services.fulfilment import FulfilmentService
+from ordnung.core.services.idempotency import IdempotencyService
 from ordnung.core.services.inventory import InventoryService
 from ordnung.core.services.orders import OrderService
 from ordnung.core.services.payments import PaymentService
@@ -104,6 +106,7 @@ class Engine:
             self.fulfilment = FulfilmentService(rt)
             self.returns = ReturnService(rt, self.payments)
             self.access = AccessService(rt)
+            self.idempotency = IdempotencyService(self.db, self.config.idempotency_lease_seconds)
             self._started = True
             await self.host.collect("ordnung_engine_started", engine=self)
             if self.config.background_tasks:
