@@ -104,6 +104,8 @@ class Claim:
         #: an engine operation found its own record of that earlier attempt and will
         #: answer its outcome (it may write to finish it)
         self.resolving = False
+        #: ... and found that attempt's work still unfinished: the answer is not kept
+        self.unsettled = False
         #: this attempt was refused because of that earlier attempt's writes
         self.interrupted = False
         self.effect_committed = False
@@ -186,7 +188,7 @@ class Claim:
             return False
         self.finished = True
         store = self.service.store
-        about_earlier = self.resolving or self.interrupted
+        about_earlier = (self.resolving and not self.unsettled) or self.interrupted
         if status < 500 and (not self.earlier_effect or about_earlier):
             encoded = msgspec.json.encode(headers).decode()
             text = body.decode("utf-8", "replace")
@@ -250,10 +252,14 @@ class IdempotencyService:
         return None
 
 
-def resolving(key: str) -> None:
+def resolving(key: str, *, settled: bool = True) -> None:
     """Called by an engine operation that found its own record of an earlier attempt
     under ``key`` and answers that attempt's outcome: the current claim may then write
-    (to finish what the earlier attempt started) although that attempt had written."""
+    (to finish what the earlier attempt started) although that attempt had written.
+    ``settled=False``: the outcome is not final yet (work still in flight); the answer
+    goes to the client but is not kept, so a later repeat asks again."""
     claim = WRITE_FENCE.get()
     if isinstance(claim, Claim) and claim.key == key:
         claim.resolving = True
+        if not settled:
+            claim.unsettled = True

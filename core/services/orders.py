@@ -159,7 +159,9 @@ class OrderService:
         its stock.
 
         A claimed request that got here is told that this placement answers the earlier
-        attempt's outcome (and may finish it).
+        attempt's outcome (and may finish it), and whether that outcome is settled: an
+        order whose authorization is still in flight is answered as it is, but that
+        answer is not kept for later repeats.
         """
         if idempotency_key:
             resolving(idempotency_key)
@@ -172,6 +174,9 @@ class OrderService:
         if (request.payment is None or payment is None or payment.in_flight != "authorize"
                 or payment.operations != 1 or payment.in_flight_since is None
                 or utcnow() - payment.in_flight_since < RESUME_AUTHORIZATION_AFTER):
+            if (idempotency_key and request.payment is not None and payment is not None
+                    and payment.in_flight == "authorize" and payment.operations == 1):
+                resolving(idempotency_key, settled=False)
             return order
         assert self.payments is not None
         log.warning("resuming an authorization its placement left in flight",
