@@ -12,7 +12,7 @@ import os
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 from litestar import Litestar, Request, get
 from litestar.exceptions import HTTPException
@@ -120,7 +120,7 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
     # outermost first: request log, request intake (the body, whole and within limits),
     # authentication, idempotency
     middleware: list[Any] = [RequestLogMiddleware,
-                             DefineMiddleware(RequestIntakeMiddleware,
+                             DefineMiddleware(cast(Any, RequestIntakeMiddleware),
                                               settings=http or HttpSettings.from_env()),
                              DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS),
                              IdempotencyMiddleware]

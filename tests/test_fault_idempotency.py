@@ -357,18 +357,18 @@ async def test_a_key_whose_worker_was_killed_is_free_after_one_lease(
             await lock.rollback()
         finally:
             await locker.close()
-        with httpx.Client(base_url=server.base_url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
             started = time.monotonic()
-            while True:  # the supervisor starts a new worker; the key is pending until then
+            while True:  # the supervisor starts new workers; the key is pending until then
                 try:
-                    response = client.post("/orders", json=body, headers=headers)
+                    response = await client.post("/orders", json=body, headers=headers)
                 except httpx.TransportError:
                     response = None
                 if response is not None and response.status_code != 409:
                     break
                 assert time.monotonic() - started < 30, response and response.text
-                time.sleep(0.2)
+                await asyncio.sleep(0.2)
             assert response.status_code == 201, response.text
             assert REPLAYED not in response.headers
-            orders = client.get("/orders", headers=admin).json()["items"]
-            assert [o["id"] for o in orders] == [response.json()["id"]]
+            listed = (await client.get("/orders", headers=admin)).json()["items"]
+            assert [o["id"] for o in listed] == [response.json()["id"]]
