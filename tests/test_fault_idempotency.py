@@ -22,7 +22,7 @@ import pytest
 from ordnung.core import hookimpl
 from ordnung.core.domain.payments import GatewayResult, PaymentRequest
 from ordnung.core.persistence.plugin_store import PluginStore
-from ordnung.core.services.payments import STALE_IN_FLIGHT
+from ordnung.core.services.payments import RESUME_AUTHORIZATION_AFTER, STALE_IN_FLIGHT
 from ordnung.plugins.payments.sandbox import SandboxGateway
 from tests.api_support import (
     Api,
@@ -266,10 +266,21 @@ async def test_a_repeat_after_a_crash_past_the_order_answers_the_order(
         repeat = await api.client.post("/orders", json=body, headers=headers)
         assert repeat.status_code == 201, repeat.text
         order = repeat.json()
+        # its authorization is still in flight: the order is answered as it is, and that
+        # answer is not kept, for the outcome is not final yet
+        assert order["payments"][0]["in_flight"] == "authorize"
         assert await api.order_count() == 1
         assert await api.available("SHIRT-M") == 498
+        # once the authorization has been in flight for long enough, a repeat finishes it
+        # (the gateway gets the same idempotency key) and that answer is kept
+        await age_in_flight_marks(api, RESUME_AUTHORIZATION_AFTER)
+        final = await api.client.post("/orders", json=body, headers=headers)
+        assert final.status_code == 201 and REPLAYED not in final.headers, final.text
+        assert final.json()["id"] == order["id"]
+        assert final.json()["status"] == "processing"
         again = await api.client.post("/orders", json=body, headers=headers)
-        assert again.headers[REPLAYED] == "true" and again.json()["id"] == order["id"]
+        assert again.headers[REPLAYED] == "true" and again.content == final.content
+        assert len(authorizations(api)) == 1
         assert await pending_keys(api) == 0
 
 

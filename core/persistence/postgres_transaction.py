@@ -9,7 +9,7 @@ to the dead connection of a transaction that no longer exists. The clean-up of a
 failed request (giving its idempotency key back) then fails too, and the key stays
 locked. Here the connection is always released and the context always reset; a
 failed rollback is logged and the error that ended the transaction is the one that
-propagates.
+propagates. A transaction that cannot even begin gives its connection back too.
 """
 
 from __future__ import annotations
@@ -23,6 +23,25 @@ log = structlog.get_logger("ordnung.db")
 
 
 class SafePostgresTransaction(PostgresTransaction):
+    async def __aenter__(self) -> PostgresTransaction:
+        if self._parent is not None:
+            return self._parent
+        self.connection = await self.get_connection()
+        self.transaction = self.connection.transaction()
+        try:
+            await self.begin()
+        except BaseException:  # never keep a connection that could not even begin
+            try:
+                if self.engine.pool:
+                    await self.engine.pool.release(self.connection)
+                else:
+                    await self.connection.close()
+            except Exception as exc:
+                log.warning("releasing a connection failed", error=type(exc).__name__)
+            raise
+        self.context = self.engine.current_transaction.set(self)
+        return self
+
     async def __aexit__(self, exception_type: Any, exception: Any, traceback: Any) -> bool:
         if self._parent:
             return exception is None
