@@ -18,10 +18,11 @@ from litestar import Litestar, Request, get
 from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import ASGIApp
 
 from ordnung.api.auth import PUBLIC_PATHS, BearerAuthMiddleware
+from ordnung.api.docs_pages import docs_assets_router, docs_render_plugins
 from ordnung.api.idempotency import IdempotencyMiddleware
 from ordnung.api.intake import RequestIntakeMiddleware
 from ordnung.api.logging_middleware import RequestLogMiddleware
@@ -44,6 +45,7 @@ from ordnung.api.routes.fulfilment import (
 from ordnung.api.routes.inventory import ChannelController, InventoryController
 from ordnung.api.routes.orders import OrderController
 from ordnung.api.routes.payments import PaymentController, payment_webhook
+from ordnung.api.routes.reactions import ReactionController
 from ordnung.api.routes.returns import ReturnController
 from ordnung.api.settings import HttpSettings
 from ordnung.core import Engine, EngineConfig
@@ -117,20 +119,19 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
             if own:
                 await eng.stop()
 
-    # outermost first: request log, request intake (the body, whole and within limits),
-    # authentication, idempotency
-    middleware: list[Any] = [RequestLogMiddleware,
-                             DefineMiddleware(cast(Any, RequestIntakeMiddleware),
+    # outermost first: request intake (the body, whole and within limits), then
+    # authentication, then idempotency (the request log wraps the whole app, below)
+    middleware: list[Any] = [DefineMiddleware(cast(Any, RequestIntakeMiddleware),
                                               settings=http or HttpSettings.from_env()),
                              DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS),
                              IdempotencyMiddleware]
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             health, CatalogueController, InventoryController, ChannelController,
             CustomerController, CartController, OrderController, PaymentController,
             payment_webhook, FulfilmentController, ShipmentController, tracking_webhook,
             shipping_label,
-            ReturnController, AdminController,
+            ReturnController, AdminController, ReactionController, docs_assets_router(),
         ],
         lifespan=[lifespan],
         middleware=middleware,
@@ -146,10 +147,14 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
                         "'Authorization: Bearer <key>' except /health and the docs. Errors "
                         "are RFC 9457 problem details.",
             path="/schema",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            render_plugins=docs_render_plugins(),
             components=Components(security_schemes={"bearer": SecurityScheme(
                 type="http", scheme="bearer")}),
             security=[{"bearer": []}],
         ),
         debug=False,
+        # logging is the process's to configure (ordnung serve, or the embedding app)
+        logging_config=None,
     )
+    app.asgi_handler = cast(ASGIApp, RequestLogMiddleware(app.asgi_handler))
+    return app

@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import typing
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -297,18 +298,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
-    from ordnung.core.errors import OrdnungError
+    from ordnung.api.startup_errors import describe_database_error
+    from ordnung.core.errors import ConfigError, OrdnungError
+
+    # piccolo warns when it cannot read the server's version; the error that follows
+    # says what is wrong, once
+    warnings.filterwarnings("ignore", message=r".*Unable to fetch server version")
 
     try:
         return handler(args)
+    except ConfigError as exc:
+        print(f"ordnung {args.command}: {exc.detail}", file=sys.stderr)
+        return 2
     except OrdnungError as exc:
         print(f"ordnung {args.command}: {exc.detail}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # e.g. `ordnung demo | head`: the reader has gone, stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except OSError as exc:  # most often: the database server cannot be reached
-        print(f"ordnung {args.command}: {exc}", file=sys.stderr)
+    except Exception as exc:
+        url = getattr(args, "database_url", None) or os.environ.get(ENV_DATABASE_URL) or ""
+        line = describe_database_error(exc, url, redact(url)) if url else None
+        if line is None:
+            raise
+        print(f"ordnung {args.command}: {line}", file=sys.stderr)
         return 1
 
 

@@ -1,7 +1,7 @@
 """``ordnung demo``: one order's whole life, printed as a human reads it.
 
-The demo builds a small shop on the embedded SQLite database, loads the
-built-in plugins through the ``ordnung`` entry-point group (exactly as a third
+The demo builds a small shop on the embedded SQLite database, loads the demo
+shop's plugins through the ``ordnung`` entry-point group (exactly as a third
 party's plugins are found), and walks one order from placement to a refunded
 return: place with the sandbox gateway, capture, ship (pick, pack with scans,
 the carrier creates the tracking number), deliver, return one unit with
@@ -12,10 +12,11 @@ the stock levels.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
-from importlib.metadata import entry_points
 from typing import Any
 
+from ordnung.api.seed import demo_plugins
 from ordnung.core import (
     Address,
     CartLine,
@@ -30,11 +31,15 @@ from ordnung.core import (
     ReturnLineInput,
     Variant,
 )
+from ordnung.core.config import env_json_object
 from ordnung.core.domain.events import Event
 from ordnung.core.domain.inventory import StockLevel
 from ordnung.core.domain.orders import Order
-from ordnung.core.plugin_host import ENTRY_POINT_GROUP
 
+ENV_PLUGIN_SETTINGS = "ORDNUNG_PLUGIN_SETTINGS"
+
+#: how amounts are shown to the reader (CLDR locale)
+LOCALE = "en"
 #: the default demo database, relative to the current directory
 DEFAULT_DEMO_URL = "sqlite:///ordnung-demo.db"
 DEFAULT_DEMO_FILE = "ordnung-demo.db"
@@ -69,22 +74,15 @@ WAREHOUSE = "staff:jonas"
 CARRIER = "carrier:flat_rate"
 
 
-def builtin_plugin_names() -> list[str]:
-    """Entry-point names of the plugins this distribution ships (``ordnung.plugins.*``)."""
-    return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)
-                  if ep.value.startswith("ordnung.plugins."))
-
-
 def demo_config(database_url: str) -> EngineConfig:
-    """The demo's engine: built-in plugins by entry-point name, a free-gift tier."""
-    return EngineConfig(
-        database_url=database_url,
-        plugins=builtin_plugin_names(),
-        plugin_settings={"free_gift": {"tiers": [
-            {"threshold": GIFT_THRESHOLD, "currency": "EUR", "sku": GIFT_SKU,
-             "name": "tote bag"}]}},
-        load_entry_points=True,
-    )
+    """The demo's engine: the demo shop's plugins by entry-point name (with ``email`` only
+    if ``ORDNUNG_PLUGIN_SETTINGS`` configures a mail server for it), a free-gift tier."""
+    settings = env_json_object(ENV_PLUGIN_SETTINGS, os.environ.get(ENV_PLUGIN_SETTINGS) or "{}")
+    settings = {name: value for name, value in settings.items() if name == "email"}
+    settings["free_gift"] = {"tiers": [{"threshold": GIFT_THRESHOLD, "currency": "EUR",
+                                        "sku": GIFT_SKU, "name": "tote bag"}]}
+    return EngineConfig(database_url=database_url, plugins=demo_plugins(settings),
+                        plugin_settings=settings, load_entry_points=True)
 
 
 async def seed(engine: Engine) -> None:
@@ -134,7 +132,7 @@ async def run_order(engine: Engine) -> Order:
 
 
 def money(amount: int, currency: str) -> str:
-    return Money(amount, currency).format()
+    return Money(amount, currency).localized(LOCALE)
 
 
 #: event data fields that hold money in minor units of the order's currency

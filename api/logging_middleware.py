@@ -1,4 +1,13 @@
-"""Request logging: one structured line per request with its id; never headers or bodies."""
+"""Request logging: one structured line per request with its id; never headers or bodies.
+
+It wraps the whole application, outside litestar's own exception handling (as
+litestar's OpenTelemetry integration does), because that is the only place that
+sees every request as the client does: a 401 from authentication, a 404 for a path
+no route matches, a 405. Inside it, those answers are exceptions still on their way
+out, and were logged as 500 or not at all. Every answer carries ``x-request-id``
+(the client's own, if it sent one, else a new one), and every line logged while the
+request runs is bound to it.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +22,15 @@ from ordnung.api.asgi import Message, Receive, Scope, Send
 
 log = structlog.get_logger("ordnung.http")
 
+#: longest client-sent request id kept (it is echoed and logged)
+MAX_REQUEST_ID = 64
+
+
+def request_id_of(scope: Scope) -> str:
+    given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+    given = "".join(c for c in given[:MAX_REQUEST_ID] if c.isprintable())
+    return given or uuid.uuid4().hex
+
 
 class RequestLogMiddleware:
     def __init__(self, app: ASGIApp) -> None:
@@ -22,9 +40,8 @@ class RequestLogMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")[:64]
-        request_id = given or uuid.uuid4().hex
-        status = 500
+        request_id = request_id_of(scope)
+        status: int | None = None
         started = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
@@ -40,6 +57,7 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            # status None: no answer was started (the connection ended first)
             log.info("request", method=scope["method"], path=scope["path"], status=status,
                      ms=round((time.perf_counter() - started) * 1000, 1))
             structlog.contextvars.clear_contextvars()

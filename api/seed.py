@@ -4,6 +4,18 @@ from __future__ import annotations
 
 from ordnung.core import Channel, Engine, Location, Product, Variant
 
+#: the plugins of the demo shop (``ordnung demo``, ``ordnung serve --demo``) unless
+#: ``ORDNUNG_PLUGINS`` says otherwise: a German shop with one tax plugin, the sandbox card
+#: gateway, and no e-mail (it needs a mail server: configure ``email`` in
+#: ``ORDNUNG_PLUGIN_SETTINGS`` to add it)
+DEMO_PLUGINS = ("sandbox", "manual", "flat_rate", "store_pickup", "table_tax", "free_gift",
+                "coupons", "vip_priority", "risk_rules", "channel_log")
+
+
+def demo_plugins(plugin_settings: dict[str, object]) -> list[str]:
+    """The demo's plugin set, with ``email`` when its settings name a mail server."""
+    return [*DEMO_PLUGINS, *(["email"] if "email" in plugin_settings else [])]
+
 CHANNELS = [("web", "Web shop"), ("etsy", "Etsy"), ("ebay", "eBay"), ("pos", "Point of sale")]
 LOCATIONS = [Location(id="wh-berlin", name="Berlin warehouse", priority=10),
              Location(id="wh-leipzig", name="Leipzig overflow", priority=20)]

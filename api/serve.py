@@ -19,12 +19,18 @@ from typing import Any, TextIO
 import msgspec
 from litestar import Litestar
 
+from ordnung.api.seed import demo_plugins
+from ordnung.api.settings import HttpSettings
+from ordnung.core.config import env_json_object
 from ordnung.core.domain.access import ADMIN_SCOPES
+from ordnung.core.errors import ConfigError
 
 ENV_DATABASE_URL = "ORDNUNG_DATABASE_URL"
 ENV_PLUGIN_SETTINGS = "ORDNUNG_PLUGIN_SETTINGS"
 ENV_ADMIN_KEY = "ORDNUNG_ADMIN_KEY"
 ENV_DEMO = "ORDNUNG_DEMO"
+#: an admin key chosen by the operator must not be guessable
+MIN_ADMIN_KEY = 16
 #: how the parent tells the workers to log (they are separate processes)
 ENV_LOG_LEVEL = "ORDNUNG_LOG_LEVEL"
 ENV_LOG_JSON = "ORDNUNG_LOG_JSON"
@@ -33,10 +39,6 @@ ENV_LOG_JSON = "ORDNUNG_LOG_JSON"
 DEMO_PLUGIN_SETTINGS: dict[str, dict[str, Any]] = {"free_gift": {"tiers": [
     {"threshold": 5000, "currency": "EUR", "sku": "GIFT-TOTE", "name": "tote bag"}]}}
 
-
-#: what the demo shop runs with unless ORDNUNG_PLUGINS says otherwise
-DEMO_PLUGINS = ("sandbox", "manual", "flat_rate", "store_pickup", "table_tax", "free_gift",
-                "coupons", "vip_priority", "risk_rules", "channel_log")
 
 
 class DemoKeys(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,7 +65,7 @@ def worker_app() -> Litestar:
 def demo_plugin_settings(current: str | None) -> str:
     """``ORDNUNG_PLUGIN_SETTINGS`` for the demo: the gift tier, unless the operator's own
     settings already configure ``free_gift``."""
-    settings: dict[str, Any] = json.loads(current) if current else {}
+    settings: dict[str, Any] = env_json_object(ENV_PLUGIN_SETTINGS, current) if current else {}
     for name, value in DEMO_PLUGIN_SETTINGS.items():
         settings.setdefault(name, value)
     return json.dumps(settings)
@@ -117,7 +119,9 @@ def print_banner(out: TextIO, *, url: str, host: str, port: int, workers: int,
         lines += [
             "",
             f"Demo shop ready (channels web, etsy, ebay, pos{gift_note()}). "
-            "These keys are shown once:",
+            "These keys are shown once; every start with --demo issues a new pair (earlier "
+            "pairs stay valid until revoked, DELETE /admin/keys/{id}; set ORDNUNG_ADMIN_KEY "
+            "to keep one admin key across starts):",
             f"  storefront key (channel web): {keys.storefront}",
             f"  admin key (every scope):      {keys.admin}",
             "",
@@ -147,8 +151,15 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, demo: 
     env.pop(ENV_DEMO, None)  # the parent seeds; workers must not race to do it again
     if demo:
         env[ENV_PLUGIN_SETTINGS] = demo_plugin_settings(env.get(ENV_PLUGIN_SETTINGS))
-        # the demo shop is German: one tax plugin, no mail server needed
-        env.setdefault("ORDNUNG_PLUGINS", ",".join(DEMO_PLUGINS))
+        env.setdefault("ORDNUNG_PLUGINS", ",".join(demo_plugins(
+            env_json_object(ENV_PLUGIN_SETTINGS, env[ENV_PLUGIN_SETTINGS]))))
+    admin_key = env.get(ENV_ADMIN_KEY)
+    if admin_key and len(admin_key) < MIN_ADMIN_KEY:
+        # before anything touches the database: a typo must not leave a migrated database
+        # behind, nor a half-started server
+        raise ConfigError(ENV_ADMIN_KEY, f"must be at least {MIN_ADMIN_KEY} characters "
+                                         f"(it has {len(admin_key)})")
+    HttpSettings.from_env()  # the HTTP edge's limits, checked once here, not in each worker
     env[ENV_LOG_LEVEL] = log_level.upper()
     env[ENV_LOG_JSON] = "1" if log_json else "0"
     configure_from_env()
@@ -158,5 +169,8 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, demo: 
     uvicorn.run("ordnung.api.serve:worker_app", factory=True, host=host, port=port,
                 workers=workers, log_level=log_level.lower(),
                 access_log=False,  # the app logs one structured line per request
+                # uvicorn's own lines go through the handler configure_logging installs
+                # (in the parent here, in each worker by worker_app), in the same format
+                log_config=None,
                 lifespan="on")
     return 0

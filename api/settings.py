@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import msgspec
 
+from ordnung.core.errors import ConfigError
+
 MIB = 1024 * 1024
 
 
@@ -26,11 +28,20 @@ class HttpSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     @classmethod
     def from_env(cls, **overrides: Any) -> HttpSettings:
+        """The settings from ``ORDNUNG_*`` variables; a value that cannot work raises
+        ``ConfigError`` naming its variable."""
         values: dict[str, Any] = {}
-        for field, variable in (("max_body_bytes", "ORDNUNG_MAX_BODY_BYTES"),
-                                ("max_json_depth", "ORDNUNG_MAX_JSON_DEPTH"),
-                                ("body_timeout_seconds", "ORDNUNG_BODY_TIMEOUT_SECONDS")):
+        for field, variable in VARIABLES.items():
             if os.environ.get(variable):
                 values[field] = os.environ[variable]
         values.update(overrides)
-        return msgspec.convert(values, cls, strict=False)
+        try:
+            return msgspec.convert(values, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            message, _, where = str(exc).partition(" - at `$.")
+            raise ConfigError(VARIABLES.get(where.rstrip("`"), "ORDNUNG_*"), message) from None
+
+
+VARIABLES = {"max_body_bytes": "ORDNUNG_MAX_BODY_BYTES",
+             "max_json_depth": "ORDNUNG_MAX_JSON_DEPTH",
+             "body_timeout_seconds": "ORDNUNG_BODY_TIMEOUT_SECONDS"}

@@ -11,6 +11,7 @@ from ordnung.core.domain.inventory import Channel, Location
 from ordnung.core.domain.money import Money
 from ordnung.core.engine import Engine
 from ordnung.core.hookspecs import hookimpl
+from ordnung.core.logging import quiet_by_default
 from ordnung.core.requests import PaymentInput, PlaceOrder, ReturnLineInput
 
 __all__ = [
@@ -28,3 +29,7 @@ __all__ = [
     "Variant",
     "hookimpl",
 ]
+
+# a library stays quiet until its host configures logging (structlog's loggers are lazy:
+# this takes effect for every module's logger, wherever it was created)
+quiet_by_default()

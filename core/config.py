@@ -8,12 +8,63 @@ from typing import Annotated, Any
 
 import msgspec
 
+from ordnung.core.errors import ConfigError
 from ordnung.core.persistence.database import DEFAULT_URL
+
+#: the spellings ``ORDNUNG_*`` switches accept; anything else is a mistake, not "true"
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+def env_bool(name: str, raw: str) -> bool:
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigError(name, f"expected true or false (or 1/0, yes/no, on/off), got {raw!r}")
+
+
+def env_json_object(name: str, raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(name, f"not valid JSON ({exc.msg} at character {exc.pos})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(name, f"expected a JSON object, got a JSON {type(value).__name__}")
+    return value
+
+
+def env_number(name: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(name, f"expected a number, got {raw!r}") from None
+
+
+def setting_of(path: str) -> str:
+    """``$.plugin_settings.free_gift`` -> ``ORDNUNG_PLUGIN_SETTINGS``: every field of
+    ``EngineConfig`` is read from the variable of its name."""
+    field = path.removeprefix("$.").split(".", 1)[0].split("[", 1)[0]
+    return f"ORDNUNG_{field.upper()}" if field and field != "$" else "ORDNUNG_*"
+
+
+#: The built-in plugins enabled when ``plugins`` (``ORDNUNG_PLUGINS``) is not set: one of
+#: each kind that works without further settings and cannot surprise a shop. Left out on
+#: purpose: ``sandbox`` (a test gateway: it would take test card tokens as payment),
+#: ``email`` (needs a mail server), the competing tax plugins ``eu_vat`` and
+#: ``us_sales_tax`` (one tax plugin per region), and the plugins that only act once
+#: configured or that change the order flow (``weight_bands``, ``free_shipping``,
+#: ``shipping_restrictions``, ``spending_milestones``, ``vip_priority``, ``risk_rules``,
+#: ``channel_log``). Installed third-party plugins are enabled as well.
+DEFAULT_PLUGINS = ("manual", "flat_rate", "store_pickup", "table_tax", "coupons",
+                   "free_gift", "privacy")
 
 
 class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     database_url: str = DEFAULT_URL
-    #: entry-point names to enable; None enables every installed plugin
+    #: entry-point names to enable; None enables ``DEFAULT_PLUGINS`` and every installed
+    #: third-party plugin
     plugins: list[str] | None = None
     #: settings per plugin name, validated against the plugin's Settings Struct
     plugin_settings: dict[str, dict[str, Any]] = {}
@@ -44,10 +95,17 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             values["plugins"] = [p.strip() for p in env["ORDNUNG_PLUGINS"].split(",")
                                  if p.strip()]
         if env.get("ORDNUNG_PLUGIN_SETTINGS"):
-            values["plugin_settings"] = json.loads(env["ORDNUNG_PLUGIN_SETTINGS"])
+            values["plugin_settings"] = env_json_object("ORDNUNG_PLUGIN_SETTINGS",
+                                                        env["ORDNUNG_PLUGIN_SETTINGS"])
         if env.get("ORDNUNG_IDEMPOTENCY_LEASE_SECONDS"):
-            values["idempotency_lease_seconds"] = float(env["ORDNUNG_IDEMPOTENCY_LEASE_SECONDS"])
+            values["idempotency_lease_seconds"] = env_number(
+                "ORDNUNG_IDEMPOTENCY_LEASE_SECONDS", env["ORDNUNG_IDEMPOTENCY_LEASE_SECONDS"])
         if env.get("ORDNUNG_REQUIRE_TAX"):
-            values["require_tax"] = env["ORDNUNG_REQUIRE_TAX"].lower() not in ("0", "false", "no")
+            values["require_tax"] = env_bool("ORDNUNG_REQUIRE_TAX", env["ORDNUNG_REQUIRE_TAX"])
         values.update(overrides)
-        return msgspec.convert(values, cls)
+        try:
+            return msgspec.convert(values, cls)
+        except msgspec.ValidationError as exc:
+            message = str(exc)
+            path = message.rsplit(" - at `", 1)[1].rstrip("`") if " - at `" in message else ""
+            raise ConfigError(setting_of(path), message.split(" - at `", 1)[0]) from None

@@ -109,18 +109,27 @@ class Dispatcher:
         """Retry due failed reactions; returns (succeeded, failed again)."""
         ok = failed = 0
         for failure in await self.journal.due_failures():
-            ev = await self.journal.outbox_event(failure["outbox_id"])
-            if ev is None or not self.plugins.implements(failure["plugin"], failure["hook"]):
-                await self.journal.resolve_failure(failure["id"])
-                continue
-            try:
-                kwargs = await self._arguments(failure["hook"], ev, None)
-                await self.plugins.directed(failure["plugin"], failure["hook"], **kwargs)
-            except Exception as exc:
+            if await self.retry(failure):
+                ok += 1
+            else:
                 failed += 1
-                await self.journal.record_failure(ev.id, failure["hook"], failure["plugin"],
-                                                  repr(exc))
-                continue
-            ok += 1
-            await self.journal.resolve_failure(failure["id"])
         return ok, failed
+
+    async def retry(self, failure: dict[str, Any]) -> bool:
+        """Run one failed reaction again now: True if it succeeded (or can never run
+        again: its event is gone, or its plugin no longer implements the hook), and the
+        failure is resolved; False if it failed again (recorded, with the next attempt
+        backed off)."""
+        ev = await self.journal.outbox_event(failure["outbox_id"])
+        if ev is None or not self.plugins.implements(failure["plugin"], failure["hook"]):
+            await self.journal.resolve_failure(failure["id"])
+            return True
+        try:
+            kwargs = await self._arguments(failure["hook"], ev, None)
+            await self.plugins.directed(failure["plugin"], failure["hook"], **kwargs)
+        except Exception as exc:
+            await self.journal.record_failure(ev.id, failure["hook"], failure["plugin"],
+                                              repr(exc))
+            return False
+        await self.journal.resolve_failure(failure["id"])
+        return True

@@ -9,6 +9,7 @@ goes through one of its services::
 
 Services: ``catalog``, ``inventory``, ``channels``, ``customers``, ``carts``,
 ``orders``, ``payments``, ``fulfilment``, ``returns``, ``access`` (API keys),
+``reactions`` (plugin reactions that failed after their change committed),
 ``idempotency`` (request keys for the REST and GraphQL adapters).
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from ordnung.core.config import EngineConfig
+from ordnung.core.config import DEFAULT_PLUGINS, EngineConfig
 from ordnung.core.dispatch import Dispatcher
 from ordnung.core.errors import PluginError
 from ordnung.core.lifecycle import build_machines
@@ -42,6 +43,7 @@ from ordnung.core.services.idempotency import IdempotencyService
 from ordnung.core.services.inventory import InventoryService
 from ordnung.core.services.orders import OrderService
 from ordnung.core.services.payments import PaymentService
+from ordnung.core.services.reactions import ReactionService
 from ordnung.core.services.returns import ReturnService
 
 log = structlog.get_logger("ordnung.engine")
@@ -71,7 +73,8 @@ class Engine:
             else:
                 self.host.register(spec)
         if self.config.load_entry_points:
-            self.host.load_entry_points(self.config.plugins, self.config.plugin_settings)
+            self.host.load_entry_points(self.config.plugins, self.config.plugin_settings,
+                                        defaults=DEFAULT_PLUGINS)
         elif self.config.plugin_settings:
             unknown = set(self.config.plugin_settings) - set(self.host.names())
             if unknown:
@@ -106,6 +109,7 @@ class Engine:
             self.fulfilment = FulfilmentService(rt)
             self.returns = ReturnService(rt, self.payments)
             self.access = AccessService(rt)
+            self.reactions = ReactionService(rt.journal, self.dispatcher)
             self.idempotency = IdempotencyService(self.db, self.config.idempotency_lease_seconds)
             self._started = True
             await self.host.collect("ordnung_engine_started", engine=self)

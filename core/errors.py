@@ -27,6 +27,18 @@ class OrdnungError(Exception):
         return {"type": self.type, "detail": self.detail, **self.extra}
 
 
+class ConfigError(OrdnungError, ValueError):
+    """A setting (an ``ORDNUNG_*`` variable or an ``EngineConfig`` value) that cannot work;
+    names the setting, so that a person can fix it from one line."""
+
+    type = "configuration"
+    status = 500
+
+    def __init__(self, setting: str, detail: str) -> None:
+        super().__init__(f"{setting}: {detail}", setting=setting)
+        self.setting = setting
+
+
 class InvalidInput(OrdnungError, ValueError):
     """Input that can never be valid: names the field and why."""
 

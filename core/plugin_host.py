@@ -25,6 +25,8 @@ from ordnung.core.logging import SECRET_KEYS
 log = structlog.get_logger("ordnung.plugins")
 
 ENTRY_POINT_GROUP = "ordnung"
+#: where the entry points of the plugins shipped with ordnung point
+BUILTIN_PREFIX = "ordnung.plugins."
 
 
 def validate_settings(plugin_name: str, settings_type: Any, raw: Mapping[str, Any]) -> Any:
@@ -99,15 +101,22 @@ class PluginHost:
         return instance
 
     def load_entry_points(self, enabled: Iterable[str] | None,
-                          settings: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
+                          settings: Mapping[str, Mapping[str, Any]] | None = None,
+                          defaults: Iterable[str] = ()) -> list[str]:
         """Load plugins of the ``ordnung`` entry-point group that are enabled.
 
-        ``enabled=None`` enables every discovered plugin. Naming a plugin that
-        is not installed is an error, as is settings for a plugin not enabled.
+        ``enabled=None`` enables the default set: the built-in plugins named in
+        ``defaults`` and every third-party plugin that is installed (installing a
+        plugin is asking for it). Naming a plugin that is not installed is an error,
+        as is settings for a plugin not enabled.
         """
         settings = settings or {}
         found = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-        wanted = list(found) if enabled is None else list(enabled)
+        if enabled is None:
+            wanted = [name for name, ep in found.items()
+                      if name in defaults or not ep.value.startswith(BUILTIN_PREFIX)]
+        else:
+            wanted = list(enabled)
         missing = [n for n in wanted if n not in found]
         if missing:
             raise PluginError(", ".join(missing), "is enabled but not installed "

@@ -53,7 +53,7 @@ def assert_demo_output(out: str) -> None:
                  "shipment.delivered", "return.requested", "return.received",
                  "return.refunded"):
         assert kind in out, kind
-    assert re.search(r"total\s+EUR \d+\.\d\d", out)  # money formatted, not minor units
+    assert re.search(r"total\s+€\d+\.\d\d", out)  # money as people write it (CLDR)
     assert "Stock" in out
     assert "[info" not in out and "engine started" not in out  # no logs on stdout
 
@@ -100,6 +100,29 @@ def test_demo_reads_the_database_url_from_the_environment(
     assert_demo_output(capsys.readouterr().out)
     assert (tmp_path / "env.db").exists()
     assert not (tmp_path / "ordnung-demo.db").exists()
+
+
+def demo_plugins_line(out: str) -> list[str]:
+    return found(r"plugins loaded through entry points: (.*)", out).split(", ")
+
+
+def test_demo_leaves_out_email_unless_a_mail_server_is_configured(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found: the demo loaded the email plugin and printed SMTP connection warnings."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ORDNUNG_PLUGIN_SETTINGS", raising=False)
+    assert main(["demo"]) == 0
+    captured = capsys.readouterr()
+    plugins = demo_plugins_line(captured.out)
+    assert "email" not in plugins
+    assert [p for p in plugins if p in ("table_tax", "eu_vat", "us_sales_tax")] == ["table_tax"]
+    assert captured.err == ""
+
+    monkeypatch.setenv("ORDNUNG_PLUGIN_SETTINGS",
+                       '{"email": {"host": "127.0.0.1", "port": 1, "timeout": 0.5}}')
+    assert main(["demo"]) == 0
+    assert "email" in demo_plugins_line(capsys.readouterr().out)
 
 
 def test_demo_as_a_program(tmp_path: Path) -> None:

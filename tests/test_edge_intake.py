@@ -15,11 +15,11 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
-import msgspec
 import pytest
 
 from ordnung.api.intake import json_too_deep
 from ordnung.api.settings import MIB, HttpSettings
+from ordnung.core.errors import ConfigError
 from tests.api_support import (
     Api,
     api_fixture,  # noqa: F401  (the ``api`` fixture)
@@ -97,7 +97,11 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert HttpSettings.from_env() == HttpSettings(max_body_bytes=2048, max_json_depth=8,
                                                    body_timeout_seconds=2.5)
     monkeypatch.setenv("ORDNUNG_MAX_BODY_BYTES", "0")
-    with pytest.raises(msgspec.ValidationError, match="max_body_bytes"):
+    with pytest.raises(ConfigError, match="ORDNUNG_MAX_BODY_BYTES: Expected `int` >= 1"):
+        HttpSettings.from_env()
+    monkeypatch.setenv("ORDNUNG_MAX_BODY_BYTES", "1024")
+    monkeypatch.setenv("ORDNUNG_BODY_TIMEOUT_SECONDS", "soon")
+    with pytest.raises(ConfigError, match="ORDNUNG_BODY_TIMEOUT_SECONDS"):
         HttpSettings.from_env()
 
 

@@ -383,3 +383,15 @@ async def test_a_key_whose_worker_was_killed_is_free_after_one_lease(
             assert REPLAYED not in response.headers
             listed = (await client.get("/orders", headers=admin)).json()["items"]
             assert [o["id"] for o in listed] == [response.json()["id"]]
+
+
+def test_the_lease_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ordnung.core import EngineConfig
+    from ordnung.core.errors import ConfigError
+
+    monkeypatch.setenv("ORDNUNG_IDEMPOTENCY_LEASE_SECONDS", "2.5")
+    assert EngineConfig.from_env().idempotency_lease_seconds == 2.5
+    for wrong in ("soon", "0"):
+        monkeypatch.setenv("ORDNUNG_IDEMPOTENCY_LEASE_SECONDS", wrong)
+        with pytest.raises(ConfigError, match="ORDNUNG_IDEMPOTENCY_LEASE_SECONDS"):
+            EngineConfig.from_env()

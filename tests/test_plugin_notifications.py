@@ -158,6 +158,19 @@ def long_date(day: date) -> str:
 
 
 # -- the confirmation ---------------------------------------------------------------------------
+async def test_amounts_are_written_as_the_customers_locale_writes_them(
+        make_engine: Any, smtp: SmtpServer) -> None:
+    """Amounts come from CLDR (babel), not a hand-made "EUR 50.00"."""
+    engine: Engine = await make_engine(plugins=[
+        *builtin_plugins(),
+        (EmailNotifications, "email", {**email_settings(smtp), "locale": "de_DE"})])
+    await seed_shop(engine)
+    await engine.orders.place(order_request(("SHIRT-M", 2), ("MUG", 1)))
+    [mail] = smtp.mails
+    assert row(mail.text, "2 x T-shirt M (SHIRT-M)") == "50,00\xa0€"
+    assert row(mail.text, "1 x Mug (MUG)") == "12,00\xa0€"
+
+
 async def test_confirmation_after_payment_with_the_expected_delivery_date(
         shop: Engine, smtp: SmtpServer) -> None:
     order = await shop.orders.place(order_request(("SHIRT-M", 2), ("MUG", 1)))
@@ -171,9 +184,9 @@ async def test_confirmation_after_payment_with_the_expected_delivery_date(
     text = mail.text
     assert "Hello Erika Mustermann," in text
     assert order.number in text
-    assert row(text, "2 x T-shirt M (SHIRT-M)") == "EUR 50.00"
-    assert row(text, "1 x Mug (MUG)") == "EUR 12.00"
-    total = Money(order.totals.total, "EUR").format()
+    assert row(text, "2 x T-shirt M (SHIRT-M)") == "€50.00"
+    assert row(text, "1 x Mug (MUG)") == "€12.00"
+    total = Money(order.totals.total, "EUR").localized("en")
     assert row(text, "Total") == total
     assert order.shipping is not None and order.shipping.expected_delivery is not None
     expected = order.shipping.expected_delivery
@@ -194,7 +207,7 @@ async def test_bank_transfer_is_confirmed_once_marked_paid(shop: Engine,
     order = await shop.payments.capture(order.id, actor="staff:anna")
     [mail] = smtp.about(order)
     assert mail.subject.endswith("confirmed")
-    assert row(mail.text, "Paid") == Money(order.totals.total, "EUR").format()
+    assert row(mail.text, "Paid") == Money(order.totals.total, "EUR").localized("en")
 
 
 async def test_cash_on_delivery_is_confirmed_at_once(shop: Engine, smtp: SmtpServer) -> None:
@@ -271,13 +284,13 @@ async def test_refund_notices_carry_the_amount(shop: Engine, smtp: SmtpServer) -
     mails = smtp.about(order)
     assert [m.subject for m in mails] == [
         f"{SHOP}: order {order.number} confirmed",
-        f"{SHOP}: refund of EUR 12.50 for order {order.number}",
-        f"{SHOP}: refund of {Money(rest, 'EUR').format()} for order {order.number}"]
-    assert row(mails[1].text, "Refunded") == "EUR 12.50"
+        f"{SHOP}: refund of €12.50 for order {order.number}",
+        f"{SHOP}: refund of {Money(rest, 'EUR').localized('en')} for order {order.number}"]
+    assert row(mails[1].text, "Refunded") == "€12.50"
     assert row(mails[1].text, "Reason") == "damaged corner"
-    assert row(mails[2].text, "Refunded") == Money(rest, "EUR").format()
+    assert row(mails[2].text, "Refunded") == Money(rest, "EUR").localized("en")
     assert row(mails[2].text, "Refunded for this order so far") == Money(
-        order.totals.total, "EUR").format()
+        order.totals.total, "EUR").localized("en")
 
 
 async def test_a_refund_of_a_partly_captured_payment_is_notified_too(
@@ -287,7 +300,7 @@ async def test_a_refund_of_a_partly_captured_payment_is_notified_too(
     order = await shop.payments.refund(order.id, amount=1000)
     assert order.payments[0].status == "partially_captured"
     assert [m.subject for m in smtp.about(order)][-1] == \
-        f"{SHOP}: refund of EUR 10.00 for order {order.number}"
+        f"{SHOP}: refund of €10.00 for order {order.number}"
 
 
 # -- failures, retries and duplicates ---------------------------------------------------------

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from importlib.metadata import entry_points
 from typing import Any
 
 import msgspec
 import pytest
 
 from ordnung.core import hookimpl
+from ordnung.core.config import DEFAULT_PLUGINS
 from ordnung.core.domain.common import utcnow
 from ordnung.core.domain.pricing import LineTax, TaxAnswer
 from ordnung.core.errors import PluginError, TransitionVetoed
 from ordnung.core.persistence.journal import event
 from ordnung.core.persistence.tables import OutboxRow, ReactionFailureRow
-from ordnung.core.plugin_host import PluginHost
+from ordnung.core.plugin_host import BUILTIN_PREFIX, ENTRY_POINT_GROUP, PluginHost
 from tests.support import builtin_plugins, order_request, paid_order, seed_shop, ship_all
 
 
@@ -87,6 +89,17 @@ def test_entry_points_discover_the_built_in_plugins() -> None:
         PluginHost().load_entry_points(["no-such-plugin"])
     with pytest.raises(PluginError, match="not enabled"):
         PluginHost().load_entry_points(["sandbox"], {"manual": {}})
+
+
+def test_without_a_plugin_list_the_default_set_is_deliberate() -> None:
+    """Found: with ORDNUNG_PLUGINS unset every installed plugin was enabled, three
+    competing tax plugins and the sandbox test gateway among them."""
+    third_party = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)
+                   if not ep.value.startswith(BUILTIN_PREFIX)}
+    loaded = PluginHost().load_entry_points(None, defaults=DEFAULT_PLUGINS)
+    assert set(loaded) == set(DEFAULT_PLUGINS) | third_party
+    assert "sandbox" not in loaded and "email" not in loaded
+    assert [p for p in loaded if p in ("table_tax", "eu_vat", "us_sales_tax")] == ["table_tax"]
 
 
 class NoCancellingShippedLater:

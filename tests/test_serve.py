@@ -32,6 +32,8 @@ def test_serve_round_trip_over_real_http(server: Server) -> None:
     storefront = printed_key(output, "storefront key (channel web)")
     demo_admin = printed_key(output, "admin key (every scope)")
     assert storefront.startswith("pk_") and demo_admin.startswith("sk_")
+    # found: a new pair at every start, unannounced
+    assert "every start with --demo issues a new pair" in " ".join(output.split())
 
     with httpx.Client(base_url=server.base_url, timeout=10.0) as client:
         health = client.get("/health")

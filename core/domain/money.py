@@ -9,12 +9,13 @@ allocation give the same cents on every machine and every database.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache
 
 import msgspec
 from babel.core import get_global
-from babel.numbers import is_currency
+from babel.numbers import format_currency, is_currency
 
 from ordnung.core.errors import CurrencyMismatch, InvalidInput
 
@@ -112,8 +113,16 @@ class Money(msgspec.Struct, frozen=True, order=False):
         """Split this amount in proportion to ``weights`` (see :func:`allocate`)."""
         return [Money(share, self.currency) for share in allocate(self.amount, weights)]
 
+    def localized(self, locale: str = "en") -> str:
+        """The amount as people of ``locale`` write it (CLDR through babel), for e-mails
+        and other text read by customers: ``€12.50`` in ``en``, ``12,50 €`` in ``de_DE``."""
+        exp = currency_exponent(self.currency)
+        return format_currency(Decimal(self.amount).scaleb(-exp), self.currency,
+                               locale=locale, currency_digits=True)
+
     def format(self) -> str:
-        """Human form for logs and e-mails, e.g. ``EUR 12.50``."""
+        """Locale-free form for logs, explanations and notes read by developers and
+        staff everywhere, e.g. ``EUR 12.50`` (``localized`` is the form for customers)."""
         exp = currency_exponent(self.currency)
         sign = "-" if self.amount < 0 else ""
         whole, frac = divmod(abs(self.amount), 10**exp) if exp else (abs(self.amount), 0)

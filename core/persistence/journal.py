@@ -172,6 +172,29 @@ class Journal:
         return list(await ReactionFailureRow.select().where(
             ReactionFailureRow.resolved_at.is_null()).order_by(ReactionFailureRow.id).run())
 
+    async def failures(self, *, resolved: bool, after: str | None = None,
+                       limit: int = 50) -> list[dict[str, Any]]:
+        """One page of failed reactions (open or resolved), by id, each with its event's
+        kind and order (``kind``, ``order_id``), for staff to see what did not happen."""
+        query = ReactionFailureRow.select().where(
+            ReactionFailureRow.resolved_at.is_not_null() if resolved
+            else ReactionFailureRow.resolved_at.is_null())
+        if after is not None:
+            query = query.where(ReactionFailureRow.id > after)
+        rows = list(await query.order_by(ReactionFailureRow.id).limit(limit).run())
+        ids = sorted({r["outbox_id"] for r in rows})
+        events = {e["id"]: e for e in await OutboxRow.select(
+            OutboxRow.id, OutboxRow.kind, OutboxRow.order_id).where(
+            OutboxRow.id.is_in(ids)).run()} if ids else {}
+        for row in rows:
+            event = events.get(row["outbox_id"], {})
+            row["kind"], row["order_id"] = event.get("kind"), event.get("order_id")
+        return rows
+
+    async def failure(self, failure_id: str) -> dict[str, Any] | None:
+        rows = await ReactionFailureRow.select().where(ReactionFailureRow.id == failure_id).run()
+        return rows[0] if rows else None
+
     async def resolve_failure(self, failure_id: str) -> None:
         await ReactionFailureRow.update({ReactionFailureRow.resolved_at: utcnow()}).where(
             ReactionFailureRow.id == failure_id).run()

@@ -102,7 +102,7 @@ class EmailNotifications:
         password_env: str = ""
         #: seconds for connecting and for each SMTP command
         timeout: float = 30.0
-        #: language of dates in e-mails (a CLDR locale such as "en", "de_DE")
+        #: language of dates and amounts in e-mails (a CLDR locale such as "en", "de_DE")
         locale: str = "en"
         html: bool = True
         #: which notices to send
@@ -244,7 +244,7 @@ class EmailNotifications:
 
     # -- the notices ----------------------------------------------------------------------
     def _money(self, amount: int, order: Order) -> str:
-        return Money(amount, order.currency).format()
+        return Money(amount, order.currency).localized(self.settings.locale)
 
     def _date(self, day: date) -> str:
         return f"{format_date(day, format='full', locale=self.settings.locale)} ({day.isoformat()})"
