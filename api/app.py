@@ -26,6 +26,12 @@ from ordnung.api.docs_pages import docs_assets_router, docs_render_plugins
 from ordnung.api.idempotency import IdempotencyMiddleware
 from ordnung.api.intake import RequestIntakeMiddleware
 from ordnung.api.logging_middleware import RequestLogMiddleware
+from ordnung.api.metrics import (
+    HttpMetricsMiddleware,
+    PrometheusMetrics,
+    metrics_endpoint,
+    process_exited,
+)
 from ordnung.api.problems import (
     ProblemDocs,
     handle_http_error,
@@ -48,6 +54,7 @@ from ordnung.api.routes.payments import PaymentController, payment_webhook
 from ordnung.api.routes.reactions import ReactionController
 from ordnung.api.routes.returns import ReturnController
 from ordnung.api.settings import HttpSettings
+from ordnung.api.tracing import Tracing, name_the_order, tracing_wanted
 from ordnung.core import Engine, EngineConfig
 from ordnung.core.errors import OrdnungError
 
@@ -91,18 +98,24 @@ def _start_stats_writer(engine: Engine) -> asyncio.Task[None] | None:
 
 def create_app(config: EngineConfig | None = None, *, engine: Engine | None = None,
                admin_key: str | None = None, demo: bool | None = None,
-               http: HttpSettings | None = None) -> Litestar:
+               http: HttpSettings | None = None,
+               tracer_provider: Any | None = None) -> Litestar:
     """Build the app. Without arguments everything comes from ``ORDNUNG_*`` variables:
     ``ORDNUNG_DATABASE_URL``, ``ORDNUNG_PLUGINS``, ``ORDNUNG_ADMIN_KEY``, ``ORDNUNG_DEMO``,
-    and the HTTP edge's limits (``ordnung.api.settings``)."""
+    ``ORDNUNG_TRACING`` and the HTTP edge's limits (``ordnung.api.settings``).
+    ``tracer_provider`` (an OpenTelemetry one) turns tracing on with that provider."""
     bootstrap_key = admin_key if admin_key is not None else os.environ.get("ORDNUNG_ADMIN_KEY")
     seed_demo = demo if demo is not None else os.environ.get("ORDNUNG_DEMO") == "1"
+    tracing = Tracing(tracer_provider) if tracer_provider is not None or tracing_wanted() \
+        else None
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         own = engine is None
         eng = engine or Engine(config or EngineConfig.from_env(background_tasks=True))
         await eng.start()
+        eng.observe_with(PrometheusMetrics(),
+                         tracer=tracing.tracer if tracing is not None else None)
         if seed_demo:
             from ordnung.api.seed import seed_demo_shop
 
@@ -118,6 +131,9 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
                 stats.cancel()
             if own:
                 await eng.stop()
+            if tracing is not None:
+                tracing.shutdown()
+            process_exited()
 
     # outermost first: request intake (the body, whole and within limits), then
     # authentication, then idempotency (the request log wraps the whole app, below)
@@ -127,7 +143,7 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
                              IdempotencyMiddleware]
     app = Litestar(
         route_handlers=[
-            health, CatalogueController, InventoryController, ChannelController,
+            health, metrics_endpoint, CatalogueController, InventoryController, ChannelController,
             CustomerController, CartController, OrderController, PaymentController,
             payment_webhook, FulfilmentController, ShipmentController, tracking_webhook,
             shipping_label,
@@ -135,7 +151,8 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
         ],
         lifespan=[lifespan],
         middleware=middleware,
-        plugins=[ProblemDocs()],
+        plugins=[ProblemDocs(), *([tracing.plugin] if tracing is not None else [])],
+        before_request=name_the_order if tracing is not None else None,
         exception_handlers={
             OrdnungError: handle_ordnung_error,
             HTTPException: handle_http_error,
@@ -156,5 +173,7 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
         # logging is the process's to configure (ordnung serve, or the embedding app)
         logging_config=None,
     )
-    app.asgi_handler = cast(ASGIApp, RequestLogMiddleware(app.asgi_handler))
+    # outside litestar's exception handling: they see every answer as the client does
+    measured = cast(ASGIApp, HttpMetricsMiddleware(app.asgi_handler))
+    app.asgi_handler = cast(ASGIApp, RequestLogMiddleware(measured))
     return app

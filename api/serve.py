@@ -13,7 +13,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
+import tempfile
+from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import msgspec
@@ -29,6 +32,8 @@ ENV_DATABASE_URL = "ORDNUNG_DATABASE_URL"
 ENV_PLUGIN_SETTINGS = "ORDNUNG_PLUGIN_SETTINGS"
 ENV_ADMIN_KEY = "ORDNUNG_ADMIN_KEY"
 ENV_DEMO = "ORDNUNG_DEMO"
+#: prometheus-client's multiprocess folder (see ordnung.api.metrics)
+ENV_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 #: an admin key chosen by the operator must not be guessable
 MIN_ADMIN_KEY = 16
 #: how the parent tells the workers to log (they are separate processes)
@@ -164,6 +169,7 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, demo: 
     env[ENV_LOG_JSON] = "1" if log_json else "0"
     configure_from_env()
 
+    metrics_dir = prepare_metrics_dir(env)
     keys = asyncio.run(prepare(demo=demo, admin_key=env.get(ENV_ADMIN_KEY) or None))
     print_banner(out or sys.stdout, url=url, host=host, port=port, workers=workers, keys=keys)
     uvicorn.run("ordnung.api.serve:worker_app", factory=True, host=host, port=port,
@@ -173,4 +179,22 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, demo: 
                 # (in the parent here, in each worker by worker_app), in the same format
                 log_config=None,
                 lifespan="on")
+    if metrics_dir is not None:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def prepare_metrics_dir(env: MutableMapping[str, str]) -> str | None:
+    """Point ``PROMETHEUS_MULTIPROC_DIR`` at a folder the workers share, before any of them
+    imports prometheus-client: a fresh temporary one (returned, to be removed at exit),
+    or the operator's own, emptied of an earlier run's files."""
+    given = env.get(ENV_METRICS_DIR)
+    if given:
+        os.makedirs(given, exist_ok=True)
+        for name in os.listdir(given):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(given, name))
+        return None
+    folder = tempfile.mkdtemp(prefix="ordnung-metrics-")
+    env[ENV_METRICS_DIR] = folder
+    return folder

@@ -18,6 +18,7 @@ from ordnung.core.domain.events import Event
 from ordnung.core.domain.inventory import AvailabilityChange
 from ordnung.core.domain.orders import Order
 from ordnung.core.errors import NotFound
+from ordnung.core.observe import Metrics, NoMetrics
 from ordnung.core.persistence.catalog import CatalogStore
 from ordnung.core.persistence.journal import Journal
 from ordnung.core.persistence.orders import OrderStore
@@ -35,6 +36,7 @@ class Dispatcher:
         self.orders = orders
         self.stock = stock
         self.catalog = catalog
+        self.metrics: Metrics = NoMetrics()
 
     def reacts_to(self, ev: Event) -> bool:
         """Whether any plugin reacts to ``ev`` after commit (it then needs an outbox row)."""
@@ -81,6 +83,7 @@ class Dispatcher:
         except Exception as exc:  # a reaction failure must never undo the commit
             log.warning("reaction failed; will retry", hook=hook, plugin=plugin,
                         event_id=ev.id, event_kind=ev.kind, error=repr(exc))
+            self.metrics.reaction_failed(plugin, hook)
             await self.journal.record_failure(ev.id, hook, plugin, repr(exc))
             return False
 
@@ -128,6 +131,7 @@ class Dispatcher:
             kwargs = await self._arguments(failure["hook"], ev, None)
             await self.plugins.directed(failure["plugin"], failure["hook"], **kwargs)
         except Exception as exc:
+            self.metrics.reaction_failed(failure["plugin"], failure["hook"])
             await self.journal.record_failure(ev.id, failure["hook"], failure["plugin"],
                                               repr(exc))
             return False

@@ -28,6 +28,7 @@ from ordnung.core.dispatch import Dispatcher
 from ordnung.core.errors import PluginError
 from ordnung.core.lifecycle import build_machines
 from ordnung.core.lifecycle.machine import Machine, StateExtension
+from ordnung.core.observe import Metrics, Tracer
 from ordnung.core.persistence.database import Database
 from ordnung.core.persistence.plugin_store import PluginStore
 from ordnung.core.plugin_host import PluginHost
@@ -155,6 +156,17 @@ class Engine:
             except Exception as exc:  # keep the loop alive; the next round retries
                 log.warning("maintenance round failed", error=repr(exc))
             await asyncio.sleep(interval)
+
+    def observe_with(self, metrics: Metrics | None = None, tracer: Tracer | None = None) -> None:
+        """Report placements, committed events and failed reactions to ``metrics``, and
+        open a ``tracer`` span around every plugin hook call (``ordnung serve`` installs
+        Prometheus metrics, and OpenTelemetry when tracing is on; by default the engine
+        records nothing)."""
+        if metrics is not None:
+            self.runtime.metrics = metrics
+            self.dispatcher.metrics = metrics
+        if tracer is not None:
+            self.host.tracer = tracer
 
     def plugin_store(self, plugin: str) -> PluginStore:
         """A plugin's own storage, for use outside hooks (e.g. issuing a coupon)."""

@@ -21,6 +21,7 @@ import structlog
 from ordnung.core import hookspecs
 from ordnung.core.errors import PluginError
 from ordnung.core.logging import SECRET_KEYS
+from ordnung.core.observe import Tracer
 
 log = structlog.get_logger("ordnung.plugins")
 
@@ -65,6 +66,8 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self.settings: dict[str, Any] = {}
         self._impls: dict[str, list[pluggy.HookImpl]] = {}
+        #: spans around hook calls, when the host traces (None: no cost at all)
+        self.tracer: Tracer | None = None
 
     # -- registration -------------------------------------------------------------
     def register(self, plugin: Any, name: str | None = None,
@@ -177,12 +180,28 @@ class PluginHost:
     def has_impl(self, hook_name: str) -> bool:
         return bool(self.impls(hook_name))
 
-    @staticmethod
-    async def _call(impl: pluggy.HookImpl, kwargs: Mapping[str, Any]) -> Any:
+    async def _call(self, impl: pluggy.HookImpl, kwargs: Mapping[str, Any]) -> Any:
+        if self.tracer is not None:
+            return await self._traced_call(self.tracer, impl, kwargs)
         result = impl.function(*[kwargs[a] for a in impl.argnames])
         if inspect.isawaitable(result):
             result = await result
         return result
+
+    async def _traced_call(self, tracer: Tracer, impl: pluggy.HookImpl,
+                           kwargs: Mapping[str, Any]) -> Any:
+        """The call in a span named after the hook, with the plugin and the order being
+        worked on (the ``order_id`` bound to the log context, where there is one)."""
+        hook = impl.opts.get("specname") or impl.function.__name__
+        attributes = {"ordnung.hook": hook, "ordnung.plugin": impl.plugin_name}
+        order_id = structlog.contextvars.get_contextvars().get("order_id")
+        if order_id:
+            attributes["ordnung.order_id"] = str(order_id)
+        with tracer.span(f"{hook} {impl.plugin_name}", attributes):
+            result = impl.function(*[kwargs[a] for a in impl.argnames])
+            if inspect.isawaitable(result):
+                result = await result
+            return result
 
     async def collect(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
         """Call every implementation; return ``(plugin_name, answer)`` for non-None answers."""

@@ -23,6 +23,7 @@ from ordnung.core.domain.orders import Order
 from ordnung.core.errors import Conflict, TransitionVetoed
 from ordnung.core.invariants import check_order, payment_secured, refresh_money_totals
 from ordnung.core.lifecycle.machine import Machine
+from ordnung.core.observe import Metrics, NoMetrics
 from ordnung.core.persistence.carts import CartStore
 from ordnung.core.persistence.catalog import CatalogStore
 from ordnung.core.persistence.codec import decode, encode
@@ -70,6 +71,7 @@ class Runtime:
         self.journal = Journal(db)
         self.idempotency = IdempotencyStore(db)
         self.dispatcher: Deliverer | None = dispatcher
+        self.metrics: Metrics = NoMetrics()
 
     def plugin_store(self, plugin: str) -> PluginStore:
         """The named plugin's own records and counters."""
@@ -108,6 +110,8 @@ class Runtime:
             return result, change.order
 
     async def deliver(self, events: Sequence[Event], order: Order | None) -> None:
+        """Hand committed events to the reactions (and count them)."""
+        self.metrics.events(events)
         if self.dispatcher is not None and events:
             await self.dispatcher.deliver(events, order)
 

@@ -11,7 +11,7 @@ Kind = Literal["admin", "storefront", "customer"]
 
 #: every scope an admin key may hold
 ADMIN_SCOPES = ("catalogue", "inventory", "orders", "fulfilment", "payments", "refunds",
-                "customers", "plugins")
+                "customers", "plugins", "metrics")
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):

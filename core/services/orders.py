@@ -28,6 +28,7 @@ from ordnung.core.errors import (
 from ordnung.core.errors_db import is_unique_violation
 from ordnung.core.invariants import payment_secured
 from ordnung.core.lifecycle import CORE_MACHINES
+from ordnung.core.observe import Metrics, counts_placements
 from ordnung.core.persistence.idempotency import fingerprint
 from ordnung.core.persistence.stock import Want, movement
 from ordnung.core.pricing import PricingInput, PricingPipeline
@@ -58,7 +59,12 @@ class OrderService:
         self.customers = customers
         self.payments: PaymentService | None = None
 
+    @property
+    def metrics(self) -> Metrics:
+        return self.rt.metrics
+
     # -- placement ----------------------------------------------------------------
+    @counts_placements
     async def place(self, request: PlaceOrder, *, idempotency_key: str | None = None,
                     actor: str = "system", cart_id: str | None = None) -> Order:
         """Price, validate, reserve and record an order; then authorize its payment.

@@ -1,0 +1,193 @@
+"""``/metrics`` in the Prometheus text format (prometheus-client).
+
+What an operator watches: requests by route and status with their latency; placement
+attempts by outcome; committed events by kind (orders placed, payments by outcome...);
+failed plugin reactions; the outbox backlog and the age of its oldest undelivered
+event; database connections open and in use.
+
+With several worker processes (``ordnung serve --workers N``) every worker keeps its
+own counters, so a scrape that reached one worker would see a fraction of them.
+prometheus-client's multiprocess mode fixes that: ``ordnung serve`` points
+``PROMETHEUS_MULTIPROC_DIR`` at a fresh folder (or the operator's own) before any worker
+starts, each worker writes its values there, and a scrape adds them up. The backlog
+figures are read from the database at scrape time, so they are the same whichever
+worker answers.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from litestar import Request, Response, get
+from litestar.types import ASGIApp
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+
+from ordnung.api.asgi import Message, Receive, Scope, Send
+from ordnung.api.auth import admin
+from ordnung.core import Engine
+from ordnung.core.domain.common import utcnow
+from ordnung.core.domain.events import Event
+from ordnung.core.observe import PlacementOutcome
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: methods outside this set are counted as "other" (a client chooses the method: an
+#: open label would let it create series without bound)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+REQUESTS = Counter("ordnung_http_requests", "HTTP requests answered, by route template "
+                   "('unmatched' for paths no route serves) and status",
+                   ["method", "route", "status"])
+LATENCY = Histogram("ordnung_http_request_duration_seconds",
+                    "Time from a request's arrival to the end of its answer",
+                    ["method", "route"],
+                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+PLACEMENTS = Counter("ordnung_placement_attempts", "Placement requests by outcome (placed, "
+                     "declined, out_of_stock, refused); a repeated idempotent request "
+                     "counts again, the orders themselves are events", ["outcome"])
+EVENTS = Counter("ordnung_events", "Committed events by kind (order.placed, "
+                 "payment.captured, shipment.shipped ...)", ["kind"])
+PAYMENTS = Counter("ordnung_payments", "Payment state changes by outcome (authorized, "
+                   "captured, refunded, voided, failed ...)", ["outcome"])
+REACTION_FAILURES = Counter("ordnung_reaction_failures", "Plugin reactions that raised "
+                            "(each is recorded and retried)", ["plugin", "hook"])
+DB_OPEN = Gauge("ordnung_db_connections_open", "Database connections open",
+                multiprocess_mode="livesum")
+DB_IN_USE = Gauge("ordnung_db_connections_in_use", "Database connections in use",
+                  multiprocess_mode="livesum")
+
+
+class PrometheusMetrics:
+    """The engine's metrics sink (``ordnung.core.observe.Metrics``) for this process."""
+
+    def placement(self, outcome: PlacementOutcome, channel: str) -> None:
+        PLACEMENTS.labels(outcome).inc()
+
+    def events(self, events: Sequence[Event]) -> None:
+        for ev in events:
+            EVENTS.labels(ev.kind).inc()
+            if ev.machine == "payment" and ev.to_state:
+                PAYMENTS.labels(ev.to_state).inc()
+
+    def reaction_failed(self, plugin: str, hook: str) -> None:
+        REACTION_FAILURES.labels(plugin, hook).inc()
+
+
+def pool_use(engine: Engine) -> tuple[int, int]:
+    """(connections open, in use) of this process's pool."""
+    driver: Any = engine.db.engine
+    pool = getattr(driver, "pool", None)
+    if pool is not None and hasattr(pool, "get_size"):  # asyncpg
+        size = int(pool.get_size())
+        return size, size - int(pool.get_idle_size())
+    opened = int(getattr(driver, "_opened", 0))
+    idle = getattr(driver, "_idle", None)
+    return opened, opened - (idle.qsize() if idle is not None else 0)
+
+
+def route_of(scope: Scope) -> str:
+    """The route's template (``/orders/{order_id:str}``), set by litestar's router; a
+    path no route serves has none."""
+    return str(scope.get("path_template") or "unmatched")
+
+
+class HttpMetricsMiddleware:
+    """Counts and times every answer, outside litestar's exception handling (like the
+    request log), so that 401s and unmatched paths are counted as the client saw them."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app: Any = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+
+        async def observe(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observe)
+        finally:
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            route = route_of(scope)
+            REQUESTS.labels(method, route, str(status or 500)).inc()
+            LATENCY.labels(method, route).observe(time.perf_counter() - started)
+            engine = getattr(getattr(scope.get("app"), "state", None), "engine", None)
+            if isinstance(engine, Engine) and engine.db.engine is not None:
+                opened, in_use = pool_use(engine)
+                DB_OPEN.set(opened)
+                DB_IN_USE.set(in_use)
+
+
+async def database_families(engine: Engine) -> list[GaugeMetricFamily]:
+    """Figures read from the database at scrape time (the same from every worker)."""
+    backlog = await engine.db.fetch(
+        "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox "
+        "WHERE dispatched_at IS NULL")
+    failures = await engine.db.fetch(
+        "SELECT COUNT(*) AS n FROM reaction_failures WHERE resolved_at IS NULL")
+    count = int(backlog[0]["n"])
+    oldest = backlog[0]["oldest"]
+    if isinstance(oldest, str):  # SQLite hands back the stored text
+        oldest = datetime.fromisoformat(oldest)
+    age = max(0.0, (utcnow() - oldest).total_seconds()) if count and oldest else 0.0
+    families = [
+        GaugeMetricFamily("ordnung_outbox_backlog", "Events not yet delivered to their "
+                          "reactions", value=count),
+        GaugeMetricFamily("ordnung_outbox_oldest_undelivered_seconds", "Age of the oldest "
+                          "undelivered event (0 when there is none)", value=age),
+        GaugeMetricFamily("ordnung_reaction_failures_open", "Failed plugin reactions not "
+                          "yet resolved", value=int(failures[0]["n"])),
+    ]
+    return families
+
+
+class _Families:
+    def __init__(self, families: list[GaugeMetricFamily]) -> None:
+        self.families = families
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        return self.families
+
+
+@get("/metrics", guards=[admin("metrics")], tags=["operations"], include_in_schema=True)
+async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Prometheus metrics of every worker (text format)."""
+    engine: Engine = request.app.state.engine
+    opened, in_use = pool_use(engine)
+    DB_OPEN.set(opened)
+    DB_IN_USE.set(in_use)
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        processes = generate_latest(registry)
+    else:
+        processes = generate_latest(REGISTRY)
+    fresh = CollectorRegistry()
+    fresh.register(_Families(await database_families(engine)))
+    return Response(processes + generate_latest(fresh), media_type=CONTENT_TYPE_LATEST)
+
+
+def process_exited() -> None:
+    """A worker that stops takes its live gauges with it (multiprocess mode)."""
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.mark_process_dead(os.getpid())
