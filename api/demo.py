@@ -63,7 +63,7 @@ PRODUCTS = [
                 weight_grams=100)]),
     Product(id="tote", name="Tote bag", variants=[
         Variant(sku=GIFT_SKU, product_id="tote", name="Tote bag", prices={"EUR": 0},
-                weight_grams=80)]),
+                weight_grams=80, given_only=True)]),
 ]
 STOCK = {"SHIRT-M": 100, "MUG": 40, "POSTER": 15, GIFT_SKU: 10}
 

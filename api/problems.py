@@ -39,6 +39,7 @@ TITLES = {
     "illegal-transition": "Not allowed in the current state",
     "guard-veto": "A plugin vetoed the change",
     "out-of-stock": "Out of stock",
+    "not-for-sale": "Not sold on its own",
     "payment-declined": "Payment declined",
     "invariant-violation": "The change would break an invariant",
     "tax-unavailable": "Tax cannot be computed",

@@ -33,7 +33,7 @@ PRODUCTS = [
                 weight_grams=100)]),
     Product(id="tote", name="Tote bag", variants=[
         Variant(sku="GIFT-TOTE", product_id="tote", name="Tote bag (gift)", prices={"EUR": 0},
-                weight_grams=80)]),
+                weight_grams=80, given_only=True)]),
 ]
 STOCK = {("SHIRT-M", "wh-berlin"): 500, ("SHIRT-L", "wh-berlin"): 300,
          ("MUG", "wh-berlin"): 100, ("MUG", "wh-leipzig"): 100, ("POSTER", "wh-berlin"): 50,

@@ -175,6 +175,9 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, demo: 
     uvicorn.run("ordnung.api.serve:worker_app", factory=True, host=host, port=port,
                 workers=workers, log_level=log_level.lower(),
                 access_log=False,  # the app logs one structured line per request
+                # X-Forwarded-For is believed only from ORDNUNG_TRUSTED_PROXIES, by the
+                # app itself (api/client_ip.py): uvicorn must not rewrite the peer first
+                proxy_headers=False,
                 # uvicorn's own lines go through the handler configure_logging installs
                 # (in the parent here, in each worker by worker_app), in the same format
                 log_config=None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from typing import Annotated, Any
@@ -49,6 +50,17 @@ def setting_of(path: str) -> str:
     return f"ORDNUNG_{field.upper()}" if field and field != "$" else "ORDNUNG_*"
 
 
+def check_networks(name: str, values: list[str]) -> list[str]:
+    """``values`` if each is an IP address or network, else a ``ConfigError``."""
+    for value in values:
+        try:
+            ipaddress.ip_network(value.strip(), strict=False)
+        except ValueError:
+            raise ConfigError(name, f"{value!r} is not an IP address or network (e.g. "
+                                    "10.0.0.0/8 or 192.0.2.1)") from None
+    return values
+
+
 #: The built-in plugins enabled when ``plugins`` (``ORDNUNG_PLUGINS``) is not set: one of
 #: each kind that works without further settings and cannot surprise a shop. Left out on
 #: purpose: ``sandbox`` (a test gateway: it would take test card tokens as payment),
@@ -81,12 +93,19 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: seconds an Idempotency-Key claim is held without renewal (renewed while its request
     #: runs): a key whose process died is free again after at most this long
     idempotency_lease_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    #: (API) addresses or networks of the reverse proxies in front of the API. Only
+    #: through them does a browser's connection tell its address (``X-Forwarded-For``);
+    #: empty: the connection tells the fraud rules nothing (see README "Client IP")
+    trusted_proxies: list[str] = []
+
+    def __post_init__(self) -> None:
+        check_networks("trusted_proxies", self.trusted_proxies)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> EngineConfig:
         """Read ``ORDNUNG_DATABASE_URL``, ``ORDNUNG_PLUGINS`` (comma list),
-        ``ORDNUNG_PLUGIN_SETTINGS`` (JSON object), ``ORDNUNG_REQUIRE_TAX`` and
-        ``ORDNUNG_IDEMPOTENCY_LEASE_SECONDS``."""
+        ``ORDNUNG_PLUGIN_SETTINGS`` (JSON object), ``ORDNUNG_REQUIRE_TAX``,
+        ``ORDNUNG_IDEMPOTENCY_LEASE_SECONDS`` and ``ORDNUNG_TRUSTED_PROXIES`` (comma list)."""
         values: dict[str, Any] = {}
         env = os.environ
         if env.get("ORDNUNG_DATABASE_URL"):
@@ -102,6 +121,10 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 "ORDNUNG_IDEMPOTENCY_LEASE_SECONDS", env["ORDNUNG_IDEMPOTENCY_LEASE_SECONDS"])
         if env.get("ORDNUNG_REQUIRE_TAX"):
             values["require_tax"] = env_bool("ORDNUNG_REQUIRE_TAX", env["ORDNUNG_REQUIRE_TAX"])
+        if env.get("ORDNUNG_TRUSTED_PROXIES"):
+            values["trusted_proxies"] = check_networks(
+                "ORDNUNG_TRUSTED_PROXIES",
+                [p.strip() for p in env["ORDNUNG_TRUSTED_PROXIES"].split(",") if p.strip()])
         values.update(overrides)
         try:
             return msgspec.convert(values, cls)

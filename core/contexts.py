@@ -58,7 +58,8 @@ class RiskContext(msgspec.Struct, kw_only=True, frozen=True):
 
     order: Order
     customer: Customer | None
-    #: client facts the storefront passed on (ip, user agent, card fingerprint)
+    #: client facts the storefront passed on (ip, user agent, card fingerprint); over
+    #: the REST API "ip" comes only from a trusted source, or is absent
     client: dict[str, str] = {}
     recent_orders_by_customer: int = 0
     recent_orders_by_email: int = 0

@@ -157,6 +157,18 @@ class PaymentDeclined(OrdnungError):
         self.reason = reason
 
 
+class NotForSale(OrdnungError):
+    """A cart or order asked to buy a variant that is given only (e.g. a free gift)."""
+
+    type = "not-for-sale"
+    status = 422
+
+    def __init__(self, sku: str) -> None:
+        super().__init__(f"{sku} is not sold on its own: it is only given (e.g. as a free "
+                         "gift when an order qualifies)", sku=sku, field="lines")
+        self.sku = sku
+
+
 class InvariantViolation(OrdnungError):
     """The core refused a change that would break one of its invariants.
 

@@ -202,9 +202,12 @@ def ordnung_authorize(request: PaymentRequest) -> GatewayResult | None:
     Directed to the payment's gateway plugin, called outside the database
     transaction (no row is locked while the gateway answers). Must be
     idempotent on ``request.idempotency_key``. Return ``approved`` (with the
-    gateway's ``reference``), ``pending`` (a webhook will confirm) or
-    ``declined`` (with a ``reason``). Raising is treated as a decline with the
-    error's message and is logged.
+    gateway's ``reference``), ``pending`` (a webhook will confirm; until it does
+    the payment cannot be captured and counts as unpaid) or ``declined`` (with a
+    ``reason``). Money collected outside any gateway (bank transfer, invoice, cash
+    on delivery) answers ``pending`` with ``confirmed_by_capture=True``: staff
+    capture it when it arrives. Raising is treated as a decline with the error's
+    message and is logged.
     """
 
 
@@ -214,7 +217,8 @@ def ordnung_capture(request: PaymentRequest) -> GatewayResult | None:
 
     Directed, outside the transaction, idempotent on the key. For manual
     methods the plugin approves (staff marked it paid). The core has already
-    checked captured <= authorized <= total. Raising means not captured.
+    checked captured <= authorized <= total, and never asks to capture a payment
+    the gateway has not confirmed. Raising means not captured.
     """
 
 

@@ -12,9 +12,12 @@ from ordnung.core.errors import InvariantViolation
 
 
 def payment_secured(order: Order) -> bool:
-    """Paid enough to fulfil: live authorizations cover the total, or a payment grants terms."""
+    """Paid enough to fulfil: live authorizations cover the total, or a payment grants terms.
+
+    Only a confirmed payment holds money (``authorized``): one the gateway has not
+    confirmed yet holds none (``check_order``), so it never counts as paid."""
     live = [p for p in order.payments if p.live]
-    if any(p.grants_terms for p in live):
+    if any(p.grants_terms and not p.unconfirmed for p in live):
         return True
     return sum(p.authorized for p in live) >= order.totals.total
 
@@ -26,6 +29,9 @@ def check_order(order: Order) -> None:
         if not 0 <= p.refunded <= p.captured <= p.authorized:
             problems.append(f"payment {p.id}: refunded {p.refunded} <= captured {p.captured} "
                             f"<= authorized {p.authorized} does not hold")
+        if p.awaiting and (p.authorized or p.captured):
+            problems.append(f"payment {p.id} is {p.status}: it holds no money until it is "
+                            "confirmed")
     authorized = sum(p.authorized for p in order.payments)
     captured = sum(p.captured for p in order.payments)
     refunded = sum(p.refunded for p in order.payments)

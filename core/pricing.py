@@ -1,5 +1,9 @@
 """The pricing pipeline: lines → promotions and loyalty → shipping → tax → totals.
 
+The lines a cart or order buys are priced from the catalogue; a variant marked
+``given_only`` (a free gift) is refused there (``NotForSale``): only a promotion or
+loyalty plugin adds it, as a zero-priced gift line whose stock is reserved like any.
+
 Deterministic: the same cart, catalogue and plugin settings give the same
 totals, because every step is a pure function of its inputs and plugins are
 called in a fixed order. Every amount that is not a catalogue price is an
@@ -39,7 +43,13 @@ from ordnung.core.domain.pricing import (
     TaxAnswer,
     Totals,
 )
-from ordnung.core.errors import InvalidInput, NotFound, PluginError, TaxUnavailable
+from ordnung.core.errors import (
+    InvalidInput,
+    NotForSale,
+    NotFound,
+    PluginError,
+    TaxUnavailable,
+)
 from ordnung.core.plugin_host import PluginHost
 
 
@@ -109,6 +119,8 @@ class PricingPipeline:
             variant = variants.get(sku)
             if variant is None or not variant.active:
                 raise NotFound("variant", sku)
+            if variant.given_only:  # only a gift rule adds it, below
+                raise NotForSale(sku)
             if currency not in variant.prices:
                 raise InvalidInput(f"{sku} has no price in {currency}", field="lines", sku=sku)
             unit = variant.prices[currency]

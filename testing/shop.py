@@ -40,7 +40,7 @@ from ordnung.core.domain.carts import Cart
 from ordnung.core.domain.common import utcnow
 from ordnung.core.domain.orders import Order
 from ordnung.core.domain.payments import GatewayResult, PaymentMethod, PaymentRequest
-from ordnung.core.domain.pricing import LineTax, ShippingQuote, TaxAnswer
+from ordnung.core.domain.pricing import GiftLine, LineTax, ShippingQuote, TaxAnswer
 
 T = TypeVar("T")
 
@@ -59,10 +59,11 @@ KIT_EMAIL = "erika@example.com"
 
 
 def _variant(sku: str, name: str, eur: int, usd: int, gbp: int, grams: int,
-             tax_class: str = "standard", barcode: str = "") -> Variant:
+             tax_class: str = "standard", barcode: str = "",
+             given_only: bool = False) -> Variant:
     return Variant(sku=sku, product_id=sku.lower(), name=name, barcode=barcode,
                    prices={"EUR": eur, "USD": usd, "GBP": gbp, "CHF": eur},
-                   weight_grams=grams, tax_class=tax_class)
+                   weight_grams=grams, tax_class=tax_class, given_only=given_only)
 
 
 #: the kit catalogue (prices in minor units)
@@ -72,7 +73,8 @@ KIT_PRODUCTS: tuple[Product, ...] = tuple(
         _variant("KIT-MUG", "Mug", 1200, 1400, 1000, 350, tax_class="reduced"),
         _variant("KIT-POSTER", "Poster", 4000, 4500, 3500, 100),
         _variant("KIT-HEAVY", "Cast-iron pan", 9900, 10900, 8900, 12_000),
-        _variant("KIT-GIFT", "Tote bag (gift)", 0, 0, 0, 80),
+        # never sold on its own: a loyalty plugin gives it (free_gift tiers, KitGift)
+        _variant("KIT-GIFT", "Tote bag (gift)", 0, 0, 0, 80, given_only=True),
     ))
 #: stock in the kit's one warehouse ``kit-wh``
 KIT_STOCK: Mapping[str, int] = {"KIT-SHIRT": 1000, "KIT-MUG": 1000, "KIT-POSTER": 1000,
@@ -123,6 +125,19 @@ class KitCarrier:
     def ordnung_shipping_quotes(self, ctx: PricingContext) -> list[ShippingQuote]:
         return [ShippingQuote(service="standard", name="Kit standard", price=KIT_SHIPPING_PRICE,
                               expected_delivery=ctx.now.date() + timedelta(days=3))]
+
+
+class KitGift:
+    """One complimentary ``KIT-GIFT`` in every cart that buys something: a gift line for
+    suites whose plugin must handle one (the tax suite adds it as ``KIT_GIFT_PLUGIN``)."""
+
+    @hookimpl
+    def ordnung_adjustments(self, ctx: PricingContext) -> list[GiftLine]:
+        return [GiftLine(sku="KIT-GIFT", quantity=1, reason="kit gift")] if ctx.lines else []
+
+
+#: ``KitGift`` as ``Engine(plugins=...)`` takes it
+KIT_GIFT_PLUGIN = (KitGift(), "kit_gift")
 
 
 class KitTax:

@@ -61,7 +61,7 @@ async def seed_shop(engine: Engine, *, shirts: int = 500) -> None:
                     weight_grams=100)]),
         Product(id="tote", name="Tote bag", variants=[
             Variant(sku="GIFT-TOTE", product_id="tote", name="Tote bag", prices={"EUR": 0},
-                    weight_grams=80)]),
+                    weight_grams=80, given_only=True)]),
     ]
     for product in products:
         await engine.catalog.upsert_product(product)

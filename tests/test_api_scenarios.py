@@ -227,7 +227,7 @@ async def test_scenario_3_an_async_card_payment_is_fulfilled_only_after_the_webh
         order = await api.place_order(shop, order_body(("MUG", 1), token="tok_async"))
         assert order["status"] == "placed"
         (payment,) = order["payments"]
-        assert payment["status"] == "pending"
+        assert payment["status"] == "awaiting_confirmation"
         await _refused_fulfilment(api, warehouse, order["id"])
 
         # a tampered or mis-signed webhook is refused and changes nothing
@@ -258,7 +258,7 @@ async def test_scenario_3_a_bank_transfer_is_fulfilled_only_once_marked_paid(
             ("POSTER", 1), token=None, gateway="manual", method="bank_transfer"))
         assert order["status"] == "placed"
         assert [(p["gateway"], p["status"], p["grants_terms"]) for p in order["payments"]] == [
-            ("manual", "pending", False)]
+            ("manual", "awaiting_payment", False)]
         await _refused_fulfilment(api, warehouse, order["id"])
         # the warehouse cannot mark it paid; accounts can, when the transfer arrives
         expect_problem(await api.client.post(f"/orders/{order['id']}/payments/capture",

@@ -49,6 +49,13 @@ class TestSandboxGateway(PaymentGatewayConformance):
     decline_token = "tok_decline"
 
 
+class TestSandboxGatewayAsync(TestSandboxGateway):
+    """``tok_async``: the gateway confirms later; nothing is captured before."""
+
+    approve_token = "tok_async"
+    authorizes = "awaits_confirmation"
+
+
 class TestManualPayments(PaymentGatewayConformance):
     plugin = ManualPayments
     name = "manual"

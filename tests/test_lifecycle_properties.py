@@ -102,6 +102,39 @@ def test_the_order_machine_matches_the_documented_happy_path() -> None:
     assert order.is_terminal(state)
 
 
+#: payment events that settle a payment: the gateway confirmed it (``authorize``), or no
+#: gateway ever will and staff capture what they received (``await_payment``)
+CONFIRMING = {"authorize", "await_payment"}
+CAPTURING = {"capture_partial", "capture_all"}
+
+
+@given(st.lists(st.sampled_from(all_events(CORE_MACHINES["payment"])), max_size=30))
+def test_no_payment_is_captured_before_it_is_confirmed(events: list[str]) -> None:
+    """Whatever happens to a payment, money is captured only once it is confirmed: an
+    asynchronous card payment awaiting the gateway's confirmation cannot be captured."""
+    payment = CORE_MACHINES["payment"]
+    state, confirmed = payment.initial, False
+    for event in events:
+        target = payment.target(state, event)
+        if target is None:
+            continue
+        if event in CAPTURING:
+            assert confirmed, f"captured from {state!r} before the payment was confirmed"
+        confirmed = confirmed or event in CONFIRMING
+        state = target
+
+
+@pytest.mark.parametrize("state", ["pending", "awaiting_confirmation"])
+def test_an_unconfirmed_payment_state_cannot_capture(state: str) -> None:
+    payment = CORE_MACHINES["payment"]
+    assert not payment.allows(state, "capture")
+    assert not outgoing(payment, state) & CAPTURING
+    assert payment.allows(state, "authorize") and payment.allows(state, "void")
+    with pytest.raises(IllegalTransition) as err:
+        payment.require("pay_1", state, "capture")
+    assert err.value.current == state
+
+
 @st.composite
 def machine_walks(draw: st.DrawFn) -> tuple[str, list[str]]:
     name = draw(st.sampled_from(MACHINE_NAMES))

@@ -45,7 +45,7 @@ async def test_async_confirmation_arrives_by_signed_webhook(engine: Engine) -> N
     order = await engine.orders.place(order_request(("SHIRT-M", 1), token="tok_async"))
     assert order.status == "placed"
     payment = order.payments[0]
-    assert payment.status == "pending" and payment.reference
+    assert payment.status == "awaiting_confirmation" and payment.reference
     body = json.dumps({"reference": payment.reference, "outcome": "authorized"}).encode()
     # tampered and stale calls are refused and change nothing
     with pytest.raises(Forbidden):
@@ -69,7 +69,7 @@ async def test_bank_transfer_waits_for_staff_to_mark_it_paid(engine: Engine) -> 
     order = await engine.orders.place(order_request(("MUG", 1), token=None, gateway="manual",
                                                     method="bank_transfer"))
     assert order.status == "placed"
-    assert order.payments[0].status == "pending"
+    assert order.payments[0].status == "awaiting_payment"
     with pytest.raises(IllegalTransition) as err:
         await engine.fulfilment.create_shipment(order.id)
     assert err.value.current == "placed"

@@ -85,8 +85,8 @@ async def test_declining_tokens_cancel_the_order_and_hold_nothing(
 async def test_async_token_is_confirmed_by_a_signed_webhook_once(engine: Engine) -> None:
     order = await engine.orders.place(order_request(("MUG", 1), token="tok_async"))
     payment = order.payments[0]
-    assert (order.status, payment.status) == ("placed", "pending")
-    with pytest.raises(IllegalTransition):  # pending is not paid: nothing ships
+    assert (order.status, payment.status) == ("placed", "awaiting_confirmation")
+    with pytest.raises(IllegalTransition):  # unconfirmed is not paid: nothing ships
         await engine.fulfilment.create_shipment(order.id)
     sandbox = gateway(engine)
     assert sandbox.charge_for(payment.id).status == "pending"  # type: ignore[union-attr]
@@ -130,7 +130,7 @@ async def test_tampered_stale_and_unsigned_webhooks_are_refused(engine: Engine) 
             await engine.payments.webhook("sandbox", bad_headers, bad_body)
     after = await engine.orders.get(order.id)
     assert (after.status, after.payments[0].status, after.version) == (
-        "placed", "pending", order.version)
+        "placed", "awaiting_confirmation", order.version)
     # just within the tolerance is fine
     assert await engine.payments.webhook(
         "sandbox", *webhook(reference, timestamp=now - 290)) == [order.id]
@@ -329,7 +329,7 @@ async def test_card_numbers_are_refused_and_leave_no_trace(
 async def test_bank_transfer_ships_only_once_staff_marked_it_paid(engine: Engine) -> None:
     order = await engine.orders.place(order_request(("POSTER", 1), token=None,
                                                     gateway="manual", method="bank_transfer"))
-    assert (order.status, order.payments[0].status) == ("placed", "pending")
+    assert (order.status, order.payments[0].status) == ("placed", "awaiting_payment")
     assert not order.payments[0].grants_terms
     with pytest.raises(IllegalTransition):
         await engine.fulfilment.create_shipment(order.id)

@@ -8,6 +8,7 @@ from litestar import Controller, Request, delete, get, post, put
 from litestar.params import FromPath, JSONBody
 
 from ordnung.api.auth import ensure_owner, shopper_or_admin
+from ordnung.api.client_ip import client_facts
 from ordnung.api.problems import problems
 from ordnung.api.routes.common import caller, engine_of, idempotency_key
 from ordnung.api.schemas import (
@@ -122,9 +123,7 @@ class CartController(Controller):
     async def place(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                     data: JSONBody[PlaceCartIn]) -> Order:
         await self._cart(request, cart_id)
-        client = dict(data.client)
-        if request.client is not None:
-            client.setdefault("ip", request.client.host)
+        client = client_facts(request, caller(request), data.client)
         return await engine_of(request).carts.place(
             cart_id, payment=data.payment, client=client, actor=caller(request).actor,
             idempotency_key=idempotency_key(request))

@@ -15,6 +15,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from ordnung.api.auth import admin, customer_or_admin, ensure_owner, shopper_or_admin
+from ordnung.api.client_ip import client_facts
 from ordnung.api.problems import problems
 from ordnung.api.routes.common import caller, check_limit, engine_of, idempotency_key
 from ordnung.api.schemas import (
@@ -64,10 +65,8 @@ class OrderController(Controller):
             if data.customer_id not in (None, principal.customer_id):
                 raise PermissionDeniedException("a customer token orders for its customer")
             data = msgspec.structs.replace(data, customer_id=principal.customer_id)
-        client = dict(data.client)
-        if request.client is not None:
-            client.setdefault("ip", request.client.host)
-        data = msgspec.structs.replace(data, client=client)
+        data = msgspec.structs.replace(
+            data, client=client_facts(request, principal, data.client))
         return await engine_of(request).orders.place(
             data, idempotency_key=idempotency_key(request),
             actor=principal.actor)

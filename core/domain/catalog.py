@@ -16,6 +16,9 @@ class Variant(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=T
     tax_class: str = "standard"
     allow_backorder: bool = False
     active: bool = True
+    #: never sold on its own: carts and orders cannot buy it; only a promotion or
+    #: loyalty plugin adds it, as a gift line (a free tote bag from EUR 50.00)
+    given_only: bool = False
     attributes: dict[str, str] = {}
 
 

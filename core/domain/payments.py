@@ -37,6 +37,24 @@ class Payment(msgspec.Struct, kw_only=True):
         """Counts towards the order's money (not failed, not voided before capture)."""
         return self.status not in ("failed", "voided")
 
+    @property
+    def unconfirmed(self) -> bool:
+        """The gateway has neither confirmed nor refused it yet: nothing may treat it as
+        paid, not even terms it says it grants."""
+        return self.status in UNCONFIRMED
+
+    @property
+    def awaiting(self) -> bool:
+        """Asked for and not refused, but no money is held yet: the gateway has not
+        answered or not confirmed it, or staff have not received it."""
+        return self.status in AWAITING
+
+
+#: payment states the gateway has not confirmed (see ``core/lifecycle/tables.py``)
+UNCONFIRMED = frozenset({"pending", "awaiting_confirmation"})
+#: payment states that hold no money yet
+AWAITING = UNCONFIRMED | {"awaiting_payment"}
+
 
 class PaymentMethod(msgspec.Struct, kw_only=True, frozen=True):
     """A way to pay that a gateway plugin offers for an order."""
@@ -70,8 +88,14 @@ class PaymentRequest(msgspec.Struct, kw_only=True, frozen=True):
 class GatewayResult(msgspec.Struct, kw_only=True, frozen=True):
     """A gateway plugin's answer.
 
-    ``approved``: done; ``pending``: the gateway confirms later (webhook);
-    ``declined``: refused, with ``reason``.
+    ``approved``: done; ``pending``: not settled yet; ``declined``: refused, with
+    ``reason``.
+
+    An authorization answered ``pending`` waits for the gateway's confirmation (a
+    webhook, e.g. after 3-D Secure): until it arrives the payment cannot be captured
+    and counts as unpaid. ``confirmed_by_capture=True`` says that no gateway will ever
+    confirm it: the money is collected outside any gateway (bank transfer, invoice,
+    cash on delivery) and staff capturing the payment is its confirmation.
     """
 
     outcome: Literal["approved", "pending", "declined"]
@@ -79,6 +103,7 @@ class GatewayResult(msgspec.Struct, kw_only=True, frozen=True):
     reason: str = ""
     grants_terms: bool = False
     amount: int | None = None
+    confirmed_by_capture: bool = False
 
 
 class PaymentUpdate(msgspec.Struct, kw_only=True, frozen=True):

@@ -17,6 +17,16 @@ order
 The engine fires ``payment_secured`` when an order's payments cover its total
 (or a payment grants terms such as cash on delivery) and the current state
 has that transition; ``release`` leaves a hold.
+
+payment
+  ``authorize``  the gateway may still confirm (or decline: ``fail``) the payment
+  ``capture``    money may be captured: only once the gateway has confirmed the
+                 payment (``authorized``...), or where no gateway ever will
+                 (``awaiting_payment``: staff capture money they received). A payment
+                 the gateway has not confirmed (``pending``, ``awaiting_confirmation``)
+                 cannot be captured; the gateway's own "captured" webhook confirms it
+                 first (``authorize``), then captures.
+  ``void``       the authorization (or what is left of it) may be released
 """
 
 from __future__ import annotations
@@ -91,8 +101,15 @@ PAYMENT = Machine(
     "payment",
     "pending",
     [
-        _s("pending", "authorize", "capture", "void", "fail",
-           description="created; the gateway has not confirmed yet"),
+        _s("pending", "authorize", "fail", "void",
+           description="created; the gateway's answer is not recorded yet"),
+        _s("awaiting_confirmation", "authorize", "fail", "void",
+           description="the gateway confirms later (e.g. a webhook after 3-D Secure); "
+                       "nothing can be captured before it does"),
+        _s("awaiting_payment", "capture", "void",
+           description="no gateway confirms it: money collected outside any gateway "
+                       "(bank transfer, invoice, cash on delivery); capturing it is staff "
+                       "marking it received"),
         _s("authorized", "capture", "void", description="funds held"),
         _s("partially_captured", "capture", "refund", "void"),
         _s("captured", "refund"),
@@ -103,10 +120,16 @@ PAYMENT = Machine(
     ],
     [
         _t("pending", "authorize", "authorized"),
+        _t("pending", "await_confirmation", "awaiting_confirmation"),
+        _t("pending", "await_payment", "awaiting_payment"),
         _t("pending", "fail", "failed"),
         _t("pending", "void", "voided"),
-        _t("pending", "capture_partial", "partially_captured"),
-        _t("pending", "capture_all", "captured"),
+        _t("awaiting_confirmation", "authorize", "authorized"),
+        _t("awaiting_confirmation", "fail", "failed"),
+        _t("awaiting_confirmation", "void", "voided"),
+        _t("awaiting_payment", "capture_partial", "partially_captured"),
+        _t("awaiting_payment", "capture_all", "captured"),
+        _t("awaiting_payment", "void", "voided"),
         _t("authorized", "capture_partial", "partially_captured"),
         _t("authorized", "capture_all", "captured"),
         _t("authorized", "void", "voided"),

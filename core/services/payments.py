@@ -111,7 +111,7 @@ class PaymentService:
         async def start(change: OrderChange) -> str:
             order = change.order
             change.require("order", order, "authorize")
-            covered = sum(max(p.authorized, p.amount if p.status == "pending" else 0)
+            covered = sum(max(p.authorized, p.amount if p.awaiting else 0)
                           for p in order.payments if p.live)
             due = order.totals.total - covered
             if due <= 0:
@@ -166,10 +166,13 @@ class PaymentService:
                                             data={"amount": p.authorized,
                                                   "reference": p.reference})
                 elif result.outcome == "pending":
+                    # not money yet: the gateway confirms later, or (money collected
+                    # outside any gateway) staff confirm it by capturing it
                     p.grants_terms = result.grants_terms
-                    change.emit("payment.awaiting_confirmation", machine="payment",
-                                entity_id=p.id, data={"reference": p.reference,
-                                                      "grants_terms": p.grants_terms})
+                    await change.transition(
+                        "payment", p, "await_payment" if result.confirmed_by_capture
+                        else "await_confirmation",
+                        data={"reference": p.reference, "grants_terms": p.grants_terms})
                 else:
                     p.failure_reason = result.reason or "declined"
                     await change.transition("payment", p, "fail",
@@ -199,15 +202,22 @@ class PaymentService:
             order = change.order
             change.require("order", order, "capture")
             payment = self._pick(order, payment_id, "capture")
+            # a payment the gateway has not confirmed is never captured: its state
+            # does not allow it (the gateway would be asked to take unconfirmed money)
             change.require("payment", payment, "capture")
-            ceiling = payment.amount if payment.status == "pending" else payment.authorized
+            if payment.unconfirmed:  # whatever a lifecycle extension allows
+                raise InvariantViolation(
+                    f"payment {payment.id} is {payment.status}: the gateway has not confirmed "
+                    "it, so it cannot be captured", payment_id=payment.id,
+                    current_state=payment.status)
+            ceiling = payment.amount if payment.awaiting else payment.authorized
             left = ceiling - payment.captured
             value = left if amount is None else amount
             if value <= 0 or value > left:
                 raise InvariantViolation(
                     f"cannot capture {value}: {left} is left to capture on payment {payment.id}",
                     payment_id=payment.id, capturable=left)
-            if payment.status == "pending":
+            if payment.awaiting:
                 others = sum(p.authorized for p in order.payments if p.id != payment.id)
                 if others + payment.captured + value > order.totals.total:
                     raise InvariantViolation("capture would exceed the order total",
@@ -227,7 +237,7 @@ class PaymentService:
                 change.emit("payment.capture_failed", machine="payment", entity_id=p.id,
                             data={"amount": value, "reason": result.reason})
                 return
-            if p.status == "pending":
+            if p.awaiting:  # staff received the money: the capture is the confirmation
                 p.authorized = p.captured + value
             p.captured += value
             if result.reference and not p.reference:
@@ -358,21 +368,26 @@ class PaymentService:
                             gateway: str) -> None:
         async def apply(change: OrderChange) -> None:
             p = change.order.payment(payment_id)
-            if update.outcome == "authorized" and p.status == "pending":
+            if update.outcome == "authorized" and change.can("payment", p, "authorize"):
                 p.authorized = min(update.amount or p.amount, p.amount)
                 await change.transition("payment", p, "authorize",
                                         data={"amount": p.authorized, "via": "webhook"})
-            elif update.outcome == "declined" and p.status == "pending":
+            elif update.outcome == "declined" and change.can("payment", p, "fail"):
                 p.failure_reason = update.reason or "declined"
                 await change.transition("payment", p, "fail",
                                         data={"reason": p.failure_reason, "via": "webhook"})
-            elif update.outcome == "captured" and change.can("payment", p, "capture"):
+            elif update.outcome == "captured":
                 # the gateway's word is what happened: it may capture beyond a partial
                 # authorization, never beyond what this payment asked for
                 asked = update.amount if update.amount is not None else (
                     p.authorized or p.amount)
                 target = min(asked, p.amount)
-                if target > p.captured:
+                if target > p.captured and change.can("payment", p, "authorize"):
+                    # captured by the gateway before it confirmed to us: that confirms it
+                    p.authorized = target
+                    await change.transition("payment", p, "authorize",
+                                            data={"amount": target, "via": "webhook"})
+                if target > p.captured and change.can("payment", p, "capture"):
                     p.authorized = max(p.authorized, target)
                     p.captured = target
                     await change.transition(
@@ -384,16 +399,21 @@ class PaymentService:
         await self.rt.change_order(order_id, f"gateway:{gateway}", apply)
 
     # -- helpers ------------------------------------------------------------------
-    @staticmethod
-    def _pick(order: Order, payment_id: str | None, capability: str) -> Payment:
+    def _pick(self, order: Order, payment_id: str | None, capability: str) -> Payment:
         if payment_id is not None:
             return order.payment(payment_id)
-        wanted = {"capture": ("authorized", "partially_captured", "pending"),
+        wanted = {"capture": ("authorized", "partially_captured", "awaiting_payment"),
                   "refund": ("captured", "partially_captured", "partially_refunded"),
-                  "void": ("authorized", "partially_captured", "pending")}[capability]
+                  "void": ("authorized", "partially_captured", "awaiting_payment",
+                           "awaiting_confirmation", "pending")}[capability]
         for status in wanted:
             for p in order.payments:
                 if p.status == status:
                     return p
+        machine = self.rt.machines["payment"]
+        for p in order.payments:
+            if capability == "capture" and machine.allows(p.status, "authorize"):
+                # the payment the caller means is still unconfirmed: say so, by its state
+                machine.require(p.id, p.status, capability)
         raise InvalidInput(f"order {order.id} has no payment that can {capability}",
                            field="payment_id")

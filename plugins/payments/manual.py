@@ -1,6 +1,6 @@
 """Manual payments: bank transfer, invoice and cash on delivery.
 
-Nothing is charged by a machine: the payment stays *pending* until staff
+Nothing is charged by a machine: the payment is *awaiting payment* until staff
 mark it paid (a capture: ``engine.payments.capture(order_id)``, partial
 amounts too). Invoice and cash on delivery grant terms — the order may be
 picked, packed and shipped before the money arrives; bank transfer does not,
@@ -56,8 +56,11 @@ class ManualPayments:
         method = request.method or "bank_transfer"
         if method not in self.settings.methods:
             return GatewayResult(outcome="declined", reason=f"method {method!r} is not offered")
+        # no gateway will confirm it: staff capturing it ("money received") is its
+        # confirmation
         return GatewayResult(outcome="pending", reference=f"manual-{request.payment_id}",
-                             grants_terms=self._grants(method, request.amount))
+                             grants_terms=self._grants(method, request.amount),
+                             confirmed_by_capture=True)
 
     @hookimpl
     def ordnung_capture(self, request: PaymentRequest) -> GatewayResult:

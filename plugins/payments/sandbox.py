@@ -16,8 +16,9 @@ accepted; send a gateway token" and is neither logged nor kept.
 Authorize, capture (partial captures too), refund (partial refunds too) and
 void work like a real gateway's: the sandbox keeps its own ledger of what it
 authorized, captured, refunded and released per payment (``ledger``,
-``charge_for``), refuses to capture or refund more than is left of a payment
-it knows, and answers a repeated request with the same idempotency key with
+``charge_for``), refuses to capture a payment still awaiting confirmation
+(``tok_async`` before its webhook) and to capture or refund more than is left
+of a payment it knows, and answers a repeated request with the same idempotency key with
 the first answer, without a second charge. The ledger lives in the process,
 as a remote gateway's lives on the gateway's side; a payment another process
 authorized is accepted as the gateway would.
@@ -132,8 +133,8 @@ class Charge(msgspec.Struct, kw_only=True):
 
     @property
     def capturable(self) -> int:
-        if self.status == "pending":
-            return self.amount - self.captured
+        """Nothing while the charge awaits confirmation: as with a real card gateway,
+        money the card holder has not confirmed (3-D Secure...) cannot be taken."""
         if self.status == "authorized":
             return self.authorized - self.captured - self.released
         return 0
@@ -237,9 +238,6 @@ class SandboxGateway:
                 outcome="declined", reference=charge.reference,
                 reason=f"cannot capture {request.amount}: {charge.capturable} is capturable")
         else:
-            if charge.status == "pending":  # captured at once: the authorization is the capture
-                charge.status = "authorized"
-                charge.authorized = charge.captured + request.amount
             charge.captured += request.amount
             if charge.adopted:
                 charge.authorized = max(charge.authorized, charge.captured)
