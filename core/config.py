@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -34,6 +34,13 @@ def env_json_object(name: str, raw: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(name, f"expected a JSON object, got a JSON {type(value).__name__}")
     return value
+
+
+def env_number(name: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(name, f"expected a number, got {raw!r}") from None
 
 
 def setting_of(path: str) -> str:
@@ -83,6 +90,9 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     migrate: bool = True
     #: run the outbox sweeper and reaction retries in the background
     background_tasks: bool = False
+    #: seconds an Idempotency-Key claim is held without renewal (renewed while its request
+    #: runs): a key whose process died is free again after at most this long
+    idempotency_lease_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     #: (API) addresses or networks of the reverse proxies in front of the API. Only
     #: through them does a browser's connection tell its address (``X-Forwarded-For``);
     #: empty: the connection tells the fraud rules nothing (see README "Client IP")
@@ -94,8 +104,8 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     @classmethod
     def from_env(cls, **overrides: Any) -> EngineConfig:
         """Read ``ORDNUNG_DATABASE_URL``, ``ORDNUNG_PLUGINS`` (comma list),
-        ``ORDNUNG_PLUGIN_SETTINGS`` (JSON object), ``ORDNUNG_REQUIRE_TAX`` and
-        ``ORDNUNG_TRUSTED_PROXIES`` (comma list)."""
+        ``ORDNUNG_PLUGIN_SETTINGS`` (JSON object), ``ORDNUNG_REQUIRE_TAX``,
+        ``ORDNUNG_IDEMPOTENCY_LEASE_SECONDS`` and ``ORDNUNG_TRUSTED_PROXIES`` (comma list)."""
         values: dict[str, Any] = {}
         env = os.environ
         if env.get("ORDNUNG_DATABASE_URL"):
@@ -106,6 +116,9 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if env.get("ORDNUNG_PLUGIN_SETTINGS"):
             values["plugin_settings"] = env_json_object("ORDNUNG_PLUGIN_SETTINGS",
                                                         env["ORDNUNG_PLUGIN_SETTINGS"])
+        if env.get("ORDNUNG_IDEMPOTENCY_LEASE_SECONDS"):
+            values["idempotency_lease_seconds"] = env_number(
+                "ORDNUNG_IDEMPOTENCY_LEASE_SECONDS", env["ORDNUNG_IDEMPOTENCY_LEASE_SECONDS"])
         if env.get("ORDNUNG_REQUIRE_TAX"):
             values["require_tax"] = env_bool("ORDNUNG_REQUIRE_TAX", env["ORDNUNG_REQUIRE_TAX"])
         if env.get("ORDNUNG_TRUSTED_PROXIES"):

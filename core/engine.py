@@ -9,7 +9,8 @@ goes through one of its services::
 
 Services: ``catalog``, ``inventory``, ``channels``, ``customers``, ``carts``,
 ``orders``, ``payments``, ``fulfilment``, ``returns``, ``access`` (API keys),
-``reactions`` (plugin reactions that failed after their change committed).
+``reactions`` (plugin reactions that failed after their change committed),
+``idempotency`` (request keys for the REST and GraphQL adapters).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from ordnung.core.services.catalog import CatalogService
 from ordnung.core.services.channels import ChannelService
 from ordnung.core.services.customers import CustomerService
 from ordnung.core.services.fulfilment import FulfilmentService
+from ordnung.core.services.idempotency import IdempotencyService
 from ordnung.core.services.inventory import InventoryService
 from ordnung.core.services.orders import OrderService
 from ordnung.core.services.payments import PaymentService
@@ -109,6 +111,7 @@ class Engine:
             self.returns = ReturnService(rt, self.payments)
             self.access = AccessService(rt)
             self.reactions = ReactionService(rt.journal, self.dispatcher)
+            self.idempotency = IdempotencyService(self.db, self.config.idempotency_lease_seconds)
             self._started = True
             await self.host.collect("ordnung_engine_started", engine=self)
             if self.config.background_tasks:
