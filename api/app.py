@@ -24,6 +24,7 @@ from litestar.types import ASGIApp
 from ordnung.api.auth import PUBLIC_PATHS, BearerAuthMiddleware
 from ordnung.api.docs_pages import docs_assets_router, docs_render_plugins
 from ordnung.api.idempotency import IdempotencyMiddleware
+from ordnung.api.intake import RequestIntakeMiddleware
 from ordnung.api.logging_middleware import RequestLogMiddleware
 from ordnung.api.metrics import (
     HttpMetricsMiddleware,
@@ -53,6 +54,7 @@ from ordnung.api.routes.orders import OrderController
 from ordnung.api.routes.payments import PaymentController, payment_webhook
 from ordnung.api.routes.reactions import ReactionController
 from ordnung.api.routes.returns import ReturnController
+from ordnung.api.settings import HttpSettings
 from ordnung.api.tracing import Tracing, name_the_order, tracing_wanted
 from ordnung.core import Engine, EngineConfig
 from ordnung.core.errors import OrdnungError
@@ -97,11 +99,12 @@ def _start_stats_writer(engine: Engine) -> asyncio.Task[None] | None:
 
 def create_app(config: EngineConfig | None = None, *, engine: Engine | None = None,
                admin_key: str | None = None, demo: bool | None = None,
+               http: HttpSettings | None = None,
                tracer_provider: Any | None = None) -> Litestar:
     """Build the app. Without arguments everything comes from ``ORDNUNG_*`` variables:
     ``ORDNUNG_DATABASE_URL``, ``ORDNUNG_PLUGINS``, ``ORDNUNG_ADMIN_KEY``, ``ORDNUNG_DEMO``,
-    ``ORDNUNG_TRACING``. ``tracer_provider`` (an OpenTelemetry one) turns tracing on with
-    that provider."""
+    ``ORDNUNG_TRACING`` and the HTTP edge's limits (``ordnung.api.settings``).
+    ``tracer_provider`` (an OpenTelemetry one) turns tracing on with that provider."""
     bootstrap_key = admin_key if admin_key is not None else os.environ.get("ORDNUNG_ADMIN_KEY")
     seed_demo = demo if demo is not None else os.environ.get("ORDNUNG_DEMO") == "1"
     tracing = Tracing(tracer_provider) if tracer_provider is not None or tracing_wanted() \
@@ -133,9 +136,11 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
                 tracing.shutdown()
             process_exited()
 
-    # outermost first: authentication, then idempotency (the request log wraps the whole
-    # app, below)
-    middleware: list[Any] = [DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS),
+    # outermost first: request intake (the body, whole and within limits), then
+    # authentication, then idempotency (the request log wraps the whole app, below)
+    middleware: list[Any] = [DefineMiddleware(cast(Any, RequestIntakeMiddleware),
+                                              settings=http or HttpSettings.from_env()),
+                             DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS),
                              IdempotencyMiddleware]
     app = Litestar(
         route_handlers=[

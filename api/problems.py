@@ -44,6 +44,9 @@ TITLES = {
     "invariant-violation": "The change would break an invariant",
     "tax-unavailable": "Tax cannot be computed",
     "idempotency-mismatch": "Idempotency key reused with another request",
+    "idempotency-interrupted": "An earlier request with this idempotency key was cut off",
+    "request-too-large": "The request body is too large",
+    "request-timeout": "The request body did not arrive in time",
     "currency-mismatch": "Currencies do not match",
     "plugin-error": "A plugin failed",
     "invalid-credentials": "Wrong or expired credentials",
@@ -167,9 +170,12 @@ DESCRIPTIONS = {
     402: "The payment was declined (payment-declined)",
     403: "The key may not do this (forbidden)",
     404: "No such resource, or not the caller's (not-found)",
+    408: "The request body did not arrive within the body timeout (request-timeout)",
     409: "Conflicts with the current state: conflict, illegal-transition, guard-veto, "
          "out-of-stock or invariant-violation; for a POST also an Idempotency-Key whose "
-         "first request is still running",
+         "first request is still running (conflict, with Retry-After) or was cut off after "
+         "it had changed something (idempotency-interrupted)",
+    413: "The request body is larger than the server accepts (request-too-large)",
     422: "The request is not valid (validation, tax-unavailable, currency-mismatch, "
          "idempotency-mismatch); nothing was changed",
     429: "Too many attempts (rate-limited); the Retry-After header says how many seconds "
@@ -202,8 +208,9 @@ class ProblemDocs(ReceiveRoutePlugin):
     """Documents the problem answers that come from the shared machinery rather than
     from a route's own work: 401 and 403 from authentication and guards; 422 for a body
     or parameter that fails validation or that the database refuses (PostgreSQL takes no
-    NUL character, not even in a look-up); 409 and 422 for a POST's ``Idempotency-Key``.
-    Routes add their own with ``responses=problems(...)``."""
+    NUL character, not even in a look-up); 409 and 422 for a POST's ``Idempotency-Key``;
+    408 and 413 from request intake for a route that takes a body. Routes add their own
+    with ``responses=problems(...)``."""
 
     def receive_route(self, route: BaseRoute) -> None:
         if not isinstance(route, HTTPRoute):
@@ -217,6 +224,8 @@ class ProblemDocs(ReceiveRoutePlugin):
                 shared |= {409, 422}
             if _takes_input(handler):
                 shared.add(422)
+            if "data" in handler.parsed_fn_signature.parameters:
+                shared |= {408, 413}
             handler.responses = {**problems(*sorted(shared)), **(handler.responses or {})}
 
 

@@ -36,6 +36,13 @@ def env_json_object(name: str, raw: str) -> dict[str, Any]:
     return value
 
 
+def env_number(name: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(name, f"expected a number, got {raw!r}") from None
+
+
 def setting_of(path: str) -> str:
     """``$.plugin_settings.free_gift`` -> ``ORDNUNG_PLUGIN_SETTINGS``: every field of
     ``EngineConfig`` is read from the variable of its name."""
@@ -127,6 +134,9 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     sign_in_limit_per_account: str = "10/15 minutes"
     #: account requests (sign-in, registration, password reset) per client address
     account_limit_per_address: str = "30/minute"
+    #: seconds an Idempotency-Key claim is held without renewal (renewed while its request
+    #: runs): a key whose process died is free again after at most this long
+    idempotency_lease_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     #: (API) addresses or networks of the reverse proxies in front of the API. Only
     #: through them does a browser's connection tell its address (``X-Forwarded-For``);
     #: empty: the connection tells the fraud rules nothing (see README "Client IP")
@@ -151,8 +161,8 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def from_env(cls, **overrides: Any) -> EngineConfig:
         """Read ``ORDNUNG_DATABASE_URL``, ``ORDNUNG_PLUGINS`` (comma list),
         ``ORDNUNG_PLUGIN_SETTINGS`` (JSON object), ``ORDNUNG_REQUIRE_TAX``,
-        ``ORDNUNG_TRUSTED_PROXIES`` (comma list) and the account settings
-        (``ORDNUNG_ACCESS_TOKEN_TTL`` ...; see ``ACCOUNT_SETTINGS``)."""
+        ``ORDNUNG_IDEMPOTENCY_LEASE_SECONDS``, ``ORDNUNG_TRUSTED_PROXIES`` (comma list) and
+        the account settings (``ORDNUNG_ACCESS_TOKEN_TTL`` ...; see ``ACCOUNT_SETTINGS``)."""
         values: dict[str, Any] = {}
         env = os.environ
         if env.get("ORDNUNG_DATABASE_URL"):
@@ -163,6 +173,9 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if env.get("ORDNUNG_PLUGIN_SETTINGS"):
             values["plugin_settings"] = env_json_object("ORDNUNG_PLUGIN_SETTINGS",
                                                         env["ORDNUNG_PLUGIN_SETTINGS"])
+        if env.get("ORDNUNG_IDEMPOTENCY_LEASE_SECONDS"):
+            values["idempotency_lease_seconds"] = env_number(
+                "ORDNUNG_IDEMPOTENCY_LEASE_SECONDS", env["ORDNUNG_IDEMPOTENCY_LEASE_SECONDS"])
         if env.get("ORDNUNG_REQUIRE_TAX"):
             values["require_tax"] = env_bool("ORDNUNG_REQUIRE_TAX", env["ORDNUNG_REQUIRE_TAX"])
         for name in ACCOUNT_SETTINGS:

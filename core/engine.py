@@ -10,7 +10,8 @@ goes through one of its services::
 Services: ``catalog``, ``inventory``, ``channels``, ``customers``, ``carts``,
 ``orders``, ``payments``, ``fulfilment``, ``returns``, ``access`` (API keys),
 ``accounts`` (customer sign-up, sign-in, sessions, password reset),
-``reactions`` (plugin reactions that failed after their change committed).
+``reactions`` (plugin reactions that failed after their change committed),
+``idempotency`` (request keys for the REST and GraphQL adapters).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ordnung.core.services.catalog import CatalogService
 from ordnung.core.services.channels import ChannelService
 from ordnung.core.services.customers import CustomerService
 from ordnung.core.services.fulfilment import FulfilmentService
+from ordnung.core.services.idempotency import IdempotencyService
 from ordnung.core.services.inventory import InventoryService
 from ordnung.core.services.orders import OrderService
 from ordnung.core.services.payments import PaymentService
@@ -112,6 +114,7 @@ class Engine:
             self.access = AccessService(rt, customer_token_ttl=self.config.customer_token_ttl)
             self.accounts = AccountService(rt, self.customers, self.config)
             self.reactions = ReactionService(rt.journal, self.dispatcher)
+            self.idempotency = IdempotencyService(self.db, self.config.idempotency_lease_seconds)
             self._started = True
             await self.host.collect("ordnung_engine_started", engine=self)
             if self.config.background_tasks:

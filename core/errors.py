@@ -220,6 +220,14 @@ class IdempotencyMismatch(OrdnungError):
     status = 422
 
 
+class IdempotencyInterrupted(OrdnungError):
+    """An earlier request with this idempotency key changed something and was cut off
+    before it answered; the operation cannot tell its outcome, so it is not run again."""
+
+    type = "idempotency-interrupted"
+    status = 409
+
+
 class PluginError(OrdnungError):
     """A plugin is misconfigured or broke its hook contract."""
 

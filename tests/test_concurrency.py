@@ -340,7 +340,7 @@ async def test_no_oversell_across_processes(make_engine: Any, database_url: str,
 # ---------------------------------------------------------------------------------------------
 async def _snapshot(engine: Engine) -> dict[str, Any]:
     return {table: await count(engine, table) for table in (
-        "orders", "stock_movements", "events", "idempotency_keys", "external_refs")} | {
+        "orders", "stock_movements", "events", "idempotency_records", "external_refs")} | {
         "levels": await engine.inventory.levels(),
         "orders_data": [(o.id, o.version, o.status) for o in await all_orders(engine)]}
 
@@ -380,7 +380,7 @@ async def test_concurrent_duplicates_with_one_idempotency_key_make_one_order(
     moves = await engine.inventory.movements(sku="SHIRT-M")
     assert [(m.kind, m.reserved_delta, m.order_id) for m in moves if m.kind == "reserve"] == [
         ("reserve", 1, order_id)]
-    assert await count(engine, "idempotency_keys") == 1
+    assert await count(engine, "idempotency_records") == 1
     assert await engine.inventory.ledger_discrepancies() == []
 
     # the same key with another body is refused, alone or in a crowd, and changes nothing

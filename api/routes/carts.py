@@ -17,7 +17,7 @@ from litestar.params import FromPath, HeaderParameter, JSONBody
 from ordnung.api.auth import shopper_or_admin
 from ordnung.api.client_ip import client_facts
 from ordnung.api.problems import problems
-from ordnung.api.routes.common import caller, engine_of
+from ordnung.api.routes.common import caller, engine_of, idempotency_key
 from ordnung.api.schemas import (
     AddressesIn,
     CartIn,
@@ -175,4 +175,4 @@ class CartController(Controller):
         client = client_facts(request, principal, data.client)
         return await engine_of(request).carts.place(
             cart_id, payment=data.payment, client=client, actor=caller(request).actor,
-            idempotency_key=request.headers.get("idempotency-key"))
+            idempotency_key=idempotency_key(request))

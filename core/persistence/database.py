@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import importlib
 import pkgutil
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -25,6 +25,8 @@ from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 from piccolo.query.base import Query
 
 from ordnung.core.errors import Conflict, InvalidInput
+from ordnung.core.persistence.fence import WRITE_FENCE, is_write
+from ordnung.core.persistence.postgres_transaction import SafePostgresTransaction
 from ordnung.core.persistence.sqlite_engine import PooledSQLiteEngine
 from ordnung.core.persistence.tables import ALL_TABLES
 
@@ -39,9 +41,13 @@ class _Counting:
 
     statements = 0
 
-    async def run_querystring(self, *args: Any, **kwargs: Any) -> Any:
+    async def run_querystring(self, querystring: Any, *args: Any, **kwargs: Any) -> Any:
         self.statements += 1
-        return await super().run_querystring(*args, **kwargs)  # type: ignore[misc]
+        fence = WRITE_FENCE.get()
+        if fence is not None and is_write(querystring.compile_string(
+                engine_type=self.engine_type)[0]):  # type: ignore[attr-defined]
+            await fence.before_write()
+        return await super().run_querystring(querystring, *args, **kwargs)  # type: ignore[misc]
 
     async def run_ddl(self, *args: Any, **kwargs: Any) -> Any:
         self.statements += 1
@@ -49,7 +55,8 @@ class _Counting:
 
 
 class _PostgresEngine(_Counting, PostgresEngine):
-    pass
+    def transaction(self, allow_nested: bool = True) -> SafePostgresTransaction:
+        return SafePostgresTransaction(engine=self, allow_nested=allow_nested)
 
 
 class _SQLiteEngine(_Counting, PooledSQLiteEngine):
@@ -129,11 +136,36 @@ class Database:
         if Database._active is self:
             Database._active = None
 
-    def transaction(self) -> Any:
-        """A write transaction; nested calls join the outer one."""
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Any]:
+        """A write transaction; nested calls join the outer one. Once an outermost one
+        has committed, a claimed request's write fence hears of it."""
         if isinstance(self.engine, SQLiteEngine):
-            return self.engine.transaction(transaction_type=TransactionType.immediate)
-        return self.engine.transaction()
+            transaction = self.engine.transaction(transaction_type=TransactionType.immediate)
+        else:
+            transaction = self.engine.transaction()
+        async with transaction as joined:
+            yield joined
+        fence = WRITE_FENCE.get()
+        if fence is not None and transaction._parent is None:
+            fence.committed(transaction)
+
+    def in_transaction(self) -> Any:
+        """The transaction this task is in, or None."""
+        return self.engine.current_transaction.get()
+
+    @contextlib.contextmanager
+    def outside_transaction(self) -> Iterator[None]:
+        """Statements inside the block run on their own (autocommit), never in a
+        transaction this task may be in, and unfenced: bookkeeping that must not commit
+        or roll back with the request's work (an idempotency claim, its lease)."""
+        current = self.engine.current_transaction.set(None)
+        fence = WRITE_FENCE.set(None)
+        try:
+            yield
+        finally:
+            WRITE_FENCE.reset(fence)
+            self.engine.current_transaction.reset(current)
 
     def for_update(self, query: Query[Any, Any]) -> Any:
         """Lock the selected rows until commit (PostgreSQL); SQLite already holds the lock."""
@@ -154,6 +186,9 @@ class Database:
         engine: Any = self.engine
         query = self._dialect(sql)
         engine.statements += 1
+        fence = WRITE_FENCE.get()
+        if fence is not None and is_write(sql):
+            await fence.before_write()
         transaction = engine.current_transaction.get()
         if self.is_postgres:
             if transaction is not None:

@@ -182,6 +182,11 @@ class PooledSQLiteEngine(SQLiteEngine):
         return await self._idle.get()
 
     def release(self, connection: LoopConnection) -> None:
+        try:
+            connection.raw.total_changes  # noqa: B018  (raises once the connection is closed)
+        except sqlite3.ProgrammingError:  # closed under its user: never hand it out again
+            self._opened -= 1
+            return
         self._idle.put_nowait(connection)
 
     async def close(self) -> None:

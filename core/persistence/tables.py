@@ -136,9 +136,18 @@ class ReactionFailureRow(Table, tablename="reaction_failures"):
     created_at = Timestamptz()
 
 
-class IdempotencyRow(Table, tablename="idempotency_keys"):
-    key = Varchar(length=300, primary_key=True)
+class IdempotencyRow(Table, tablename="idempotency_records"):
+    """Request claims (``request:...``) and the engine's own results (``place:...``);
+    see ``ordnung.core.persistence.idempotency``."""
+
+    key = Varchar(length=400, primary_key=True)
     fingerprint = Varchar(length=64)
+    state = Varchar(length=16)
+    owner = Varchar(length=40)
+    lease_until = Timestamptz(null=True, default=None)
+    effect_by = Varchar(length=40)
+    status = Integer()
+    headers = Text()
     result = Text()
     created_at = Timestamptz()
 
@@ -185,17 +194,7 @@ class ApiKeyRow(Table, tablename="api_keys"):
     expires_at = Timestamptz(null=True, default=None)
 
 
-class HttpIdempotencyRow(Table, tablename="http_idempotency"):
-    key = Varchar(length=300, primary_key=True)
-    fingerprint = Varchar(length=64)
-    state = Varchar(length=16)
-    status = Integer()
-    content_type = Varchar(length=100)
-    body = Text()
-    created_at = Timestamptz()
-
-
-ALL_TABLES = (*ALL_TABLES, ApiKeyRow, HttpIdempotencyRow)
+ALL_TABLES = (*ALL_TABLES, ApiKeyRow)
 
 
 class CustomerCredentialRow(Table, tablename="customer_credentials"):

@@ -34,6 +34,7 @@ from ordnung.core.persistence.stock import Want, movement
 from ordnung.core.pricing import PricingInput, PricingPipeline
 from ordnung.core.requests import PlaceOrder
 from ordnung.core.runtime import OrderChange, Runtime, bound
+from ordnung.core.services.idempotency import resolving
 from ordnung.core.services.payments import RESUME_AUTHORIZATION_AFTER
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ class OrderService:
         if key:
             existing = await self.rt.idempotency.lookup(key, print_)
             if existing:
-                return await self._replay(existing, request, actor)
+                return await self._replay(existing, request, actor, idempotency_key)
         channel = await self.channels.get(request.channel)
         currency = request.currency or channel.currency
         if not request.lines:
@@ -130,14 +131,14 @@ class OrderService:
                                                 cart_id)
                     break
                 except _Replay as replay:
-                    return await self._replay(replay.order_id, request, actor)
+                    return await self._replay(replay.order_id, request, actor, idempotency_key)
                 except Exception as exc:
                     if not is_unique_violation(exc):
                         raise
                     if key:
                         existing = await self.rt.idempotency.lookup(key, print_)
                         if existing:
-                            return await self._replay(existing, request, actor)
+                            return await self._replay(existing, request, actor, idempotency_key)
                     if attempt == 2:
                         raise Conflict("could not allocate an order number; retry") from exc
             log.info("order placed", number=order.number, total=order.totals.total,
@@ -151,7 +152,8 @@ class OrderService:
                     actor=actor, order=order)
             return order
 
-    async def _replay(self, order_id: str, request: PlaceOrder, actor: str) -> Order:
+    async def _replay(self, order_id: str, request: PlaceOrder, actor: str,
+                      idempotency_key: str | None = None) -> Order:
         """The order an earlier placement with the same idempotency key made, answered as
         that placement answered: a declined payment raises ``PaymentDeclined`` again.
 
@@ -161,7 +163,14 @@ class OrderService:
         repeat finishes it as the first attempt would have: the gateway gets the same
         idempotency key (so it charges once), a decline cancels the order and releases
         its stock.
+
+        A claimed request that got here is told that this placement answers the earlier
+        attempt's outcome (and may finish it), and whether that outcome is settled: an
+        order whose authorization is still in flight is answered as it is, but that
+        answer is not kept for later repeats.
         """
+        if idempotency_key:
+            resolving(idempotency_key)
         order = await self.rt.orders.get(order_id)
         payment = order.payments[0] if order.payments else None
         if request.payment is not None and payment is not None and payment.status == "failed":
@@ -171,6 +180,9 @@ class OrderService:
         if (request.payment is None or payment is None or payment.in_flight != "authorize"
                 or payment.operations != 1 or payment.in_flight_since is None
                 or utcnow() - payment.in_flight_since < RESUME_AUTHORIZATION_AFTER):
+            if (idempotency_key and request.payment is not None and payment is not None
+                    and payment.in_flight == "authorize" and payment.operations == 1):
+                resolving(idempotency_key, settled=False)
             return order
         assert self.payments is not None
         log.warning("resuming an authorization its placement left in flight",

@@ -1,0 +1,33 @@
+"""Write fencing: every write made on behalf of a claimed request proves the claim first.
+
+While an adapter's request holds an idempotency claim, the claim sits in
+``WRITE_FENCE`` (a context variable, so it follows the request's task and nothing
+else). ``Database`` calls ``before_write`` ahead of every INSERT, UPDATE or DELETE
+the engine runs, inside the same transaction, and ``committed`` when that
+transaction has committed. The claim uses this to know, from the database itself,
+whether the request changed anything (a request that changed nothing may be retried
+with the same key at once), and to refuse writes once its lease was lost to a repeat
+(two attempts never both write).
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Protocol
+
+
+class WriteFence(Protocol):
+    async def before_write(self) -> None:
+        """Called before a write statement, in its transaction (if any)."""
+
+    def committed(self, transaction: object) -> None:
+        """Called after ``transaction`` (an outermost one) has committed."""
+
+
+WRITE_FENCE: ContextVar[WriteFence | None] = ContextVar("ordnung_write_fence", default=None)
+
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLAC", "UPSERT")
+
+
+def is_write(sql: str) -> bool:
+    return sql.lstrip()[:6].upper() in _WRITES
