@@ -38,6 +38,7 @@ from ordnung.api.problems import (
     handle_ordnung_error,
     handle_unexpected,
 )
+from ordnung.api.routes.accounts import AccountController
 from ordnung.api.routes.admin import AdminController
 from ordnung.api.routes.carts import CartController
 from ordnung.api.routes.catalogue import CatalogueController
@@ -147,7 +148,8 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
             CustomerController, CartController, OrderController, PaymentController,
             payment_webhook, FulfilmentController, ShipmentController, tracking_webhook,
             shipping_label,
-            ReturnController, AdminController, ReactionController, docs_assets_router(),
+            ReturnController, AdminController, ReactionController, AccountController,
+            docs_assets_router(),
         ],
         lifespan=[lifespan],
         middleware=middleware,

@@ -1,9 +1,10 @@
 """Bearer authentication and the guards that enforce who may do what.
 
 Three kinds of caller: admin keys (scopes), storefront keys (one channel:
-catalogue, availability, carts, placing orders) and customer tokens (only
-that customer's carts and orders). Anything not theirs answers 404, so a
-caller cannot even learn that someone else's order exists.
+catalogue, availability, guest carts they hold the cart token of, placing
+orders) and customer tokens (only that customer's carts and orders; from
+signing in, or issued by staff). Anything not theirs answers 404, so a
+caller cannot even learn that someone else's order or cart exists.
 """
 
 from __future__ import annotations
@@ -73,6 +74,20 @@ def shopper_or_admin(scope: str) -> Any:
 
     guard.__name__ = f"shopper_or_{scope}"
     return guard
+
+
+async def storefront_key(connection: ASGIConnection[Any, Any, Any, Any],
+                         _: BaseRouteHandler) -> None:
+    """Guard: a storefront (publishable) key; the account routes act for its channel."""
+    if principal_of(connection).kind != "storefront":
+        raise PermissionDeniedException("needs a storefront key")
+
+
+async def signed_in_customer(connection: ASGIConnection[Any, Any, Any, Any],
+                             _: BaseRouteHandler) -> None:
+    """Guard: a customer's token (a signed-in session or a token issued by staff)."""
+    if principal_of(connection).kind != "customer":
+        raise PermissionDeniedException("needs a signed-in customer's access token")
 
 
 def customer_or_admin(scope: str) -> Any:

@@ -26,7 +26,7 @@ from litestar.openapi.spec import Operation
 from litestar.plugins import ReceiveRoutePlugin
 from litestar.routes import BaseRoute, HTTPRoute
 
-from ordnung.core.errors import OrdnungError
+from ordnung.core.errors import OrdnungError, RateLimited
 
 BASE = "https://ordnung.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -49,6 +49,9 @@ TITLES = {
     "request-timeout": "The request body did not arrive in time",
     "currency-mismatch": "Currencies do not match",
     "plugin-error": "A plugin failed",
+    "invalid-credentials": "Wrong or expired credentials",
+    "email-not-verified": "The e-mail address is not verified",
+    "rate-limited": "Too many requests",
     "lifecycle-definition": "Lifecycle definition error",
     "internal": "Internal error",
 }
@@ -69,7 +72,10 @@ def handle_ordnung_error(request: Request[Any, Any, Any],
     status = exc.status
     if status >= 500:
         log.error("engine error", error_type=exc.type, detail=exc.detail)
-    return problem(exc.type, status, exc.detail, request.url.path, **extra)
+    response = problem(exc.type, status, exc.detail, request.url.path, **extra)
+    if isinstance(exc, RateLimited):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def handle_http_error(request: Request[Any, Any, Any],
@@ -172,7 +178,12 @@ DESCRIPTIONS = {
     413: "The request body is larger than the server accepts (request-too-large)",
     422: "The request is not valid (validation, tax-unavailable, currency-mismatch, "
          "idempotency-mismatch); nothing was changed",
+    429: "Too many attempts (rate-limited); the Retry-After header says how many seconds "
+         "to wait",
 }
+#: route-specific wording where the shared one would mislead
+ACCOUNT_401 = "Wrong e-mail or password, or an unknown, expired, spent or revoked token " \
+              "(invalid-credentials); or a missing, unknown or revoked API key (unauthorized)"
 
 
 def problems(*statuses: int) -> dict[int, ResponseSpec]:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import msgspec
 
 from ordnung.core.domain.access import ApiKey
+from ordnung.core.domain.accounts import SessionTokens
 from ordnung.core.domain.addresses import Address
 from ordnung.core.domain.carts import Cart
 from ordnung.core.domain.catalog import Product
@@ -173,6 +174,35 @@ class TokenIn(In):
     name: str = ""
 
 
+# -- customer accounts ------------------------------------------------------------------------
+class RegisterIn(In):
+    email: str
+    password: str
+    name: str = ""
+
+
+class SignInIn(In):
+    email: str
+    password: str
+
+
+class RefreshIn(In):
+    refresh_token: str
+
+
+class PasswordResetIn(In):
+    email: str
+
+
+class NewPasswordIn(In):
+    token: str
+    password: str
+
+
+class VerifyEmailIn(In):
+    token: str
+
+
 # -- pages ---------------------------------------------------------------------------------
 class OrderPage(msgspec.Struct, kw_only=True):
     items: list[Order]
@@ -200,6 +230,24 @@ class EventList(msgspec.Struct, kw_only=True):
 
 class KeyList(msgspec.Struct, kw_only=True):
     items: list[ApiKey]
+
+
+class Registered(msgspec.Struct, kw_only=True):
+    """A new account, signed in: its customer record and its first session's tokens."""
+
+    customer: Customer
+    session: SessionTokens
+
+
+class Accepted(msgspec.Struct, kw_only=True):
+    """A request taken: what follows arrives by e-mail, if at all."""
+
+    status: str = "accepted"
+    detail: str
+
+
+class SignedOut(msgspec.Struct, kw_only=True):
+    sessions_ended: int
 
 
 class CartView(msgspec.Struct, kw_only=True):

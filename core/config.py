@@ -73,6 +73,34 @@ DEFAULT_PLUGINS = ("manual", "flat_rate", "store_pickup", "table_tax", "coupons"
                    "free_gift", "privacy")
 
 
+#: settings of customer accounts and tokens, each read from ``ORDNUNG_<NAME>``
+ACCOUNT_SETTINGS = ("access_token_ttl", "refresh_token_ttl", "customer_token_ttl",
+                    "password_reset_ttl", "email_verification_ttl", "password_min_length",
+                    "sign_in_limit_per_account", "account_limit_per_address")
+
+
+def env_account_setting(name: str, raw: str) -> int | str:
+    """An account setting from ``ORDNUNG_<NAME>``: a whole number of seconds (or
+    characters), or a rate in the ``limits`` notation for the two throttles."""
+    variable = f"ORDNUNG_{name.upper()}"
+    if name.endswith(("_limit_per_account", "_limit_per_address")):
+        from limits import parse
+
+        try:
+            parse(raw)
+        except ValueError:
+            raise ConfigError(variable, f"expected a rate such as '10/15 minutes' or "
+                                        f"'30/minute', got {raw!r}") from None
+        return raw
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(variable, f"expected a whole number, got {raw!r}") from None
+
+#: a count of seconds or characters that must be above zero
+Positive = Annotated[int, msgspec.Meta(gt=0)]
+
+
 class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     database_url: str = DEFAULT_URL
     #: entry-point names to enable; None enables ``DEFAULT_PLUGINS`` and every installed
@@ -90,6 +118,22 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     migrate: bool = True
     #: run the outbox sweeper and reaction retries in the background
     background_tasks: bool = False
+    #: seconds a customer's access token (from signing in or refreshing) is valid
+    access_token_ttl: Positive = 900
+    #: seconds a refresh token is valid; every refresh issues a new one with a fresh term
+    refresh_token_ttl: Positive = 30 * 86_400
+    #: seconds a customer token issued by staff (``POST /customers/{id}/tokens``) is valid
+    customer_token_ttl: Positive = 86_400
+    #: seconds a password-reset token sent by e-mail is valid
+    password_reset_ttl: Positive = 3_600
+    #: seconds an e-mail verification token is valid
+    email_verification_ttl: Positive = 2 * 86_400
+    #: shortest password a customer may choose
+    password_min_length: Positive = 10
+    #: failed sign-ins per account (``limits`` notation, e.g. ``10/15 minutes``)
+    sign_in_limit_per_account: str = "10/15 minutes"
+    #: account requests (sign-in, registration, password reset) per client address
+    account_limit_per_address: str = "30/minute"
     #: seconds an Idempotency-Key claim is held without renewal (renewed while its request
     #: runs): a key whose process died is free again after at most this long
     idempotency_lease_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
@@ -99,13 +143,26 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     trusted_proxies: list[str] = []
 
     def __post_init__(self) -> None:
+        from limits import parse  # the setting is a rate in the limiter's own notation
+
         check_networks("trusted_proxies", self.trusted_proxies)
+        for name in ("sign_in_limit_per_account", "account_limit_per_address"):
+            try:
+                parse(getattr(self, name))
+            except ValueError:
+                raise ValueError(f"{name}: {getattr(self, name)!r} is not a rate such as "
+                                 "'10/15 minutes' or '30/minute'") from None
+        for name in ("access_token_ttl", "refresh_token_ttl", "customer_token_ttl",
+                     "password_reset_ttl", "email_verification_ttl", "password_min_length"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> EngineConfig:
         """Read ``ORDNUNG_DATABASE_URL``, ``ORDNUNG_PLUGINS`` (comma list),
         ``ORDNUNG_PLUGIN_SETTINGS`` (JSON object), ``ORDNUNG_REQUIRE_TAX``,
-        ``ORDNUNG_IDEMPOTENCY_LEASE_SECONDS`` and ``ORDNUNG_TRUSTED_PROXIES`` (comma list)."""
+        ``ORDNUNG_IDEMPOTENCY_LEASE_SECONDS``, ``ORDNUNG_TRUSTED_PROXIES`` (comma list) and
+        the account settings (``ORDNUNG_ACCESS_TOKEN_TTL`` ...; see ``ACCOUNT_SETTINGS``)."""
         values: dict[str, Any] = {}
         env = os.environ
         if env.get("ORDNUNG_DATABASE_URL"):
@@ -121,6 +178,10 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 "ORDNUNG_IDEMPOTENCY_LEASE_SECONDS", env["ORDNUNG_IDEMPOTENCY_LEASE_SECONDS"])
         if env.get("ORDNUNG_REQUIRE_TAX"):
             values["require_tax"] = env_bool("ORDNUNG_REQUIRE_TAX", env["ORDNUNG_REQUIRE_TAX"])
+        for name in ACCOUNT_SETTINGS:
+            raw = env.get(f"ORDNUNG_{name.upper()}")
+            if raw:
+                values[name] = env_account_setting(name, raw)
         if env.get("ORDNUNG_TRUSTED_PROXIES"):
             values["trusted_proxies"] = check_networks(
                 "ORDNUNG_TRUSTED_PROXIES",

@@ -9,6 +9,7 @@ goes through one of its services::
 
 Services: ``catalog``, ``inventory``, ``channels``, ``customers``, ``carts``,
 ``orders``, ``payments``, ``fulfilment``, ``returns``, ``access`` (API keys),
+``accounts`` (customer sign-up, sign-in, sessions, password reset),
 ``reactions`` (plugin reactions that failed after their change committed),
 ``idempotency`` (request keys for the REST and GraphQL adapters).
 """
@@ -35,6 +36,7 @@ from ordnung.core.plugin_host import PluginHost
 from ordnung.core.pricing import PricingPipeline
 from ordnung.core.runtime import Runtime
 from ordnung.core.services.access import AccessService
+from ordnung.core.services.accounts import AccountService
 from ordnung.core.services.carts import CartService
 from ordnung.core.services.catalog import CatalogService
 from ordnung.core.services.channels import ChannelService
@@ -109,7 +111,8 @@ class Engine:
             self.carts = CartService(rt, self.pipeline, self.channels, self.customers, self.orders)
             self.fulfilment = FulfilmentService(rt)
             self.returns = ReturnService(rt, self.payments)
-            self.access = AccessService(rt)
+            self.access = AccessService(rt, customer_token_ttl=self.config.customer_token_ttl)
+            self.accounts = AccountService(rt, self.customers, self.config)
             self.reactions = ReactionService(rt.journal, self.dispatcher)
             self.idempotency = IdempotencyService(self.db, self.config.idempotency_lease_seconds)
             self._started = True
@@ -130,6 +133,8 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._background
             self._background = None
+        if self._started:
+            await self.accounts.drain()
         with contextlib.suppress(Exception):  # best effort: unmarked events are redelivered
             await self.runtime.journal.close()
         await self.db.stop()

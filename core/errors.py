@@ -83,6 +83,32 @@ class Forbidden(OrdnungError):
     status = 403
 
 
+class InvalidCredentials(OrdnungError):
+    """Sign-in, refresh or a one-time account token failed. Says nothing about which part
+    was wrong (unknown e-mail, wrong password, expired or reused token)."""
+
+    type = "invalid-credentials"
+    status = 401
+
+
+class EmailNotVerified(OrdnungError):
+    """The operation needs the customer's e-mail address to be verified first."""
+
+    type = "email-not-verified"
+    status = 403
+
+
+class RateLimited(OrdnungError):
+    """Too many attempts; ``retry_after`` is the number of seconds until the next may pass."""
+
+    type = "rate-limited"
+    status = 429
+
+    def __init__(self, detail: str, *, retry_after: int, **extra: Any) -> None:
+        super().__init__(detail, retry_after=retry_after, **extra)
+        self.retry_after = retry_after
+
+
 class Conflict(OrdnungError):
     """The request collides with the current state (duplicate key, concurrent write)."""
 

@@ -19,6 +19,8 @@ Calling conventions, stated once:
 * **after-commit**: called once the change is committed. Raising does not
   undo anything: the failure is recorded and the call is retried later with
   backoff (at-least-once; make the implementation idempotent).
+* **background**: called after the request that caused it has answered (its answer
+  does not depend on the hook); not retried, raising is logged.
 
 Hook wrappers (``wrapper=True``/``hookwrapper=True``) are not supported for
 these hooks, because the core awaits implementations itself; registering one
@@ -34,6 +36,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from ordnung.core.contexts import PricingContext, RiskContext, TransitionContext
+    from ordnung.core.domain.accounts import AccountNotice
     from ordnung.core.domain.customers import Customer
     from ordnung.core.domain.events import Event
     from ordnung.core.domain.inventory import AvailabilityChange
@@ -334,4 +337,18 @@ def ordnung_erase_customer_data(customer: Customer) -> None:
 
     Called before the core anonymises the customer and their orders, collected.
     Raising aborts the erasure; nothing is anonymised.
+    """
+
+
+@hookspec
+def ordnung_account_notice(notice: AccountNotice) -> bool | None:
+    """Deliver a one-time account token to the customer: a password reset or an e-mail
+    verification (``notice.kind``).
+
+    Called in the background once the request that asked for it has answered (so the
+    answer is the same whether or not the address has an account), collected; answer
+    ``True`` when the notice went out. ``notice.token`` is a secret: send it to
+    ``notice.email`` only, never log or store it. It expires at ``notice.expires_at`` and
+    works once. Not retried: raising is logged (without the token) and the customer asks
+    again, which replaces the token. Let one plugin deliver these notices.
     """

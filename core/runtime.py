@@ -24,6 +24,7 @@ from ordnung.core.errors import Conflict, TransitionVetoed
 from ordnung.core.invariants import check_order, payment_secured, refresh_money_totals
 from ordnung.core.lifecycle.machine import Machine
 from ordnung.core.observe import Metrics, NoMetrics
+from ordnung.core.persistence.accounts import AccountStore
 from ordnung.core.persistence.carts import CartStore
 from ordnung.core.persistence.catalog import CatalogStore
 from ordnung.core.persistence.codec import decode, encode
@@ -70,6 +71,7 @@ class Runtime:
         self.stock = StockStore(db)
         self.journal = Journal(db)
         self.idempotency = IdempotencyStore(db)
+        self.accounts = AccountStore(db)
         self.dispatcher: Deliverer | None = dispatcher
         self.metrics: Metrics = NoMetrics()
 

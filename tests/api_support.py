@@ -45,6 +45,8 @@ ADMIN_KEY = "sk_test_bootstrap_admin_0123456789abcdef"
 BASE_URL = "http://ordnung.test"
 PROBLEM_BASE = "https://ordnung.dev/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+#: the header a guest cart's token travels in
+CART_TOKEN = "X-Cart-Token"
 
 BERLIN: dict[str, str] = {
     "name": "Erika Mustermann", "line1": "Heidestraße 17", "city": "Berlin",
@@ -109,6 +111,8 @@ class Api:
         self.client = client
         #: headers of the bootstrap admin key (every scope)
         self.admin: dict[str, str] = bearer(ADMIN_KEY)
+        #: the token of every guest cart created through ``new_cart``, by cart id
+        self.cart_tokens: dict[str, str] = {}
 
     # -- keys and tokens (issued over the API, as an operator would) -----------------------
     async def storefront(self, channel: str = "web", name: str = "") -> dict[str, str]:
@@ -161,9 +165,24 @@ class Api:
         return await self.client.post("/orders", json=body or order_body(),
                                       headers={**headers, **extra})
 
+    async def new_cart(self, headers: dict[str, str],
+                       body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``POST /carts``; a guest cart's token is remembered for ``holding``."""
+        cart: dict[str, Any] = expect(await self.client.post("/carts", json=body or {},
+                                                             headers=headers), 201)
+        if cart.get("cart_token"):
+            self.cart_tokens[cart["id"]] = cart["cart_token"]
+        return cart
+
+    def holding(self, headers: dict[str, str], cart_id: str) -> dict[str, str]:
+        """``headers`` plus the cart's ``X-Cart-Token`` (if it is a guest cart of ours)."""
+        token = self.cart_tokens.get(cart_id)
+        return {**headers, CART_TOKEN: token} if token else dict(headers)
+
     async def placed_cart(self, headers: dict[str, str], sku: str = "MUG") -> str:
         """A cart taken through the whole flow (line, address, shipping, order); its id."""
-        cid: str = expect(await self.client.post("/carts", json={}, headers=headers), 201)["id"]
+        cid: str = (await self.new_cart(headers))["id"]
+        headers = self.holding(headers, cid)
         expect(await self.client.post(f"/carts/{cid}/lines", json={"sku": sku},
                                       headers=headers), 200)
         expect(await self.client.put(f"/carts/{cid}/addresses",
@@ -281,6 +300,6 @@ def captured_logs(level: str = "DEBUG", *, json: bool = True) -> Iterator[io.Str
         structlog.configure(**previous)
 
 
-__all__ = ["ADMIN_KEY", "ADMIN_SCOPES", "BASE_URL", "BERLIN", "PROBLEM_BASE",
+__all__ = ["ADMIN_KEY", "ADMIN_SCOPES", "BASE_URL", "BERLIN", "CART_TOKEN", "PROBLEM_BASE",
            "PROBLEM_MEDIA_TYPE", "Api", "api_client", "api_fixture", "bearer", "captured_logs",
            "expect", "expect_problem", "held", "order_body"]

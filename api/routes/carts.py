@@ -1,13 +1,20 @@
-"""Carts: lines, addresses, codes, shipping quotes, the pricing explanation, placing."""
+"""Carts: lines, addresses, codes, shipping quotes, the pricing explanation, placing.
+
+A guest's cart (created with a storefront key) comes with a secret cart token, in the
+creation's answer only; every later call on the cart sends it as ``X-Cart-Token``. A
+customer's cart needs that customer's token; staff (an admin key with ``orders``) reach
+every cart. Anything else answers 404, exactly as for a cart that does not exist.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, Request, delete, get, post, put
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, HeaderParameter, JSONBody
 
-from ordnung.api.auth import ensure_owner, shopper_or_admin
+from ordnung.api.auth import shopper_or_admin
 from ordnung.api.client_ip import client_facts
 from ordnung.api.problems import problems
 from ordnung.api.routes.common import caller, engine_of, idempotency_key
@@ -30,18 +37,36 @@ class QuoteOut(ShippingQuote, kw_only=True, frozen=True):
     method: str
 
 
+class CreatedCart(Cart, kw_only=True):
+    """A new cart. ``cart_token`` (guest carts only) is shown this once: send it as
+    ``X-Cart-Token`` with every call on the cart."""
+
+    cart_token: str | None = None
+
+
+CART_TOKEN_HEADER = "X-Cart-Token"
+#: the cart token of a guest cart, on every route that takes a cart id
+CartToken = Annotated[str | None, HeaderParameter(
+    name=CART_TOKEN_HEADER, required=False,
+    description="The guest cart's token from its creation. Needed with a storefront key; "
+                "a customer's own carts need the customer's token instead, staff need "
+                "neither. Without the right one the cart answers 404.")]
+
+
 class CartController(Controller):
     path = "/carts"
     tags = ["carts"]
     guards = [shopper_or_admin("orders")]
 
-    async def _cart(self, request: Request[Any, Any, Any], cart_id: str) -> Cart:
-        cart = await engine_of(request).carts.get(cart_id)
-        ensure_owner(caller(request), "cart", cart_id, cart.customer_id, cart.channel)
-        return cart
+    async def _cart(self, request: Request[Any, Any, Any], cart_id: str,
+                    cart_token: str | None) -> Cart:
+        """The cart if the caller holds it (see the module docstring), else 404."""
+        return await engine_of(request).carts.for_caller(cart_id, caller(request), cart_token)
 
     @post("/", status_code=201, responses=problems(404))
-    async def create(self, request: Request[Any, Any, Any], data: JSONBody[CartIn]) -> Cart:
+    async def create(self, request: Request[Any, Any, Any],
+                     data: JSONBody[CartIn]) -> CreatedCart:
+        """Create a cart; a guest's (storefront key) comes with its cart token."""
         principal = caller(request)
         channel = data.channel
         if principal.kind == "storefront":
@@ -49,39 +74,53 @@ class CartController(Controller):
                 raise InvalidInput("a storefront key creates carts for its own channel",
                                    field="channel")
             channel = principal.channel
+        if principal.kind == "customer" and channel is None:
+            channel = principal.channel  # a session remembers where the customer signed in
         if channel is None:
             raise InvalidInput("channel is required", field="channel")
-        return await engine_of(request).carts.create(
-            channel=channel, currency=data.currency, email=data.email,
-            customer_id=principal.customer_id if principal.kind == "customer" else None)
+        carts = engine_of(request).carts
+        token: str | None = None
+        if principal.kind == "storefront":
+            cart, token = await carts.create_guest(channel=channel, currency=data.currency,
+                                                   email=data.email)
+        else:
+            cart = await carts.create(
+                channel=channel, currency=data.currency, email=data.email,
+                customer_id=principal.customer_id if principal.kind == "customer" else None)
+        return CreatedCart(**msgspec.structs.asdict(cart), cart_token=token)
 
     @get("/{cart_id:str}", responses=problems(404))
-    async def get_cart(self, request: Request[Any, Any, Any], cart_id: FromPath[str]) -> Cart:
-        return await self._cart(request, cart_id)
+    async def get_cart(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
+                       cart_token: CartToken = None) -> Cart:
+        return await self._cart(request, cart_id, cart_token)
 
     @post("/{cart_id:str}/lines", status_code=200, responses=problems(404))
     async def add_line(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
-                       data: JSONBody[LineIn]) -> Cart:
-        await self._cart(request, cart_id)
+                       data: JSONBody[LineIn],
+                       cart_token: CartToken = None) -> Cart:
+        await self._cart(request, cart_id, cart_token)
         return await engine_of(request).carts.add_line(cart_id, data.sku, data.quantity)
 
     @put("/{cart_id:str}/lines/{sku:str}", responses=problems(404, 409))
     async def set_line(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                        sku: FromPath[str],
-                       data: JSONBody[QuantityIn]) -> Cart:
-        await self._cart(request, cart_id)
+                       data: JSONBody[QuantityIn],
+                       cart_token: CartToken = None) -> Cart:
+        await self._cart(request, cart_id, cart_token)
         return await engine_of(request).carts.set_line(cart_id, sku, data.quantity)
 
     @delete("/{cart_id:str}/lines/{sku:str}", status_code=200, responses=problems(404, 409))
     async def remove_line(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
-                          sku: FromPath[str]) -> Cart:
-        await self._cart(request, cart_id)
+                          sku: FromPath[str],
+                          cart_token: CartToken = None) -> Cart:
+        await self._cart(request, cart_id, cart_token)
         return await engine_of(request).carts.remove_line(cart_id, sku)
 
     @put("/{cart_id:str}/addresses", responses=problems(404, 409))
     async def addresses(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
-                        data: JSONBody[AddressesIn]) -> Cart:
-        await self._cart(request, cart_id)
+                        data: JSONBody[AddressesIn],
+                        cart_token: CartToken = None) -> Cart:
+        await self._cart(request, cart_id, cart_token)
         carts = engine_of(request).carts
         if data.email is not None:
             await carts.set_contact(cart_id, email=data.email)
@@ -89,41 +128,51 @@ class CartController(Controller):
 
     @post("/{cart_id:str}/codes", status_code=200, responses=problems(404))
     async def apply_code(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
-                         data: JSONBody[CodeIn]) -> Cart:
-        await self._cart(request, cart_id)
+                         data: JSONBody[CodeIn],
+                         cart_token: CartToken = None) -> Cart:
+        await self._cart(request, cart_id, cart_token)
         return await engine_of(request).carts.apply_code(cart_id, data.code)
 
     @delete("/{cart_id:str}/codes/{code:str}", status_code=200, responses=problems(404, 409))
     async def remove_code(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
-                          code: FromPath[str]) -> Cart:
-        await self._cart(request, cart_id)
+                          code: FromPath[str],
+                          cart_token: CartToken = None) -> Cart:
+        await self._cart(request, cart_id, cart_token)
         return await engine_of(request).carts.remove_code(cart_id, code)
 
     @get("/{cart_id:str}/shipping-quotes", responses=problems(404))
     async def quotes(self, request: Request[Any, Any, Any],
-                     cart_id: FromPath[str]) -> list[QuoteOut]:
-        await self._cart(request, cart_id)
+                     cart_id: FromPath[str],
+                     cart_token: CartToken = None) -> list[QuoteOut]:
+        await self._cart(request, cart_id, cart_token)
         return [QuoteOut(method=m, service=q.service, name=q.name, price=q.price,
                          expected_delivery=q.expected_delivery, tax_class=q.tax_class)
                 for m, q in await engine_of(request).carts.quotes(cart_id)]
 
     @put("/{cart_id:str}/shipping-method", responses=problems(404, 409))
     async def shipping_method(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
-                              data: JSONBody[ShippingMethodIn]) -> Cart:
-        await self._cart(request, cart_id)
+                              data: JSONBody[ShippingMethodIn],
+                              cart_token: CartToken = None) -> Cart:
+        await self._cart(request, cart_id, cart_token)
         return await engine_of(request).carts.set_shipping_method(cart_id, data.method)
 
     @get("/{cart_id:str}/explanation", responses=problems(404))
-    async def explanation(self, request: Request[Any, Any, Any], cart_id: FromPath[str]
-                          ) -> list[ExplanationStep]:
-        await self._cart(request, cart_id)
+    async def explanation(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
+                          cart_token: CartToken = None) -> list[ExplanationStep]:
+        await self._cart(request, cart_id, cart_token)
         return await engine_of(request).carts.explain(cart_id)
 
     @post("/{cart_id:str}/order", status_code=201, responses=problems(402, 404))
     async def place(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
-                    data: JSONBody[PlaceCartIn]) -> Order:
-        await self._cart(request, cart_id)
-        client = client_facts(request, caller(request), data.client)
+                    data: JSONBody[PlaceCartIn],
+                    cart_token: CartToken = None) -> Order:
+        cart = await self._cart(request, cart_id, cart_token)
+        principal = caller(request)
+        if principal.kind == "customer" and cart.customer_id is None:
+            # a guest cart whose token a signed-in customer holds becomes theirs: so does
+            # the order, which then shows among the customer's orders
+            await engine_of(request).carts.adopt(cart_id, principal.customer_id or "")
+        client = client_facts(request, principal, data.client)
         return await engine_of(request).carts.place(
             cart_id, payment=data.payment, client=client, actor=caller(request).actor,
             idempotency_key=idempotency_key(request))

@@ -22,6 +22,8 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     scopes: frozenset[str] = frozenset()
     channel: str | None = None
     customer_id: str | None = None
+    #: a signed-in customer's session (``key_id`` is the session's id), not a key
+    session: bool = False
 
     def has(self, scope: str) -> bool:
         return self.kind == "admin" and scope in self.scopes
@@ -44,6 +46,8 @@ class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
     customer_id: str | None = None
     created_at: datetime
     revoked_at: datetime | None = None
+    #: customer tokens expire; admin and storefront keys live until revoked
+    expires_at: datetime | None = None
 
 
 class IssuedKey(msgspec.Struct, frozen=True, kw_only=True):

@@ -21,5 +21,7 @@ class Customer(msgspec.Struct, kw_only=True):
     lifetime_spend: dict[str, int] = {}
     order_count: int = 0
     registered: bool = True
+    #: the customer proved they receive mail at ``email`` (a token sent there came back)
+    email_verified: bool = False
     erased: bool = False
     created_at: datetime

@@ -110,6 +110,13 @@ class OrderStore:
         count = sum(int(r["n"]) for r in rows)
         return count, {r["currency"]: int(r["spend"]) for r in rows}
 
+    async def guest_ids_for_email(self, email: str) -> list[str]:
+        """Guest orders (no customer) placed with this e-mail address, oldest first."""
+        rows = await OrderRow.select(OrderRow.id).where(
+            (OrderRow.email == email) & OrderRow.customer_id.is_null()).order_by(
+            OrderRow.id).run()
+        return [r["id"] for r in rows]
+
     async def ids_for_customer(self, customer_id: str, email: str = "") -> list[str]:
         """The customer's orders, and guest orders placed with their email address."""
         where: Any = OrderRow.customer_id == customer_id

@@ -80,6 +80,8 @@ class CartRow(Table, tablename="carts"):
     version = Integer()
     created_at = Timestamptz()
     updated_at = Timestamptz()
+    #: SHA-256 of a guest cart's token; NULL for carts of customers and staff
+    token_hash = Varchar(length=64, null=True, default=None)
 
 
 class OrderRow(Table, tablename="orders"):
@@ -189,6 +191,58 @@ class ApiKeyRow(Table, tablename="api_keys"):
     customer_id = Varchar(length=40, null=True)
     created_at = Timestamptz()
     revoked_at = Timestamptz(null=True, default=None)
+    expires_at = Timestamptz(null=True, default=None)
 
 
 ALL_TABLES = (*ALL_TABLES, ApiKeyRow)
+
+
+class CustomerCredentialRow(Table, tablename="customer_credentials"):
+    """A registered customer's password (an argon2 hash)."""
+
+    customer_id = Varchar(length=40, primary_key=True)
+    password_hash = Text()
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+class CustomerSessionRow(Table, tablename="customer_sessions"):
+    """A signed-in customer on one device: access and refresh token hashes."""
+
+    id = Varchar(length=40, primary_key=True)
+    customer_id = Varchar(length=40)
+    channel = Varchar(length=64, null=True)
+    access_hash = Varchar(length=64)
+    access_expires_at = Timestamptz()
+    refresh_hash = Varchar(length=64)
+    previous_refresh_hash = Varchar(length=64, null=True, default=None)
+    refresh_expires_at = Timestamptz()
+    created_at = Timestamptz()
+    refreshed_at = Timestamptz()
+    revoked_at = Timestamptz(null=True, default=None)
+    revoked_reason = Varchar(length=32)
+
+
+class AccountTokenRow(Table, tablename="account_tokens"):
+    """A one-time token sent by e-mail (password reset, e-mail verification), hashed."""
+
+    id = Varchar(length=40, primary_key=True)
+    token_hash = Varchar(length=64)
+    purpose = Varchar(length=32)
+    customer_id = Varchar(length=40)
+    email = Varchar(length=320)
+    expires_at = Timestamptz()
+    used_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz()
+
+
+class RateLimitRow(Table, tablename="rate_limits"):
+    """A fixed-window counter of the rate limiter."""
+
+    key = Varchar(length=300, primary_key=True)
+    hits = BigInt()
+    expires_at = Timestamptz()
+
+
+ALL_TABLES = (*ALL_TABLES, CustomerCredentialRow, CustomerSessionRow, AccountTokenRow,
+              RateLimitRow)

@@ -1,13 +1,17 @@
-"""API keys and customer tokens: issued once, stored hashed, verified per request."""
+"""API keys and customer tokens: issued once, stored hashed, verified per request.
+
+Every request looks its key up in the database: there is no cache, so revoking a key,
+erasing a customer or signing out takes effect on every worker process before the call
+that did it returns. The look-up is one indexed statement.
+"""
 
 from __future__ import annotations
 
 import builtins
 import hashlib
-import hmac
 import secrets
-import time
 from collections.abc import Iterable
+from datetime import timedelta
 
 from ordnung.core.domain.access import ADMIN_SCOPES, ApiKey, IssuedKey, Kind, Principal
 from ordnung.core.domain.common import new_id, utcnow
@@ -16,17 +20,32 @@ from ordnung.core.persistence.tables import ApiKeyRow
 from ordnung.core.runtime import Runtime
 
 PREFIX = {"admin": "sk", "storefront": "pk", "customer": "ct"}
-CACHE_SECONDS = 5.0
+#: the prefix of a signed-in customer's access token (looked up among sessions, not keys)
+SESSION_PREFIX = "ca_"
+
+_VERIFY_KEY = (
+    "SELECT k.id, k.kind, k.scopes, k.channel, k.customer_id FROM api_keys k "
+    "LEFT JOIN customers c ON c.id = k.customer_id "
+    "WHERE k.secret_hash = {} AND k.revoked_at IS NULL "
+    "AND (k.expires_at IS NULL OR k.expires_at > {}) "
+    # customer tokens issued before they had an expiry expire by their age
+    "AND (k.kind <> 'customer' OR k.expires_at IS NOT NULL OR k.created_at > {}) "
+    "AND (c.id IS NULL OR NOT c.erased)")
 
 
-def _hash(secret: str) -> str:
+def token_hash(secret: str) -> str:
+    """How a random secret (key, token) is stored: SHA-256. The secrets carry 192 random
+    bits, so a slow password hash would add nothing but CPU time per request."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+_hash = token_hash
+
+
 class AccessService:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, *, customer_token_ttl: int = 86_400) -> None:
         self.rt = rt
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self.customer_token_ttl = timedelta(seconds=customer_token_ttl)
 
     async def issue(self, kind: Kind, *, name: str = "", scopes: Iterable[str] = (),
                     channel: str | None = None, customer_id: str | None = None,
@@ -48,57 +67,56 @@ class AccessService:
             if not customer_id:
                 raise InvalidInput("a customer token belongs to a customer",
                                    field="customer_id")
-            await self.rt.customers.get(customer_id)
+            customer = await self.rt.customers.get(customer_id)
+            if customer.erased:
+                raise NotFound("customer", customer_id)
         key_id = new_id("key")
         token = secret or f"{PREFIX[kind]}_{key_id}_{secrets.token_urlsafe(24)}"
         if secret is not None and len(secret) < 16:
             raise InvalidInput("a key must be at least 16 characters", field="secret")
         now = utcnow()
+        expires_at = now + self.customer_token_ttl if kind == "customer" else None
         await ApiKeyRow.insert(ApiKeyRow(
             id=key_id, secret_hash=_hash(token), kind=kind, name=name,
             scopes=",".join(scope_list), channel=channel, customer_id=customer_id,
-            created_at=now, revoked_at=None)).run()
+            created_at=now, revoked_at=None, expires_at=expires_at)).run()
         key = ApiKey(id=key_id, kind=kind, name=name, scopes=scope_list, channel=channel,
-                     customer_id=customer_id, created_at=now)
+                     customer_id=customer_id, created_at=now, expires_at=expires_at)
         return IssuedKey(key=key, secret=token)
 
     async def verify(self, token: str) -> Principal | None:
-        """The principal for a bearer token, or None. Cached briefly per process."""
+        """The principal for a bearer token, or None: unknown, revoked, expired, or the
+        token of an erased customer. Looked up afresh on every call (no cache)."""
         digest = _hash(token)
-        cached = self._cache.get(digest)
-        now = time.monotonic()
-        if cached and now - cached[0] < CACHE_SECONDS:
-            return cached[1]
-        rows = await ApiKeyRow.select().where(
-            (ApiKeyRow.secret_hash == digest) & ApiKeyRow.revoked_at.is_null()).run()
-        principal = None
-        if rows and hmac.compare_digest(rows[0]["secret_hash"], digest):
-            row = rows[0]
-            principal = Principal(
-                key_id=row["id"], kind=row["kind"],
-                scopes=frozenset(s for s in row["scopes"].split(",") if s),
-                channel=row["channel"], customer_id=row["customer_id"])
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[digest] = (now, principal)
-        return principal
+        now = utcnow()
+        if token.startswith(SESSION_PREFIX):
+            session = await self.rt.accounts.session_by_access(digest, now)
+            if session is None:
+                return None
+            return Principal(key_id=session["id"], kind="customer", channel=session["channel"],
+                             customer_id=session["customer_id"], session=True)
+        rows = await self.rt.db.fetch(_VERIFY_KEY, digest, now, now - self.customer_token_ttl)
+        if not rows:
+            return None
+        row = rows[0]
+        return Principal(key_id=row["id"], kind=row["kind"],
+                         scopes=frozenset(s for s in row["scopes"].split(",") if s),
+                         channel=row["channel"], customer_id=row["customer_id"])
 
     async def revoke(self, key_id: str) -> None:
         rows = await ApiKeyRow.update({ApiKeyRow.revoked_at: utcnow()}).where(
             ApiKeyRow.id == key_id).returning(ApiKeyRow.id).run()
         if not rows:
             raise NotFound("api key", key_id)
-        self._cache.clear()
 
     async def list(self) -> builtins.list[ApiKey]:
         rows = await ApiKeyRow.select().order_by(ApiKeyRow.id).run()
         return [ApiKey(id=r["id"], kind=r["kind"], name=r["name"],
                        scopes=[s for s in r["scopes"].split(",") if s], channel=r["channel"],
                        customer_id=r["customer_id"], created_at=r["created_at"],
-                       revoked_at=r["revoked_at"]) for r in rows]
+                       revoked_at=r["revoked_at"], expires_at=r["expires_at"]) for r in rows]
 
     async def ensure_admin(self, secret: str, name: str = "bootstrap") -> None:
         """Make sure an admin key with this exact secret and every scope exists."""
         if await self.verify(secret) is None:
-            self._cache.clear()
             await self.issue("admin", name=name, scopes=ADMIN_SCOPES, secret=secret)

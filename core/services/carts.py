@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from collections.abc import Awaitable, Callable
 
+from ordnung.core.domain.access import Principal
 from ordnung.core.domain.addresses import Address
 from ordnung.core.domain.carts import Cart, CartLine, PricedCart
 from ordnung.core.domain.common import new_id, utcnow
@@ -13,10 +16,13 @@ from ordnung.core.errors import Conflict, InvalidInput, NotFound, PaymentDecline
 from ordnung.core.pricing import PricingInput, PricingPipeline
 from ordnung.core.requests import PaymentInput, PlaceOrder
 from ordnung.core.runtime import Runtime, bound
+from ordnung.core.services.access import token_hash
 from ordnung.core.services.channels import ChannelService
 from ordnung.core.services.customers import CustomerService
 from ordnung.core.services.orders import OrderService
 
+#: the prefix of a guest cart's token
+CART_TOKEN_PREFIX = "crt_"
 MAX_LINES = 200
 MAX_QUANTITY = 10_000
 
@@ -32,19 +38,64 @@ class CartService:
 
     async def create(self, *, channel: str, currency: str | None = None,
                      customer_id: str | None = None, email: str = "") -> Cart:
+        """A cart of a customer, or one staff work on. A guest's cart: ``create_guest``."""
+        cart, _ = await self._create(channel, currency, customer_id, email, guest=False)
+        return cart
+
+    async def create_guest(self, *, channel: str, currency: str | None = None,
+                           email: str = "") -> tuple[Cart, str]:
+        """A guest's cart and its secret token, returned this once and stored hashed:
+        whoever holds the token holds the cart (see ``for_caller``)."""
+        cart, token = await self._create(channel, currency, None, email, guest=True)
+        assert token is not None
+        return cart, token
+
+    async def _create(self, channel: str, currency: str | None, customer_id: str | None,
+                      email: str, *, guest: bool) -> tuple[Cart, str | None]:
         ch = await self.channels.get(channel)
         if customer_id:
-            await self.rt.customers.get(customer_id)
+            await self.customers.active(customer_id)
         now = utcnow()
         cart = Cart(id=new_id("cart"), channel=ch.id, customer_id=customer_id,
                     email=email.strip().lower(), currency=currency or ch.currency,
                     created_at=now, updated_at=now)
         cart.priced = await self._price(cart)
-        await self.rt.carts.insert(cart)
-        return cart
+        token = f"{CART_TOKEN_PREFIX}{secrets.token_urlsafe(24)}" if guest else None
+        await self.rt.carts.insert(cart, token_hash(token) if token else None)
+        return cart, token
 
     async def get(self, cart_id: str) -> Cart:
         return await self.rt.carts.get(cart_id)
+
+    async def for_caller(self, cart_id: str, caller: Principal,
+                         cart_token: str | None = None) -> Cart:
+        """The cart if ``caller`` may use it, else ``NotFound`` exactly as for a cart that
+        does not exist (a caller learns nothing about carts that are not theirs).
+
+        Staff (admin keys; the API checks their scope) may use every cart. A customer
+        may use their own carts, and a guest cart whose token they hold. A storefront
+        key may use a guest cart of its own channel whose token it sends."""
+        cart, stored_hash = await self.rt.carts.get_with_token(cart_id)
+        if caller.kind == "admin":
+            return cart
+        holds_token = bool(stored_hash and cart_token and hmac.compare_digest(
+            stored_hash, token_hash(cart_token)))
+        if caller.kind == "customer":
+            if cart.customer_id is not None and cart.customer_id == caller.customer_id:
+                return cart
+            if cart.customer_id is None and holds_token:
+                return cart
+        elif caller.kind == "storefront" and cart.channel == caller.channel \
+                and cart.customer_id is None and holds_token:
+            return cart
+        raise NotFound("cart", cart_id)
+
+    async def adopt(self, cart_id: str, customer_id: str) -> Cart:
+        """A signed-in customer takes over a guest cart they hold the token of: the cart
+        (and the order it becomes) is theirs, and the guest token stops opening it."""
+        cart = await self.set_contact(cart_id, customer_id=customer_id)
+        await self.rt.carts.clear_token(cart_id)
+        return cart
 
     async def _price(self, cart: Cart) -> PricedCart:
         customer = await self.customers.get(cart.customer_id) if cart.customer_id else None
@@ -119,7 +170,7 @@ class CartService:
             if email is not None:
                 cart.email = email.strip().lower()
             if customer_id is not None:
-                await self.rt.customers.get(customer_id)
+                await self.customers.active(customer_id)
                 cart.customer_id = customer_id
 
         return await self._change(cart_id, mutate)

@@ -9,9 +9,8 @@ import msgspec
 from ordnung.core.domain.addresses import Address
 from ordnung.core.domain.common import new_id, utcnow
 from ordnung.core.domain.customers import Customer
-from ordnung.core.errors import Conflict, InvalidInput
+from ordnung.core.errors import Conflict, InvalidInput, NotFound
 from ordnung.core.persistence.journal import event
-from ordnung.core.persistence.tables import ApiKeyRow
 from ordnung.core.runtime import Runtime
 
 ERASED = "erased"
@@ -43,6 +42,14 @@ class CustomerService:
         count, spend = await self.rt.orders.customer_stats(customer_id)
         customer.order_count = count
         customer.lifetime_spend = spend
+        return customer
+
+    async def active(self, customer_id: str) -> Customer:
+        """The customer, unless erased: an erased customer places no orders and owns no
+        new carts (``NotFound``, as if they had never existed). With loyalty figures."""
+        customer = await self.get(customer_id)
+        if customer.erased:
+            raise NotFound("customer", customer_id)
         return customer
 
     async def by_email(self, email: str) -> Customer | None:
@@ -102,8 +109,9 @@ class CustomerService:
                 cart.billing_address = _anonymise(cart.billing_address)
                 cart.updated_at = utcnow()
                 await self.rt.carts.save(cart, cart_version)
-            await ApiKeyRow.update({ApiKeyRow.revoked_at: utcnow()}).where(
-                (ApiKeyRow.customer_id == customer_id) & ApiKeyRow.revoked_at.is_null()).run()
+            # in the same transaction: once the erasure is committed no token, session,
+            # password or e-mailed link of the customer opens anything, on any worker
+            await self.rt.accounts.revoke_everything(customer_id, reason="erased")
             erased = Customer(id=customer.id, email=f"{customer.id}@erased.invalid",
                               name="", phone="", tags=[], addresses=[], consents={},
                               registered=False, erased=True, created_at=customer.created_at)

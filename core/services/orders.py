@@ -86,7 +86,7 @@ class OrderService:
             raise InvalidInput("an order needs at least one line", field="lines")
         customer: Customer | None = None
         if request.customer_id:
-            customer = await self.customers.get(request.customer_id)
+            customer = await self.customers.active(request.customer_id)
         email = (request.email or (customer.email if customer else "")).strip().lower()
         if request.payment is not None:
             assert self.payments is not None

@@ -1,6 +1,6 @@
 """E-mail notifications to the customer, sent over SMTP.
 
-Three notices, each to the order's e-mail address (guests and registered
+Three order notices, each to the order's e-mail address (guests and registered
 customers alike), with a plain-text body and an HTML alternative:
 
 * **order confirmation** — once the order's payment is secured, i.e. when the
@@ -23,6 +23,15 @@ same Message-ID. A recipient the mail server refuses for good (a 5xx answer,
 e.g. "no such user") is not retried: the refusal is logged and remembered.
 The password is never logged or stored anywhere but in the
 settings (or, with ``password_env``, in the environment).
+
+Two account notices (the ``ordnung_account_notice`` hook), to the customer's address:
+
+* **password reset** — a one-time link (``password_reset_url`` with ``{token}`` in it)
+  or, without a configured link, the token itself, and until when it works;
+* **e-mail verification** — the same for ``verification_url``.
+
+They are sent once, when asked for; a failure raises to the engine, which logs it (the
+customer asks again). The token is in the message only: never logged, never stored.
 """
 
 from __future__ import annotations
@@ -42,9 +51,11 @@ import msgspec
 import structlog
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
+from babel.dates import format_datetime as format_local_datetime
 
 from ordnung.core import Money, hookimpl
-from ordnung.core.domain.common import utcnow
+from ordnung.core.domain.accounts import AccountNotice
+from ordnung.core.domain.common import new_id, utcnow
 from ordnung.core.domain.events import Event
 from ordnung.core.domain.orders import Order
 from ordnung.core.domain.shipments import Shipment
@@ -52,7 +63,7 @@ from ordnung.core.errors import PluginError
 
 log = structlog.get_logger("ordnung.notifications")
 
-Notice = Literal["confirmation", "shipped", "refund"]
+Notice = Literal["confirmation", "shipped", "refund", "password_reset", "email_verification"]
 
 #: order states in which a confirmation is not (or no longer) sent
 NOT_CONFIRMED = frozenset({"draft", "placed", "on_hold", "cancelled"})
@@ -78,6 +89,8 @@ class Mail:
     rows: list[tuple[str, str]] = field(default_factory=list)
     outro: str = ""
     link: str = ""
+    #: what the link says (plain text: "<label>: <url>")
+    link_label: str = "Track it"
 
 
 class EmailNotifications:
@@ -107,7 +120,12 @@ class EmailNotifications:
         html: bool = True
         #: which notices to send
         notices: list[Notice] = msgspec.field(
-            default_factory=lambda: ["confirmation", "shipped", "refund"])
+            default_factory=lambda: ["confirmation", "shipped", "refund", "password_reset",
+                                     "email_verification"])
+        #: the storefront page where a customer chooses a new password, with {token}
+        password_reset_url: str = ""
+        #: the storefront page that confirms an e-mail address, with {token}
+        verification_url: str = ""
         #: a display name per carrier plugin, e.g. {"flat_rate": "Parcel Post"}
         carrier_names: dict[str, str] = {}
         #: a tracking link per carrier plugin, with {tracking_number} in it
@@ -126,6 +144,10 @@ class EmailNotifications:
                 Locale.parse(self.locale)
             except (UnknownLocaleError, ValueError):
                 raise ValueError(f"unknown locale {self.locale!r}") from None
+            for name in ("password_reset_url", "verification_url"):
+                url = getattr(self, name)
+                if url and "{token}" not in url:
+                    raise ValueError(f"{name} lacks {{token}}")
             for carrier, url in self.tracking_urls.items():
                 if "{tracking_number}" not in url:
                     raise ValueError(f"the tracking URL of {carrier} lacks {{tracking_number}}")
@@ -242,6 +264,73 @@ class EmailNotifications:
                               f"not sent: {type(exc).__name__}: {exc}") from exc
         return str(message["Message-ID"])
 
+    # -- account notices -------------------------------------------------------------------
+    @hookimpl
+    async def ordnung_account_notice(self, notice: AccountNotice) -> bool | None:
+        if notice.kind not in self.settings.notices:
+            return None
+        mail = self._account_mail(notice)
+        s = self.settings
+        message = EmailMessage()
+        message["Subject"] = mail.subject
+        message["From"] = formataddr((s.shop_name, s.from_address))
+        message["To"] = notice.email
+        if s.reply_to:
+            message["Reply-To"] = s.reply_to
+        message["Date"] = format_datetime(utcnow())
+        message["Message-ID"] = f"<{new_id('acct')}@{s.from_address.rsplit('@', 1)[1]}>"
+        message.set_content(render_text(mail))
+        if s.html:
+            message.add_alternative(render_html(mail), subtype="html")
+        try:
+            await self._send(message)
+        except Refused as refused:
+            log.warning("account e-mail refused by the mail server", notice=notice.kind,
+                        customer_id=notice.customer.id, reason=str(refused))
+            return False
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            # the message (and so the token) stays out of the error
+            raise MailNotSent(f"the {notice.kind} e-mail was not sent: "
+                              f"{type(exc).__name__}") from None
+        log.info("e-mail sent", notice=notice.kind, customer_id=notice.customer.id)
+        return True
+
+    async def _send(self, message: EmailMessage) -> None:
+        s = self.settings
+        password = os.environ.get(s.password_env, "") if s.password_env else s.password
+        try:
+            await aiosmtplib.send(
+                message, hostname=s.host, port=s.port, username=s.username or None,
+                password=password or None, use_tls=s.use_tls, start_tls=s.starttls,
+                validate_certs=s.validate_certs, cert_bundle=s.ca_file or None,
+                timeout=s.timeout)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [error.code for error in exc.recipients]
+            if codes and all(500 <= code < 600 for code in codes):
+                raise Refused("; ".join(f"{e.code} {e.message}" for e in exc.recipients)) \
+                    from None
+            raise
+
+    def _account_mail(self, notice: AccountNotice) -> Mail:
+        s = self.settings
+        until = format_local_datetime(notice.expires_at, format="medium", locale=s.locale)
+        name = notice.customer.name
+        greeting = f"Hello {name}," if name else "Hello,"
+        if notice.kind == "password_reset":
+            template, subject = s.password_reset_url, f"{s.shop_name}: choose a new password"
+            intro = ("someone asked to choose a new password for your account. If it was you, "
+                     "follow the link below; if not, ignore this e-mail and your password "
+                     "stays as it is.")
+        else:
+            template, subject = s.verification_url, f"{s.shop_name}: confirm your e-mail address"
+            intro = "please confirm that this is your e-mail address by following the link below."
+        rows = [("Valid until", f"{until} UTC")]
+        link = template.replace("{token}", notice.token) if template else ""
+        if not link:
+            rows.insert(0, ("Your code", notice.token))
+        return Mail(subject=subject, greeting=greeting, intro=intro, rows=rows, link=link,
+                    link_label="Open the link", outro="The link works once.")
+
     # -- the notices ----------------------------------------------------------------------
     def _money(self, amount: int, order: Order) -> str:
         return Money(amount, order.currency).localized(self.settings.locale)
@@ -323,7 +412,7 @@ def render_text(mail: Mail) -> str:
     lines = [mail.greeting, "", mail.intro, ""]
     lines += [f"  {label.ljust(width)}  {value}".rstrip() for label, value in mail.rows]
     if mail.link:
-        lines += ["", f"Track it: {mail.link}"]
+        lines += ["", f"{mail.link_label}: {mail.link}"]
     if mail.outro:
         lines += ["", mail.outro]
     return "\n".join(lines) + "\n"
@@ -336,7 +425,12 @@ def render_html(mail: Mail) -> str:
         "<!DOCTYPE html><html><body>",
         f"<p>{e(mail.greeting)}</p>", f"<p>{e(mail.intro)}</p>",
         f"<table>{rows}</table>" if rows else "",
-        f'<p><a href="{e(mail.link)}">Track your parcel</a></p>' if mail.link else "",
+        f'<p><a href="{e(mail.link)}">{e(LINK_TEXT.get(mail.link_label, mail.link_label))}'
+        '</a></p>' if mail.link else "",
         f"<p>{e(mail.outro)}</p>" if mail.outro else "",
         "</body></html>"]
     return "".join(parts)
+
+
+#: the HTML link text for each plain-text link label
+LINK_TEXT = {"Track it": "Track your parcel"}
