@@ -1,7 +1,8 @@
 """``Idempotency-Key`` for every POST: the REST adapter over the engine's idempotency service.
 
 The rules live in ``ordnung.core.services.idempotency``; this layer maps them to
-HTTP. The key is scoped to the calling API key. The request is identified by its
+HTTP. The key is scoped to the calling API key (and to the cart token a guest sends,
+see ``key_scope``). The request is identified by its
 method, path, query and *decoded* JSON body (another serialisation of the same
 JSON — whitespace, escapes, key order — is the same request). A repeat of a
 finished request replays its answer (``Idempotent-Replayed: true``); a repeat
@@ -28,9 +29,23 @@ from ordnung.core.domain.access import Principal
 from ordnung.core.services.idempotency import Busy, Mismatch, Proceed, Replay
 
 HEADER = b"idempotency-key"
+CART_TOKEN = b"x-cart-token"
 MAX_KEY = 200
 #: response headers kept with an answer and replayed with it
 REPLAYED_HEADERS = frozenset({b"content-type", b"location"})
+
+
+def key_scope(principal: Principal, scope: Scope) -> str:
+    """Whose keys these are: the calling key's, and with a cart token also the token's.
+
+    A publishable storefront key is shared by every visitor of the shop, and the stored
+    answer is replayed here, before the cart route checks the token: without the
+    token in the scope, anyone repeating another visitor's Idempotency-Key and body
+    would be handed that visitor's order."""
+    token = dict(scope["headers"]).get(CART_TOKEN)
+    if not token:
+        return principal.key_id
+    return f"{principal.key_id}:{hashlib.sha256(token).hexdigest()[:32]}"
 
 
 def request_fingerprint(scope: Scope, body: bytes) -> str:
@@ -78,7 +93,7 @@ class IdempotencyMiddleware:
             return
         body = await _read_body(receive)
         engine = scope["app"].state.engine
-        begun = await engine.idempotency.begin(f"{principal.key_id}:{raw_key}",
+        begun = await engine.idempotency.begin(f"{key_scope(principal, scope)}:{raw_key}",
                                                request_fingerprint(scope, body))
         if isinstance(begun, Replay):
             answer = begun.answer

@@ -182,3 +182,28 @@ async def test_a_signed_in_customer_holding_a_guest_carts_token_orders_it_as_the
         erika["id"]
     expect_problem(await api.client.get(f"/carts/{cid}", headers=api.holding(shop, cid)), 404,
                    "not-found")
+
+
+async def test_a_stored_answer_is_replayed_only_to_the_holder_of_the_cart(api: Api) -> None:
+    """A publishable key is every visitor's: an Idempotency-Key repeated under it by
+    someone without the cart's token must not be handed the order placed from the cart."""
+    shop = await api.storefront("web")
+    cid = (await api.new_cart(shop))["id"]
+    held = api.holding(shop, cid)
+    expect(await api.client.post(f"/carts/{cid}/lines", json={"sku": "MUG"}, headers=held),
+           200)
+    expect(await api.client.put(f"/carts/{cid}/addresses", json={
+        "email": "erika@example.com", "shipping": BERLIN}, headers=held), 200)
+    expect(await api.client.put(f"/carts/{cid}/shipping-method",
+                                json={"method": "flat_rate:standard"}, headers=held), 200)
+    key = {"Idempotency-Key": "checkout-1"}
+    order = expect(await api.client.post(f"/carts/{cid}/order", json=PLACE,
+                                         headers={**held, **key}), 201)
+    replayed = await api.client.post(f"/carts/{cid}/order", json=PLACE, headers={**held, **key})
+    assert replayed.status_code == 201 and replayed.json()["id"] == order["id"]
+    for stranger in (shop, {**shop, CART_TOKEN: "crt_" + "x" * 32}):
+        answer = await api.client.post(f"/carts/{cid}/order", json=PLACE,
+                                       headers={**stranger, **key})
+        assert answer.headers.get("idempotent-replayed") is None
+        expect_problem(answer, 404, "not-found")
+        assert order["id"] not in answer.text

@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Request
 
+from ordnung.api.idempotency import key_scope
 from ordnung.core import Engine
 from ordnung.core.domain.access import Principal
 from ordnung.core.errors import InvalidInput
@@ -25,10 +26,11 @@ def caller(request: Request[Any, Any, Any]) -> Principal:
 
 
 def idempotency_key(request: Request[Any, Any, Any]) -> str | None:
-    """The ``Idempotency-Key`` for the engine, scoped to the calling key like the HTTP
-    layer's: two callers using the same key string never share (or see) a result."""
+    """The ``Idempotency-Key`` for the engine, scoped like the HTTP layer's (the calling
+    key, and a guest's cart token): two callers using the same key string never share
+    (or see) a result."""
     raw = request.headers.get("idempotency-key", "").strip()
-    return f"{caller(request).key_id}:{raw}" if raw else None
+    return f"{key_scope(caller(request), dict(request.scope))}:{raw}" if raw else None
 
 
 def check_limit(limit: int) -> int:
