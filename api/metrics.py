@@ -169,7 +169,7 @@ class _Families:
         return self.families
 
 
-@get("/metrics", guards=[admin("metrics")], tags=["operations"], include_in_schema=True)
+@get("/metrics", guards=[admin("metrics")], tags=["operations"], media_type=CONTENT_TYPE_LATEST)
 async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Prometheus metrics of every worker (text format)."""
     engine: Engine = request.app.state.engine
