@@ -241,7 +241,7 @@ class CrashingGateway(SandboxGateway):
 
 
 class ProcessDied(BaseException):
-    pass
+    """Stands for the process dying: not an Exception, so no handler in the server catches it."""
 
 
 async def send_dying(api: Api, path: str, body: dict[str, Any], headers: dict[str, str]

@@ -51,8 +51,8 @@ if sys.argv[2] == "configured":
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 
 async def main() -> None:
-    async with Engine(EngineConfig(database_url=sys.argv[1], load_entry_points=False)):
-        pass
+    async with Engine(EngineConfig(database_url=sys.argv[1], load_entry_points=False)) as engine:
+        assert engine is not None
 
 asyncio.run(main())
 """
