@@ -47,6 +47,7 @@ from ordnung.api.routes.customers import CustomerController
 from ordnung.api.routes.fulfilment import (
     FulfilmentController,
     ShipmentController,
+    ShipmentListController,
     shipping_label,
     tracking_webhook,
 )
@@ -54,7 +55,7 @@ from ordnung.api.routes.inventory import ChannelController, InventoryController
 from ordnung.api.routes.orders import OrderController
 from ordnung.api.routes.payments import PaymentController, payment_webhook
 from ordnung.api.routes.reactions import ReactionController
-from ordnung.api.routes.returns import ReturnController
+from ordnung.api.routes.returns import ReturnController, ReturnListController
 from ordnung.api.settings import HttpSettings
 from ordnung.api.tracing import Tracing, name_the_order, tracing_wanted
 from ordnung.core import Engine, EngineConfig
@@ -151,9 +152,11 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
         route_handlers=[
             health, metrics_endpoint, CatalogueController, InventoryController, ChannelController,
             CustomerController, CartController, OrderController, PaymentController,
-            payment_webhook, FulfilmentController, ShipmentController, tracking_webhook,
+            payment_webhook, FulfilmentController, ShipmentController, ShipmentListController,
+            tracking_webhook,
             shipping_label,
-            ReturnController, AdminController, ReactionController, AccountController,
+            ReturnController, ReturnListController, AdminController, ReactionController,
+            AccountController,
             docs_assets_router(),
         ],
         lifespan=[lifespan],
