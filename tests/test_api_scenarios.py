@@ -802,8 +802,8 @@ async def test_scenario_9_vip_and_high_value_orders_come_first(database_url: str
 
         queue = expect(await api.client.get("/fulfilment/queue",
                                             headers=await api.admin_with("fulfilment")), 200)
-        assert [o["id"] for o in queue["items"]] == [vip_high["id"], vip_small["id"], high_value["id"],
-                                            regular["id"], eve_small["id"]]
+        assert [o["id"] for o in queue["items"]] == [
+            vip_high["id"], vip_small["id"], high_value["id"], regular["id"], eve_small["id"]]
         # the unpaid VIP order is not in the queue; once paid it goes straight to the top
         # (among equal points the older order first)
         body, headers = webhook_request(vip_unpaid["payments"][0]["reference"], "authorized")
@@ -812,7 +812,8 @@ async def test_scenario_9_vip_and_high_value_orders_come_first(database_url: str
                200)
         queue = expect(await api.client.get("/fulfilment/queue", params={"limit": 3},
                                             headers=await api.admin_with("fulfilment")), 200)
-        assert [o["id"] for o in queue["items"]] == [vip_unpaid["id"], vip_high["id"], vip_small["id"]]
+        assert [o["id"] for o in queue["items"]] == [
+            vip_unpaid["id"], vip_high["id"], vip_small["id"]]
 
 
 # ---------------------------------------------------------------------------------------------
