@@ -139,6 +139,10 @@ async def test_shipments_are_listed_across_orders_with_filters_and_pages(api: Ap
                                         headers=api.admin), 422, "validation")
     expect_problem(await api.client.get("/shipments", params={"since": "2026-11-30T08:00:00"},
                                         headers=api.admin), 422, "validation")
+    edge = expect_problem(await api.client.get(
+        "/shipments", params={"until": "9999-12-31T23:59:59-14:00"}, headers=api.admin),
+        422, "validation")
+    assert edge["field"] == "until", edge
     expect_problem(await api.client.get("/shipments", params={"limit": 0},
                                         headers=api.admin), 422, "validation")
     # staff only

@@ -7,6 +7,10 @@ problem with ``Retry-After`` and changes nothing.
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,8 +20,11 @@ from ordnung.api.rate_limits import WriteLimits
 from ordnung.core.domain.access import ADMIN_SCOPES
 from ordnung.core.errors import ConfigError
 from tests.api_support import Api, api_client, expect, expect_problem
+from tests.serve_support import ADMIN_KEY as SERVE_KEY
+from tests.serve_support import running_server
 
 emails = (f"limited{n}@example.com" for n in itertools.count())
+SERVE_ADMIN = {"Authorization": f"Bearer {SERVE_KEY}"}
 
 
 def only(**limits: str) -> WriteLimits:
@@ -163,3 +170,35 @@ def test_the_limits_are_rates_or_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORDNUNG_RATE_LIMIT_WRITES_PER_ADDRESS", "lots")
     with pytest.raises(ConfigError, match="ORDNUNG_RATE_LIMIT_WRITES_PER_ADDRESS"):
         WriteLimits.from_env()
+
+
+def test_the_workers_of_a_server_share_one_count(database_url: str, tmp_path: Path) -> None:
+    """``ordnung serve`` with two workers: the limit holds for the server as a whole
+    (the counters are in the database), not per worker."""
+    env = {"ORDNUNG_RATE_LIMIT_WRITES_PER_KEY": "10/minute"}
+    with running_server(database_url, tmp_path, workers=2, env=env) as server:
+        statuses = []
+        for n in range(14):  # a new connection each time: the workers take turns
+            response = httpx.post(f"{server.base_url}/customers", headers=SERVE_ADMIN,
+                                  json={"email": f"shared{n}@example.com"}, timeout=30)
+            statuses.append(response.status_code)
+            if response.status_code == 429:
+                assert int(response.headers["retry-after"]) >= 1
+        assert statuses == [201] * 10 + [429] * 4, statuses
+        listed = httpx.get(f"{server.base_url}/customers?limit=100", headers=SERVE_ADMIN,
+                           timeout=30).json()["items"]
+        assert len(listed) == 10
+
+
+def test_a_malformed_limit_stops_the_server_with_one_line(tmp_path: Path) -> None:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("ORDNUNG_")}
+    environ["ORDNUNG_RATE_LIMIT_WRITES"] = "lots"
+    result = subprocess.run(
+        [sys.executable, "-m", "ordnung.api.cli", "serve", "--port", "1",
+         "--database-url", f"sqlite:///{tmp_path / 'shop.db'}"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=environ)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "ordnung serve: ORDNUNG_RATE_LIMIT_WRITES: expected a rate such as '120/minute' or "
+        "'10/second', or 'off', got 'lots'"]
+    assert not (tmp_path / "shop.db").exists()  # refused before the database is touched

@@ -39,7 +39,10 @@ def _utc(moment: datetime | None, name: str) -> datetime | None:
         return None
     if moment.tzinfo is None:
         raise InvalidInput(f"{name} needs a time zone (e.g. 2026-11-30T08:00:00Z)", field=name)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(f"{name} is out of range", field=name) from None
 
 
 async def _page(rt: Runtime, table: str, where: PartFilter, after: str | None,
