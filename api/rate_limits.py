@@ -9,7 +9,8 @@ the counts. Who is counted:
   shared by every visitor of a shop, so it is never counted as one caller; a storefront
   request without a cart token is counted per address only;
 * **per admin key** (``ORDNUNG_RATE_LIMIT_WRITES_PER_KEY``): a backend places orders for
-  all of a shop's visitors with one key, so its limit is far higher;
+  all of a shop's visitors with one key, so its limit is far higher (by default 1,000
+  writes a second, more than one server answers: it stops a runaway client);
 * **per client address** (``ORDNUNG_RATE_LIMIT_WRITES_PER_ADDRESS``): for storefront keys
   and customer tokens, which run in the shopper's browser or app. The address is the
   connection's, or behind the configured trusted proxies the one they forwarded for
@@ -78,8 +79,10 @@ class WriteLimits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     writes: str = "120/minute"
     #: writes per admin key
     writes_per_key: str = "60000/minute"
-    #: writes per client address (storefront keys and customer tokens)
-    writes_per_address: str = "600/minute"
+    #: writes per client address (storefront keys and customer tokens); as high as the
+    #: per-key limit by default: a storefront's own server may call the API with its
+    #: publishable key for all of its visitors, from one address
+    writes_per_address: str = "60000/minute"
 
     def __post_init__(self) -> None:
         for field, variable in VARIABLES.items():
