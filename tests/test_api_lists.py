@@ -82,11 +82,23 @@ async def test_every_create_answers_with_the_location_of_what_it_created(api: Ap
     assert listed["id"] == rid and listed["order_id"] == paid["id"]
     assert listed["reason"] == "too small"
 
-    # and the OpenAPI document says so
+    # a replayed answer (Idempotency-Key) carries it too
+    first = await api.client.post("/customers", json={"email": "once@example.com"},
+                                  headers={**api.admin, "Idempotency-Key": "loc-1"})
+    again = await api.client.post("/customers", json={"email": "once@example.com"},
+                                  headers={**api.admin, "Idempotency-Key": "loc-1"})
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.headers["location"] == first.headers["location"] == \
+        f"/customers/{expect(first, 201)['id']}"
+
+    # and the OpenAPI document says so for every operation that answers 201
     paths = expect(await api.client.get("/schema/openapi.json"), 200)["paths"]
-    for path in ("/orders", "/carts", "/customers", "/orders/{order_id}/shipments",
-                 "/orders/{order_id}/returns", "/admin/keys"):
-        assert "Location" in paths[path]["post"]["responses"]["201"]["headers"], path
+    creates = [(path, method) for path, item in paths.items()
+               for method, operation in item.items() if "201" in operation["responses"]]
+    assert len(creates) >= 13, creates
+    for path, method in creates:
+        assert "Location" in paths[path][method]["responses"]["201"].get("headers", {}), \
+            (method, path)
 
 
 async def test_shipments_are_listed_across_orders_with_filters_and_pages(api: Api) -> None:
