@@ -85,6 +85,10 @@ async def test_guests_count_by_cart_token_and_customers_by_customer(
         cart = expect(await api.client.get(f"/carts/{first['id']}", headers=holding_first),
                       200)
         assert sum(line["quantity"] for line in cart["lines"]) == 3
+        # the cart token is a secret: the counters keep only its hash
+        counters = " ".join(r["key"] for r in await api.engine.db.fetch(
+            "SELECT key FROM rate_limits"))
+        assert "writes-cart" in counters and first["cart_token"] not in counters
         # another guest of the same shop (same storefront key) is not held back
         expect(await api.client.post(f"/carts/{second['id']}/lines", json={"sku": "MUG"},
                                      headers=api.holding(shop, second["id"])), 200)
