@@ -38,6 +38,7 @@ from ordnung.api.problems import (
     handle_ordnung_error,
     handle_unexpected,
 )
+from ordnung.api.rate_limits import WriteLimits, WriteRateLimitMiddleware
 from ordnung.api.routes.accounts import AccountController
 from ordnung.api.routes.admin import AdminController
 from ordnung.api.routes.carts import CartController
@@ -46,6 +47,7 @@ from ordnung.api.routes.customers import CustomerController
 from ordnung.api.routes.fulfilment import (
     FulfilmentController,
     ShipmentController,
+    ShipmentListController,
     shipping_label,
     tracking_webhook,
 )
@@ -53,7 +55,7 @@ from ordnung.api.routes.inventory import ChannelController, InventoryController
 from ordnung.api.routes.orders import OrderController
 from ordnung.api.routes.payments import PaymentController, payment_webhook
 from ordnung.api.routes.reactions import ReactionController
-from ordnung.api.routes.returns import ReturnController
+from ordnung.api.routes.returns import ReturnController, ReturnListController
 from ordnung.api.settings import HttpSettings
 from ordnung.api.tracing import Tracing, name_the_order, tracing_wanted
 from ordnung.core import Engine, EngineConfig
@@ -99,11 +101,12 @@ def _start_stats_writer(engine: Engine) -> asyncio.Task[None] | None:
 
 def create_app(config: EngineConfig | None = None, *, engine: Engine | None = None,
                admin_key: str | None = None, demo: bool | None = None,
-               http: HttpSettings | None = None,
+               http: HttpSettings | None = None, rate_limits: WriteLimits | None = None,
                tracer_provider: Any | None = None) -> Litestar:
     """Build the app. Without arguments everything comes from ``ORDNUNG_*`` variables:
     ``ORDNUNG_DATABASE_URL``, ``ORDNUNG_PLUGINS``, ``ORDNUNG_ADMIN_KEY``, ``ORDNUNG_DEMO``,
-    ``ORDNUNG_TRACING`` and the HTTP edge's limits (``ordnung.api.settings``).
+    ``ORDNUNG_TRACING``, the HTTP edge's limits (``ordnung.api.settings``) and the write
+    rate limits (``ordnung.api.rate_limits``).
     ``tracer_provider`` (an OpenTelemetry one) turns tracing on with that provider."""
     bootstrap_key = admin_key if admin_key is not None else os.environ.get("ORDNUNG_ADMIN_KEY")
     seed_demo = demo if demo is not None else os.environ.get("ORDNUNG_DEMO") == "1"
@@ -137,18 +140,23 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
             process_exited()
 
     # outermost first: request intake (the body, whole and within limits), then
-    # authentication, then idempotency (the request log wraps the whole app, below)
+    # authentication, then idempotency, then the write rate limits (behind idempotency, so
+    # a replayed answer is not counted again); the request log wraps the whole app, below
     middleware: list[Any] = [DefineMiddleware(cast(Any, RequestIntakeMiddleware),
                                               settings=http or HttpSettings.from_env()),
                              DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS),
-                             IdempotencyMiddleware]
+                             IdempotencyMiddleware,
+                             DefineMiddleware(cast(Any, WriteRateLimitMiddleware),
+                                              limits=rate_limits or WriteLimits.from_env())]
     app = Litestar(
         route_handlers=[
             health, metrics_endpoint, CatalogueController, InventoryController, ChannelController,
             CustomerController, CartController, OrderController, PaymentController,
-            payment_webhook, FulfilmentController, ShipmentController, tracking_webhook,
+            payment_webhook, FulfilmentController, ShipmentController, ShipmentListController,
+            tracking_webhook,
             shipping_label,
-            ReturnController, AdminController, ReactionController, AccountController,
+            ReturnController, ReturnListController, AdminController, ReactionController,
+            AccountController,
             docs_assets_router(),
         ],
         lifespan=[lifespan],

@@ -186,6 +186,10 @@ ACCOUNT_401 = "Wrong e-mail or password, or an unknown, expired, spent or revoke
               "(invalid-credentials); or a missing, unknown or revoked API key (unauthorized)"
 
 
+#: the methods the write rate limits count
+WRITES = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+
+
 def problems(*statuses: int) -> dict[int, ResponseSpec]:
     """``responses=`` for a route handler: the problem answers it can give besides the
     ones every route shares (see ``ProblemDocs``)."""
@@ -210,7 +214,8 @@ class ProblemDocs(ReceiveRoutePlugin):
     or parameter that fails validation or that the database refuses (PostgreSQL takes no
     NUL character, not even in a look-up); 409 and 422 for a POST's ``Idempotency-Key``;
     408 and 413 from request intake for a route that takes a body. Routes add their own
-    with ``responses=problems(...)``."""
+    with ``responses=problems(...)``. 429 for every authenticated write (POST, PATCH, PUT,
+    DELETE) over one of the write rate limits."""
 
     def receive_route(self, route: BaseRoute) -> None:
         if not isinstance(route, HTTPRoute):
@@ -226,6 +231,8 @@ class ProblemDocs(ReceiveRoutePlugin):
                 shared.add(422)
             if "data" in handler.parsed_fn_signature.parameters:
                 shared |= {408, 413}
+            if handler.http_methods & WRITES and not handler.opt.get("exclude_from_auth"):
+                shared.add(429)  # the write rate limits (ordnung.api.rate_limits)
             handler.responses = {**problems(*sorted(shared)), **(handler.responses or {})}
 
 

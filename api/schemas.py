@@ -19,6 +19,8 @@ from ordnung.core.domain.customers import Customer
 from ordnung.core.domain.events import Event
 from ordnung.core.domain.inventory import Movement
 from ordnung.core.domain.orders import Order
+from ordnung.core.domain.returns import ListedReturn
+from ordnung.core.domain.shipments import ListedShipment
 from ordnung.core.requests import PaymentInput, ReturnLineInput
 
 
@@ -206,6 +208,16 @@ class VerifyEmailIn(In):
 # -- pages ---------------------------------------------------------------------------------
 class OrderPage(msgspec.Struct, kw_only=True):
     items: list[Order]
+    next: str | None = None
+
+
+class ShipmentPage(msgspec.Struct, kw_only=True):
+    items: list[ListedShipment]
+    next: str | None = None
+
+
+class ReturnPage(msgspec.Struct, kw_only=True):
+    items: list[ListedReturn]
     next: str | None = None
 
 

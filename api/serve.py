@@ -22,6 +22,7 @@ from typing import Any, TextIO
 import msgspec
 from litestar import Litestar
 
+from ordnung.api.rate_limits import WriteLimits
 from ordnung.api.seed import demo_plugins
 from ordnung.api.settings import HttpSettings
 from ordnung.core.config import env_json_object
@@ -165,6 +166,7 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, demo: 
         raise ConfigError(ENV_ADMIN_KEY, f"must be at least {MIN_ADMIN_KEY} characters "
                                          f"(it has {len(admin_key)})")
     HttpSettings.from_env()  # the HTTP edge's limits, checked once here, not in each worker
+    WriteLimits.from_env()  # and the write rate limits
     env[ENV_LOG_LEVEL] = log_level.upper()
     env[ENV_LOG_JSON] = "1" if log_json else "0"
     configure_from_env()

@@ -32,6 +32,7 @@ from ordnung.core.persistence.customers import CustomerStore
 from ordnung.core.persistence.database import Database
 from ordnung.core.persistence.idempotency import IdempotencyStore
 from ordnung.core.persistence.journal import Journal, event
+from ordnung.core.persistence.order_parts import OrderPartStore
 from ordnung.core.persistence.orders import OrderStore
 from ordnung.core.persistence.plugin_store import PluginStore
 from ordnung.core.persistence.stock import StockStore, movement
@@ -65,6 +66,7 @@ class Runtime:
         self.plugins = plugins
         self.machines = machines
         self.orders = OrderStore(db)
+        self.order_parts = OrderPartStore(db)
         self.carts = CartStore(db)
         self.catalog = CatalogStore(db)
         self.customers = CustomerStore(db)
@@ -210,5 +212,6 @@ class OrderChange:
             await self.rt.orders.insert(self.order)
         else:
             await self.rt.orders.save(self.order, self._version)
+            await self.rt.order_parts.record(self.order)
         await self.rt.stock.record(self.movements)
         await self.rt.journal.append(self.events)

@@ -33,6 +33,7 @@ import pytest
 from litestar import Litestar
 
 from ordnung.api.app import create_app
+from ordnung.api.rate_limits import WriteLimits
 from ordnung.core import Engine, EngineConfig
 from ordnung.core.domain.access import ADMIN_SCOPES
 from ordnung.core.logging import configure_logging
@@ -226,10 +227,12 @@ class Api:
 @asynccontextmanager
 async def api_client(database_url: str, plugins: list[Any] | None = None,
                      plugin_settings: dict[str, dict[str, Any]] | None = None, *,
-                     seed: bool = True, **config: Any) -> AsyncIterator[Api]:
+                     seed: bool = True, rate_limits: WriteLimits | None = None,
+                     **config: Any) -> AsyncIterator[Api]:
     """A started engine (built-in plugins unless ``plugins``), seeded unless ``seed`` is
     False, an app with the bootstrap admin key ``ADMIN_KEY``, and a client for it.
-    ``config`` passes further ``EngineConfig`` fields (``require_tax=False`` ...)."""
+    ``config`` passes further ``EngineConfig`` fields (``require_tax=False`` ...);
+    ``rate_limits`` the write rate limits (the defaults, or ``ORDNUNG_RATE_LIMIT_*``)."""
     engine = Engine(
         EngineConfig(database_url=database_url, load_entry_points=False, **config),
         plugins=builtin_plugins(plugin_settings) if plugins is None else plugins)
@@ -237,7 +240,8 @@ async def api_client(database_url: str, plugins: list[Any] | None = None,
     try:
         if seed:
             await seed_shop(engine)
-        app = create_app(engine=engine, admin_key=ADMIN_KEY, demo=False)
+        app = create_app(engine=engine, admin_key=ADMIN_KEY, demo=False,
+                         rate_limits=rate_limits)
         async with app.lifespan(), httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]
                 base_url=BASE_URL) as client:

@@ -202,7 +202,7 @@ async def _refused_fulfilment(api: Api, warehouse: dict[str, str], order_id: str
     after = await api.order(order_id)
     assert after["shipments"] == [] and after["version"] == before["version"]
     queue = expect(await api.client.get("/fulfilment/queue", headers=warehouse), 200)
-    assert order_id not in [o["id"] for o in queue]
+    assert order_id not in [o["id"] for o in queue["items"]]
 
 
 async def test_scenario_3_a_declined_order_cannot_be_fulfilled(database_url: str) -> None:
@@ -737,7 +737,7 @@ async def test_scenario_8_a_suspicious_order_waits_for_review(database_url: str)
         expect_problem(await api.client.post(f"/orders/{order['id']}/shipments", json={},
                                              headers=warehouse), 409, "illegal-transition")
         queue = expect(await api.client.get("/fulfilment/queue", headers=warehouse), 200)
-        assert [o["id"] for o in queue] == [small["id"]]
+        assert [o["id"] for o in queue["items"]] == [small["id"]]
         held = await api.order(order["id"])
         assert held["status"] == "on_hold" and held["totals"]["paid"] == 0
         assert held["shipments"] == []
@@ -751,7 +751,7 @@ async def test_scenario_8_a_suspicious_order_waits_for_review(database_url: str)
                                              headers=reviewer), 200)
         assert order["status"] == "processing" and order["hold_reason"] == ""
         queue = expect(await api.client.get("/fulfilment/queue", headers=warehouse), 200)
-        assert [o["id"] for o in queue] == [small["id"], order["id"]]
+        assert [o["id"] for o in queue["items"]] == [small["id"], order["id"]]
         order = await capture(api, accounts, order["id"])
         assert order["totals"]["paid"] == order["totals"]["total"]
         order = await ship_everything(api, warehouse, order["id"])
@@ -802,8 +802,8 @@ async def test_scenario_9_vip_and_high_value_orders_come_first(database_url: str
 
         queue = expect(await api.client.get("/fulfilment/queue",
                                             headers=await api.admin_with("fulfilment")), 200)
-        assert [o["id"] for o in queue] == [vip_high["id"], vip_small["id"], high_value["id"],
-                                            regular["id"], eve_small["id"]]
+        assert [o["id"] for o in queue["items"]] == [
+            vip_high["id"], vip_small["id"], high_value["id"], regular["id"], eve_small["id"]]
         # the unpaid VIP order is not in the queue; once paid it goes straight to the top
         # (among equal points the older order first)
         body, headers = webhook_request(vip_unpaid["payments"][0]["reference"], "authorized")
@@ -812,7 +812,8 @@ async def test_scenario_9_vip_and_high_value_orders_come_first(database_url: str
                200)
         queue = expect(await api.client.get("/fulfilment/queue", params={"limit": 3},
                                             headers=await api.admin_with("fulfilment")), 200)
-        assert [o["id"] for o in queue] == [vip_unpaid["id"], vip_high["id"], vip_small["id"]]
+        assert [o["id"] for o in queue["items"]] == [
+            vip_unpaid["id"], vip_high["id"], vip_small["id"]]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ async def test_an_async_payment_cannot_be_captured_before_the_gateway_confirms(
     expect_problem(await api.client.post(f"/orders/{order['id']}/shipments", json={},
                                          headers=api.admin), 409, "illegal-transition")
     queue = expect(await api.client.get("/fulfilment/queue", headers=api.admin), 200)
-    assert order["id"] not in [o["id"] for o in queue]
+    assert order["id"] not in [o["id"] for o in queue["items"]]
     order = await api.order(order["id"])
     assert order["totals"]["paid"] == 0 and order["totals"]["authorized"] == 0
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, delete, post
+from litestar import Controller, Request, Response, delete, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 
 from ordnung.api.auth import signed_in_customer, storefront_key
 from ordnung.api.client_ip import FORWARDED_FOR, connection_ip, networks
 from ordnung.api.problems import ACCOUNT_401, MEDIA_TYPE, Problem, problems
-from ordnung.api.routes.common import caller, engine_of
+from ordnung.api.routes.common import LOCATION, caller, created, engine_of
 from ordnung.api.schemas import (
     Accepted,
     NewPasswordIn,
@@ -59,24 +59,29 @@ class AccountController(Controller):
     path = "/accounts"
     tags = ["accounts"]
 
-    @post("/", guards=[storefront_key], status_code=201, responses=problems(409, 429))
+    @post("/", guards=[storefront_key], status_code=201, responses=problems(409, 429),
+          response_headers=LOCATION)
     async def register(self, request: Request[Any, Any, Any],
-                       data: JSONBody[RegisterIn]) -> Registered:
+                       data: JSONBody[RegisterIn]) -> Response[Registered]:
         """Create a customer account with a password; it is signed in at once and a
         verification e-mail goes out. 409 if the address already belongs to a customer."""
         principal = caller(request)
         customer, session = await engine_of(request).accounts.register(
             email=data.email, password=data.password, name=data.name,
             channel=principal.channel, client_address=_client_address(request))
-        return Registered(customer=customer, session=session)
+        return created(Registered(customer=customer, session=session),
+                       f"/customers/{customer.id}")
 
-    @post("/sessions", guards=[storefront_key], status_code=201, responses=_denied(429))
+    @post("/sessions", guards=[storefront_key], status_code=201, responses=_denied(429),
+          response_headers=LOCATION)
     async def sign_in(self, request: Request[Any, Any, Any],
-                      data: JSONBody[SignInIn]) -> SessionTokens:
-        """Sign in with e-mail and password: an access token and a refresh token."""
-        return await engine_of(request).accounts.sign_in(
+                      data: JSONBody[SignInIn]) -> Response[SessionTokens]:
+        """Sign in with e-mail and password: an access token and a refresh token. The
+        session's ``Location`` is ``/accounts/sessions/current`` (with its access token)."""
+        session = await engine_of(request).accounts.sign_in(
             email=data.email, password=data.password, channel=caller(request).channel,
             client_address=_client_address(request))
+        return created(session, "/accounts/sessions/current")
 
     @post("/sessions/refresh", guards=[storefront_key], status_code=200,
           responses=_denied())

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, delete, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath, JSONBody
 
 from ordnung.api.auth import admin
 from ordnung.api.problems import problems
-from ordnung.api.routes.common import engine_of
+from ordnung.api.routes.common import LOCATION, created, engine_of
 from ordnung.api.schemas import KeyIn, KeyList
 from ordnung.core.domain.access import IssuedKey
 from ordnung.core.errors import InvalidInput
@@ -38,16 +38,18 @@ class AdminController(Controller):
     async def keys(self, request: Request[Any, Any, Any]) -> KeyList:
         return KeyList(items=await engine_of(request).access.list())
 
-    @post("/keys", status_code=201, responses=problems(404))
-    async def issue_key(self, request: Request[Any, Any, Any], data: JSONBody[KeyIn]) -> IssuedKey:
+    @post("/keys", status_code=201, responses=problems(404), response_headers=LOCATION)
+    async def issue_key(self, request: Request[Any, Any, Any], data: JSONBody[KeyIn]
+                        ) -> Response[IssuedKey]:
         """Create an admin or storefront key; the secret is in this response only."""
         engine = engine_of(request)
         if data.kind == "storefront":
             if not data.channel:
                 raise InvalidInput("a storefront key needs a channel", field="channel")
             await engine.channels.get(data.channel)
-        return await engine.access.issue(data.kind, name=data.name, scopes=data.scopes,
-                                         channel=data.channel)
+        issued = await engine.access.issue(data.kind, name=data.name, scopes=data.scopes,
+                                           channel=data.channel)
+        return created(issued, f"/admin/keys/{issued.key.id}")
 
     @delete("/keys/{key_id:str}", status_code=204, responses=problems(404))
     async def revoke(self, request: Request[Any, Any, Any], key_id: FromPath[str]) -> None:

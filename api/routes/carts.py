@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, delete, get, post, put
+from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.params import FromPath, HeaderParameter, JSONBody
 
 from ordnung.api.auth import shopper_or_admin
 from ordnung.api.client_ip import client_facts
 from ordnung.api.problems import problems
-from ordnung.api.routes.common import caller, engine_of, idempotency_key
+from ordnung.api.routes.common import LOCATION, caller, created, engine_of, idempotency_key
 from ordnung.api.schemas import (
     AddressesIn,
     CartIn,
@@ -63,9 +63,9 @@ class CartController(Controller):
         """The cart if the caller holds it (see the module docstring), else 404."""
         return await engine_of(request).carts.for_caller(cart_id, caller(request), cart_token)
 
-    @post("/", status_code=201, responses=problems(404))
+    @post("/", status_code=201, responses=problems(404), response_headers=LOCATION)
     async def create(self, request: Request[Any, Any, Any],
-                     data: JSONBody[CartIn]) -> CreatedCart:
+                     data: JSONBody[CartIn]) -> Response[CreatedCart]:
         """Create a cart; a guest's (storefront key) comes with its cart token."""
         principal = caller(request)
         channel = data.channel
@@ -87,7 +87,8 @@ class CartController(Controller):
             cart = await carts.create(
                 channel=channel, currency=data.currency, email=data.email,
                 customer_id=principal.customer_id if principal.kind == "customer" else None)
-        return CreatedCart(**msgspec.structs.asdict(cart), cart_token=token)
+        return created(CreatedCart(**msgspec.structs.asdict(cart), cart_token=token),
+                       f"/carts/{cart.id}")
 
     @get("/{cart_id:str}", responses=problems(404))
     async def get_cart(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
@@ -162,10 +163,11 @@ class CartController(Controller):
         await self._cart(request, cart_id, cart_token)
         return await engine_of(request).carts.explain(cart_id)
 
-    @post("/{cart_id:str}/order", status_code=201, responses=problems(402, 404))
+    @post("/{cart_id:str}/order", status_code=201, responses=problems(402, 404),
+          response_headers=LOCATION)
     async def place(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                     data: JSONBody[PlaceCartIn],
-                    cart_token: CartToken = None) -> Order:
+                    cart_token: CartToken = None) -> Response[Order]:
         cart = await self._cart(request, cart_id, cart_token)
         principal = caller(request)
         if principal.kind == "customer" and cart.customer_id is None:
@@ -173,6 +175,7 @@ class CartController(Controller):
             # the order, which then shows among the customer's orders
             await engine_of(request).carts.adopt(cart_id, principal.customer_id or "")
         client = client_facts(request, principal, data.client)
-        return await engine_of(request).carts.place(
+        order = await engine_of(request).carts.place(
             cart_id, payment=data.payment, client=client, actor=caller(request).actor,
             idempotency_key=idempotency_key(request))
+        return created(order, f"/orders/{order.id}")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
-from litestar import Request
+from litestar import Request, Response
+from litestar.datastructures import ResponseHeader
 
 from ordnung.api.idempotency import key_scope
 from ordnung.core import Engine
@@ -12,6 +13,18 @@ from ordnung.core.domain.access import Principal
 from ordnung.core.errors import InvalidInput
 
 MAX_LIMIT = 200
+
+T = TypeVar("T")
+
+#: ``response_headers=`` of a route that creates something (documents ``created``'s header)
+LOCATION = [ResponseHeader(name="Location", documentation_only=True,
+                           description="The URL of the created resource")]
+
+
+def created(data: T, location: str) -> Response[T]:
+    """A 201 answer with ``Location``: where the new resource is (a client need not build
+    the URL from the body)."""
+    return Response(data, status_code=201, headers={"Location": location})
 
 
 def engine_of(request: Request[Any, Any, Any]) -> Engine:

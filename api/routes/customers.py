@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, delete, get, patch, post
+from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from ordnung.api.auth import admin, customer_or_admin
 from ordnung.api.problems import problems
-from ordnung.api.routes.common import caller, check_limit, engine_of
+from ordnung.api.routes.common import LOCATION, caller, check_limit, created, engine_of
 from ordnung.api.schemas import CustomerIn, CustomerPage, CustomerPatch, TokenIn
 from ordnung.core.domain.access import IssuedKey
 from ordnung.core.domain.customers import Customer
@@ -36,11 +36,13 @@ class CustomerController(Controller):
         items = await engine_of(request).customers.list(after, check_limit(limit))
         return CustomerPage(items=items, next=items[-1].id if len(items) == limit else None)
 
-    @post("/", guards=[admin("customers")], status_code=201)
-    async def create(self, request: Request[Any, Any, Any], data: JSONBody[CustomerIn]) -> Customer:
-        return await engine_of(request).customers.create(
+    @post("/", guards=[admin("customers")], status_code=201, response_headers=LOCATION)
+    async def create(self, request: Request[Any, Any, Any], data: JSONBody[CustomerIn]
+                     ) -> Response[Customer]:
+        customer = await engine_of(request).customers.create(
             email=data.email, name=data.name, phone=data.phone, tags=data.tags,
             addresses=data.addresses, consents=data.consents)
+        return created(customer, f"/customers/{customer.id}")
 
     @get("/{customer_id:str}", guards=[customer_or_admin("customers")],
          responses=problems(404))
@@ -74,9 +76,11 @@ class CustomerController(Controller):
                                                         actor=caller(request).actor)
 
     @post("/{customer_id:str}/tokens", guards=[admin("customers")], status_code=201,
-          responses=problems(404))
+          responses=problems(404), response_headers=LOCATION)
     async def issue_token(self, request: Request[Any, Any, Any], customer_id: FromPath[str],
-                          data: JSONBody[TokenIn]) -> IssuedKey:
-        """A customer token: that customer's carts and orders, nothing else."""
-        return await engine_of(request).access.issue("customer", name=data.name,
-                                                     customer_id=customer_id)
+                          data: JSONBody[TokenIn]) -> Response[IssuedKey]:
+        """A customer token: that customer's carts and orders, nothing else (revoked like
+        any key, at its ``Location``)."""
+        issued = await engine_of(request).access.issue("customer", name=data.name,
+                                                       customer_id=customer_id)
+        return created(issued, f"/admin/keys/{issued.key.id}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
@@ -9,10 +10,12 @@ from litestar.params import FromPath, FromQuery, JSONBody
 
 from ordnung.api.auth import admin
 from ordnung.api.problems import problems
-from ordnung.api.routes.common import caller, check_limit, engine_of
-from ordnung.api.schemas import PackIn, ShipIn, ShipmentIn
+from ordnung.api.routes.common import LOCATION, caller, check_limit, created, engine_of
+from ordnung.api.schemas import OrderPage, PackIn, ShipIn, ShipmentIn, ShipmentPage
 from ordnung.core.domain.orders import Order
+from ordnung.core.domain.shipments import ListedShipment
 from ordnung.core.errors import NotFound
+from ordnung.core.services.order_parts import PartFilter
 
 
 class FulfilmentController(Controller):
@@ -20,11 +23,43 @@ class FulfilmentController(Controller):
     tags = ["fulfilment"]
     guards = [admin("fulfilment")]
 
-    @get("/queue")
+    @get("/queue", responses=problems(404))
     async def queue(self, request: Request[Any, Any, Any],
-                    limit: FromQuery[int] = 100) -> list[Order]:
-        """Orders ready to ship: highest priority (VIP, high value) first, then oldest."""
-        return await engine_of(request).fulfilment.queue(limit=check_limit(limit))
+                    after: FromQuery[str | None] = None,
+                    limit: FromQuery[int] = 100) -> OrderPage:
+        """Orders ready to ship: highest priority (VIP, high value) first, then oldest.
+        Pass ``next`` from a page as ``after`` for the following page."""
+        items = await engine_of(request).fulfilment.queue(limit=check_limit(limit), after=after)
+        return OrderPage(items=items, next=items[-1].id if len(items) == limit else None)
+
+
+class ShipmentListController(Controller):
+    path = "/shipments"
+    tags = ["fulfilment"]
+    guards = [admin("fulfilment")]
+
+    @get("/")
+    async def list_shipments(self, request: Request[Any, Any, Any],
+                             status: FromQuery[list[str] | None] = None,
+                             order_id: FromQuery[str | None] = None,
+                             carrier: FromQuery[str | None] = None,
+                             since: FromQuery[datetime | None] = None,
+                             until: FromQuery[datetime | None] = None,
+                             after: FromQuery[str | None] = None,
+                             limit: FromQuery[int] = 50) -> ShipmentPage:
+        """Shipments across orders, newest first. Filters: ``status`` (repeatable),
+        ``order_id``, ``carrier``, created ``since`` (inclusive) and ``until`` (exclusive),
+        ISO 8601 with a time zone. Pass ``next`` from a page as ``after``."""
+        where = PartFilter(status=status, order_id=order_id, carrier=carrier, since=since,
+                           until=until)
+        items = await engine_of(request).fulfilment.shipments(where, after=after,
+                                                              limit=check_limit(limit))
+        return ShipmentPage(items=items, next=items[-1].id if len(items) == limit else None)
+
+    @get("/{shipment_id:str}", responses=problems(404))
+    async def get_shipment(self, request: Request[Any, Any, Any],
+                           shipment_id: FromPath[str]) -> ListedShipment:
+        return await engine_of(request).fulfilment.shipment(shipment_id)
 
 
 class ShipmentController(Controller):
@@ -32,14 +67,15 @@ class ShipmentController(Controller):
     tags = ["fulfilment"]
     guards = [admin("fulfilment")]
 
-    @post("/", status_code=201, responses=problems(404))
+    @post("/", status_code=201, responses=problems(404), response_headers=LOCATION)
     async def create(self, request: Request[Any, Any, Any], order_id: FromPath[str],
-                     data: JSONBody[ShipmentIn]) -> Order:
-        """Create shipments for what is left to ship (all of it unless ``lines`` says)."""
-        order, _ = await engine_of(request).fulfilment.create_shipment(
+                     data: JSONBody[ShipmentIn]) -> Response[Order]:
+        """Create shipments for what is left to ship (all of it unless ``lines`` says):
+        one per stock location; ``Location`` is the first of them."""
+        order, shipments = await engine_of(request).fulfilment.create_shipment(
             order_id, lines=data.lines, location_id=data.location_id,
             actor=caller(request).actor)
-        return order
+        return created(order, f"/shipments/{shipments[0].id}")
 
     @post("/{shipment_id:str}/pick", status_code=200, responses=problems(404))
     async def pick(self, request: Request[Any, Any, Any], order_id: FromPath[str],

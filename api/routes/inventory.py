@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
-from litestar import Controller, Request, get, post, put
+from litestar import Controller, Request, Response, get, post, put
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from ordnung.api.auth import admin
 from ordnung.api.problems import problems
-from ordnung.api.routes.common import caller, check_limit, engine_of
+from ordnung.api.routes.common import LOCATION, caller, check_limit, created, engine_of
 from ordnung.api.schemas import AdjustIn, CountIn, MovementPage
 from ordnung.core.domain.inventory import Channel, Location, StockLevel
 from ordnung.core.errors import InvalidInput
+
+
+def level_url(level: StockLevel) -> str:
+    """Where a stock level is read: ``/inventory/levels`` for its SKU and location."""
+    return "/inventory/levels?" + urlencode({"sku": level.sku,
+                                              "location_id": level.location_id})
 
 
 class InventoryController(Controller):
@@ -36,17 +43,24 @@ class InventoryController(Controller):
                      location_id: FromQuery[str | None] = None) -> list[StockLevel]:
         return await engine_of(request).inventory.levels(sku, location_id)
 
-    @post("/adjustments", status_code=201, responses=problems(404))
-    async def adjust(self, request: Request[Any, Any, Any], data: JSONBody[AdjustIn]) -> StockLevel:
-        return await engine_of(request).inventory.adjust(
+    @post("/adjustments", status_code=201, responses=problems(404),
+          response_headers=LOCATION)
+    async def adjust(self, request: Request[Any, Any, Any], data: JSONBody[AdjustIn]
+                     ) -> Response[StockLevel]:
+        """Adjust a level (a stock movement); ``Location`` is the level's URL."""
+        level = await engine_of(request).inventory.adjust(
             data.sku, data.location_id, data.delta, kind=data.kind, reason=data.reason,
             actor=caller(request).actor)
+        return created(level, level_url(level))
 
-    @post("/counts", status_code=201, responses=problems(404))
-    async def count(self, request: Request[Any, Any, Any], data: JSONBody[CountIn]) -> StockLevel:
-        return await engine_of(request).inventory.count(
+    @post("/counts", status_code=201, responses=problems(404), response_headers=LOCATION)
+    async def count(self, request: Request[Any, Any, Any], data: JSONBody[CountIn]
+                    ) -> Response[StockLevel]:
+        """Record a stock count (a stock movement); ``Location`` is the level's URL."""
+        level = await engine_of(request).inventory.count(
             data.sku, data.location_id, data.counted, reason=data.reason,
             actor=caller(request).actor)
+        return created(level, level_url(level))
 
     @get("/movements")
     async def movements(self, request: Request[Any, Any, Any], sku: FromQuery[str | None] = None,

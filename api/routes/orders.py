@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import PermissionDeniedException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
@@ -17,7 +17,14 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from ordnung.api.auth import admin, customer_or_admin, ensure_owner, shopper_or_admin
 from ordnung.api.client_ip import client_facts
 from ordnung.api.problems import problems
-from ordnung.api.routes.common import caller, check_limit, engine_of, idempotency_key
+from ordnung.api.routes.common import (
+    LOCATION,
+    caller,
+    check_limit,
+    created,
+    engine_of,
+    idempotency_key,
+)
 from ordnung.api.schemas import (
     EventList,
     NoteIn,
@@ -50,8 +57,9 @@ class OrderController(Controller):
     tags = ["orders"]
 
     @post("/", guards=[shopper_or_admin("orders")], status_code=201,
-          responses=problems(402, 404))
-    async def place(self, request: Request[Any, Any, Any], data: JSONBody[PlaceOrder]) -> Order:
+          responses=problems(402, 404), response_headers=LOCATION)
+    async def place(self, request: Request[Any, Any, Any], data: JSONBody[PlaceOrder]
+                    ) -> Response[Order]:
         """Place an order in one request: lines, addresses, shipping choice and payment."""
         principal = caller(request)
         if principal.kind == "storefront":
@@ -67,9 +75,10 @@ class OrderController(Controller):
             data = msgspec.structs.replace(data, customer_id=principal.customer_id)
         data = msgspec.structs.replace(
             data, client=client_facts(request, principal, data.client))
-        return await engine_of(request).orders.place(
+        order = await engine_of(request).orders.place(
             data, idempotency_key=idempotency_key(request),
             actor=principal.actor)
+        return created(order, f"/orders/{order.id}")
 
     @get("/", guards=[customer_or_admin("orders")])
     async def list_orders(self, request: Request[Any, Any, Any],

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, JSONBody
 
 from ordnung.api.auth import admin, customer_or_admin
 from ordnung.api.problems import problems
-from ordnung.api.routes.common import caller, engine_of
+from ordnung.api.routes.common import LOCATION, caller, created, engine_of
 from ordnung.api.routes.orders import load_order
 from ordnung.api.schemas import AuthorizeIn, CaptureIn, RefundIn, VoidIn
 from ordnung.core.domain.orders import Order
@@ -27,14 +27,15 @@ class PaymentController(Controller):
         return await engine_of(request).payments.methods(order_id)
 
     @post("/", guards=[customer_or_admin("payments")], status_code=201,
-          responses=problems(402, 404))
+          responses=problems(402, 404), response_headers=LOCATION)
     async def authorize(self, request: Request[Any, Any, Any], order_id: FromPath[str],
-                        data: JSONBody[AuthorizeIn]) -> Order:
+                        data: JSONBody[AuthorizeIn]) -> Response[Order]:
         """Pay (again) for what the order's payments do not cover yet."""
         await load_order(request, order_id)
-        return await engine_of(request).payments.authorize(
+        order = await engine_of(request).payments.authorize(
             order_id, gateway=data.gateway, method=data.method, token=data.token,
             actor=caller(request).actor)
+        return created(order, f"/orders/{order.id}")  # payments are parts of their order
 
     @post("/capture", guards=[admin("payments")], status_code=200,
           responses=problems(402, 404))

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from litestar import Controller, Request, post
-from litestar.params import FromPath, JSONBody
+from litestar import Controller, Request, Response, get, post
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from ordnung.api.auth import admin, customer_or_admin
 from ordnung.api.problems import problems
-from ordnung.api.routes.common import caller, engine_of
+from ordnung.api.routes.common import LOCATION, caller, check_limit, created, engine_of
 from ordnung.api.routes.orders import load_order
-from ordnung.api.schemas import ReasonIn, ReceiveIn, ReturnIn, ReturnRefundIn
+from ordnung.api.schemas import ReasonIn, ReceiveIn, ReturnIn, ReturnPage, ReturnRefundIn
 from ordnung.core.domain.orders import Order
+from ordnung.core.domain.returns import ListedReturn
+from ordnung.core.services.order_parts import PartFilter
 
 
 class ReturnController(Controller):
@@ -20,13 +23,13 @@ class ReturnController(Controller):
     tags = ["returns"]
 
     @post("/", guards=[customer_or_admin("orders")], status_code=201,
-          responses=problems(404))
+          responses=problems(404), response_headers=LOCATION)
     async def request_return(self, request: Request[Any, Any, Any], order_id: FromPath[str],
-                             data: JSONBody[ReturnIn]) -> Order:
+                             data: JSONBody[ReturnIn]) -> Response[Order]:
         await load_order(request, order_id)
-        order, _ = await engine_of(request).returns.request(
+        order, requested = await engine_of(request).returns.request(
             order_id, data.lines, reason=data.reason, actor=caller(request).actor)
-        return order
+        return created(order, f"/returns/{requested.id}")
 
     @post("/{return_id:str}/approve", guards=[admin("orders")], status_code=200,
           responses=problems(404))
@@ -61,3 +64,32 @@ class ReturnController(Controller):
         return await engine_of(request).returns.refund(order_id, return_id,
                                                        amount=data.amount,
                                                        actor=caller(request).actor)
+
+
+class ReturnListController(Controller):
+    """Returns across orders, for staff (a customer sees theirs on their orders)."""
+
+    path = "/returns"
+    tags = ["returns"]
+    guards = [admin("orders")]
+
+    @get("/")
+    async def list_returns(self, request: Request[Any, Any, Any],
+                           status: FromQuery[list[str] | None] = None,
+                           order_id: FromQuery[str | None] = None,
+                           since: FromQuery[datetime | None] = None,
+                           until: FromQuery[datetime | None] = None,
+                           after: FromQuery[str | None] = None,
+                           limit: FromQuery[int] = 50) -> ReturnPage:
+        """Returns across orders, newest first. Filters: ``status`` (repeatable),
+        ``order_id``, created ``since`` (inclusive) and ``until`` (exclusive), ISO 8601
+        with a time zone. Pass ``next`` from a page as ``after``."""
+        where = PartFilter(status=status, order_id=order_id, since=since, until=until)
+        items = await engine_of(request).returns.list(where, after=after,
+                                                      limit=check_limit(limit))
+        return ReturnPage(items=items, next=items[-1].id if len(items) == limit else None)
+
+    @get("/{return_id:str}", responses=problems(404))
+    async def get_return(self, request: Request[Any, Any, Any],
+                         return_id: FromPath[str]) -> ListedReturn:
+        return await engine_of(request).returns.get(return_id)

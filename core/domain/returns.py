@@ -22,3 +22,10 @@ class ReturnRequest(msgspec.Struct, kw_only=True):
     refund_amount: int = 0
     refund_in_flight: bool = False
     created_at: datetime
+
+
+class ListedReturn(ReturnRequest, kw_only=True):
+    """A return in a list across orders: the return and the order it belongs to."""
+
+    order_id: str
+    order_number: str

@@ -50,3 +50,10 @@ class TrackingUpdate(msgspec.Struct, kw_only=True, frozen=True):
     status: str
     description: str = ""
     at: datetime | None = None
+
+
+class ListedShipment(Shipment, kw_only=True):
+    """A shipment in a list across orders: the shipment and the order it belongs to."""
+
+    order_id: str
+    order_number: str

@@ -81,12 +81,23 @@ class OrderStore:
             query = query.where(OrderRow.id < after)
         return [decode(r["data"], Order) for r in await query.run()]
 
-    async def queue(self, states: Sequence[str], limit: int = 100) -> list[Order]:
-        """Orders in states that allow fulfilment: highest priority first, then oldest."""
+    async def queue(self, states: Sequence[str], limit: int = 100,
+                    after: str | None = None) -> list[Order]:
+        """Orders in states that allow fulfilment: highest priority first, then oldest;
+        ``after`` is the id of the last order of the previous page (its priority now
+        decides where the page continues)."""
         if not states:
             return []
-        rows = await OrderRow.select(OrderRow.data).where(OrderRow.status.is_in(list(states))
-        ).order_by(OrderRow.priority, ascending=False).order_by(OrderRow.id).limit(limit).run()
+        query = OrderRow.select(OrderRow.data).where(OrderRow.status.is_in(list(states)))
+        if after is not None:
+            rows = await self.db.run("SELECT priority FROM orders WHERE id = {}", after)
+            if not rows:
+                raise NotFound("order", after)
+            priority = rows[0]["priority"]
+            query = query.where((OrderRow.priority < priority) | (
+                (OrderRow.priority == priority) & (OrderRow.id > after)))
+        rows = await query.order_by(OrderRow.priority, ascending=False).order_by(
+            OrderRow.id).limit(limit).run()
         return [decode(r["data"], Order) for r in rows]
 
     async def count_recent(self, *, customer_id: str | None, email: str,

@@ -246,3 +246,27 @@ class RateLimitRow(Table, tablename="rate_limits"):
 
 ALL_TABLES = (*ALL_TABLES, CustomerCredentialRow, CustomerSessionRow, AccountTokenRow,
               RateLimitRow)
+
+
+class OrderShipmentRow(Table, tablename="order_shipments"):
+    """A shipment's look-up row (the shipment itself is in its order's document)."""
+
+    id = Varchar(length=40, primary_key=True)
+    order_id = Varchar(length=40)
+    status = Varchar(length=32)
+    carrier = Varchar(length=64)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+class OrderReturnRow(Table, tablename="order_returns"):
+    """A return's look-up row (the return itself is in its order's document)."""
+
+    id = Varchar(length=40, primary_key=True)
+    order_id = Varchar(length=40)
+    status = Varchar(length=32)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+ALL_TABLES = (*ALL_TABLES, OrderShipmentRow, OrderReturnRow)

@@ -17,6 +17,7 @@ from ordnung.core.domain.common import new_id, utcnow
 from ordnung.core.domain.orders import Order
 from ordnung.core.domain.shipments import (
     Label,
+    ListedShipment,
     Shipment,
     ShipmentLine,
     TrackingEvent,
@@ -31,6 +32,11 @@ from ordnung.core.errors import (
 )
 from ordnung.core.invariants import payment_secured
 from ordnung.core.runtime import OrderChange, Runtime
+from ordnung.core.services.order_parts import (
+    PartFilter,
+    get_shipment,
+    list_shipments,
+)
 
 log = structlog.get_logger("ordnung.fulfilment")
 
@@ -49,12 +55,29 @@ class FulfilmentService:
                 f"order {order.number} is not paid: it cannot be picked, packed or "
                 "shipped until its payment is secured", order_id=order.id)
 
-    async def queue(self, limit: int = 100) -> list[Order]:
-        """Orders ready to fulfil, highest priority first, then oldest first."""
+    async def queue(self, limit: int = 100, after: str | None = None) -> list[Order]:
+        """Orders ready to fulfil, highest priority first, then oldest first; ``after`` is
+        the id of the last order of the previous page. A page is full unless the queue
+        ends: orders the database offers that are not ready (unpaid, nothing left to
+        ship) are skipped and more are read."""
         states = self.rt.machines["order"].states_allowing("fulfil")
-        orders = await self.rt.orders.queue(states, limit=limit)
-        return [o for o in orders if payment_secured(o)
-                and any(line.open_quantity > 0 for line in o.lines)]
+        ready: list[Order] = []
+        while len(ready) < limit:
+            batch = await self.rt.orders.queue(states, limit=limit, after=after)
+            ready.extend(o for o in batch if payment_secured(o)
+                         and any(line.open_quantity > 0 for line in o.lines))
+            if len(batch) < limit:
+                break
+            after = batch[-1].id
+        return ready[:limit]
+
+    async def shipments(self, where: PartFilter, *, after: str | None = None,
+                        limit: int = 50) -> list[ListedShipment]:
+        """Shipments across orders (see ``ordnung.core.services.order_parts``)."""
+        return await list_shipments(self.rt, where, after=after, limit=limit)
+
+    async def shipment(self, shipment_id: str) -> ListedShipment:
+        return await get_shipment(self.rt, shipment_id)
 
     async def create_shipment(self, order_id: str, *, lines: Mapping[str, int] | None = None,
                               location_id: str | None = None,

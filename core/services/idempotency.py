@@ -47,6 +47,11 @@ from ordnung.core.persistence.idempotency import IdempotencyStore
 
 log = structlog.get_logger("ordnung.idempotency")
 
+#: answers that refuse a request for now, not for good: never kept as the key's answer, so
+#: the same request with the same key runs once the client may try again (429: a rate
+#: limit, whose window ends)
+FOR_NOW = frozenset({429})
+
 T = TypeVar("T")
 
 #: attempts (and pauses between them) for the bookkeeping that ends a request: a pooled
@@ -177,9 +182,10 @@ class Claim:
                 return
 
     async def finish(self, status: int, headers: list[tuple[str, str]], body: bytes) -> bool:
-        """End the request: keep its answer if it changed something (and is not a 5xx),
-        otherwise give the key back. True if the answer was kept. Never raises: the
-        answer goes to the client whatever happens to the bookkeeping.
+        """End the request: keep its answer if it changed something (and is not a 5xx
+        nor a ``FOR_NOW`` refusal), otherwise give the key back. True if the answer was
+        kept. Never raises: the answer goes to the client whatever happens to the
+        bookkeeping.
 
         After an earlier attempt that wrote and never answered, only an answer about
         that attempt is kept (its outcome, or that it cannot be told): a refusal that
@@ -189,7 +195,8 @@ class Claim:
         self.finished = True
         store = self.service.store
         about_earlier = (self.resolving and not self.unsettled) or self.interrupted
-        if status < 500 and (not self.earlier_effect or about_earlier):
+        if status < 500 and status not in FOR_NOW and (not self.earlier_effect
+                                                        or about_earlier):
             encoded = msgspec.json.encode(headers).decode()
             text = body.decode("utf-8", "replace")
             kept = await self.service.cleanup(

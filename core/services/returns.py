@@ -8,10 +8,11 @@ from fractions import Fraction
 from ordnung.core.domain.common import new_id, utcnow
 from ordnung.core.domain.money import round_ratio
 from ordnung.core.domain.orders import Order, OrderLine
-from ordnung.core.domain.returns import ReturnLine, ReturnRequest
+from ordnung.core.domain.returns import ListedReturn, ReturnLine, ReturnRequest
 from ordnung.core.errors import Conflict, InvalidInput
 from ordnung.core.requests import ReturnLineInput
 from ordnung.core.runtime import OrderChange, Runtime
+from ordnung.core.services.order_parts import PartFilter, get_return, list_returns
 from ordnung.core.services.payments import PaymentService
 
 
@@ -25,6 +26,14 @@ class ReturnService:
     def __init__(self, rt: Runtime, payments: PaymentService) -> None:
         self.rt = rt
         self.payments = payments
+
+    async def list(self, where: PartFilter, *, after: str | None = None,
+                   limit: int = 50) -> list[ListedReturn]:
+        """Returns across orders (see ``ordnung.core.services.order_parts``)."""
+        return await list_returns(self.rt, where, after=after, limit=limit)
+
+    async def get(self, return_id: str) -> ListedReturn:
+        return await get_return(self.rt, return_id)
 
     async def request(self, order_id: str, lines: Sequence[ReturnLineInput], *,
                       reason: str = "", actor: str = "system") -> tuple[Order, ReturnRequest]:

@@ -1,0 +1,92 @@
+"""Shipments and returns across orders: a look-up table beside the order documents.
+
+A shipment or a return lives inside its order's document (one aggregate, one
+version check). Staff also ask across orders — every shipment with the carrier
+``dhl`` shipped since Monday, every return still ``requested`` — which the
+documents cannot answer without reading them all. So each save of an order that has
+shipments or returns upserts one row per part into ``order_shipments`` or
+``order_returns`` (id, order, status, carrier, created), in the same transaction;
+the lists page through those rows and read the parts themselves from their orders.
+An order without shipments or returns (every placement) costs nothing here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from ordnung.core.domain.orders import Order
+from ordnung.core.persistence.codec import decode
+from ordnung.core.persistence.database import Database
+
+_UPSERT = {
+    "order_shipments": (
+        "INSERT INTO order_shipments (id, order_id, status, carrier, created_at, updated_at) "
+        "VALUES {} ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
+        "carrier = excluded.carrier, updated_at = excluded.updated_at"),
+    "order_returns": (
+        "INSERT INTO order_returns (id, order_id, status, created_at, updated_at) "
+        "VALUES {} ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
+        "updated_at = excluded.updated_at"),
+}
+
+
+class OrderPartStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def record(self, order: Order) -> None:
+        """Upsert the look-up rows of the order's shipments and returns."""
+        if order.shipments:
+            await self._upsert("order_shipments", [
+                (s.id, order.id, s.status, s.carrier, s.created_at, order.updated_at)
+                for s in order.shipments])
+        if order.returns:
+            await self._upsert("order_returns", [
+                (r.id, order.id, r.status, r.created_at, order.updated_at)
+                for r in order.returns])
+
+    async def _upsert(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        width = len(rows[0])
+        values = ", ".join("(" + ", ".join(["{}"] * width) + ")" for _ in rows)
+        await self.db.run(_UPSERT[table].format(values),
+                          *[value for row in rows for value in row])
+
+    async def page(self, table: str, *, status: Sequence[str] | None = None,
+                   order_id: str | None = None, carrier: str | None = None,
+                   since: datetime | None = None, until: datetime | None = None,
+                   after: str | None = None, limit: int = 50) -> list[tuple[str, str]]:
+        """(part id, order id) newest first; ``after`` is the last id of the previous page;
+        ``since`` inclusive, ``until`` exclusive."""
+        where: list[str] = []
+        args: list[Any] = []
+        for clause, value in (("order_id = {}", order_id), ("carrier = {}", carrier),
+                              ("created_at >= {}", since), ("created_at < {}", until),
+                              ("id < {}", after)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        if status:
+            where.append("status IN (" + ", ".join(["{}"] * len(status)) + ")")
+            args.extend(status)
+        sql = f"SELECT id, order_id FROM {table}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = await self.db.run(sql + " ORDER BY id DESC LIMIT {}", *args, limit)
+        return [(r["id"], r["order_id"]) for r in rows]
+
+    async def order_of(self, table: str, part_id: str) -> str | None:
+        rows = await self.db.run(f"SELECT order_id FROM {table} WHERE id = {{}}",
+                                 part_id)
+        return str(rows[0]["order_id"]) if rows else None
+
+    async def orders(self, order_ids: Sequence[str]) -> dict[str, Order]:
+        """The orders of a page's parts, by id (one query)."""
+        unique = sorted(set(order_ids))
+        if not unique:
+            return {}
+        rows = await self.db.run("SELECT data FROM orders WHERE id IN ("
+                                 + ", ".join(["{}"] * len(unique)) + ")", *unique)
+        orders = [decode(r["data"], Order) for r in rows]
+        return {o.id: o for o in orders}
