@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from ordnung.core.domain.orders import Order
@@ -21,9 +22,17 @@ def _money_columns(order: Order) -> dict[str, int]:
     }
 
 
+def authorizing_since(order: Order) -> datetime | None:
+    """When the oldest operation still in flight on a payment the gateway has not
+    answered yet (``pending``: an authorization, or the void of one) was sent."""
+    times = [p.in_flight_since for p in order.payments
+             if p.in_flight and p.status == "pending" and p.in_flight_since is not None]
+    return min(times) if times else None
+
+
 _INSERT_COLUMNS = ("id", "number", "channel", "customer_id", "email", "status", "currency",
                    "priority", "data", "version", "created_at", "updated_at", "total",
-                   "authorized", "captured", "refunded")
+                   "authorized", "captured", "refunded", "authorizing_since")
 
 
 class OrderStore:
@@ -36,7 +45,7 @@ class OrderStore:
             order.id, order.number, order.channel, order.customer_id, order.email,
             order.status, order.currency, order.priority, encode(order), order.version,
             order.created_at, order.updated_at, money["total"], money["authorized"],
-            money["captured"], money["refunded"])])
+            money["captured"], money["refunded"], authorizing_since(order))])
 
     async def save(self, order: Order, expected_version: int) -> None:
         """Write the new state; refuses if someone else saved since we read (version check)."""
@@ -45,10 +54,12 @@ class OrderStore:
         rows = await self.db.run(
             "UPDATE orders SET status = {}, priority = {}, email = {}, customer_id = {}, "
             "total = {}, authorized = {}, captured = {}, refunded = {}, data = {}, "
-            "version = {}, updated_at = {} WHERE id = {} AND version = {} RETURNING id",
+            "version = {}, updated_at = {}, authorizing_since = {} "
+            "WHERE id = {} AND version = {} RETURNING id",
             order.status, order.priority, order.email, order.customer_id, money["total"],
             money["authorized"], money["captured"], money["refunded"], encode(order),
-            order.version, order.updated_at, order.id, expected_version)
+            order.version, order.updated_at, authorizing_since(order), order.id,
+            expected_version)
         if not rows:
             raise Conflict(f"order {order.id} was changed concurrently; retry",
                            order_id=order.id)
@@ -80,6 +91,20 @@ class OrderStore:
         if after is not None:
             query = query.where(OrderRow.id < after)
         return [decode(r["data"], Order) for r in await query.run()]
+
+    async def authorizing_before(self, cutoff: datetime, limit: int = 100) -> list[str]:
+        """Ids of orders with an operation in flight on an unanswered payment since before
+        ``cutoff``, oldest first (found through the partial index on the column)."""
+        rows = await self.db.run(
+            "SELECT id FROM orders WHERE authorizing_since IS NOT NULL "
+            "AND authorizing_since < {} ORDER BY authorizing_since LIMIT {}", cutoff, limit)
+        return [str(r["id"]) for r in rows]
+
+    async def refresh_authorizing(self, order_id: str) -> None:
+        """Set the column from the order document (after a migration's estimate)."""
+        order = await self.get(order_id)
+        await self.db.run("UPDATE orders SET authorizing_since = {} WHERE id = {}",
+                          authorizing_since(order), order_id)
 
     async def queue(self, states: Sequence[str], limit: int = 100) -> list[Order]:
         """Orders in states that allow fulfilment: highest priority first, then oldest."""

@@ -101,6 +101,9 @@ class OrderRow(Table, tablename="orders"):
     version = Integer()
     created_at = Timestamptz()
     updated_at = Timestamptz()
+    #: when the oldest unanswered operation of a still-pending payment was sent (an
+    #: authorization in flight); NULL when there is none
+    authorizing_since = Timestamptz(null=True, default=None)
 
 
 class EventRow(Table, tablename="events"):
@@ -246,3 +249,15 @@ class RateLimitRow(Table, tablename="rate_limits"):
 
 ALL_TABLES = (*ALL_TABLES, CustomerCredentialRow, CustomerSessionRow, AccountTokenRow,
               RateLimitRow)
+
+
+class JobLeaseRow(Table, tablename="job_leases"):
+    """Which process runs a background job (the reconciliation) until when, on the
+    database's clock; see ``ordnung.core.persistence.leases``."""
+
+    name = Varchar(length=64, primary_key=True)
+    owner = Varchar(length=40)
+    lease_until = Timestamptz()
+
+
+ALL_TABLES = (*ALL_TABLES, JobLeaseRow)
