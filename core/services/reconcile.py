@@ -65,9 +65,9 @@ class ReconcileService:
 
     @property
     def lease_s(self) -> float:
-        """Long enough to outlive a slow round; short enough that another process takes
-        over soon after the holder died."""
-        return max(3 * self.interval_s, 10.0)
+        """Long enough to outlive a slow round (the holder renews it every round); short
+        enough that another process takes the job over soon after the holder died."""
+        return max(3 * self.interval_s, 2.0)
 
     async def run_once(self, *, grace_s: float | None = None) -> dict[str, int]:
         """One round, if this process holds the job's lease: finish every payment in
