@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from ordnung.core import hookimpl
@@ -436,3 +437,25 @@ async def test_a_server_killed_mid_authorization_gets_it_voided_without_lookups(
     [level] = order["levels"]
     assert (level["on_hand"], level["reserved"]) == (10, 0)
     assert "Traceback" not in server.logs(), server.logs()
+
+
+def test_sandboxes_sharing_a_journal_share_one_gateway_memory(tmp_path: Path) -> None:
+    """What one process's sandbox carried out, another's knows: a lookup finds it, a
+    repeat of its key gets the same answer and charges nothing more."""
+    settings = SandboxGateway.Settings(journal=str(tmp_path / "gateway.jsonl"))
+    first, second = SandboxGateway(settings), SandboxGateway(settings)
+    request = PaymentRequest(payment_id="pay_1", order_id="ord_1", order_number="1001",
+                             amount=5000, currency="EUR", token="tok_success",
+                             idempotency_key="pay_1:authorize:1")
+    answer = first.ordnung_authorize(request)
+    assert isinstance(answer, GatewayResult) and answer.outcome == "approved"
+    found = second.ordnung_lookup_operation("authorize", request)
+    assert found is not None and (found.found, found.result) == (True, answer)
+    assert second.ordnung_authorize(request) == answer
+    assert second.calls == []  # answered from the journal, not carried out again
+    other = msgspec.structs.replace(request, idempotency_key="pay_1:authorize:2")
+    missing = second.ordnung_lookup_operation("authorize", other)
+    assert missing is not None and not missing.found
+    # without lookups, the sandbox is a gateway that cannot tell
+    blind = SandboxGateway(SandboxGateway.Settings(journal=settings.journal, lookups=False))
+    assert blind.ordnung_lookup_operation("authorize", request) is None
