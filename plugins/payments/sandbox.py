@@ -23,6 +23,14 @@ the first answer, without a second charge. The ledger lives in the process,
 as a remote gateway's lives on the gateway's side; a payment another process
 authorized is accepted as the gateway would.
 
+It answers ``ordnung_lookup_operation`` from what it remembers by idempotency
+key, never carrying anything out. With the ``journal`` setting it writes every
+operation down in a file and reads back what it does not remember, so processes
+(and a restarted server) sharing the file share one gateway's memory of what it
+answered; ``authorize_delay`` makes it answer an authorization it has carried out
+only that many seconds later (a process can die meanwhile, as in a crash test);
+``lookups = false`` makes it a gateway that cannot look operations up.
+
 Webhooks are signed: header ``Sandbox-Signature: t=<unix>,v1=<hex>`` where
 ``v1 = HMAC-SHA256(secret, f"{t}.{body}")``. Stale (older or newer than the
 tolerance) or tampered requests are refused. The body is JSON:
