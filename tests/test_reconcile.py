@@ -28,6 +28,7 @@ from ordnung.core.domain.orders import Order
 from ordnung.core.domain.payments import GatewayResult, PaymentRequest
 from ordnung.core.engine import Engine
 from ordnung.core.errors import PaymentDeclined
+from ordnung.core.persistence.database import Database
 from ordnung.core.persistence.leases import JobLeases
 from ordnung.core.services.reconcile import NEVER_RECEIVED, UNKNOWN
 from ordnung.plugins.payments.sandbox import SandboxGateway
@@ -369,6 +370,12 @@ async def finish_on_fresh_server(database_url: str, workdir: Path, journal: Path
             again = await client.post("/orders", json=body,
                                       headers={**shop, "Idempotency-Key": "killed"})
             assert (again.status_code, again.json()) == (retried.status_code, retried.json())
+            if order["status"] == "processing":  # captured once, however often asked
+                path = f"/orders/{order_id}/payments/capture"
+                order["captured"] = expect(await client.post(path, json={}, headers=admin),
+                                           200)["payments"][0]["captured"]
+                assert (await client.post(path, json={}, headers=admin)).status_code in (
+                    409, 422)
             levels = expect(await client.get("/inventory/levels", params={"sku": SKU},
                                              headers=admin), 200)
             order["levels"] = levels
@@ -388,12 +395,21 @@ def fresh_dir(path: Path) -> Path:
     return path
 
 
-async def pending_keys(database_url: str) -> list[str]:
-    from ordnung.core.persistence.database import Database
-
+async def pending_keys_and_ledger(database_url: str) -> tuple[list[str], list[Any]]:
+    """Idempotency-Key records not done; stock levels that disagree with the ledger."""
     async with Database(database_url).session() as db:
-        return [r["key"] for r in await db.fetch(
+        keys = [r["key"] for r in await db.fetch(
             "SELECT key FROM idempotency_records WHERE state <> 'done'")]
+        levels = {(r["sku"], r["location_id"]): (int(r["on_hand"]), int(r["reserved"]))
+                  for r in await db.fetch(
+                      "SELECT sku, location_id, on_hand, reserved FROM stock_levels")}
+        ledger: dict[tuple[str, str], tuple[int, int]] = {}
+        for m in await db.fetch("SELECT sku, location_id, on_hand_delta, reserved_delta "
+                                "FROM stock_movements"):
+            on_hand, reserved = ledger.get((m["sku"], m["location_id"]), (0, 0))
+            ledger[(m["sku"], m["location_id"])] = (on_hand + int(m["on_hand_delta"]),
+                                                    reserved + int(m["reserved_delta"]))
+    return keys, sorted(set(levels.items()) ^ set(ledger.items()))
 
 
 async def test_a_server_killed_mid_authorization_is_finished_by_a_fresh_one(
@@ -407,12 +423,14 @@ async def test_a_server_killed_mid_authorization_is_finished_by_a_fresh_one(
     [event] = [e for e in timeline if e["kind"] == "payment.reconciled"]
     assert (event["actor"], event["data"]["via"], event["data"]["outcome"]) == (
         "system:reconcile", "lookup", "approved")
-    # the gateway carried out one authorization, the one the killed server sent
-    assert [line["key"].split(":", 1)[0] for line in journal_lines(journal)] == ["authorize"]
+    # the gateway carried out the authorization the killed server sent, and one capture
+    assert [line["key"].split(":", 1)[0] for line in journal_lines(journal)] == [
+        "authorize", "capture"]
+    assert order["captured"] == order["totals"]["total"]
     # the placement's key answers the finished order, for good
     assert retried.status_code == 201, retried.text
     assert (retried.json()["id"], retried.json()["status"]) == (order_id, "processing")
-    assert await pending_keys(database_url) == []
+    assert await pending_keys_and_ledger(database_url) == ([], [])
     [level] = order["levels"]
     assert (level["on_hand"], level["reserved"]) == (10, 3)
     assert "Traceback" not in server.logs(), server.logs()
@@ -433,7 +451,7 @@ async def test_a_server_killed_mid_authorization_gets_it_voided_without_lookups(
     problem = expect_problem(retried, 402, "payment-declined")
     assert problem["order_id"] == order_id
     assert problem["type"] == PROBLEM_BASE + "payment-declined"
-    assert await pending_keys(database_url) == []
+    assert await pending_keys_and_ledger(database_url) == ([], [])
     [level] = order["levels"]
     assert (level["on_hand"], level["reserved"]) == (10, 0)
     assert "Traceback" not in server.logs(), server.logs()
