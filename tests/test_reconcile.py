@@ -25,7 +25,7 @@ import pytest
 
 from ordnung.core import hookimpl
 from ordnung.core.domain.orders import Order
-from ordnung.core.domain.payments import GatewayResult, PaymentRequest
+from ordnung.core.domain.payments import GatewayResult, OperationLookup, PaymentRequest
 from ordnung.core.engine import Engine
 from ordnung.core.errors import PaymentDeclined
 from ordnung.core.persistence.database import Database
@@ -202,6 +202,26 @@ async def test_without_lookups_the_authorization_is_voided_and_the_stock_release
     assert declined.value.extra["order_id"] == order.id
     assert await reconcile(engine) == {}
     assert [c[0] for c in gateway.calls] == ["authorize", "void"]
+
+
+class UnreachableForLookups(DiesAfterGateway):
+    """The gateway approved, and cannot be reached to say so afterwards."""
+
+    @hookimpl
+    def ordnung_lookup_operation(self, operation: str,
+                                 request: PaymentRequest) -> OperationLookup | None:
+        raise ConnectionError("gateway unreachable")
+
+
+async def test_a_gateway_that_cannot_tell_gets_the_authorization_voided(
+        make_engine: Any) -> None:
+    engine, gateway, order = await interrupted(make_engine, UnreachableForLookups,
+                                               "tok_success")
+    assert await reconcile(engine) == {"voided": 1}
+    done = await engine.orders.get(order.id)
+    assert (done.status, done.payments[0].status) == ("cancelled", "voided")
+    assert [c[0] for c in gateway.calls] == ["authorize", "void"]
+    assert await held(engine) == 0
 
 
 async def test_an_order_cancelled_while_its_authorization_was_lost_gets_the_hold_voided(

@@ -232,11 +232,11 @@ class PaymentService:
         except Exception as exc:
             log.warning("gateway lookup failed", gateway=payment.gateway, error=repr(exc))
             return None
-        if found is None:
+        if found is not None and not isinstance(found, OperationLookup):
+            # a broken answer tells nothing: the safe path (void) must still be taken
+            log.error("ordnung_lookup_operation must return an OperationLookup",
+                      gateway=payment.gateway, answer=type(found).__name__)
             return None
-        if not isinstance(found, OperationLookup):
-            raise PluginError(payment.gateway,
-                              "ordnung_lookup_operation must return an OperationLookup")
         return found
 
     async def abandon_authorization(self, order_id: str, payment_id: str, operations: int, *,

@@ -78,7 +78,9 @@ class ReconcileService:
                 return done
             grace = self.grace_s if grace_s is None else grace_s
             cutoff = await self.leases.now() - timedelta(seconds=grace)
-        for order_id in await self.rt.orders.authorizing_before(cutoff, BATCH):
+        for n, order_id in enumerate(await self.rt.orders.authorizing_before(cutoff, BATCH)):
+            if n and not await self.leases.take(JOB, self.owner, self.lease_s):
+                break  # a slow round lost the lease: the new holder goes on from here
             with bound(order_id=order_id):
                 try:
                     for outcome in await self.finish(order_id, cutoff):
