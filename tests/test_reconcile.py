@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,22 @@ async def test_within_the_grace_period_the_job_leaves_the_placement_alone(
     assert await engine.reconcile.run_once() == {}  # 120 s by default
     assert (await engine.orders.get(order.id)).payments[0].in_flight == "authorize"
     assert await reconciled(engine, order.id) == []
+
+
+async def test_the_age_of_an_authorization_is_judged_on_the_database_clock(
+        make_engine: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The placing server's clock runs an hour behind: by that clock its authorization
+    went out an hour ago; by the database's it is young, and is left to run."""
+    import ordnung.core.services.orders as orders_module
+
+    behind = orders_module.utcnow() - timedelta(hours=1)
+    monkeypatch.setattr(orders_module, "utcnow", lambda: behind)
+    engine, _, order = await interrupted(make_engine, DiesAfterGateway, "tok_success")
+    monkeypatch.undo()
+    assert (await engine.orders.get(order.id)).payments[0].in_flight_since == behind
+    assert await engine.reconcile.run_once() == {}
+    assert (await engine.orders.get(order.id)).payments[0].in_flight == "authorize"
+    assert await reconcile(engine) == {"resumed": 1}  # once it is old on the database clock
 
 
 async def test_an_approved_authorization_is_learnt_and_the_placement_goes_on(

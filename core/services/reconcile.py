@@ -20,7 +20,8 @@ Every outcome is a ``payment.reconciled`` event in the order's timeline. A repea
 the placement's ``Idempotency-Key`` then answers the finished order (or the
 decline) for good. The job runs in every server process; a lease on the database's
 clock lets one of them work at a time, and the age of an authorization is judged on
-the database's clock too.
+the database's clock too (``orders.authorizing_since`` is stamped with it), so a
+server whose clock runs behind never takes a live authorization for a lost one.
 """
 
 from __future__ import annotations
@@ -93,12 +94,13 @@ class ReconcileService:
 
     async def finish(self, order_id: str, cutoff: datetime) -> list[Outcome]:
         """Finish the payments of ``order_id`` in flight since before ``cutoff``."""
-        order = await self.rt.orders.get(order_id)
-        stuck = [p for p in order.payments if p.in_flight in ("authorize", "void")
-                 and p.status == "pending" and p.in_flight_since is not None
-                 and p.in_flight_since < cutoff]
-        if not stuck:  # answered meanwhile, or an estimate of the migration
-            await self.rt.orders.refresh_authorizing(order_id)
+        order, since = await self.rt.orders.authorizing_order(order_id)
+        if since is None or since >= cutoff:
+            return []  # answered meanwhile, or another operation started since
+        stuck = [p for p in order.payments
+                 if p.in_flight in ("authorize", "void") and p.status == "pending"]
+        if not stuck:  # an estimate of the migration
+            await self.rt.orders.clear_authorizing(order)
             return []
         placed_with = await self._placement_payment(order_id)
         return [await self._settle(order, p, one_shot=p.id == placed_with) for p in stuck]
