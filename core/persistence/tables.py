@@ -101,8 +101,8 @@ class OrderRow(Table, tablename="orders"):
     version = Integer()
     created_at = Timestamptz()
     updated_at = Timestamptz()
-    #: when the oldest unanswered operation of a still-pending payment was sent (an
-    #: authorization in flight); NULL when there is none
+    #: since when (database clock) an operation has been in flight on a payment the
+    #: gateway has not answered (an authorization in flight); NULL when there is none
     authorizing_since = Timestamptz(null=True, default=None)
 
 

@@ -3,12 +3,12 @@
 - ``job_leases``: one row per background job that must run in one process at a
   time (the reconciliation of interrupted placements). The holder renews its lease;
   every lease decision is taken in SQL on the database's clock.
-- ``orders.authorizing_since``: when the oldest unanswered gateway operation of a
-  payment the gateway has not answered yet (``pending``) was sent, NULL when there
-  is none. The reconciliation job finds the placements a crashed process left
-  behind through its partial index instead of reading every order document.
-  Orders in that state when this migration runs are found too (their last update
-  is when the authorization was sent).
+- ``orders.authorizing_since``: since when (on the database's clock) the order has
+  had an operation in flight on a payment the gateway has not answered yet
+  (``pending``), NULL when it has none. The reconciliation job finds the placements
+  a crashed process left behind through its partial index instead of reading every
+  order document. Orders in that state when this migration runs are found too
+  (their last update is when the authorization was sent).
 """
 
 from __future__ import annotations
