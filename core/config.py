@@ -137,6 +137,13 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: seconds an Idempotency-Key claim is held without renewal (renewed while its request
     #: runs): a key whose process died is free again after at most this long
     idempotency_lease_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    #: seconds a payment's authorization may stay in flight before the reconciliation job
+    #: takes its process for dead and finishes the placement (asks the gateway for the
+    #: outcome, or voids it and releases the stock); well above any gateway's answer time
+    reconcile_grace_s: Annotated[float, msgspec.Meta(ge=0)] = 120.0
+    #: seconds between two rounds of the reconciliation job (it runs with the other
+    #: background tasks, in every server process, one at a time under a lease)
+    reconcile_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     #: (API) addresses or networks of the reverse proxies in front of the API. Only
     #: through them does a browser's connection tell its address (``X-Forwarded-For``);
     #: empty: the connection tells the fraud rules nothing (see README "Client IP")
@@ -161,7 +168,8 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def from_env(cls, **overrides: Any) -> EngineConfig:
         """Read ``ORDNUNG_DATABASE_URL``, ``ORDNUNG_PLUGINS`` (comma list),
         ``ORDNUNG_PLUGIN_SETTINGS`` (JSON object), ``ORDNUNG_REQUIRE_TAX``,
-        ``ORDNUNG_IDEMPOTENCY_LEASE_SECONDS``, ``ORDNUNG_TRUSTED_PROXIES`` (comma list) and
+        ``ORDNUNG_IDEMPOTENCY_LEASE_SECONDS``, ``ORDNUNG_RECONCILE_GRACE_S``,
+        ``ORDNUNG_RECONCILE_INTERVAL_S``, ``ORDNUNG_TRUSTED_PROXIES`` (comma list) and
         the account settings (``ORDNUNG_ACCESS_TOKEN_TTL`` ...; see ``ACCOUNT_SETTINGS``)."""
         values: dict[str, Any] = {}
         env = os.environ
@@ -176,6 +184,10 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if env.get("ORDNUNG_IDEMPOTENCY_LEASE_SECONDS"):
             values["idempotency_lease_seconds"] = env_number(
                 "ORDNUNG_IDEMPOTENCY_LEASE_SECONDS", env["ORDNUNG_IDEMPOTENCY_LEASE_SECONDS"])
+        for name in ("reconcile_grace_s", "reconcile_interval_s"):
+            variable = f"ORDNUNG_{name.upper()}"
+            if env.get(variable):
+                values[name] = env_number(variable, env[variable])
         if env.get("ORDNUNG_REQUIRE_TAX"):
             values["require_tax"] = env_bool("ORDNUNG_REQUIRE_TAX", env["ORDNUNG_REQUIRE_TAX"])
         for name in ACCOUNT_SETTINGS:

@@ -11,7 +11,8 @@ Services: ``catalog``, ``inventory``, ``channels``, ``customers``, ``carts``,
 ``orders``, ``payments``, ``fulfilment``, ``returns``, ``access`` (API keys),
 ``accounts`` (customer sign-up, sign-in, sessions, password reset),
 ``reactions`` (plugin reactions that failed after their change committed),
-``idempotency`` (request keys for the REST and GraphQL adapters).
+``idempotency`` (request keys for the REST and GraphQL adapters), ``reconcile``
+(finishes placements a crashed process left with an authorization in flight).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from ordnung.core.services.inventory import InventoryService
 from ordnung.core.services.orders import OrderService
 from ordnung.core.services.payments import PaymentService
 from ordnung.core.services.reactions import ReactionService
+from ordnung.core.services.reconcile import ReconcileService
 from ordnung.core.services.returns import ReturnService
 
 log = structlog.get_logger("ordnung.engine")
@@ -64,7 +66,7 @@ class Engine:
         self._extra_plugins = list(plugins)
         self.db = Database(self.config.database_url, pool_size=self.config.pool_size)
         self._started = False
-        self._background: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
 
     # -- lifecycle ----------------------------------------------------------------
     async def start(self) -> Engine:
@@ -115,10 +117,14 @@ class Engine:
             self.accounts = AccountService(rt, self.customers, self.config)
             self.reactions = ReactionService(rt.journal, self.dispatcher)
             self.idempotency = IdempotencyService(self.db, self.config.idempotency_lease_seconds)
+            self.reconcile = ReconcileService(rt, self.payments,
+                                              grace_s=self.config.reconcile_grace_s,
+                                              interval_s=self.config.reconcile_interval_s)
             self._started = True
             await self.host.collect("ordnung_engine_started", engine=self)
             if self.config.background_tasks:
-                self._background = asyncio.create_task(self._maintenance_loop())
+                self._background = [asyncio.create_task(self._maintenance_loop()),
+                                    asyncio.create_task(self.reconcile.loop())]
         except BaseException:
             # a failed start must not leave a bound database or an open pool behind
             self._started = False
@@ -128,11 +134,11 @@ class Engine:
         return self
 
     async def stop(self) -> None:
-        if self._background is not None:
-            self._background.cancel()
+        for task in self._background:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._background
-            self._background = None
+                await task
+        self._background = []
         if self._started:
             await self.accounts.drain()
         with contextlib.suppress(Exception):  # best effort: unmarked events are redelivered

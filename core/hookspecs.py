@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from ordnung.core.domain.orders import Order
     from ordnung.core.domain.payments import (
         GatewayResult,
+        OperationLookup,
         PaymentMethod,
         PaymentRequest,
         PaymentUpdate,
@@ -240,6 +241,28 @@ def ordnung_void(request: PaymentRequest) -> GatewayResult | None:
 
     Directed, outside the transaction, idempotent. Raising means not voided;
     the core records the failure and retries.
+    """
+
+
+@hookspec(firstresult=True)
+def ordnung_lookup_operation(operation: str, request: PaymentRequest) -> OperationLookup | None:
+    """Tell what became of an operation sent earlier with ``request.idempotency_key``.
+
+    Optional. The core asks when a process died while the gateway was answering
+    (an authorization left in flight by a crash): the reconciliation job sends the
+    same ``request`` as the lost call, with the same idempotency key, and
+    ``operation`` naming the hook it went to (``"authorize"``, ``"capture"``,
+    ``"refund"`` or ``"void"``). Directed to the payment's gateway, outside the
+    transaction. Look the key up, never carry the operation out (a lookup must
+    not charge anything): answer ``OperationLookup(found=True, result=...)`` with
+    the answer the gateway gave (or would give to a repeat of the key), or
+    ``OperationLookup(found=False)`` if the gateway never received that key.
+    Raise when the gateway cannot tell right now (unreachable): the core then
+    treats the outcome as unknown.
+
+    A gateway without this hook (or answering ``None``) gets the safe path: the
+    core voids the authorization with ``ordnung_void`` and cancels the placement,
+    releasing its stock; the customer places the order again.
     """
 
 

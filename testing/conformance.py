@@ -32,7 +32,7 @@ import pytest
 from ordnung.core import Address, Product
 from ordnung.core.contexts import PricingContext
 from ordnung.core.domain.orders import Order
-from ordnung.core.domain.payments import GatewayResult, PaymentRequest
+from ordnung.core.domain.payments import GatewayResult, OperationLookup, PaymentRequest
 from ordnung.core.domain.pricing import Discount, GiftLine, Note, TaxAnswer
 from ordnung.core.errors import IllegalTransition, PaymentDeclined, TaxUnavailable
 from ordnung.testing.shop import (
@@ -265,6 +265,50 @@ class PaymentGatewayConformance(Conformance):
                     assert 0 <= first.amount <= amount, f"{hook} moved more than asked"
                 if first.outcome == "declined":
                     assert first.reason, f"{hook} declined without a reason"
+
+        self.in_shop(ordnung_database_url, scenario)
+
+
+    def test_looks_operations_up_by_their_key(self, ordnung_database_url: str) -> None:
+        """``ordnung_lookup_operation`` (optional): an operation the gateway carried out is
+        found with the answer it got, without being carried out again; a key it never
+        received is not found."""
+        if not hasattr(self.plugin, "ordnung_lookup_operation"):  # a class or an object
+            pytest.skip("the gateway does not implement ordnung_lookup_operation")
+
+        async def scenario(shop: Shop) -> None:
+            order = await self._place(shop)
+            payment = order.payments[-1]
+            host = shop.engine.host
+
+            def request(key: str) -> PaymentRequest:
+                return PaymentRequest(
+                    payment_id=payment.id, order_id=order.id, order_number=order.number,
+                    amount=payment.amount, currency=order.currency, method=self.method,
+                    token=self.approve_token, reference=payment.reference,
+                    idempotency_key=key, customer_email=order.email)
+
+            # the placement's own authorization, by the key the core sent it with
+            placed = await host.directed(self.name, "ordnung_lookup_operation",
+                                         operation="authorize",
+                                         request=request(f"{payment.id}:authorize:1"))
+            if placed is None:
+                pytest.skip("the gateway answers no lookups (None)")
+            assert isinstance(placed, OperationLookup), \
+                "ordnung_lookup_operation must answer an OperationLookup"
+            assert placed.found and placed.result is not None, \
+                "the placement's authorization was not found by its key"
+            expected = {"approved": "approved", "pending": "pending",
+                        "awaits_confirmation": "pending"}[self.authorizes]
+            assert placed.result.outcome == expected, placed.result
+            # a key never sent: not found, and looking it up carries nothing out
+            unknown = request(f"{payment.id}:authorize:conformance-never-sent")
+            missing = await host.directed(self.name, "ordnung_lookup_operation",
+                                          operation="authorize", request=unknown)
+            assert isinstance(missing, OperationLookup) and not missing.found, missing
+            again = await host.directed(self.name, "ordnung_lookup_operation",
+                                        operation="authorize", request=unknown)
+            assert again == missing, "a lookup changed what the gateway knows"
 
         self.in_shop(ordnung_database_url, scenario)
 

@@ -151,7 +151,8 @@ async def test_webhook_secret_comes_from_the_settings(make_engine: Any) -> None:
         order.id]
     # listings of the plugins never show the secret
     listed = {p["name"]: p["settings"] for p in engine.plugins()}
-    assert listed["sandbox"] == {"webhook_secret": "***", "tolerance": 60}
+    assert listed["sandbox"] == {"webhook_secret": "***", "tolerance": 60, "journal": "",
+                                 "authorize_delay": 0.0, "lookups": True}
 
 
 async def test_declined_and_captured_webhooks(engine: Engine) -> None:

@@ -106,6 +106,22 @@ class GatewayResult(msgspec.Struct, kw_only=True, frozen=True):
     confirmed_by_capture: bool = False
 
 
+class OperationLookup(msgspec.Struct, kw_only=True, frozen=True):
+    """What a gateway knows of an operation sent to it with an idempotency key.
+
+    ``found=True``: the gateway received it; ``result`` is the answer it gave (or
+    would give to a repeat of the key). ``found=False``: the gateway never received
+    an operation with that key, so nothing was done.
+    """
+
+    found: bool
+    result: GatewayResult | None = None
+
+    def __post_init__(self) -> None:
+        if self.found and self.result is None:
+            raise ValueError("an operation the gateway found needs its result")
+
+
 class PaymentUpdate(msgspec.Struct, kw_only=True, frozen=True):
     """An asynchronous outcome a gateway webhook reports for a payment."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from ordnung.core.domain.orders import Order
@@ -21,22 +22,38 @@ def _money_columns(order: Order) -> dict[str, int]:
     }
 
 
+def authorizing(order: Order) -> bool:
+    """An operation is in flight on a payment the gateway has not answered yet
+    (``pending``: its authorization, or the void of one)."""
+    return any(p.in_flight and p.status == "pending" for p in order.payments)
+
+
 _INSERT_COLUMNS = ("id", "number", "channel", "customer_id", "email", "status", "currency",
                    "priority", "data", "version", "created_at", "updated_at", "total",
                    "authorized", "captured", "refunded")
 
 
 class OrderStore:
+    """``authorizing_since`` is stamped on the database's clock (as every age decision
+    is: servers' clocks drift apart) when an order starts having an operation in flight
+    on an unanswered payment, and cleared when it has none."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
+        now = ("now()" if db.is_postgres
+               else "strftime('%Y-%m-%d %H:%M:%f+00:00', 'now')")
+        self._stamp = f"CASE WHEN {{}} THEN {now} ELSE NULL END"
+        self._keep = f"CASE WHEN {{}} THEN COALESCE(authorizing_since, {now}) ELSE NULL END"
+        self._insert = (f"INSERT INTO orders ({', '.join(_INSERT_COLUMNS)}, authorizing_since) "
+                        f"VALUES ({', '.join('{}' for _ in _INSERT_COLUMNS)}, {self._stamp})")
 
     async def insert(self, order: Order) -> None:
         money = _money_columns(order)
-        await self.db.insert_rows("orders", _INSERT_COLUMNS, [(
-            order.id, order.number, order.channel, order.customer_id, order.email,
-            order.status, order.currency, order.priority, encode(order), order.version,
-            order.created_at, order.updated_at, money["total"], money["authorized"],
-            money["captured"], money["refunded"])])
+        await self.db.run(
+            self._insert, order.id, order.number, order.channel, order.customer_id,
+            order.email, order.status, order.currency, order.priority, encode(order),
+            order.version, order.created_at, order.updated_at, money["total"],
+            money["authorized"], money["captured"], money["refunded"], authorizing(order))
 
     async def save(self, order: Order, expected_version: int) -> None:
         """Write the new state; refuses if someone else saved since we read (version check)."""
@@ -45,10 +62,12 @@ class OrderStore:
         rows = await self.db.run(
             "UPDATE orders SET status = {}, priority = {}, email = {}, customer_id = {}, "
             "total = {}, authorized = {}, captured = {}, refunded = {}, data = {}, "
-            "version = {}, updated_at = {} WHERE id = {} AND version = {} RETURNING id",
+            f"version = {{}}, updated_at = {{}}, authorizing_since = {self._keep} "
+            "WHERE id = {} AND version = {} RETURNING id",
             order.status, order.priority, order.email, order.customer_id, money["total"],
             money["authorized"], money["captured"], money["refunded"], encode(order),
-            order.version, order.updated_at, order.id, expected_version)
+            order.version, order.updated_at, authorizing(order), order.id,
+            expected_version)
         if not rows:
             raise Conflict(f"order {order.id} was changed concurrently; retry",
                            order_id=order.id)
@@ -80,6 +99,33 @@ class OrderStore:
         if after is not None:
             query = query.where(OrderRow.id < after)
         return [decode(r["data"], Order) for r in await query.run()]
+
+    async def authorizing_before(self, cutoff: datetime, limit: int = 100) -> list[str]:
+        """Ids of orders with an operation in flight on an unanswered payment since before
+        ``cutoff`` (a time on the database's clock), oldest first, through the column's
+        partial index."""
+        rows = await self.db.run(
+            "SELECT id FROM orders WHERE authorizing_since IS NOT NULL "
+            "AND authorizing_since < {} ORDER BY authorizing_since LIMIT {}", cutoff, limit)
+        return [str(r["id"]) for r in rows]
+
+    async def authorizing_order(self, order_id: str) -> tuple[Order, datetime | None]:
+        """The order and since when (database clock) it has had an operation in flight
+        on an unanswered payment."""
+        rows = await self.db.run(
+            "SELECT data, authorizing_since FROM orders WHERE id = {}", order_id)
+        if not rows:
+            raise NotFound("order", order_id)
+        since = rows[0]["authorizing_since"]
+        if isinstance(since, str):  # SQLite may hand the stored text back
+            since = datetime.fromisoformat(since)
+        return decode(rows[0]["data"], Order), since
+
+    async def clear_authorizing(self, order: Order) -> None:
+        """Nothing is in flight after all (the migration's estimate): unmark the order,
+        unless it changed meanwhile."""
+        await self.db.run("UPDATE orders SET authorizing_since = NULL "
+                          "WHERE id = {} AND version = {}", order.id, order.version)
 
     async def queue(self, states: Sequence[str], limit: int = 100,
                     after: str | None = None) -> list[Order]:

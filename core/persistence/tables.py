@@ -101,6 +101,9 @@ class OrderRow(Table, tablename="orders"):
     version = Integer()
     created_at = Timestamptz()
     updated_at = Timestamptz()
+    #: since when (database clock) an operation has been in flight on a payment the
+    #: gateway has not answered (an authorization in flight); NULL when there is none
+    authorizing_since = Timestamptz(null=True, default=None)
 
 
 class EventRow(Table, tablename="events"):
@@ -269,4 +272,13 @@ class OrderReturnRow(Table, tablename="order_returns"):
     updated_at = Timestamptz()
 
 
-ALL_TABLES = (*ALL_TABLES, OrderShipmentRow, OrderReturnRow)
+class JobLeaseRow(Table, tablename="job_leases"):
+    """Which process runs a background job (the reconciliation) until when, on the
+    database's clock; see ``ordnung.core.persistence.leases``."""
+
+    name = Varchar(length=64, primary_key=True)
+    owner = Varchar(length=40)
+    lease_until = Timestamptz()
+
+
+ALL_TABLES = (*ALL_TABLES, OrderShipmentRow, OrderReturnRow, JobLeaseRow)

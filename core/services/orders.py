@@ -173,7 +173,11 @@ class OrderService:
             resolving(idempotency_key)
         order = await self.rt.orders.get(order_id)
         payment = order.payments[0] if order.payments else None
-        if request.payment is not None and payment is not None and payment.status == "failed":
+        if request.payment is not None and payment is not None and (
+                payment.status == "failed" or (payment.status == "voided"
+                                               and payment.failure_reason != "")):
+            # declined, or voided unanswered by the reconciliation job: the placement
+            # holds nothing, as a decline would have left it
             raise PaymentDeclined(payment.gateway, payment.failure_reason or "declined",
                                   order_id=order.id, payment_id=payment.id,
                                   order_status=order.status)
@@ -181,7 +185,7 @@ class OrderService:
                 or payment.operations != 1 or payment.in_flight_since is None
                 or utcnow() - payment.in_flight_since < RESUME_AUTHORIZATION_AFTER):
             if (idempotency_key and request.payment is not None and payment is not None
-                    and payment.in_flight == "authorize" and payment.operations == 1):
+                    and payment.in_flight and payment.status == "pending"):
                 resolving(idempotency_key, settled=False)
             return order
         assert self.payments is not None

@@ -10,7 +10,7 @@ the payment; (3) in a transaction, apply the answer and clear the mark.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
 
@@ -18,6 +18,7 @@ from ordnung.core.domain.common import new_id, utcnow
 from ordnung.core.domain.orders import Order
 from ordnung.core.domain.payments import (
     GatewayResult,
+    OperationLookup,
     Payment,
     PaymentMethod,
     PaymentRequest,
@@ -145,54 +146,148 @@ class PaymentService:
             result = await self._call(payment.gateway, "ordnung_authorize",
                                       self._request(order, payment, payment.amount, "authorize",
                                                     token))
-            applied = False
-
-            async def apply(change: OrderChange) -> None:
-                nonlocal applied
-                p = change.order.payment(payment_id)
-                applied = p.in_flight == "authorize" and p.operations == payment.operations
-                if not applied:
-                    return
-                self._clear(p)
-                if result.reference:
-                    p.reference = result.reference
-                    await self.rt.orders.remember_reference(f"payment:{p.gateway}",
-                                                            result.reference, order_id,
-                                                            payment_id)
-                if result.outcome == "approved":
-                    p.authorized = min(result.amount or p.amount, p.amount)
-                    p.grants_terms = result.grants_terms
-                    await change.transition("payment", p, "authorize",
-                                            data={"amount": p.authorized,
-                                                  "reference": p.reference})
-                elif result.outcome == "pending":
-                    # not money yet: the gateway confirms later, or (money collected
-                    # outside any gateway) staff confirm it by capturing it
-                    p.grants_terms = result.grants_terms
-                    await change.transition(
-                        "payment", p, "await_payment" if result.confirmed_by_capture
-                        else "await_confirmation",
-                        data={"reference": p.reference, "grants_terms": p.grants_terms})
-                else:
-                    p.failure_reason = result.reason or "declined"
-                    await change.transition("payment", p, "fail",
-                                            data={"reason": p.failure_reason})
-                    if one_shot and change.can("order", change.order, "cancel"):
-                        await change.release_open_reservations("payment declined")
-                        await change.release_claims()
-                        change.order.cancel_reason = "payment declined"
-                        await change.transition("order", change.order, "cancel",
-                                                data={"reason": "payment declined"})
-
-            _, order = await self.rt.change_order(order_id, actor, apply, known=order)
-            if applied and result.outcome == "approved" and order.status == "cancelled":
-                # cancelled while the gateway was answering: give the hold back
-                order = await self.void_open(order, actor=actor)
+            _, order = await self.record_authorization(
+                order_id, payment_id, payment.operations, result, one_shot=one_shot,
+                actor=actor, order=order)
             if result.outcome == "declined":
                 raise PaymentDeclined(payment.gateway, result.reason or "declined",
                                       order_id=order_id, payment_id=payment_id,
                                       order_status=order.status)
             return order
+
+    async def record_authorization(self, order_id: str, payment_id: str, operations: int,
+                                   result: GatewayResult, *, one_shot: bool,
+                                   actor: str = "system", order: Order | None = None,
+                                   note: dict[str, Any] | None = None) -> tuple[bool, Order]:
+        """Record the gateway's answer to the authorization numbered ``operations``, if it
+        is still in flight (True if this call recorded it). A decline of a ``one_shot``
+        placement cancels the order and releases its stock; an approval that finds the
+        order cancelled voids the hold. ``note`` is recorded with it as a
+        ``payment.reconciled`` event (what the reconciliation job did)."""
+        applied = False
+
+        async def apply(change: OrderChange) -> None:
+            nonlocal applied
+            p = change.order.payment(payment_id)
+            applied = p.in_flight == "authorize" and p.operations == operations
+            if not applied:
+                return
+            self._clear(p)
+            if note is not None:
+                change.emit("payment.reconciled", machine="payment", entity_id=p.id,
+                            data={**note, "outcome": result.outcome})
+            if result.reference:
+                p.reference = result.reference
+                await self.rt.orders.remember_reference(f"payment:{p.gateway}",
+                                                        result.reference, order_id,
+                                                        payment_id)
+            if result.outcome == "approved":
+                p.authorized = min(result.amount or p.amount, p.amount)
+                p.grants_terms = result.grants_terms
+                await change.transition("payment", p, "authorize",
+                                        data={"amount": p.authorized,
+                                              "reference": p.reference})
+            elif result.outcome == "pending":
+                # not money yet: the gateway confirms later, or (money collected
+                # outside any gateway) staff confirm it by capturing it
+                p.grants_terms = result.grants_terms
+                await change.transition(
+                    "payment", p, "await_payment" if result.confirmed_by_capture
+                    else "await_confirmation",
+                    data={"reference": p.reference, "grants_terms": p.grants_terms})
+            else:
+                p.failure_reason = result.reason or "declined"
+                await change.transition("payment", p, "fail",
+                                        data={"reason": p.failure_reason})
+                if one_shot:
+                    await self._cancel_placement(change, "payment declined")
+
+        _, order = await self.rt.change_order(order_id, actor, apply, known=order)
+        if applied and result.outcome == "approved" and order.status == "cancelled":
+            # cancelled while the gateway was answering: give the hold back
+            order = await self.void_open(order, actor=actor)
+        return applied, order
+
+    @staticmethod
+    async def _cancel_placement(change: OrderChange, reason: str) -> None:
+        """A placement whose payment failed holds nothing: its stock and claims go back."""
+        if change.can("order", change.order, "cancel"):
+            await change.release_open_reservations(reason)
+            await change.release_claims()
+            change.order.cancel_reason = reason
+            await change.transition("order", change.order, "cancel", data={"reason": reason})
+
+    # -- reconciliation ------------------------------------------------------------------
+    async def lookup(self, order: Order, payment: Payment,
+                     operation: Operation) -> OperationLookup | None:
+        """Ask the gateway what became of the payment's operation in flight, by the same
+        idempotency key; None if the gateway cannot tell (no such hook, or it failed)."""
+        if not self.rt.plugins.implements(payment.gateway, "ordnung_lookup_operation"):
+            return None
+        request = self._request(order, payment, payment.in_flight_amount or payment.amount,
+                                operation)
+        try:
+            found = await self.rt.plugins.directed(payment.gateway, "ordnung_lookup_operation",
+                                                   operation=operation, request=request)
+        except Exception as exc:
+            log.warning("gateway lookup failed", gateway=payment.gateway, error=repr(exc))
+            return None
+        if found is not None and not isinstance(found, OperationLookup):
+            # a broken answer tells nothing: the safe path (void) must still be taken
+            log.error("ordnung_lookup_operation must return an OperationLookup",
+                      gateway=payment.gateway, answer=type(found).__name__)
+            return None
+        return found
+
+    async def abandon_authorization(self, order_id: str, payment_id: str, operations: int, *,
+                                    one_shot: bool, reason: str, note: dict[str, Any],
+                                    actor: str = "system") -> tuple[bool, Order]:
+        """Give up an authorization whose outcome cannot be learnt: void it with the gateway
+        (the hold, if there is one, goes back), fail nothing silently, and cancel a
+        ``one_shot`` placement, releasing its stock. Safe to repeat: a void already sent
+        (the process died after it) is sent again with the same idempotency key."""
+        async def start(change: OrderChange) -> bool:
+            p = change.order.payment(payment_id)
+            if p.in_flight == "authorize" and p.operations == operations:
+                # from now on no late answer of the authorization is recorded, and no
+                # repeated placement resumes it
+                p.in_flight = "void"
+                p.operations += 1
+                p.in_flight_amount = p.amount
+                p.in_flight_since = utcnow()
+                return True
+            return p.in_flight == "void" and p.status == "pending" and (
+                p.operations == operations)
+
+        go, order = await self.rt.change_order(order_id, actor, start)
+        if not go:
+            return False, order
+        payment = order.payment(payment_id)
+        result = await self._call(payment.gateway, "ordnung_void",
+                                  self._request(order, payment, payment.in_flight_amount,
+                                                "void"))
+        voided_ops = payment.operations
+
+        async def apply(change: OrderChange) -> bool:
+            p = change.order.payment(payment_id)
+            if p.in_flight != "void" or p.operations != voided_ops:
+                return False
+            self._clear(p)
+            change.emit("payment.reconciled", machine="payment", entity_id=p.id,
+                        data={**note, "outcome": "voided" if result.outcome == "approved"
+                              else "void_failed", "void_reason": result.reason})
+            p.failure_reason = reason
+            if result.outcome == "approved":
+                await change.transition("payment", p, "void", data={"reason": reason})
+            else:
+                change.emit("payment.void_failed", machine="payment", entity_id=p.id,
+                            data={"reason": result.reason})
+                await change.transition("payment", p, "fail", data={"reason": reason})
+            if one_shot:
+                await self._cancel_placement(change, reason)
+            return True
+
+        return await self.rt.change_order(order_id, actor, apply)
 
     # -- capture ------------------------------------------------------------------
     async def capture(self, order_id: str, *, amount: int | None = None,

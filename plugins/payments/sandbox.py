@@ -23,6 +23,14 @@ the first answer, without a second charge. The ledger lives in the process,
 as a remote gateway's lives on the gateway's side; a payment another process
 authorized is accepted as the gateway would.
 
+It answers ``ordnung_lookup_operation`` from what it remembers by idempotency
+key, never carrying anything out. With the ``journal`` setting it writes every
+operation down in a file and reads back what it does not remember, so processes
+(and a restarted server) sharing the file share one gateway's memory of what it
+answered; ``authorize_delay`` makes it answer an authorization it has carried out
+only that many seconds later (a process can die meanwhile, as in a crash test);
+``lookups = false`` makes it a gateway that cannot look operations up.
+
 Webhooks are signed: header ``Sandbox-Signature: t=<unix>,v1=<hex>`` where
 ``v1 = HMAC-SHA256(secret, f"{t}.{body}")``. Stale (older or newer than the
 tolerance) or tampered requests are refused. The body is JSON:
@@ -35,17 +43,27 @@ applies each outcome once.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
+import os
 import time
-from typing import Any, Literal
+from collections.abc import Coroutine
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from ordnung.core import hookimpl
 from ordnung.core.domain.orders import Order
-from ordnung.core.domain.payments import GatewayResult, PaymentMethod, PaymentRequest, PaymentUpdate
+from ordnung.core.domain.payments import (
+    GatewayResult,
+    OperationLookup,
+    PaymentMethod,
+    PaymentRequest,
+    PaymentUpdate,
+)
 from ordnung.core.errors import Forbidden, InvalidInput
 from ordnung.plugins.payments.cards import CARD_NUMBER_REFUSED, looks_like_card_number
 
@@ -106,6 +124,15 @@ class LedgerEntry(msgspec.Struct, kw_only=True, frozen=True):
     reason: str = ""
 
 
+class JournalEntry(msgspec.Struct, kw_only=True, frozen=True):
+    """One line of the sandbox's journal: an operation's key and the answer it got."""
+
+    key: str
+    payment_id: str
+    amount: int
+    result: GatewayResult
+
+
 class Charge(msgspec.Struct, kw_only=True):
     """What the gateway holds for one payment: its side of the books."""
 
@@ -147,6 +174,17 @@ class SandboxGateway:
         webhook_secret: str = DEFAULT_SECRET
         #: seconds a webhook signature stays valid
         tolerance: int = 300
+        #: a file where the sandbox writes down every operation it carries out, by
+        #: idempotency key, and reads back the ones it does not remember: processes
+        #: (and restarts) sharing the file share one gateway's memory, as a remote
+        #: gateway's. Empty: operations are remembered in the process only.
+        journal: str = ""
+        #: seconds the sandbox takes to answer an authorization it has carried out (a
+        #: slow network): time in which a process can die with the answer on its way
+        authorize_delay: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+        #: answer ``ordnung_lookup_operation``; off, the sandbox behaves as a gateway
+        #: that cannot look operations up
+        lookups: bool = True
 
     def __init__(self, settings: SandboxGateway.Settings) -> None:
         self.settings = settings
@@ -180,12 +218,43 @@ class SandboxGateway:
     def _once(self, operation: Operation, request: PaymentRequest, run: Any) -> GatewayResult:
         """Run ``run()`` once per idempotency key; a repeat gets the first answer."""
         key = f"{operation}:{request.idempotency_key}"
-        if key in self._seen:
-            return self._seen[key]
+        known = self._remembered(key)
+        if known is not None:
+            return known
         result: GatewayResult = run()
         self._seen[key] = result
         self.calls.append((operation, request.payment_id, request.amount))
+        self._write_down(key, request, result)
         return result
+
+    # -- memory by idempotency key --------------------------------------------------------
+    def _remembered(self, key: str) -> GatewayResult | None:
+        """The answer given to ``key``: in this process, or written down in the journal."""
+        if key in self._seen:
+            return self._seen[key]
+        if not self.settings.journal:
+            return None
+        with contextlib.suppress(FileNotFoundError), open(self.settings.journal, "rb") as f:
+            for line in f:
+                with contextlib.suppress(msgspec.DecodeError):
+                    entry = msgspec.json.decode(line, type=JournalEntry)
+                    if entry.key == key:
+                        self._seen[key] = entry.result
+                        return entry.result
+        return None
+
+    def _write_down(self, key: str, request: PaymentRequest, result: GatewayResult) -> None:
+        if not self.settings.journal:
+            return
+        line = msgspec.json.encode(JournalEntry(key=key, payment_id=request.payment_id,
+                                                amount=request.amount, result=result)) + b"\n"
+        # one write of one line to a file opened for appending: lines never interleave
+        fd = os.open(self.settings.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     @staticmethod
     def _record(charge: Charge, operation: Operation, amount: int, result: GatewayResult,
@@ -201,8 +270,27 @@ class SandboxGateway:
         return [PaymentMethod(method="card", name="Card (sandbox)")]
 
     @hookimpl
-    def ordnung_authorize(self, request: PaymentRequest) -> GatewayResult:
-        return self._once("authorize", request, lambda: self._authorize(request))
+    def ordnung_authorize(
+            self, request: PaymentRequest) -> GatewayResult | Coroutine[Any, Any, GatewayResult]:
+        """The answer (carried out at once; with ``authorize_delay``, answered later)."""
+        result = self._once("authorize", request, lambda: self._authorize(request))
+        if self.settings.authorize_delay:
+            return self._later(result, self.settings.authorize_delay)
+        return result
+
+    @staticmethod
+    async def _later(result: GatewayResult, delay: float) -> GatewayResult:
+        await asyncio.sleep(delay)
+        return result
+
+    @hookimpl
+    def ordnung_lookup_operation(self, operation: str,
+                                 request: PaymentRequest) -> OperationLookup | None:
+        """What the sandbox answered to ``request.idempotency_key``; never carries it out."""
+        if not self.settings.lookups:
+            return None
+        result = self._remembered(f"{operation}:{request.idempotency_key}")
+        return OperationLookup(found=result is not None, result=result)
 
     def _authorize(self, request: PaymentRequest) -> GatewayResult:
         reference = self.reference_for(request.payment_id)
