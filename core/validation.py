@@ -21,11 +21,13 @@ A breach raises ``InvalidInput`` naming the field by its path (``lines[3].quanti
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
 from ordnung.core.domain.addresses import Address, address_problem
+from ordnung.core.domain.carts import CartLine
 from ordnung.core.errors import InvalidInput
 from ordnung.core.limits import InputLimits
 
@@ -136,3 +138,21 @@ class _Walker:
             raise InvalidInput(f"{path}: the {what} contains the control character "
                                f"U+{ord(bad.group()):04X} at position {bad.start()}",
                                field=path)
+
+
+def check_bounds(lines: Sequence[CartLine], codes: Sequence[str], limits: InputLimits, *,
+                 max_lines: int, what: str) -> None:
+    """The engine's own bounds on a cart or an order, whoever calls it: at most
+    ``max_lines`` lines, ``max_quantity_per_line`` units of one SKU (lines of the same
+    SKU merged, as pricing merges them) and ``max_codes_per_cart`` codes."""
+    if len(lines) > max_lines:
+        raise InvalidInput(f"{what} holds at most {max_lines} lines", field="lines")
+    units: dict[str, int] = {}
+    for line in lines:
+        units[line.sku] = units.get(line.sku, 0) + line.quantity
+        if units[line.sku] > limits.max_quantity_per_line:
+            raise InvalidInput(f"{what} holds at most {limits.max_quantity_per_line} units "
+                               f"of {line.sku}", field="lines", sku=line.sku)
+    if len(codes) > limits.max_codes_per_cart:
+        raise InvalidInput(f"{what} takes at most {limits.max_codes_per_cart} codes",
+                           field="codes")

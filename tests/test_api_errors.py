@@ -30,8 +30,10 @@ async def snapshot(api: Api) -> Snapshot:
 
 
 def fields_of(problem: dict[str, Any]) -> list[str]:
-    return [e["field"] for e in problem.get("errors", [])] + (
-        [problem["field"]] if problem.get("field") else [])
+    """The fields a problem names (a decoding problem names its first one twice: in
+    ``errors`` and as ``field``)."""
+    return list(dict.fromkeys([e["field"] for e in problem.get("errors", [])] + (
+        [problem["field"]] if problem.get("field") else [])))
 
 
 # --------------------------------------------------------------------------- validation

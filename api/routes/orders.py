@@ -17,7 +17,13 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from ordnung.api.auth import admin, customer_or_admin, ensure_owner, shopper_or_admin
 from ordnung.api.client_ip import client_facts
 from ordnung.api.problems import problems
-from ordnung.api.routes.common import caller, check_limit, engine_of, idempotency_key
+from ordnung.api.routes.common import (
+    caller,
+    check_cursor,
+    check_limit,
+    engine_of,
+    idempotency_key,
+)
 from ordnung.api.schemas import (
     EventList,
     NoteIn,
@@ -83,7 +89,8 @@ class OrderController(Controller):
         if principal.kind == "customer":
             customer_id = principal.customer_id
         items = await engine_of(request).orders.list(
-            customer_id=customer_id, status=status, channel=channel, after=after,
+            customer_id=customer_id, status=status, channel=channel,
+            after=check_cursor(after, "ord"),
             limit=check_limit(limit))
         return OrderPage(items=items, next=items[-1].id if len(items) == limit else None)
 
