@@ -11,6 +11,7 @@ the field, and the handler never runs, so nothing is stored.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -19,6 +20,9 @@ from litestar.exceptions import ValidationException
 
 from ordnung.core import Engine
 from ordnung.core.validation import check_input
+
+#: the start of a message that names its own field (``country: must be ...``)
+OWN_FIELD = re.compile(r"([a-z_][a-z0-9_]*): ")
 
 
 async def strict_body(request: Request[Any, Any, Any]) -> None:
@@ -37,8 +41,14 @@ async def strict_body(request: Request[Any, Any, Any]) -> None:
     try:
         value = msgspec.json.decode(body, type=target, strict=True)
     except msgspec.ValidationError as exc:
-        # ``key``: where msgspec stopped (for an unknown or missing field, its parent)
-        where = str(exc).partition(" - at `$")[2].rstrip("`").lstrip(".")
+        # ``key``: where msgspec stopped (for an unknown or missing field, its parent);
+        # a check of a type's own (``__post_init__``) names its field as "field: reason"
+        message, _, where = str(exc).partition(" - at `$")
+        where = where.rstrip("`").lstrip(".")
+        named = OWN_FIELD.match(message)
+        if named and where:
+            where = f"{where}.{named.group(1)}"
+            exc = msgspec.ValidationError(f"{message} - at `$.{where}`")
         raise ValidationException(detail="Validation failed",
                                   extra=[{"key": where or "data", "message": str(exc)}]
                                   ) from None

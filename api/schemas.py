@@ -21,7 +21,6 @@ from ordnung.core.domain.inventory import Movement
 from ordnung.core.domain.orders import Order
 from ordnung.core.requests import PaymentInput, ReturnLineInput
 
-
 #: a string that must not be empty (a required field, or an optional one that, when
 #: sent, names something: a channel, a currency, a payment)
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]

@@ -13,7 +13,6 @@ import msgspec
 from ordnung.core.domain.addresses import Address
 from ordnung.core.domain.carts import CartLine
 
-
 #: a string that must not be empty: a required one, or an optional one that names
 #: something when it is sent (a currency, a customer, a shipping method)
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]

@@ -104,7 +104,7 @@ class _Walker:
             raise InvalidInput(f"{path}: at most {limit} keys", field=path)
         for key, item in value.items():
             where = f"{path}.{key}" if isinstance(key, str) and _CONTROL.search(key) is None \
-                else f"{path}[…]"
+                else f"{path}[...]"
             if isinstance(key, str):
                 self.check(key, where, _CONTROL, limits.max_metadata_key_length if metadata
                            else limits.max_text_length, "key")

@@ -33,7 +33,7 @@ class Address(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=T
         if len(self.country) != 2 or not self.country.isalpha() or not self.country.isupper():
             from ordnung.core.errors import InvalidInput
 
-            raise InvalidInput("country must be an ISO 3166-1 alpha-2 code such as 'DE'",
+            raise InvalidInput("country: must be an ISO 3166-1 alpha-2 code such as 'DE'",
                                field="country")
 
 
@@ -77,6 +77,28 @@ def unknown_places(codes: Iterable[str]) -> list[str]:
     return wrong
 
 
+def require_iso(setting: str, codes: Iterable[str], *, wildcard: bool = False,
+                places: bool = False) -> None:
+    """Raise ``ValueError`` (a plugin's settings are then refused, naming the setting) if
+    an entry of ``codes`` is not an ISO 3166-1 alpha-2 country code (``*`` too with
+    ``wildcard``; with ``places`` also a country and subdivision such as ``US-CA``)."""
+    codes = list(codes)
+    wrong = unknown_places(codes) if places else unknown_countries(codes, wildcard=wildcard)
+    if places and wildcard:
+        wrong = [c for c in wrong if c != "*"]
+    if wrong:
+        kind = "country codes or ISO 3166-2 subdivision codes" if places else "country codes"
+        raise ValueError(f"{setting}: {', '.join(map(repr, wrong))} are not ISO 3166-1 "
+                         f"alpha-2 {kind}")
+
+
+#: the member states of the European Union: a political grouping that ISO 3166 does not
+#: record, so it is listed here once, each entry checked against ISO 3166 at import
+EU_MEMBER_STATES = frozenset({
+    "AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE",
+    "IT", "LT", "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK"})
+
+
 def subdivisions_of(country: str) -> frozenset[str]:
     """The ISO 3166-2 subdivisions of ``country``, as the part after the hyphen."""
     return frozenset(s.code.split("-", 1)[1]
@@ -91,3 +113,6 @@ def _country(code: str) -> bool:
 @lru_cache(maxsize=4096)
 def _subdivision(code: str) -> bool:
     return pycountry.subdivisions.get(code=code) is not None
+
+
+require_iso("EU_MEMBER_STATES", sorted(EU_MEMBER_STATES))
