@@ -29,6 +29,8 @@ class InputLimits(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     max_address_field_length: Count = 200
     #: characters of a note or a reason (the only fields that may hold line breaks)
     max_note_length: Count = 2000
+    #: characters of a product's description (may hold line breaks)
+    max_description_length: Count = 10_000
     #: characters of every other string (SKUs, codes, tags, ids, methods ...)
     max_text_length: Count = 500
     #: keys of a ``metadata`` (or ``client``, or a transition's ``data``) object

@@ -5,7 +5,8 @@ for every route, right after decoding), so a rule holds for every field of every
 route at once instead of route by route:
 
 - **text**: no NUL, no control character (C0, DEL, C1) and no lone surrogate in
-  any string, keys included; line breaks and tabs only in notes and reasons. The
+  any string, keys included; line breaks and tabs only in notes, reasons,
+  descriptions and metadata values. The
   same strings are then stored alike on SQLite (which would keep them) and on
   PostgreSQL (which refuses NUL);
 - **required strings** (a field without a default) are not empty;
@@ -43,7 +44,7 @@ ADDRESS_FIELDS = frozenset({"line1", "line2", "city", "postal_code", "region", "
 #: free text a person writes: may span lines
 NOTE_FIELDS = frozenset({"note", "reason"})
 #: objects of caller-chosen keys and values, bounded as metadata
-METADATA_FIELDS = frozenset({"metadata", "client", "data"})
+METADATA_FIELDS = frozenset({"metadata", "client", "data", "attributes"})
 #: secrets that are compared or hashed, never stored as sent: the body limit bounds them
 SECRET_FIELDS = frozenset({"password", "token", "refresh_token"})
 
@@ -120,6 +121,9 @@ class _Walker:
             self.check(value, path, _CONTROL, None, "value")
         elif name in NOTE_FIELDS:
             self.check(value, path, _CONTROL_MULTILINE, limits.max_note_length, "value")
+        elif name == "description":
+            self.check(value, path, _CONTROL_MULTILINE, limits.max_description_length,
+                       "value")
         else:
             limit = (limits.max_name_length if name in NAME_FIELDS
                      else limits.max_email_length if name in EMAIL_FIELDS

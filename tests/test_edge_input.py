@@ -388,6 +388,24 @@ async def test_control_characters_are_refused_in_every_stored_string(api: Api) -
     assert placed["shipping_address"]["name"] == "Zoë Ünal 東京"
 
 
+async def test_the_catalogue_is_checked_like_everything_else(api: Api) -> None:
+    variant = {"sku": "CUP", "product_id": "cup", "name": "Cup", "prices": {"EUR": 900}}
+    product = {"id": "cup", "name": "Cup", "variants": [variant]}
+    for bad, field in (({"description": "x" * 10_001}, "description"),
+                       ({"description": "nul\x00"}, "description"),
+                       ({"name": "Cup\x1b[31m"}, "name"),
+                       ({"variants": [{**variant, "sku": ""}]}, "variants[0].sku"),
+                       ({"variants": [{**variant, "attributes": {"colour": "r\x00d"}}]},
+                        "variants[0].attributes.colour")):
+        refused(await api.client.put("/catalogue/products/cup", json={**product, **bad},
+                                     headers=api.admin), field)
+    expect_problem(await api.client.get("/catalogue/products/cup", headers=api.admin), 404,
+                   "not-found")
+    saved = expect(await api.client.put("/catalogue/products/cup", json={
+        **product, "description": "Stoneware.\n\nDishwasher safe."}, headers=api.admin), 200)
+    assert saved["description"] == "Stoneware.\n\nDishwasher safe."
+
+
 # ------------------------------------------------------------------ 8. fields a caller may not set
 
 
