@@ -22,7 +22,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp
 
 from ordnung.api.auth import PUBLIC_PATHS, BearerAuthMiddleware
-from ordnung.api.decoding import strict_body
+from ordnung.api.decoding import strict_input
 from ordnung.api.docs_pages import docs_assets_router, docs_render_plugins
 from ordnung.api.idempotency import IdempotencyMiddleware
 from ordnung.api.intake import RequestIntakeMiddleware
@@ -102,11 +102,11 @@ def _before_request(traced: bool) -> Any:
     """Strict decoding of the body for every route (``ordnung.api.decoding``), after
     naming the order on the request's span when tracing."""
     if not traced:
-        return strict_body
+        return strict_input
 
     async def both(request: Request[Any, Any, Any]) -> None:
         await name_the_order(request)
-        await strict_body(request)
+        await strict_input(request)
 
     return both
 

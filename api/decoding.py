@@ -1,4 +1,5 @@
-"""Strict decoding of every request body, and the engine's input check on the result.
+"""Strict decoding of every request body, and the engine's input check on the result
+and on the path and query parameters.
 
 Litestar converts a body to a handler's type leniently (``"1"`` becomes ``1``). This
 ``before_request`` hook runs first, for every route that takes a JSON body: it
@@ -6,7 +7,8 @@ decodes the body strictly with msgspec against the handler's own type (wrong typ
 unknown fields, missing fields and the schemas' constraints refuse the request) and
 then applies ``ordnung.core.validation.check_input`` with the engine's limits (control
 characters, lengths, counts, ISO 3166 codes). Anything refused is a 422 problem naming
-the field, and the handler never runs, so nothing is stored.
+the field, and the handler never runs, so nothing is stored. Path and query
+parameters get the text rules (no control characters, a length bound) too.
 """
 
 from __future__ import annotations
@@ -19,18 +21,26 @@ from litestar import Request
 from litestar.exceptions import ValidationException
 
 from ordnung.core import Engine
-from ordnung.core.validation import check_input
+from ordnung.core.validation import check_input, check_parameter
 
 #: the start of a message that names its own field (``country: must be ...``)
 OWN_FIELD = re.compile(r"([a-z_][a-z0-9_]*): ")
 
 
-async def strict_body(request: Request[Any, Any, Any]) -> None:
-    """Refuse a body that does not decode strictly to the handler's type or breaks an
-    input limit; otherwise let the handler run (it decodes the body again)."""
+async def strict_input(request: Request[Any, Any, Any]) -> None:
+    """Refuse a parameter with a control character, or a body that does not decode
+    strictly to the handler's type or breaks an input limit; otherwise let the handler
+    run (it decodes the body again)."""
     handler = request.scope.get("route_handler")
     if handler is None:
         return None
+    engine: Engine = request.app.state.engine
+    limits = engine.config.limits
+    for name, value in request.path_params.items():
+        if isinstance(value, str):
+            check_parameter(name, value, limits)
+    for name, value in request.query_params.multi_items():
+        check_parameter(name, value, limits)
     parameter = handler.parsed_fn_signature.parameters.get("data")
     if parameter is None:
         return None
@@ -54,6 +64,5 @@ async def strict_body(request: Request[Any, Any, Any]) -> None:
                                   ) from None
     except msgspec.DecodeError as exc:
         raise ValidationException(detail=f"the body is not valid JSON: {exc}") from None
-    engine: Engine = request.app.state.engine
-    check_input(value, engine.config.limits)
+    check_input(value, limits)
     return None

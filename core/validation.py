@@ -55,6 +55,13 @@ def check_input(value: Any, limits: InputLimits) -> None:
     _Walker(limits).visit(value, "", "")
 
 
+def check_parameter(name: str, value: str, limits: InputLimits) -> None:
+    """A path or query parameter: no control character, at most ``max_text_length``
+    characters. It may only be looked up, never stored, but SQLite would look up a NUL
+    where PostgreSQL refuses it: checked here, both answer alike."""
+    _Walker.check(value, name, _CONTROL, limits.max_text_length, "value")
+
+
 class _Walker:
     def __init__(self, limits: InputLimits) -> None:
         self.limits = limits

@@ -373,6 +373,14 @@ async def test_control_characters_are_refused_in_every_stored_string(api: Api) -
             ("MUG", 1), metadata={"k": f"v{char}"})), "metadata.k")
         refused(await raw.post(f"/orders/{order['id']}/notes", json={
             "note": f"call{char}back"}, headers=api.admin), "note")
+    # parameters are only looked up, but SQLite would look up a NUL that PostgreSQL
+    # refuses: both refuse it, naming the parameter
+    refused(await api.client.get("/orders", params={"channel": "web\x00"},
+                                 headers=api.admin), "channel")
+    refused(await api.client.get("/catalogue/availability", params={"sku": ["MUG", "M\x00G"]},
+                                 headers=shop), "sku")
+    refused(await api.client.get(f"/carts/{cart_id}%00", headers=holding), "cart_id")
+    refused(await api.client.delete(f"/carts/{cart_id}/lines/MUG%1B", headers=holding), "sku")
     # a lone surrogate is not even JSON that decodes to text
     expect_problem(await raw.post("/orders", headers=shop, json=order_body(
         ("MUG", 1), metadata={"k": "v\ud800"})), 422, "validation")
