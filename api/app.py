@@ -22,6 +22,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp
 
 from ordnung.api.auth import PUBLIC_PATHS, BearerAuthMiddleware
+from ordnung.api.decoding import strict_input
 from ordnung.api.docs_pages import docs_assets_router, docs_render_plugins
 from ordnung.api.idempotency import IdempotencyMiddleware
 from ordnung.api.intake import RequestIntakeMiddleware
@@ -99,6 +100,19 @@ def _start_stats_writer(engine: Engine) -> asyncio.Task[None] | None:
     return asyncio.create_task(write())
 
 
+def _before_request(traced: bool) -> Any:
+    """Strict decoding of the body for every route (``ordnung.api.decoding``), after
+    naming the order on the request's span when tracing."""
+    if not traced:
+        return strict_input
+
+    async def both(request: Request[Any, Any, Any]) -> None:
+        await name_the_order(request)
+        await strict_input(request)
+
+    return both
+
+
 def create_app(config: EngineConfig | None = None, *, engine: Engine | None = None,
                admin_key: str | None = None, demo: bool | None = None,
                http: HttpSettings | None = None, rate_limits: WriteLimits | None = None,
@@ -162,7 +176,7 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
         lifespan=[lifespan],
         middleware=middleware,
         plugins=[ProblemDocs(), *([tracing.plugin] if tracing is not None else [])],
-        before_request=name_the_order if tracing is not None else None,
+        before_request=_before_request(tracing is not None),
         exception_handlers={
             OrdnungError: handle_ordnung_error,
             HTTPException: handle_http_error,

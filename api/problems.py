@@ -48,6 +48,7 @@ TITLES = {
     "request-too-large": "The request body is too large",
     "request-timeout": "The request body did not arrive in time",
     "currency-mismatch": "Currencies do not match",
+    "currency-not-sold": "The channel does not sell in this currency",
     "plugin-error": "A plugin failed",
     "invalid-credentials": "Wrong or expired credentials",
     "email-not-verified": "The e-mail address is not verified",
@@ -86,7 +87,9 @@ def handle_http_error(request: Request[Any, Any, Any],
                   for e in errors if isinstance(e, dict)]
         detail = "; ".join(f"{f['field']}: {f['message']}" if f["field"] else f["message"]
                            for f in fields) or exc.detail
-        return problem("validation", 422, detail, request.url.path, errors=fields)
+        # ``field``: the first offending field, as engine validation errors name theirs
+        named = {"field": fields[0]["field"]} if fields and fields[0]["field"] else {}
+        return problem("validation", 422, detail, request.url.path, errors=fields, **named)
     if isinstance(exc, NotAuthorizedException):
         response = problem("unauthorized", 401, exc.detail, request.url.path)
         response.headers["WWW-Authenticate"] = "Bearer"
@@ -177,7 +180,7 @@ DESCRIPTIONS = {
          "it had changed something (idempotency-interrupted)",
     413: "The request body is larger than the server accepts (request-too-large)",
     422: "The request is not valid (validation, tax-unavailable, currency-mismatch, "
-         "idempotency-mismatch); nothing was changed",
+         "currency-not-sold, idempotency-mismatch); nothing was changed",
     429: "Too many attempts (rate-limited); the Retry-After header says how many seconds "
          "to wait",
 }

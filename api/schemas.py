@@ -6,7 +6,7 @@ the engine computes those.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -23,6 +23,10 @@ from ordnung.core.domain.returns import ListedReturn
 from ordnung.core.domain.shipments import ListedShipment
 from ordnung.core.requests import PaymentInput, ReturnLineInput
 
+#: a string that must not be empty (a required field, or an optional one that, when
+#: sent, names something: a channel, a currency, a payment)
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+
 
 class In(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Base of request bodies."""
@@ -30,23 +34,23 @@ class In(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 # -- inventory -------------------------------------------------------------------------
 class AdjustIn(In):
-    sku: str
-    location_id: str
+    sku: NonEmpty
+    location_id: NonEmpty
     delta: int
     kind: Literal["receive", "adjust"] = "adjust"
     reason: str = ""
 
 
 class CountIn(In):
-    sku: str
-    location_id: str
+    sku: NonEmpty
+    location_id: NonEmpty
     counted: int
     reason: str = "count"
 
 
 # -- customers ---------------------------------------------------------------------------
 class CustomerIn(In):
-    email: str
+    email: NonEmpty
     name: str = ""
     phone: str = ""
     tags: list[str] = []
@@ -64,13 +68,13 @@ class CustomerPatch(In):
 
 # -- carts ---------------------------------------------------------------------------------
 class CartIn(In):
-    channel: str | None = None
-    currency: str | None = None
+    channel: NonEmpty | None = None
+    currency: NonEmpty | None = None
     email: str = ""
 
 
 class LineIn(In):
-    sku: str
+    sku: NonEmpty
     quantity: int = 1
 
 
@@ -85,11 +89,11 @@ class AddressesIn(In):
 
 
 class CodeIn(In):
-    code: str
+    code: NonEmpty
 
 
 class ShippingMethodIn(In):
-    method: str
+    method: NonEmpty
 
 
 class PlaceCartIn(In):
@@ -107,39 +111,39 @@ class ReleaseIn(In):
 
 
 class TransitionIn(In):
-    event: str
+    event: NonEmpty
     data: dict[str, Any] = {}
 
 
 class NoteIn(In):
-    note: str
+    note: NonEmpty
 
 
 class AuthorizeIn(In):
-    gateway: str
+    gateway: NonEmpty
     method: str = ""
     token: str = ""
 
 
 class CaptureIn(In):
     amount: int | None = None
-    payment_id: str | None = None
+    payment_id: NonEmpty | None = None
 
 
 class RefundIn(In):
     amount: int | None = None
-    payment_id: str | None = None
+    payment_id: NonEmpty | None = None
     reason: str = ""
 
 
 class VoidIn(In):
-    payment_id: str | None = None
+    payment_id: NonEmpty | None = None
 
 
 # -- fulfilment and returns ----------------------------------------------------------------
 class ShipmentIn(In):
     lines: dict[str, int] | None = None
-    location_id: str | None = None
+    location_id: NonEmpty | None = None
 
 
 class PackIn(In):
@@ -148,7 +152,7 @@ class PackIn(In):
 
 class ShipIn(In):
     tracking_number: str = ""
-    carrier: str | None = None
+    carrier: NonEmpty | None = None
 
 
 class ReturnIn(In):
@@ -169,7 +173,7 @@ class KeyIn(In):
     kind: Literal["admin", "storefront"]
     name: str = ""
     scopes: list[str] = []
-    channel: str | None = None
+    channel: NonEmpty | None = None
 
 
 class TokenIn(In):
@@ -178,31 +182,31 @@ class TokenIn(In):
 
 # -- customer accounts ------------------------------------------------------------------------
 class RegisterIn(In):
-    email: str
-    password: str
+    email: NonEmpty
+    password: NonEmpty
     name: str = ""
 
 
 class SignInIn(In):
-    email: str
-    password: str
+    email: NonEmpty
+    password: NonEmpty
 
 
 class RefreshIn(In):
-    refresh_token: str
+    refresh_token: NonEmpty
 
 
 class PasswordResetIn(In):
-    email: str
+    email: NonEmpty
 
 
 class NewPasswordIn(In):
-    token: str
-    password: str
+    token: NonEmpty
+    password: NonEmpty
 
 
 class VerifyEmailIn(In):
-    token: str
+    token: NonEmpty
 
 
 # -- pages ---------------------------------------------------------------------------------
@@ -255,7 +259,7 @@ class Accepted(msgspec.Struct, kw_only=True):
     """A request taken: what follows arrives by e-mail, if at all."""
 
     status: str = "accepted"
-    detail: str
+    detail: NonEmpty
 
 
 class SignedOut(msgspec.Struct, kw_only=True):
@@ -271,6 +275,6 @@ class StreamedEvent(msgspec.Struct, kw_only=True):
     """One server-sent event of an order's live status: ``event`` is the timeline event's
     kind, ``id`` its sequence number and ``data`` the whole ``Event`` as JSON."""
 
-    id: str
-    event: str
-    data: str
+    id: NonEmpty
+    event: NonEmpty
+    data: NonEmpty

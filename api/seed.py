@@ -17,6 +17,9 @@ def demo_plugins(plugin_settings: dict[str, object]) -> list[str]:
     return [*DEMO_PLUGINS, *(["email"] if "email" in plugin_settings else [])]
 
 CHANNELS = [("web", "Web shop"), ("etsy", "Etsy"), ("ebay", "eBay"), ("pos", "Point of sale")]
+#: what each demo channel sells in: euros, and the web shop US dollars too (the shirts
+#: have dollar prices); a cart or order in another currency is refused
+CURRENCIES = {"web": ["EUR", "USD"]}
 LOCATIONS = [Location(id="wh-berlin", name="Berlin warehouse", priority=10),
              Location(id="wh-leipzig", name="Leipzig overflow", priority=20)]
 PRODUCTS = [
@@ -45,7 +48,8 @@ async def seed_demo_shop(engine: Engine) -> bool:
     existing = {c.id for c in await engine.channels.list()}
     created = "web" not in existing
     for cid, name in CHANNELS:
-        await engine.channels.upsert(Channel(id=cid, name=name, kind=cid))
+        await engine.channels.upsert(Channel(id=cid, name=name, kind=cid,
+                                             currencies=CURRENCIES.get(cid, [])))
     for location in LOCATIONS:
         await engine.inventory.upsert_location(location)
     for product in PRODUCTS:

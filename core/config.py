@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import msgspec
 
 from ordnung.core.errors import ConfigError
+from ordnung.core.limits import InputLimits
 from ordnung.core.persistence.database import DEFAULT_URL
 
 #: the spellings ``ORDNUNG_*`` switches accept; anything else is a mistake, not "true"
@@ -148,6 +149,9 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: through them does a browser's connection tell its address (``X-Forwarded-For``);
     #: empty: the connection tells the fraud rules nothing (see README "Client IP")
     trusted_proxies: list[str] = []
+    #: bounds on what one request may store or cause, each from ``ORDNUNG_MAX_*``
+    #: (see ``ordnung.core.limits`` and README "Limits")
+    limits: InputLimits = msgspec.field(default_factory=InputLimits)
 
     def __post_init__(self) -> None:
         from limits import parse  # the setting is a rate in the limiter's own notation
@@ -170,7 +174,8 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         ``ORDNUNG_PLUGIN_SETTINGS`` (JSON object), ``ORDNUNG_REQUIRE_TAX``,
         ``ORDNUNG_IDEMPOTENCY_LEASE_SECONDS``, ``ORDNUNG_RECONCILE_GRACE_S``,
         ``ORDNUNG_RECONCILE_INTERVAL_S``, ``ORDNUNG_TRUSTED_PROXIES`` (comma list) and
-        the account settings (``ORDNUNG_ACCESS_TOKEN_TTL`` ...; see ``ACCOUNT_SETTINGS``)."""
+        the account settings (``ORDNUNG_ACCESS_TOKEN_TTL`` ...; see ``ACCOUNT_SETTINGS``)
+        and the input limits (``ORDNUNG_MAX_*``; see ``ordnung.core.limits``)."""
         values: dict[str, Any] = {}
         env = os.environ
         if env.get("ORDNUNG_DATABASE_URL"):
@@ -198,6 +203,7 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             values["trusted_proxies"] = check_networks(
                 "ORDNUNG_TRUSTED_PROXIES",
                 [p.strip() for p in env["ORDNUNG_TRUSTED_PROXIES"].split(",") if p.strip()])
+        values["limits"] = InputLimits.from_env()
         values.update(overrides)
         try:
             return msgspec.convert(values, cls)

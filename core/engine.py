@@ -98,6 +98,7 @@ class Engine:
             if self.config.migrate:
                 await self.db.migrate()
             self.runtime = rt = Runtime(self.db, self.host, self.machines)
+            rt.limits = self.config.limits
             self.dispatcher = Dispatcher(self.host, rt.journal, rt.orders, rt.stock, rt.catalog)
             rt.dispatcher = self.dispatcher
             rt.journal.reacts_to = self.dispatcher.reacts_to

@@ -50,6 +50,12 @@ class InvalidInput(OrdnungError, ValueError):
         self.field = field
 
 
+class CurrencyNotSold(InvalidInput):
+    """A cart or order in a currency its channel does not sell in."""
+
+    type = "currency-not-sold"
+
+
 class ValidationFailed(OrdnungError):
     """A cart or order broke one or more rules (regional, restriction, plugin)."""
 

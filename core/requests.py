@@ -6,10 +6,16 @@ never set them. Unknown fields are refused.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
 from ordnung.core.domain.addresses import Address
 from ordnung.core.domain.carts import CartLine
+
+#: a string that must not be empty: a required one, or an optional one that names
+#: something when it is sent (a currency, a customer, a shipping method)
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 
 
 class PaymentInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -19,7 +25,7 @@ class PaymentInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fro
     gateway once and never stores or logs it.
     """
 
-    gateway: str
+    gateway: NonEmpty
     method: str = ""
     token: str = ""
 
@@ -30,14 +36,14 @@ class PaymentInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fro
 class PlaceOrder(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     """A one-shot order: lines, addresses, shipping choice and payment in one request."""
 
-    channel: str
+    channel: NonEmpty
     lines: list[CartLine]
-    currency: str | None = None
-    customer_id: str | None = None
+    currency: NonEmpty | None = None
+    customer_id: NonEmpty | None = None
     email: str = ""
     shipping_address: Address | None = None
     billing_address: Address | None = None
-    shipping_method: str | None = None
+    shipping_method: NonEmpty | None = None
     codes: list[str] = []
     payment: PaymentInput | None = None
     #: facts about the client for risk rules (ip, user agent, card fingerprint)
@@ -46,6 +52,6 @@ class PlaceOrder(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froze
 
 
 class ReturnLineInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
-    line_id: str
+    line_id: NonEmpty
     quantity: int
     restock: bool = True

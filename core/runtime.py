@@ -23,6 +23,7 @@ from ordnung.core.domain.orders import Order
 from ordnung.core.errors import Conflict, TransitionVetoed
 from ordnung.core.invariants import check_order, payment_secured, refresh_money_totals
 from ordnung.core.lifecycle.machine import Machine
+from ordnung.core.limits import InputLimits
 from ordnung.core.observe import Metrics, NoMetrics
 from ordnung.core.persistence.accounts import AccountStore
 from ordnung.core.persistence.carts import CartStore
@@ -76,6 +77,8 @@ class Runtime:
         self.accounts = AccountStore(db)
         self.dispatcher: Deliverer | None = dispatcher
         self.metrics: Metrics = NoMetrics()
+        #: bounds on lines, units and codes (the engine's config sets them at start)
+        self.limits = InputLimits()
 
     def plugin_store(self, plugin: str) -> PluginStore:
         """The named plugin's own records and counters."""

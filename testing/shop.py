@@ -184,7 +184,8 @@ class Shop:
                    stock: Mapping[str, int] = KIT_STOCK) -> None:
         engine = self.engine
         await engine.channels.upsert(Channel(id=KIT_CHANNEL, name="Kit web shop", kind="web",
-                                             currency=self.currency))
+                                             currency=self.currency,
+                                             currencies=["EUR", "USD", "GBP", "CHF"]))
         await engine.inventory.upsert_location(Location(id=KIT_LOCATION, name="Kit warehouse"))
         for product in products:
             await engine.catalog.upsert_product(product)

@@ -46,7 +46,8 @@ def builtin_plugins(settings: dict[str, dict[str, Any]] | None = None) -> list[A
 async def seed_shop(engine: Engine, *, shirts: int = 500) -> None:
     """Channels web/etsy/ebay/pos, two warehouses, a few products with stock."""
     for cid, name in (("web", "Web shop"), ("etsy", "Etsy"), ("ebay", "eBay"), ("pos", "POS")):
-        await engine.channels.upsert(Channel(id=cid, name=name, kind=cid))
+        await engine.channels.upsert(Channel(id=cid, name=name, kind=cid,
+                                             currencies=["EUR", "USD"]))
     await engine.inventory.upsert_location(Location(id="wh1", name="Main warehouse", priority=10))
     await engine.inventory.upsert_location(Location(id="wh2", name="Overflow", priority=20))
     products = [

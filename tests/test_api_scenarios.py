@@ -781,10 +781,13 @@ async def test_scenario_9_vip_and_high_value_orders_come_first(database_url: str
         shop = await api.storefront("web")
         vip_customer, vip = await api.customer("vip@example.com", "Vera", tags=["vip"])
         upstart_customer, upstart = await api.customer("eve@example.com", "Eve")
-        # a customer cannot make themselves VIP
+        # a customer cannot make themselves VIP: refused (422 naming tags), nothing changes
+        problem = expect_problem(await api.client.patch(
+            f"/customers/{upstart_customer['id']}", json={"tags": ["vip"], "name": "Eve V."},
+            headers=upstart), 422, "validation")
+        assert problem["field"] == "tags"
         patched = expect(await api.client.patch(f"/customers/{upstart_customer['id']}",
-                                                json={"tags": ["vip"], "name": "Eve V."},
-                                                headers=upstart), 200)
+                                                json={"name": "Eve V."}, headers=upstart), 200)
         assert patched["tags"] == [] and patched["name"] == "Eve V."
 
         # placed in this order on purpose; each one's expected points in the comment

@@ -85,3 +85,12 @@ def test_a_switch_that_is_neither_true_nor_false(tmp_path: Path, value: str) -> 
     line = one_line(serve(tmp_path, f"sqlite:///{tmp_path / 'shop.db'}",
                           ORDNUNG_REQUIRE_TAX=value))
     assert "ORDNUNG_REQUIRE_TAX" in line and repr(value) in line
+
+
+@pytest.mark.parametrize(("variable", "value"), [("ORDNUNG_MAX_ITEMS", "lots"),
+                                                 ("ORDNUNG_MAX_LINES_PER_ORDER", "0")])
+def test_an_input_limit_that_is_not_a_positive_whole_number(tmp_path: Path, variable: str,
+                                                             value: str) -> None:
+    line = one_line(serve(tmp_path, f"sqlite:///{tmp_path / 'shop.db'}", **{variable: value}))
+    assert variable in line and value in line
+    assert not (tmp_path / "shop.db").exists()

@@ -9,7 +9,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 
 from ordnung.api.auth import admin, shopper_or_admin
 from ordnung.api.problems import problems
-from ordnung.api.routes.common import check_limit, engine_of
+from ordnung.api.routes.common import check_limit, check_product_cursor, engine_of
 from ordnung.api.schemas import ProductPage
 from ordnung.core.domain.catalog import Product
 from ordnung.core.errors import InvalidInput
@@ -23,7 +23,8 @@ class CatalogueController(Controller):
     async def list_products(self, request: Request[Any, Any, Any],
                             after: FromQuery[str | None] = None,
                             limit: FromQuery[int] = 50) -> ProductPage:
-        items = await engine_of(request).catalog.products(after, check_limit(limit))
+        items = await engine_of(request).catalog.products(
+            await check_product_cursor(request, after), check_limit(limit))
         return ProductPage(items=items, next=items[-1].id if len(items) == limit else None)
 
     @get("/products/{product_id:str}", guards=[shopper_or_admin("catalogue")],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 from litestar import Request, Response
@@ -10,7 +11,7 @@ from litestar.datastructures import ResponseHeader
 from ordnung.api.idempotency import key_scope
 from ordnung.core import Engine
 from ordnung.core.domain.access import Principal
-from ordnung.core.errors import InvalidInput
+from ordnung.core.errors import InvalidInput, NotFound
 
 MAX_LIMIT = 200
 
@@ -50,3 +51,26 @@ def check_limit(limit: int) -> int:
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
     return limit
+
+
+def check_cursor(after: str | None, prefix: str) -> str | None:
+    """``after`` if it can be a cursor of a list of ids with ``prefix`` (the prefix and 26
+    base-32 characters of ``new_id``); anything else names no position in the list and
+    is refused (422) rather than answered with an empty page."""
+    if after is not None and not re.fullmatch(rf"{prefix}_[0-9a-z]{{26}}", after):
+        raise InvalidInput("after is not a cursor of this list: pass the 'next' of the "
+                           "previous page", field="after")
+    return after
+
+
+async def check_product_cursor(request: Request[Any, Any, Any], after: str | None
+                               ) -> str | None:
+    """Product ids are chosen by the shop, so a product cursor is checked by looking it
+    up: ``after`` must name a product."""
+    if after is not None:
+        try:
+            await engine_of(request).catalog.product(after)
+        except NotFound:
+            raise InvalidInput("after is not a cursor of this list: pass the 'next' of "
+                               "the previous page", field="after") from None
+    return after

@@ -9,11 +9,18 @@ from litestar.params import FromPath, FromQuery, JSONBody
 
 from ordnung.api.auth import admin, customer_or_admin
 from ordnung.api.problems import problems
-from ordnung.api.routes.common import LOCATION, caller, check_limit, created, engine_of
+from ordnung.api.routes.common import (
+    LOCATION,
+    caller,
+    check_cursor,
+    check_limit,
+    created,
+    engine_of,
+)
 from ordnung.api.schemas import CustomerIn, CustomerPage, CustomerPatch, TokenIn
 from ordnung.core.domain.access import IssuedKey
 from ordnung.core.domain.customers import Customer
-from ordnung.core.errors import NotFound
+from ordnung.core.errors import InvalidInput, NotFound
 
 
 def _own(request: Request[Any, Any, Any], customer_id: str) -> str:
@@ -33,7 +40,8 @@ class CustomerController(Controller):
     async def list_customers(self, request: Request[Any, Any, Any],
                              after: FromQuery[str | None] = None,
                              limit: FromQuery[int] = 50) -> CustomerPage:
-        items = await engine_of(request).customers.list(after, check_limit(limit))
+        items = await engine_of(request).customers.list(check_cursor(after, "cus"),
+                                                        check_limit(limit))
         return CustomerPage(items=items, next=items[-1].id if len(items) == limit else None)
 
     @post("/", guards=[admin("customers")], status_code=201, response_headers=LOCATION)
@@ -57,8 +65,10 @@ class CustomerController(Controller):
         changes = {k: v for k, v in (("name", data.name), ("phone", data.phone),
                                      ("tags", data.tags), ("addresses", data.addresses),
                                      ("consents", data.consents)) if v is not None}
-        if caller(request).kind == "customer":
-            changes.pop("tags", None)  # tiers and tags are the shop's to give
+        if caller(request).kind == "customer" and "tags" in changes:
+            # tiers and tags are the shop's to give: refused, never silently dropped
+            raise InvalidInput("a customer cannot set their own tags; only staff can",
+                               field="tags")
         return await engine_of(request).customers.update(_own(request, customer_id),
                                                          **changes)
 

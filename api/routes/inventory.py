@@ -10,7 +10,14 @@ from litestar.params import FromPath, FromQuery, JSONBody
 
 from ordnung.api.auth import admin
 from ordnung.api.problems import problems
-from ordnung.api.routes.common import LOCATION, caller, check_limit, created, engine_of
+from ordnung.api.routes.common import (
+    LOCATION,
+    caller,
+    check_cursor,
+    check_limit,
+    created,
+    engine_of,
+)
 from ordnung.api.schemas import AdjustIn, CountIn, MovementPage
 from ordnung.core.domain.inventory import Channel, Location, StockLevel
 from ordnung.core.errors import InvalidInput
@@ -67,7 +74,8 @@ class InventoryController(Controller):
                         order_id: FromQuery[str | None] = None, after: FromQuery[str | None] = None,
                         limit: FromQuery[int] = 100) -> MovementPage:
         items = await engine_of(request).inventory.movements(
-            sku=sku, order_id=order_id, after=after, limit=check_limit(limit))
+            sku=sku, order_id=order_id, after=check_cursor(after, "mv"),
+            limit=check_limit(limit))
         return MovementPage(items=items, next=items[-1].id if len(items) == limit else None)
 
 

@@ -20,6 +20,7 @@ from ordnung.api.problems import problems
 from ordnung.api.routes.common import (
     LOCATION,
     caller,
+    check_cursor,
     check_limit,
     created,
     engine_of,
@@ -92,7 +93,8 @@ class OrderController(Controller):
         if principal.kind == "customer":
             customer_id = principal.customer_id
         items = await engine_of(request).orders.list(
-            customer_id=customer_id, status=status, channel=channel, after=after,
+            customer_id=customer_id, status=status, channel=channel,
+            after=check_cursor(after, "ord"),
             limit=check_limit(limit))
         return OrderPage(items=items, next=items[-1].id if len(items) == limit else None)
 

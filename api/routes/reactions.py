@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 import msgspec
@@ -11,13 +10,8 @@ from litestar.params import FromPath, FromQuery
 
 from ordnung.api.auth import admin
 from ordnung.api.problems import problems
-from ordnung.api.routes.common import check_limit, engine_of
+from ordnung.api.routes.common import check_cursor, check_limit, engine_of
 from ordnung.core.domain.reactions import FailedReaction
-from ordnung.core.errors import InvalidInput
-
-#: the shape of a failed reaction's id (``rf_`` and 26 base-32 characters): a cursor that
-#: is not one cannot name a position in the list
-CURSOR = re.compile(r"rf_[0-9a-z]{26}")
 
 
 class FailedReactionPage(msgspec.Struct, kw_only=True):
@@ -38,8 +32,7 @@ class ReactionController(Controller):
                           limit: FromQuery[int] = 50) -> FailedReactionPage:
         """Plugin reactions that failed after their change committed, with the last error
         (``open``: still retried with backoff; ``resolved``: succeeded later)."""
-        if after is not None and not CURSOR.fullmatch(after):
-            raise InvalidInput("after is not a cursor of this list", field="after")
+        check_cursor(after, "rf")
         items = await engine_of(request).reactions.failed(
             resolved=status == "resolved", after=after, limit=check_limit(limit))
         return FailedReactionPage(items=items,

@@ -66,5 +66,12 @@ class Channel(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=T
     id: str
     name: str
     kind: str = "web"
+    #: the default currency of the channel's carts and orders
     currency: str = "EUR"
     active: bool = True
+    #: every currency the channel sells in (``currency`` always among them); a cart or
+    #: order in any other is refused. Empty: ``currency`` only
+    currencies: list[str] = []
+
+    def sells_in(self, currency: str) -> bool:
+        return currency == self.currency or currency in self.currencies

@@ -23,8 +23,6 @@ from ordnung.core.services.orders import OrderService
 
 #: the prefix of a guest cart's token
 CART_TOKEN_PREFIX = "crt_"
-MAX_LINES = 200
-MAX_QUANTITY = 10_000
 
 
 class CartService:
@@ -52,12 +50,12 @@ class CartService:
 
     async def _create(self, channel: str, currency: str | None, customer_id: str | None,
                       email: str, *, guest: bool) -> tuple[Cart, str | None]:
-        ch = await self.channels.get(channel)
+        ch, currency = await self.channels.currency_for(channel, currency)
         if customer_id:
             await self.customers.active(customer_id)
         now = utcnow()
         cart = Cart(id=new_id("cart"), channel=ch.id, customer_id=customer_id,
-                    email=email.strip().lower(), currency=currency or ch.currency,
+                    email=email.strip().lower(), currency=currency,
                     created_at=now, updated_at=now)
         cart.priced = await self._price(cart)
         token = f"{CART_TOKEN_PREFIX}{secrets.token_urlsafe(24)}" if guest else None
@@ -123,15 +121,17 @@ class CartService:
 
     async def set_line(self, cart_id: str, sku: str, quantity: int) -> Cart:
         """Set the quantity of a SKU (0 removes it)."""
-        if quantity < 0 or quantity > MAX_QUANTITY:
-            raise InvalidInput(f"quantity must be between 0 and {MAX_QUANTITY}",
-                               field="quantity")
+        most = self.rt.limits.max_quantity_per_line
+        if quantity < 0 or quantity > most:
+            raise InvalidInput(f"quantity must be between 0 and {most}", field="quantity")
 
         async def mutate(cart: Cart) -> None:
             if quantity and sku not in {ln.sku for ln in cart.lines}:
                 await self.rt.catalog.variant(sku)
-                if len(cart.lines) >= MAX_LINES:
-                    raise InvalidInput(f"a cart holds at most {MAX_LINES} lines", field="lines")
+                most_lines = self.rt.limits.max_lines_per_cart
+                if len(cart.lines) >= most_lines:
+                    raise InvalidInput(f"a cart holds at most {most_lines} lines",
+                                       field="lines")
             lines = [ln for ln in cart.lines if ln.sku != sku]
             if quantity:
                 position = next((i for i, ln in enumerate(cart.lines) if ln.sku == sku),
@@ -182,6 +182,9 @@ class CartService:
 
         def mutate(cart: Cart) -> None:
             if code not in cart.codes:
+                most = self.rt.limits.max_codes_per_cart
+                if len(cart.codes) >= most:
+                    raise InvalidInput(f"a cart takes at most {most} codes", field="codes")
                 cart.codes = [*cart.codes, code]
 
         return await self._change(cart_id, mutate)

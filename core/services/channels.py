@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ordnung.core.domain.inventory import Channel
 from ordnung.core.domain.money import is_valid_currency
-from ordnung.core.errors import InvalidInput, NotFound
+from ordnung.core.errors import CurrencyNotSold, InvalidInput, NotFound
 from ordnung.core.runtime import Runtime
 
 
@@ -18,6 +18,9 @@ class ChannelService:
             raise InvalidInput("a channel needs an id", field="id")
         if not is_valid_currency(channel.currency):
             raise InvalidInput(f"unknown currency {channel.currency!r}", field="currency")
+        for currency in channel.currencies:
+            if not is_valid_currency(currency):
+                raise InvalidInput(f"unknown currency {currency!r}", field="currencies")
         await self.rt.catalog.upsert_channel(channel)
         self._cache = None
         return channel
@@ -32,3 +35,17 @@ class ChannelService:
         if channel is None or not channel.active:
             raise NotFound("channel", channel_id)
         return channel
+
+    async def currency_for(self, channel_id: str, currency: str | None) -> tuple[Channel, str]:
+        """The channel and the currency of a new cart or order on it: the one asked for,
+        if the channel sells in it (422 ``currency-not-sold`` otherwise), else the
+        channel's default."""
+        channel = await self.get(channel_id)
+        if currency is None:
+            return channel, channel.currency
+        if not channel.sells_in(currency):
+            sold = sorted({channel.currency, *channel.currencies})
+            raise CurrencyNotSold(
+                f"channel {channel.id!r} does not sell in {currency!r} (it sells in "
+                f"{', '.join(sold)})", field="currency", currencies=sold)
+        return channel, currency

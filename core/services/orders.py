@@ -36,6 +36,7 @@ from ordnung.core.requests import PlaceOrder
 from ordnung.core.runtime import OrderChange, Runtime, bound
 from ordnung.core.services.idempotency import resolving
 from ordnung.core.services.payments import RESUME_AUTHORIZATION_AFTER
+from ordnung.core.validation import check_bounds
 
 if TYPE_CHECKING:
     from ordnung.core.services.channels import ChannelService
@@ -80,10 +81,11 @@ class OrderService:
             existing = await self.rt.idempotency.lookup(key, print_)
             if existing:
                 return await self._replay(existing, request, actor, idempotency_key)
-        channel = await self.channels.get(request.channel)
-        currency = request.currency or channel.currency
+        channel, currency = await self.channels.currency_for(request.channel, request.currency)
         if not request.lines:
             raise InvalidInput("an order needs at least one line", field="lines")
+        check_bounds(request.lines, request.codes, self.rt.limits,
+                     max_lines=self.rt.limits.max_lines_per_order, what="an order")
         customer: Customer | None = None
         if request.customer_id:
             customer = await self.customers.active(request.customer_id)

@@ -10,6 +10,7 @@ import msgspec
 
 from ordnung.core import hookimpl
 from ordnung.core.contexts import PricingContext
+from ordnung.core.domain.addresses import require_iso
 from ordnung.core.domain.orders import Order
 from ordnung.core.domain.pricing import ShippingQuote
 from ordnung.core.domain.shipments import Label, Shipment, TrackingUpdate
@@ -38,6 +39,9 @@ class FlatRate:
         #: ISO country codes served; empty = everywhere
         countries: list[str] = []
         tracking_prefix: str = "FR"
+
+        def __post_init__(self) -> None:
+            require_iso("countries", self.countries)
 
     def __init__(self, settings: FlatRate.Settings) -> None:
         self.settings = settings

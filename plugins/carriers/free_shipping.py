@@ -19,6 +19,7 @@ import msgspec
 
 from ordnung.core import hookimpl
 from ordnung.core.contexts import PricingContext
+from ordnung.core.domain.addresses import require_iso
 from ordnung.core.domain.money import Money
 from ordnung.core.domain.pricing import ShippingQuote
 from ordnung.plugins.carriers.flat_rate import add_business_days
@@ -47,6 +48,7 @@ class FreeShipping(LabelCarrier):
                 raise ValueError("thresholds and fallback prices cannot be negative")
             if self.transit_days < 0:
                 raise ValueError("transit_days cannot be negative")
+            require_iso("countries", self.countries)
 
     def __init__(self, settings: FreeShipping.Settings) -> None:
         self.settings = settings

@@ -17,6 +17,7 @@ import msgspec
 
 from ordnung.core import hookimpl
 from ordnung.core.contexts import PricingContext
+from ordnung.core.domain.addresses import require_iso
 from ordnung.core.domain.orders import Order
 from ordnung.core.domain.pricing import ShippingQuote
 from ordnung.core.domain.shipments import Shipment
@@ -39,6 +40,7 @@ class PickupPoint(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     def __post_init__(self) -> None:
         if not self.id or ":" in self.id:
             raise ValueError("a pick-up point id must be non-empty and contain no ':'")
+        require_iso(f"points[{self.id!r}].country", [self.country])
 
     def lines(self) -> list[str]:
         out = [self.name, self.line1, " ".join(p for p in (self.postal_code, self.city) if p),
@@ -72,6 +74,7 @@ class StorePickup(LabelCarrier):
         tracking_prefix: str = "PU"
 
         def __post_init__(self) -> None:
+            require_iso("countries", self.countries)
             ids = [point.id for point in self.points]
             if len(ids) != len(set(ids)):
                 raise ValueError("pick-up point ids must be unique")

@@ -14,6 +14,7 @@ import msgspec
 
 from ordnung.core import hookimpl
 from ordnung.core.contexts import PricingContext
+from ordnung.core.domain.addresses import EU_MEMBER_STATES, require_iso
 from ordnung.core.domain.pricing import ShippingQuote
 from ordnung.plugins.carriers.flat_rate import add_business_days
 from ordnung.plugins.carriers.labels import LabelCarrier
@@ -48,11 +49,11 @@ class Zone(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             raise ValueError(f"zone {self.name!r}: bands must be in ascending up_to_grams order")
         if self.transit_days < 0:
             raise ValueError("transit_days cannot be negative")
+        require_iso(f"zone {self.name!r}: countries", self.countries, wildcard=True)
 
 
 def _default_zones() -> list[Zone]:
-    eu = ["AT", "BE", "BG", "CY", "CZ", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE",
-          "IT", "LT", "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK"]
+    eu = sorted(EU_MEMBER_STATES - {"DE"})
     return [
         Zone(name="domestic", countries=["DE"], transit_days=2, bands=[
             Band(up_to_grams=1_000, prices={"EUR": 495}),

@@ -25,6 +25,7 @@ import msgspec
 
 from ordnung.core import hookimpl
 from ordnung.core.contexts import PricingContext
+from ordnung.core.domain.addresses import require_iso
 from ordnung.core.domain.orders import OrderLine
 from ordnung.core.domain.pricing import Violation
 
@@ -45,6 +46,7 @@ class Rule(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             raise ValueError("a rule needs an id")
         if bool(self.deny) == bool(self.allow):
             raise ValueError(f"rule {self.id!r}: give either deny or allow destinations")
+        require_iso(f"rule {self.id!r}: destinations", [*self.deny, *self.allow], places=True)
 
     def selects(self, line: OrderLine, attributes: dict[str, str]) -> bool:
         if self.skus and line.sku not in self.skus:

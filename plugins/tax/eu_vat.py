@@ -40,14 +40,12 @@ from stdnum.eu import vat as eu_vat_number
 
 from ordnung.core import hookimpl
 from ordnung.core.contexts import PricingContext
-from ordnung.core.domain.addresses import Address
+from ordnung.core.domain.addresses import EU_MEMBER_STATES, Address, require_iso
 from ordnung.core.domain.money import Money
 from ordnung.core.domain.pricing import Discount, LineTax, TaxAnswer
 
 #: member states (ISO 3166-1), Northern Ireland's "XI" numbers count for goods
-EU_COUNTRIES = frozenset({
-    "AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE",
-    "IT", "LT", "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK"})
+EU_COUNTRIES = EU_MEMBER_STATES
 #: VAT number prefixes that differ from the ISO country code
 VAT_PREFIX_COUNTRY = {"EL": "GR", "XI": "GB"}
 
@@ -97,6 +95,7 @@ class EuVat:
         def __post_init__(self) -> None:
             if self.seller_country not in EU_COUNTRIES:
                 raise ValueError(f"seller_country {self.seller_country!r} is not an EU member")
+            require_iso("rates", self.rates)
             for country, table in self.rates.items():
                 if "standard" not in table:
                     raise ValueError(f"rates[{country!r}] needs a 'standard' rate")

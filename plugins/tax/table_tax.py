@@ -10,6 +10,7 @@ import msgspec
 
 from ordnung.core import hookimpl
 from ordnung.core.contexts import PricingContext
+from ordnung.core.domain.addresses import require_iso
 from ordnung.core.domain.pricing import LineTax, TaxAnswer
 
 
@@ -25,6 +26,9 @@ class TableTax:
         })
         prices_include_tax: bool = True
         label: str = "VAT"
+
+        def __post_init__(self) -> None:
+            require_iso("rates", self.rates, places=True)
 
     def __init__(self, settings: TableTax.Settings) -> None:
         self.settings = settings

@@ -26,6 +26,7 @@ import msgspec
 
 from ordnung.core import hookimpl
 from ordnung.core.contexts import PricingContext
+from ordnung.core.domain.addresses import subdivisions_of
 from ordnung.core.domain.pricing import LineTax, TaxAnswer
 
 
@@ -62,6 +63,13 @@ class UsSalesTax:
         label: str = "Sales tax"
 
         def __post_init__(self) -> None:
+            states = subdivisions_of("US")
+            for name, codes in (("rates", self.rates), ("class_rates", self.class_rates),
+                                ("shipping_taxable", self.shipping_taxable)):
+                wrong = sorted(set(codes) - states)
+                if wrong:
+                    raise ValueError(f"{name}: {', '.join(map(repr, wrong))} are not ISO "
+                                     "3166-2 subdivisions of the US (e.g. 'CA' for US-CA)")
             tables: list[tuple[str, dict[str, str]]] = [
                 ("rates", self.rates), ("zip_rates", self.zip_rates),
                 *((f"class_rates[{state!r}]", table) for state, table in self.class_rates.items())]
