@@ -19,6 +19,7 @@ from ordnung.core.domain.customers import Customer
 from ordnung.core.domain.events import Event
 from ordnung.core.domain.inventory import Movement
 from ordnung.core.domain.orders import Order
+from ordnung.core.domain.views import CustomerOrder
 from ordnung.core.requests import PaymentInput, ReturnLineInput
 
 
@@ -206,6 +207,13 @@ class VerifyEmailIn(In):
 # -- pages ---------------------------------------------------------------------------------
 class OrderPage(msgspec.Struct, kw_only=True):
     items: list[Order]
+    next: str | None = None
+
+
+class CustomerOrderPage(msgspec.Struct, kw_only=True):
+    """A page of orders in the customer's view (every caller but staff)."""
+
+    items: list[CustomerOrder]
     next: str | None = None
 
 

@@ -17,7 +17,13 @@ from litestar.params import FromPath, HeaderParameter, JSONBody
 from ordnung.api.auth import shopper_or_admin
 from ordnung.api.client_ip import client_facts
 from ordnung.api.problems import problems
-from ordnung.api.routes.common import caller, engine_of, idempotency_key
+from ordnung.api.routes.common import (
+    OrderView,
+    caller,
+    engine_of,
+    idempotency_key,
+    order_view,
+)
 from ordnung.api.schemas import (
     AddressesIn,
     CartIn,
@@ -28,7 +34,6 @@ from ordnung.api.schemas import (
     ShippingMethodIn,
 )
 from ordnung.core.domain.carts import Cart
-from ordnung.core.domain.orders import Order
 from ordnung.core.domain.pricing import ExplanationStep, ShippingQuote
 from ordnung.core.errors import InvalidInput
 
@@ -165,7 +170,7 @@ class CartController(Controller):
     @post("/{cart_id:str}/order", status_code=201, responses=problems(402, 404))
     async def place(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                     data: JSONBody[PlaceCartIn],
-                    cart_token: CartToken = None) -> Order:
+                    cart_token: CartToken = None) -> OrderView:
         cart = await self._cart(request, cart_id, cart_token)
         principal = caller(request)
         if principal.kind == "customer" and cart.customer_id is None:
@@ -173,6 +178,6 @@ class CartController(Controller):
             # the order, which then shows among the customer's orders
             await engine_of(request).carts.adopt(cart_id, principal.customer_id or "")
         client = client_facts(request, principal, data.client)
-        return await engine_of(request).carts.place(
+        return order_view(request, await engine_of(request).carts.place(
             cart_id, payment=data.payment, client=client, actor=caller(request).actor,
-            idempotency_key=idempotency_key(request))
+            idempotency_key=idempotency_key(request)))

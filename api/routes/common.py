@@ -9,9 +9,15 @@ from litestar import Request
 from ordnung.api.idempotency import key_scope
 from ordnung.core import Engine
 from ordnung.core.domain.access import Principal
+from ordnung.core.domain.events import Event
+from ordnung.core.domain.orders import Order
+from ordnung.core.domain.views import CustomerOrder, customer_order, customer_timeline
 from ordnung.core.errors import InvalidInput
 
 MAX_LIMIT = 200
+
+#: what an order route answers: the whole order for staff, the customer's view otherwise
+OrderView = Order | CustomerOrder
 
 
 def engine_of(request: Request[Any, Any, Any]) -> Engine:
@@ -37,3 +43,15 @@ def check_limit(limit: int) -> int:
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
     return limit
+
+
+def order_view(request: Request[Any, Any, Any], order: Order) -> Order | CustomerOrder:
+    """The order as this caller may see it: whole for staff, the customer's view for
+    everyone else (storefront keys, customer tokens, stream tokens)."""
+    return order if caller(request).staff else customer_order(order)
+
+
+def timeline_view(request: Request[Any, Any, Any], order: Order,
+                  events: list[Event]) -> list[Event]:
+    """The timeline as this caller may see it (see ``order_view``)."""
+    return events if caller(request).staff else customer_timeline(events, order.customer_id)

@@ -64,7 +64,8 @@ class CustomerController(Controller):
          responses=problems(404))
     async def export(self, request: Request[Any, Any, Any], customer_id: FromPath[str]
                      ) -> dict[str, Any]:
-        return await engine_of(request).customers.export(_own(request, customer_id))
+        return await engine_of(request).customers.export(_own(request, customer_id),
+                                                         staff=caller(request).staff)
 
     @delete("/{customer_id:str}", guards=[admin("customers")], status_code=200,
             responses=problems(404))

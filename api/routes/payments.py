@@ -9,7 +9,7 @@ from litestar.params import FromPath, JSONBody
 
 from ordnung.api.auth import admin, customer_or_admin
 from ordnung.api.problems import problems
-from ordnung.api.routes.common import caller, engine_of
+from ordnung.api.routes.common import OrderView, caller, engine_of, order_view
 from ordnung.api.routes.orders import load_order
 from ordnung.api.schemas import AuthorizeIn, CaptureIn, RefundIn, VoidIn
 from ordnung.core.domain.orders import Order
@@ -29,12 +29,12 @@ class PaymentController(Controller):
     @post("/", guards=[customer_or_admin("payments")], status_code=201,
           responses=problems(402, 404))
     async def authorize(self, request: Request[Any, Any, Any], order_id: FromPath[str],
-                        data: JSONBody[AuthorizeIn]) -> Order:
+                        data: JSONBody[AuthorizeIn]) -> OrderView:
         """Pay (again) for what the order's payments do not cover yet."""
         await load_order(request, order_id)
-        return await engine_of(request).payments.authorize(
+        return order_view(request, await engine_of(request).payments.authorize(
             order_id, gateway=data.gateway, method=data.method, token=data.token,
-            actor=caller(request).actor)
+            actor=caller(request).actor))
 
     @post("/capture", guards=[admin("payments")], status_code=200,
           responses=problems(402, 404))

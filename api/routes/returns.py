@@ -9,7 +9,7 @@ from litestar.params import FromPath, JSONBody
 
 from ordnung.api.auth import admin, customer_or_admin
 from ordnung.api.problems import problems
-from ordnung.api.routes.common import caller, engine_of
+from ordnung.api.routes.common import OrderView, caller, engine_of, order_view
 from ordnung.api.routes.orders import load_order
 from ordnung.api.schemas import ReasonIn, ReceiveIn, ReturnIn, ReturnRefundIn
 from ordnung.core.domain.orders import Order
@@ -22,11 +22,11 @@ class ReturnController(Controller):
     @post("/", guards=[customer_or_admin("orders")], status_code=201,
           responses=problems(404))
     async def request_return(self, request: Request[Any, Any, Any], order_id: FromPath[str],
-                             data: JSONBody[ReturnIn]) -> Order:
+                             data: JSONBody[ReturnIn]) -> OrderView:
         await load_order(request, order_id)
         order, _ = await engine_of(request).returns.request(
             order_id, data.lines, reason=data.reason, actor=caller(request).actor)
-        return order
+        return order_view(request, order)
 
     @post("/{return_id:str}/approve", guards=[admin("orders")], status_code=200,
           responses=problems(404))
