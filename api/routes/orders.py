@@ -11,7 +11,7 @@ import msgspec
 from litestar import Controller, Request, get, post
 from litestar.exceptions import PermissionDeniedException
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, FromQuery, JSONBody, Parameter
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from ordnung.api.auth import (
@@ -141,12 +141,12 @@ class OrderController(Controller):
          responses={200: EVENT_STREAM, **problems(404)})
     async def live(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                    after_seq: FromQuery[int] = 0,
-                   last_event_id: Annotated[str | None, Parameter(
-                       header="Last-Event-ID",
+                   last_event_id: Annotated[str | None, HeaderParameter(
+                       name="Last-Event-ID", required=False,
                        description="the id (sequence number) of the last event received; "
                                    "the stream resumes after it")] = None,
-                   stream_token: Annotated[str | None, Parameter(
-                       query="stream_token",
+                   stream_token: Annotated[str | None, QueryParameter(
+                       name="stream_token", required=False,
                        description="instead of an Authorization header: a token from "
                                    "POST /orders/{order_id}/stream-tokens")] = None,
                    ) -> ServerSentEvent:
