@@ -11,9 +11,10 @@ Kind = Literal["admin", "storefront", "customer"]
 #: who may call: a key's kind, or a stream token (one order's live status, read-only)
 CallerKind = Literal["admin", "storefront", "customer", "stream"]
 
-#: every scope an admin key may hold
+#: every scope an admin key may hold. ``keys`` manages keys (list, issue, revoke), and a
+#: key only ever issues or revokes keys whose scopes are a subset of its own
 ADMIN_SCOPES = ("catalogue", "inventory", "orders", "fulfilment", "payments", "refunds",
-                "customers", "plugins", "metrics")
+                "customers", "plugins", "metrics", "keys")
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
