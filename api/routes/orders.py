@@ -153,7 +153,8 @@ class OrderController(Controller):
         """Follow an order live (server-sent events): each timeline event as it happens.
 
         Works across API workers (it reads the committed timeline). The stream
-        ends when the order reaches a terminal state or after five minutes. A browser
+        ends when the order reaches a terminal state (at once if it is there already)
+        or after five minutes. A browser
         reconnecting sends ``Last-Event-ID`` and gets only what it has not seen yet.
         """
         principal = caller(request)
@@ -167,6 +168,8 @@ class OrderController(Controller):
         engine = engine_of(request)
         terminal = {s for s, spec in engine.machines["order"].states.items() if spec.terminal}
         staff = principal.staff
+        #: an order already at its end: send what is left (perhaps nothing) and close
+        finished = order.status in terminal
 
         async def stream() -> AsyncIterator[ServerSentEventMessage]:
             seen = seen_from
@@ -181,7 +184,8 @@ class OrderController(Controller):
                     yield ServerSentEventMessage(
                         data=msgspec.json.encode(shown).decode(), event=shown.kind,
                         id=str(shown.seq))
-                if any(e.to_state in terminal and e.machine == "order" for e in events):
+                if finished or any(e.to_state in terminal and e.machine == "order"
+                                   for e in events):
                     return
                 await asyncio.sleep(POLL_SECONDS)
 
