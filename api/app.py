@@ -21,6 +21,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp
 
+from ordnung.api.access import AccessDocs
 from ordnung.api.auth import PUBLIC_PATHS, BearerAuthMiddleware
 from ordnung.api.docs_pages import docs_assets_router, docs_render_plugins
 from ordnung.api.idempotency import IdempotencyMiddleware
@@ -62,6 +63,7 @@ from ordnung.core.errors import OrdnungError
 
 @get("/health", tags=["health"], exclude_from_auth=True)
 async def health(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """Liveness and readiness: the database answers."""
     engine: Engine = request.app.state.engine
     await engine.db.fetch("SELECT 1 AS ok")
     return {"status": "ok", "database": engine.db.kind}
@@ -153,7 +155,7 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
         ],
         lifespan=[lifespan],
         middleware=middleware,
-        plugins=[ProblemDocs(), *([tracing.plugin] if tracing is not None else [])],
+        plugins=[ProblemDocs(), AccessDocs(), *([tracing.plugin] if tracing is not None else [])],
         before_request=name_the_order if tracing is not None else None,
         exception_handlers={
             OrdnungError: handle_ordnung_error,

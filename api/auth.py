@@ -19,6 +19,7 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
+from ordnung.api.access import declare
 from ordnung.core import Engine
 from ordnung.core.domain.access import Principal
 from ordnung.core.errors import InvalidCredentials, NotFound
@@ -80,7 +81,7 @@ def admin(scope: str) -> Any:
             raise PermissionDeniedException(f"needs an admin key with the {scope!r} scope")
 
     guard.__name__ = f"admin_{scope}"
-    return guard
+    return declare(guard, "admin", scope=scope)
 
 
 def shopper_or_admin(scope: str) -> Any:
@@ -94,7 +95,7 @@ def shopper_or_admin(scope: str) -> Any:
                                         f"admin key with the {scope!r} scope")
 
     guard.__name__ = f"shopper_or_{scope}"
-    return guard
+    return declare(guard, "storefront", "customer", "admin", scope=scope)
 
 
 async def storefront_key(connection: ASGIConnection[Any, Any, Any, Any],
@@ -122,7 +123,7 @@ def customer_or_admin(scope: str) -> Any:
                                         f"{scope!r} scope")
 
     guard.__name__ = f"customer_or_{scope}"
-    return guard
+    return declare(guard, "customer", "admin", scope=scope)
 
 
 def order_reader(scope: str) -> Any:
@@ -137,7 +138,11 @@ def order_reader(scope: str) -> Any:
                                         f"admin key with the {scope!r} scope")
 
     guard.__name__ = f"order_reader_{scope}"
-    return guard
+    return declare(guard, "customer", "stream", "admin", scope=scope)
+
+
+declare(storefront_key, "storefront")
+declare(signed_in_customer, "customer")
 
 
 def ensure_owner(principal: Principal, kind: str, key: str, customer_id: str | None,

@@ -22,6 +22,7 @@ class AdminController(Controller):
 
     @get("/plugins", guards=[admin("plugins")])
     async def plugins(self, request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
+        """The installed plugins, their hooks and settings."""
         return engine_of(request).plugins()
 
     @get("/lifecycle", guards=[admin("plugins")])

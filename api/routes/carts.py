@@ -97,12 +97,14 @@ class CartController(Controller):
     @get("/{cart_id:str}", responses=problems(404))
     async def get_cart(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                        cart_token: CartToken = None) -> Cart:
+        """The cart with its priced lines and totals."""
         return await self._cart(request, cart_id, cart_token)
 
     @post("/{cart_id:str}/lines", status_code=200, responses=problems(404))
     async def add_line(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                        data: JSONBody[LineIn],
                        cart_token: CartToken = None) -> Cart:
+        """Add units of a SKU to the cart (merged with a line of the same SKU)."""
         await self._cart(request, cart_id, cart_token)
         return await engine_of(request).carts.add_line(cart_id, data.sku, data.quantity)
 
@@ -111,6 +113,7 @@ class CartController(Controller):
                        sku: FromPath[str],
                        data: JSONBody[QuantityIn],
                        cart_token: CartToken = None) -> Cart:
+        """Set the quantity of a SKU's line in the cart."""
         await self._cart(request, cart_id, cart_token)
         return await engine_of(request).carts.set_line(cart_id, sku, data.quantity)
 
@@ -118,6 +121,7 @@ class CartController(Controller):
     async def remove_line(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                           sku: FromPath[str],
                           cart_token: CartToken = None) -> Cart:
+        """Remove a SKU's line from the cart."""
         await self._cart(request, cart_id, cart_token)
         return await engine_of(request).carts.remove_line(cart_id, sku)
 
@@ -125,6 +129,7 @@ class CartController(Controller):
     async def addresses(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                         data: JSONBody[AddressesIn],
                         cart_token: CartToken = None) -> Cart:
+        """Set the cart's shipping and billing address and contact e-mail."""
         await self._cart(request, cart_id, cart_token)
         carts = engine_of(request).carts
         if data.email is not None:
@@ -135,6 +140,7 @@ class CartController(Controller):
     async def apply_code(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                          data: JSONBody[CodeIn],
                          cart_token: CartToken = None) -> Cart:
+        """Apply a promotion code to the cart."""
         await self._cart(request, cart_id, cart_token)
         return await engine_of(request).carts.apply_code(cart_id, data.code)
 
@@ -142,6 +148,7 @@ class CartController(Controller):
     async def remove_code(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                           code: FromPath[str],
                           cart_token: CartToken = None) -> Cart:
+        """Remove a promotion code from the cart."""
         await self._cart(request, cart_id, cart_token)
         return await engine_of(request).carts.remove_code(cart_id, code)
 
@@ -149,6 +156,7 @@ class CartController(Controller):
     async def quotes(self, request: Request[Any, Any, Any],
                      cart_id: FromPath[str],
                      cart_token: CartToken = None) -> list[QuoteOut]:
+        """Shipping options and their prices for the cart as it is now."""
         await self._cart(request, cart_id, cart_token)
         return [QuoteOut(method=m, service=q.service, name=q.name, price=q.price,
                          expected_delivery=q.expected_delivery, tax_class=q.tax_class)
@@ -158,12 +166,14 @@ class CartController(Controller):
     async def shipping_method(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                               data: JSONBody[ShippingMethodIn],
                               cart_token: CartToken = None) -> Cart:
+        """Choose the cart's shipping method (one of its shipping quotes)."""
         await self._cart(request, cart_id, cart_token)
         return await engine_of(request).carts.set_shipping_method(cart_id, data.method)
 
     @get("/{cart_id:str}/explanation", responses=problems(404))
     async def explanation(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                           cart_token: CartToken = None) -> list[ExplanationStep]:
+        """How the cart's price came about, step by step (lines, promotions, shipping, tax)."""
         await self._cart(request, cart_id, cart_token)
         return await engine_of(request).carts.explain(cart_id)
 
@@ -171,6 +181,7 @@ class CartController(Controller):
     async def place(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                     data: JSONBody[PlaceCartIn],
                     cart_token: CartToken = None) -> OrderView:
+        """Place the cart as an order, with its payment; the cart is spent."""
         cart = await self._cart(request, cart_id, cart_token)
         principal = caller(request)
         if principal.kind == "customer" and cart.customer_id is None:

@@ -44,6 +44,7 @@ class ShipmentController(Controller):
     @post("/{shipment_id:str}/pick", status_code=200, responses=problems(404))
     async def pick(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                    shipment_id: FromPath[str]) -> Order:
+        """Mark a shipment as picked."""
         return await engine_of(request).fulfilment.pick(order_id, shipment_id,
                                                         actor=caller(request).actor)
 
@@ -59,6 +60,7 @@ class ShipmentController(Controller):
     async def ship(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                    shipment_id: FromPath[str],
                    data: JSONBody[ShipIn]) -> Order:
+        """Ship a shipment: the carrier plugin makes the label and the tracking number."""
         return await engine_of(request).fulfilment.ship(
             order_id, shipment_id, tracking_number=data.tracking_number, carrier=data.carrier,
             actor=caller(request).actor)
@@ -66,12 +68,14 @@ class ShipmentController(Controller):
     @post("/{shipment_id:str}/deliver", status_code=200, responses=problems(404))
     async def deliver(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                       shipment_id: FromPath[str]) -> Order:
+        """Mark a shipment as delivered (when no carrier reports it)."""
         return await engine_of(request).fulfilment.deliver(order_id, shipment_id,
                                                            actor=caller(request).actor)
 
     @post("/{shipment_id:str}/cancel", status_code=200, responses=problems(404))
     async def cancel(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                      shipment_id: FromPath[str]) -> Order:
+        """Cancel a shipment that has not shipped."""
         return await engine_of(request).fulfilment.cancel_shipment(order_id, shipment_id,
                                                                    actor=caller(request).actor)
 

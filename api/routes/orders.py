@@ -120,12 +120,14 @@ class OrderController(Controller):
     @get("/{order_id:str}", guards=[customer_or_admin("orders")], responses=problems(404))
     async def get_order(self, request: Request[Any, Any, Any], order_id: FromPath[str]
                         ) -> OrderView:
+        """One order (staff read it whole, everyone else the customer's view)."""
         return order_view(request, await load_order(request, order_id))
 
     @get("/by-number/{number:str}", guards=[customer_or_admin("orders")],
          responses=problems(404))
     async def by_number(self, request: Request[Any, Any, Any], number: FromPath[str]
                         ) -> OrderView:
+        """An order by its human-readable number."""
         order = await engine_of(request).orders.by_number(number)
         ensure_owner(caller(request), "order", number, order.customer_id)
         return order_view(request, order)
@@ -133,6 +135,7 @@ class OrderController(Controller):
     @get("/{order_id:str}/timeline", guards=[customer_or_admin("orders")],
          responses=problems(404))
     async def timeline(self, request: Request[Any, Any, Any], order_id: FromPath[str]) -> EventList:
+        """The order's timeline: every event in order (customers get their view of it)."""
         order = await load_order(request, order_id)
         return EventList(items=timeline_view(
             request, order, await engine_of(request).orders.timeline(order_id)))
@@ -204,6 +207,7 @@ class OrderController(Controller):
           responses=problems(404))
     async def cancel(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                      data: JSONBody[ReasonIn]) -> OrderView:
+        """Cancel the order: reservations are released and open payments voided."""
         await load_order(request, order_id)
         return order_view(request, await engine_of(request).orders.cancel(
             order_id, reason=data.reason, actor=caller(request).actor))
@@ -212,6 +216,7 @@ class OrderController(Controller):
           responses=problems(404))
     async def hold(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                    data: JSONBody[ReasonIn]) -> Order:
+        """Put the order on hold for review: nothing is captured or shipped until released."""
         if not data.reason:
             raise InvalidInput("a hold needs a reason", field="reason")
         return await engine_of(request).orders.hold(order_id, data.reason,
@@ -237,5 +242,6 @@ class OrderController(Controller):
           responses=problems(404))
     async def note(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                    data: JSONBody[NoteIn]) -> Order:
+        """Add a staff note to the order's timeline (never shown to customers)."""
         return await engine_of(request).orders.add_note(order_id, data.note,
                                                         actor=caller(request).actor)

@@ -23,6 +23,7 @@ class PaymentController(Controller):
     @get("/methods", guards=[customer_or_admin("payments")], responses=problems(404))
     async def methods(self, request: Request[Any, Any, Any], order_id: FromPath[str]
                       ) -> list[PaymentMethod]:
+        """The ways to pay that the gateway plugins offer for this order."""
         await load_order(request, order_id)
         return await engine_of(request).payments.methods(order_id)
 
@@ -40,6 +41,7 @@ class PaymentController(Controller):
           responses=problems(402, 404))
     async def capture(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                       data: JSONBody[CaptureIn]) -> Order:
+        """Capture an authorized payment, in full or in part."""
         return await engine_of(request).payments.capture(
             order_id, amount=data.amount, payment_id=data.payment_id,
             actor=caller(request).actor)
@@ -48,6 +50,7 @@ class PaymentController(Controller):
           responses=problems(402, 404))
     async def refund(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                      data: JSONBody[RefundIn]) -> Order:
+        """Refund a captured payment, in full or in part."""
         return await engine_of(request).payments.refund(
             order_id, amount=data.amount, payment_id=data.payment_id, reason=data.reason,
             actor=caller(request).actor)
@@ -56,6 +59,7 @@ class PaymentController(Controller):
           responses=problems(402, 404))
     async def void(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                    data: JSONBody[VoidIn]) -> Order:
+        """Void an authorization that was not captured."""
         return await engine_of(request).payments.void(order_id, payment_id=data.payment_id,
                                                       actor=caller(request).actor)
 

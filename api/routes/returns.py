@@ -23,6 +23,7 @@ class ReturnController(Controller):
           responses=problems(404))
     async def request_return(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                              data: JSONBody[ReturnIn]) -> OrderView:
+        """Ask to return shipped units of the order."""
         await load_order(request, order_id)
         order, _ = await engine_of(request).returns.request(
             order_id, data.lines, reason=data.reason, actor=caller(request).actor)
@@ -32,6 +33,7 @@ class ReturnController(Controller):
           responses=problems(404))
     async def approve(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                       return_id: FromPath[str]) -> Order:
+        """Approve a requested return."""
         return await engine_of(request).returns.approve(order_id, return_id,
                                                         actor=caller(request).actor)
 
@@ -40,6 +42,7 @@ class ReturnController(Controller):
     async def reject(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                      return_id: FromPath[str],
                      data: JSONBody[ReasonIn]) -> Order:
+        """Reject a requested return, with a reason."""
         return await engine_of(request).returns.reject(order_id, return_id,
                                                        reason=data.reason,
                                                        actor=caller(request).actor)
@@ -49,6 +52,7 @@ class ReturnController(Controller):
     async def receive(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                       return_id: FromPath[str],
                       data: JSONBody[ReceiveIn]) -> Order:
+        """Receive a return's goods, restocking them line by line as ``restock`` says."""
         return await engine_of(request).returns.receive(order_id, return_id,
                                                         restock=data.restock,
                                                         actor=caller(request).actor)
@@ -58,6 +62,7 @@ class ReturnController(Controller):
     async def refund(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                      return_id: FromPath[str],
                      data: JSONBody[ReturnRefundIn]) -> Order:
+        """Refund a received return (its refund amount unless ``amount`` is given)."""
         return await engine_of(request).returns.refund(order_id, return_id,
                                                        amount=data.amount,
                                                        actor=caller(request).actor)
