@@ -8,6 +8,8 @@ no key is stored.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -102,3 +104,14 @@ async def test_a_bootstrap_key_from_before_the_keys_scope_gains_it(database_url:
             listed = expect(await client.get("/admin/keys", headers=bearer(secret)), 200)
         mine = [k for k in listed["items"] if k["name"] == "old bootstrap"]
         assert sorted(mine[0]["scopes"]) == sorted(ADMIN_SCOPES)
+
+
+def test_the_readme_lists_exactly_the_admin_scopes_of_the_code() -> None:
+    """README "Who may do what" and "Using the API" name every scope, and no other."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    trust = readme.split("### Who may do what", 1)[1].split("\n### ", 1)[0]
+    scopes_paragraph = trust.split("Each holds scopes:", 1)[1].split("A scope opens", 1)[0]
+    assert set(re.findall(r"`([a-z]+)`", scopes_paragraph)) == set(ADMIN_SCOPES)
+    using = readme.split("## Using the API", 1)[1].split("an admin key carries scopes", 1)[1]
+    listed = using.split(")", 1)[0]
+    assert set(re.findall(r"`([a-z]+)`", listed)) == set(ADMIN_SCOPES)
