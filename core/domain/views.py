@@ -7,8 +7,8 @@ field added to ``Order`` later stays staff-only until it is added here on purpos
 
 Left out: the hold reason, the risk score and its reasons, staff notes (the
 ``order.note`` and ``order.risk_assessed`` events), who on the staff did what (key
-ids become ``staff``), stock locations, gateway references and in-flight bookkeeping,
-internal priorities and the cancel reason (staff may write it).
+ids become ``staff``), stock locations, internal priorities, the cancel reason (staff may
+write it) and a payment's in-flight bookkeeping.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ STAFF_EVENT_KINDS = frozenset({"order.note", "order.risk_assessed"})
 CUSTOMER_EVENT_DATA = frozenset({"number", "total", "currency", "channel", "amount",
                                  "gateway", "carrier", "tracking_number",
                                  "expected_delivery", "status", "description",
-                                 "refund_amount", "lines"})
+                                 "refund_amount", "lines", "reference", "grants_terms",
+                                 "via"})
 
 
 class CustomerOrderLine(msgspec.Struct, kw_only=True):
@@ -59,6 +60,11 @@ class CustomerPayment(msgspec.Struct, kw_only=True):
     authorized: int = 0
     captured: int = 0
     refunded: int = 0
+    #: the gateway's id: a page may need it to finish a payment (3-D Secure)
+    reference: str = ""
+    #: pay later (invoice, cash on delivery)
+    grants_terms: bool = False
+    failure_reason: str = ""
     created_at: datetime
 
 
