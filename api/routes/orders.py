@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import PermissionDeniedException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
@@ -51,6 +51,9 @@ from ordnung.core.requests import PlaceOrder
 #: how long one live-status stream stays open at most, and how often it looks
 STREAM_SECONDS = 300.0
 POLL_SECONDS = 0.5
+STREAM_DONE = ResponseSpec(data_container=None, description=(
+    "The order is finished and the caller has seen all of it (Last-Event-ID): nothing "
+    "more will come, and a browser's EventSource stops reconnecting"))
 EVENT_STREAM = ResponseSpec(data_container=StreamedEvent, media_type="text/event-stream",
                             description="Server-sent events, one per timeline event")
 
@@ -141,7 +144,7 @@ class OrderController(Controller):
             request, order, await engine_of(request).orders.timeline(order_id)))
 
     @get("/{order_id:str}/events", guards=[order_reader("orders")],
-         responses={200: EVENT_STREAM, **problems(404)})
+         responses={200: EVENT_STREAM, 204: STREAM_DONE, **problems(404)})
     async def live(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                    after_seq: FromQuery[int] = 0,
                    last_event_id: Annotated[str | None, HeaderParameter(
@@ -152,7 +155,7 @@ class OrderController(Controller):
                        name="stream_token", required=False,
                        description="instead of an Authorization header: a token from "
                                    "POST /orders/{order_id}/stream-tokens")] = None,
-                   ) -> ServerSentEvent:
+                   ) -> Response[Any]:
         """Follow an order live (server-sent events): each timeline event as it happens.
 
         Works across API workers (it reads the committed timeline). The stream
@@ -171,8 +174,12 @@ class OrderController(Controller):
         engine = engine_of(request)
         terminal = {s for s, spec in engine.machines["order"].states.items() if spec.terminal}
         staff = principal.staff
-        #: an order already at its end: send what is left (perhaps nothing) and close
+        #: an order already at its end: send what is left and close
         finished = order.status in terminal
+        if finished and not any(e.seq > seen_from
+                                for e in await engine.orders.timeline(order_id)):
+            # nothing more will ever come: 204 tells an EventSource to stop reconnecting
+            return Response(content=None, status_code=204)
 
         async def stream() -> AsyncIterator[ServerSentEventMessage]:
             seen = seen_from
