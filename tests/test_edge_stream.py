@@ -187,3 +187,52 @@ def test_a_stream_token_opens_one_order_for_minutes_and_nothing_else(
             time.sleep(TTL + 1.5)
             body = problem(http.get(expiring), 401, "unauthorized")
             assert "expired" in body["detail"]
+
+
+#: the page's script: follow the stream with EventSource, record every event, and note
+#: when the browser gives up reconnecting (readyState CLOSED)
+FOLLOW = """url => {
+  window.received = [];
+  window.gaveUp = false;
+  const source = new EventSource(url);
+  for (const kind of KINDS) {
+    source.addEventListener(kind, e => window.received.push(
+      {kind: e.type, id: e.lastEventId, actor: JSON.parse(e.data).actor}));
+  }
+  source.onerror = () => { if (source.readyState === EventSource.CLOSED) window.gaveUp = true; };
+}"""
+KINDS = ["order.placed", "payment.created", "payment.authorized", "payment.captured",
+         "order.processing", "order.cancelled", "order.note", "payment.voided"]
+
+
+def test_a_browser_follows_an_order_with_eventsource(database_url: str,
+                                                     tmp_path: Path) -> None:
+    """Headless Chromium: ``EventSource`` with a stream token (no header it could not
+    send), events as they happen, a reconnect after the order finished that resumes
+    from ``Last-Event-ID`` (no event twice) and then stops (204)."""
+    from tests.browser_support import browser_page
+
+    with running_server(database_url, tmp_path, "--demo", workers=2) as server, \
+            browser_page() as (page, _):
+        _, kim = customer(server, "kim@example.com")
+        order = place(server, kim, "kim@example.com")
+        token = mint(server, order["id"], kim)
+        page.goto(server.base_url + "/health")  # type: ignore[attr-defined]
+        page.evaluate(FOLLOW.replace("KINDS", json.dumps(KINDS)),  # type: ignore[attr-defined]
+                      server.base_url + token["url"])
+        page.wait_for_function(  # type: ignore[attr-defined]
+            "window.received.some(e => e.kind === 'order.placed')", timeout=20_000)
+        with client(server) as http:
+            assert http.post(f"/orders/{order['id']}/notes", json={"note": "staff only"},
+                             headers=ADMIN).status_code == 200
+            assert http.post(f"/orders/{order['id']}/cancel", json={},
+                             headers=kim).status_code == 200
+        # the stream ends at the terminal state; the browser reconnects with
+        # Last-Event-ID, gets 204 and stops
+        page.wait_for_function("window.gaveUp", timeout=30_000)  # type: ignore[attr-defined]
+        received = page.evaluate("window.received")  # type: ignore[attr-defined]
+        kinds = [e["kind"] for e in received]
+        ids = [int(e["id"]) for e in received]
+        assert "order.cancelled" in kinds and "order.note" not in kinds, received
+        assert ids == sorted(set(ids)), received  # nothing twice, in order
+        assert all(":" not in e["actor"] for e in received), received
