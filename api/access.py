@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from litestar.handlers import HTTPRouteHandler
-from litestar.openapi.spec import Operation
+from litestar.openapi.spec import OpenAPIResponse, Operation, Schema
 from litestar.plugins import ReceiveRoutePlugin
 from litestar.routes import BaseRoute, HTTPRoute
 
@@ -120,8 +120,22 @@ def operation_class(base: type[Operation], access: Access) -> type[Operation]:
             if parent is not None:
                 parent()
             self.x_ordnung_access = document
+            _any_of_answers(self)
 
     return Stated
+
+
+def _any_of_answers(operation: Operation) -> None:
+    """An answer that is one type or another by caller (the whole order for staff, the
+    customer's view for everyone else) is ``anyOf``, not ``oneOf``: the customer's view
+    is a subset, so an answer can match both."""
+    for status, response in (operation.responses or {}).items():
+        if not status.startswith("2") or not isinstance(response, OpenAPIResponse):
+            continue
+        for media in (response.content or {}).values():
+            schema = media.schema
+            if isinstance(schema, Schema) and schema.one_of:
+                schema.any_of, schema.one_of = schema.one_of, None
 
 
 class AccessDocs(ReceiveRoutePlugin):
