@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from tests.api_support import bearer, order_body
+from tests.api_support import api_client, bearer, expect, expect_problem, order_body
 from tests.serve_support import ADMIN_KEY, Server, running_server
 
 ADMIN = bearer(ADMIN_KEY)
@@ -236,3 +236,29 @@ def test_a_browser_follows_an_order_with_eventsource(database_url: str,
         assert "order.cancelled" in kinds and "order.note" not in kinds, received
         assert ids == sorted(set(ids)), received  # nothing twice, in order
         assert all(":" not in e["actor"] for e in received), received
+
+
+async def test_a_guest_follows_the_order_its_cart_became(database_url: str) -> None:
+    """A guest's page reads no order, but holds its cart's token: with it, it mints a
+    stream token for the order the cart became (in process, on the test's database)."""
+    async with api_client(database_url) as api:
+        shop = await api.storefront("web")
+        open_cart = (await api.new_cart(shop))["id"]
+        expect_problem(await api.client.post(f"/carts/{open_cart}/order/stream-tokens",
+                                             headers=api.holding(shop, open_cart)),
+                       409, "conflict")
+        cid = await api.placed_cart(shop)
+        url = f"/carts/{cid}/order/stream-tokens"
+        # the storefront key alone opens no cart, so no order either
+        expect_problem(await api.client.post(url, headers=shop), 404, "not-found")
+        token = expect(await api.client.post(url, headers=api.holding(shop, cid)), 201)
+        expect(await api.client.post(f"/orders/{token['order_id']}/cancel", json={},
+                                     headers=api.admin), 200)
+        async with api.client.stream("GET", token["url"]) as response:  # no Authorization
+            assert response.status_code == 200
+            body = (await response.aread()).decode()
+        events = [json.loads(line[5:]) for line in body.splitlines()
+                  if line.startswith("data:")]
+        kinds = [e["kind"] for e in events]
+        assert kinds[0] == "order.placed" and "order.cancelled" in kinds, kinds
+        assert [e["actor"] for e in events if e["kind"] == "order.cancelled"] == ["staff"]

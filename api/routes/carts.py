@@ -33,9 +33,10 @@ from ordnung.api.schemas import (
     QuantityIn,
     ShippingMethodIn,
 )
+from ordnung.core.domain.access import StreamToken
 from ordnung.core.domain.carts import Cart
 from ordnung.core.domain.pricing import ExplanationStep, ShippingQuote
-from ordnung.core.errors import InvalidInput
+from ordnung.core.errors import Conflict, InvalidInput
 
 
 class QuoteOut(ShippingQuote, kw_only=True, frozen=True):
@@ -192,3 +193,15 @@ class CartController(Controller):
         return order_view(request, await engine_of(request).carts.place(
             cart_id, payment=data.payment, client=client, actor=caller(request).actor,
             idempotency_key=idempotency_key(request)))
+
+    @post("/{cart_id:str}/order/stream-tokens", status_code=201, responses=problems(404, 409))
+    async def order_stream_token(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
+                                 cart_token: CartToken = None) -> StreamToken:
+        """Mint a stream token for the order this cart became, so a guest's page (which
+        reads no order otherwise) can follow it live; see ``POST
+        /orders/{order_id}/stream-tokens``."""
+        cart = await self._cart(request, cart_id, cart_token)
+        if cart.order_id is None:
+            raise Conflict(f"cart {cart_id} has not been placed yet", cart_id=cart_id)
+        engine = engine_of(request)
+        return await engine.stream_tokens.mint(await engine.orders.get(cart.order_id))
