@@ -125,6 +125,21 @@ async def test_a_customer_reads_none_of_the_staff_and_fraud_data_of_their_order(
             staff_streamed = sse_events((await response.aread()).decode())
         assert "order.note" in {e["kind"] for e in staff_streamed}
 
+        # a staff note after the end is hidden: a customer who has seen everything shown
+        # to them is told there is nothing more (204), or their browser would reconnect
+        # for ever; staff get the note
+        expect(await api.client.post(f"/orders/{oid}/notes", json={"note": NOTE},
+                                     headers=api.admin), 200)
+        last_shown = str(streamed[-1]["seq"])
+        done = await api.client.get(f"/orders/{oid}/events",
+                                    headers={**as_customer, "Last-Event-ID": last_shown})
+        assert done.status_code == 204, done.text
+        async with api.client.stream("GET", f"/orders/{oid}/events", headers={
+                **api.admin, "Last-Event-ID": last_shown}) as response:
+            assert response.status_code == 200
+            late = sse_events((await response.aread()).decode())
+        assert [e["kind"] for e in late] == ["order.note"]
+
 
 async def test_a_storefront_placing_an_order_reads_the_customers_view(
         database_url: str) -> None:

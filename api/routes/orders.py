@@ -43,6 +43,7 @@ from ordnung.api.schemas import (
     TransitionIn,
 )
 from ordnung.core.domain.access import StreamToken
+from ordnung.core.domain.events import Event
 from ordnung.core.domain.orders import Order
 from ordnung.core.domain.views import customer_event, customer_order
 from ordnung.core.errors import InvalidInput
@@ -158,10 +159,10 @@ class OrderController(Controller):
                    ) -> Response[Any]:
         """Follow an order live (server-sent events): each timeline event as it happens.
 
-        Works across API workers (it reads the committed timeline). The stream
-        ends when the order reaches a terminal state (at once if it is there already)
-        or after five minutes. A browser
-        reconnecting sends ``Last-Event-ID`` and gets only what it has not seen yet.
+        Works across API workers (it reads the committed timeline). The stream ends when
+        the order reaches a terminal state (at once if it is there already) or after five
+        minutes. A browser reconnecting sends ``Last-Event-ID`` and gets only what it has
+        not seen yet; 204 when that is nothing and the order is finished.
         """
         principal = caller(request)
         if principal.kind == "stream":
@@ -174,11 +175,17 @@ class OrderController(Controller):
         engine = engine_of(request)
         terminal = {s for s, spec in engine.machines["order"].states.items() if spec.terminal}
         staff = principal.staff
+
+        def shown(ev: Event) -> Event | None:
+            return ev if staff else customer_event(ev, order.customer_id)
+
         #: an order already at its end: send what is left and close
         finished = order.status in terminal
-        if finished and not any(e.seq > seen_from
+        if finished and not any(e.seq > seen_from and shown(e) is not None
                                 for e in await engine.orders.timeline(order_id)):
-            # nothing more will ever come: 204 tells an EventSource to stop reconnecting
+            # nothing more this caller may see will ever come: 204 tells an EventSource to
+            # stop reconnecting (events hidden from it do not count, or it would reconnect
+            # for ever: its Last-Event-ID is the last one it was shown)
             return Response(content=None, status_code=204)
 
         async def stream() -> AsyncIterator[ServerSentEventMessage]:
@@ -188,12 +195,12 @@ class OrderController(Controller):
                 events = [e for e in await engine.orders.timeline(order_id) if e.seq > seen]
                 for ev in events:
                     seen = ev.seq
-                    shown = ev if staff else customer_event(ev, order.customer_id)
-                    if shown is None:
+                    view = shown(ev)
+                    if view is None:
                         continue
                     yield ServerSentEventMessage(
-                        data=msgspec.json.encode(shown).decode(), event=shown.kind,
-                        id=str(shown.seq))
+                        data=msgspec.json.encode(view).decode(), event=view.kind,
+                        id=str(view.seq))
                 if finished or any(e.to_state in terminal and e.machine == "order"
                                    for e in events):
                     return
