@@ -70,6 +70,25 @@ async def test_every_operation_states_its_callers_and_a_summary(database_url: st
             {"$ref": "#/components/schemas/CustomerOrder"}]}
 
 
+async def test_no_route_hands_a_non_staff_caller_the_whole_order(database_url: str) -> None:
+    """A route that returns an order to anyone but staff answers the customer's view (the
+    ``order_view`` of ``api/routes/common.py``), so its schema offers ``CustomerOrder``:
+    a new route that returns a bare ``Order`` to a customer fails here."""
+    async with api_client(database_url) as api:
+        document = expect(await api.client.get("/schema/openapi.json"), 200)
+        whole = {"#/components/schemas/Order", "#/components/schemas/OrderPage"}
+        offenders = []
+        for method, path, op in operations(document):
+            if not {"storefront", "customer", "cart", "stream"} & set(
+                    op["x-ordnung-access"]["callers"]):
+                continue
+            for status, answer in op["responses"].items():
+                schema = answer.get("content", {}).get("application/json", {}).get("schema")
+                if status.startswith("2") and schema and schema.get("$ref") in whole:
+                    offenders.append(f"{method} {path}")
+        assert offenders == []
+
+
 async def test_the_document_matches_what_the_api_enforces(database_url: str) -> None:
     async with api_client(database_url) as api:
         document = expect(await api.client.get("/schema/openapi.json"), 200)
