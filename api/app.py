@@ -21,6 +21,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp
 
+from ordnung.api.access import AccessDocs
 from ordnung.api.auth import PUBLIC_PATHS, BearerAuthMiddleware
 from ordnung.api.decoding import strict_input
 from ordnung.api.docs_pages import docs_assets_router, docs_render_plugins
@@ -65,6 +66,7 @@ from ordnung.core.errors import OrdnungError
 
 @get("/health", tags=["health"], exclude_from_auth=True)
 async def health(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """Liveness and readiness: the database answers."""
     engine: Engine = request.app.state.engine
     await engine.db.fetch("SELECT 1 AS ok")
     return {"status": "ok", "database": engine.db.kind}
@@ -175,7 +177,7 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
         ],
         lifespan=[lifespan],
         middleware=middleware,
-        plugins=[ProblemDocs(), *([tracing.plugin] if tracing is not None else [])],
+        plugins=[ProblemDocs(), AccessDocs(), *([tracing.plugin] if tracing is not None else [])],
         before_request=_before_request(tracing is not None),
         exception_handlers={
             OrdnungError: handle_ordnung_error,

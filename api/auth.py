@@ -4,11 +4,14 @@ Three kinds of caller: admin keys (scopes), storefront keys (one channel:
 catalogue, availability, guest carts they hold the cart token of, placing
 orders) and customer tokens (only that customer's carts and orders; from
 signing in, or issued by staff). Anything not theirs answers 404, so a
-caller cannot even learn that someone else's order or cart exists.
+caller cannot even learn that someone else's order or cart exists. A fourth,
+the stream token, is no key: it rides in the URL of one order's live status
+and opens nothing else.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -16,12 +19,15 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
+from ordnung.api.access import declare
 from ordnung.core import Engine
 from ordnung.core.domain.access import Principal
-from ordnung.core.errors import NotFound
+from ordnung.core.errors import InvalidCredentials, NotFound
 
 PUBLIC_PATHS = ["/health", "/schema"]
 WEBHOOK_PREFIX = "/webhooks/"
+#: the one route a stream token (``?stream_token=``) opens: an order's live status
+STREAM_PATH = re.compile(r"^/orders/[^/]+/events/?$")
 
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
@@ -29,6 +35,9 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
                                    ) -> AuthenticationResult:
         header = connection.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
+        if (not header and "stream_token" in connection.query_params
+                and STREAM_PATH.match(connection.url.path)):
+            return await _stream_caller(connection, connection.query_params["stream_token"])
         if not header and connection.url.path.startswith(WEBHOOK_PREFIX):
             # gateways and carriers that cannot set headers put the key in the URL
             scheme, token = "bearer", connection.query_params.get("access_key", "")
@@ -39,6 +48,19 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         if principal is None:
             raise NotAuthorizedException("unknown or revoked key")
         return AuthenticationResult(user=principal, auth=principal)
+
+
+async def _stream_caller(connection: ASGIConnection[Any, Any, Any, Any],
+                         token: str) -> AuthenticationResult:
+    """A browser's ``EventSource`` following one order with a stream token: a caller
+    that reads that order's live status (in the customer's view) and nothing else."""
+    engine: Engine = connection.app.state.engine
+    try:
+        order_id = await engine.stream_tokens.verify(token.strip())
+    except InvalidCredentials as exc:
+        raise NotAuthorizedException(exc.detail) from None
+    principal = Principal(key_id="stream", kind="stream", order_id=order_id)
+    return AuthenticationResult(user=principal, auth=principal)
 
 
 def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
@@ -59,7 +81,7 @@ def admin(scope: str) -> Any:
             raise PermissionDeniedException(f"needs an admin key with the {scope!r} scope")
 
     guard.__name__ = f"admin_{scope}"
-    return guard
+    return declare(guard, "admin", scope=scope)
 
 
 def shopper_or_admin(scope: str) -> Any:
@@ -73,7 +95,7 @@ def shopper_or_admin(scope: str) -> Any:
                                         f"admin key with the {scope!r} scope")
 
     guard.__name__ = f"shopper_or_{scope}"
-    return guard
+    return declare(guard, "storefront", "customer", "admin", scope=scope)
 
 
 async def storefront_key(connection: ASGIConnection[Any, Any, Any, Any],
@@ -101,7 +123,26 @@ def customer_or_admin(scope: str) -> Any:
                                         f"{scope!r} scope")
 
     guard.__name__ = f"customer_or_{scope}"
-    return guard
+    return declare(guard, "customer", "admin", scope=scope)
+
+
+def order_reader(scope: str) -> Any:
+    """Guard of an order's live status: a customer token, an admin key holding ``scope``,
+    or a stream token (which the route then holds to its one order)."""
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any],
+                    _: BaseRouteHandler) -> None:
+        p = principal_of(connection)
+        if p.kind in ("customer", "stream") or p.has(scope):
+            return
+        raise PermissionDeniedException(f"needs a customer token, a stream token or an "
+                                        f"admin key with the {scope!r} scope")
+
+    guard.__name__ = f"order_reader_{scope}"
+    return declare(guard, "customer", "stream", "admin", scope=scope)
+
+
+declare(storefront_key, "storefront")
+declare(signed_in_customer, "customer")
 
 
 def ensure_owner(principal: Principal, kind: str, key: str, customer_id: str | None,

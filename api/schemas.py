@@ -21,6 +21,7 @@ from ordnung.core.domain.inventory import Movement
 from ordnung.core.domain.orders import Order
 from ordnung.core.domain.returns import ListedReturn
 from ordnung.core.domain.shipments import ListedShipment
+from ordnung.core.domain.views import CustomerOrder
 from ordnung.core.requests import PaymentInput, ReturnLineInput
 
 #: a string that must not be empty (a required field, or an optional one that, when
@@ -222,6 +223,13 @@ class ShipmentPage(msgspec.Struct, kw_only=True):
 
 class ReturnPage(msgspec.Struct, kw_only=True):
     items: list[ListedReturn]
+    next: str | None = None
+
+
+class CustomerOrderPage(msgspec.Struct, kw_only=True):
+    """A page of orders in the customer's view (every caller but staff)."""
+
+    items: list[CustomerOrder]
     next: str | None = None
 
 

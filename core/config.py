@@ -77,6 +77,7 @@ DEFAULT_PLUGINS = ("manual", "flat_rate", "store_pickup", "table_tax", "coupons"
 #: settings of customer accounts and tokens, each read from ``ORDNUNG_<NAME>``
 ACCOUNT_SETTINGS = ("access_token_ttl", "refresh_token_ttl", "customer_token_ttl",
                     "password_reset_ttl", "email_verification_ttl", "password_min_length",
+                    "stream_token_ttl",
                     "sign_in_limit_per_account", "account_limit_per_address")
 
 
@@ -129,6 +130,8 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     password_reset_ttl: Positive = 3_600
     #: seconds an e-mail verification token is valid
     email_verification_ttl: Positive = 2 * 86_400
+    #: seconds a stream token (one order's live status, for a browser) is valid
+    stream_token_ttl: Positive = 600
     #: shortest password a customer may choose
     password_min_length: Positive = 10
     #: failed sign-ins per account (``limits`` notation, e.g. ``10/15 minutes``)
@@ -164,7 +167,8 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 raise ValueError(f"{name}: {getattr(self, name)!r} is not a rate such as "
                                  "'10/15 minutes' or '30/minute'") from None
         for name in ("access_token_ttl", "refresh_token_ttl", "customer_token_ttl",
-                     "password_reset_ttl", "email_verification_ttl", "password_min_length"):
+                     "password_reset_ttl", "email_verification_ttl", "password_min_length",
+                     "stream_token_ttl"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
 

@@ -50,6 +50,7 @@ from ordnung.core.services.payments import PaymentService
 from ordnung.core.services.reactions import ReactionService
 from ordnung.core.services.reconcile import ReconcileService
 from ordnung.core.services.returns import ReturnService
+from ordnung.core.services.stream_tokens import StreamTokenService
 
 log = structlog.get_logger("ordnung.engine")
 
@@ -116,6 +117,7 @@ class Engine:
             self.returns = ReturnService(rt, self.payments)
             self.access = AccessService(rt, customer_token_ttl=self.config.customer_token_ttl)
             self.accounts = AccountService(rt, self.customers, self.config)
+            self.stream_tokens = StreamTokenService(rt, ttl=self.config.stream_token_ttl)
             self.reactions = ReactionService(rt.journal, self.dispatcher)
             self.idempotency = IdempotencyService(self.db, self.config.idempotency_lease_seconds)
             self.reconcile = ReconcileService(rt, self.payments,

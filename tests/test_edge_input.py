@@ -250,7 +250,7 @@ async def test_an_invalid_cursor_is_refused_on_every_list(api: Api) -> None:
     await api.place_order(shop, order_body(("MUG", 1)))
     await api.customer()
     for path in ("/orders", "/customers", "/catalogue/products", "/inventory/movements",
-                 "/admin/reactions"):
+                 "/admin/reactions", "/shipments", "/returns", "/fulfilment/queue"):
         for cursor in ("garbage", "ord_", "' OR 1=1 --", "zzzzzzzzzzzz"):
             refused(await api.client.get(path, params={"after": cursor}, headers=api.admin),
                     "after")

@@ -17,7 +17,15 @@ from litestar.params import FromPath, HeaderParameter, JSONBody
 from ordnung.api.auth import shopper_or_admin
 from ordnung.api.client_ip import client_facts
 from ordnung.api.problems import problems
-from ordnung.api.routes.common import LOCATION, caller, created, engine_of, idempotency_key
+from ordnung.api.routes.common import (
+    LOCATION,
+    OrderView,
+    caller,
+    created,
+    engine_of,
+    idempotency_key,
+    order_view,
+)
 from ordnung.api.schemas import (
     AddressesIn,
     CartIn,
@@ -27,10 +35,10 @@ from ordnung.api.schemas import (
     QuantityIn,
     ShippingMethodIn,
 )
+from ordnung.core.domain.access import StreamToken
 from ordnung.core.domain.carts import Cart
-from ordnung.core.domain.orders import Order
 from ordnung.core.domain.pricing import ExplanationStep, ShippingQuote
-from ordnung.core.errors import InvalidInput
+from ordnung.core.errors import Conflict, InvalidInput
 
 
 class QuoteOut(ShippingQuote, kw_only=True, frozen=True):
@@ -93,12 +101,14 @@ class CartController(Controller):
     @get("/{cart_id:str}", responses=problems(404))
     async def get_cart(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                        cart_token: CartToken = None) -> Cart:
+        """The cart with its priced lines and totals."""
         return await self._cart(request, cart_id, cart_token)
 
     @post("/{cart_id:str}/lines", status_code=200, responses=problems(404))
     async def add_line(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                        data: JSONBody[LineIn],
                        cart_token: CartToken = None) -> Cart:
+        """Add units of a SKU to the cart (merged with a line of the same SKU)."""
         await self._cart(request, cart_id, cart_token)
         return await engine_of(request).carts.add_line(cart_id, data.sku, data.quantity)
 
@@ -107,6 +117,7 @@ class CartController(Controller):
                        sku: FromPath[str],
                        data: JSONBody[QuantityIn],
                        cart_token: CartToken = None) -> Cart:
+        """Set the quantity of a SKU's line in the cart."""
         await self._cart(request, cart_id, cart_token)
         return await engine_of(request).carts.set_line(cart_id, sku, data.quantity)
 
@@ -114,6 +125,7 @@ class CartController(Controller):
     async def remove_line(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                           sku: FromPath[str],
                           cart_token: CartToken = None) -> Cart:
+        """Remove a SKU's line from the cart."""
         await self._cart(request, cart_id, cart_token)
         return await engine_of(request).carts.remove_line(cart_id, sku)
 
@@ -121,6 +133,7 @@ class CartController(Controller):
     async def addresses(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                         data: JSONBody[AddressesIn],
                         cart_token: CartToken = None) -> Cart:
+        """Set the cart's shipping and billing address and contact e-mail."""
         await self._cart(request, cart_id, cart_token)
         carts = engine_of(request).carts
         if data.email is not None:
@@ -131,6 +144,7 @@ class CartController(Controller):
     async def apply_code(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                          data: JSONBody[CodeIn],
                          cart_token: CartToken = None) -> Cart:
+        """Apply a promotion code to the cart."""
         await self._cart(request, cart_id, cart_token)
         return await engine_of(request).carts.apply_code(cart_id, data.code)
 
@@ -138,6 +152,7 @@ class CartController(Controller):
     async def remove_code(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                           code: FromPath[str],
                           cart_token: CartToken = None) -> Cart:
+        """Remove a promotion code from the cart."""
         await self._cart(request, cart_id, cart_token)
         return await engine_of(request).carts.remove_code(cart_id, code)
 
@@ -145,6 +160,7 @@ class CartController(Controller):
     async def quotes(self, request: Request[Any, Any, Any],
                      cart_id: FromPath[str],
                      cart_token: CartToken = None) -> list[QuoteOut]:
+        """Shipping options and their prices for the cart as it is now."""
         await self._cart(request, cart_id, cart_token)
         return [QuoteOut(method=m, service=q.service, name=q.name, price=q.price,
                          expected_delivery=q.expected_delivery, tax_class=q.tax_class)
@@ -154,12 +170,14 @@ class CartController(Controller):
     async def shipping_method(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                               data: JSONBody[ShippingMethodIn],
                               cart_token: CartToken = None) -> Cart:
+        """Choose the cart's shipping method (one of its shipping quotes)."""
         await self._cart(request, cart_id, cart_token)
         return await engine_of(request).carts.set_shipping_method(cart_id, data.method)
 
     @get("/{cart_id:str}/explanation", responses=problems(404))
     async def explanation(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                           cart_token: CartToken = None) -> list[ExplanationStep]:
+        """How the cart's price came about, step by step (lines, promotions, shipping, tax)."""
         await self._cart(request, cart_id, cart_token)
         return await engine_of(request).carts.explain(cart_id)
 
@@ -167,7 +185,8 @@ class CartController(Controller):
           response_headers=LOCATION)
     async def place(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                     data: JSONBody[PlaceCartIn],
-                    cart_token: CartToken = None) -> Response[Order]:
+                    cart_token: CartToken = None) -> Response[OrderView]:
+        """Place the cart as an order, with its payment; the cart is spent."""
         cart = await self._cart(request, cart_id, cart_token)
         principal = caller(request)
         if principal.kind == "customer" and cart.customer_id is None:
@@ -178,4 +197,16 @@ class CartController(Controller):
         order = await engine_of(request).carts.place(
             cart_id, payment=data.payment, client=client, actor=caller(request).actor,
             idempotency_key=idempotency_key(request))
-        return created(order, f"/orders/{order.id}")
+        return created(order_view(request, order), f"/orders/{order.id}")
+
+    @post("/{cart_id:str}/order/stream-tokens", status_code=201, responses=problems(404, 409))
+    async def order_stream_token(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
+                                 cart_token: CartToken = None) -> StreamToken:
+        """Mint a stream token for the order this cart became, so a guest's page (which
+        reads no order otherwise) can follow it live; see ``POST
+        /orders/{order_id}/stream-tokens``."""
+        cart = await self._cart(request, cart_id, cart_token)
+        if cart.order_id is None:
+            raise Conflict(f"cart {cart_id} has not been placed yet", cart_id=cart_id)
+        engine = engine_of(request)
+        return await engine.stream_tokens.mint(await engine.orders.get(cart.order_id))

@@ -23,6 +23,7 @@ class CatalogueController(Controller):
     async def list_products(self, request: Request[Any, Any, Any],
                             after: FromQuery[str | None] = None,
                             limit: FromQuery[int] = 50) -> ProductPage:
+        """The catalogue, a page at a time."""
         items = await engine_of(request).catalog.products(
             await check_product_cursor(request, after), check_limit(limit))
         return ProductPage(items=items, next=items[-1].id if len(items) == limit else None)
@@ -31,11 +32,13 @@ class CatalogueController(Controller):
          responses=problems(404))
     async def get_product(self, request: Request[Any, Any, Any],
                           product_id: FromPath[str]) -> Product:
+        """One product with its variants."""
         return await engine_of(request).catalog.product(product_id)
 
     @put("/products/{product_id:str}", guards=[admin("catalogue")])
     async def put_product(self, request: Request[Any, Any, Any], product_id: FromPath[str],
                           data: JSONBody[Product]) -> Product:
+        """Create or replace a product and its variants (the body's id must match the URL)."""
         if data.id != product_id:
             raise InvalidInput("the body's id must match the URL", field="id")
         return await engine_of(request).catalog.upsert_product(data)

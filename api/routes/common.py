@@ -11,11 +11,17 @@ from litestar.datastructures import ResponseHeader
 from ordnung.api.idempotency import key_scope
 from ordnung.core import Engine
 from ordnung.core.domain.access import Principal
+from ordnung.core.domain.events import Event
+from ordnung.core.domain.orders import Order
+from ordnung.core.domain.views import CustomerOrder, customer_order, customer_timeline
 from ordnung.core.errors import InvalidInput, NotFound
 
 MAX_LIMIT = 200
 
 T = TypeVar("T")
+
+#: what an order route answers: the whole order for staff, the customer's view otherwise
+OrderView = Order | CustomerOrder
 
 #: ``response_headers=`` of a route that creates something (documents ``created``'s header)
 LOCATION = [ResponseHeader(name="Location", documentation_only=True,
@@ -74,3 +80,13 @@ async def check_product_cursor(request: Request[Any, Any, Any], after: str | Non
             raise InvalidInput("after is not a cursor of this list: pass the 'next' of "
                                "the previous page", field="after") from None
     return after
+def order_view(request: Request[Any, Any, Any], order: Order) -> Order | CustomerOrder:
+    """The order as this caller may see it: whole for staff, the customer's view for
+    everyone else (storefront keys, customer tokens, stream tokens)."""
+    return order if caller(request).staff else customer_order(order)
+
+
+def timeline_view(request: Request[Any, Any, Any], order: Order,
+                  events: list[Event]) -> list[Event]:
+    """The timeline as this caller may see it (see ``order_view``)."""
+    return events if caller(request).staff else customer_timeline(events, order.customer_id)

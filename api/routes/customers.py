@@ -40,6 +40,7 @@ class CustomerController(Controller):
     async def list_customers(self, request: Request[Any, Any, Any],
                              after: FromQuery[str | None] = None,
                              limit: FromQuery[int] = 50) -> CustomerPage:
+        """Customers, a page at a time."""
         items = await engine_of(request).customers.list(check_cursor(after, "cus"),
                                                         check_limit(limit))
         return CustomerPage(items=items, next=items[-1].id if len(items) == limit else None)
@@ -47,6 +48,7 @@ class CustomerController(Controller):
     @post("/", guards=[admin("customers")], status_code=201, response_headers=LOCATION)
     async def create(self, request: Request[Any, Any, Any], data: JSONBody[CustomerIn]
                      ) -> Response[Customer]:
+        """Create a customer record (staff); customers register themselves via /accounts."""
         customer = await engine_of(request).customers.create(
             email=data.email, name=data.name, phone=data.phone, tags=data.tags,
             addresses=data.addresses, consents=data.consents)
@@ -56,12 +58,14 @@ class CustomerController(Controller):
          responses=problems(404))
     async def get_customer(self, request: Request[Any, Any, Any], customer_id: FromPath[str]
                            ) -> Customer:
+        """One customer; a customer token reads its own record only."""
         return await engine_of(request).customers.get(_own(request, customer_id))
 
     @patch("/{customer_id:str}", guards=[customer_or_admin("customers")],
            responses=problems(404))
     async def update(self, request: Request[Any, Any, Any], customer_id: FromPath[str],
                      data: JSONBody[CustomerPatch]) -> Customer:
+        """Change a customer's name, phone, addresses or consents; tags are staff's to set."""
         changes = {k: v for k, v in (("name", data.name), ("phone", data.phone),
                                      ("tags", data.tags), ("addresses", data.addresses),
                                      ("consents", data.consents)) if v is not None}
@@ -76,7 +80,9 @@ class CustomerController(Controller):
          responses=problems(404))
     async def export(self, request: Request[Any, Any, Any], customer_id: FromPath[str]
                      ) -> dict[str, Any]:
-        return await engine_of(request).customers.export(_own(request, customer_id))
+        """Everything held about the customer, as JSON (GDPR art. 15/20)."""
+        return await engine_of(request).customers.export(_own(request, customer_id),
+                                                         staff=caller(request).staff)
 
     @delete("/{customer_id:str}", guards=[admin("customers")], status_code=200,
             responses=problems(404))

@@ -10,7 +10,14 @@ from litestar.params import FromPath, FromQuery, JSONBody
 
 from ordnung.api.auth import admin
 from ordnung.api.problems import problems
-from ordnung.api.routes.common import LOCATION, caller, check_limit, created, engine_of
+from ordnung.api.routes.common import (
+    LOCATION,
+    caller,
+    check_cursor,
+    check_limit,
+    created,
+    engine_of,
+)
 from ordnung.api.schemas import OrderPage, PackIn, ShipIn, ShipmentIn, ShipmentPage
 from ordnung.core.domain.orders import Order
 from ordnung.core.domain.shipments import ListedShipment
@@ -29,7 +36,8 @@ class FulfilmentController(Controller):
                     limit: FromQuery[int] = 100) -> OrderPage:
         """Orders ready to ship: highest priority (VIP, high value) first, then oldest.
         Pass ``next`` from a page as ``after`` for the following page."""
-        items = await engine_of(request).fulfilment.queue(limit=check_limit(limit), after=after)
+        items = await engine_of(request).fulfilment.queue(limit=check_limit(limit),
+                                                        after=check_cursor(after, "ord"))
         return OrderPage(items=items, next=items[-1].id if len(items) == limit else None)
 
 
@@ -52,13 +60,14 @@ class ShipmentListController(Controller):
         ISO 8601 with a time zone. Pass ``next`` from a page as ``after``."""
         where = PartFilter(status=status, order_id=order_id, carrier=carrier, since=since,
                            until=until)
-        items = await engine_of(request).fulfilment.shipments(where, after=after,
-                                                              limit=check_limit(limit))
+        items = await engine_of(request).fulfilment.shipments(
+            where, after=check_cursor(after, "shp"), limit=check_limit(limit))
         return ShipmentPage(items=items, next=items[-1].id if len(items) == limit else None)
 
     @get("/{shipment_id:str}", responses=problems(404))
     async def get_shipment(self, request: Request[Any, Any, Any],
                            shipment_id: FromPath[str]) -> ListedShipment:
+        """One shipment, with the order it belongs to."""
         return await engine_of(request).fulfilment.shipment(shipment_id)
 
 
@@ -80,6 +89,7 @@ class ShipmentController(Controller):
     @post("/{shipment_id:str}/pick", status_code=200, responses=problems(404))
     async def pick(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                    shipment_id: FromPath[str]) -> Order:
+        """Mark a shipment as picked."""
         return await engine_of(request).fulfilment.pick(order_id, shipment_id,
                                                         actor=caller(request).actor)
 
@@ -95,6 +105,7 @@ class ShipmentController(Controller):
     async def ship(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                    shipment_id: FromPath[str],
                    data: JSONBody[ShipIn]) -> Order:
+        """Ship a shipment: the carrier plugin makes the label and the tracking number."""
         return await engine_of(request).fulfilment.ship(
             order_id, shipment_id, tracking_number=data.tracking_number, carrier=data.carrier,
             actor=caller(request).actor)
@@ -102,12 +113,14 @@ class ShipmentController(Controller):
     @post("/{shipment_id:str}/deliver", status_code=200, responses=problems(404))
     async def deliver(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                       shipment_id: FromPath[str]) -> Order:
+        """Mark a shipment as delivered (when no carrier reports it)."""
         return await engine_of(request).fulfilment.deliver(order_id, shipment_id,
                                                            actor=caller(request).actor)
 
     @post("/{shipment_id:str}/cancel", status_code=200, responses=problems(404))
     async def cancel(self, request: Request[Any, Any, Any], order_id: FromPath[str],
                      shipment_id: FromPath[str]) -> Order:
+        """Cancel a shipment that has not shipped."""
         return await engine_of(request).fulfilment.cancel_shipment(order_id, shipment_id,
                                                                    actor=caller(request).actor)
 

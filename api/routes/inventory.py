@@ -36,11 +36,13 @@ class InventoryController(Controller):
 
     @get("/locations")
     async def locations(self, request: Request[Any, Any, Any]) -> list[Location]:
+        """Every stock location (warehouses, shops)."""
         return await engine_of(request).inventory.locations()
 
     @put("/locations/{location_id:str}")
     async def put_location(self, request: Request[Any, Any, Any], location_id: FromPath[str],
                            data: JSONBody[Location]) -> Location:
+        """Create or replace a stock location (the body's id must match the URL)."""
         if data.id != location_id:
             raise InvalidInput("the body's id must match the URL", field="id")
         return await engine_of(request).inventory.upsert_location(data)
@@ -48,6 +50,7 @@ class InventoryController(Controller):
     @get("/levels")
     async def levels(self, request: Request[Any, Any, Any], sku: FromQuery[list[str] | None] = None,
                      location_id: FromQuery[str | None] = None) -> list[StockLevel]:
+        """Stock levels (on hand, reserved) per SKU and location."""
         return await engine_of(request).inventory.levels(sku, location_id)
 
     @post("/adjustments", status_code=201, responses=problems(404),
@@ -73,6 +76,7 @@ class InventoryController(Controller):
     async def movements(self, request: Request[Any, Any, Any], sku: FromQuery[str | None] = None,
                         order_id: FromQuery[str | None] = None, after: FromQuery[str | None] = None,
                         limit: FromQuery[int] = 100) -> MovementPage:
+        """The stock movement journal, newest first, a page at a time."""
         items = await engine_of(request).inventory.movements(
             sku=sku, order_id=order_id, after=check_cursor(after, "mv"),
             limit=check_limit(limit))
@@ -85,11 +89,13 @@ class ChannelController(Controller):
 
     @get("/", guards=[admin("catalogue")])
     async def list_channels(self, request: Request[Any, Any, Any]) -> list[Channel]:
+        """Every sales channel with its currencies and settings."""
         return await engine_of(request).channels.list()
 
     @put("/{channel_id:str}", guards=[admin("catalogue")])
     async def put_channel(self, request: Request[Any, Any, Any], channel_id: FromPath[str],
                           data: JSONBody[Channel]) -> Channel:
+        """Create or replace a sales channel."""
         if data.id != channel_id:
             raise InvalidInput("the body's id must match the URL", field="id")
         return await engine_of(request).channels.upsert(data)

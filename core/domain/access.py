@@ -8,22 +8,33 @@ from typing import Literal
 import msgspec
 
 Kind = Literal["admin", "storefront", "customer"]
+#: who may call: a key's kind, or a stream token (one order's live status, read-only)
+CallerKind = Literal["admin", "storefront", "customer", "stream"]
 
-#: every scope an admin key may hold
+#: every scope an admin key may hold. ``keys`` manages keys (list, issue, revoke), and a
+#: key only ever issues or revokes keys whose scopes are a subset of its own
 ADMIN_SCOPES = ("catalogue", "inventory", "orders", "fulfilment", "payments", "refunds",
-                "customers", "plugins", "metrics")
+                "customers", "plugins", "metrics", "keys")
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
     """The verified caller of one request."""
 
     key_id: str
-    kind: Kind
+    kind: CallerKind
     scopes: frozenset[str] = frozenset()
     channel: str | None = None
     customer_id: str | None = None
     #: a signed-in customer's session (``key_id`` is the session's id), not a key
     session: bool = False
+    #: a stream token's one order: it reads that order's live status and nothing else
+    order_id: str | None = None
+
+    @property
+    def staff(self) -> bool:
+        """Staff read everything; every other caller reads the customer's view
+        (``core/domain/views.py``)."""
+        return self.kind == "admin"
 
     def has(self, scope: str) -> bool:
         return self.kind == "admin" and scope in self.scopes
@@ -55,3 +66,14 @@ class IssuedKey(msgspec.Struct, frozen=True, kw_only=True):
 
     key: ApiKey
     secret: str
+
+
+class StreamToken(msgspec.Struct, frozen=True, kw_only=True):
+    """A short-lived, read-only token for one order's live status, made to be put in a
+    URL (``?stream_token=``) by a page whose ``EventSource`` cannot send headers."""
+
+    token: str
+    order_id: str
+    expires_at: datetime
+    #: the stream's path with the token, relative to the API's root
+    url: str

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from ordnung.core.domain.access import ADMIN_SCOPES, ApiKey, IssuedKey, Kind, Principal
 from ordnung.core.domain.common import new_id, utcnow
-from ordnung.core.errors import InvalidInput, NotFound
+from ordnung.core.errors import Forbidden, InvalidInput, NotFound
 from ordnung.core.persistence.tables import ApiKeyRow
 from ordnung.core.runtime import Runtime
 
@@ -42,6 +42,16 @@ def token_hash(secret: str) -> str:
 _hash = token_hash
 
 
+def check_subset(scopes: Iterable[str], issuer: frozenset[str] | None, verb: str) -> None:
+    """``Forbidden`` unless the asking key holds every one of ``scopes``."""
+    if issuer is None:
+        return
+    missing = sorted(set(scopes) - issuer)
+    if missing:
+        raise Forbidden(f"a key may only {verb} keys whose scopes it holds itself; this "
+                        f"one lacks {', '.join(missing)}", missing_scopes=missing)
+
+
 class AccessService:
     def __init__(self, rt: Runtime, *, customer_token_ttl: int = 86_400) -> None:
         self.rt = rt
@@ -49,14 +59,20 @@ class AccessService:
 
     async def issue(self, kind: Kind, *, name: str = "", scopes: Iterable[str] = (),
                     channel: str | None = None, customer_id: str | None = None,
-                    secret: str | None = None) -> IssuedKey:
-        """Create a key. ``secret`` lets operators bootstrap a known admin key."""
+                    secret: str | None = None,
+                    issuer: frozenset[str] | None = None) -> IssuedKey:
+        """Create a key. ``secret`` lets operators bootstrap a known admin key.
+
+        ``issuer`` is the scopes of the admin key asking (None: the operator, e.g. at
+        start-up): a key never hands out a scope it does not hold itself, so a key with
+        ``keys`` cannot escalate to more than it has."""
         scope_list = sorted(set(scopes))
         if kind == "admin":
             unknown = set(scope_list) - set(ADMIN_SCOPES)
             if unknown:
                 raise InvalidInput(f"unknown scopes {sorted(unknown)} (known: "
                                    f"{', '.join(ADMIN_SCOPES)})", field="scopes")
+            check_subset(scope_list, issuer, "issue")
         elif scope_list:
             raise InvalidInput("only admin keys carry scopes", field="scopes")
         if kind == "storefront":
@@ -103,7 +119,15 @@ class AccessService:
                          scopes=frozenset(s for s in row["scopes"].split(",") if s),
                          channel=row["channel"], customer_id=row["customer_id"])
 
-    async def revoke(self, key_id: str) -> None:
+    async def revoke(self, key_id: str, *, issuer: frozenset[str] | None = None) -> None:
+        """Revoke a key; ``issuer`` as in ``issue``: a key revokes only keys whose scopes
+        it holds all of (so it cannot lock out a stronger one)."""
+        if issuer is not None:
+            found = await ApiKeyRow.select(ApiKeyRow.scopes).where(
+                ApiKeyRow.id == key_id).run()
+            if not found:
+                raise NotFound("api key", key_id)
+            check_subset([s for s in found[0]["scopes"].split(",") if s], issuer, "revoke")
         rows = await ApiKeyRow.update({ApiKeyRow.revoked_at: utcnow()}).where(
             ApiKeyRow.id == key_id).returning(ApiKeyRow.id).run()
         if not rows:
@@ -117,6 +141,11 @@ class AccessService:
                        revoked_at=r["revoked_at"], expires_at=r["expires_at"]) for r in rows]
 
     async def ensure_admin(self, secret: str, name: str = "bootstrap") -> None:
-        """Make sure an admin key with this exact secret and every scope exists."""
-        if await self.verify(secret) is None:
+        """Make sure an admin key with this exact secret and every scope exists; one made
+        before a scope was added (``keys``) gains it."""
+        principal = await self.verify(secret)
+        if principal is None:
             await self.issue("admin", name=name, scopes=ADMIN_SCOPES, secret=secret)
+        elif principal.kind == "admin" and principal.scopes != set(ADMIN_SCOPES):
+            await ApiKeyRow.update({ApiKeyRow.scopes: ",".join(sorted(ADMIN_SCOPES))}).where(
+                ApiKeyRow.id == principal.key_id).run()

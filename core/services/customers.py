@@ -9,6 +9,7 @@ import msgspec
 from ordnung.core.domain.addresses import Address
 from ordnung.core.domain.common import new_id, utcnow
 from ordnung.core.domain.customers import Customer
+from ordnung.core.domain.views import customer_order
 from ordnung.core.errors import Conflict, InvalidInput, NotFound
 from ordnung.core.persistence.journal import event
 from ordnung.core.runtime import Runtime
@@ -69,12 +70,15 @@ class CustomerService:
         await self.rt.customers.save(customer)
         return await self.get(customer_id)
 
-    async def export(self, customer_id: str) -> dict[str, Any]:
-        """Everything we hold about a customer, as JSON-ready data (GDPR art. 15/20)."""
+    async def export(self, customer_id: str, *, staff: bool = True) -> dict[str, Any]:
+        """Everything we hold about a customer, as JSON-ready data (GDPR art. 15/20).
+        Asked for by the customer (``staff=False``), orders come in the customer's view
+        (``core/domain/views.py``), like everywhere else a customer reads them."""
         customer = await self.get(customer_id)
         orders = []
         for order_id in await self.rt.orders.ids_for_customer(customer_id, customer.email):
-            orders.append(msgspec.to_builtins(await self.rt.orders.get(order_id)))
+            order = await self.rt.orders.get(order_id)
+            orders.append(msgspec.to_builtins(order if staff else customer_order(order)))
         carts = [msgspec.to_builtins(c) for c in await self.rt.carts.for_customer(customer_id)]
         plugins = {name: answer for name, answer in await self.rt.plugins.collect(
             "ordnung_export_customer_data", customer=customer)}
