@@ -218,6 +218,9 @@ async def test_the_fulfilment_queue_pages_like_every_other_list(database_url: st
         expect_problem(await api.client.get("/fulfilment/queue", params={"limit": 500},
                                             headers=warehouse), 422, "validation")
         expect_problem(await api.client.get("/fulfilment/queue", params={"after": "ord_no"},
+                                            headers=warehouse), 422, "validation")
+        gone = "ord_" + "0" * 26  # a cursor's shape, but no order of this shop
+        expect_problem(await api.client.get("/fulfilment/queue", params={"after": gone},
                                             headers=warehouse), 404, "not-found")
 
 

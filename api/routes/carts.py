@@ -199,9 +199,10 @@ class CartController(Controller):
             idempotency_key=idempotency_key(request))
         return created(order_view(request, order), f"/orders/{order.id}")
 
-    @post("/{cart_id:str}/order/stream-tokens", status_code=201, responses=problems(404, 409))
+    @post("/{cart_id:str}/order/stream-tokens", status_code=201, responses=problems(404, 409),
+          response_headers=LOCATION)
     async def order_stream_token(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
-                                 cart_token: CartToken = None) -> StreamToken:
+                                 cart_token: CartToken = None) -> Response[StreamToken]:
         """Mint a stream token for the order this cart became, so a guest's page (which
         reads no order otherwise) can follow it live; see ``POST
         /orders/{order_id}/stream-tokens``."""
@@ -209,4 +210,5 @@ class CartController(Controller):
         if cart.order_id is None:
             raise Conflict(f"cart {cart_id} has not been placed yet", cart_id=cart_id)
         engine = engine_of(request)
-        return await engine.stream_tokens.mint(await engine.orders.get(cart.order_id))
+        token = await engine.stream_tokens.mint(await engine.orders.get(cart.order_id))
+        return created(token, token.url)

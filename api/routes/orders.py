@@ -215,13 +215,15 @@ class OrderController(Controller):
         return ServerSentEvent(stream())
 
     @post("/{order_id:str}/stream-tokens", guards=[customer_or_admin("orders")],
-          status_code=201, responses=problems(404))
+          status_code=201, responses=problems(404), response_headers=LOCATION)
     async def stream_token(self, request: Request[Any, Any, Any], order_id: FromPath[str]
-                           ) -> StreamToken:
+                           ) -> Response[StreamToken]:
         """Mint a short-lived token for this order's live status that a page may put in
-        the URL of an ``EventSource`` (which cannot send an Authorization header)."""
+        the URL of an ``EventSource`` (which cannot send an Authorization header);
+        ``Location`` is that URL."""
         order = await load_order(request, order_id)
-        return await engine_of(request).stream_tokens.mint(order)
+        token = await engine_of(request).stream_tokens.mint(order)
+        return created(token, token.url)
 
     @post("/{order_id:str}/cancel", guards=[customer_or_admin("orders")], status_code=200,
           responses=problems(404))
