@@ -97,6 +97,10 @@ def env_account_setting(name: str, raw: str) -> int | str:
     except ValueError:
         raise ConfigError(variable, f"expected a whole number, got {raw!r}") from None
 
+#: timeouts towards the database and the clock measurement, each ``ORDNUNG_<NAME>``
+DB_TIME_SETTINGS = ("db_connect_timeout_s", "db_acquire_timeout_s", "db_statement_timeout_s",
+                    "db_clock_sync_s")
+
 #: a count of seconds or characters that must be above zero
 Positive = Annotated[int, msgspec.Meta(gt=0)]
 
@@ -137,6 +141,14 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: seconds an Idempotency-Key claim is held without renewal (renewed while its request
     #: runs): a key whose process died is free again after at most this long
     idempotency_lease_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    #: seconds to wait for a new database connection, for a free pooled connection and
+    #: for one statement (PostgreSQL) before answering 503 ``database-unavailable``; 0
+    #: waits for ever
+    db_connect_timeout_s: Annotated[float, msgspec.Meta(ge=0)] = 5.0
+    db_acquire_timeout_s: Annotated[float, msgspec.Meta(ge=0)] = 5.0
+    db_statement_timeout_s: Annotated[float, msgspec.Meta(ge=0)] = 15.0
+    #: seconds between measurements of this server's clock against the database's
+    db_clock_sync_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     #: (API) addresses or networks of the reverse proxies in front of the API. Only
     #: through them does a browser's connection tell its address (``X-Forwarded-For``);
     #: empty: the connection tells the fraud rules nothing (see README "Client IP")
@@ -161,7 +173,8 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def from_env(cls, **overrides: Any) -> EngineConfig:
         """Read ``ORDNUNG_DATABASE_URL``, ``ORDNUNG_PLUGINS`` (comma list),
         ``ORDNUNG_PLUGIN_SETTINGS`` (JSON object), ``ORDNUNG_REQUIRE_TAX``,
-        ``ORDNUNG_IDEMPOTENCY_LEASE_SECONDS``, ``ORDNUNG_TRUSTED_PROXIES`` (comma list) and
+        ``ORDNUNG_IDEMPOTENCY_LEASE_SECONDS``, ``ORDNUNG_TRUSTED_PROXIES`` (comma list), the
+        database timeouts (``ORDNUNG_DB_CONNECT_TIMEOUT_S`` ...; see ``DB_TIME_SETTINGS``) and
         the account settings (``ORDNUNG_ACCESS_TOKEN_TTL`` ...; see ``ACCOUNT_SETTINGS``)."""
         values: dict[str, Any] = {}
         env = os.environ
@@ -176,6 +189,10 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if env.get("ORDNUNG_IDEMPOTENCY_LEASE_SECONDS"):
             values["idempotency_lease_seconds"] = env_number(
                 "ORDNUNG_IDEMPOTENCY_LEASE_SECONDS", env["ORDNUNG_IDEMPOTENCY_LEASE_SECONDS"])
+        for name in DB_TIME_SETTINGS:
+            raw = env.get(f"ORDNUNG_{name.upper()}")
+            if raw:
+                values[name] = env_number(f"ORDNUNG_{name.upper()}", raw)
         if env.get("ORDNUNG_REQUIRE_TAX"):
             values["require_tax"] = env_bool("ORDNUNG_REQUIRE_TAX", env["ORDNUNG_REQUIRE_TAX"])
         for name in ACCOUNT_SETTINGS:
