@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
-from litestar import Litestar, Request, get
+from litestar import Litestar
 from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -49,6 +49,7 @@ from ordnung.api.routes.fulfilment import (
     shipping_label,
     tracking_webhook,
 )
+from ordnung.api.routes.health import health, live, ready
 from ordnung.api.routes.inventory import ChannelController, InventoryController
 from ordnung.api.routes.orders import OrderController
 from ordnung.api.routes.payments import PaymentController, payment_webhook
@@ -58,14 +59,6 @@ from ordnung.api.settings import HttpSettings
 from ordnung.api.tracing import Tracing, name_the_order, tracing_wanted
 from ordnung.core import Engine, EngineConfig
 from ordnung.core.errors import OrdnungError
-
-
-@get("/health", tags=["health"], exclude_from_auth=True)
-async def health(request: Request[Any, Any, Any]) -> dict[str, str]:
-    engine: Engine = request.app.state.engine
-    await engine.db.fetch("SELECT 1 AS ok")
-    return {"status": "ok", "database": engine.db.kind}
-
 
 #: bytes of a worker's statistics file: one signed 64-bit statement count
 STATS_SIZE = 8
@@ -144,10 +137,10 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
                              IdempotencyMiddleware]
     app = Litestar(
         route_handlers=[
-            health, metrics_endpoint, CatalogueController, InventoryController, ChannelController,
-            CustomerController, CartController, OrderController, PaymentController,
-            payment_webhook, FulfilmentController, ShipmentController, tracking_webhook,
-            shipping_label,
+            health, live, ready, metrics_endpoint, CatalogueController, InventoryController,
+            ChannelController, CustomerController, CartController, OrderController,
+            PaymentController, payment_webhook, FulfilmentController, ShipmentController,
+            tracking_webhook, shipping_label,
             ReturnController, AdminController, ReactionController, AccountController,
             docs_assets_router(),
         ],

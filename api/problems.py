@@ -26,7 +26,8 @@ from litestar.openapi.spec import Operation
 from litestar.plugins import ReceiveRoutePlugin
 from litestar.routes import BaseRoute, HTTPRoute
 
-from ordnung.core.errors import OrdnungError, RateLimited
+from ordnung.core.errors import DatabaseUnavailable, OrdnungError, RateLimited
+from ordnung.core.errors_db import is_unavailable
 
 BASE = "https://ordnung.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -53,6 +54,7 @@ TITLES = {
     "email-not-verified": "The e-mail address is not verified",
     "rate-limited": "Too many requests",
     "lifecycle-definition": "Lifecycle definition error",
+    "database-unavailable": "The database is not available",
     "internal": "Internal error",
 }
 
@@ -70,10 +72,12 @@ def handle_ordnung_error(request: Request[Any, Any, Any],
                          exc: OrdnungError) -> Response[dict[str, Any]]:
     extra = {k: v for k, v in exc.extra.items() if k not in ("type", "detail", "title")}
     status = exc.status
-    if status >= 500:
+    if isinstance(exc, DatabaseUnavailable):
+        log.warning("database unavailable", path=request.url.path, detail=exc.detail)
+    elif status >= 500:
         log.error("engine error", error_type=exc.type, detail=exc.detail)
     response = problem(exc.type, status, exc.detail, request.url.path, **extra)
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, (RateLimited, DatabaseUnavailable)):
         response.headers["Retry-After"] = str(exc.retry_after)
     return response
 
@@ -138,6 +142,18 @@ def refused_by_database(exc: BaseException) -> bool:
     return False
 
 
+def _unavailable_cause(exc: BaseException) -> BaseException | None:
+    """The database driver's connection error or timeout behind ``exc``, if any."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return None
+        if type(seen).__module__.startswith(("asyncpg", "sqlite3")) and is_unavailable(seen):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def handle_unexpected(request: Request[Any, Any, Any],
                       exc: Exception) -> Response[dict[str, Any]]:
     if refused_by_database(exc):
@@ -145,6 +161,10 @@ def handle_unexpected(request: Request[Any, Any, Any],
                     error=type(exc).__name__)
         return problem("validation", 422, "a value in the request is out of range, too long, "
                        "or contains a NUL character", request.url.path)
+    cause = _unavailable_cause(exc)
+    if cause is not None:  # a driver error the persistence layer did not see first
+        return handle_ordnung_error(request, DatabaseUnavailable(
+            f"the database is not available ({type(cause).__name__}); try again shortly"))
     log.exception("unhandled error", path=request.url.path)
     return problem("internal", 500, "an internal error occurred; it has been logged",
                    request.url.path)

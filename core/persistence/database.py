@@ -342,16 +342,48 @@ class Database:
                 self._compiled[sql] = compiled
         return compiled
 
+    async def probe(self, within: float) -> None:
+        """Prove the database answers a statement within ``within`` seconds (readiness);
+        raises ``DatabaseUnavailable`` if not. On PostgreSQL the wait is bounded whatever
+        the statement timeout, and a connection that did not answer is discarded."""
+        if not isinstance(self.engine, _PostgresEngine) or self.engine.pool is None:
+            await self.fetch("SELECT 1 AS ok")
+            return
+        try:
+            async with self.engine.pool.acquire(timeout=within) as connection:
+                try:
+                    await connection.fetchval("SELECT 1", timeout=within)
+                except Exception:
+                    connection.terminate()
+                    raise
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            await self.engine.connection_failed()
+            raise unavailable(exc) from exc
+
     # -- migrations ---------------------------------------------------------------
-    async def migrate(self) -> list[str]:
-        """Apply migrations not yet applied, under a lock; returns the ids applied."""
+    @staticmethod
+    def _migration_modules() -> list[Any]:
         from ordnung.migrations import versions
 
-        modules = sorted(
+        return sorted(
             (importlib.import_module(f"{versions.__name__}.{m.name}")
              for m in pkgutil.iter_modules(versions.__path__)),
             key=lambda mod: mod.ID,
         )
+
+    async def pending_migrations(self) -> list[str]:
+        """Ids of the migrations this code has that the database has not applied."""
+        known = [module.ID for module in self._migration_modules()]
+        rows = await self.fetch("SELECT name FROM migration WHERE app_name = {}",
+                                MIGRATION_APP)
+        done = {r["name"] for r in rows}
+        return [m for m in known if m not in done]
+
+    async def migrate(self) -> list[str]:
+        """Apply migrations not yet applied, under a lock; returns the ids applied."""
+        modules = self._migration_modules()
         applied: list[str] = []
         await Migration.create_table(if_not_exists=True).run()
         async with self.transaction():
