@@ -20,10 +20,13 @@ def is_check_violation(exc: BaseException) -> bool:
     return name == "IntegrityError" and "CHECK" in str(exc).upper()
 
 
-#: asyncpg's errors for a connection that is gone, refused, or cannot be had now
+#: asyncpg's errors for a connection that is gone, refused, or cannot be had now.
+#: ``InternalClientError`` ("cannot switch to state ...") is what an idle pooled
+#: connection raises once the server has sent its shutdown notice on it: dead too.
 _CONNECTION_ERRORS = frozenset({
-    "ConnectionDoesNotExistError", "PostgresConnectionError", "CannotConnectNowError",
-    "ConnectionFailureError", "ClientCannotConnectError", "ConnectionRejectionError",
+    "InternalClientError", "ConnectionDoesNotExistError", "PostgresConnectionError",
+    "CannotConnectNowError", "ConnectionFailureError", "ClientCannotConnectError",
+    "ConnectionRejectionError",
     "SQLServerRejectedEstablishmentOfSQLConnectionError", "TooManyConnectionsError",
     "AdminShutdownError", "CrashShutdownError", "QueryCanceledError",
 })
