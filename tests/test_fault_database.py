@@ -8,7 +8,8 @@ one, and two servers on one database whose clocks disagree by minutes.
   second of the database accepting connections again: the first dead pooled
   connection renews the whole pool, so the stale ones do not fail a request each.
 - A server whose own clock is 150 s ahead takes no lease another server holds: its
-  outbox sweeper leaves alone the events the other server is still delivering.
+  outbox sweeper leaves alone the events the other server is still delivering, and the
+  times it stamps (on orders, payments in flight ...) are the database's.
 
 The frozen and restarted databases are a private PostgreSQL cluster each test starts
 itself (``tests.private_pg``); the clock test runs on the configured test database.
@@ -22,6 +23,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +251,16 @@ async def test_a_server_with_its_clock_ahead_steals_no_lease(database_url: str,
                         assert not taken, f"a held lease was taken over: {taken}"
                     break
                 assert held, "no event was caught in delivery"
+                # the server ahead stamps what it does with the database's time, so its
+                # leases and ages in documents (an authorization in flight ...) agree too
+                async with httpx.AsyncClient(base_url=second.base_url, timeout=60.0) as other:
+                    before = datetime.now(UTC)
+                    order = expect(await other.post("/orders", json=place(99), headers=shop),
+                                   201)
+                    after = datetime.now(UTC)
+                stamped = datetime.fromisoformat(order["created_at"])
+                assert before - timedelta(seconds=2) <= stamped <= after + timedelta(seconds=2), (
+                    before, stamped, after)
             # the first server marks what it delivered; nothing was delivered twice
             for _ in range(50):
                 rows = await outbox(database_url)

@@ -318,12 +318,26 @@ class Database:
             return list(transaction.connection.run(query, args))
         return list(await engine._run_in_new_connection(query, list(args)))
 
+    def sql_now(self, plus_s: float = 0) -> str:
+        """SQL for the database's own clock, ``plus_s`` seconds on (a literal, not a
+        parameter), as a timestamp its columns compare with: for lease decisions that
+        must not depend on any process's clock. On SQLite: text in the format piccolo
+        stores timestamps in (it sorts like the time)."""
+        if self.is_postgres:
+            return f"(now() + interval '{float(plus_s)} seconds')" if plus_s else "now()"
+        shift = f", '{float(plus_s):+} seconds'" if plus_s else ""
+        return f"strftime('%Y-%m-%d %H:%M:%f+00:00', 'now'{shift})"
+
     async def insert_rows(self, table: str, columns: tuple[str, ...],
-                          rows: Sequence[Sequence[Any]], suffix: str = "") -> list[Any]:
-        """One multi-row INSERT of ``rows`` (each a tuple in ``columns`` order)."""
+                          rows: Sequence[Sequence[Any]], suffix: str = "",
+                          computed: dict[str, str] | None = None) -> list[Any]:
+        """One multi-row INSERT of ``rows`` (each a tuple in ``columns`` order), and the
+        ``computed`` columns set to the same SQL expression in every row."""
         if not rows:
             return []
-        row = "(" + ", ".join("{}" for _ in columns) + ")"
+        extra = computed or {}
+        columns = (*columns, *extra)
+        row = "(" + ", ".join(["{}"] * (len(columns) - len(extra)) + list(extra.values())) + ")"
         sql = (f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
                + ", ".join(row for _ in rows) + (f" {suffix}" if suffix else ""))
         return await self.run(sql, *[value for r in rows for value in r])
