@@ -41,7 +41,7 @@ TIMEOUT_S = 2.0
 TIMEOUTS = {"ORDNUNG_DB_CONNECT_TIMEOUT_S": str(TIMEOUT_S),
             "ORDNUNG_DB_ACQUIRE_TIMEOUT_S": str(TIMEOUT_S),
             "ORDNUNG_DB_STATEMENT_TIMEOUT_S": str(TIMEOUT_S),
-            "ORDNUNG_PLUGINS": PLUGINS}
+            "ORDNUNG_PLUGINS": PLUGINS, "ORDNUNG_IDEMPOTENCY_LEASE_SECONDS": "2"}
 #: the longest a request may take while the database is frozen: the waits of one
 #: request (a statement, then the acquire of the next) and the machine's slack
 FROZEN_ANSWER_WITHIN_S = 3 * TIMEOUT_S + 2.0
@@ -118,7 +118,9 @@ async def test_a_frozen_database_is_answered_503_within_the_timeout(tmp_path: Pa
                     timed("POST", "/orders", json=place(1), headers=shop),
                     timed("GET", "/health"),
                     timed("GET", "/health/ready"),
-                    timed("GET", "/health/live"))
+                    timed("GET", "/health/live"),
+                    timed("POST", "/orders", json=place(4),
+                          headers={**shop, "Idempotency-Key": "frozen-4"}))
                 # a second round, on a pool whose connections were found frozen
                 again = await asyncio.gather(
                     timed("GET", f"/orders/{order['id']}", headers=admin),
@@ -130,8 +132,8 @@ async def test_a_frozen_database_is_answered_503_within_the_timeout(tmp_path: Pa
             for took, response in [*answers, *again]:
                 assert took < FROZEN_ANSWER_WITHIN_S, (response.request.url.path, took)
                 assert response.status_code != 500, response.text
-            (_, read), (_, write), (_, health), (_, ready), (_, live) = answers
-            for response in (read, write, health, *(r for _, r in again)):
+            (_, read), (_, write), (_, health), (_, ready), (_, live), (_, keyed) = answers
+            for response in (read, write, health, keyed, *(r for _, r in again)):
                 assert_unavailable(response)
             assert ready.status_code == 503 and ready.headers["Retry-After"]
             assert ready.json()["database"]["reachable"] is False
@@ -150,6 +152,55 @@ async def test_a_frozen_database_is_answered_503_within_the_timeout(tmp_path: Pa
             assert body["status"] == "ready" and body["migrations"]["pending"] == []
             assert body["outbox"]["backlog"] >= 0 and body["database"]["reachable"]
             expect(await client.post("/orders", json=place(3), headers=shop), 201)
+
+            # the keyed request that met the frozen database may be retried: at most once
+            # its lease runs out (its INSERT may have reached the database after all), it
+            # is placed once, and a repeat replays that order
+            keyed_again = {**shop, "Idempotency-Key": "frozen-4"}
+            deadline = time.monotonic() + 10.0
+            while True:
+                response = await client.post("/orders", json=place(4), headers=keyed_again)
+                assert response.status_code in (201, 409), response.text
+                if response.status_code == 201 or time.monotonic() > deadline:
+                    break
+                assert response.headers["Retry-After"]
+                await asyncio.sleep(0.5)
+            placed = expect(response, 201)
+            replay = expect(await client.post("/orders", json=place(4), headers=keyed_again),
+                            201)
+            assert replay["id"] == placed["id"]
+
+
+async def test_health_tells_the_process_from_its_dependencies(database_url: str,
+                                                              tmp_path: Path) -> None:
+    with running_server(database_url, tmp_path, workers=1,
+                        env={"ORDNUNG_PLUGINS": PLUGINS}) as server:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30.0) as client:
+            assert expect(await client.get("/health/live"), 200) == {"status": "ok"}
+            body = expect(await client.get("/health/ready"), 200)
+            assert body["status"] == "ready" and body["database"]["reachable"] is True
+            assert body["migrations"] == {"pending": []}
+            assert body["outbox"] == {"backlog": 0}
+            assert expect(await client.get("/health"), 200)["status"] == "ok"
+
+            # a migration this code has and the database lacks: not ready, still alive
+            db = Database(database_url, pool_size=1)
+            async with db.session():
+                rows = await db.fetch("SELECT name FROM migration ORDER BY name DESC")
+                last = rows[0]["name"]
+                await db.run("DELETE FROM migration WHERE name = {}", last)
+            try:
+                response = await client.get("/health/ready")
+                assert response.status_code == 503, response.text
+                assert response.headers["Retry-After"]
+                body = response.json()
+                assert body["status"] == "not-ready" and body["migrations"]["pending"] == [last]
+                assert expect(await client.get("/health/live"), 200) == {"status": "ok"}
+            finally:
+                async with db.session():
+                    await db.run("INSERT INTO migration (name, app_name, ran_on) "
+                                 "VALUES ({}, 'ordnung', {})", last, datetime.now(UTC))
+            assert expect(await client.get("/health/ready"), 200)["status"] == "ready"
 
 
 # --------------------------------------------------------------------------- restart
