@@ -199,7 +199,7 @@ async def test_health_tells_the_process_from_its_dependencies(database_url: str,
             finally:
                 async with db.session():
                     await db.run("INSERT INTO migration (name, app_name, ran_on) "
-                                 "VALUES ({}, 'ordnung', {})", last, datetime.now(UTC))
+                                 "VALUES ({}, 'ordnung', CURRENT_TIMESTAMP)", last)
             assert expect(await client.get("/health/ready"), 200)["status"] == "ready"
 
 
