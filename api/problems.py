@@ -200,6 +200,8 @@ DESCRIPTIONS = {
          "idempotency-mismatch); nothing was changed",
     429: "Too many attempts (rate-limited); the Retry-After header says how many seconds "
          "to wait",
+    503: "The database did not answer in time (database-unavailable); the statement that "
+         "failed changed nothing; the Retry-After header says how many seconds to wait",
 }
 #: route-specific wording where the shared one would mislead
 ACCOUNT_401 = "Wrong e-mail or password, or an unknown, expired, spent or revoked token " \
@@ -229,8 +231,9 @@ class ProblemDocs(ReceiveRoutePlugin):
     from a route's own work: 401 and 403 from authentication and guards; 422 for a body
     or parameter that fails validation or that the database refuses (PostgreSQL takes no
     NUL character, not even in a look-up); 409 and 422 for a POST's ``Idempotency-Key``;
-    408 and 413 from request intake for a route that takes a body. Routes add their own
-    with ``responses=problems(...)``."""
+    408 and 413 from request intake for a route that takes a body; 503 when the database
+    does not answer in time (every route but those marked ``opt={"database": False}``).
+    Routes add their own with ``responses=problems(...)``."""
 
     def receive_route(self, route: BaseRoute) -> None:
         if not isinstance(route, HTTPRoute):
@@ -246,6 +249,8 @@ class ProblemDocs(ReceiveRoutePlugin):
                 shared.add(422)
             if "data" in handler.parsed_fn_signature.parameters:
                 shared |= {408, 413}
+            if handler.opt.get("database", True):
+                shared.add(503)
             handler.responses = {**problems(*sorted(shared)), **(handler.responses or {})}
 
 

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from litestar import Request, Response, get
+from litestar.openapi.datastructures import ResponseSpec
 
 from ordnung.core import Engine
 from ordnung.core.errors import DatabaseUnavailable
@@ -38,13 +39,16 @@ async def health(request: Request[Any, Any, Any]) -> dict[str, str]:
     return {"status": "ok", "database": engine.db.kind}
 
 
-@get("/health/live", tags=["health"], exclude_from_auth=True)
+@get("/health/live", tags=["health"], exclude_from_auth=True, opt={"database": False})
 async def live() -> dict[str, str]:
     """The process is serving (always 200 while it is)."""
     return {"status": "ok"}
 
 
-@get("/health/ready", tags=["health"], exclude_from_auth=True)
+@get("/health/ready", tags=["health"], exclude_from_auth=True, opt={"database": False},
+     responses={503: ResponseSpec(data_container=dict[str, Any], generate_examples=False,
+                                  description="Not ready: the same report, with status "
+                                              "not-ready and a Retry-After header")})
 async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     """The database answers and is up to date: 200, else 503 with ``Retry-After``. The
     body reports each dependency: ``database`` (kind, reachable, latency or error),
