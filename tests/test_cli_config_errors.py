@@ -85,3 +85,14 @@ def test_a_switch_that_is_neither_true_nor_false(tmp_path: Path, value: str) -> 
     line = one_line(serve(tmp_path, f"sqlite:///{tmp_path / 'shop.db'}",
                           ORDNUNG_REQUIRE_TAX=value))
     assert "ORDNUNG_REQUIRE_TAX" in line and repr(value) in line
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("ORDNUNG_DB_STATEMENT_TIMEOUT_S", "soon", "expected a number, got 'soon'"),
+    ("ORDNUNG_DB_CONNECT_TIMEOUT_S", "-1", "Expected `float` >= 0"),
+    ("ORDNUNG_DB_CLOCK_SYNC_S", "0", "Expected `float` > 0"),
+])
+def test_a_database_timeout_that_cannot_work(tmp_path: Path, name: str, value: str,
+                                            expected: str) -> None:
+    line = one_line(serve(tmp_path, f"sqlite:///{tmp_path / 'shop.db'}", **{name: value}))
+    assert name in line and expected in line, line
