@@ -41,6 +41,8 @@ def is_unavailable(exc: BaseException) -> bool:
     names = {cls.__name__ for cls in type(exc).__mro__}
     if names & _CONNECTION_ERRORS:
         return True
+    if "OperationalError" in names and "database is locked" in str(exc):
+        return True  # SQLite: another writer held the lock for the whole busy timeout
     return "InterfaceError" in names and "closed" in str(exc)
 
 
