@@ -26,8 +26,8 @@ from ordnung.core.errors_db import is_unavailable, unavailable
 class Timeouts:
     """Seconds to wait for the database (PostgreSQL) before answering "unavailable";
     0 waits for ever. ``connect``: a new connection; ``acquire``: a free connection of
-    the pool; ``statement``: one statement (the client gives up, and the server cancels
-    it, releasing its locks). ``clock_sync``: how often the clock offset is measured."""
+    the pool; ``statement``: one statement (the driver gives up and asks the server to
+    cancel it, releasing its locks). ``clock_sync``: how often the clock offset is measured."""
 
     connect: float = 5.0
     acquire: float = 5.0
@@ -59,14 +59,15 @@ class TimedPostgresEngine(PostgresEngine):
 
     async def start_connection_pool(self, **kwargs: Any) -> None:
         t = self.timeouts
-        statement = t.statement or None
-        settings = {"statement_timeout": str(int(t.statement * 1000))} if statement else {}
+        # the statement timeout is the driver's: on running out it stops waiting and asks
+        # the server to cancel the statement (no session setting, which poolers such as
+        # PgBouncer refuse at connect)
         pool = _TimedPool(
             self.config["dsn"], connection_class=asyncpg.Connection,
             record_class=asyncpg.Record, min_size=kwargs.get("min_size", 1),
             max_size=kwargs.get("max_size", 8), max_queries=50_000,
             max_inactive_connection_lifetime=300.0, loop=None,
-            timeout=t.connect or None, command_timeout=statement, server_settings=settings)
+            timeout=t.connect or None, command_timeout=t.statement or None)
         pool.acquire_timeout = t.acquire or None
         try:
             await pool
