@@ -297,8 +297,13 @@ class Database:
     async def pending_migrations(self) -> list[str]:
         """Ids of the migrations this code has that the database has not applied."""
         known = [module.ID for module in self._migration_modules()]
-        rows = await self.fetch("SELECT name FROM migration WHERE app_name = {}",
-                                MIGRATION_APP)
+        try:
+            rows = await self.fetch("SELECT name FROM migration WHERE app_name = {}",
+                                    MIGRATION_APP)
+        except Exception as exc:  # never migrated: no bookkeeping table yet
+            if type(exc).__name__ == "UndefinedTableError" or "no such table" in str(exc):
+                return known
+            raise
         done = {r["name"] for r in rows}
         return [m for m in known if m not in done]
 
