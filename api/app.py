@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
-from litestar import Litestar, Request, get
+from litestar import Litestar, Request
 from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -53,6 +53,7 @@ from ordnung.api.routes.fulfilment import (
     shipping_label,
     tracking_webhook,
 )
+from ordnung.api.routes.health import health, live, ready
 from ordnung.api.routes.inventory import ChannelController, InventoryController
 from ordnung.api.routes.orders import OrderController
 from ordnung.api.routes.payments import PaymentController, payment_webhook
@@ -62,15 +63,6 @@ from ordnung.api.settings import HttpSettings
 from ordnung.api.tracing import Tracing, name_the_order, tracing_wanted
 from ordnung.core import Engine, EngineConfig
 from ordnung.core.errors import OrdnungError
-
-
-@get("/health", tags=["health"], exclude_from_auth=True)
-async def health(request: Request[Any, Any, Any]) -> dict[str, str]:
-    """Liveness and readiness: the database answers."""
-    engine: Engine = request.app.state.engine
-    await engine.db.fetch("SELECT 1 AS ok")
-    return {"status": "ok", "database": engine.db.kind}
-
 
 #: bytes of a worker's statistics file: one signed 64-bit statement count
 STATS_SIZE = 8
@@ -166,11 +158,10 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
                                               limits=rate_limits or WriteLimits.from_env())]
     app = Litestar(
         route_handlers=[
-            health, metrics_endpoint, CatalogueController, InventoryController, ChannelController,
-            CustomerController, CartController, OrderController, PaymentController,
-            payment_webhook, FulfilmentController, ShipmentController, ShipmentListController,
-            tracking_webhook,
-            shipping_label,
+            health, live, ready, metrics_endpoint, CatalogueController, InventoryController,
+            ChannelController, CustomerController, CartController, OrderController,
+            PaymentController, payment_webhook, FulfilmentController, ShipmentController,
+            ShipmentListController, tracking_webhook, shipping_label,
             ReturnController, ReturnListController, AdminController, ReactionController,
             AccountController,
             docs_assets_router(),

@@ -84,9 +84,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def _migrate(url: str) -> list[str]:
-    from ordnung.core.persistence.database import Database
+    from ordnung.core.persistence.database import Database, Timeouts
 
-    db = Database(url, pool_size=1)
+    # a migration may rewrite a large table: its statements are not cut short
+    db = Database(url, pool_size=1, timeouts=Timeouts(statement=0))
     async with db.session():
         return await db.migrate()
 

@@ -26,7 +26,8 @@ from litestar.openapi.spec import Operation
 from litestar.plugins import ReceiveRoutePlugin
 from litestar.routes import BaseRoute, HTTPRoute
 
-from ordnung.core.errors import OrdnungError, RateLimited
+from ordnung.core.errors import DatabaseUnavailable, OrdnungError, RateLimited
+from ordnung.core.errors_db import is_unavailable
 
 BASE = "https://ordnung.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -54,6 +55,7 @@ TITLES = {
     "email-not-verified": "The e-mail address is not verified",
     "rate-limited": "Too many requests",
     "lifecycle-definition": "Lifecycle definition error",
+    "database-unavailable": "The database is not available",
     "internal": "Internal error",
 }
 
@@ -71,10 +73,12 @@ def handle_ordnung_error(request: Request[Any, Any, Any],
                          exc: OrdnungError) -> Response[dict[str, Any]]:
     extra = {k: v for k, v in exc.extra.items() if k not in ("type", "detail", "title")}
     status = exc.status
-    if status >= 500:
+    if isinstance(exc, DatabaseUnavailable):
+        log.warning("database unavailable", path=request.url.path, detail=exc.detail)
+    elif status >= 500:
         log.error("engine error", error_type=exc.type, detail=exc.detail)
     response = problem(exc.type, status, exc.detail, request.url.path, **extra)
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, (RateLimited, DatabaseUnavailable)):
         response.headers["Retry-After"] = str(exc.retry_after)
     return response
 
@@ -141,6 +145,18 @@ def refused_by_database(exc: BaseException) -> bool:
     return False
 
 
+def _unavailable_cause(exc: BaseException) -> BaseException | None:
+    """The database driver's connection error or timeout behind ``exc``, if any."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return None
+        if type(seen).__module__.startswith(("asyncpg", "sqlite3")) and is_unavailable(seen):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def handle_unexpected(request: Request[Any, Any, Any],
                       exc: Exception) -> Response[dict[str, Any]]:
     if refused_by_database(exc):
@@ -148,6 +164,10 @@ def handle_unexpected(request: Request[Any, Any, Any],
                     error=type(exc).__name__)
         return problem("validation", 422, "a value in the request is out of range, too long, "
                        "or contains a NUL character", request.url.path)
+    cause = _unavailable_cause(exc)
+    if cause is not None:  # a driver error the persistence layer did not see first
+        return handle_ordnung_error(request, DatabaseUnavailable(
+            f"the database is not available ({type(cause).__name__}); try again shortly"))
     log.exception("unhandled error", path=request.url.path)
     return problem("internal", 500, "an internal error occurred; it has been logged",
                    request.url.path)
@@ -183,6 +203,8 @@ DESCRIPTIONS = {
          "currency-not-sold, idempotency-mismatch); nothing was changed",
     429: "Too many attempts (rate-limited); the Retry-After header says how many seconds "
          "to wait",
+    503: "The database did not answer in time (database-unavailable); the statement that "
+         "failed changed nothing; the Retry-After header says how many seconds to wait",
 }
 #: route-specific wording where the shared one would mislead
 ACCOUNT_401 = "Wrong e-mail or password, or an unknown, expired, spent or revoked token " \
@@ -216,9 +238,10 @@ class ProblemDocs(ReceiveRoutePlugin):
     from a route's own work: 401 and 403 from authentication and guards; 422 for a body
     or parameter that fails validation or that the database refuses (PostgreSQL takes no
     NUL character, not even in a look-up); 409 and 422 for a POST's ``Idempotency-Key``;
-    408 and 413 from request intake for a route that takes a body. Routes add their own
-    with ``responses=problems(...)``. 429 for every authenticated write (POST, PATCH, PUT,
-    DELETE) over one of the write rate limits."""
+    408 and 413 from request intake for a route that takes a body; 429 for every
+    authenticated write (POST, PATCH, PUT, DELETE) over one of the write rate limits; 503
+    when the database does not answer in time (every route but those marked
+    ``opt={"database": False}``). Routes add their own with ``responses=problems(...)``."""
 
     def receive_route(self, route: BaseRoute) -> None:
         if not isinstance(route, HTTPRoute):
@@ -236,6 +259,8 @@ class ProblemDocs(ReceiveRoutePlugin):
                 shared |= {408, 413}
             if handler.http_methods & WRITES and not handler.opt.get("exclude_from_auth"):
                 shared.add(429)  # the write rate limits (ordnung.api.rate_limits)
+            if handler.opt.get("database", True):
+                shared.add(503)
             handler.responses = {**problems(*sorted(shared)), **(handler.responses or {})}
 
 

@@ -99,6 +99,10 @@ def env_account_setting(name: str, raw: str) -> int | str:
     except ValueError:
         raise ConfigError(variable, f"expected a whole number, got {raw!r}") from None
 
+#: timeouts towards the database and the clock measurement, each ``ORDNUNG_<NAME>``
+DB_TIME_SETTINGS = ("db_connect_timeout_s", "db_acquire_timeout_s", "db_statement_timeout_s",
+                    "db_clock_sync_s")
+
 #: a count of seconds or characters that must be above zero
 Positive = Annotated[int, msgspec.Meta(gt=0)]
 
@@ -148,6 +152,14 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: seconds between two rounds of the reconciliation job (it runs with the other
     #: background tasks, in every server process, one at a time under a lease)
     reconcile_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    #: seconds to wait for a new database connection, for a free pooled connection and
+    #: for one statement (PostgreSQL) before answering 503 ``database-unavailable``; 0
+    #: waits for ever
+    db_connect_timeout_s: Annotated[float, msgspec.Meta(ge=0)] = 5.0
+    db_acquire_timeout_s: Annotated[float, msgspec.Meta(ge=0)] = 5.0
+    db_statement_timeout_s: Annotated[float, msgspec.Meta(ge=0)] = 15.0
+    #: seconds between measurements of this server's clock against the database's
+    db_clock_sync_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     #: (API) addresses or networks of the reverse proxies in front of the API. Only
     #: through them does a browser's connection tell its address (``X-Forwarded-For``);
     #: empty: the connection tells the fraud rules nothing (see README "Client IP")
@@ -177,7 +189,8 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         """Read ``ORDNUNG_DATABASE_URL``, ``ORDNUNG_PLUGINS`` (comma list),
         ``ORDNUNG_PLUGIN_SETTINGS`` (JSON object), ``ORDNUNG_REQUIRE_TAX``,
         ``ORDNUNG_IDEMPOTENCY_LEASE_SECONDS``, ``ORDNUNG_RECONCILE_GRACE_S``,
-        ``ORDNUNG_RECONCILE_INTERVAL_S``, ``ORDNUNG_TRUSTED_PROXIES`` (comma list) and
+        ``ORDNUNG_RECONCILE_INTERVAL_S``, ``ORDNUNG_TRUSTED_PROXIES`` (comma list), the
+        database timeouts (``ORDNUNG_DB_CONNECT_TIMEOUT_S`` ...; see ``DB_TIME_SETTINGS``),
         the account settings (``ORDNUNG_ACCESS_TOKEN_TTL`` ...; see ``ACCOUNT_SETTINGS``)
         and the input limits (``ORDNUNG_MAX_*``; see ``ordnung.core.limits``)."""
         values: dict[str, Any] = {}
@@ -197,6 +210,10 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             variable = f"ORDNUNG_{name.upper()}"
             if env.get(variable):
                 values[name] = env_number(variable, env[variable])
+        for name in DB_TIME_SETTINGS:
+            raw = env.get(f"ORDNUNG_{name.upper()}")
+            if raw:
+                values[name] = env_number(f"ORDNUNG_{name.upper()}", raw)
         if env.get("ORDNUNG_REQUIRE_TAX"):
             values["require_tax"] = env_bool("ORDNUNG_REQUIRE_TAX", env["ORDNUNG_REQUIRE_TAX"])
         for name in ACCOUNT_SETTINGS:

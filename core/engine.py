@@ -31,7 +31,7 @@ from ordnung.core.errors import PluginError
 from ordnung.core.lifecycle import build_machines
 from ordnung.core.lifecycle.machine import Machine, StateExtension
 from ordnung.core.observe import Metrics, Tracer
-from ordnung.core.persistence.database import Database
+from ordnung.core.persistence.database import Database, Timeouts
 from ordnung.core.persistence.plugin_store import PluginStore
 from ordnung.core.plugin_host import PluginHost
 from ordnung.core.pricing import PricingPipeline
@@ -65,7 +65,10 @@ class Engine:
         self.config = config or EngineConfig.from_env()
         self.host = PluginHost()
         self._extra_plugins = list(plugins)
-        self.db = Database(self.config.database_url, pool_size=self.config.pool_size)
+        c = self.config
+        self.db = Database(c.database_url, pool_size=c.pool_size, timeouts=Timeouts(
+            connect=c.db_connect_timeout_s, acquire=c.db_acquire_timeout_s,
+            statement=c.db_statement_timeout_s, clock_sync=c.db_clock_sync_s))
         self._started = False
         self._background: list[asyncio.Task[None]] = []
 

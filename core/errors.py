@@ -115,6 +115,20 @@ class RateLimited(OrdnungError):
         self.retry_after = retry_after
 
 
+class DatabaseUnavailable(OrdnungError):
+    """The database did not answer in time (unreachable, frozen, restarting, out of
+    connections). Nothing was committed by the statement that failed; the request may be
+    retried after ``retry_after`` seconds."""
+
+    type = "database-unavailable"
+    status = 503
+
+    def __init__(self, detail: str = "the database is not available; try again shortly",
+                 *, retry_after: int = 2, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after = retry_after
+
+
 class Conflict(OrdnungError):
     """The request collides with the current state (duplicate key, concurrent write)."""
 

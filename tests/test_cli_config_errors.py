@@ -94,3 +94,14 @@ def test_an_input_limit_that_is_not_a_positive_whole_number(tmp_path: Path, vari
     line = one_line(serve(tmp_path, f"sqlite:///{tmp_path / 'shop.db'}", **{variable: value}))
     assert variable in line and value in line
     assert not (tmp_path / "shop.db").exists()
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("ORDNUNG_DB_STATEMENT_TIMEOUT_S", "soon", "expected a number, got 'soon'"),
+    ("ORDNUNG_DB_CONNECT_TIMEOUT_S", "-1", "Expected `float` >= 0"),
+    ("ORDNUNG_DB_CLOCK_SYNC_S", "0", "Expected `float` > 0"),
+])
+def test_a_database_timeout_that_cannot_work(tmp_path: Path, name: str, value: str,
+                                            expected: str) -> None:
+    line = one_line(serve(tmp_path, f"sqlite:///{tmp_path / 'shop.db'}", **{name: value}))
+    assert name in line and expected in line, line

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ordnung.api.app import create_app
 from ordnung.api.cli import build_parser
-from ordnung.core.config import ACCOUNT_SETTINGS
+from ordnung.core.config import ACCOUNT_SETTINGS, DB_TIME_SETTINGS
 from ordnung.core.limits import InputLimits, variable_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,8 +38,9 @@ def names_in(*folders: str) -> set[str]:
 
 def read_by_package() -> set[str]:
     """Variables the package reads: literal names, and those built from a setting's
-    name (the account settings and the input limits)."""
-    return (names_in(*PACKAGE) | {f"ORDNUNG_{name.upper()}" for name in ACCOUNT_SETTINGS}
+    name (the account settings, the database timeouts and the input limits)."""
+    return (names_in(*PACKAGE)
+            | {f"ORDNUNG_{name.upper()}" for name in (*ACCOUNT_SETTINGS, *DB_TIME_SETTINGS)}
             | {variable_of(name) for name in InputLimits.__struct_fields__})
 
 

@@ -1,17 +1,50 @@
-"""Small helpers shared by every domain type: ids and time."""
+"""Small helpers shared by every domain type: ids and time.
+
+Time is the database's: every server of a shop shares one database, and leases
+and ages (outbox claims, in-flight authorizations, failed-reaction back-off,
+sessions, rate windows) are compared across servers, so each process reads its
+own clock corrected by the offset it last measured against the database's
+(``set_clock_offset``, kept current by ``Database``). A server whose system
+clock is minutes off then still agrees with the others on what has expired.
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
+#: seconds this process's clock is pretended to be off; only for tests that prove skew
+#: does not matter (``ORDNUNG_TEST_CLOCK_SKEW_S``), zero otherwise
+_SKEW_S = float(os.environ.get("ORDNUNG_TEST_CLOCK_SKEW_S", "0") or 0)
+#: the database's clock minus this process's (skewed) clock, as last measured
+_offset_s = 0.0
+_correction = timedelta(seconds=_SKEW_S)
+
+
+def system_now() -> datetime:
+    """This process's own clock, uncorrected (what the database's clock is compared to)."""
+    return datetime.now(UTC) + timedelta(seconds=_SKEW_S)
+
+
+def set_clock_offset(seconds: float) -> None:
+    """Take the database's clock to be ``seconds`` ahead of ``system_now()``."""
+    global _offset_s, _correction
+    _offset_s = seconds
+    _correction = timedelta(seconds=_SKEW_S + seconds)
+
+
+def clock_offset() -> float:
+    return _offset_s
+
+
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Now on the database's clock (this process's clock plus the measured offset)."""
+    return datetime.now(UTC) + _correction
 
 
 def new_id(prefix: str) -> str:
@@ -21,7 +54,7 @@ def new_id(prefix: str) -> str:
     pagination by id meaningful; no database sequence is needed, so the hot
     path has no shared counter row to contend on.
     """
-    millis = int(time.time() * 1000)
+    millis = int((time.time() + _SKEW_S + _offset_s) * 1000)
     value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
     chars = []
     for _ in range(26):

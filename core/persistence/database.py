@@ -25,7 +25,10 @@ from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 from piccolo.query.base import Query
 
 from ordnung.core.errors import Conflict, InvalidInput
+from ordnung.core.errors_db import is_unavailable, unavailable
+from ordnung.core.persistence import clock
 from ordnung.core.persistence.fence import WRITE_FENCE, is_write
+from ordnung.core.persistence.postgres_engine import TimedPostgresEngine, Timeouts
 from ordnung.core.persistence.postgres_transaction import SafePostgresTransaction
 from ordnung.core.persistence.sqlite_engine import PooledSQLiteEngine
 from ordnung.core.persistence.tables import ALL_TABLES
@@ -54,7 +57,7 @@ class _Counting:
         return await super().run_ddl(*args, **kwargs)  # type: ignore[misc]
 
 
-class _PostgresEngine(_Counting, PostgresEngine):
+class _PostgresEngine(_Counting, TimedPostgresEngine):
     def transaction(self, allow_nested: bool = True) -> SafePostgresTransaction:
         return SafePostgresTransaction(engine=self, allow_nested=allow_nested)
 
@@ -85,13 +88,18 @@ class Database:
     #: the database the piccolo table classes are bound to in this process
     _active: Database | None = None
 
-    def __init__(self, url: str = DEFAULT_URL, pool_size: int = 8) -> None:
+    def __init__(self, url: str = DEFAULT_URL, pool_size: int = 8,
+                 timeouts: Timeouts | None = None) -> None:
         self.url = url
         self.pool_size = pool_size
+        self.timeouts = timeouts or Timeouts()
         self.engine = engine_for_url(url, pool_size)
+        if isinstance(self.engine, _PostgresEngine):
+            self.engine.timeouts = self.timeouts
         self.kind = "postgres" if isinstance(self.engine, PostgresEngine) else "sqlite"
         self._compiled: dict[str, str] = {}
         self._checkpointer: asyncio.Task[None] | None = None
+        self._clock: asyncio.Task[None] | None = None
         self._started = False
 
     @property
@@ -121,8 +129,16 @@ class Database:
             if isinstance(self.engine, PooledSQLiteEngine):
                 self._checkpointer = asyncio.create_task(self.engine.checkpointing())
         self._started = True
+        await clock.sync_clock(self)
+        if self.timeouts.clock_sync > 0:
+            self._clock = asyncio.create_task(clock.keep_in_step(self, self.timeouts.clock_sync))
 
     async def stop(self) -> None:
+        if self._clock is not None:
+            self._clock.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._clock
+            self._clock = None
         if isinstance(self.engine, PostgresEngine) and self._started:
             await self.engine.close_connection_pool()
         if self._checkpointer is not None:
@@ -149,6 +165,11 @@ class Database:
         fence = WRITE_FENCE.get()
         if fence is not None and transaction._parent is None:
             fence.committed(transaction)
+
+    async def connection_failed(self) -> None:
+        """A statement found the database gone: renew the pooled connections."""
+        if isinstance(self.engine, _PostgresEngine):
+            await self.engine.connection_failed()
 
     def in_transaction(self) -> Any:
         """The transaction this task is in, or None."""
@@ -191,19 +212,39 @@ class Database:
             await fence.before_write()
         transaction = engine.current_transaction.get()
         if self.is_postgres:
-            if transaction is not None:
+            if transaction is None:
+                return list(await engine._run_in_pool(query, args))
+            try:
                 return list(await transaction.connection.fetch(query, *args))
-            return list(await engine._run_in_pool(query, args))
+            except Exception as exc:
+                if is_unavailable(exc):
+                    await engine.connection_failed()
+                    raise unavailable(exc) from exc
+                raise
         if transaction is not None:
             return list(transaction.connection.run(query, args))
         return list(await engine._run_in_new_connection(query, list(args)))
 
+    def sql_now(self, plus_s: float = 0) -> str:
+        """SQL for the database's own clock, ``plus_s`` seconds on (a literal, not a
+        parameter), as a timestamp its columns compare with: for lease decisions that
+        must not depend on any process's clock. On SQLite: text in the format piccolo
+        stores timestamps in (it sorts like the time)."""
+        if self.is_postgres:
+            return f"(now() + interval '{float(plus_s)} seconds')" if plus_s else "now()"
+        shift = f", '{float(plus_s):+} seconds'" if plus_s else ""
+        return f"strftime('%Y-%m-%d %H:%M:%f+00:00', 'now'{shift})"
+
     async def insert_rows(self, table: str, columns: tuple[str, ...],
-                          rows: Sequence[Sequence[Any]], suffix: str = "") -> list[Any]:
-        """One multi-row INSERT of ``rows`` (each a tuple in ``columns`` order)."""
+                          rows: Sequence[Sequence[Any]], suffix: str = "",
+                          computed: dict[str, str] | None = None) -> list[Any]:
+        """One multi-row INSERT of ``rows`` (each a tuple in ``columns`` order), and the
+        ``computed`` columns set to the same SQL expression in every row."""
         if not rows:
             return []
-        row = "(" + ", ".join("{}" for _ in columns) + ")"
+        extra = computed or {}
+        columns = (*columns, *extra)
+        row = "(" + ", ".join(["{}"] * (len(columns) - len(extra)) + list(extra.values())) + ")"
         sql = (f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
                + ", ".join(row for _ in rows) + (f" {suffix}" if suffix else ""))
         return await self.run(sql, *[value for r in rows for value in r])
@@ -222,16 +263,53 @@ class Database:
                 self._compiled[sql] = compiled
         return compiled
 
+    async def probe(self, within: float) -> None:
+        """Prove the database answers a statement within ``within`` seconds (readiness);
+        raises ``DatabaseUnavailable`` if not. On PostgreSQL the wait is bounded whatever
+        the statement timeout, and a connection that did not answer is discarded."""
+        if not isinstance(self.engine, _PostgresEngine) or self.engine.pool is None:
+            await self.fetch("SELECT 1 AS ok")
+            return
+        try:
+            async with self.engine.pool.acquire(timeout=within) as connection:
+                try:
+                    await connection.fetchval("SELECT 1", timeout=within)
+                except Exception:
+                    connection.terminate()
+                    raise
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            await self.engine.connection_failed()
+            raise unavailable(exc) from exc
+
     # -- migrations ---------------------------------------------------------------
-    async def migrate(self) -> list[str]:
-        """Apply migrations not yet applied, under a lock; returns the ids applied."""
+    @staticmethod
+    def _migration_modules() -> list[Any]:
         from ordnung.migrations import versions
 
-        modules = sorted(
+        return sorted(
             (importlib.import_module(f"{versions.__name__}.{m.name}")
              for m in pkgutil.iter_modules(versions.__path__)),
             key=lambda mod: mod.ID,
         )
+
+    async def pending_migrations(self) -> list[str]:
+        """Ids of the migrations this code has that the database has not applied."""
+        known = [module.ID for module in self._migration_modules()]
+        try:
+            rows = await self.fetch("SELECT name FROM migration WHERE app_name = {}",
+                                    MIGRATION_APP)
+        except Exception as exc:  # never migrated: no bookkeeping table yet
+            if type(exc).__name__ == "UndefinedTableError" or "no such table" in str(exc):
+                return known
+            raise
+        done = {r["name"] for r in rows}
+        return [m for m in known if m not in done]
+
+    async def migrate(self) -> list[str]:
+        """Apply migrations not yet applied, under a lock; returns the ids applied."""
+        modules = self._migration_modules()
         applied: list[str] = []
         await Migration.create_table(if_not_exists=True).run()
         async with self.transaction():

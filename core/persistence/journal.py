@@ -4,7 +4,8 @@ Events are written with the change they describe, in the same transaction;
 the outbox row for each event is what after-commit reactions are driven
 from. Rows are written already claimed by the writing process for a short
 lease, so the process that committed delivers them at once and a sweeper
-elsewhere only takes what a crashed or slow process left behind.
+elsewhere only takes what a crashed or slow process left behind. Leases are
+set and judged on the database's clock, in SQL.
 """
 
 from __future__ import annotations
@@ -47,17 +48,17 @@ class Journal:
         if not events:
             return
         now = utcnow()
-        lease = now + LEASE
         payloads = [encode(e) for e in events]
         await self.db.insert_rows(
             "events", ("id", "order_id", "seq", "kind", "actor", "data", "at"),
             [(e.id, e.order_id, e.seq, e.kind, e.actor, data, e.at)
              for e, data in zip(events, payloads, strict=True)])
         await self.db.insert_rows(
-            "outbox", ("id", "kind", "order_id", "payload", "created_at", "claimed_until",
-                       "dispatched_at", "attempts"),
-            [(e.id, e.kind, e.order_id, data, now, lease, None, 1)
-             for e, data in zip(events, payloads, strict=True) if self.reacts_to(e)])
+            "outbox", ("id", "kind", "order_id", "payload", "created_at", "dispatched_at",
+                       "attempts"),
+            [(e.id, e.kind, e.order_id, data, now, None, 1)
+             for e, data in zip(events, payloads, strict=True) if self.reacts_to(e)],
+            computed={"claimed_until": self.db.sql_now(LEASE.total_seconds())})
 
     async def timeline(self, order_id: str) -> list[Event]:
         rows = await EventRow.select(EventRow.data).where(EventRow.order_id == order_id).order_by(
@@ -79,8 +80,8 @@ class Journal:
         for start in range(0, len(ids), MARK_CHUNK):
             chunk = ids[start:start + MARK_CHUNK]
             await self.db.run(
-                "UPDATE outbox SET dispatched_at = {} WHERE id IN ("
-                + ", ".join("{}" for _ in chunk) + ")", utcnow(), *chunk)
+                f"UPDATE outbox SET dispatched_at = {self.db.sql_now()} WHERE id IN ("
+                + ", ".join("{}" for _ in chunk) + ")", *chunk)
 
     def mark_dispatched_soon(self, event_ids: Sequence[str]) -> None:
         """Mark delivered events within ``MARK_DELAY_S``, together with whatever else this
@@ -114,23 +115,19 @@ class Journal:
         await self.flush_marks()
 
     async def claim_stale(self, limit: int = 100) -> list[Event]:
-        """Take undelivered events whose lease expired (their writer died or stalled)."""
+        """Take undelivered events whose lease expired (their writer died or stalled).
+        The lease is judged and renewed on the database's clock, in the statement: a
+        sweeper whose own clock runs ahead must not take what a live writer holds."""
         await self.flush_marks()
-        now = utcnow()
+        lock = " FOR UPDATE SKIP LOCKED" if self.db.is_postgres else ""
         async with self.db.transaction():
-            query = OutboxRow.select(OutboxRow.id, OutboxRow.payload).where(
-                OutboxRow.dispatched_at.is_null()
-                & (OutboxRow.claimed_until.is_null() | (OutboxRow.claimed_until < now))
-            ).order_by(OutboxRow.id).limit(limit)
-            if self.db.is_postgres:
-                query = query.lock_rows(skip_locked=True)
-            rows = await query.run()
-            if not rows:
-                return []
-            await OutboxRow.update({OutboxRow.claimed_until: now + LEASE,
-                                    OutboxRow.attempts: OutboxRow.attempts + 1}).where(
-                OutboxRow.id.is_in([r["id"] for r in rows])).run()
-        return [decode(r["payload"], Event) for r in rows]
+            rows = await self.db.run(
+                f"UPDATE outbox SET claimed_until = {self.db.sql_now(LEASE.total_seconds())}, "
+                "attempts = attempts + 1 WHERE id IN (SELECT id FROM outbox "
+                "WHERE dispatched_at IS NULL AND (claimed_until IS NULL OR claimed_until < "
+                f"{self.db.sql_now()}) ORDER BY id LIMIT {{}}{lock}) RETURNING id, payload",
+                int(limit))
+        return [decode(r["payload"], Event) for r in sorted(rows, key=lambda r: r["id"])]
 
     async def pending_count(self) -> int:
         await self.flush_marks()

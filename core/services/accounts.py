@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import math
 import secrets
-import time
 from datetime import datetime, timedelta
 
 import structlog
@@ -308,7 +307,7 @@ class AccountService:
     async def _limited(self, item: RateLimitItem, detail: str,
                        *identifiers: str) -> RateLimited:
         stats = await self.limiter.get_window_stats(item, *identifiers)
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        retry_after = max(1, math.ceil(stats.reset_time - utcnow().timestamp()))
         log.info("rate limited", limit=str(item), scope=identifiers[0])
         return RateLimited(f"{detail}; try again in {retry_after} s", retry_after=retry_after)
 

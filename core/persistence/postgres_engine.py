@@ -1,0 +1,117 @@
+"""PostgreSQL with every wait bounded, and a pool renewed when a connection is found dead.
+
+piccolo's engine waits for ever: for a connection, for a free one of the pool, for a
+statement. A frozen or unreachable database then hangs every request for as long as it
+lasts. Here each wait has a timeout (``Timeouts``) and running out of one raises
+``DatabaseUnavailable``, which the API answers with ``503``. After a restart of the
+database every pooled connection is stale; the first one found dead expires them all,
+so they do not fail one request each, and a read outside a transaction is repeated
+once on a fresh connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from piccolo.engine.postgres import PostgresEngine
+
+from ordnung.core.errors import DatabaseUnavailable
+from ordnung.core.errors_db import is_unavailable, unavailable
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds to wait for the database (PostgreSQL) before answering "unavailable";
+    0 waits for ever. ``connect``: a new connection; ``acquire``: a free connection of
+    the pool; ``statement``: one statement (the driver gives up and asks the server to
+    cancel it, releasing its locks). ``clock_sync``: how often the clock offset is measured."""
+
+    connect: float = 5.0
+    acquire: float = 5.0
+    statement: float = 15.0
+    clock_sync: float = 10.0
+
+
+class _TimedPool(asyncpg.Pool):
+    """A pool whose ``acquire`` gives up after the acquire timeout (piccolo acquires
+    without one, and a pool whose connections all hang would wait for ever)."""
+
+    acquire_timeout: float | None = None
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return super().acquire(timeout=timeout if timeout is not None
+                               else self.acquire_timeout)
+
+
+def _is_read(query: str) -> bool:
+    return query.lstrip()[:6].upper() == "SELECT" and "FOR UPDATE" not in query.upper()
+
+
+class TimedPostgresEngine(PostgresEngine):
+    """PostgreSQL with timeouts on every wait, and a pool that is renewed as soon as a
+    connection is found dead: after a restart of the database every pooled connection
+    is stale, and without renewal each would fail one request in turn."""
+
+    timeouts = Timeouts()
+
+    async def start_connection_pool(self, **kwargs: Any) -> None:
+        t = self.timeouts
+        # the statement timeout is the driver's: on running out it stops waiting and asks
+        # the server to cancel the statement (no session setting, which poolers such as
+        # PgBouncer refuse at connect)
+        pool = _TimedPool(
+            self.config["dsn"], connection_class=asyncpg.Connection,
+            record_class=asyncpg.Record, min_size=kwargs.get("min_size", 1),
+            max_size=kwargs.get("max_size", 8), max_queries=50_000,
+            max_inactive_connection_lifetime=300.0, loop=None,
+            timeout=t.connect or None, command_timeout=t.statement or None)
+        pool.acquire_timeout = t.acquire or None
+        try:
+            await pool
+        except Exception as exc:
+            pool.terminate()
+            if is_unavailable(exc):
+                raise unavailable(exc) from exc
+            raise
+        self.pool = pool
+
+    async def connection_failed(self) -> None:
+        """A connection was found dead: every other pooled one is likely dead too (the
+        server restarted), so replace them all on their next use."""
+        if self.pool is not None:
+            await self.pool.expire_connections()
+
+    async def run_querystring(self, querystring: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().run_querystring(querystring, *args, **kwargs)
+        except DatabaseUnavailable:
+            raise
+        except Exception as exc:
+            if is_unavailable(exc):
+                await self.connection_failed()
+                raise unavailable(exc) from exc
+            raise
+
+    async def _run_in_pool(self, query: str, args: Sequence[Any] | None = None) -> Any:
+        """Outside a transaction; a read that finds its connection dead is retried once
+        on a fresh one (nothing was changed, so repeating it is safe)."""
+        for attempt in (1, 2):
+            try:
+                assert self.pool is not None, "the pool is not running"
+                async with self.pool.acquire() as connection:
+                    try:
+                        return await connection.fetch(query, *(args or ()))
+                    except Exception as exc:
+                        if is_unavailable(exc):  # resetting it would wait as long again
+                            connection.terminate()
+                        raise
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                await self.connection_failed()
+                if attempt == 2 or not _is_read(query) or isinstance(exc, TimeoutError):
+                    raise unavailable(exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
