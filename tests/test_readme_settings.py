@@ -22,8 +22,9 @@ from ordnung.core.limits import InputLimits, variable_of
 ROOT = Path(__file__).resolve().parent.parent
 SETTING = re.compile(r"\bORDNUNG_[A-Z][A-Z0-9_]*[A-Z0-9]\b")
 #: read by the package, set by ``ordnung serve`` for its workers or by the benchmarks:
-#: not for operators to set
-INTERNAL = {"ORDNUNG_LOG_LEVEL", "ORDNUNG_LOG_JSON", "ORDNUNG_STATS_DIR"}
+#: not for operators to set (the clock skew is for the fault tests, see CONTRIBUTING)
+INTERNAL = {"ORDNUNG_LOG_LEVEL", "ORDNUNG_LOG_JSON", "ORDNUNG_STATS_DIR",
+            "ORDNUNG_TEST_CLOCK_SKEW_S"}
 PACKAGE = ("core", "api", "plugins", "migrations", "testing")
 
 
