@@ -221,14 +221,21 @@ class PooledSQLiteEngine(SQLiteEngine):
         self._idle: asyncio.Queue[LoopConnection] = asyncio.Queue()
         self._opened = 0
 
-    def _open(self) -> LoopConnection:
+    async def _open(self) -> LoopConnection:
+        """A new loop connection with its pragmas set; some of them read the schema, so
+        they wait (asynchronously) for another process's lock like any statement."""
         raw = sqlite3.connect(**self.connection_kwargs)
         raw.row_factory = _dict_factory
-        for pragma in ("PRAGMA foreign_keys = 1", "PRAGMA synchronous = NORMAL",
-                       "PRAGMA busy_timeout = 0", "PRAGMA wal_autocheckpoint = 0",
-                       f"PRAGMA journal_size_limit = {self.settings.wal_max_bytes}"):
-            raw.execute(pragma)
-        return LoopConnection(raw, self.settings.lock_timeout_seconds)
+        connection = LoopConnection(raw, self.settings.lock_timeout_seconds)
+        try:
+            for pragma in ("PRAGMA busy_timeout = 0", "PRAGMA foreign_keys = 1",
+                           "PRAGMA synchronous = NORMAL", "PRAGMA wal_autocheckpoint = 0",
+                           f"PRAGMA journal_size_limit = {self.settings.wal_max_bytes}"):
+                await connection.run_waiting(pragma)
+        except BaseException:
+            raw.close()
+            raise
+        return connection
 
     def _open_waiting(self, timeout: float | None = None) -> sqlite3.Connection:
         """A connection for use off the loop: SQLite's busy handler waits for locks (up
@@ -299,7 +306,7 @@ class PooledSQLiteEngine(SQLiteEngine):
         if self._idle.empty() and self._opened < self.pool_size:
             self._opened += 1
             try:
-                return self._open()
+                return await self._open()
             except BaseException:
                 self._opened -= 1
                 raise
@@ -326,7 +333,7 @@ class PooledSQLiteEngine(SQLiteEngine):
 
     async def get_connection(self) -> Any:
         """A fresh, unpooled connection (piccolo's batch queries close what they get)."""
-        return self._open()
+        return await self._open()
 
     def transaction(self, transaction_type: TransactionType = TransactionType.deferred,
                     allow_nested: bool = True) -> SQLiteTransaction:
