@@ -86,15 +86,10 @@ class SQLiteSettings(msgspec.Struct, kw_only=True, frozen=True):
     def from_env(cls) -> SQLiteSettings:
         """The settings from ``ORDNUNG_SQLITE_*``; a value that cannot work raises
         ``ConfigError`` naming its variable."""
-        from ordnung.core.config import env_number  # config imports this package
-
-        values: dict[str, float] = {}
-        for field, variable in SQLITE_VARIABLES.items():
-            raw = os.environ.get(variable)
-            if raw:
-                values[field] = env_number(variable, raw)
+        values = {field: os.environ[variable] for field, variable in SQLITE_VARIABLES.items()
+                  if os.environ.get(variable)}
         try:
-            return msgspec.convert(values, cls)
+            return msgspec.convert(values, cls, strict=False)
         except msgspec.ValidationError as exc:
             message, _, where = str(exc).partition(" - at `$.")
             raise ConfigError(SQLITE_VARIABLES.get(where.rstrip("`"), "ORDNUNG_SQLITE_*"),
@@ -189,7 +184,9 @@ class PooledSQLiteTransaction(SQLiteTransaction):
         connection: LoopConnection = self.connection
         try:
             if exception:
-                if not self._rolled_back:
+                # SQLite may have rolled back already (a full disk, an I/O error): a
+                # second ROLLBACK would raise and hide the error that caused it
+                if not self._rolled_back and connection.in_transaction:
                     await self.rollback()
             elif not self._committed and not self._rolled_back:
                 await self.commit()
