@@ -1,4 +1,5 @@
-"""uvicorn's HTTP/1.1 protocol (httptools) with a deadline for a request's headers.
+"""uvicorn's HTTP/1.1 protocol (httptools) with a deadline for a request's headers and
+a cap on the connections one worker serves.
 
 uvicorn times out a connection that stays idle after a response (``timeout_keep_alive``)
 and ``ordnung.api.intake`` one whose body is slow, but nothing times out a client that
@@ -7,6 +8,11 @@ such a connection holds its socket and its place among the ``max_connections`` f
 ever. Here every request's headers must be complete ``header_timeout_seconds`` after
 the connection opened or the previous response ended; otherwise the client gets
 ``408 request-timeout`` (if it sent part of a request) and the connection is closed.
+
+A request that arrives while the worker already holds more than ``max_connections``
+connections (or runs that many requests) is answered at once with ``503
+server-busy`` and ``Retry-After`` (uvicorn's own ``limit_concurrency`` answers in
+plain text, and counts the connection that asks as one too many).
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import msgspec
 import structlog
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from ordnung.api.asgi import Receive, Scope, Send
+from ordnung.api.intake import send_problem
 from ordnung.api.settings import HttpSettings
 
 log = structlog.get_logger("ordnung.http")
@@ -33,10 +41,27 @@ TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\n"
                     b"connection: close\r\n\r\n" + PROBLEM)
 
 
+#: seconds a client turned away at the connection cap is told to wait
+BUSY_RETRY_AFTER = 1
+
+
 @cache
+def settings() -> HttpSettings:
+    """This worker's HTTP settings (read once)."""
+    return HttpSettings.from_env()
+
+
 def header_timeout() -> float:
-    """``ORDNUNG_HEADER_TIMEOUT_SECONDS`` of this worker (read once)."""
-    return HttpSettings.from_env().header_timeout_seconds
+    return settings().header_timeout_seconds
+
+
+async def server_busy(scope: Scope, receive: Receive, send: Send) -> None:
+    """The answer beyond the connection cap (the request is not run)."""
+    await send_problem(send, 503, "server-busy", "The server is busy",
+                       f"this worker already serves {settings().max_connections} "
+                       "connections; try again shortly",
+                       [(b"retry-after", str(BUSY_RETRY_AFTER).encode()),
+                        (b"connection", b"close")])
 
 
 class TimedHttpToolsProtocol(HttpToolsProtocol):
@@ -80,7 +105,17 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self.disarm_header_deadline()
-        super().on_headers_complete()
+        limit = settings().max_connections
+        if len(self.connections) <= limit and len(self.tasks) < limit:
+            super().on_headers_complete()
+            return
+        log.warning("connection limit reached; request refused", limit=limit,
+                    connections=len(self.connections))
+        app, self.app = self.app, server_busy
+        try:
+            super().on_headers_complete()
+        finally:
+            self.app = app
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

@@ -56,6 +56,7 @@ TITLES = {
     "lifecycle-definition": "Lifecycle definition error",
     "internal": "Internal error",
     "storage-full": "The database's disk is full",
+    "server-busy": "The server is busy",
 }
 #: seconds a client is told to wait when the database's disk is full
 STORAGE_FULL_RETRY_AFTER = 5

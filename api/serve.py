@@ -191,11 +191,11 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, demo: 
         # (in the parent here, in each worker by worker_app), in the same format
         log_config=None,
         lifespan="on",
-        # connections that never send: a deadline for the headers (the protocol), for
-        # the body (ordnung.api.intake), for idle keep-alive connections, and a cap
+        # connections that never send: a deadline for the headers and a cap on the
+        # connections (the protocol), for the body (ordnung.api.intake) and for idle
+        # keep-alive connections
         http=TimedHttpToolsProtocol,
         timeout_keep_alive=cast(Any, http.keep_alive_timeout_seconds),
-        limit_concurrency=http.max_connections,
         timeout_graceful_shutdown=cast(Any, http.shutdown_grace_seconds))
     started = supervisor.run(config, grace_seconds=http.shutdown_grace_seconds)
     if metrics_dir is not None:

@@ -211,11 +211,13 @@ def test_beyond_the_connection_limit_a_request_gets_503_until_idle_ones_are_clos
         database_url: str, tmp_path: Path) -> None:
     env = {**LIMITS, "ORDNUNG_MAX_CONNECTIONS": "20"}
     with running_server(database_url, tmp_path, workers=1, env=env) as server:
-        idle = [connect(server) for _ in range(25)]
+        idle = [connect(server) for _ in range(20)]  # the cap: the next one is too many
         try:
             time.sleep(0.2)
             crowded = httpx.get(server.base_url + "/health", timeout=5)
             assert crowded.status_code == 503, crowded.text
+            assert crowded.json()["type"] == PROBLEM_BASE + "server-busy"
+            assert int(crowded.headers["Retry-After"]) > 0
             time.sleep(HEADER_TIMEOUT + 1.0)  # the idle ones are closed by now
             assert httpx.get(server.base_url + "/health", timeout=5).status_code == 200
         finally:
