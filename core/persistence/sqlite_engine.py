@@ -64,6 +64,8 @@ RETRY_MAX_S = 0.002
 CHECKPOINT_EVERY_S = 1.0
 #: WAL size above which the checkpointer truncates it
 WAL_MAX_BYTES = 16 * 1024 * 1024
+#: how often the checkpointer looks at the WAL's size
+SIZE_CHECK_S = 0.1
 #: longest a TRUNCATE checkpoint waits for readers (writers wait while it does)
 TRUNCATE_WAIT_S = 1.0
 #: statements that may meet another process's lock even on a loop connection
@@ -289,12 +291,18 @@ class PooledSQLiteEngine(SQLiteEngine):
             raw.close()
 
     async def checkpointing(self, every_s: float | None = None) -> None:
-        """Copy the WAL back into the database file now and then, off the loop's thread
-        (PASSIVE: it never waits for, nor blocks, readers and writers; TRUNCATE when the
-        WAL has outgrown ``wal_max_bytes``)."""
+        """Copy the WAL back into the database file every ``checkpoint_seconds``, and as
+        soon as the WAL has outgrown ``wal_max_bytes`` (its size is looked at ten times a
+        second), off the loop's thread. PASSIVE never waits for, nor blocks, readers and
+        writers; TRUNCATE (an outgrown WAL) empties the file."""
         every = every_s if every_s is not None else self.settings.checkpoint_seconds
+        last = time.monotonic()
         while True:
-            await asyncio.sleep(every)
+            await asyncio.sleep(min(every, SIZE_CHECK_S))
+            if time.monotonic() - last < every and \
+                    self.wal_bytes() <= self.settings.wal_max_bytes:
+                continue
+            last = time.monotonic()
             outcome = await asyncio.to_thread(self._checkpoint)
             if outcome in ("truncated", "full"):
                 log.info("WAL checkpoint", outcome=outcome, database=self.path)
