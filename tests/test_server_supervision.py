@@ -64,6 +64,13 @@ def place(server: Server, email: str) -> int:
     return response.status_code
 
 
+def both_started(server: Server) -> bool:
+    """Both workers have finished their start-up (not only been forked): one still
+    starting when the lock is taken would fail its start-up too, and be replaced."""
+    return len(server.workers()) == 2 and \
+        server.logs().count("Application startup complete") >= 2
+
+
 def replace_worker(server: Server, victim: int) -> None:
     os.kill(victim, signal.SIGKILL)
     wait_for("dead worker", lambda: victim not in server.workers(), 15)
@@ -98,7 +105,7 @@ def test_a_worker_restarted_while_another_process_writes_waits_for_the_lock(
         database_url: str, tmp_path: Path) -> None:
     path = sqlite_path(database_url)
     with running_server(database_url, tmp_path, "--demo", workers=2) as server:
-        wait_for("two workers", lambda: len(server.workers()) == 2)
+        wait_for("two started workers", lambda: both_started(server))
         victim, survivor = server.workers()
         with write_lock(path), pending_lock(path):
             replace_worker(server, victim)
@@ -125,7 +132,7 @@ def test_a_lock_held_past_the_lock_timeout_at_start_up_does_not_stop_the_server(
     path = sqlite_path(database_url)
     env = {"ORDNUNG_SQLITE_LOCK_TIMEOUT_SECONDS": "1"}
     with running_server(database_url, tmp_path, "--demo", workers=2, env=env) as server:
-        wait_for("two workers", lambda: len(server.workers()) == 2)
+        wait_for("two started workers", lambda: both_started(server))
         victim, survivor = server.workers()
         with pending_lock(path):
             replace_worker(server, victim)
@@ -133,7 +140,7 @@ def test_a_lock_held_past_the_lock_timeout_at_start_up_does_not_stop_the_server(
                      or server.process.poll() is not None, 30)
             time.sleep(2.0)
             assert server.process.poll() is None, server.logs()[-3000:]
-            assert survivor in server.workers()
+            assert survivor in server.workers(), server.logs()[-6000:]
         wait_for("a started replacement", lambda: len(server.workers()) == 2, 30)
         wait_for("answer", lambda: place(server, "after-lock@example.com") == 201)
         assert server.process.poll() is None
