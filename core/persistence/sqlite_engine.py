@@ -66,6 +66,9 @@ CHECKPOINT_EVERY_S = 1.0
 WAL_MAX_BYTES = 16 * 1024 * 1024
 #: how often the checkpointer looks at the WAL's size
 SIZE_CHECK_S = 0.1
+#: longest the checkpointer's connection waits for a lock to open (PASSIVE itself never
+#: waits: what it cannot copy now, the next round does)
+PASSIVE_WAIT_S = 0.1
 #: longest a TRUNCATE checkpoint waits for readers (writers wait while it does)
 TRUNCATE_WAIT_S = 1.0
 #: statements that may meet another process's lock even on a loop connection
@@ -273,8 +276,7 @@ class PooledSQLiteEngine(SQLiteEngine):
         try:
             # TRUNCATE waits for the readers of old frames (microseconds here) and
             # meanwhile holds writers back: a short wait, retried next round
-            raw = self._open_waiting(TRUNCATE_WAIT_S) if oversized else \
-                sqlite3.connect(self.path, timeout=0, isolation_level=None)
+            raw = self._open_waiting(TRUNCATE_WAIT_S if oversized else PASSIVE_WAIT_S)
         except sqlite3.Error:
             return "failed"
         try:
