@@ -25,6 +25,7 @@ from ordnung.api.access import AccessDocs
 from ordnung.api.auth import PUBLIC_PATHS, BearerAuthMiddleware
 from ordnung.api.decoding import strict_input
 from ordnung.api.docs_pages import docs_assets_router, docs_render_plugins
+from ordnung.api.draining import DrainMiddleware
 from ordnung.api.idempotency import IdempotencyMiddleware
 from ordnung.api.intake import RequestIntakeMiddleware
 from ordnung.api.logging_middleware import RequestLogMiddleware
@@ -192,5 +193,6 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
     )
     # outside litestar's exception handling: they see every answer as the client does
     measured = cast(ASGIApp, HttpMetricsMiddleware(app.asgi_handler))
-    app.asgi_handler = cast(ASGIApp, RequestLogMiddleware(measured))
+    # outermost: a stopping server ends its open event streams (ordnung.api.draining)
+    app.asgi_handler = cast(ASGIApp, DrainMiddleware(RequestLogMiddleware(measured)))
     return app

@@ -80,7 +80,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     return serve(host=args.host, port=args.port, workers=args.workers, demo=args.demo,
                  database_url=args.database_url, log_level=args.log_level,
-                 log_json=args.log_json)
+                 log_json=args.log_json, shutdown_grace=args.shutdown_grace)
 
 
 async def _migrate(url: str) -> list[str]:
@@ -253,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
                        choices=["debug", "info", "warning", "error"], help="default info")
     serve.add_argument("--log-json", action="store_true",
                        help="log JSON lines (for log collectors) instead of text")
+    serve.add_argument("--shutdown-grace", type=float, metavar="SECONDS",
+                       help="seconds running requests get to finish when the server is "
+                            "stopped; open event streams end at once (overrides "
+                            "ORDNUNG_SHUTDOWN_GRACE_SECONDS, default 10)")
     serve.set_defaults(handler=cmd_serve)
 
     demo = commands.add_parser(

@@ -28,6 +28,7 @@ from litestar.routes import BaseRoute, HTTPRoute
 
 from ordnung.core.errors import DatabaseUnavailable, OrdnungError, RateLimited
 from ordnung.core.errors_db import is_unavailable
+from ordnung.core.persistence.sqlite_engine import disk_full
 
 BASE = "https://ordnung.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -57,7 +58,11 @@ TITLES = {
     "lifecycle-definition": "Lifecycle definition error",
     "database-unavailable": "The database is not available",
     "internal": "Internal error",
+    "storage-full": "The database's disk is full",
+    "server-busy": "The server is busy",
 }
+#: seconds a client is told to wait when the database's disk is full
+STORAGE_FULL_RETRY_AFTER = 5
 
 log = structlog.get_logger("ordnung.api")
 
@@ -157,8 +162,27 @@ def _unavailable_cause(exc: BaseException) -> BaseException | None:
     return None
 
 
+def storage_full(exc: BaseException) -> bool:
+    """SQLite could not write: its disk is full. Nothing was written (the transaction
+    rolled back); the engine recovers by itself once space is freed."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if disk_full(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def handle_unexpected(request: Request[Any, Any, Any],
                       exc: Exception) -> Response[dict[str, Any]]:
+    if storage_full(exc):
+        log.error("database disk full; request refused", path=request.url.path)
+        response = problem("storage-full", 507, "the database's disk is full; nothing was "
+                           "stored, try again later", request.url.path)
+        response.headers["Retry-After"] = str(STORAGE_FULL_RETRY_AFTER)
+        return response
     if refused_by_database(exc):
         log.warning("value refused by the database", path=request.url.path,
                     error=type(exc).__name__)

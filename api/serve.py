@@ -17,7 +17,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import MutableMapping
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import msgspec
 from litestar import Litestar
@@ -28,6 +28,7 @@ from ordnung.api.settings import HttpSettings
 from ordnung.core.config import env_json_object
 from ordnung.core.domain.access import ADMIN_SCOPES
 from ordnung.core.errors import ConfigError
+from ordnung.core.persistence.sqlite_engine import SQLiteSettings
 
 ENV_DATABASE_URL = "ORDNUNG_DATABASE_URL"
 ENV_PLUGIN_SETTINGS = "ORDNUNG_PLUGIN_SETTINGS"
@@ -40,6 +41,7 @@ MIN_ADMIN_KEY = 16
 #: how the parent tells the workers to log (they are separate processes)
 ENV_LOG_LEVEL = "ORDNUNG_LOG_LEVEL"
 ENV_LOG_JSON = "ORDNUNG_LOG_JSON"
+ENV_SHUTDOWN_GRACE = "ORDNUNG_SHUTDOWN_GRACE_SECONDS"
 
 #: the demo's loyalty rule: a tote bag from EUR 50.00
 DEMO_PLUGIN_SETTINGS: dict[str, dict[str, Any]] = {"free_gift": {"tiers": [
@@ -142,10 +144,12 @@ def print_banner(out: TextIO, *, url: str, host: str, port: int, workers: int,
 
 def serve(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, demo: bool = False,
           database_url: str | None = None, log_level: str = "info", log_json: bool = False,
-          out: TextIO | None = None) -> int:
+          shutdown_grace: float | None = None, out: TextIO | None = None) -> int:
     """Prepare the database in this process, then run uvicorn (blocks until stopped)."""
     import uvicorn
 
+    from ordnung.api import supervisor
+    from ordnung.api.http_protocol import TimedHttpToolsProtocol
     from ordnung.core.persistence.database import DEFAULT_URL
 
     env = os.environ
@@ -165,7 +169,11 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, demo: 
         # behind, nor a half-started server
         raise ConfigError(ENV_ADMIN_KEY, f"must be at least {MIN_ADMIN_KEY} characters "
                                          f"(it has {len(admin_key)})")
-    HttpSettings.from_env()  # the HTTP edge's limits, checked once here, not in each worker
+    if shutdown_grace is not None:
+        env[ENV_SHUTDOWN_GRACE] = str(shutdown_grace)
+    # the HTTP edge's limits, checked once here, not in each worker
+    http = HttpSettings.from_env()
+    SQLiteSettings.from_env()
     WriteLimits.from_env()  # and the write rate limits
     env[ENV_LOG_LEVEL] = log_level.upper()
     env[ENV_LOG_JSON] = "1" if log_json else "0"
@@ -174,19 +182,27 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, demo: 
     metrics_dir = prepare_metrics_dir(env)
     keys = asyncio.run(prepare(demo=demo, admin_key=env.get(ENV_ADMIN_KEY) or None))
     print_banner(out or sys.stdout, url=url, host=host, port=port, workers=workers, keys=keys)
-    uvicorn.run("ordnung.api.serve:worker_app", factory=True, host=host, port=port,
-                workers=workers, log_level=log_level.lower(),
-                access_log=False,  # the app logs one structured line per request
-                # X-Forwarded-For is believed only from ORDNUNG_TRUSTED_PROXIES, by the
-                # app itself (api/client_ip.py): uvicorn must not rewrite the peer first
-                proxy_headers=False,
-                # uvicorn's own lines go through the handler configure_logging installs
-                # (in the parent here, in each worker by worker_app), in the same format
-                log_config=None,
-                lifespan="on")
+    config = uvicorn.Config(
+        "ordnung.api.serve:worker_app", factory=True, host=host, port=port,
+        workers=workers, log_level=log_level.lower(),
+        access_log=False,  # the app logs one structured line per request
+        # X-Forwarded-For is believed only from ORDNUNG_TRUSTED_PROXIES, by the
+        # app itself (api/client_ip.py): uvicorn must not rewrite the peer first
+        proxy_headers=False,
+        # uvicorn's own lines go through the handler configure_logging installs
+        # (in the parent here, in each worker by worker_app), in the same format
+        log_config=None,
+        lifespan="on",
+        # connections that never send: a deadline for the headers and a cap on the
+        # connections (the protocol), for the body (ordnung.api.intake) and for idle
+        # keep-alive connections
+        http=TimedHttpToolsProtocol,
+        timeout_keep_alive=cast(Any, http.keep_alive_timeout_seconds),
+        timeout_graceful_shutdown=cast(Any, http.shutdown_grace_seconds))
+    started = supervisor.run(config, grace_seconds=http.shutdown_grace_seconds)
     if metrics_dir is not None:
         shutil.rmtree(metrics_dir, ignore_errors=True)
-    return 0
+    return 0 if started else 3
 
 
 def prepare_metrics_dir(env: MutableMapping[str, str]) -> str | None:

@@ -25,6 +25,19 @@ class HttpSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: seconds a client has to send the whole body once the headers are in
     #: (``ORDNUNG_BODY_TIMEOUT_SECONDS``)
     body_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    #: seconds a client has to send a request's headers, from the moment its connection
+    #: opens or its previous response ends (``ORDNUNG_HEADER_TIMEOUT_SECONDS``)
+    header_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    #: seconds an idle keep-alive connection is kept open between requests
+    #: (``ORDNUNG_KEEP_ALIVE_TIMEOUT_SECONDS``)
+    keep_alive_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    #: connections (and running requests) one worker serves at once; beyond it a new
+    #: request is answered 503 at once (``ORDNUNG_MAX_CONNECTIONS``)
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 1000
+    #: seconds a stopping server gives running requests to finish; open event streams
+    #: end at once, anything still running after it is cut off
+    #: (``ORDNUNG_SHUTDOWN_GRACE_SECONDS``, ``ordnung serve --shutdown-grace``)
+    shutdown_grace_seconds: Annotated[float, msgspec.Meta(ge=0)] = 10.0
 
     @classmethod
     def from_env(cls, **overrides: Any) -> HttpSettings:
@@ -44,4 +57,8 @@ class HttpSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 VARIABLES = {"max_body_bytes": "ORDNUNG_MAX_BODY_BYTES",
              "max_json_depth": "ORDNUNG_MAX_JSON_DEPTH",
-             "body_timeout_seconds": "ORDNUNG_BODY_TIMEOUT_SECONDS"}
+             "body_timeout_seconds": "ORDNUNG_BODY_TIMEOUT_SECONDS",
+             "header_timeout_seconds": "ORDNUNG_HEADER_TIMEOUT_SECONDS",
+             "keep_alive_timeout_seconds": "ORDNUNG_KEEP_ALIVE_TIMEOUT_SECONDS",
+             "max_connections": "ORDNUNG_MAX_CONNECTIONS",
+             "shutdown_grace_seconds": "ORDNUNG_SHUTDOWN_GRACE_SECONDS"}

@@ -30,7 +30,7 @@ from ordnung.core.persistence import clock
 from ordnung.core.persistence.fence import WRITE_FENCE, is_write
 from ordnung.core.persistence.postgres_engine import TimedPostgresEngine, Timeouts
 from ordnung.core.persistence.postgres_transaction import SafePostgresTransaction
-from ordnung.core.persistence.sqlite_engine import PooledSQLiteEngine
+from ordnung.core.persistence.sqlite_engine import PooledSQLiteEngine, SQLiteSettings
 from ordnung.core.persistence.tables import ALL_TABLES
 
 log = structlog.get_logger("ordnung.db")
@@ -77,7 +77,7 @@ def engine_for_url(url: str, pool_size: int = 8) -> PiccoloEngine:
         if not path or path == ":memory:":
             raise InvalidInput("SQLite needs a file path, e.g. sqlite:///ordnung.db",
                                field="database_url")
-        return _SQLiteEngine(path=path, timeout=60)
+        return _SQLiteEngine(path=path, settings=SQLiteSettings.from_env())
     if parsed.scheme in ("postgres", "postgresql"):
         return _PostgresEngine(config={"dsn": url})
     raise InvalidInput(f"unsupported database URL scheme {parsed.scheme!r}; "
@@ -124,10 +124,13 @@ class Database:
             table._meta.db = self.engine
         if isinstance(self.engine, PostgresEngine):
             await self.engine.start_connection_pool(min_size=1, max_size=self.pool_size)
+        elif isinstance(self.engine, PooledSQLiteEngine):
+            # waits (bounded) for another process's lock: a worker restarted while
+            # another one writes must not fail its start-up
+            await self.engine.use_wal()
+            self._checkpointer = asyncio.create_task(self.engine.checkpointing())
         else:
             await self.engine.run_ddl("PRAGMA journal_mode = WAL")
-            if isinstance(self.engine, PooledSQLiteEngine):
-                self._checkpointer = asyncio.create_task(self.engine.checkpointing())
         self._started = True
         await clock.sync_clock(self)
         if self.timeouts.clock_sync > 0:
