@@ -46,7 +46,9 @@ TIMEOUTS = {"ORDNUNG_DB_CONNECT_TIMEOUT_S": str(TIMEOUT_S),
 #: request (a statement, then the acquire of the next) and the machine's slack
 FROZEN_ANSWER_WITHIN_S = 3 * TIMEOUT_S + 2.0
 SKEW_S = 150
-FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+#: Debian's libfaketime, wherever the machine's architecture puts it
+FAKETIME = next((str(p) for p in sorted(Path("/usr/lib").glob("*/faketime/libfaketimeMT.so.1"))),
+                "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
 TEST_DB = os.environ.get("ORDNUNG_TEST_DB", "sqlite")
 
 
