@@ -58,6 +58,8 @@ LOCAL_TIMEOUT = 30.0
 
 Job = dict[str, Any]
 Report = dict[str, Any]
+#: bytes of a worker's report line (one JSON line; tracebacks of failures make it long)
+REPORT_LINE_LIMIT = 16 * 1024 * 1024
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,8 +110,11 @@ def authorize_calls(engine: Engine) -> int:
 
 
 async def _worker(job: Job) -> Report:
+    # a burst queues for the pool far longer than a server would let a request wait:
+    # what is tested here is the stock, not the 503 that sheds such a load
     engine = Engine(EngineConfig(database_url=job["url"], load_entry_points=False,
-                                 migrate=False), plugins=builtin_plugins())
+                                 migrate=False, db_acquire_timeout_s=BURST_TIMEOUT),
+                    plugins=builtin_plugins())
     await asyncio.wait_for(engine.start(), READY_TIMEOUT)
     try:
         lines = [(sku, qty) for sku, qty in job["lines"]]
@@ -160,7 +165,7 @@ class Workers:
                 self.procs.append(await asyncio.create_subprocess_exec(
                     sys.executable, "-c", code, json.dumps(job), cwd=REPO_ROOT, env=env,
                     stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                    stderr=log_file))
+                    stderr=log_file, limit=REPORT_LINE_LIMIT))
 
     async def _expect(self, index: int, marker: str, deadline: float) -> str:
         proc = self.procs[index]
