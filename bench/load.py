@@ -104,19 +104,21 @@ def checkout(headers: dict[str, str], skus: list[str], seed: int = 11) -> Attemp
         if r.status_code >= 400:
             return r.status_code, r.json()
         cart_id = r.json()["id"]
+        # a guest's cart answers only to the token its creation returned
+        held = {**headers, "X-Cart-Token": r.json()["cart_token"]}
         for sku in rng.sample(skus, 3):
             r = await client.post(f"/carts/{cart_id}/lines", json={"sku": sku, "quantity": 1},
-                                  headers=headers)
+                                  headers=held)
             if r.status_code >= 400:
                 return r.status_code, r.json()
         r = await client.put(f"/carts/{cart_id}/addresses", json={"shipping": ADDRESS},
-                             headers=headers)
-        r = await client.get(f"/carts/{cart_id}/shipping-quotes", headers=headers)
+                             headers=held)
+        r = await client.get(f"/carts/{cart_id}/shipping-quotes", headers=held)
         r = await client.put(f"/carts/{cart_id}/shipping-method",
-                             json={"method": "flat_rate:standard"}, headers=headers)
+                             json={"method": "flat_rate:standard"}, headers=held)
         r = await client.post(f"/carts/{cart_id}/order",
                               json={"payment": {"gateway": "sandbox", "token": "tok_success"}},
-                              headers=headers)
+                              headers=held)
         return r.status_code, r.json()
 
     return attempt

@@ -1,0 +1,36 @@
+"""The benchmark's request flows still work against the API as it is now.
+
+The benchmarks run outside the test-suite, so an API change (a guest cart's token, a new
+limit) could make every timed attempt fail without anyone noticing until the next
+measurement. This runs each scenario with a handful of orders and checks the outcome only:
+every attempt answered as the scenario expects, nothing oversold, nothing lost. No figure
+is judged here; the figures are for ``python -m bench`` (BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_bench(*args: str) -> dict[str, object]:
+    done = subprocess.run([sys.executable, "-m", "bench", *args, "--db", "sqlite"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    report: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return report
+
+
+@pytest.mark.parametrize("scenario", ["placement", "checkout"])
+def test_a_bench_scenario_places_every_order(scenario: str) -> None:
+    report = run_bench(scenario, "--workers", "1", "--concurrency", "4", "--orders", "12",
+                       "--warmup", "0", "--floor-orders", "12")
+    assert report["succeeded"] == 12 and report["errors"] == 0, report
+    assert report["oversold"] == 0 and report["lost_orders"] == 0, report
+    assert report["ledger_discrepancies"] == 0, report
