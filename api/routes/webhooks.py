@@ -100,7 +100,7 @@ class WebhookController(Controller):
 
     @post("/{endpoint_id:str}/rotate", status_code=200, responses=problems(404, 422))
     async def rotate(self, request: Request[Any, Any, Any], endpoint_id: FromPath[str],
-                     data: Rotation | None = None) -> WebhookEndpointCreated:
+                     data: JSONBody[Rotation | None] = None) -> WebhookEndpointCreated:
         """A new signing secret, shown this once; the previous one keeps signing beside
         it (several `v1,` signatures) for the grace period."""
         return await engine_of(request).webhooks.rotate(
