@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import json
 import threading
 import time
@@ -43,7 +44,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"])).decode()
                 receiver.received.append(({k.lower(): v for k, v in self.headers.items()},
                                           body))
@@ -263,7 +264,7 @@ async def test_failing_receivers_get_growing_retries_then_give_up_and_placement_
             assert len(log) >= 4 and all(a["status_code"] == 500 for a in log)
             assert all(a["answer"] == "" and a["latency_ms"] >= 0 for a in log)
             moments = [datetime.fromisoformat(a["at"]) for a in log]
-            gaps = [(b - a).total_seconds() for a, b in zip(moments, moments[1:], strict=False)]
+            gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(moments)]
             assert gaps == sorted(gaps) and gaps[-1] > 2 * gaps[0]  # exponential backoff
             slow_log = (await service.deliveries(slow["id"]))[0]
             assert slow_log.last_error is not None and "no answer" in slow_log.last_error

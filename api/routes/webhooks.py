@@ -75,7 +75,7 @@ class WebhookController(Controller):
                              limit: FromQuery[int] = 50) -> EndpointPage:
         """Every endpoint, by id (never a secret)."""
         check_cursor(after, "whep")
-        items = await engine_of(request).webhooks.list(after=after, limit=check_limit(limit))
+        items = await engine_of(request).webhooks.endpoints(after=after, limit=check_limit(limit))
         return EndpointPage(items=items, next=items[-1].id if len(items) == limit else None)
 
     @get("/{endpoint_id:str}", responses=problems(404))

@@ -156,8 +156,10 @@ class WebhookWorker:
         if order is None:
             return [({**base, "data": {"event_id": ev.id, "entity_id": ev.entity_id}}, None)]
         data: Any = msgspec.to_builtins(order)
-        part = {"payment": order.payments, "shipment": order.shipments,
-                "return": order.returns}.get(ev.machine or "")
+        parts: dict[str, list[Any]] = {"payment": list(order.payments),
+                                       "shipment": list(order.shipments),
+                                       "return": list(order.returns)}
+        part = parts.get(ev.machine or "")
         if part is not None:
             found = next((p for p in part if p.id == ev.entity_id), None)
             data = {**msgspec.to_builtins(found), "order_id": order.id} if found else {

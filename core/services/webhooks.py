@@ -117,7 +117,8 @@ class WebhookService:
     async def get(self, endpoint_id: str) -> WebhookEndpoint:
         return endpoint_of(await self._row(endpoint_id), await self.clock.now())
 
-    async def list(self, *, after: str | None = None, limit: int = 50) -> list[WebhookEndpoint]:
+    async def endpoints(self, *, after: str | None = None,
+                        limit: int = 50) -> list[WebhookEndpoint]:
         now = await self.clock.now()
         rows = await self.db.run(
             "SELECT * FROM webhook_endpoints WHERE id > {} ORDER BY id LIMIT {}",
