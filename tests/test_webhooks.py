@@ -7,24 +7,32 @@ rounds are driven by the test (``run_once``) so that retries are observable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import itertools
 import json
+import os
+import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from tests.api_support import ADMIN_KEY, Api, api_client, bearer, expect, expect_problem, order_body
-from tests.serve_support import free_port
+from tests.serve_support import ADMIN_KEY as SERVE_KEY
+from tests.serve_support import free_port, running_server
+from tests.test_crash_recovery import PLUGINS, seed
 
 ADMIN = bearer(ADMIN_KEY)
+ADMIN_SERVE = bearer(SERVE_KEY)
 
 
 class Receiver:
@@ -290,3 +298,91 @@ async def test_failing_receivers_get_growing_retries_then_give_up_and_placement_
 
             await rounds(api, all_delivered, limit=200)
             assert delivery["id"] in {h["webhook-id"] for h, _ in failing.received}
+
+
+async def test_each_channel_is_told_its_availability(database_url: str) -> None:
+    """500 shirts, 6 sold on Etsy and 10 on eBay: every channel's receiver is told."""
+    with receiving() as etsy, receiving() as ebay:
+        async with webhook_api(database_url) as api:
+            start = await api.available("SHIRT-M")
+            for receiver, channel in ((etsy, "etsy"), (ebay, "ebay")):
+                await endpoint(api, receiver.url, ["availability.changed"], channels=[channel])
+            await api.place_order(await api.storefront("etsy"),
+                                  order_body(("SHIRT-M", 6), channel="etsy"))
+            await api.place_order(await api.storefront("ebay"),
+                                  order_body(("SHIRT-M", 10), channel="ebay"))
+
+            def told(receiver: Receiver) -> list[dict[str, Any]]:
+                return [json.loads(b)["data"] for _, b in receiver.received]
+
+            await rounds(api, lambda: len(told(etsy)) >= 2 and len(told(ebay)) >= 2)
+            for receiver, channel in ((etsy, "etsy"), (ebay, "ebay")):
+                shirts = [d for d in told(receiver) if d["sku"] == "SHIRT-M"]
+                assert {d["channel"] for d in told(receiver)} == {channel}
+                assert shirts[-1]["available"] == start - 16
+
+
+def connection_owner(pids: list[int], remote_port: int) -> int | None:
+    """Which of ``pids`` holds an established connection to ``remote_port``."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for row in Path(table).read_text().splitlines()[1:]:
+                cols = row.split()
+                if int(cols[2].rsplit(":", 1)[1], 16) == remote_port and cols[3] == "01":
+                    inodes.add(cols[9])
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:[") and target[8:-1] in inodes:
+                        return pid
+    return None
+
+
+async def test_a_worker_killed_while_delivering_leaves_the_delivery_to_another(
+        database_url: str, tmp_path: Path) -> None:
+    """Real ``ordnung serve`` with two workers delivering in the background: the worker
+    whose request hangs is SIGKILLed; another sends the message again, same id."""
+    with receiving() as receiver:
+        receiver.mode = "hang"
+        env = {"ORDNUNG_PLUGINS": PLUGINS, "ORDNUNG_WEBHOOKS_ALLOW_PRIVATE": "true",
+               "ORDNUNG_WEBHOOKS_INTERVAL_S": "0.2", "ORDNUNG_WEBHOOKS_TIMEOUT_S": "4"}
+        with running_server(database_url, tmp_path, env=env) as server:
+            async with httpx.AsyncClient(base_url=server.base_url, timeout=30.0) as client:
+                shop = await seed(client)
+                made = expect(await client.post("/admin/webhooks", headers=ADMIN_SERVE, json={
+                    "url": receiver.url, "event_types": ["order.placed"]}), 201)
+                placed = expect(await client.post("/orders", headers=shop, json=order_body(
+                    ("CRASH-MUG", 1), token="tok_success")), 201)
+                for _ in range(200):
+                    if receiver.received:
+                        break
+                    await asyncio.sleep(0.1)
+                assert receiver.received, "the worker never sent the message"
+                first_id = receiver.received[0][0]["webhook-id"]
+                victim = connection_owner(server.workers(), receiver.port)
+                assert victim is not None
+                receiver.mode = "ok"
+                os.kill(victim, signal.SIGKILL)
+                for _ in range(400):
+                    if len(receiver.received) >= 2:
+                        break
+                    await asyncio.sleep(0.1)
+                assert len(receiver.received) >= 2, server.logs()[-3000:]
+                assert {h["webhook-id"] for h, _ in receiver.received} == {first_id}
+                message = json.loads(receiver.received[-1][1])
+                assert message["data"]["id"] == placed["id"]
+                verified(made["secret"], receiver.received[-1][0], receiver.received[-1][1])
+                [delivery] = expect(await client.get(
+                    f"/admin/webhooks/{made['id']}/deliveries", headers=ADMIN_SERVE),
+                    200)["items"]
+                for _ in range(100):
+                    delivery = expect(await client.get(
+                        f"/admin/webhooks/{made['id']}/deliveries/{delivery['id']}",
+                        headers=ADMIN_SERVE), 200)
+                    if delivery["status"] == "delivered":
+                        break
+                    await asyncio.sleep(0.1)
+                assert delivery["status"] == "delivered"

@@ -168,7 +168,9 @@ class WebhookWorker:
 
     # -- sending ----------------------------------------------------------------------
     async def send_due(self) -> tuple[int, int]:
-        claim = self.config.webhooks_timeout_s + 30
+        # longer than the request may take, and the recording after it
+        timeout = self.config.webhooks_timeout_s
+        claim = timeout + max(5.0, timeout)
         lock = " FOR UPDATE SKIP LOCKED" if self.db.is_postgres else ""
         async with self.db.transaction():
             rows = await self.db.run(
