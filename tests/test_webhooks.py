@@ -386,3 +386,27 @@ async def test_a_worker_killed_while_delivering_leaves_the_delivery_to_another(
                         break
                     await asyncio.sleep(0.1)
                 assert delivery["status"] == "delivered"
+
+
+async def test_the_guard_also_holds_for_changes_and_before_every_attempt(
+        database_url: str) -> None:
+    """An endpoint registered while private addresses were allowed is not called once
+    they are not: the attempt is refused and logged (as for a name that re-resolves)."""
+    with receiving() as receiver:
+        async with webhook_api(database_url) as api:
+            made = await endpoint(api, receiver.url, ["order.placed"])
+            api.engine.config.webhooks_allow_private = False
+            expect_problem(await api.client.patch(
+                f"/admin/webhooks/{made['id']}", headers=ADMIN,
+                json={"url": "http://10.0.0.1/hook"}), 422, "webhook-url-refused")
+            assert (await api.engine.webhooks.get(made["id"])).url == receiver.url
+            await api.place_order(await api.storefront(), order_body(("MUG", 1)))
+            service = api.engine.webhooks
+
+            async def attempted() -> bool:
+                return any(d.attempts for d in await service.deliveries(made["id"]))
+
+            await rounds(api, attempted)
+            [delivery] = await service.deliveries(made["id"])
+            assert delivery.status == "pending" and delivery.last_error is not None
+            assert "127.0.0.1" in delivery.last_error and receiver.received == []

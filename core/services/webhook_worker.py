@@ -95,9 +95,12 @@ class WebhookWorker:
     # -- fan-out ----------------------------------------------------------------------
     async def fan_out(self) -> int:
         async with self.db.transaction():
+            # a second worker (whose lease ran out mid-round) skips rows being fanned out
+            # rather than making deliveries of them under other ids
+            lock = " FOR UPDATE SKIP LOCKED" if self.db.is_postgres else ""
             rows = await self.db.run(
                 "SELECT id, payload FROM outbox WHERE webhooks_at IS NULL ORDER BY id "
-                f"LIMIT {FANOUT_BATCH}")
+                f"LIMIT {FANOUT_BATCH}{lock}")
             if not rows:
                 return 0
             endpoints = [dict(r) for r in await self.db.run(
