@@ -421,7 +421,8 @@ async def check_database(database_url: str, attempts: list[Attempt]) -> list[str
         if first.get(oid) != "order.placed":
             problems.append(f"{oid}: the first event is {first.get(oid)}, not order.placed")
     if event_ids != outbox_ids:
-        problems.append("events with reactions or webhooks but no outbox row, or the other way round: "
+        problems.append("events with reactions or webhooks but no outbox row, or the other way "
+                        "round: "
                         f"{sorted(set(event_ids.items()) ^ set(outbox_ids.items()))}")
     for table, order_ids in (("events", [ev["order_id"] for ev in events]),
                              ("stock_movements", [m["order_id"] for m in moves])):
