@@ -23,6 +23,7 @@ import contextlib
 import json
 import random
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -49,9 +50,22 @@ JOB = "webhooks"
 #: outbox events turned into deliveries per round
 FANOUT_BATCH = 200
 #: deliveries sent at once per round
-SEND_BATCH = 20
+SEND_BATCH = 50
 #: characters of a receiver's answer kept in the log
 ANSWER_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One attempt's result, recorded with the others of its round."""
+
+    row: dict[str, Any]
+    endpoint_id: str
+    ok: bool
+    status: int | None
+    latency_ms: int
+    answer: str
+    error: str | None
 
 
 class WebhookWorker:
@@ -194,12 +208,15 @@ class WebhookWorker:
             results = await asyncio.gather(*[
                 self._send(client, dict(r), endpoints.get(r["endpoint_id"]), now)
                 for r in rows])
-        return sum(results), len(results) - sum(results)
+        outcomes = [o for o in results if o is not None]
+        await self._record(outcomes)
+        sent = sum(o.ok for o in outcomes)
+        return sent, len(outcomes) - sent
 
     async def _send(self, client: httpx.AsyncClient, row: dict[str, Any],
-                    endpoint: dict[str, Any] | None, now: datetime) -> bool:
+                    endpoint: dict[str, Any] | None, now: datetime) -> Outcome | None:
         if endpoint is None:
-            return False
+            return None
         status: int | None = None
         answer, error = "", None
         started = time.perf_counter()
@@ -226,8 +243,8 @@ class WebhookWorker:
         ok = status is not None and 200 <= status < 300
         if error is None and not ok:
             error = f"HTTP {status}"
-        await self._record(row, endpoint["id"], ok, status, latency, answer, error)
-        return ok
+        return Outcome(row=row, endpoint_id=endpoint["id"], ok=ok, status=status,
+                       latency_ms=latency, answer=answer, error=error)
 
     def backoff_s(self, attempts: int) -> float:
         """Exponential in the attempts made, with jitter (up to a quarter on top), so
@@ -236,39 +253,52 @@ class WebhookWorker:
         delay = min(c.webhooks_backoff_max_s, c.webhooks_backoff_base_s * 2 ** (attempts - 1))
         return delay * random.uniform(1.0, 1.25)
 
-    async def _record(self, row: dict[str, Any], endpoint_id: str, ok: bool,
-                      status: int | None, latency: int, answer: str,
-                      error: str | None) -> None:
-        attempts = int(row["attempts"]) + 1
+    async def _record(self, outcomes: list[Outcome]) -> None:
+        """Write one round's attempts and their consequences in one transaction: the
+        successes with a statement each for all, the failures one by one (each has its
+        own backed-off next attempt)."""
         now = self.db.sql_now()
+        done = [o for o in outcomes if o.ok]
+        failed = [o for o in outcomes if not o.ok]
+        disabled: list[Any] = []
         async with self.db.transaction():
-            await self.db.run(
-                "INSERT INTO webhook_attempts (id, delivery_id, endpoint_id, at, status_code, "
-                f"latency_ms, answer, error) VALUES ({{}}, {{}}, {{}}, {now}, {{}}, {{}}, {{}}, "
-                "{})", new_id("wha"), row["id"], endpoint_id, status, latency, answer, error)
-            if ok:
+            await self.db.insert_rows(
+                "webhook_attempts", ("id", "delivery_id", "endpoint_id", "status_code",
+                                     "latency_ms", "answer", "error"),
+                [(new_id("wha"), o.row["id"], o.endpoint_id, o.status, o.latency_ms, o.answer,
+                  o.error) for o in outcomes], computed={"at": now})
+            for code in sorted({o.status for o in done if o.status is not None}):
+                ids = [o.row["id"] for o in done if o.status == code]
                 await self.db.run(
                     f"UPDATE webhook_deliveries SET status = 'delivered', delivered_at = {now}, "
-                    "attempts = {}, last_status = {}, last_error = NULL WHERE id = {}",
-                    attempts, status, row["id"])
-                await self.db.run("UPDATE webhook_endpoints SET failing_since = NULL "
-                                  "WHERE id = {} AND failing_since IS NOT NULL", endpoint_id)
-                return
+                    "attempts = attempts + 1, last_status = {}, last_error = NULL WHERE id IN ("
+                    + ", ".join("{}" for _ in ids) + ")", code, *ids)
+            if done:
+                endpoints = sorted({o.endpoint_id for o in done})
+                await self.db.run(
+                    "UPDATE webhook_endpoints SET failing_since = NULL WHERE id IN ("
+                    + ", ".join("{}" for _ in endpoints) + ") AND failing_since IS NOT NULL",
+                    *endpoints)
             give_up = self.db.sql_now(-self.config.webhooks_retry_for_s)
-            await self.db.run(
-                "UPDATE webhook_deliveries SET attempts = {}, last_status = {}, "
-                f"last_error = {{}}, next_attempt_at = {self.db.sql_now(self.backoff_s(attempts))}"
-                f", status = CASE WHEN retry_from < {give_up} THEN 'failed' ELSE 'pending' END "
-                "WHERE id = {}", attempts, status, error, row["id"])
-            await self.db.run(
-                f"UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, {now}) "
-                "WHERE id = {}", endpoint_id)
-            reason = (f"every attempt failed for more than "
-                      f"{self.config.webhooks_disable_after_s:g} s; last: {error}")[:1000]
-            disabled = await self.db.run(
-                "UPDATE webhook_endpoints SET enabled = {}, disabled_reason = {}, updated_at = "
-                f"{now} WHERE id = {{}} AND enabled = {{}} AND failing_since < "
-                f"{self.db.sql_now(-self.config.webhooks_disable_after_s)} RETURNING id",
-                False, reason, endpoint_id, True)
-        if disabled:
-            log.warning("webhook endpoint disabled", endpoint_id=endpoint_id, reason=reason)
+            for o in failed:
+                attempts = int(o.row["attempts"]) + 1
+                await self.db.run(
+                    "UPDATE webhook_deliveries SET attempts = {}, last_status = {}, "
+                    "last_error = {}, next_attempt_at = "
+                    f"{self.db.sql_now(self.backoff_s(attempts))}, status = CASE WHEN "
+                    f"retry_from < {give_up} THEN 'failed' ELSE 'pending' END WHERE id = {{}}",
+                    attempts, o.status, o.error, o.row["id"])
+            for endpoint_id in sorted({o.endpoint_id for o in failed}):
+                last = next(o for o in reversed(failed) if o.endpoint_id == endpoint_id)
+                await self.db.run(
+                    f"UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, "
+                    f"{now}) WHERE id = {{}}", endpoint_id)
+                reason = (f"every attempt failed for more than "
+                          f"{self.config.webhooks_disable_after_s:g} s; last: {last.error}")[:1000]
+                disabled += await self.db.run(
+                    "UPDATE webhook_endpoints SET enabled = {}, disabled_reason = {}, "
+                    f"updated_at = {now} WHERE id = {{}} AND enabled = {{}} AND failing_since"
+                    f" < {self.db.sql_now(-self.config.webhooks_disable_after_s)} RETURNING id",
+                    False, reason, endpoint_id, True)
+        for row in disabled:
+            log.warning("webhook endpoint disabled", endpoint_id=row["id"])
