@@ -410,3 +410,26 @@ async def test_the_guard_also_holds_for_changes_and_before_every_attempt(
             [delivery] = await service.deliveries(made["id"])
             assert delivery.status == "pending" and delivery.last_error is not None
             assert "127.0.0.1" in delivery.last_error and receiver.received == []
+
+
+async def test_an_orders_life_is_told_by_type(database_url: str) -> None:
+    """Placed, held, released, cancelled (and the payment voided): each once, by type."""
+    with receiving() as receiver:
+        async with webhook_api(database_url) as api:
+            await endpoint(api, receiver.url, ["order.*", "payment.*"])
+            placed = await api.place_order(await api.storefront(), order_body(("MUG", 1)))
+            path = f"/orders/{placed['id']}"
+            expect(await api.client.post(f"{path}/hold", headers=ADMIN,
+                                         json={"reason": "review"}), 200)
+            expect(await api.client.post(f"{path}/release", headers=ADMIN, json={}), 200)
+            expect(await api.client.post(f"{path}/cancel", headers=ADMIN, json={}), 200)
+
+            def types() -> list[str]:
+                return [json.loads(b)["type"] for _, b in receiver.received]
+
+            await rounds(api, lambda: "order.cancelled" in types())
+            order_types = [t for t in types() if t.startswith("order.")]
+            # each once (messages are not ordered: a round sends its deliveries at once)
+            assert sorted(order_types) == sorted(["order.placed", "order.held",
+                                                  "order.released", "order.cancelled"])
+            assert "payment.authorized" in types() and "payment.voided" in types()

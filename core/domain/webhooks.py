@@ -53,8 +53,10 @@ EVENT_TYPES: tuple[str, ...] = tuple(sorted({*_STATES.values(), "order.released"
 
 def webhook_type(ev: Event) -> str | None:
     """The public type of ``ev``, or None when webhooks are not told of it."""
-    if ev.kind == "order.processing" and ev.from_state == "on_hold":
+    if ev.machine == "order" and ev.transition == "release":  # on_hold -> placed
         return "order.released"
+    if ev.machine == "order" and ev.to_state == "placed" and ev.transition != "place":
+        return None  # placed again some other way (a plugin's state): not a new order
     return _STATES.get(ev.kind)
 
 
