@@ -433,3 +433,21 @@ async def test_an_orders_life_is_told_by_type(database_url: str) -> None:
             assert sorted(order_types) == sorted(["order.placed", "order.held",
                                                   "order.released", "order.cancelled"])
             assert "payment.authorized" in types() and "payment.voided" in types()
+
+
+async def test_a_sent_notification_is_told_with_the_expected_delivery(database_url: str) -> None:
+    with receiving() as receiver:
+        async with webhook_api(database_url) as api:
+            await endpoint(api, receiver.url, ["notification.sent"])
+            placed = await api.place_order(await api.storefront(), order_body(("MUG", 1)))
+            # what a notifications plugin (``email``) records once the e-mail is out
+            await api.engine.orders.record_notification(
+                placed["id"], channel="email", notice="confirmation", to="erika@example.com")
+            await rounds(api, lambda: bool(receiver.received))
+            [(_, body)] = receiver.received
+            message = json.loads(body)
+            assert message["type"] == "notification.sent"
+            assert message["data"]["order_id"] == placed["id"]
+            assert message["data"]["notice"] == "confirmation"
+            assert message["data"]["expected_delivery"] == \
+                placed["shipping"]["expected_delivery"]

@@ -45,6 +45,7 @@ _STATES: dict[str, str] = {
     "return.received": "return.received",
     "return.refunded": "return.refunded",
     "inventory.availability_changed": "availability.changed",
+    "notification.sent": "notification.sent",
 }
 
 #: every public event type an endpoint may subscribe to

@@ -172,6 +172,9 @@ class WebhookWorker:
                 order = await self.rt.orders.get(ev.order_id)
         if order is None:
             return [({**base, "data": {"event_id": ev.id, "entity_id": ev.entity_id}}, None)]
+        if kind == "notification.sent":
+            return [({**base, "data": {**ev.data, "order_id": order.id,
+                                       "order_number": order.number}}, order.channel)]
         data: Any = msgspec.to_builtins(order)
         parts: dict[str, list[Any]] = {"payment": list(order.payments),
                                        "shipment": list(order.shipments),
