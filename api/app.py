@@ -60,6 +60,7 @@ from ordnung.api.routes.orders import OrderController
 from ordnung.api.routes.payments import PaymentController, payment_webhook
 from ordnung.api.routes.reactions import ReactionController
 from ordnung.api.routes.returns import ReturnController, ReturnListController
+from ordnung.api.routes.webhooks import WebhookController
 from ordnung.api.settings import HttpSettings
 from ordnung.api.tracing import Tracing, name_the_order, tracing_wanted
 from ordnung.core import Engine, EngineConfig
@@ -164,6 +165,7 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
             PaymentController, payment_webhook, FulfilmentController, ShipmentController,
             ShipmentListController, tracking_webhook, shipping_label,
             ReturnController, ReturnListController, AdminController, ReactionController,
+            WebhookController,
             AccountController,
             docs_assets_router(),
         ],

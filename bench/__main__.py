@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from bench import floor, load, profile, server
+from bench import floor, load, profile, receivers, server
 
 HOT_UNITS = 1_000
 
@@ -109,10 +109,13 @@ async def sample_payload(database_url: str) -> str:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    hooks = receivers.Receivers(args.webhooks)
+    env = {"ORDNUNG_WEBHOOKS_ALLOW_PRIVATE": "true"} if args.webhooks else {}
     async with server.fresh_database(args.db) as url:
-        async with server.running_server(url, args.workers) as srv:
+        async with server.running_server(url, args.workers, env) as srv, hooks:
             hot_units = HOT_UNITS if args.scenario == "hot-sku" else 0
             shop = await seed(srv, skus=50, units=1_000_000, hot_units=hot_units)
+            await hooks.register(srv.url, srv.admin)
             headers = shop["storefront"]
             if args.scenario == "placement":
                 attempt = load.one_shot(headers, shop["skus"])
@@ -134,6 +137,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(0.6)
             statements = srv.statements() - before
             cpu_after = srv.cpu_seconds()
+            delivered = hooks.delivered()
         # the server is stopped: the floor gets the database to itself, as the server had it
         checks = await verify(url, outcome.order_ids)
         payload = await sample_payload(url)
@@ -161,6 +165,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "server_cpu_ms_per_order": round((cpu_after - cpu_before) * 1000 / successes, 2)
         if successes and cpu_before is not None and cpu_after is not None else None,
         "elapsed_s": round(outcome.elapsed_s, 2),
+        "webhook_endpoints": args.webhooks,
+        "webhook_messages_received": delivered,
         "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
         "date": datetime.now(UTC).date().isoformat(),
     }
@@ -176,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=None,
                         help="orders to time (default 2000; hot-sku: 10000 attempts)")
     parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--webhooks", type=int, default=0, metavar="N",
+                        help="register N webhook endpoints for every event type, the last "
+                             "one down (nothing listens), the others answering 204")
     parser.add_argument("--floor-orders", type=int, default=0,
                         help="orders for the floor measurement (default: --orders, max 5000)")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",

@@ -91,7 +91,8 @@ async def fresh_database(kind: str) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def running_server(database_url: str, workers: int) -> AsyncIterator[Server]:
+async def running_server(database_url: str, workers: int,
+                         extra_env: dict[str, str] | None = None) -> AsyncIterator[Server]:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="ordnung-bench-stats-") as stats:
         log_path = Path(stats) / "server.log"
@@ -99,7 +100,8 @@ async def running_server(database_url: str, workers: int) -> AsyncIterator[Serve
                "ORDNUNG_ADMIN_KEY": ADMIN_KEY, "ORDNUNG_STATS_DIR": stats,
                "ORDNUNG_PLUGIN_SETTINGS": json.dumps(GIFT_SETTINGS),
                "ORDNUNG_LOG_LEVEL": "WARNING",
-               "ORDNUNG_PLUGINS": "sandbox,manual,flat_rate,table_tax,free_gift,channel_log"}
+               "ORDNUNG_PLUGINS": "sandbox,manual,flat_rate,table_tax,free_gift,channel_log",
+               **(extra_env or {})}
         process = _spawn(port, workers, env, log_path)
         server = Server(url=f"http://127.0.0.1:{port}", database_url=database_url,
                         db="postgres" if database_url.startswith("postgres") else "sqlite",

@@ -103,6 +103,11 @@ def env_account_setting(name: str, raw: str) -> int | str:
 DB_TIME_SETTINGS = ("db_connect_timeout_s", "db_acquire_timeout_s", "db_statement_timeout_s",
                     "db_clock_sync_s")
 
+#: webhook delivery settings in seconds, each ``ORDNUNG_<NAME>``
+WEBHOOK_NUMBERS = ("webhooks_timeout_s", "webhooks_retry_for_s", "webhooks_backoff_base_s",
+                   "webhooks_backoff_max_s", "webhooks_disable_after_s",
+                   "webhooks_rotation_grace_s", "webhooks_interval_s")
+
 #: a count of seconds or characters that must be above zero
 Positive = Annotated[int, msgspec.Meta(gt=0)]
 
@@ -167,6 +172,23 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: bounds on what one request may store or cause, each from ``ORDNUNG_MAX_*``
     #: (see ``ordnung.core.limits`` and README "Limits")
     limits: InputLimits = msgspec.field(default_factory=InputLimits)
+    #: webhook endpoints may resolve to loopback, private, link-local or metadata
+    #: addresses (tests, local installs); off by default: a guard against SSRF
+    webhooks_allow_private: bool = False
+    #: seconds one webhook request may take before it counts as a failed attempt
+    webhooks_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    #: seconds a delivery is retried (exponential backoff with jitter) before it is
+    #: marked failed and kept; at least a day
+    webhooks_retry_for_s: Annotated[float, msgspec.Meta(gt=0)] = 3 * 86_400.0
+    #: first and longest delay between two attempts of one delivery, in seconds
+    webhooks_backoff_base_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    webhooks_backoff_max_s: Annotated[float, msgspec.Meta(gt=0)] = 3_600.0
+    #: seconds an endpoint may fail continuously before it is disabled (with the reason)
+    webhooks_disable_after_s: Annotated[float, msgspec.Meta(gt=0)] = 5 * 86_400.0
+    #: seconds a rotated-out signing secret keeps signing beside the new one
+    webhooks_rotation_grace_s: Annotated[float, msgspec.Meta(ge=0)] = 86_400.0
+    #: seconds between two rounds of the webhook worker when it has nothing to do
+    webhooks_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 1.0
 
     def __post_init__(self) -> None:
         from limits import parse  # the setting is a rate in the limiter's own notation
@@ -214,6 +236,13 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raw = env.get(f"ORDNUNG_{name.upper()}")
             if raw:
                 values[name] = env_number(f"ORDNUNG_{name.upper()}", raw)
+        for name in WEBHOOK_NUMBERS:
+            raw = env.get(f"ORDNUNG_{name.upper()}")
+            if raw:
+                values[name] = env_number(f"ORDNUNG_{name.upper()}", raw)
+        if env.get("ORDNUNG_WEBHOOKS_ALLOW_PRIVATE"):
+            values["webhooks_allow_private"] = env_bool("ORDNUNG_WEBHOOKS_ALLOW_PRIVATE",
+                                                        env["ORDNUNG_WEBHOOKS_ALLOW_PRIVATE"])
         if env.get("ORDNUNG_REQUIRE_TAX"):
             values["require_tax"] = env_bool("ORDNUNG_REQUIRE_TAX", env["ORDNUNG_REQUIRE_TAX"])
         for name in ACCOUNT_SETTINGS:

@@ -12,7 +12,9 @@ Services: ``catalog``, ``inventory``, ``channels``, ``customers``, ``carts``,
 ``accounts`` (customer sign-up, sign-in, sessions, password reset),
 ``reactions`` (plugin reactions that failed after their change committed),
 ``idempotency`` (request keys for the REST and GraphQL adapters), ``reconcile``
-(finishes placements a crashed process left with an authorization in flight).
+(finishes placements a crashed process left with an authorization in flight),
+``webhooks`` (endpoints told of changes by signed HTTP requests, and their delivery log;
+``webhook_worker`` delivers in the background).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import structlog
 
 from ordnung.core.config import DEFAULT_PLUGINS, EngineConfig
 from ordnung.core.dispatch import Dispatcher
+from ordnung.core.domain.webhooks import tells_webhooks
 from ordnung.core.errors import PluginError
 from ordnung.core.lifecycle import build_machines
 from ordnung.core.lifecycle.machine import Machine, StateExtension
@@ -51,6 +54,8 @@ from ordnung.core.services.reactions import ReactionService
 from ordnung.core.services.reconcile import ReconcileService
 from ordnung.core.services.returns import ReturnService
 from ordnung.core.services.stream_tokens import StreamTokenService
+from ordnung.core.services.webhook_worker import WebhookWorker
+from ordnung.core.services.webhooks import WebhookService
 
 log = structlog.get_logger("ordnung.engine")
 
@@ -106,6 +111,7 @@ class Engine:
             self.dispatcher = Dispatcher(self.host, rt.journal, rt.orders, rt.stock, rt.catalog)
             rt.dispatcher = self.dispatcher
             rt.journal.reacts_to = self.dispatcher.reacts_to
+            rt.journal.tells_webhooks = tells_webhooks
             self.pipeline = PricingPipeline(self.host, rt.catalog.variants, rt.stock.available,
                                             require_tax=self.config.require_tax)
             self.catalog = CatalogService(rt)
@@ -126,11 +132,14 @@ class Engine:
             self.reconcile = ReconcileService(rt, self.payments,
                                               grace_s=self.config.reconcile_grace_s,
                                               interval_s=self.config.reconcile_interval_s)
+            self.webhooks = WebhookService(self.db, self.config)
+            self.webhook_worker = WebhookWorker(rt, self.config)
             self._started = True
             await self.host.collect("ordnung_engine_started", engine=self)
             if self.config.background_tasks:
                 self._background = [asyncio.create_task(self._maintenance_loop()),
-                                    asyncio.create_task(self.reconcile.loop())]
+                                    asyncio.create_task(self.reconcile.loop()),
+                                    asyncio.create_task(self.webhook_worker.loop())]
         except BaseException:
             # a failed start must not leave a bound database or an open pool behind
             self._started = False
@@ -144,6 +153,8 @@ class Engine:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._background:
+            await self.webhook_worker.stop()
         self._background = []
         if self._started:
             await self.accounts.drain()

@@ -45,8 +45,11 @@ import pytest
 
 from ordnung.core import hookimpl
 from ordnung.core.domain.common import utcnow
+from ordnung.core.domain.events import Event
 from ordnung.core.domain.payments import GatewayResult, PaymentRequest
+from ordnung.core.domain.webhooks import tells_webhooks
 from ordnung.core.errors import PaymentDeclined
+from ordnung.core.persistence.codec import decode
 from ordnung.core.persistence.database import Database
 from ordnung.core.persistence.tables import OrderRow, OutboxRow
 from ordnung.core.services.payments import RESUME_AUTHORIZATION_AFTER
@@ -365,7 +368,7 @@ async def check_database(database_url: str, attempts: list[Attempt]) -> list[str
         rows = {r["id"]: r for r in await db.fetch(
             "SELECT id, number, status, total, authorized, captured, refunded, data "
             "FROM orders")}
-        events = await db.fetch("SELECT id, order_id, seq, kind FROM events")
+        events = await db.fetch("SELECT id, order_id, seq, kind, data FROM events")
         outbox = await db.fetch(
             "SELECT id, order_id, dispatched_at IS NULL AS undelivered FROM outbox")
         moves = await db.fetch("SELECT sku, location_id, kind, on_hand_delta, reserved_delta, "
@@ -408,7 +411,8 @@ async def check_database(database_url: str, attempts: list[Attempt]) -> list[str
         seqs[ev["order_id"]].append(int(ev["seq"]))
         if ev["seq"] == 1:
             first[ev["order_id"]] = ev["kind"]
-    event_ids = {ev["id"]: ev["order_id"] for ev in events if ev["kind"] in REACTED_KINDS}
+    event_ids = {ev["id"]: ev["order_id"] for ev in events if ev["kind"] in REACTED_KINDS
+                 or tells_webhooks(decode(ev["data"], Event))}
     outbox_ids = {row["id"]: row["order_id"] for row in outbox}
     for oid, order in orders.items():
         if sorted(seqs.get(oid, [])) != list(range(1, order["event_seq"] + 1)):
@@ -417,7 +421,8 @@ async def check_database(database_url: str, attempts: list[Attempt]) -> list[str
         if first.get(oid) != "order.placed":
             problems.append(f"{oid}: the first event is {first.get(oid)}, not order.placed")
     if event_ids != outbox_ids:
-        problems.append("events with reactions but no outbox row, or the other way round: "
+        problems.append("events with reactions or webhooks but no outbox row, or the other way "
+                        "round: "
                         f"{sorted(set(event_ids.items()) ^ set(outbox_ids.items()))}")
     for table, order_ids in (("events", [ev["order_id"] for ev in events]),
                              ("stock_movements", [m["order_id"] for m in moves])):

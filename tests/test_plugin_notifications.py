@@ -193,10 +193,18 @@ async def test_confirmation_after_payment_with_the_expected_delivery_date(
     assert row(text, "Expected delivery") == f"{long_date(expected)} ({expected.isoformat()})"
     assert expected.isoformat() in mail.html and total in mail.html
     assert mail.message["Message-ID"] == f"<{order.id}.confirmation@shirts.example>"
+    # the timeline (and so webhooks: ``notification.sent``) tells that it went out, when
+    # the delivery is expected
+    [told] = [e for e in await shop.orders.timeline(order.id) if e.kind == "notification.sent"]
+    assert told.data["notice"] == "confirmation" and told.data["channel"] == "email"
+    assert told.data["to"] == "erika@example.com"
+    assert told.data["expected_delivery"] == expected.isoformat()
 
     # capturing later is a payment event too: still one confirmation per order
     await shop.payments.capture(order.id)
     assert len(smtp.mails) == 1
+    assert len([e for e in await shop.orders.timeline(order.id)
+                if e.kind == "notification.sent"]) == 1
 
 
 async def test_bank_transfer_is_confirmed_once_marked_paid(shop: Engine,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ordnung.api.app import create_app
 from ordnung.api.cli import build_parser
-from ordnung.core.config import ACCOUNT_SETTINGS, DB_TIME_SETTINGS
+from ordnung.core.config import ACCOUNT_SETTINGS, DB_TIME_SETTINGS, WEBHOOK_NUMBERS
 from ordnung.core.limits import InputLimits, variable_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +41,8 @@ def read_by_package() -> set[str]:
     """Variables the package reads: literal names, and those built from a setting's
     name (the account settings, the database timeouts and the input limits)."""
     return (names_in(*PACKAGE)
-            | {f"ORDNUNG_{name.upper()}" for name in (*ACCOUNT_SETTINGS, *DB_TIME_SETTINGS)}
+            | {f"ORDNUNG_{name.upper()}" for name in (*ACCOUNT_SETTINGS, *DB_TIME_SETTINGS,
+                                                      *WEBHOOK_NUMBERS)}
             | {variable_of(name) for name in InputLimits.__struct_fields__})
 
 

@@ -14,7 +14,7 @@ CallerKind = Literal["admin", "storefront", "customer", "stream"]
 #: every scope an admin key may hold. ``keys`` manages keys (list, issue, revoke), and a
 #: key only ever issues or revokes keys whose scopes are a subset of its own
 ADMIN_SCOPES = ("catalogue", "inventory", "orders", "fulfilment", "payments", "refunds",
-                "customers", "plugins", "metrics", "keys")
+                "customers", "plugins", "metrics", "keys", "webhooks")
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):

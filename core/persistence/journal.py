@@ -41,6 +41,10 @@ class Journal:
         #: which events have after-commit reactions (set by the engine's dispatcher);
         #: only those get an outbox row, the others have nothing to deliver
         self.reacts_to: Callable[[Event], bool] = lambda _: True
+        #: which events webhooks are told of (set by the engine): those get an outbox row
+        #: too, left for the webhook worker (``webhooks_at`` NULL) and, when no plugin
+        #: reacts, written already dispatched so that the sweeper never takes them
+        self.tells_webhooks: Callable[[Event], bool] = lambda _: False
 
     async def append(self, events: Sequence[Event]) -> None:
         """Write events and the outbox rows of those with reactions; call inside the
@@ -53,11 +57,15 @@ class Journal:
             "events", ("id", "order_id", "seq", "kind", "actor", "data", "at"),
             [(e.id, e.order_id, e.seq, e.kind, e.actor, data, e.at)
              for e, data in zip(events, payloads, strict=True)])
+        rows = []
+        for e, data in zip(events, payloads, strict=True):
+            reacts, tells = self.reacts_to(e), self.tells_webhooks(e)
+            if reacts or tells:
+                rows.append((e.id, e.kind, e.order_id, data, now, None if reacts else now, 1,
+                             None if tells else now))
         await self.db.insert_rows(
             "outbox", ("id", "kind", "order_id", "payload", "created_at", "dispatched_at",
-                       "attempts"),
-            [(e.id, e.kind, e.order_id, data, now, None, 1)
-             for e, data in zip(events, payloads, strict=True) if self.reacts_to(e)],
+                       "attempts", "webhooks_at"), rows,
             computed={"claimed_until": self.db.sql_now(LEASE.total_seconds())})
 
     async def timeline(self, order_id: str) -> list[Event]:

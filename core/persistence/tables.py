@@ -125,6 +125,8 @@ class OutboxRow(Table, tablename="outbox"):
     claimed_until = Timestamptz(null=True, default=None)
     dispatched_at = Timestamptz(null=True, default=None)
     attempts = Integer()
+    #: when the webhook worker turned the event into deliveries (NULL: not yet)
+    webhooks_at = Timestamptz(null=True, default=None)
 
 
 class ReactionFailureRow(Table, tablename="reaction_failures"):

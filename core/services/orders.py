@@ -374,6 +374,21 @@ class OrderService:
 
         return (await self.rt.change_order(order_id, actor, work))[1]
 
+    async def record_notification(self, order_id: str, *, channel: str, notice: str,
+                                  to: str = "", actor: str = "system",
+                                  **data: Any) -> Order:
+        """Record in the order's timeline that the customer was told (an e-mail sent...):
+        a ``notification.sent`` event, which webhooks pass on, so that a storefront can
+        show "confirmation sent, delivery expected on ..."."""
+        async def work(change: OrderChange) -> None:
+            shipping = change.order.shipping
+            expected = shipping.expected_delivery if shipping is not None else None
+            change.emit("notification.sent", data={
+                "channel": channel, "notice": notice, "to": to,
+                "expected_delivery": expected.isoformat() if expected else None, **data})
+
+        return (await self.rt.change_order(order_id, actor, work))[1]
+
 
 class _Replay(Exception):
     """Inside the placement transaction: a duplicate request committed first."""

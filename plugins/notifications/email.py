@@ -228,6 +228,13 @@ class EmailNotifications:
         await store.put("mail", key, {"status": "sent", "at": utcnow().isoformat(),
                                       "message_id": message_id})
         log.info("e-mail sent", notice=key.split(":")[1], order_number=order.number)
+        try:  # the timeline (and webhooks) learn of it; the e-mail is out either way
+            await self.engine.orders.record_notification(
+                order.id, channel="email", notice=key.split(":")[1], to=order.email,
+                actor=f"plugin:{self.name}", message_id=message_id)
+        except Exception as exc:
+            log.warning("recording the sent e-mail failed", order_number=order.number,
+                        error=repr(exc))
         return True
 
     async def _deliver(self, key: str, order: Order, mail: Mail) -> str:

@@ -1,0 +1,307 @@
+"""The webhook worker: from the outbox to signed HTTP requests, at least once.
+
+Every state change writes its events and their outbox rows in its own transaction;
+events webhooks are told of keep ``webhooks_at`` NULL. Each round of the worker (in
+every server process; a lease on the database's clock lets one work at a time):
+
+1. fan-out: turns each untold outbox event into one delivery per matching enabled
+   endpoint (payload built now: ``{id, type, created_at, version, data}`` with ``data``
+   the staff shape), and marks the event told, in one transaction;
+2. sends the due deliveries, each claimed first for longer than a request may take
+   (a worker killed mid-request leaves a claim that runs out, and the delivery is sent
+   again), signed per Standard Webhooks with every live secret of the endpoint;
+3. records every attempt (status, latency, the start of the answer). A failure is
+   retried with exponential backoff and jitter until ``webhooks_retry_for_s`` has
+   passed, then the delivery is marked failed and kept. An endpoint whose attempts
+   all failed for ``webhooks_disable_after_s`` is disabled, with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+import msgspec
+import structlog
+from standardwebhooks import Webhook
+
+from ordnung.core.config import EngineConfig
+from ordnung.core.domain.common import new_id
+from ordnung.core.domain.events import Event
+from ordnung.core.domain.orders import Order
+from ordnung.core.domain.webhooks import PAYLOAD_VERSION, matches, webhook_type
+from ordnung.core.errors import NotFound
+from ordnung.core.persistence.codec import decode
+from ordnung.core.persistence.leases import JobLeases
+from ordnung.core.runtime import Runtime
+from ordnung.core.services.webhook_guard import UnsafeUrl, check_url
+from ordnung.core.services.webhooks import live_secrets
+
+log = structlog.get_logger("ordnung.webhooks")
+
+JOB = "webhooks"
+#: outbox events turned into deliveries per round
+FANOUT_BATCH = 200
+#: deliveries sent at once per round
+SEND_BATCH = 50
+#: characters of a receiver's answer kept in the log
+ANSWER_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One attempt's result, recorded with the others of its round."""
+
+    row: dict[str, Any]
+    endpoint_id: str
+    ok: bool
+    status: int | None
+    latency_ms: int
+    answer: str
+    error: str | None
+
+
+class WebhookWorker:
+    def __init__(self, rt: Runtime, config: EngineConfig) -> None:
+        self.rt = rt
+        self.db = rt.db
+        self.config = config
+        self.leases = JobLeases(rt.db)
+        self.owner = new_id("job")
+
+    @property
+    def lease_s(self) -> float:
+        """Outlives a round (one wave of requests, each at most the timeout)."""
+        return 3 * self.config.webhooks_interval_s + self.config.webhooks_timeout_s + 5
+
+    async def run_once(self) -> dict[str, int]:
+        """One round if this process holds the job's lease: fan out, send what is due."""
+        with self.db.outside_transaction():
+            if not await self.leases.take(JOB, self.owner, self.lease_s):
+                return {}
+            fanned = await self.fan_out()
+            sent, failed = await self.send_due()
+        return {"fanned_out": fanned, "sent": sent, "failed": failed}
+
+    async def loop(self) -> None:
+        while True:
+            busy = False
+            try:
+                done = await self.run_once()
+                busy = done.get("sent", 0) + done.get("failed", 0) >= SEND_BATCH or \
+                    done.get("fanned_out", 0) >= FANOUT_BATCH
+            except Exception as exc:  # keep the loop alive; the next round retries
+                log.warning("webhook round failed", error=repr(exc))
+            if not busy:
+                await asyncio.sleep(self.config.webhooks_interval_s)
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.leases.release(JOB, self.owner)
+
+    # -- fan-out ----------------------------------------------------------------------
+    async def fan_out(self) -> int:
+        async with self.db.transaction():
+            # a second worker (whose lease ran out mid-round) skips rows being fanned out
+            # rather than making deliveries of them under other ids
+            lock = " FOR UPDATE SKIP LOCKED" if self.db.is_postgres else ""
+            rows = await self.db.run(
+                "SELECT id, payload FROM outbox WHERE webhooks_at IS NULL ORDER BY id "
+                f"LIMIT {FANOUT_BATCH}{lock}")
+            if not rows:
+                return 0
+            endpoints = [dict(r) for r in await self.db.run(
+                "SELECT id, event_types, channels FROM webhook_endpoints WHERE enabled = {}",
+                True)]
+            for ep in endpoints:
+                ep["event_types"] = json.loads(ep["event_types"])
+                ep["channels"] = set(json.loads(ep["channels"]))
+            deliveries: list[tuple[Any, ...]] = []
+            if endpoints:
+                for row in rows:
+                    ev = decode(row["payload"], Event)
+                    for message, channel in await self._messages(ev):
+                        for ep in endpoints:
+                            if not matches(ep["event_types"], message["type"]):
+                                continue
+                            if ep["channels"] and channel not in ep["channels"]:
+                                continue
+                            delivery_id = new_id("msg")
+                            body = json.dumps({"id": delivery_id, **message},
+                                              separators=(",", ":"))
+                            deliveries.append((delivery_id, ep["id"], ev.id,
+                                               message["type"], body))
+            now = self.db.sql_now()
+            for start in range(0, len(deliveries), 100):
+                await self.db.insert_rows(
+                    "webhook_deliveries",
+                    ("id", "endpoint_id", "event_id", "type", "payload"),
+                    deliveries[start:start + 100],
+                    computed={"status": "'pending'", "attempts": "0", "next_attempt_at": now,
+                              "retry_from": now, "created_at": now})
+            ids = [r["id"] for r in rows]
+            await self.db.run(
+                f"UPDATE outbox SET webhooks_at = {now} WHERE id IN ("
+                + ", ".join("{}" for _ in ids) + ")", *ids)
+        return len(deliveries)
+
+    async def _messages(self, ev: Event) -> list[tuple[dict[str, Any], str | None]]:
+        """The webhook messages of one event (without ``id``) with their channel."""
+        kind = webhook_type(ev)
+        if kind is None:
+            return []
+        base = {"type": kind, "created_at": ev.at.isoformat(), "version": PAYLOAD_VERSION}
+        if kind == "availability.changed":
+            skus = [str(s) for s in ev.data.get("skus", [])]
+            available = await self.rt.stock.available(skus)
+            channels = await self.rt.catalog.active_channel_ids()
+            return [({**base, "data": {"sku": sku, "channel": channel,
+                                       "available": int(available[sku]),
+                                       "order_id": ev.order_id}}, channel)
+                    for sku in skus for channel in channels]
+        order: Order | None = None
+        if ev.order_id:
+            with contextlib.suppress(NotFound):
+                order = await self.rt.orders.get(ev.order_id)
+        if order is None:
+            return [({**base, "data": {"event_id": ev.id, "entity_id": ev.entity_id}}, None)]
+        if kind == "notification.sent":
+            return [({**base, "data": {**ev.data, "order_id": order.id,
+                                       "order_number": order.number}}, order.channel)]
+        data: Any = msgspec.to_builtins(order)
+        parts: dict[str, list[Any]] = {"payment": list(order.payments),
+                                       "shipment": list(order.shipments),
+                                       "return": list(order.returns)}
+        part = parts.get(ev.machine or "")
+        if part is not None:
+            found = next((p for p in part if p.id == ev.entity_id), None)
+            data = {**msgspec.to_builtins(found), "order_id": order.id} if found else {
+                "id": ev.entity_id, "order_id": order.id}
+        return [({**base, "data": data}, order.channel)]
+
+    # -- sending ----------------------------------------------------------------------
+    async def send_due(self) -> tuple[int, int]:
+        # longer than the request may take, and the recording after it
+        timeout = self.config.webhooks_timeout_s
+        claim = timeout + max(5.0, timeout)
+        lock = " FOR UPDATE SKIP LOCKED" if self.db.is_postgres else ""
+        async with self.db.transaction():
+            rows = await self.db.run(
+                f"UPDATE webhook_deliveries SET next_attempt_at = {self.db.sql_now(claim)} "
+                "WHERE id IN (SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e "
+                "ON e.id = d.endpoint_id WHERE d.status = 'pending' AND e.enabled = {} AND "
+                f"d.next_attempt_at <= {self.db.sql_now()} ORDER BY d.next_attempt_at "
+                f"LIMIT {SEND_BATCH}{lock}) RETURNING id, endpoint_id, payload, attempts",
+                True)
+        if not rows:
+            return 0, 0
+        endpoints = {r["id"]: dict(r) for r in await self.db.run(
+            "SELECT id, url, secrets FROM webhook_endpoints WHERE id IN ("
+            + ", ".join("{}" for _ in rows) + ")", *[r["endpoint_id"] for r in rows])}
+        now = await self.leases.now()
+        async with httpx.AsyncClient(timeout=self.config.webhooks_timeout_s,
+                                     follow_redirects=False) as client:
+            results = await asyncio.gather(*[
+                self._send(client, dict(r), endpoints.get(r["endpoint_id"]), now)
+                for r in rows])
+        outcomes = [o for o in results if o is not None]
+        await self._record(outcomes)
+        sent = sum(o.ok for o in outcomes)
+        return sent, len(outcomes) - sent
+
+    async def _send(self, client: httpx.AsyncClient, row: dict[str, Any],
+                    endpoint: dict[str, Any] | None, now: datetime) -> Outcome | None:
+        if endpoint is None:
+            return None
+        status: int | None = None
+        answer, error = "", None
+        started = time.perf_counter()
+        try:
+            await check_url(endpoint["url"], allow_private=self.config.webhooks_allow_private)
+            body = row["payload"]
+            headers = {"content-type": "application/json", "user-agent": "ordnung-webhooks/1",
+                       "webhook-id": row["id"],
+                       "webhook-timestamp": str(int(now.timestamp()))}
+            headers["webhook-signature"] = " ".join(
+                Webhook(secret).sign(row["id"], now, body)
+                for secret in live_secrets(endpoint["secrets"], now))
+            response = await client.post(endpoint["url"], content=body.encode(),
+                                         headers=headers)
+            status = response.status_code
+            answer = response.text[:ANSWER_CHARS]
+        except UnsafeUrl as exc:
+            error = str(exc)
+        except httpx.TimeoutException:
+            error = f"no answer within {self.config.webhooks_timeout_s:g} s"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:ANSWER_CHARS]
+        latency = int((time.perf_counter() - started) * 1000)
+        ok = status is not None and 200 <= status < 300
+        if error is None and not ok:
+            error = f"HTTP {status}"
+        return Outcome(row=row, endpoint_id=endpoint["id"], ok=ok, status=status,
+                       latency_ms=latency, answer=answer, error=error)
+
+    def backoff_s(self, attempts: int) -> float:
+        """Exponential in the attempts made, with jitter (up to a quarter on top), so
+        that receivers coming back are not hit by every sender at once."""
+        c = self.config
+        delay = min(c.webhooks_backoff_max_s, c.webhooks_backoff_base_s * 2 ** (attempts - 1))
+        return delay * random.uniform(1.0, 1.25)
+
+    async def _record(self, outcomes: list[Outcome]) -> None:
+        """Write one round's attempts and their consequences in one transaction: the
+        successes with a statement each for all, the failures one by one (each has its
+        own backed-off next attempt)."""
+        now = self.db.sql_now()
+        done = [o for o in outcomes if o.ok]
+        failed = [o for o in outcomes if not o.ok]
+        disabled: list[Any] = []
+        async with self.db.transaction():
+            await self.db.insert_rows(
+                "webhook_attempts", ("id", "delivery_id", "endpoint_id", "status_code",
+                                     "latency_ms", "answer", "error"),
+                [(new_id("wha"), o.row["id"], o.endpoint_id, o.status, o.latency_ms, o.answer,
+                  o.error) for o in outcomes], computed={"at": now})
+            for code in sorted({o.status for o in done if o.status is not None}):
+                ids = [o.row["id"] for o in done if o.status == code]
+                await self.db.run(
+                    f"UPDATE webhook_deliveries SET status = 'delivered', delivered_at = {now}, "
+                    "attempts = attempts + 1, last_status = {}, last_error = NULL WHERE id IN ("
+                    + ", ".join("{}" for _ in ids) + ")", code, *ids)
+            if done:
+                endpoints = sorted({o.endpoint_id for o in done})
+                await self.db.run(
+                    "UPDATE webhook_endpoints SET failing_since = NULL WHERE id IN ("
+                    + ", ".join("{}" for _ in endpoints) + ") AND failing_since IS NOT NULL",
+                    *endpoints)
+            give_up = self.db.sql_now(-self.config.webhooks_retry_for_s)
+            for o in failed:
+                attempts = int(o.row["attempts"]) + 1
+                await self.db.run(
+                    "UPDATE webhook_deliveries SET attempts = {}, last_status = {}, "
+                    "last_error = {}, next_attempt_at = "
+                    f"{self.db.sql_now(self.backoff_s(attempts))}, status = CASE WHEN "
+                    f"retry_from < {give_up} THEN 'failed' ELSE 'pending' END WHERE id = {{}}",
+                    attempts, o.status, o.error, o.row["id"])
+            for endpoint_id in sorted({o.endpoint_id for o in failed}):
+                last = next(o for o in reversed(failed) if o.endpoint_id == endpoint_id)
+                await self.db.run(
+                    f"UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, "
+                    f"{now}) WHERE id = {{}}", endpoint_id)
+                reason = (f"every attempt failed for more than "
+                          f"{self.config.webhooks_disable_after_s:g} s; last: {last.error}")[:1000]
+                disabled += await self.db.run(
+                    "UPDATE webhook_endpoints SET enabled = {}, disabled_reason = {}, "
+                    f"updated_at = {now} WHERE id = {{}} AND enabled = {{}} AND failing_since"
+                    f" < {self.db.sql_now(-self.config.webhooks_disable_after_s)} RETURNING id",
+                    False, reason, endpoint_id, True)
+        for row in disabled:
+            log.warning("webhook endpoint disabled", endpoint_id=row["id"])
