@@ -1,0 +1,352 @@
+"""The GraphQL schema: shop and staff operations over the same ``Engine`` as REST.
+
+One schema at ``/graphql`` for every caller: what a field answers depends on who
+calls, exactly as a REST route does. Each resolver first applies the same permission
+predicate as the REST route it mirrors (``ordnung.api.auth.require_*``), then calls the
+same engine service; the customer's view of an order is made by the same function.
+Errors are raised, not returned as typed unions: see ``ordnung.api.graphql.errors``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import msgspec
+import strawberry
+import structlog
+from graphql import GraphQLError
+from litestar import Request
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
+from strawberry.types import ExecutionContext, Info
+
+from ordnung.api.auth import (
+    ensure_owner,
+    require_admin,
+    require_customer_or_admin,
+    require_shopper_or_admin,
+)
+from ordnung.api.client_ip import client_facts
+from ordnung.api.graphql.inputs import AddressInput, PaymentInput, checked
+from ordnung.api.graphql.types import (
+    Cart,
+    CreatedCart,
+    Order,
+    OrderConnection,
+    OrderEdge,
+    PageInfo,
+    Product,
+    ProductConnection,
+    ProductEdge,
+)
+from ordnung.api.problems import TITLES, facts_of
+from ordnung.api.routes.common import (
+    MAX_LIMIT,
+    caller,
+    check_cursor,
+    check_product_cursor,
+    engine_of,
+    idempotency_key,
+)
+from ordnung.api.schemas import (
+    AddressesIn,
+    CaptureIn,
+    CartIn,
+    CodeIn,
+    LineIn,
+    PlaceCartIn,
+    QuantityIn,
+    ReasonIn,
+    ShippingMethodIn,
+)
+from ordnung.core import Engine
+from ordnung.core.config import env_bool
+from ordnung.core.domain.access import Principal
+from ordnung.core.domain.carts import Cart as CartStruct
+from ordnung.core.domain.orders import Order as OrderStruct
+from ordnung.core.domain.views import customer_order
+from ordnung.core.errors import InvalidInput
+
+log = structlog.get_logger("ordnung.graphql")
+
+#: limits against abusive queries (documented in README "GraphQL")
+MAX_DEPTH = 10
+MAX_ALIASES = 15
+MAX_TOKENS = 2000
+CART_TOKEN_HEADER = "x-cart-token"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _request(info: Info) -> Request[Any, Any, Any]:
+    request: Request[Any, Any, Any] = info.context["request"]
+    return request
+
+
+def _engine(info: Info) -> Engine:
+    return engine_of(_request(info))
+
+
+def _caller(info: Info) -> Principal:
+    return caller(_request(info))
+
+
+def _first(first: int) -> int:
+    """The page-size cap: the same bound as REST's ``limit``."""
+    if not 1 <= first <= MAX_LIMIT:
+        raise InvalidInput(f"first must be between 1 and {MAX_LIMIT}", field="first")
+    return first
+
+
+async def _cart(info: Info, cart_id: str) -> CartStruct:
+    """The cart if the caller holds it (the cart token from ``X-Cart-Token``), else the
+    same not-found as REST."""
+    principal = _caller(info)
+    require_shopper_or_admin(principal, "orders")
+    token = _request(info).headers.get(CART_TOKEN_HEADER)
+    return await _engine(info).carts.for_caller(cart_id, principal, token)
+
+
+def _order_view(info: Info, order: OrderStruct) -> Order:
+    return Order.of(order if _caller(info).staff else customer_order(order))
+
+
+# --------------------------------------------------------------------------- queries
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="The catalogue, a page at a time (REST: GET "
+                                  "/catalogue/products).")
+    async def products(self, info: Info, first: int = 50,
+                       after: str | None = None) -> ProductConnection:
+        require_shopper_or_admin(_caller(info), "catalogue")
+        limit = _first(first)
+        items = await _engine(info).catalog.products(
+            await check_product_cursor(_request(info), after), limit)
+        return ProductConnection(
+            edges=[ProductEdge(cursor=p.id, node=Product.of(p)) for p in items],
+            page_info=PageInfo(has_next_page=len(items) == limit,
+                               end_cursor=items[-1].id if items else None))
+
+    @strawberry.field(description="One product with its variants.")
+    async def product(self, info: Info, id: str) -> Product:
+        require_shopper_or_admin(_caller(info), "catalogue")
+        return Product.of(await _engine(info).catalog.product(id))
+
+    @strawberry.field(description="A cart the caller holds: a guest cart needs its token "
+                                  "in the X-Cart-Token header.")
+    async def cart(self, info: Info, id: str) -> Cart:
+        return Cart.of(await _cart(info, id))
+
+    @strawberry.field(description="Orders, newest first: a customer's own (in the "
+                                  "customer's view), or every order for staff.")
+    async def orders(self, info: Info, first: int = 50, after: str | None = None,
+                     status: list[str] | None = None, channel: str | None = None,
+                     customer_id: str | None = None) -> OrderConnection:
+        principal = _caller(info)
+        require_customer_or_admin(principal, "orders")
+        if principal.kind == "customer":
+            customer_id = principal.customer_id
+        limit = _first(first)
+        items = await _engine(info).orders.list(
+            customer_id=customer_id, status=status, channel=channel,
+            after=check_cursor(after, "ord"), limit=limit)
+        return OrderConnection(
+            edges=[OrderEdge(cursor=o.id, node=_order_view(info, o)) for o in items],
+            page_info=PageInfo(has_next_page=len(items) == limit,
+                               end_cursor=items[-1].id if items else None))
+
+    @strawberry.field(description="One order (staff read it whole, everyone else the "
+                                  "customer's view).")
+    async def order(self, info: Info, id: str) -> Order:
+        principal = _caller(info)
+        require_customer_or_admin(principal, "orders")
+        order = await _engine(info).orders.get(id)
+        ensure_owner(principal, "order", id, order.customer_id)
+        return _order_view(info, order)
+
+
+# --------------------------------------------------------------------------- mutations
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Create a cart; a guest's (storefront key) comes "
+                                     "with its cart token, shown this once.")
+    async def create_cart(self, info: Info, channel: str | None = None,
+                          currency: str | None = None, email: str = "") -> CreatedCart:
+        principal = _caller(info)
+        require_shopper_or_admin(principal, "orders")
+        engine = _engine(info)
+        data = checked(engine, CartIn, channel=channel, currency=currency, email=email)
+        channel = data.channel
+        if principal.kind == "storefront":
+            if channel not in (None, principal.channel):
+                raise InvalidInput("a storefront key creates carts for its own channel",
+                                   field="channel")
+            channel = principal.channel
+        if principal.kind == "customer" and channel is None:
+            channel = principal.channel
+        if channel is None:
+            raise InvalidInput("channel is required", field="channel")
+        token: str | None = None
+        if principal.kind == "storefront":
+            cart, token = await engine.carts.create_guest(channel=channel,
+                                                          currency=data.currency,
+                                                          email=data.email)
+        else:
+            cart = await engine.carts.create(
+                channel=channel, currency=data.currency, email=data.email,
+                customer_id=principal.customer_id if principal.kind == "customer" else None)
+        return CreatedCart(cart=Cart.of(cart), cart_token=token)
+
+    @strawberry.mutation(description="Add units of a SKU (merged with its line).")
+    async def add_cart_line(self, info: Info, cart_id: str, sku: str,
+                            quantity: int = 1) -> Cart:
+        await _cart(info, cart_id)
+        data = checked(_engine(info), LineIn, sku=sku, quantity=quantity)
+        return Cart.of(await _engine(info).carts.add_line(cart_id, data.sku, data.quantity))
+
+    @strawberry.mutation(description="Set the quantity of a SKU's line.")
+    async def set_cart_line(self, info: Info, cart_id: str, sku: str, quantity: int) -> Cart:
+        await _cart(info, cart_id)
+        data = checked(_engine(info), QuantityIn, quantity=quantity)
+        checked(_engine(info), LineIn, sku=sku)
+        return Cart.of(await _engine(info).carts.set_line(cart_id, sku, data.quantity))
+
+    @strawberry.mutation(description="Remove a SKU's line.")
+    async def remove_cart_line(self, info: Info, cart_id: str, sku: str) -> Cart:
+        await _cart(info, cart_id)
+        checked(_engine(info), LineIn, sku=sku)
+        return Cart.of(await _engine(info).carts.remove_line(cart_id, sku))
+
+    @strawberry.mutation(description="Set the shipping and billing address and e-mail.")
+    async def set_cart_addresses(self, info: Info, cart_id: str,
+                                 shipping: AddressInput | None = None,
+                                 billing: AddressInput | None = None,
+                                 email: str | None = None) -> Cart:
+        await _cart(info, cart_id)
+        carts = _engine(info).carts
+        data = checked(_engine(info), AddressesIn, shipping=shipping, billing=billing,
+                       email=email)
+        if data.email is not None:
+            await carts.set_contact(cart_id, email=data.email)
+        return Cart.of(await carts.set_addresses(cart_id, shipping=data.shipping,
+                                                 billing=data.billing))
+
+    @strawberry.mutation(description="Choose the shipping method (one of the cart's "
+                                     "shippingQuotes).")
+    async def set_cart_shipping_method(self, info: Info, cart_id: str, method: str) -> Cart:
+        await _cart(info, cart_id)
+        data = checked(_engine(info), ShippingMethodIn, method=method)
+        return Cart.of(await _engine(info).carts.set_shipping_method(cart_id, data.method))
+
+    @strawberry.mutation(description="Apply a promotion code.")
+    async def apply_cart_code(self, info: Info, cart_id: str, code: str) -> Cart:
+        await _cart(info, cart_id)
+        data = checked(_engine(info), CodeIn, code=code)
+        return Cart.of(await _engine(info).carts.apply_code(cart_id, data.code))
+
+    @strawberry.mutation(description="Remove a promotion code.")
+    async def remove_cart_code(self, info: Info, cart_id: str, code: str) -> Cart:
+        await _cart(info, cart_id)
+        checked(_engine(info), CodeIn, code=code)
+        return Cart.of(await _engine(info).carts.remove_code(cart_id, code))
+
+    @strawberry.mutation(description="Place the cart as an order with its payment. Send "
+                                     "an Idempotency-Key header to make retries safe.")
+    async def checkout(self, info: Info, cart_id: str,
+                       payment: PaymentInput | None = None) -> Order:
+        cart = await _cart(info, cart_id)
+        principal = _caller(info)
+        engine = _engine(info)
+        data = checked(engine, PlaceCartIn, payment=payment)
+        if principal.kind == "customer" and cart.customer_id is None:
+            await engine.carts.adopt(cart_id, principal.customer_id or "")
+        request = _request(info)
+        order = await engine.carts.place(
+            cart_id, payment=data.payment, client=client_facts(request, principal, data.client),
+            actor=principal.actor, idempotency_key=idempotency_key(request))
+        return _order_view(info, order)
+
+    @strawberry.mutation(description="Cancel an order (staff, or the customer who owns it).")
+    async def cancel_order(self, info: Info, order_id: str, reason: str = "") -> Order:
+        principal = _caller(info)
+        require_customer_or_admin(principal, "orders")
+        engine = _engine(info)
+        data = checked(engine, ReasonIn, reason=reason)
+        order = await engine.orders.get(order_id)
+        ensure_owner(principal, "order", order_id, order.customer_id)
+        return _order_view(info, await engine.orders.cancel(order_id, reason=data.reason,
+                                                            actor=principal.actor))
+
+    @strawberry.mutation(description="Capture authorized money (staff with 'payments').")
+    async def capture_payment(self, info: Info, order_id: str, amount: int | None = None,
+                              payment_id: str | None = None) -> Order:
+        principal = _caller(info)
+        require_admin(principal, "payments")
+        engine = _engine(info)
+        data = checked(engine, CaptureIn, amount=amount, payment_id=payment_id)
+        return Order.of(await engine.payments.capture(
+            order_id, amount=data.amount, payment_id=data.payment_id, actor=principal.actor))
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class OrdnungSchema(strawberry.Schema):
+    """Engine, permission and validation errors become GraphQL errors whose
+    ``extensions`` carry the problem ``type`` (the same URI as REST), its ``status`` in
+    REST and its facts, from the one mapping in ``ordnung.api.problems.facts_of``.
+    Anything else is a bug: logged with its traceback, answered as ``internal`` with no
+    detail."""
+
+    def process_errors(self, errors: list[GraphQLError],
+                       execution_context: ExecutionContext | None = None) -> None:
+        for error in errors:
+            original = error.original_error
+            if original is None:  # a syntax or validation error of the query itself
+                error.extensions = {"type": "https://ordnung.dev/problems/graphql-validation",
+                                    "status": 400, **(error.extensions or {})}
+                continue
+            facts = facts_of(original)
+            if facts is None:
+                log.error("unhandled error in a resolver", path=error.path,
+                          exc_info=original)
+                error.message = "an internal error occurred; it has been logged"
+                error.extensions = {"type": "https://ordnung.dev/problems/internal",
+                                    "status": 500, "title": TITLES["internal"]}
+                continue
+            error.message = facts.detail
+            error.extensions = {"type": facts.type_uri, "title": TITLES.get(facts.kind,
+                                                                              facts.kind),
+                                "status": facts.status,
+                                **msgspec.to_builtins(facts.extra)}
+
+
+def introspection_allowed() -> bool:
+    """``ORDNUNG_GRAPHQL_INTROSPECTION`` (default on): off hides the schema from
+    introspection queries (the SDL is in the repository, ``schema.graphql``)."""
+    raw = os.environ.get("ORDNUNG_GRAPHQL_INTROSPECTION", "1")
+    return env_bool("ORDNUNG_GRAPHQL_INTROSPECTION", raw)
+
+
+def build_schema(*, introspection: bool | None = None) -> OrdnungSchema:
+    """The schema with its limits; introspection from the setting unless given."""
+    extensions: list[SchemaExtension | type[SchemaExtension]] = [
+        QueryDepthLimiter(max_depth=MAX_DEPTH),
+        MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        MaxTokensLimiter(max_token_count=MAX_TOKENS),
+    ]
+    allowed = introspection_allowed() if introspection is None else introspection
+    if not allowed:
+        extensions.append(DisableIntrospection)
+    return OrdnungSchema(query=Query, mutation=Mutation, extensions=extensions)

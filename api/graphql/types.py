@@ -1,0 +1,285 @@
+"""GraphQL output types: the engine's domain structs, seen through GraphQL.
+
+Each type is built from the domain struct the REST API answers with (``Product``,
+``Cart``, ``Order`` or the customer's view ``CustomerOrder``), so both adapters show
+the same data. Money is an object of minor units, currency and a formatted string.
+Staff-only facts of an order are ``null`` unless the caller is staff: the customer's
+view is made by ``ordnung.core.domain.views.customer_order``, as in REST.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from ordnung.core.domain.addresses import Address as AddressStruct
+from ordnung.core.domain.carts import Cart as CartStruct
+from ordnung.core.domain.catalog import Product as ProductStruct
+from ordnung.core.domain.money import Money as MoneyValue
+from ordnung.core.domain.orders import Order as OrderStruct
+from ordnung.core.domain.pricing import Totals as TotalsStruct
+from ordnung.core.domain.views import CustomerOrder
+
+
+@strawberry.type(description="An amount of money: minor units (cents), currency, and a "
+                             "locale-free formatted form such as 'EUR 12.50'.")
+class Money:
+    amount: int
+    currency: str
+    formatted: str
+
+    @classmethod
+    def of(cls, amount: int, currency: str) -> Money:
+        return cls(amount=amount, currency=currency,
+                   formatted=MoneyValue(amount, currency).format())
+
+
+@strawberry.type
+class Price:
+    currency: str
+    amount: Money
+
+
+@strawberry.type
+class Variant:
+    sku: str
+    name: str
+    prices: list[Price]
+    active: bool
+    allow_backorder: bool
+
+
+@strawberry.type
+class Product:
+    id: str
+    name: str
+    description: str
+    variants: list[Variant]
+
+    @classmethod
+    def of(cls, p: ProductStruct) -> Product:
+        return cls(id=p.id, name=p.name, description=p.description, variants=[
+            Variant(sku=v.sku, name=v.name, active=v.active, allow_backorder=v.allow_backorder,
+                    prices=[Price(currency=c, amount=Money.of(a, c))
+                            for c, a in sorted(v.prices.items())])
+            for v in p.variants])
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class ProductEdge:
+    cursor: str
+    node: Product
+
+
+@strawberry.type
+class ProductConnection:
+    edges: list[ProductEdge]
+    page_info: PageInfo
+
+
+@strawberry.type
+class Address:
+    name: str
+    line1: str
+    line2: str
+    city: str
+    postal_code: str
+    region: str
+    country: str
+    email: str
+    phone: str
+    company: str
+    vat_id: str
+
+    @classmethod
+    def of(cls, a: AddressStruct | None) -> Address | None:
+        if a is None:
+            return None
+        return cls(name=a.name, line1=a.line1, line2=a.line2, city=a.city,
+                   postal_code=a.postal_code, region=a.region, country=a.country,
+                   email=a.email, phone=a.phone, company=a.company, vat_id=a.vat_id)
+
+
+@strawberry.type
+class Totals:
+    subtotal: Money
+    discounts: Money
+    shipping: Money
+    tax: Money
+    total: Money
+    paid: Money
+    balance: Money
+
+    @classmethod
+    def of(cls, t: TotalsStruct, currency: str) -> Totals:
+        return cls(subtotal=Money.of(t.subtotal, currency),
+                   discounts=Money.of(t.discounts, currency),
+                   shipping=Money.of(t.shipping, currency), tax=Money.of(t.tax, currency),
+                   total=Money.of(t.total, currency), paid=Money.of(t.paid, currency),
+                   balance=Money.of(t.balance, currency))
+
+
+@strawberry.type
+class CartLine:
+    sku: str
+    name: str
+    quantity: int
+    unit_price: Money
+    line_total: Money
+
+
+@strawberry.type
+class ShippingQuote:
+    method: str
+    name: str
+    price: Money
+
+
+@strawberry.type
+class Cart:
+    id: str
+    channel: str
+    currency: str
+    email: str
+    status: str
+    codes: list[str]
+    shipping_method: str | None
+    shipping_address: Address | None
+    billing_address: Address | None
+    order_id: str | None
+    lines: list[CartLine]
+    totals: Totals | None
+    shipping_quotes: list[ShippingQuote]
+
+    @classmethod
+    def of(cls, c: CartStruct) -> Cart:
+        priced = c.priced
+        cur = c.currency
+        return cls(
+            id=c.id, channel=c.channel, currency=cur, email=c.email, status=c.status,
+            codes=list(c.codes), shipping_method=c.shipping_method,
+            shipping_address=Address.of(c.shipping_address),
+            billing_address=Address.of(c.billing_address), order_id=c.order_id,
+            lines=[CartLine(sku=ln.sku, name=ln.name, quantity=ln.quantity,
+                            unit_price=Money.of(ln.unit_price, cur),
+                            line_total=Money.of(ln.line_total, cur))
+                   for ln in (priced.lines if priced else [])],
+            totals=Totals.of(priced.totals, cur) if priced else None,
+            shipping_quotes=[ShippingQuote(method=m, name=q.name, price=Money.of(q.price, cur))
+                             for m, q in (priced.quotes if priced else [])])
+
+
+@strawberry.type(description="A new cart; cartToken (guest carts only) is shown this once: "
+                             "send it as the X-Cart-Token header or the cartToken argument.")
+class CreatedCart:
+    cart: Cart
+    cart_token: str | None
+
+
+@strawberry.type
+class OrderLine:
+    id: str
+    sku: str
+    name: str
+    quantity: int
+    unit_price: Money
+    line_total: Money
+    tax: Money
+    shipped: int
+    cancelled: int
+
+
+@strawberry.type
+class Payment:
+    id: str
+    gateway: str
+    method: str
+    status: str
+    amount: Money
+    captured: Money
+    refunded: Money
+
+
+@strawberry.type
+class ShipmentLine:
+    line_id: str
+    sku: str
+    quantity: int
+
+
+@strawberry.type
+class Shipment:
+    id: str
+    status: str
+    carrier: str
+    tracking_number: str
+    lines: list[ShipmentLine]
+
+
+@strawberry.type(description="An order: staff read it whole; everyone else reads the "
+                             "customer's view, in which the staff-only fields are null.")
+class Order:
+    id: str
+    number: str
+    channel: str
+    customer_id: str | None
+    email: str
+    status: str
+    currency: str
+    codes: list[str]
+    lines: list[OrderLine]
+    payments: list[Payment]
+    shipments: list[Shipment]
+    totals: Totals
+    shipping_address: Address | None
+    created_at: datetime
+    #: staff only
+    hold_reason: str | None = None
+    risk_score: int | None = None
+    cancel_reason: str | None = None
+    metadata_json: strawberry.scalars.JSON | None = None
+
+    @classmethod
+    def of(cls, o: OrderStruct | CustomerOrder) -> Order:
+        cur = o.currency
+        staff = isinstance(o, OrderStruct)
+        return cls(
+            id=o.id, number=o.number, channel=o.channel, customer_id=o.customer_id,
+            email=o.email, status=o.status, currency=cur, codes=list(o.codes),
+            lines=[OrderLine(id=ln.id, sku=ln.sku, name=ln.name, quantity=ln.quantity,
+                             unit_price=Money.of(ln.unit_price, cur),
+                             line_total=Money.of(ln.line_total, cur), tax=Money.of(ln.tax, cur),
+                             shipped=ln.shipped, cancelled=ln.cancelled) for ln in o.lines],
+            payments=[Payment(id=p.id, gateway=p.gateway, method=p.method, status=p.status,
+                              amount=Money.of(p.amount, cur), captured=Money.of(p.captured, cur),
+                              refunded=Money.of(p.refunded, cur)) for p in o.payments],
+            shipments=[Shipment(id=s.id, status=s.status, carrier=s.carrier,
+                                tracking_number=s.tracking_number,
+                                lines=[ShipmentLine(line_id=sl.line_id, sku=sl.sku,
+                                                    quantity=sl.quantity) for sl in s.lines])
+                       for s in o.shipments],
+            totals=Totals.of(o.totals, cur), shipping_address=Address.of(o.shipping_address),
+            created_at=o.created_at,
+            hold_reason=o.hold_reason if staff else None,
+            risk_score=o.risk_score if staff else None,
+            cancel_reason=o.cancel_reason if staff else None,
+            metadata_json=dict(o.metadata) if staff else None)
+
+
+@strawberry.type
+class OrderEdge:
+    cursor: str
+    node: Order
+
+
+@strawberry.type
+class OrderConnection:
+    edges: list[OrderEdge]
+    page_info: PageInfo

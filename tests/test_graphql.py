@@ -1,0 +1,250 @@
+"""The GraphQL API at /graphql, through the real app (httpx ASGI transport), on SQLite and
+PostgreSQL: the checkout scenario, the trust model, errors with extensions, idempotent
+checkout, limits, and the committed SDL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.api_support import BERLIN, Api, api_fixture, expect  # noqa: F401
+
+PROBLEMS = "https://ordnung.dev/problems/"
+ROOT = Path(__file__).resolve().parent.parent
+
+CART_FIELDS = "id status lines { sku quantity lineTotal { amount currency formatted } } " \
+              "totals { total { amount currency formatted } } shippingQuotes { method }"
+ADDRESS = {"name": BERLIN["name"], "line1": BERLIN["line1"], "city": BERLIN["city"],
+           "postalCode": BERLIN["postal_code"], "country": BERLIN["country"]}
+
+
+async def gql(api: Api, headers: dict[str, str], query: str,
+              variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    """POST /graphql; GraphQL answers 200 with ``data`` and/or ``errors``."""
+    response = await api.client.post("/graphql", json={"query": query,
+                                                       "variables": variables or {}},
+                                     headers=headers)
+    body: dict[str, Any] = expect(response, 200)
+    return body
+
+
+def only_error(body: dict[str, Any]) -> dict[str, Any]:
+    errors = body.get("errors") or []
+    assert len(errors) == 1, body
+    error: dict[str, Any] = errors[0]
+    return error
+
+
+async def guest_cart(api: Api, shop: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """A guest cart with a MUG, an address and a shipping method: its id, and the shop's
+    headers holding its token."""
+    body = await gql(api, shop, "mutation { createCart(channel: \"web\") "
+                                "{ cart { id } cartToken } }")
+    created = body["data"]["createCart"]
+    assert created["cartToken"]
+    cart_id = created["cart"]["id"]
+    holding = {**shop, "X-Cart-Token": created["cartToken"]}
+    body = await gql(api, holding, "mutation($c: String!) { addCartLine(cartId: $c, "
+                                   f"sku: \"MUG\", quantity: 2) {{ {CART_FIELDS} }} }}",
+                     {"c": cart_id})
+    assert body["data"]["addCartLine"]["lines"][0]["quantity"] == 2, body
+    body = await gql(api, holding, "mutation($c: String!, $a: AddressInput!) { "
+                                   "setCartAddresses(cartId: $c, shipping: $a, "
+                                   "email: \"erika@example.com\") { id } }",
+                     {"c": cart_id, "a": ADDRESS})
+    assert "errors" not in body, body
+    body = await gql(api, holding, "query($c: String!) { cart(id: $c) { shippingQuotes "
+                                   "{ method } } }", {"c": cart_id})
+    method = body["data"]["cart"]["shippingQuotes"][0]["method"]
+    body = await gql(api, holding, "mutation($c: String!, $m: String!) { "
+                                   "setCartShippingMethod(cartId: $c, method: $m) { id } }",
+                     {"c": cart_id, "m": method})
+    assert "errors" not in body, body
+    return cart_id, holding
+
+
+CHECKOUT = ("mutation($c: String!) { checkout(cartId: $c, payment: {gateway: \"sandbox\", "
+            "token: \"tok_success\"}) { id number status totals { total { amount currency "
+            "formatted } } holdReason riskScore } }")
+
+
+async def test_checkout_scenario(api: Api) -> None:
+    shop = await api.storefront("web")
+    page = await gql(api, shop, "{ products(first: 2) { edges { cursor node { id variants "
+                                "{ sku prices { amount { amount currency formatted } } } } } "
+                                "pageInfo { hasNextPage endCursor } } }")
+    products = page["data"]["products"]
+    assert len(products["edges"]) == 2 and products["pageInfo"]["hasNextPage"] is True
+    after = products["pageInfo"]["endCursor"]
+    nxt = await gql(api, shop, "query($a: String) { products(first: 2, after: $a) "
+                               "{ edges { node { id } } } }", {"a": after})
+    assert nxt["data"]["products"]["edges"][0]["node"]["id"] not in {
+        e["node"]["id"] for e in products["edges"]}
+
+    cart_id, holding = await guest_cart(api, shop)
+    placed = await gql(api, holding, CHECKOUT, {"c": cart_id})
+    order = placed["data"]["checkout"]
+    total = order["totals"]["total"]
+    assert total["currency"] == "EUR" and total["amount"] > 0
+    assert total["formatted"].startswith("EUR ")
+    # a storefront key reads the customer's view: no staff facts
+    assert order["holdReason"] is None and order["riskScore"] is None
+    # staff read the same order whole, as REST does
+    staff = await gql(api, api.admin, "query($o: String!) { order(id: $o) { id riskScore "
+                                      "holdReason } }", {"o": order["id"]})
+    assert staff["data"]["order"]["riskScore"] is not None
+    rest = await api.order(order["id"])
+    assert rest["totals"]["total"] == total["amount"]
+
+
+async def test_guest_cart_needs_its_token(api: Api) -> None:
+    shop = await api.storefront("web")
+    other_shop = await api.storefront("web")
+    cart_id, holding = await guest_cart(api, shop)
+    for headers in (shop, other_shop, {**other_shop, "X-Cart-Token": "ct_wrong"}):
+        body = await gql(api, headers, "query($c: String!) { cart(id: $c) { id } }",
+                         {"c": cart_id})
+        error = only_error(body)
+        assert error["extensions"]["type"] == PROBLEMS + "not-found"
+        assert error["extensions"]["status"] == 404
+        assert body["data"] is None
+        body = await gql(api, headers, CHECKOUT, {"c": cart_id})
+        assert only_error(body)["extensions"]["status"] == 404
+    assert await api.order_count() == 0
+    ok = await gql(api, holding, "query($c: String!) { cart(id: $c) { id } }", {"c": cart_id})
+    assert ok["data"]["cart"]["id"] == cart_id
+
+
+async def test_customer_sees_only_own_orders_in_customer_view(api: Api) -> None:
+    shop = await api.storefront("web")
+    cart_id, holding = await guest_cart(api, shop)
+    guest_order = (await gql(api, holding, CHECKOUT, {"c": cart_id}))["data"]["checkout"]
+    _, erika = await api.customer()
+    mine = await gql(api, erika, "{ orders(first: 10) { edges { node { id riskScore "
+                                 "metadataJson } } } }")
+    assert mine["data"]["orders"]["edges"] == []
+    body = await gql(api, erika, "query($o: String!) { order(id: $o) { id } }",
+                     {"o": guest_order["id"]})
+    assert only_error(body)["extensions"]["status"] == 404
+    # staff-only operations answer forbidden (403) with the REST problem type
+    body = await gql(api, erika, "mutation($o: String!) { capturePayment(orderId: $o) "
+                                 "{ id } }", {"o": guest_order["id"]})
+    ext = only_error(body)["extensions"]
+    assert ext["type"] == PROBLEMS + "forbidden" and ext["status"] == 403
+    # a storefront key cannot list orders at all
+    body = await gql(api, shop, "{ orders(first: 1) { edges { cursor } } }")
+    assert only_error(body)["extensions"]["status"] == 403
+
+
+async def test_engine_errors_carry_type_status_and_facts(api: Api) -> None:
+    shop = await api.storefront("web")
+    cart_id, holding = await guest_cart(api, shop)
+    body = await gql(api, holding, CHECKOUT.replace("tok_success", "tok_decline"),
+                     {"c": cart_id})
+    ext = only_error(body)["extensions"]
+    assert ext["type"] == PROBLEMS + "payment-declined" and ext["status"] == 402
+    assert ext["gateway"] == "sandbox"
+    # the same error REST gives for the same request
+    rest = await api.client.post(f"/carts/{cart_id}/order", headers=holding,
+                                 json={"payment": {"gateway": "sandbox",
+                                                   "token": "tok_decline"}})
+    assert rest.status_code == 402 and rest.json()["type"] == ext["type"]
+    # input goes through the same check_input as REST: control characters, countries
+    bad = dict(ADDRESS, country="XX")
+    body = await gql(api, holding, "mutation($c: String!, $a: AddressInput!) { "
+                                   "setCartAddresses(cartId: $c, shipping: $a) { id } }",
+                     {"c": cart_id, "a": bad})
+    ext = only_error(body)["extensions"]
+    assert ext["type"] == PROBLEMS + "validation" and ext["status"] == 422
+    body = await gql(api, holding, "mutation($c: String!) { addCartLine(cartId: $c, "
+                                   "sku: \"MU\\u0000G\") { id } }", {"c": cart_id})
+    ext = only_error(body)["extensions"]
+    assert ext["status"] == 422, body
+    body = await gql(api, holding, "mutation($c: String!) { addCartLine(cartId: $c, "
+                                   "sku: \"MUG\", quantity: 100000000) { id } }",
+                     {"c": cart_id})
+    assert only_error(body)["extensions"]["status"] == 422
+    cart = await gql(api, holding, "query($c: String!) { cart(id: $c) { lines { quantity } "
+                                   "shippingAddress { country } } }", {"c": cart_id})
+    assert cart["data"]["cart"]["lines"] == [{"quantity": 2}]
+    assert cart["data"]["cart"]["shippingAddress"]["country"] == "DE"
+
+
+async def test_idempotent_checkout_replays_and_refuses_mismatch(api: Api) -> None:
+    shop = await api.storefront("web")
+    cart_id, holding = await guest_cart(api, shop)
+    headers = {**holding, "Idempotency-Key": "checkout-1"}
+    payload = {"query": CHECKOUT, "variables": {"c": cart_id}}
+    first = await api.client.post("/graphql", json=payload, headers=headers)
+    again = await api.client.post("/graphql", json=payload, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert first.json() == again.json()
+    assert await api.order_count() == 1
+    other = await api.client.post("/graphql", json={"query": CHECKOUT.replace(
+        "tok_success", "tok_other"), "variables": {"c": cart_id}}, headers=headers)
+    assert other.status_code == 422
+    assert other.json()["type"] == PROBLEMS + "idempotency-mismatch"
+    assert await api.order_count() == 1
+
+
+async def test_limits_are_refused(api: Api) -> None:
+    shop = await api.storefront("web")
+    body = await gql(api, shop, "{ products(first: 1000) { edges { cursor } } }")
+    assert only_error(body)["extensions"]["status"] == 422
+    aliases = " ".join(f"a{i}: product(id: \"x\") {{ id }}" for i in range(20))
+    body = await gql(api, shop, "{ " + aliases + " }")
+    assert body.get("data") is None and "aliases" in body["errors"][0]["message"]
+    deep = "{ products { edges { node { variants { prices { amount { amount } } } } } } }"
+    nested = "query { " + "__typename " * 3000 + "}"
+    body = await gql(api, shop, nested)
+    assert body.get("data") is None and "token" in body["errors"][0]["message"].lower()
+    ok = await gql(api, shop, deep)
+    assert "errors" not in ok, ok
+
+
+async def test_no_key_no_graphql(api: Api) -> None:
+    response = await api.client.post("/graphql", json={"query": "{ __typename }"})
+    assert response.status_code == 401
+
+
+async def test_order_list_costs_a_fixed_number_of_statements(api: Api) -> None:
+    shop = await api.storefront("web")
+    for _ in range(4):
+        cart_id, holding = await guest_cart(api, shop)
+        assert "errors" not in await gql(api, holding, CHECKOUT, {"c": cart_id})
+    query = ("query($n: Int!) { orders(first: $n) { edges { node { id lines { sku } "
+             "payments { status amount { amount } } shipments { id lines { sku } } } } } }")
+    costs = []
+    for n in (1, 4):
+        await api.engine.runtime.journal.flush_marks()
+        before = api.engine.db.statements
+        body = await gql(api, api.admin, query, {"n": n})
+        costs.append(api.engine.db.statements - before)
+        assert len(body["data"]["orders"]["edges"]) == n
+    print(f"SQL statements for an order list of 1 and 4 orders: {costs}")
+    assert costs[0] == costs[1]
+
+
+def test_committed_sdl_matches_the_code() -> None:
+    printed = subprocess.run([sys.executable, "-m", "ordnung.api.cli", "graphql-schema"],
+                             capture_output=True, text=True, check=True).stdout
+    committed = (ROOT / "schema.graphql").read_text()
+    assert printed == committed, "run `ordnung graphql-schema > schema.graphql`"
+
+
+async def test_introspection_can_be_turned_off() -> None:
+    from ordnung.api.graphql.schema import build_schema
+
+    closed = await build_schema(introspection=False).execute("{ __schema { types { name } } }")
+    assert closed.errors
+    opened = await build_schema(introspection=True).execute("{ __schema { types { name } } }")
+    assert not opened.errors
+
+
+def _unused(_: httpx.Response) -> None:  # keeps httpx imported for type checkers
+    return None
