@@ -125,7 +125,7 @@ async def test_customer_sees_only_own_orders_in_customer_view(api: Api) -> None:
     guest_order = (await gql(api, holding, CHECKOUT, {"c": cart_id}))["data"]["checkout"]
     _, erika = await api.customer()
     mine = await gql(api, erika, "{ orders(first: 10) { edges { node { id riskScore "
-                                 "metadataJson } } } }")
+                                 "metadata } } } }")
     assert mine["data"]["orders"]["edges"] == []
     body = await gql(api, erika, "query($o: String!) { order(id: $o) { id } }",
                      {"o": guest_order["id"]})

@@ -21,7 +21,7 @@ def graphql_controller(schema: OrdnungSchema | None = None) -> ControllerRouterH
     base: Any = make_graphql_controller(schema or build_schema(), path="/graphql",
                                         graphql_ide=None)
 
-    class GraphQLController(base):  # type: ignore[misc, valid-type]
+    class GraphQLController(base):
         guards = [api_caller]
         include_in_schema = False
 

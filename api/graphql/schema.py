@@ -22,7 +22,6 @@ from strawberry.extensions import (
     MaxAliasesLimiter,
     MaxTokensLimiter,
     QueryDepthLimiter,
-    SchemaExtension,
 )
 from strawberry.types import ExecutionContext, Info
 
@@ -341,7 +340,7 @@ def introspection_allowed() -> bool:
 
 def build_schema(*, introspection: bool | None = None) -> OrdnungSchema:
     """The schema with its limits; introspection from the setting unless given."""
-    extensions: list[SchemaExtension | type[SchemaExtension]] = [
+    extensions: list[Any] = [
         QueryDepthLimiter(max_depth=MAX_DEPTH),
         MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         MaxTokensLimiter(max_token_count=MAX_TOKENS),

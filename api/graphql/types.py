@@ -10,6 +10,7 @@ view is made by ``ordnung.core.domain.views.customer_order``, as in REST.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, cast
 
 import strawberry
 
@@ -244,12 +245,12 @@ class Order:
     hold_reason: str | None = None
     risk_score: int | None = None
     cancel_reason: str | None = None
-    metadata_json: strawberry.scalars.JSON | None = None
+    metadata: strawberry.scalars.JSON | None = None
 
     @classmethod
     def of(cls, o: OrderStruct | CustomerOrder) -> Order:
         cur = o.currency
-        staff = isinstance(o, OrderStruct)
+        whole = o if isinstance(o, OrderStruct) else None
         return cls(
             id=o.id, number=o.number, channel=o.channel, customer_id=o.customer_id,
             email=o.email, status=o.status, currency=cur, codes=list(o.codes),
@@ -267,10 +268,10 @@ class Order:
                        for s in o.shipments],
             totals=Totals.of(o.totals, cur), shipping_address=Address.of(o.shipping_address),
             created_at=o.created_at,
-            hold_reason=o.hold_reason if staff else None,
-            risk_score=o.risk_score if staff else None,
-            cancel_reason=o.cancel_reason if staff else None,
-            metadata_json=dict(o.metadata) if staff else None)
+            metadata=cast(Any, dict(o.metadata)),
+            hold_reason=whole.hold_reason if whole else None,
+            risk_score=whole.risk_score if whole else None,
+            cancel_reason=whole.cancel_reason if whole else None)
 
 
 @strawberry.type
