@@ -230,6 +230,48 @@ async def test_order_list_costs_a_fixed_number_of_statements(api: Api) -> None:
     assert costs[0] == costs[1]
 
 
+async def test_staff_capture_and_fulfilment(api: Api) -> None:
+    shop = await api.storefront("web")
+    cart_id, holding = await guest_cart(api, shop)
+    order_id = (await gql(api, holding, CHECKOUT, {"c": cart_id}))["data"]["checkout"]["id"]
+    shipments = "id status shipments { id status lines { sku quantity } }"
+    # the storefront key that placed it may not capture or ship it
+    for op in ("capturePayment(orderId: $o)", "createShipment(orderId: $o)"):
+        body = await gql(api, shop, f"mutation($o: String!) {{ {op} {{ id }} }}",
+                         {"o": order_id})
+        assert only_error(body)["extensions"]["type"] == PROBLEMS + "forbidden"
+    cashier = await api.admin_with("payments")
+    body = await gql(api, cashier, "mutation($o: String!) { capturePayment(orderId: $o) "
+                                   "{ payments { status captured { amount } } } }",
+                     {"o": order_id})
+    assert body["data"]["capturePayment"]["payments"][0]["captured"]["amount"] > 0, body
+    warehouse = await api.admin_with("fulfilment")
+    body = await gql(api, warehouse, f"mutation($o: String!) {{ createShipment(orderId: $o) "
+                                     f"{{ {shipments} }} }}", {"o": order_id})
+    shipment = body["data"]["createShipment"]["shipments"][0]
+    ids = {"o": order_id, "s": shipment["id"]}
+    assert "errors" not in await gql(api, warehouse, "mutation($o: String!, $s: String!) "
+                                     "{ pickShipment(orderId: $o, shipmentId: $s) { id } }", ids)
+    scans = [ln["sku"] for ln in shipment["lines"] for _ in range(ln["quantity"])]
+    # a wrong scan is the engine's error, with the REST status
+    body = await gql(api, warehouse, "mutation($o: String!, $s: String!) { packShipment("
+                                     "orderId: $o, shipmentId: $s, scans: [\"NOPE\"]) "
+                                     "{ id } }", ids)
+    assert only_error(body)["extensions"]["status"] in (409, 422)
+    body = await gql(api, warehouse, "mutation($o: String!, $s: String!, $x: [String!]!) { "
+                                     "packShipment(orderId: $o, shipmentId: $s, scans: $x) "
+                                     "{ id } }", {**ids, "x": scans})
+    assert "errors" not in body, body
+    body = await gql(api, warehouse, "mutation($o: String!, $s: String!) { shipShipment("
+                                     f"orderId: $o, shipmentId: $s) {{ {shipments} }} }}", ids)
+    assert body["data"]["shipShipment"]["shipments"][0]["status"] == "shipped", body
+    body = await gql(api, warehouse, "mutation($o: String!, $s: String!) { deliverShipment("
+                                     f"orderId: $o, shipmentId: $s) {{ {shipments} }} }}", ids)
+    assert body["data"]["deliverShipment"]["shipments"][0]["status"] == "delivered", body
+    rest = await api.order(order_id)
+    assert rest["shipments"][0]["status"] == "delivered"
+
+
 def test_committed_sdl_matches_the_code() -> None:
     printed = subprocess.run([sys.executable, "-m", "ordnung.api.cli", "graphql-schema"],
                              capture_output=True, text=True, check=True).stdout

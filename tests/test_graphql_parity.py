@@ -32,6 +32,19 @@ MIRRORED = {
     "GET /orders/{order_id:str}": "Query.order",
     "POST /orders/{order_id:str}/cancel": "Mutation.cancelOrder",
     "POST /orders/{order_id:str}/payments/capture": "Mutation.capturePayment",
+    "POST /orders/{order_id:str}/shipments/{shipment_id:str}/cancel":
+        "Mutation.cancelShipment",
+    "POST /orders/{order_id:str}/shipments/{shipment_id:str}/deliver":
+        "Mutation.deliverShipment",
+    "POST /orders/{order_id:str}/shipments/{shipment_id:str}/ship":
+        "Mutation.shipShipment",
+    "POST /orders/{order_id:str}/shipments/{shipment_id:str}/pack":
+        "Mutation.packShipment",
+    "POST /orders/{order_id:str}/shipments/{shipment_id:str}/pick":
+        "Mutation.pickShipment",
+    "POST /orders/{order_id:str}/shipments": "Mutation.createShipment",
+    "POST /orders/{order_id:str}/release": "Mutation.releaseOrder",
+    "POST /orders/{order_id:str}/hold": "Mutation.holdOrder",
 }
 
 #: not GraphQL operations by nature: probes, scraping, and URLs for machines that speak
@@ -64,8 +77,6 @@ NOT_YET = {
     "GET /orders/{order_id:str}/timeline": "Query.orderTimeline",
     "GET /orders/{order_id:str}/events": "Subscription.orderEvents",
     "POST /orders/{order_id:str}/stream-tokens": "Mutation.orderStreamToken",
-    "POST /orders/{order_id:str}/hold": "Mutation.holdOrder",
-    "POST /orders/{order_id:str}/release": "Mutation.releaseOrder",
     "POST /orders/{order_id:str}/notes": "Mutation.addOrderNote",
     "POST /orders/{order_id:str}/transitions": "Mutation.transitionOrder",
     # payments
@@ -77,14 +88,6 @@ NOT_YET = {
     "GET /fulfilment/queue": "Query.fulfilmentQueue",
     "GET /shipments": "Query.shipments",
     "GET /shipments/{shipment_id:str}": "Query.shipment",
-    "POST /orders/{order_id:str}/shipments": "Mutation.createShipment",
-    "POST /orders/{order_id:str}/shipments/{shipment_id:str}/pick": "Mutation.pickShipment",
-    "POST /orders/{order_id:str}/shipments/{shipment_id:str}/pack": "Mutation.packShipment",
-    "POST /orders/{order_id:str}/shipments/{shipment_id:str}/ship": "Mutation.shipShipment",
-    "POST /orders/{order_id:str}/shipments/{shipment_id:str}/deliver":
-        "Mutation.deliverShipment",
-    "POST /orders/{order_id:str}/shipments/{shipment_id:str}/cancel":
-        "Mutation.cancelShipment",
     # returns
     "GET /returns": "Query.returns",
     "GET /returns/{return_id:str}": "Query.return",

@@ -59,9 +59,13 @@ from ordnung.api.schemas import (
     CartIn,
     CodeIn,
     LineIn,
+    PackIn,
     PlaceCartIn,
     QuantityIn,
     ReasonIn,
+    ReleaseIn,
+    ShipIn,
+    ShipmentIn,
     ShippingMethodIn,
 )
 from ordnung.core import Engine
@@ -177,7 +181,7 @@ class Query:
 
 
 @strawberry.type
-class Mutation:
+class ShopMutation:
     @strawberry.mutation(description="Create a cart; a guest's (storefront key) comes "
                                      "with its cart token, shown this once.")
     async def create_cart(self, info: Info, channel: str | None = None,
@@ -296,6 +300,89 @@ class Mutation:
         data = checked(engine, CaptureIn, amount=amount, payment_id=payment_id)
         return Order.of(await engine.payments.capture(
             order_id, amount=data.amount, payment_id=data.payment_id, actor=principal.actor))
+
+
+@strawberry.type
+class StaffMutation:
+    """Holds and fulfilment (staff only): the same engine calls and scopes as REST."""
+
+    @strawberry.mutation(description="Put an order on hold for review (staff, 'orders').")
+    async def hold_order(self, info: Info, order_id: str, reason: str) -> Order:
+        principal = _caller(info)
+        require_admin(principal, "orders")
+        data = checked(_engine(info), ReasonIn, reason=reason)
+        if not data.reason:
+            raise InvalidInput("a hold needs a reason", field="reason")
+        return Order.of(await _engine(info).orders.hold(order_id, data.reason,
+                                                        actor=principal.actor))
+
+    @strawberry.mutation(description="Release a hold; the order continues (staff, "
+                                     "'orders').")
+    async def release_order(self, info: Info, order_id: str, note: str = "") -> Order:
+        principal = _caller(info)
+        require_admin(principal, "orders")
+        data = checked(_engine(info), ReleaseIn, note=note)
+        return Order.of(await _engine(info).orders.release(order_id, note=data.note,
+                                                           actor=principal.actor))
+
+    @strawberry.mutation(description="Create shipments for what is left to ship (staff, "
+                                     "'fulfilment'): one per stock location.")
+    async def create_shipment(self, info: Info, order_id: str,
+                              location_id: str | None = None) -> Order:
+        principal = _caller(info)
+        require_admin(principal, "fulfilment")
+        data = checked(_engine(info), ShipmentIn, location_id=location_id)
+        order, _ = await _engine(info).fulfilment.create_shipment(
+            order_id, lines=data.lines, location_id=data.location_id, actor=principal.actor)
+        return Order.of(order)
+
+    @strawberry.mutation(description="Mark a shipment as picked (staff, 'fulfilment').")
+    async def pick_shipment(self, info: Info, order_id: str, shipment_id: str) -> Order:
+        principal = _caller(info)
+        require_admin(principal, "fulfilment")
+        return Order.of(await _engine(info).fulfilment.pick(order_id, shipment_id,
+                                                            actor=principal.actor))
+
+    @strawberry.mutation(description="Pack, verifying every scanned SKU or barcode "
+                                     "(staff, 'fulfilment').")
+    async def pack_shipment(self, info: Info, order_id: str, shipment_id: str,
+                            scans: list[str]) -> Order:
+        principal = _caller(info)
+        require_admin(principal, "fulfilment")
+        data = checked(_engine(info), PackIn, scans=scans)
+        return Order.of(await _engine(info).fulfilment.pack(order_id, shipment_id, data.scans,
+                                                            actor=principal.actor))
+
+    @strawberry.mutation(description="Ship: the carrier plugin makes the label and the "
+                                     "tracking number (staff, 'fulfilment').")
+    async def ship_shipment(self, info: Info, order_id: str, shipment_id: str,
+                            tracking_number: str = "", carrier: str | None = None) -> Order:
+        principal = _caller(info)
+        require_admin(principal, "fulfilment")
+        data = checked(_engine(info), ShipIn, tracking_number=tracking_number, carrier=carrier)
+        return Order.of(await _engine(info).fulfilment.ship(
+            order_id, shipment_id, tracking_number=data.tracking_number, carrier=data.carrier,
+            actor=principal.actor))
+
+    @strawberry.mutation(description="Mark a shipment as delivered (staff, 'fulfilment').")
+    async def deliver_shipment(self, info: Info, order_id: str, shipment_id: str) -> Order:
+        principal = _caller(info)
+        require_admin(principal, "fulfilment")
+        return Order.of(await _engine(info).fulfilment.deliver(order_id, shipment_id,
+                                                               actor=principal.actor))
+
+    @strawberry.mutation(description="Cancel a shipment that has not shipped (staff, "
+                                     "'fulfilment').")
+    async def cancel_shipment(self, info: Info, order_id: str, shipment_id: str) -> Order:
+        principal = _caller(info)
+        require_admin(principal, "fulfilment")
+        return Order.of(await _engine(info).fulfilment.cancel_shipment(
+            order_id, shipment_id, actor=principal.actor))
+
+
+@strawberry.type
+class Mutation(ShopMutation, StaffMutation):
+    """Every mutation: the shop's and staff's."""
 
 
 # --------------------------------------------------------------------------- errors
