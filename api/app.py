@@ -25,7 +25,7 @@ from ordnung.api.access import AccessDocs
 from ordnung.api.auth import PUBLIC_PATHS, BearerAuthMiddleware
 from ordnung.api.decoding import strict_input
 from ordnung.api.docs_pages import docs_assets_router, docs_render_plugins
-from ordnung.api.graphql import graphql_controller
+from ordnung.api.graphql import graphql_routes
 from ordnung.api.idempotency import IdempotencyMiddleware
 from ordnung.api.intake import RequestIntakeMiddleware
 from ordnung.api.logging_middleware import RequestLogMiddleware
@@ -165,7 +165,7 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
             ShipmentListController, tracking_webhook, shipping_label,
             ReturnController, ReturnListController, AdminController, ReactionController,
             AccountController,
-            docs_assets_router(), graphql_controller(),
+            docs_assets_router(), *graphql_routes(),
         ],
         lifespan=[lifespan],
         middleware=middleware,

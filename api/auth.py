@@ -28,6 +28,17 @@ PUBLIC_PATHS = ["/health", "/schema"]
 WEBHOOK_PREFIX = "/webhooks/"
 #: the one route a stream token (``?stream_token=``) opens: an order's live status
 STREAM_PATH = re.compile(r"^/orders/[^/]+/events/?$")
+GRAPHQL_PATH = "/graphql"
+
+
+def is_ide_page(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    """A browser's request for the GraphiQL page without a key: ``GET /graphql`` asking
+    for HTML, with no query to run (strawberry answers it with the page, which holds no
+    data, and runs nothing). Every query the page then sends needs a key."""
+    return (connection.scope.get("method") == "GET" and connection.url.path == GRAPHQL_PATH
+            and "query" not in connection.query_params
+            and "authorization" not in connection.headers
+            and "text/html" in connection.headers.get("accept", ""))
 
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
@@ -41,6 +52,8 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         if not header and connection.url.path.startswith(WEBHOOK_PREFIX):
             # gateways and carriers that cannot set headers put the key in the URL
             scheme, token = "bearer", connection.query_params.get("access_key", "")
+        if is_ide_page(connection):
+            return AuthenticationResult(user=None, auth=None)
         if scheme.lower() != "bearer" or not token.strip():
             raise NotAuthorizedException("send 'Authorization: Bearer <key>'")
         engine: Engine = connection.app.state.engine
@@ -161,7 +174,10 @@ async def signed_in_customer(connection: ASGIConnection[Any, Any, Any, Any],
 
 async def api_caller(connection: ASGIConnection[Any, Any, Any, Any],
                      _: BaseRouteHandler) -> None:
-    """Guard: any key or customer token (the GraphQL endpoint)."""
+    """Guard: any key or customer token (the GraphQL endpoint), or no key for the
+    GraphiQL page alone (``is_ide_page``)."""
+    if connection.scope.get("user") is None and is_ide_page(connection):
+        return
     require_api_caller(principal_of(connection))
 
 
