@@ -425,10 +425,11 @@ def introspection_allowed() -> bool:
     return env_bool("ORDNUNG_GRAPHQL_INTROSPECTION", raw)
 
 
-def build_schema(*, introspection: bool | None = None) -> OrdnungSchema:
+def build_schema(*, introspection: bool | None = None,
+                 max_depth: int = MAX_DEPTH) -> OrdnungSchema:
     """The schema with its limits; introspection from the setting unless given."""
     extensions: list[Any] = [
-        QueryDepthLimiter(max_depth=MAX_DEPTH),
+        QueryDepthLimiter(max_depth=max_depth),
         MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         MaxTokensLimiter(max_token_count=MAX_TOKENS),
     ]
