@@ -39,15 +39,16 @@ def only_error(body: dict[str, Any]) -> dict[str, Any]:
     return error
 
 
-async def guest_cart(api: Api, shop: dict[str, str]) -> tuple[str, dict[str, str]]:
-    """A guest cart with a MUG, an address and a shipping method: its id, and the shop's
-    headers holding its token."""
+async def guest_cart(api: Api, shop: dict[str, str], *, guest: bool = True
+                     ) -> tuple[str, dict[str, str]]:
+    """A cart with a MUG, an address and a shipping method: its id, and the caller's
+    headers holding its token (a guest's; a customer's cart has none)."""
     body = await gql(api, shop, "mutation { createCart(channel: \"web\") "
                                 "{ cart { id } cartToken } }")
     created = body["data"]["createCart"]
-    assert created["cartToken"]
+    assert bool(created["cartToken"]) is guest, body
     cart_id = created["cart"]["id"]
-    holding = {**shop, "X-Cart-Token": created["cartToken"]}
+    holding = {**shop, "X-Cart-Token": created["cartToken"]} if guest else dict(shop)
     body = await gql(api, holding, "mutation($c: String!) { addCartLine(cartId: $c, "
                                    f"sku: \"MUG\", quantity: 2) {{ {CART_FIELDS} }} }}",
                      {"c": cart_id})
@@ -138,6 +139,19 @@ async def test_customer_sees_only_own_orders_in_customer_view(api: Api) -> None:
     # a storefront key cannot list orders at all
     body = await gql(api, shop, "{ orders(first: 1) { edges { cursor } } }")
     assert only_error(body)["extensions"]["status"] == 403
+    # the customer's own order: listed, in the customer's view, timeline without staff notes
+    cart_id, _ = await guest_cart(api, erika, guest=False)
+    own = (await gql(api, erika, CHECKOUT, {"c": cart_id}))["data"]["checkout"]
+    assert own["riskScore"] is None and own["holdReason"] is None
+    await gql(api, api.admin, "mutation($o: String!) { addOrderNote(orderId: $o, note: "
+                              "\"staff only\") { id } }", {"o": own["id"]})
+    mine = await gql(api, erika, "{ orders(first: 10) { edges { node { id riskScore } } } }")
+    assert [e["node"] for e in mine["data"]["orders"]["edges"]] == [
+        {"id": own["id"], "riskScore": None}]
+    query = "query($o: String!) { orderTimeline(orderId: $o) { kind actor } }"
+    seen = (await gql(api, erika, query, {"o": own["id"]}))["data"]["orderTimeline"]
+    whole = (await gql(api, api.admin, query, {"o": own["id"]}))["data"]["orderTimeline"]
+    assert len(seen) < len(whole) and "staff only" not in str(seen), (seen, whole)
 
 
 async def test_engine_errors_carry_type_status_and_facts(api: Api) -> None:
@@ -277,6 +291,47 @@ async def test_staff_capture_and_fulfilment(api: Api) -> None:
     assert body["data"]["deliverShipment"]["shipments"][0]["status"] == "delivered", body
     rest = await api.order(order_id)
     assert rest["shipments"][0]["status"] == "delivered"
+
+
+async def test_timeline_notes_refund_and_lookups(api: Api) -> None:
+    shop = await api.storefront("web")
+    body = await gql(api, shop, '{ availability(skus: ["MUG"]) { sku available } }')
+    assert body["data"]["availability"][0]["available"] > 0, body
+    body = await gql(api, shop, "{ availability(skus: []) { sku } }")
+    assert only_error(body)["extensions"]["status"] == 422
+    cart_id, holding = await guest_cart(api, shop)
+    order = (await gql(api, holding, CHECKOUT, {"c": cart_id}))["data"]["checkout"]
+    ids = {"o": order["id"]}
+    staff = api.admin
+    body = await gql(api, staff, "mutation($o: String!) { addOrderNote(orderId: $o, "
+                                 "note: \"call before delivery\") { id } }", ids)
+    assert "errors" not in body, body
+    body = await gql(api, staff, "mutation($o: String!) { capturePayment(orderId: $o) { id } "
+                                 "}", ids)
+    assert "errors" not in body, body
+    body = await gql(api, staff, "mutation($o: String!) { refundPayment(orderId: $o, "
+                                 "amount: 100, reason: \"goodwill\") { payments { refunded "
+                                 "{ amount } } } }", ids)
+    assert body["data"]["refundPayment"]["payments"][0]["refunded"]["amount"] == 100, body
+    refunds_only = await api.admin_with("refunds")
+    body = await gql(api, refunds_only, "mutation($o: String!) { voidPayment(orderId: $o) "
+                                        "{ id } }", ids)
+    assert only_error(body)["extensions"]["type"] == PROBLEMS + "forbidden"
+    timeline = "query($o: String!) { orderTimeline(orderId: $o) { seq kind actor } }"
+    whole = (await gql(api, staff, timeline, ids))["data"]["orderTimeline"]
+    assert any(e["kind"] == "order.note_added" or "note" in e["kind"] for e in whole), whole
+    rest = expect(await api.client.get(f"/orders/{order['id']}/timeline", headers=staff), 200)
+    assert [e["seq"] for e in rest["items"]] == [e["seq"] for e in whole]
+    # a customer who does not own it sees neither the order nor its timeline
+    _, erika = await api.customer()
+    body = await gql(api, erika, timeline, ids)
+    assert only_error(body)["extensions"]["status"] == 404
+    body = await gql(api, erika, "query($n: String!) { orderByNumber(number: $n) { id } }",
+                     {"n": order["number"]})
+    assert only_error(body)["extensions"]["status"] == 404
+    body = await gql(api, staff, "query($n: String!) { orderByNumber(number: $n) { id } }",
+                     {"n": order["number"]})
+    assert body["data"]["orderByNumber"]["id"] == order["id"]
 
 
 def test_committed_sdl_matches_the_code() -> None:

@@ -34,6 +34,7 @@ from ordnung.api.auth import (
 from ordnung.api.client_ip import client_facts
 from ordnung.api.graphql.inputs import AddressInput, PaymentInput, checked
 from ordnung.api.graphql.types import (
+    Availability,
     Cart,
     CreatedCart,
     Order,
@@ -43,6 +44,7 @@ from ordnung.api.graphql.types import (
     Product,
     ProductConnection,
     ProductEdge,
+    TimelineEvent,
 )
 from ordnung.api.problems import TITLES, facts_of
 from ordnung.api.routes.common import (
@@ -59,21 +61,24 @@ from ordnung.api.schemas import (
     CartIn,
     CodeIn,
     LineIn,
+    NoteIn,
     PackIn,
     PlaceCartIn,
     QuantityIn,
     ReasonIn,
+    RefundIn,
     ReleaseIn,
     ShipIn,
     ShipmentIn,
     ShippingMethodIn,
+    VoidIn,
 )
 from ordnung.core import Engine
 from ordnung.core.config import env_bool
 from ordnung.core.domain.access import Principal
 from ordnung.core.domain.carts import Cart as CartStruct
 from ordnung.core.domain.orders import Order as OrderStruct
-from ordnung.core.domain.views import customer_order
+from ordnung.core.domain.views import customer_order, customer_timeline
 from ordnung.core.errors import InvalidInput
 
 log = structlog.get_logger("ordnung.graphql")
@@ -166,6 +171,37 @@ class Query:
             edges=[OrderEdge(cursor=o.id, node=_order_view(info, o)) for o in items],
             page_info=PageInfo(has_next_page=len(items) == limit,
                                end_cursor=items[-1].id if items else None))
+
+    @strawberry.field(description="Available units per SKU (1 to 100 SKUs): the one "
+                                  "number every sales channel sees.")
+    async def availability(self, info: Info, skus: list[str]) -> list[Availability]:
+        require_shopper_or_admin(_caller(info), "catalogue")
+        if not skus or len(skus) > 100:
+            raise InvalidInput("ask for 1 to 100 SKUs", field="skus")
+        for sku in skus:
+            checked(_engine(info), LineIn, sku=sku)
+        units = await _engine(info).inventory.available(skus)
+        return [Availability(sku=sku, available=n) for sku, n in units.items()]
+
+    @strawberry.field(description="An order by its human-readable number.")
+    async def order_by_number(self, info: Info, number: str) -> Order:
+        principal = _caller(info)
+        require_customer_or_admin(principal, "orders")
+        order = await _engine(info).orders.by_number(number)
+        ensure_owner(principal, "order", number, order.customer_id)
+        return _order_view(info, order)
+
+    @strawberry.field(description="The order's timeline, every event in order (customers "
+                                  "get their view of it).")
+    async def order_timeline(self, info: Info, order_id: str) -> list[TimelineEvent]:
+        principal = _caller(info)
+        require_customer_or_admin(principal, "orders")
+        engine = _engine(info)
+        order = await engine.orders.get(order_id)
+        ensure_owner(principal, "order", order_id, order.customer_id)
+        events = await engine.orders.timeline(order_id)
+        shown = events if principal.staff else customer_timeline(events, order.customer_id)
+        return [TimelineEvent.of(e) for e in shown]
 
     @strawberry.field(description="One order (staff read it whole, everyone else the "
                                   "customer's view).")
@@ -381,7 +417,43 @@ class StaffMutation:
 
 
 @strawberry.type
-class Mutation(ShopMutation, StaffMutation):
+class PaymentMutation:
+    """Refunds, voids and staff notes (staff only, with the REST routes' scopes)."""
+
+    @strawberry.mutation(description="Refund a captured payment, in full or in part "
+                                     "(staff, 'refunds').")
+    async def refund_payment(self, info: Info, order_id: str, amount: int | None = None,
+                             payment_id: str | None = None, reason: str = "") -> Order:
+        principal = _caller(info)
+        require_admin(principal, "refunds")
+        data = checked(_engine(info), RefundIn, amount=amount, payment_id=payment_id,
+                       reason=reason)
+        return Order.of(await _engine(info).payments.refund(
+            order_id, amount=data.amount, payment_id=data.payment_id, reason=data.reason,
+            actor=principal.actor))
+
+    @strawberry.mutation(description="Void an authorization that was not captured "
+                                     "(staff, 'payments').")
+    async def void_payment(self, info: Info, order_id: str,
+                           payment_id: str | None = None) -> Order:
+        principal = _caller(info)
+        require_admin(principal, "payments")
+        data = checked(_engine(info), VoidIn, payment_id=payment_id)
+        return Order.of(await _engine(info).payments.void(order_id, payment_id=data.payment_id,
+                                                          actor=principal.actor))
+
+    @strawberry.mutation(description="Add a staff note to the timeline, never shown to "
+                                     "customers (staff, 'orders').")
+    async def add_order_note(self, info: Info, order_id: str, note: str) -> Order:
+        principal = _caller(info)
+        require_admin(principal, "orders")
+        data = checked(_engine(info), NoteIn, note=note)
+        return Order.of(await _engine(info).orders.add_note(order_id, data.note,
+                                                            actor=principal.actor))
+
+
+@strawberry.type
+class Mutation(ShopMutation, StaffMutation, PaymentMutation):
     """Every mutation: the shop's and staff's."""
 
 

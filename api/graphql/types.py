@@ -12,11 +12,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
+import msgspec
 import strawberry
 
 from ordnung.core.domain.addresses import Address as AddressStruct
 from ordnung.core.domain.carts import Cart as CartStruct
 from ordnung.core.domain.catalog import Product as ProductStruct
+from ordnung.core.domain.events import Event as EventStruct
 from ordnung.core.domain.money import Money as MoneyValue
 from ordnung.core.domain.orders import Order as OrderStruct
 from ordnung.core.domain.pricing import Totals as TotalsStruct
@@ -272,6 +274,32 @@ class Order:
             hold_reason=whole.hold_reason if whole else None,
             risk_score=whole.risk_score if whole else None,
             cancel_reason=whole.cancel_reason if whole else None)
+
+
+@strawberry.type
+class Availability:
+    sku: str
+    available: int
+
+
+@strawberry.type(description="One event of an order's timeline.")
+class TimelineEvent:
+    id: str
+    seq: int
+    kind: str
+    machine: str | None
+    from_state: str | None
+    to_state: str | None
+    transition: str | None
+    actor: str
+    at: datetime
+    data: strawberry.scalars.JSON
+
+    @classmethod
+    def of(cls, e: EventStruct) -> TimelineEvent:
+        return cls(id=e.id, seq=e.seq, kind=e.kind, machine=e.machine,
+                   from_state=e.from_state, to_state=e.to_state, transition=e.transition,
+                   actor=e.actor, at=e.at, data=cast(Any, msgspec.to_builtins(e.data)))
 
 
 @strawberry.type
