@@ -4,6 +4,7 @@ checkout, limits, and the committed SDL."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -204,6 +205,31 @@ async def test_idempotent_checkout_replays_and_refuses_mismatch(api: Api) -> Non
     assert other.status_code == 422
     assert other.json()["type"] == PROBLEMS + "idempotency-mismatch"
     assert await api.order_count() == 1
+
+
+async def test_a_duplicate_of_a_running_checkout_gets_409(database_url: str) -> None:
+    from tests.test_fault_idempotency import slow_plugins
+
+    async with api_client(database_url, plugins=slow_plugins()) as api:
+        gateway = api.plugin("sandbox")
+        shop = await api.storefront("web")
+        cart_id, holding = await guest_cart(api, shop)
+        headers = {**holding, "Idempotency-Key": "slow-checkout"}
+        payload = {"query": CHECKOUT, "variables": {"c": cart_id}}
+        first = asyncio.create_task(api.client.post("/graphql", json=payload,
+                                                    headers=headers))
+        await asyncio.wait_for(gateway.entered.wait(), 10)
+        duplicate = await api.client.post("/graphql", json=payload, headers=headers)
+        assert duplicate.status_code == 409, duplicate.text
+        assert duplicate.json()["type"] == PROBLEMS + "conflict"
+        assert int(duplicate.headers["retry-after"]) >= 1
+        gateway.release.set()
+        placed = await first
+        assert placed.status_code == 200 and "errors" not in placed.json(), placed.text
+        replay = await api.client.post("/graphql", json=payload, headers=headers)
+        assert replay.headers["idempotent-replayed"] == "true"
+        assert replay.content == placed.content
+        assert await api.order_count() == 1
 
 
 async def test_limits_are_refused(api: Api) -> None:
