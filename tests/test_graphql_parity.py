@@ -32,6 +32,7 @@ MIRRORED = {
     "GET /orders/{order_id:str}": "Query.order",
     "POST /orders/{order_id:str}/cancel": "Mutation.cancelOrder",
     "POST /orders/{order_id:str}/payments/capture": "Mutation.capturePayment",
+    "GET /orders/{order_id:str}/events": "Subscription.orderEvents",
     "POST /orders/{order_id:str}/notes": "Mutation.addOrderNote",
     "POST /orders/{order_id:str}/payments/void": "Mutation.voidPayment",
     "POST /orders/{order_id:str}/payments/refund": "Mutation.refundPayment",
@@ -78,7 +79,6 @@ NOT_YET = {
     "POST /carts/{cart_id:str}/order/stream-tokens": "Mutation.cartOrderStreamToken",
     # orders
     "POST /orders": "Mutation.placeOrder",
-    "GET /orders/{order_id:str}/events": "Subscription.orderEvents",
     "POST /orders/{order_id:str}/stream-tokens": "Mutation.orderStreamToken",
     "POST /orders/{order_id:str}/transitions": "Mutation.transitionOrder",
     # payments

@@ -9,7 +9,10 @@ Errors are raised, not returned as typed unions: see ``ordnung.api.graphql.error
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import msgspec
@@ -17,6 +20,8 @@ import strawberry
 import structlog
 from graphql import GraphQLError
 from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException
 from strawberry.extensions import (
     DisableIntrospection,
     MaxAliasesLimiter,
@@ -29,6 +34,7 @@ from ordnung.api.auth import (
     ensure_owner,
     require_admin,
     require_customer_or_admin,
+    require_order_reader,
     require_shopper_or_admin,
 )
 from ordnung.api.client_ip import client_facts
@@ -78,8 +84,8 @@ from ordnung.core.config import env_bool
 from ordnung.core.domain.access import Principal
 from ordnung.core.domain.carts import Cart as CartStruct
 from ordnung.core.domain.orders import Order as OrderStruct
-from ordnung.core.domain.views import customer_order, customer_timeline
-from ordnung.core.errors import InvalidInput
+from ordnung.core.domain.views import customer_event, customer_order, customer_timeline
+from ordnung.core.errors import InvalidInput, NotFound
 
 log = structlog.get_logger("ordnung.graphql")
 
@@ -91,6 +97,20 @@ CART_TOKEN_HEADER = "x-cart-token"
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _connection(info: Info) -> ASGIConnection[Any, Any, Any, Any]:
+    """The HTTP request, or the WebSocket of a subscription."""
+    connection: ASGIConnection[Any, Any, Any, Any] = (
+        info.context.get("request") or info.context["socket"])
+    return connection
+
+
+def _principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    user = connection.scope.get("user")
+    if not isinstance(user, Principal):
+        raise NotAuthorizedException("send 'Authorization: Bearer <key>'")
+    return user
 
 
 def _request(info: Info) -> Request[Any, Any, Any]:
@@ -457,6 +477,51 @@ class Mutation(ShopMutation, StaffMutation, PaymentMutation):
     """Every mutation: the shop's and staff's."""
 
 
+# --------------------------------------------------------------------------- subscriptions
+
+#: how long one subscription to an order's events lasts at most, and how often it looks
+#: (the SSE stream's figures: ``ordnung.api.routes.orders``)
+STREAM_SECONDS = 300.0
+POLL_SECONDS = 0.5
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(description="Follow an order live (graphql-transport-ws): "
+                                         "each timeline event as it happens, in the "
+                                         "customer's view for non-staff, after afterSeq. "
+                                         "Ends when the order reaches a terminal state or "
+                                         "after five minutes. Same callers as the SSE "
+                                         "stream: a customer token (own orders) or staff.")
+    async def order_events(self, info: Info, order_id: str,
+                           after_seq: int = 0) -> AsyncGenerator[TimelineEvent, None]:
+        connection = _connection(info)
+        principal = _principal(connection)
+        require_order_reader(principal, "orders")
+        engine: Engine = connection.app.state.engine
+        order = await engine.orders.get(order_id)
+        if principal.kind == "stream":
+            if principal.order_id != order_id:
+                raise NotFound("order", order_id)
+        else:
+            ensure_owner(principal, "order", order_id, order.customer_id)
+        terminal = {s for s, spec in engine.machines["order"].states.items() if spec.terminal}
+        finished = order.status in terminal
+        seen = after_seq
+        deadline = time.monotonic() + STREAM_SECONDS
+        while time.monotonic() < deadline:
+            events = [e for e in await engine.orders.timeline(order_id) if e.seq > seen]
+            for ev in events:
+                seen = ev.seq
+                view = ev if principal.staff else customer_event(ev, order.customer_id)
+                if view is not None:
+                    yield TimelineEvent.of(view)
+            if finished or any(e.to_state in terminal and e.machine == "order"
+                               for e in events):
+                return
+            await asyncio.sleep(POLL_SECONDS)
+
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -508,4 +573,5 @@ def build_schema(*, introspection: bool | None = None,
     allowed = introspection_allowed() if introspection is None else introspection
     if not allowed:
         extensions.append(DisableIntrospection)
-    return OrdnungSchema(query=Query, mutation=Mutation, extensions=extensions)
+    return OrdnungSchema(query=Query, mutation=Mutation, subscription=Subscription,
+                         extensions=extensions)
