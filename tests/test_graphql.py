@@ -101,6 +101,16 @@ async def test_checkout_scenario(api: Api) -> None:
     assert staff["data"]["order"]["riskScore"] is not None
     rest = await api.order(order["id"])
     assert rest["totals"]["total"] == total["amount"]
+    # the spent cart still explains its price; staff see the order's payment methods
+    steps = await gql(api, holding, "query($c: String!) { cartExplanation(cartId: $c) "
+                                    "{ step message amount { formatted } } }", {"c": cart_id})
+    assert {s["step"] for s in steps["data"]["cartExplanation"]} >= {"lines"}, steps
+    methods = await gql(api, api.admin, "query($o: String!) { paymentMethods(orderId: $o) "
+                                        "{ gateway method } }", {"o": order["id"]})
+    assert methods["data"]["paymentMethods"], methods
+    body = await gql(api, shop, "query($o: String!) { paymentMethods(orderId: $o) "
+                                "{ gateway } }", {"o": order["id"]})
+    assert only_error(body)["extensions"]["status"] == 403
 
 
 async def test_guest_cart_needs_its_token(api: Api) -> None:

@@ -32,6 +32,8 @@ MIRRORED = {
     "GET /orders/{order_id:str}": "Query.order",
     "POST /orders/{order_id:str}/cancel": "Mutation.cancelOrder",
     "POST /orders/{order_id:str}/payments/capture": "Mutation.capturePayment",
+    "GET /orders/{order_id:str}/payments/methods": "Query.paymentMethods",
+    "GET /carts/{cart_id:str}/explanation": "Query.cartExplanation",
     "GET /orders/{order_id:str}/events": "Subscription.orderEvents",
     "POST /orders/{order_id:str}/notes": "Mutation.addOrderNote",
     "POST /orders/{order_id:str}/payments/void": "Mutation.voidPayment",
@@ -75,14 +77,12 @@ NOT_YET = {
     "POST /inventory/adjustments": "Mutation.adjustInventory",
     "POST /inventory/counts": "Mutation.countInventory",
     # carts
-    "GET /carts/{cart_id:str}/explanation": "Query.cartExplanation",
     "POST /carts/{cart_id:str}/order/stream-tokens": "Mutation.cartOrderStreamToken",
     # orders
     "POST /orders": "Mutation.placeOrder",
     "POST /orders/{order_id:str}/stream-tokens": "Mutation.orderStreamToken",
     "POST /orders/{order_id:str}/transitions": "Mutation.transitionOrder",
     # payments
-    "GET /orders/{order_id:str}/payments/methods": "Query.paymentMethods",
     "POST /orders/{order_id:str}/payments": "Mutation.authorizePayment",
     # fulfilment
     "GET /fulfilment/queue": "Query.fulfilmentQueue",

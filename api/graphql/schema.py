@@ -43,10 +43,13 @@ from ordnung.api.graphql.types import (
     Availability,
     Cart,
     CreatedCart,
+    ExplanationStep,
+    Money,
     Order,
     OrderConnection,
     OrderEdge,
     PageInfo,
+    PaymentMethod,
     Product,
     ProductConnection,
     ProductEdge,
@@ -173,6 +176,28 @@ class Query:
                                   "in the X-Cart-Token header.")
     async def cart(self, info: Info, id: str) -> Cart:
         return Cart.of(await _cart(info, id))
+
+    @strawberry.field(description="How the cart's price came about, step by step (lines, "
+                                  "promotions, shipping, tax).")
+    async def cart_explanation(self, info: Info, cart_id: str) -> list[ExplanationStep]:
+        cart = await _cart(info, cart_id)
+        return [ExplanationStep(step=e.step, source=e.source, message=e.message,
+                                line_id=e.line_id,
+                                amount=None if e.amount is None
+                                else Money.of(e.amount, cart.currency))
+                for e in await _engine(info).carts.explain(cart_id)]
+
+    @strawberry.field(description="The ways to pay that the gateway plugins offer for "
+                                  "this order (a customer token for its own, or staff "
+                                  "with 'payments').")
+    async def payment_methods(self, info: Info, order_id: str) -> list[PaymentMethod]:
+        principal = _caller(info)
+        require_customer_or_admin(principal, "payments")
+        order = await _engine(info).orders.get(order_id)
+        ensure_owner(principal, "order", order_id, order.customer_id)
+        return [PaymentMethod(gateway=m.gateway, method=m.method, name=m.name,
+                              grants_terms=m.grants_terms)
+                for m in await _engine(info).payments.methods(order_id)]
 
     @strawberry.field(description="Orders, newest first: a customer's own (in the "
                                   "customer's view), or every order for staff.")

@@ -276,6 +276,23 @@ class Order:
             cancel_reason=whole.cancel_reason if whole else None)
 
 
+@strawberry.type(description="One step of how a cart's price came about.")
+class ExplanationStep:
+    step: str
+    source: str
+    message: str
+    amount: Money | None
+    line_id: str | None
+
+
+@strawberry.type(description="A way to pay that a gateway plugin offers for an order.")
+class PaymentMethod:
+    gateway: str
+    method: str
+    name: str
+    grants_terms: bool
+
+
 @strawberry.type
 class Availability:
     sku: str
