@@ -199,6 +199,21 @@ async def test_engine_errors_carry_type_status_and_facts(api: Api) -> None:
     assert cart["data"]["cart"]["shippingAddress"]["country"] == "DE"
 
 
+async def test_control_characters_in_ids_are_refused_alike_on_both_databases(
+        api: Api) -> None:
+    shop = await api.storefront("web")
+    for query, variables in (
+            ("query($o: String!) { order(id: $o) { id } }", {"o": "ord_\u0000x"}),
+            ("query($c: String!) { cart(id: $c) { id } }", {"c": "crt\u0000"}),
+            ("query($p: String!) { product(id: $p) { id } }", {"p": "mug\u001b"}),
+            ("query($s: [String!]!) { availability(skus: $s) { sku } }", {"s": ["M\u0000"]}),
+            ("query($a: String) { products(after: $a) { edges { cursor } } }",
+             {"a": "x" * 100_000})):
+        body = await gql(api, api.admin if "order" in query else shop, query, variables)
+        ext = only_error(body)["extensions"]
+        assert ext["type"] == PROBLEMS + "validation" and ext["status"] == 422, body
+
+
 async def test_idempotent_checkout_replays_and_refuses_mismatch(api: Api) -> None:
     shop = await api.storefront("web")
     cart_id, holding = await guest_cart(api, shop)

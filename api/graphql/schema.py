@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 import strawberry
 import structlog
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLResolveInfo
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
@@ -27,6 +27,7 @@ from strawberry.extensions import (
     MaxAliasesLimiter,
     MaxTokensLimiter,
     QueryDepthLimiter,
+    SchemaExtension,
 )
 from strawberry.types import ExecutionContext, Info
 
@@ -89,6 +90,7 @@ from ordnung.core.domain.carts import Cart as CartStruct
 from ordnung.core.domain.orders import Order as OrderStruct
 from ordnung.core.domain.views import customer_event, customer_order, customer_timeline
 from ordnung.core.errors import InvalidInput, NotFound
+from ordnung.core.validation import NOTE_FIELDS, check_parameter
 
 log = structlog.get_logger("ordnung.graphql")
 
@@ -580,6 +582,27 @@ class OrdnungSchema(strawberry.Schema):
                                 **msgspec.to_builtins(facts.extra)}
 
 
+class CheckArguments(SchemaExtension):
+    """The text rules of REST's path and query parameters for every plain string argument
+    of a root field (ids, SKUs, codes, cursors): no control character, a length bound
+    (``check_parameter``). Without it an id with a NUL would reach PostgreSQL, which
+    refuses it, where SQLite would look it up. Notes and reasons (which may span lines)
+    and input objects go through ``check_input`` in the resolvers instead."""
+
+    def resolve(self, _next: Any, root: Any, info: GraphQLResolveInfo, *args: Any,
+                **kwargs: Any) -> Any:
+        if info.path.prev is None:
+            connection = info.context.get("request") or info.context.get("socket")
+            limits = connection.app.state.engine.config.limits
+            for name, value in kwargs.items():
+                if name in NOTE_FIELDS:
+                    continue
+                for text in value if isinstance(value, list) else [value]:
+                    if isinstance(text, str):
+                        check_parameter(name, text, limits)
+        return _next(root, info, *args, **kwargs)
+
+
 def introspection_allowed() -> bool:
     """``ORDNUNG_GRAPHQL_INTROSPECTION`` (default on): off hides the schema from
     introspection queries (the SDL is in the repository, ``schema.graphql``)."""
@@ -594,6 +617,7 @@ def build_schema(*, introspection: bool | None = None,
         QueryDepthLimiter(max_depth=max_depth),
         MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        CheckArguments,
     ]
     allowed = introspection_allowed() if introspection is None else introspection
     if not allowed:
