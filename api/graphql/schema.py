@@ -13,7 +13,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import strawberry
@@ -591,9 +591,8 @@ class CheckArguments(SchemaExtension):
 
     def resolve(self, _next: Any, root: Any, info: GraphQLResolveInfo, *args: Any,
                 **kwargs: Any) -> Any:
-        if info.path.prev is None:
-            connection = info.context.get("request") or info.context.get("socket")
-            limits = connection.app.state.engine.config.limits
+        if info.path.prev is None and kwargs:
+            limits = _connection(cast(Info, info)).app.state.engine.config.limits
             for name, value in kwargs.items():
                 if name in NOTE_FIELDS:
                     continue
