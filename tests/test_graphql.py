@@ -342,6 +342,28 @@ async def test_staff_capture_and_fulfilment(api: Api) -> None:
     assert body["data"]["deliverShipment"]["shipments"][0]["status"] == "delivered", body
     rest = await api.order(order_id)
     assert rest["shipments"][0]["status"] == "delivered"
+    # a return of one unit, approved, received and refunded, each step by its scope
+    line_id = rest["lines"][0]["id"]
+    returns = "returns { id status refundAmount { amount } }"
+    body = await gql(api, shop, "mutation($o: String!, $l: String!) { requestReturn("
+                                "orderId: $o, lines: [{lineId: $l, quantity: 1}]) { id } }",
+                     {"o": order_id, "l": line_id})
+    assert only_error(body)["extensions"]["status"] == 403
+    body = await gql(api, api.admin, "mutation($o: String!, $l: String!) { requestReturn("
+                                     "orderId: $o, reason: \"too big\", lines: [{lineId: $l, "
+                                     f"quantity: 1}}]) {{ {returns} }} }}",
+                     {"o": order_id, "l": line_id})
+    ret = body["data"]["requestReturn"]["returns"][0]
+    ids = {"o": order_id, "r": ret["id"]}
+    body = await gql(api, warehouse, "mutation($o: String!, $r: String!) { approveReturn("
+                                     "orderId: $o, returnId: $r) { id } }", ids)
+    assert only_error(body)["extensions"]["status"] == 403
+    for step, who in (("approveReturn", api.admin), ("receiveReturn", warehouse),
+                      ("refundReturn", await api.admin_with("refunds"))):
+        body = await gql(api, who, f"mutation($o: String!, $r: String!) {{ {step}("
+                                   f"orderId: $o, returnId: $r) {{ {returns} }} }}", ids)
+        assert "errors" not in body, body
+    assert body["data"]["refundReturn"]["returns"][0]["status"] in ("refunded", "closed")
 
 
 async def test_timeline_notes_refund_and_lookups(api: Api) -> None:

@@ -32,6 +32,15 @@ MIRRORED = {
     "GET /orders/{order_id:str}": "Query.order",
     "POST /orders/{order_id:str}/cancel": "Mutation.cancelOrder",
     "POST /orders/{order_id:str}/payments/capture": "Mutation.capturePayment",
+    "POST /orders/{order_id:str}/returns": "Mutation.requestReturn",
+    "POST /orders/{order_id:str}/returns/{return_id:str}/refund":
+        "Mutation.refundReturn",
+    "POST /orders/{order_id:str}/returns/{return_id:str}/receive":
+        "Mutation.receiveReturn",
+    "POST /orders/{order_id:str}/returns/{return_id:str}/reject":
+        "Mutation.rejectReturn",
+    "POST /orders/{order_id:str}/returns/{return_id:str}/approve":
+        "Mutation.approveReturn",
     "GET /orders/{order_id:str}/payments/methods": "Query.paymentMethods",
     "GET /carts/{cart_id:str}/explanation": "Query.cartExplanation",
     "GET /orders/{order_id:str}/events": "Subscription.orderEvents",
@@ -91,11 +100,6 @@ NOT_YET = {
     # returns
     "GET /returns": "Query.returns",
     "GET /returns/{return_id:str}": "Query.return",
-    "POST /orders/{order_id:str}/returns": "Mutation.requestReturn",
-    "POST /orders/{order_id:str}/returns/{return_id:str}/approve": "Mutation.approveReturn",
-    "POST /orders/{order_id:str}/returns/{return_id:str}/reject": "Mutation.rejectReturn",
-    "POST /orders/{order_id:str}/returns/{return_id:str}/receive": "Mutation.receiveReturn",
-    "POST /orders/{order_id:str}/returns/{return_id:str}/refund": "Mutation.refundReturn",
     # customers and accounts
     "GET /customers": "Query.customers",
     "POST /customers": "Mutation.createCustomer",

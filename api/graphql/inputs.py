@@ -37,6 +37,13 @@ class AddressInput:
 
 
 @strawberry.input
+class ReturnLineInput:
+    line_id: str
+    quantity: int
+    restock: bool = True
+
+
+@strawberry.input
 class PaymentInput:
     gateway: str
     method: str = ""

@@ -39,7 +39,7 @@ from ordnung.api.auth import (
     require_shopper_or_admin,
 )
 from ordnung.api.client_ip import client_facts
-from ordnung.api.graphql.inputs import AddressInput, PaymentInput, checked
+from ordnung.api.graphql.inputs import AddressInput, PaymentInput, ReturnLineInput, checked
 from ordnung.api.graphql.types import (
     Availability,
     Cart,
@@ -76,8 +76,11 @@ from ordnung.api.schemas import (
     PlaceCartIn,
     QuantityIn,
     ReasonIn,
+    ReceiveIn,
     RefundIn,
     ReleaseIn,
+    ReturnIn,
+    ReturnRefundIn,
     ShipIn,
     ShipmentIn,
     ShippingMethodIn,
@@ -500,7 +503,66 @@ class PaymentMutation:
 
 
 @strawberry.type
-class Mutation(ShopMutation, StaffMutation, PaymentMutation):
+class ReturnMutation:
+    """Returns: asked for by the customer who owns the order or by staff; the later steps
+    by staff, with the REST routes' scopes."""
+
+    @strawberry.mutation(description="Ask to return shipped units of the order.")
+    async def request_return(self, info: Info, order_id: str, lines: list[ReturnLineInput],
+                             reason: str = "") -> Order:
+        principal = _caller(info)
+        require_customer_or_admin(principal, "orders")
+        engine = _engine(info)
+        data = checked(engine, ReturnIn, lines=lines, reason=reason)
+        order = await engine.orders.get(order_id)
+        ensure_owner(principal, "order", order_id, order.customer_id)
+        order, _ = await engine.returns.request(order_id, data.lines, reason=data.reason,
+                                                actor=principal.actor)
+        return _order_view(info, order)
+
+    @strawberry.mutation(description="Approve a return (staff, 'orders').")
+    async def approve_return(self, info: Info, order_id: str, return_id: str) -> Order:
+        principal = _caller(info)
+        require_admin(principal, "orders")
+        return Order.of(await _engine(info).returns.approve(order_id, return_id,
+                                                            actor=principal.actor))
+
+    @strawberry.mutation(description="Reject a return (staff, 'orders').")
+    async def reject_return(self, info: Info, order_id: str, return_id: str,
+                            reason: str = "") -> Order:
+        principal = _caller(info)
+        require_admin(principal, "orders")
+        data = checked(_engine(info), ReasonIn, reason=reason)
+        return Order.of(await _engine(info).returns.reject(order_id, return_id,
+                                                           reason=data.reason,
+                                                           actor=principal.actor))
+
+    @strawberry.mutation(description="Receive the returned units, restocking them unless "
+                                     "told otherwise per line (staff, 'fulfilment').")
+    async def receive_return(self, info: Info, order_id: str, return_id: str,
+                             no_restock: list[str] | None = None) -> Order:
+        principal = _caller(info)
+        require_admin(principal, "fulfilment")
+        restock = {line_id: False for line_id in no_restock or []} or None
+        data = checked(_engine(info), ReceiveIn, restock=restock)
+        return Order.of(await _engine(info).returns.receive(order_id, return_id,
+                                                            restock=data.restock,
+                                                            actor=principal.actor))
+
+    @strawberry.mutation(description="Refund a received return (its refund amount unless "
+                                     "amount is given; staff, 'refunds').")
+    async def refund_return(self, info: Info, order_id: str, return_id: str,
+                            amount: int | None = None) -> Order:
+        principal = _caller(info)
+        require_admin(principal, "refunds")
+        data = checked(_engine(info), ReturnRefundIn, amount=amount)
+        return Order.of(await _engine(info).returns.refund(order_id, return_id,
+                                                           amount=data.amount,
+                                                           actor=principal.actor))
+
+
+@strawberry.type
+class Mutation(ShopMutation, StaffMutation, PaymentMutation, ReturnMutation):
     """Every mutation: the shop's and staff's."""
 
 

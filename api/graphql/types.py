@@ -226,6 +226,22 @@ class Shipment:
     lines: list[ShipmentLine]
 
 
+@strawberry.type
+class ReturnLine:
+    line_id: str
+    sku: str
+    quantity: int
+
+
+@strawberry.type(description="A return of shipped units.")
+class Return:
+    id: str
+    status: str
+    reason: str
+    refund_amount: Money
+    lines: list[ReturnLine]
+
+
 @strawberry.type(description="An order: staff read it whole; everyone else reads the "
                              "customer's view, in which the staff-only fields are null.")
 class Order:
@@ -240,6 +256,7 @@ class Order:
     lines: list[OrderLine]
     payments: list[Payment]
     shipments: list[Shipment]
+    returns: list[Return]
     totals: Totals
     shipping_address: Address | None
     created_at: datetime
@@ -268,6 +285,11 @@ class Order:
                                 lines=[ShipmentLine(line_id=sl.line_id, sku=sl.sku,
                                                     quantity=sl.quantity) for sl in s.lines])
                        for s in o.shipments],
+            returns=[Return(id=r.id, status=r.status, reason=r.reason,
+                            refund_amount=Money.of(r.refund_amount, cur),
+                            lines=[ReturnLine(line_id=rl.line_id, sku=rl.sku,
+                                              quantity=rl.quantity) for rl in r.lines])
+                     for r in o.returns],
             totals=Totals.of(o.totals, cur), shipping_address=Address.of(o.shipping_address),
             created_at=o.created_at,
             metadata=cast(Any, dict(o.metadata)),
