@@ -101,6 +101,16 @@ async def test_checkout_scenario(api: Api) -> None:
     assert staff["data"]["order"]["riskScore"] is not None
     rest = await api.order(order["id"])
     assert rest["totals"]["total"] == total["amount"]
+    # the guest's page follows its order with a stream token, which opens the SSE stream
+    body = await gql(api, holding, "mutation($c: String!) { cartOrderStreamToken(cartId: $c) "
+                                   "{ orderId url } }", {"c": cart_id})
+    minted = body["data"]["cartOrderStreamToken"]
+    assert minted["orderId"] == order["id"] and "stream_token=" in minted["url"], body
+    body = await gql(api, shop, "mutation($c: String!) { cartOrderStreamToken(cartId: $c) "
+                                "{ url } }", {"c": cart_id})
+    assert only_error(body)["extensions"]["status"] == 404
+    queue = await gql(api, api.admin, "{ fulfilmentQueue(first: 10) { edges { cursor } } }")
+    assert order["id"] in {e["cursor"] for e in queue["data"]["fulfilmentQueue"]["edges"]}
     # the spent cart still explains its price; staff see the order's payment methods
     steps = await gql(api, holding, "query($c: String!) { cartExplanation(cartId: $c) "
                                     "{ step message amount { formatted } } }", {"c": cart_id})

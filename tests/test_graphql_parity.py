@@ -32,6 +32,9 @@ MIRRORED = {
     "GET /orders/{order_id:str}": "Query.order",
     "POST /orders/{order_id:str}/cancel": "Mutation.cancelOrder",
     "POST /orders/{order_id:str}/payments/capture": "Mutation.capturePayment",
+    "POST /carts/{cart_id:str}/order/stream-tokens": "Mutation.cartOrderStreamToken",
+    "POST /orders/{order_id:str}/stream-tokens": "Mutation.orderStreamToken",
+    "GET /fulfilment/queue": "Query.fulfilmentQueue",
     "POST /orders/{order_id:str}/returns": "Mutation.requestReturn",
     "POST /orders/{order_id:str}/returns/{return_id:str}/refund":
         "Mutation.refundReturn",
@@ -86,15 +89,12 @@ NOT_YET = {
     "POST /inventory/adjustments": "Mutation.adjustInventory",
     "POST /inventory/counts": "Mutation.countInventory",
     # carts
-    "POST /carts/{cart_id:str}/order/stream-tokens": "Mutation.cartOrderStreamToken",
     # orders
     "POST /orders": "Mutation.placeOrder",
-    "POST /orders/{order_id:str}/stream-tokens": "Mutation.orderStreamToken",
     "POST /orders/{order_id:str}/transitions": "Mutation.transitionOrder",
     # payments
     "POST /orders/{order_id:str}/payments": "Mutation.authorizePayment",
     # fulfilment
-    "GET /fulfilment/queue": "Query.fulfilmentQueue",
     "GET /shipments": "Query.shipments",
     "GET /shipments/{shipment_id:str}": "Query.shipment",
     # returns

@@ -54,6 +54,7 @@ from ordnung.api.graphql.types import (
     Product,
     ProductConnection,
     ProductEdge,
+    StreamToken,
     TimelineEvent,
 )
 from ordnung.api.problems import TITLES, facts_of
@@ -89,10 +90,11 @@ from ordnung.api.schemas import (
 from ordnung.core import Engine
 from ordnung.core.config import env_bool
 from ordnung.core.domain.access import Principal
+from ordnung.core.domain.access import StreamToken as StreamTokenStruct
 from ordnung.core.domain.carts import Cart as CartStruct
 from ordnung.core.domain.orders import Order as OrderStruct
 from ordnung.core.domain.views import customer_event, customer_order, customer_timeline
-from ordnung.core.errors import InvalidInput, NotFound
+from ordnung.core.errors import Conflict, InvalidInput, NotFound
 from ordnung.core.validation import NOTE_FIELDS, check_parameter
 
 log = structlog.get_logger("ordnung.graphql")
@@ -150,6 +152,10 @@ async def _cart(info: Info, cart_id: str) -> CartStruct:
     return await _engine(info).carts.for_caller(cart_id, principal, token)
 
 
+def _stream_token(t: StreamTokenStruct) -> StreamToken:
+    return StreamToken(token=t.token, order_id=t.order_id, expires_at=t.expires_at, url=t.url)
+
+
 def _order_view(info: Info, order: OrderStruct) -> Order:
     return Order.of(order if _caller(info).staff else customer_order(order))
 
@@ -203,6 +209,19 @@ class Query:
         return [PaymentMethod(gateway=m.gateway, method=m.method, name=m.name,
                               grants_terms=m.grants_terms)
                 for m in await _engine(info).payments.methods(order_id)]
+
+    @strawberry.field(description="Orders ready to ship: highest priority first, then "
+                                  "oldest (staff, 'fulfilment').")
+    async def fulfilment_queue(self, info: Info, first: int = 100,
+                               after: str | None = None) -> OrderConnection:
+        require_admin(_caller(info), "fulfilment")
+        limit = _first(first)
+        items = await _engine(info).fulfilment.queue(limit=limit,
+                                                    after=check_cursor(after, "ord"))
+        return OrderConnection(
+            edges=[OrderEdge(cursor=o.id, node=Order.of(o)) for o in items],
+            page_info=PageInfo(has_next_page=len(items) == limit,
+                               end_cursor=items[-1].id if items else None))
 
     @strawberry.field(description="Orders, newest first: a customer's own (in the "
                                   "customer's view), or every order for staff.")
@@ -365,6 +384,26 @@ class ShopMutation:
             cart_id, payment=data.payment, client=client_facts(request, principal, data.client),
             actor=principal.actor, idempotency_key=idempotency_key(request))
         return _order_view(info, order)
+
+    @strawberry.mutation(description="A stream token for this order's live status (a "
+                                     "customer token for its own order, or staff).")
+    async def order_stream_token(self, info: Info, order_id: str) -> StreamToken:
+        principal = _caller(info)
+        require_customer_or_admin(principal, "orders")
+        engine = _engine(info)
+        order = await engine.orders.get(order_id)
+        ensure_owner(principal, "order", order_id, order.customer_id)
+        return _stream_token(await engine.stream_tokens.mint(order))
+
+    @strawberry.mutation(description="A stream token for the order this cart became, so a "
+                                     "guest's page can follow it live.")
+    async def cart_order_stream_token(self, info: Info, cart_id: str) -> StreamToken:
+        cart = await _cart(info, cart_id)
+        if cart.order_id is None:
+            raise Conflict(f"cart {cart_id} has not been placed yet", cart_id=cart_id)
+        engine = _engine(info)
+        return _stream_token(await engine.stream_tokens.mint(
+            await engine.orders.get(cart.order_id)))
 
     @strawberry.mutation(description="Cancel an order (staff, or the customer who owns it).")
     async def cancel_order(self, info: Info, order_id: str, reason: str = "") -> Order:

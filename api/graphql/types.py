@@ -315,6 +315,15 @@ class PaymentMethod:
     grants_terms: bool
 
 
+@strawberry.type(description="A short-lived token for one order's live status (the SSE "
+                             "stream), to put in a page's EventSource URL.")
+class StreamToken:
+    token: str
+    order_id: str
+    expires_at: datetime
+    url: str
+
+
 @strawberry.type
 class Availability:
     sku: str
