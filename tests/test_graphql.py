@@ -374,6 +374,22 @@ async def test_staff_capture_and_fulfilment(api: Api) -> None:
                                    f"orderId: $o, returnId: $r) {{ {returns} }} }}", ids)
         assert "errors" not in body, body
     assert body["data"]["refundReturn"]["returns"][0]["status"] in ("refunded", "closed")
+    # the lists across orders, each for its scope
+    body = await gql(api, warehouse, "query($o: String!) { shipments(orderId: $o) { edges { "
+                                     "node { id orderId status } } } }", {"o": order_id})
+    listed = body["data"]["shipments"]["edges"][0]["node"]
+    assert listed["id"] == shipment["id"] and listed["status"] == "delivered", body
+    body = await gql(api, warehouse, "query($s: String!) { shipment(id: $s) { orderNumber } }",
+                     {"s": shipment["id"]})
+    assert body["data"]["shipment"]["orderNumber"] == rest["number"], body
+    body = await gql(api, api.admin, "query($o: String!) { returns(orderId: $o) { edges { "
+                                     "node { id status } } } }", {"o": order_id})
+    assert body["data"]["returns"]["edges"][0]["node"]["id"] == ret["id"], body
+    body = await gql(api, api.admin, "query($r: String!) { return(id: $r) { orderId } }",
+                     {"r": ret["id"]})
+    assert body["data"]["return"]["orderId"] == order_id, body
+    body = await gql(api, warehouse, "{ returns { edges { cursor } } }")
+    assert only_error(body)["extensions"]["status"] == 403
 
 
 async def test_timeline_notes_refund_and_lookups(api: Api) -> None:

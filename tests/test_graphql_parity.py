@@ -32,6 +32,10 @@ MIRRORED = {
     "GET /orders/{order_id:str}": "Query.order",
     "POST /orders/{order_id:str}/cancel": "Mutation.cancelOrder",
     "POST /orders/{order_id:str}/payments/capture": "Mutation.capturePayment",
+    "GET /returns/{return_id:str}": "Query.return",
+    "GET /returns": "Query.returns",
+    "GET /shipments/{shipment_id:str}": "Query.shipment",
+    "GET /shipments": "Query.shipments",
     "POST /carts/{cart_id:str}/order/stream-tokens": "Mutation.cartOrderStreamToken",
     "POST /orders/{order_id:str}/stream-tokens": "Mutation.orderStreamToken",
     "GET /fulfilment/queue": "Query.fulfilmentQueue",
@@ -95,11 +99,7 @@ NOT_YET = {
     # payments
     "POST /orders/{order_id:str}/payments": "Mutation.authorizePayment",
     # fulfilment
-    "GET /shipments": "Query.shipments",
-    "GET /shipments/{shipment_id:str}": "Query.shipment",
     # returns
-    "GET /returns": "Query.returns",
-    "GET /returns/{return_id:str}": "Query.return",
     # customers and accounts
     "GET /customers": "Query.customers",
     "POST /customers": "Mutation.createCustomer",

@@ -45,6 +45,8 @@ from ordnung.api.graphql.types import (
     Cart,
     CreatedCart,
     ExplanationStep,
+    ListedReturn,
+    ListedShipment,
     Money,
     Order,
     OrderConnection,
@@ -54,6 +56,10 @@ from ordnung.api.graphql.types import (
     Product,
     ProductConnection,
     ProductEdge,
+    ReturnConnection,
+    ReturnEdge,
+    ShipmentConnection,
+    ShipmentEdge,
     StreamToken,
     TimelineEvent,
 )
@@ -95,6 +101,7 @@ from ordnung.core.domain.carts import Cart as CartStruct
 from ordnung.core.domain.orders import Order as OrderStruct
 from ordnung.core.domain.views import customer_event, customer_order, customer_timeline
 from ordnung.core.errors import Conflict, InvalidInput, NotFound
+from ordnung.core.services.order_parts import PartFilter
 from ordnung.core.validation import NOTE_FIELDS, check_parameter
 
 log = structlog.get_logger("ordnung.graphql")
@@ -222,6 +229,46 @@ class Query:
             edges=[OrderEdge(cursor=o.id, node=Order.of(o)) for o in items],
             page_info=PageInfo(has_next_page=len(items) == limit,
                                end_cursor=items[-1].id if items else None))
+
+    @strawberry.field(description="Shipments across orders, newest first (staff, "
+                                  "'fulfilment').")
+    async def shipments(self, info: Info, first: int = 50, after: str | None = None,
+                        status: list[str] | None = None, order_id: str | None = None,
+                        carrier: str | None = None) -> ShipmentConnection:
+        require_admin(_caller(info), "fulfilment")
+        limit = _first(first)
+        items = await _engine(info).fulfilment.shipments(
+            PartFilter(status=status, order_id=order_id, carrier=carrier),
+            after=check_cursor(after, "shp"), limit=limit)
+        return ShipmentConnection(
+            edges=[ShipmentEdge(cursor=x.id, node=ListedShipment.of(x)) for x in items],
+            page_info=PageInfo(has_next_page=len(items) == limit,
+                               end_cursor=items[-1].id if items else None))
+
+    @strawberry.field(description="One shipment with its order (staff, 'fulfilment').")
+    async def shipment(self, info: Info, id: str) -> ListedShipment:
+        require_admin(_caller(info), "fulfilment")
+        return ListedShipment.of(await _engine(info).fulfilment.shipment(id))
+
+    @strawberry.field(description="Returns across orders, newest first (staff, 'orders').")
+    async def returns(self, info: Info, first: int = 50, after: str | None = None,
+                      status: list[str] | None = None,
+                      order_id: str | None = None) -> ReturnConnection:
+        require_admin(_caller(info), "orders")
+        limit = _first(first)
+        items = await _engine(info).returns.list(
+            PartFilter(status=status, order_id=order_id),
+            after=check_cursor(after, "ret"), limit=limit)
+        return ReturnConnection(
+            edges=[ReturnEdge(cursor=x.id, node=ListedReturn.of(x)) for x in items],
+            page_info=PageInfo(has_next_page=len(items) == limit,
+                               end_cursor=items[-1].id if items else None))
+
+    @strawberry.field(name="return", description="One return with its order (staff, "
+                                                 "'orders').")
+    async def return_(self, info: Info, id: str) -> ListedReturn:
+        require_admin(_caller(info), "orders")
+        return ListedReturn.of(await _engine(info).returns.get(id))
 
     @strawberry.field(description="Orders, newest first: a customer's own (in the "
                                   "customer's view), or every order for staff.")

@@ -22,6 +22,8 @@ from ordnung.core.domain.events import Event as EventStruct
 from ordnung.core.domain.money import Money as MoneyValue
 from ordnung.core.domain.orders import Order as OrderStruct
 from ordnung.core.domain.pricing import Totals as TotalsStruct
+from ordnung.core.domain.returns import ListedReturn as ListedReturnStruct
+from ordnung.core.domain.shipments import ListedShipment as ListedShipmentStruct
 from ordnung.core.domain.views import CustomerOrder
 
 
@@ -322,6 +324,68 @@ class StreamToken:
     order_id: str
     expires_at: datetime
     url: str
+
+
+@strawberry.type(description="A shipment in a list across orders, with its order.")
+class ListedShipment:
+    id: str
+    status: str
+    carrier: str
+    tracking_number: str
+    order_id: str
+    order_number: str
+    created_at: datetime
+    lines: list[ShipmentLine]
+
+    @classmethod
+    def of(cls, s: ListedShipmentStruct) -> ListedShipment:
+        return cls(id=s.id, status=s.status, carrier=s.carrier,
+                   tracking_number=s.tracking_number, order_id=s.order_id,
+                   order_number=s.order_number, created_at=s.created_at,
+                   lines=[ShipmentLine(line_id=ln.line_id, sku=ln.sku, quantity=ln.quantity)
+                          for ln in s.lines])
+
+
+@strawberry.type(description="A return in a list across orders, with its order.")
+class ListedReturn:
+    id: str
+    status: str
+    reason: str
+    order_id: str
+    order_number: str
+    created_at: datetime
+    lines: list[ReturnLine]
+
+    @classmethod
+    def of(cls, r: ListedReturnStruct) -> ListedReturn:
+        return cls(id=r.id, status=r.status, reason=r.reason, order_id=r.order_id,
+                   order_number=r.order_number, created_at=r.created_at,
+                   lines=[ReturnLine(line_id=ln.line_id, sku=ln.sku, quantity=ln.quantity)
+                          for ln in r.lines])
+
+
+@strawberry.type
+class ShipmentEdge:
+    cursor: str
+    node: ListedShipment
+
+
+@strawberry.type
+class ShipmentConnection:
+    edges: list[ShipmentEdge]
+    page_info: PageInfo
+
+
+@strawberry.type
+class ReturnEdge:
+    cursor: str
+    node: ListedReturn
+
+
+@strawberry.type
+class ReturnConnection:
+    edges: list[ReturnEdge]
+    page_info: PageInfo
 
 
 @strawberry.type
