@@ -433,6 +433,33 @@ async def test_timeline_notes_refund_and_lookups(api: Api) -> None:
     assert body["data"]["orderByNumber"]["id"] == order["id"]
 
 
+async def test_keys_and_admin_routes(api: Api) -> None:
+    keeper = await api.admin_with("keys", "orders")
+    body = await gql(api, keeper, "mutation { issueKey(kind: \"admin\", name: \"ops\", "
+                                  "scopes: [\"payments\"]) { secret } }")
+    # an admin key gets only scopes the calling key holds itself, as in REST
+    assert only_error(body)["extensions"]["status"] == 403, body
+    body = await gql(api, keeper, "mutation { issueKey(kind: \"storefront\", name: \"pos\", "
+                                  "channel: \"web\") { secret key { id kind channel } } }")
+    issued = body["data"]["issueKey"]
+    assert issued["secret"] and issued["key"]["channel"] == "web", body
+    fresh = {"Authorization": f"Bearer {issued['secret']}"}
+    ok = await gql(api, fresh, "{ products(first: 1) { edges { cursor } } }")
+    assert "errors" not in ok, ok
+    listed = await gql(api, keeper, "{ apiKeys { id kind } }")
+    assert issued["key"]["id"] in {k["id"] for k in listed["data"]["apiKeys"]}
+    assert "secret" not in str(listed)
+    body = await gql(api, keeper, "mutation($k: String!) { revokeKey(keyId: $k) }",
+                     {"k": issued["key"]["id"]})
+    assert body["data"]["revokeKey"] == issued["key"]["id"], body
+    gone = await api.client.post("/graphql", json={"query": "{ __typename }"}, headers=fresh)
+    assert gone.status_code == 401
+    for query in ("{ plugins }", "{ lifecycle }", "mutation { runMaintenance }"):
+        assert only_error(await gql(api, keeper, query))["extensions"]["status"] == 403
+        body = await gql(api, api.admin, query)
+        assert "errors" not in body, body
+
+
 def test_committed_sdl_matches_the_code() -> None:
     printed = subprocess.run([sys.executable, "-m", "ordnung.api.cli", "graphql-schema"],
                              capture_output=True, text=True, check=True).stdout

@@ -32,6 +32,12 @@ MIRRORED = {
     "GET /orders/{order_id:str}": "Query.order",
     "POST /orders/{order_id:str}/cancel": "Mutation.cancelOrder",
     "POST /orders/{order_id:str}/payments/capture": "Mutation.capturePayment",
+    "POST /admin/maintenance": "Mutation.runMaintenance",
+    "GET /admin/plugins": "Query.plugins",
+    "GET /admin/lifecycle": "Query.lifecycle",
+    "DELETE /admin/keys/{key_id:str}": "Mutation.revokeKey",
+    "POST /admin/keys": "Mutation.issueKey",
+    "GET /admin/keys": "Query.apiKeys",
     "GET /returns/{return_id:str}": "Query.return",
     "GET /returns": "Query.returns",
     "GET /shipments/{shipment_id:str}": "Query.shipment",
@@ -119,15 +125,9 @@ NOT_YET = {
     "DELETE /accounts/sessions": "Mutation.signOutEverywhere",
     "DELETE /accounts/sessions/current": "Mutation.signOut",
     # administration
-    "GET /admin/keys": "Query.apiKeys",
-    "POST /admin/keys": "Mutation.issueKey",
-    "DELETE /admin/keys/{key_id:str}": "Mutation.revokeKey",
-    "GET /admin/lifecycle": "Query.lifecycle",
-    "GET /admin/plugins": "Query.plugins",
     "GET /admin/reactions": "Query.reactions",
     "GET /admin/reactions/{reaction_id:str}": "Query.reaction",
     "POST /admin/reactions/{reaction_id:str}/retry": "Mutation.retryReaction",
-    "POST /admin/maintenance": "Mutation.runMaintenance",
 }
 
 

@@ -41,10 +41,12 @@ from ordnung.api.auth import (
 from ordnung.api.client_ip import client_facts
 from ordnung.api.graphql.inputs import AddressInput, PaymentInput, ReturnLineInput, checked
 from ordnung.api.graphql.types import (
+    ApiKey,
     Availability,
     Cart,
     CreatedCart,
     ExplanationStep,
+    IssuedKey,
     ListedReturn,
     ListedShipment,
     Money,
@@ -77,6 +79,7 @@ from ordnung.api.schemas import (
     CaptureIn,
     CartIn,
     CodeIn,
+    KeyIn,
     LineIn,
     NoteIn,
     PackIn,
@@ -269,6 +272,24 @@ class Query:
     async def return_(self, info: Info, id: str) -> ListedReturn:
         require_admin(_caller(info), "orders")
         return ListedReturn.of(await _engine(info).returns.get(id))
+
+    @strawberry.field(description="Every key: admin, storefront and staff-issued customer "
+                                  "tokens, never secrets (staff, 'keys').")
+    async def api_keys(self, info: Info) -> list[ApiKey]:
+        require_admin(_caller(info), "keys")
+        return [ApiKey.of(k) for k in await _engine(info).access.list()]
+
+    @strawberry.field(description="The installed plugins, their hooks and settings "
+                                  "(staff, 'plugins').")
+    async def plugins(self, info: Info) -> strawberry.scalars.JSON:
+        require_admin(_caller(info), "plugins")
+        return cast(Any, msgspec.to_builtins(_engine(info).plugins()))
+
+    @strawberry.field(description="The merged state machines, core plus plugin states "
+                                  "(staff, 'plugins').")
+    async def lifecycle(self, info: Info) -> strawberry.scalars.JSON:
+        require_admin(_caller(info), "plugins")
+        return cast(Any, msgspec.to_builtins(_engine(info).lifecycle()))
 
     @strawberry.field(description="Orders, newest first: a customer's own (in the "
                                   "customer's view), or every order for staff.")
@@ -648,7 +669,45 @@ class ReturnMutation:
 
 
 @strawberry.type
-class Mutation(ShopMutation, StaffMutation, PaymentMutation, ReturnMutation):
+class KeyMutation:
+    """Keys and maintenance (staff), with the REST routes' rules: an admin key gets only
+    scopes the calling key holds itself."""
+
+    @strawberry.mutation(description="Create an admin or storefront key; the secret is in "
+                                     "this answer only (staff, 'keys').")
+    async def issue_key(self, info: Info, kind: str, name: str = "",
+                        scopes: list[str] | None = None,
+                        channel: str | None = None) -> IssuedKey:
+        principal = _caller(info)
+        require_admin(principal, "keys")
+        engine = _engine(info)
+        data = checked(engine, KeyIn, kind=kind, name=name, scopes=scopes, channel=channel)
+        if data.kind == "storefront":
+            if not data.channel:
+                raise InvalidInput("a storefront key needs a channel", field="channel")
+            await engine.channels.get(data.channel)
+        issued = await engine.access.issue(data.kind, name=data.name, scopes=data.scopes,
+                                           channel=data.channel, issuer=principal.scopes)
+        return IssuedKey(key=ApiKey.of(issued.key), secret=issued.secret)
+
+    @strawberry.mutation(description="Revoke a key at once, on every worker; only a key "
+                                     "whose scopes the calling key holds all of (staff, "
+                                     "'keys'). Answers the revoked key's id.")
+    async def revoke_key(self, info: Info, key_id: str) -> str:
+        principal = _caller(info)
+        require_admin(principal, "keys")
+        await _engine(info).access.revoke(key_id, issuer=principal.scopes)
+        return key_id
+
+    @strawberry.mutation(description="Deliver stranded events and retry failed plugin "
+                                     "reactions now (staff, 'plugins').")
+    async def run_maintenance(self, info: Info) -> strawberry.scalars.JSON:
+        require_admin(_caller(info), "plugins")
+        return cast(Any, await _engine(info).run_maintenance())
+
+
+@strawberry.type
+class Mutation(ShopMutation, StaffMutation, PaymentMutation, ReturnMutation, KeyMutation):
     """Every mutation: the shop's and staff's."""
 
 

@@ -15,6 +15,7 @@ from typing import Any, cast
 import msgspec
 import strawberry
 
+from ordnung.core.domain.access import ApiKey as ApiKeyStruct
 from ordnung.core.domain.addresses import Address as AddressStruct
 from ordnung.core.domain.carts import Cart as CartStruct
 from ordnung.core.domain.catalog import Product as ProductStruct
@@ -386,6 +387,31 @@ class ReturnEdge:
 class ReturnConnection:
     edges: list[ReturnEdge]
     page_info: PageInfo
+
+
+@strawberry.type(description="A key as listed to admins: never the secret.")
+class ApiKey:
+    id: str
+    kind: str
+    name: str
+    scopes: list[str]
+    channel: str | None
+    customer_id: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+    expires_at: datetime | None
+
+    @classmethod
+    def of(cls, k: ApiKeyStruct) -> ApiKey:
+        return cls(id=k.id, kind=k.kind, name=k.name, scopes=list(k.scopes),
+                   channel=k.channel, customer_id=k.customer_id, created_at=k.created_at,
+                   revoked_at=k.revoked_at, expires_at=k.expires_at)
+
+
+@strawberry.type(description="A new key: secret is shown this once.")
+class IssuedKey:
+    key: ApiKey
+    secret: str
 
 
 @strawberry.type
