@@ -460,6 +460,45 @@ async def test_keys_and_admin_routes(api: Api) -> None:
         assert "errors" not in body, body
 
 
+async def test_customers(api: Api) -> None:
+    staff = await api.admin_with("customers")
+    body = await gql(api, staff, "mutation($a: AddressInput!) { createCustomer(email: "
+                                 "\"max@example.com\", name: \"Max\", tags: [\"vip\"], "
+                                 "addresses: [$a], consents: {newsletter: true}) { id email "
+                                 "tags consents } }", {"a": ADDRESS})
+    max_ = body["data"]["createCustomer"]
+    assert max_["tags"] == ["vip"] and max_["consents"] == {"newsletter": True}, body
+    body = await gql(api, staff, "mutation($a: AddressInput!) { createCustomer(email: "
+                                 "\"x@example.com\", addresses: [$a]) { id } }",
+                     {"a": dict(ADDRESS, country="XX")})
+    assert only_error(body)["extensions"]["status"] == 422
+    body = await gql(api, staff, "mutation($c: String!) { issueCustomerToken(customerId: $c) "
+                                 "{ secret } }", {"c": max_["id"]})
+    token = {"Authorization": f"Bearer {body['data']['issueCustomerToken']['secret']}"}
+    me = await gql(api, token, "{ customer(id: \"me\") { id name } }")
+    assert me["data"]["customer"] == {"id": max_["id"], "name": "Max"}
+    body = await gql(api, token, "mutation { updateCustomer(id: \"me\", name: \"Maxi\") "
+                                 "{ name } }")
+    assert body["data"]["updateCustomer"]["name"] == "Maxi", body
+    body = await gql(api, token, "mutation { updateCustomer(id: \"me\", tags: [\"gold\"]) "
+                                 "{ name } }")
+    assert only_error(body)["extensions"]["status"] == 422
+    erika, erika_token = await api.customer()
+    body = await gql(api, erika_token, "query($c: String!) { customer(id: $c) { id } }",
+                     {"c": max_["id"]})
+    assert only_error(body)["extensions"]["status"] == 404
+    assert only_error(await gql(api, erika_token, "{ customers { edges { cursor } } }")
+                      )["extensions"]["status"] == 403
+    export = await gql(api, token, "{ customerExport(id: \"me\") }")
+    assert "Maxi" in str(export["data"]["customerExport"]), export
+    listed = await gql(api, staff, "{ customers(first: 50) { edges { node { id } } } }")
+    assert {max_["id"], erika["id"]} <= {
+        e["node"]["id"] for e in listed["data"]["customers"]["edges"]}
+    body = await gql(api, staff, "mutation($c: String!) { eraseCustomer(id: $c) { erased } }",
+                     {"c": max_["id"]})
+    assert body["data"]["eraseCustomer"]["erased"] is True, body
+
+
 def test_committed_sdl_matches_the_code() -> None:
     printed = subprocess.run([sys.executable, "-m", "ordnung.api.cli", "graphql-schema"],
                              capture_output=True, text=True, check=True).stdout

@@ -32,6 +32,13 @@ MIRRORED = {
     "GET /orders/{order_id:str}": "Query.order",
     "POST /orders/{order_id:str}/cancel": "Mutation.cancelOrder",
     "POST /orders/{order_id:str}/payments/capture": "Mutation.capturePayment",
+    "POST /customers/{customer_id:str}/tokens": "Mutation.issueCustomerToken",
+    "GET /customers/{customer_id:str}/export": "Query.customerExport",
+    "DELETE /customers/{customer_id:str}": "Mutation.eraseCustomer",
+    "PATCH /customers/{customer_id:str}": "Mutation.updateCustomer",
+    "GET /customers/{customer_id:str}": "Query.customer",
+    "POST /customers": "Mutation.createCustomer",
+    "GET /customers": "Query.customers",
     "POST /admin/maintenance": "Mutation.runMaintenance",
     "GET /admin/plugins": "Query.plugins",
     "GET /admin/lifecycle": "Query.lifecycle",
@@ -107,13 +114,6 @@ NOT_YET = {
     # fulfilment
     # returns
     # customers and accounts
-    "GET /customers": "Query.customers",
-    "POST /customers": "Mutation.createCustomer",
-    "GET /customers/{customer_id:str}": "Query.customer",
-    "PATCH /customers/{customer_id:str}": "Mutation.updateCustomer",
-    "DELETE /customers/{customer_id:str}": "Mutation.eraseCustomer",
-    "GET /customers/{customer_id:str}/export": "Query.customerExport",
-    "POST /customers/{customer_id:str}/tokens": "Mutation.issueCustomerToken",
     "POST /accounts": "Mutation.register",
     "POST /accounts/email-verification": "Mutation.requestEmailVerification",
     "POST /accounts/email-verification/confirm": "Mutation.confirmEmail",

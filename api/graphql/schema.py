@@ -45,6 +45,9 @@ from ordnung.api.graphql.types import (
     Availability,
     Cart,
     CreatedCart,
+    Customer,
+    CustomerConnection,
+    CustomerEdge,
     ExplanationStep,
     IssuedKey,
     ListedReturn,
@@ -79,6 +82,8 @@ from ordnung.api.schemas import (
     CaptureIn,
     CartIn,
     CodeIn,
+    CustomerIn,
+    CustomerPatch,
     KeyIn,
     LineIn,
     NoteIn,
@@ -94,6 +99,7 @@ from ordnung.api.schemas import (
     ShipIn,
     ShipmentIn,
     ShippingMethodIn,
+    TokenIn,
     VoidIn,
 )
 from ordnung.core import Engine
@@ -164,6 +170,16 @@ async def _cart(info: Info, cart_id: str) -> CartStruct:
 
 def _stream_token(t: StreamTokenStruct) -> StreamToken:
     return StreamToken(token=t.token, order_id=t.order_id, expires_at=t.expires_at, url=t.url)
+
+
+def _own_customer(principal: Principal, customer_id: str) -> str:
+    """As REST's customer routes: ``me`` for a customer token's own id; another
+    customer's id is not found."""
+    if customer_id == "me" and principal.kind == "customer" and principal.customer_id:
+        return principal.customer_id
+    if principal.kind == "customer" and customer_id != principal.customer_id:
+        raise NotFound("customer", customer_id)
+    return customer_id
 
 
 def _order_view(info: Info, order: OrderStruct) -> Order:
@@ -290,6 +306,32 @@ class Query:
     async def lifecycle(self, info: Info) -> strawberry.scalars.JSON:
         require_admin(_caller(info), "plugins")
         return cast(Any, msgspec.to_builtins(_engine(info).lifecycle()))
+
+    @strawberry.field(description="Customers, a page at a time (staff, 'customers').")
+    async def customers(self, info: Info, first: int = 50,
+                        after: str | None = None) -> CustomerConnection:
+        require_admin(_caller(info), "customers")
+        limit = _first(first)
+        items = await _engine(info).customers.list(check_cursor(after, "cus"), limit)
+        return CustomerConnection(
+            edges=[CustomerEdge(cursor=c.id, node=Customer.of(c)) for c in items],
+            page_info=PageInfo(has_next_page=len(items) == limit,
+                               end_cursor=items[-1].id if items else None))
+
+    @strawberry.field(description="A customer: staff any, a customer token its own (id "
+                                  "'me' works too).")
+    async def customer(self, info: Info, id: str) -> Customer:
+        principal = _caller(info)
+        require_customer_or_admin(principal, "customers")
+        return Customer.of(await _engine(info).customers.get(_own_customer(principal, id)))
+
+    @strawberry.field(description="Everything stored about a customer (data export): staff "
+                                  "any, a customer token its own.")
+    async def customer_export(self, info: Info, id: str) -> strawberry.scalars.JSON:
+        principal = _caller(info)
+        require_customer_or_admin(principal, "customers")
+        return cast(Any, msgspec.to_builtins(await _engine(info).customers.export(
+            _own_customer(principal, id), staff=principal.staff)))
 
     @strawberry.field(description="Orders, newest first: a customer's own (in the "
                                   "customer's view), or every order for staff.")
@@ -707,7 +749,61 @@ class KeyMutation:
 
 
 @strawberry.type
-class Mutation(ShopMutation, StaffMutation, PaymentMutation, ReturnMutation, KeyMutation):
+class CustomerMutation:
+    """Customers: staff manage them; a customer token edits its own profile."""
+
+    @strawberry.mutation(description="Create a customer (staff, 'customers').")
+    async def create_customer(self, info: Info, email: str, name: str = "", phone: str = "",
+                              tags: list[str] | None = None,
+                              addresses: list[AddressInput] | None = None,
+                              consents: strawberry.scalars.JSON | None = None) -> Customer:
+        require_admin(_caller(info), "customers")
+        data = checked(_engine(info), CustomerIn, email=email, name=name, phone=phone,
+                       tags=tags, addresses=addresses, consents=consents)
+        return Customer.of(await _engine(info).customers.create(
+            email=data.email, name=data.name, phone=data.phone, tags=data.tags,
+            addresses=data.addresses, consents=data.consents))
+
+    @strawberry.mutation(description="Change a customer's profile: staff any, a customer "
+                                     "token its own (not its tags).")
+    async def update_customer(self, info: Info, id: str, name: str | None = None,
+                              phone: str | None = None, tags: list[str] | None = None,
+                              addresses: list[AddressInput] | None = None,
+                              consents: strawberry.scalars.JSON | None = None) -> Customer:
+        principal = _caller(info)
+        require_customer_or_admin(principal, "customers")
+        data = checked(_engine(info), CustomerPatch, name=name, phone=phone, tags=tags,
+                       addresses=addresses, consents=consents)
+        changes = {k: v for k, v in (("name", data.name), ("phone", data.phone),
+                                     ("tags", data.tags), ("addresses", data.addresses),
+                                     ("consents", data.consents)) if v is not None}
+        if principal.kind == "customer" and "tags" in changes:
+            raise InvalidInput("a customer cannot set their own tags; only staff can",
+                               field="tags")
+        return Customer.of(await _engine(info).customers.update(
+            _own_customer(principal, id), **changes))
+
+    @strawberry.mutation(description="Erase a customer's personal data (staff, "
+                                     "'customers').")
+    async def erase_customer(self, info: Info, id: str) -> Customer:
+        principal = _caller(info)
+        require_admin(principal, "customers")
+        return Customer.of(await _engine(info).customers.erase(id, actor=principal.actor))
+
+    @strawberry.mutation(description="Issue an access token for a customer (staff, "
+                                     "'customers'); the secret is in this answer only.")
+    async def issue_customer_token(self, info: Info, customer_id: str,
+                                   name: str = "") -> IssuedKey:
+        require_admin(_caller(info), "customers")
+        data = checked(_engine(info), TokenIn, name=name)
+        issued = await _engine(info).access.issue("customer", name=data.name,
+                                                  customer_id=customer_id)
+        return IssuedKey(key=ApiKey.of(issued.key), secret=issued.secret)
+
+
+@strawberry.type
+class Mutation(ShopMutation, StaffMutation, PaymentMutation, ReturnMutation, KeyMutation,
+               CustomerMutation):
     """Every mutation: the shop's and staff's."""
 
 

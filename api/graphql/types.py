@@ -19,6 +19,7 @@ from ordnung.core.domain.access import ApiKey as ApiKeyStruct
 from ordnung.core.domain.addresses import Address as AddressStruct
 from ordnung.core.domain.carts import Cart as CartStruct
 from ordnung.core.domain.catalog import Product as ProductStruct
+from ordnung.core.domain.customers import Customer as CustomerStruct
 from ordnung.core.domain.events import Event as EventStruct
 from ordnung.core.domain.money import Money as MoneyValue
 from ordnung.core.domain.orders import Order as OrderStruct
@@ -412,6 +413,44 @@ class ApiKey:
 class IssuedKey:
     key: ApiKey
     secret: str
+
+
+@strawberry.type
+class Customer:
+    id: str
+    email: str
+    name: str
+    phone: str
+    tags: list[str]
+    addresses: list[Address]
+    consents: strawberry.scalars.JSON
+    lifetime_spend: list[Money]
+    order_count: int
+    registered: bool
+    email_verified: bool
+    erased: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, c: CustomerStruct) -> Customer:
+        return cls(id=c.id, email=c.email, name=c.name, phone=c.phone, tags=list(c.tags),
+                   addresses=[a for a in (Address.of(x) for x in c.addresses) if a],
+                   consents=cast(Any, dict(c.consents)),
+                   lifetime_spend=[Money.of(v, k) for k, v in sorted(c.lifetime_spend.items())],
+                   order_count=c.order_count, registered=c.registered,
+                   email_verified=c.email_verified, erased=c.erased, created_at=c.created_at)
+
+
+@strawberry.type
+class CustomerEdge:
+    cursor: str
+    node: Customer
+
+
+@strawberry.type
+class CustomerConnection:
+    edges: list[CustomerEdge]
+    page_info: PageInfo
 
 
 @strawberry.type
