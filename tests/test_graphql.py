@@ -499,6 +499,43 @@ async def test_customers(api: Api) -> None:
     assert body["data"]["eraseCustomer"]["erased"] is True, body
 
 
+async def test_inventory_and_channels(api: Api) -> None:
+    stock = await api.admin_with("inventory")
+    body = await gql(api, stock, "mutation { putLocation(id: \"annex\", name: \"Annex\", "
+                                 "priority: 300) { id priority } }")
+    assert body["data"]["putLocation"] == {"id": "annex", "priority": 300}, body
+    body = await gql(api, stock, "mutation { adjustInventory(sku: \"MUG\", locationId: "
+                                 "\"annex\", delta: 7, kind: \"receive\") { onHand available } "
+                                 "}")
+    assert body["data"]["adjustInventory"] == {"onHand": 7, "available": 7}, body
+    body = await gql(api, stock, "mutation { adjustInventory(sku: \"MUG\", locationId: "
+                                 "\"annex\", delta: 1, kind: \"steal\") { onHand } }")
+    assert only_error(body)["extensions"]["status"] == 422
+    body = await gql(api, stock, "mutation { countInventory(sku: \"MUG\", locationId: "
+                                 "\"annex\", counted: 5) { onHand } }")
+    assert body["data"]["countInventory"]["onHand"] == 5, body
+    levels = await gql(api, stock, "{ inventoryLevels(skus: [\"MUG\"], locationId: "
+                                   "\"annex\") { onHand } }")
+    assert levels["data"]["inventoryLevels"] == [{"onHand": 5}]
+    moves = await gql(api, stock, "{ inventoryMovements(sku: \"MUG\", first: 200) { edges { "
+                                  "node { kind onHandDelta locationId } } } }")
+    annex = [e["node"] for e in moves["data"]["inventoryMovements"]["edges"]
+             if e["node"]["locationId"] == "annex"]
+    assert sorted((m["kind"], m["onHandDelta"]) for m in annex) == [
+        ("count", -2), ("receive", 7)], moves
+    locations = await gql(api, stock, "{ inventoryLocations { id } }")
+    assert "annex" in {x["id"] for x in locations["data"]["inventoryLocations"]}
+    assert only_error(await gql(api, stock, "{ channels { id } }"))["extensions"][
+        "status"] == 403
+    catalogue = await api.admin_with("catalogue")
+    body = await gql(api, catalogue, "mutation { putChannel(id: \"pos\", name: \"Shop\", "
+                                     "kind: \"pos\", currencies: [\"EUR\", \"CHF\"]) "
+                                     "{ id currencies } }")
+    assert body["data"]["putChannel"]["currencies"] == ["EUR", "CHF"], body
+    channels = await gql(api, catalogue, "{ channels { id } }")
+    assert "pos" in {c["id"] for c in channels["data"]["channels"]}
+
+
 def test_committed_sdl_matches_the_code() -> None:
     printed = subprocess.run([sys.executable, "-m", "ordnung.api.cli", "graphql-schema"],
                              capture_output=True, text=True, check=True).stdout

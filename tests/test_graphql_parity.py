@@ -32,6 +32,14 @@ MIRRORED = {
     "GET /orders/{order_id:str}": "Query.order",
     "POST /orders/{order_id:str}/cancel": "Mutation.cancelOrder",
     "POST /orders/{order_id:str}/payments/capture": "Mutation.capturePayment",
+    "POST /inventory/counts": "Mutation.countInventory",
+    "POST /inventory/adjustments": "Mutation.adjustInventory",
+    "GET /inventory/movements": "Query.inventoryMovements",
+    "PUT /inventory/locations/{location_id:str}": "Mutation.putLocation",
+    "GET /inventory/locations": "Query.inventoryLocations",
+    "GET /inventory/levels": "Query.inventoryLevels",
+    "PUT /channels/{channel_id:str}": "Mutation.putChannel",
+    "GET /channels": "Query.channels",
     "POST /customers/{customer_id:str}/tokens": "Mutation.issueCustomerToken",
     "GET /customers/{customer_id:str}/export": "Query.customerExport",
     "DELETE /customers/{customer_id:str}": "Mutation.eraseCustomer",
@@ -97,14 +105,6 @@ TRANSPORT = {
 NOT_YET = {
     # catalogue and inventory (staff)
     "PUT /catalogue/products/{product_id:str}": "Mutation.putProduct",
-    "GET /channels": "Query.channels",
-    "PUT /channels/{channel_id:str}": "Mutation.putChannel",
-    "GET /inventory/levels": "Query.inventoryLevels",
-    "GET /inventory/locations": "Query.inventoryLocations",
-    "PUT /inventory/locations/{location_id:str}": "Mutation.putLocation",
-    "GET /inventory/movements": "Query.inventoryMovements",
-    "POST /inventory/adjustments": "Mutation.adjustInventory",
-    "POST /inventory/counts": "Mutation.countInventory",
     # carts
     # orders
     "POST /orders": "Mutation.placeOrder",

@@ -44,6 +44,7 @@ from ordnung.api.graphql.types import (
     ApiKey,
     Availability,
     Cart,
+    Channel,
     CreatedCart,
     Customer,
     CustomerConnection,
@@ -52,7 +53,11 @@ from ordnung.api.graphql.types import (
     IssuedKey,
     ListedReturn,
     ListedShipment,
+    Location,
     Money,
+    Movement,
+    MovementConnection,
+    MovementEdge,
     Order,
     OrderConnection,
     OrderEdge,
@@ -65,6 +70,7 @@ from ordnung.api.graphql.types import (
     ReturnEdge,
     ShipmentConnection,
     ShipmentEdge,
+    StockLevel,
     StreamToken,
     TimelineEvent,
 )
@@ -79,9 +85,11 @@ from ordnung.api.routes.common import (
 )
 from ordnung.api.schemas import (
     AddressesIn,
+    AdjustIn,
     CaptureIn,
     CartIn,
     CodeIn,
+    CountIn,
     CustomerIn,
     CustomerPatch,
     KeyIn,
@@ -107,6 +115,9 @@ from ordnung.core.config import env_bool
 from ordnung.core.domain.access import Principal
 from ordnung.core.domain.access import StreamToken as StreamTokenStruct
 from ordnung.core.domain.carts import Cart as CartStruct
+from ordnung.core.domain.inventory import Channel as ChannelStruct
+from ordnung.core.domain.inventory import Location as LocationStruct
+from ordnung.core.domain.inventory import StockLevel as StockLevelStruct
 from ordnung.core.domain.orders import Order as OrderStruct
 from ordnung.core.domain.views import customer_event, customer_order, customer_timeline
 from ordnung.core.errors import Conflict, InvalidInput, NotFound
@@ -170,6 +181,16 @@ async def _cart(info: Info, cart_id: str) -> CartStruct:
 
 def _stream_token(t: StreamTokenStruct) -> StreamToken:
     return StreamToken(token=t.token, order_id=t.order_id, expires_at=t.expires_at, url=t.url)
+
+
+def _level(x: StockLevelStruct) -> StockLevel:
+    return StockLevel(sku=x.sku, location_id=x.location_id, on_hand=x.on_hand,
+                      reserved=x.reserved, available=x.available)
+
+
+def _channel(c: ChannelStruct) -> Channel:
+    return Channel(id=c.id, name=c.name, kind=c.kind, currency=c.currency, active=c.active,
+                   currencies=list(c.currencies))
 
 
 def _own_customer(principal: Principal, customer_id: str) -> str:
@@ -332,6 +353,41 @@ class Query:
         require_customer_or_admin(principal, "customers")
         return cast(Any, msgspec.to_builtins(await _engine(info).customers.export(
             _own_customer(principal, id), staff=principal.staff)))
+
+    @strawberry.field(description="Stock locations (staff, 'inventory').")
+    async def inventory_locations(self, info: Info) -> list[Location]:
+        require_admin(_caller(info), "inventory")
+        return [Location(id=x.id, name=x.name, priority=x.priority, active=x.active)
+                for x in await _engine(info).inventory.locations()]
+
+    @strawberry.field(description="Stock levels, by SKU and location (staff, 'inventory').")
+    async def inventory_levels(self, info: Info, skus: list[str] | None = None,
+                               location_id: str | None = None) -> list[StockLevel]:
+        require_admin(_caller(info), "inventory")
+        return [_level(x) for x in await _engine(info).inventory.levels(skus, location_id)]
+
+    @strawberry.field(description="The stock movement journal, newest first (staff, "
+                                  "'inventory').")
+    async def inventory_movements(self, info: Info, first: int = 100,
+                                  after: str | None = None, sku: str | None = None,
+                                  order_id: str | None = None) -> MovementConnection:
+        require_admin(_caller(info), "inventory")
+        limit = _first(first)
+        items = await _engine(info).inventory.movements(
+            sku=sku, order_id=order_id, after=check_cursor(after, "mv"), limit=limit)
+        return MovementConnection(
+            edges=[MovementEdge(cursor=m.id, node=Movement(
+                id=m.id, sku=m.sku, location_id=m.location_id, kind=m.kind,
+                on_hand_delta=m.on_hand_delta, reserved_delta=m.reserved_delta,
+                order_id=m.order_id, reason=m.reason, actor=m.actor, at=m.at))
+                   for m in items],
+            page_info=PageInfo(has_next_page=len(items) == limit,
+                               end_cursor=items[-1].id if items else None))
+
+    @strawberry.field(description="Every sales channel (staff, 'catalogue').")
+    async def channels(self, info: Info) -> list[Channel]:
+        require_admin(_caller(info), "catalogue")
+        return [_channel(c) for c in await _engine(info).channels.list()]
 
     @strawberry.field(description="Orders, newest first: a customer's own (in the "
                                   "customer's view), or every order for staff.")
@@ -802,8 +858,56 @@ class CustomerMutation:
 
 
 @strawberry.type
+class InventoryMutation:
+    """Stock and channels (staff), with the REST routes' scopes."""
+
+    @strawberry.mutation(description="Create or replace a stock location (staff, "
+                                     "'inventory').")
+    async def put_location(self, info: Info, id: str, name: str, priority: int = 100,
+                           active: bool = True) -> Location:
+        require_admin(_caller(info), "inventory")
+        data = checked(_engine(info), LocationStruct, id=id, name=name, priority=priority,
+                       active=active)
+        x = await _engine(info).inventory.upsert_location(data)
+        return Location(id=x.id, name=x.name, priority=x.priority, active=x.active)
+
+    @strawberry.mutation(description="Receive or adjust stock by a delta (staff, "
+                                     "'inventory'); kind is 'receive' or 'adjust'.")
+    async def adjust_inventory(self, info: Info, sku: str, location_id: str, delta: int,
+                               kind: str = "adjust", reason: str = "") -> StockLevel:
+        principal = _caller(info)
+        require_admin(principal, "inventory")
+        data = checked(_engine(info), AdjustIn, sku=sku, location_id=location_id, delta=delta,
+                       kind=kind, reason=reason)
+        return _level(await _engine(info).inventory.adjust(
+            data.sku, data.location_id, data.delta, kind=data.kind, reason=data.reason,
+            actor=principal.actor))
+
+    @strawberry.mutation(description="Record a stock count (staff, 'inventory').")
+    async def count_inventory(self, info: Info, sku: str, location_id: str, counted: int,
+                              reason: str = "count") -> StockLevel:
+        principal = _caller(info)
+        require_admin(principal, "inventory")
+        data = checked(_engine(info), CountIn, sku=sku, location_id=location_id,
+                       counted=counted, reason=reason)
+        return _level(await _engine(info).inventory.count(
+            data.sku, data.location_id, data.counted, reason=data.reason,
+            actor=principal.actor))
+
+    @strawberry.mutation(description="Create or replace a sales channel (staff, "
+                                     "'catalogue').")
+    async def put_channel(self, info: Info, id: str, name: str, kind: str = "web",
+                          currency: str = "EUR", active: bool = True,
+                          currencies: list[str] | None = None) -> Channel:
+        require_admin(_caller(info), "catalogue")
+        data = checked(_engine(info), ChannelStruct, id=id, name=name, kind=kind,
+                       currency=currency, active=active, currencies=currencies)
+        return _channel(await _engine(info).channels.upsert(data))
+
+
+@strawberry.type
 class Mutation(ShopMutation, StaffMutation, PaymentMutation, ReturnMutation, KeyMutation,
-               CustomerMutation):
+               CustomerMutation, InventoryMutation):
     """Every mutation: the shop's and staff's."""
 
 

@@ -453,6 +453,60 @@ class CustomerConnection:
     page_info: PageInfo
 
 
+@strawberry.type(description="A stock location; lower priority is reserved from first.")
+class Location:
+    id: str
+    name: str
+    priority: int
+    active: bool
+
+
+@strawberry.type(description="Stock of a SKU at a location: available is on hand less "
+                             "reserved.")
+class StockLevel:
+    sku: str
+    location_id: str
+    on_hand: int
+    reserved: int
+    available: int
+
+
+@strawberry.type(description="One entry of the stock ledger.")
+class Movement:
+    id: str
+    sku: str
+    location_id: str
+    kind: str
+    on_hand_delta: int
+    reserved_delta: int
+    order_id: str | None
+    reason: str
+    actor: str
+    at: datetime
+
+
+@strawberry.type
+class MovementEdge:
+    cursor: str
+    node: Movement
+
+
+@strawberry.type
+class MovementConnection:
+    edges: list[MovementEdge]
+    page_info: PageInfo
+
+
+@strawberry.type(description="A sales channel with its currencies.")
+class Channel:
+    id: str
+    name: str
+    kind: str
+    currency: str
+    active: bool
+    currencies: list[str]
+
+
 @strawberry.type
 class Availability:
     sku: str
