@@ -536,6 +536,48 @@ async def test_inventory_and_channels(api: Api) -> None:
     assert "pos" in {c["id"] for c in channels["data"]["channels"]}
 
 
+async def test_products_transitions_payments_and_reactions(api: Api) -> None:
+    catalogue = await api.admin_with("catalogue")
+    body = await gql(api, catalogue, "mutation { putProduct(id: \"cap\", name: \"Cap\", "
+                                     "variants: [{sku: \"CAP\", name: \"Cap\", prices: "
+                                     "{EUR: 1500}}]) { id variants { sku prices { amount { "
+                                     "formatted } } } } }")
+    assert body["data"]["putProduct"]["variants"][0]["prices"][0]["amount"]["formatted"] == \
+        "EUR 15.00", body
+    body = await gql(api, catalogue, "mutation { putProduct(id: \"cap\", name: \"Cap\", "
+                                     "variants: [{sku: \"CAP\", name: \"Cap\", prices: "
+                                     "{EUR: \"cheap\"}}]) { id } }")
+    assert only_error(body)["extensions"]["status"] == 422
+    shop = await api.storefront("web")
+    product = await gql(api, shop, "{ product(id: \"cap\") { name } }")
+    assert product["data"]["product"]["name"] == "Cap"
+    cart_id, holding = await guest_cart(api, shop)
+    order = (await gql(api, holding, CHECKOUT, {"c": cart_id}))["data"]["checkout"]
+    # an event the order's state does not allow: the engine's error with its facts
+    body = await gql(api, api.admin, "mutation($o: String!) { transitionOrder(orderId: $o, "
+                                     "event: \"no_such_event\") { id } }", {"o": order["id"]})
+    ext = only_error(body)["extensions"]
+    rest = await api.client.post(f"/orders/{order['id']}/transitions", headers=api.admin,
+                                 json={"event": "no_such_event"})
+    assert ext["type"] == rest.json()["type"] and ext["status"] == rest.status_code, body
+    assert {k for k in rest.json() if k not in ("title", "detail", "instance", "status",
+                                                 "type")} <= set(ext), (rest.json(), ext)
+    # authorising again: staff may; a customer who does not own the order gets 404
+    _, erika = await api.customer()
+    pay = ("mutation($o: String!) { authorizePayment(orderId: $o, payment: {gateway: "
+           "\"sandbox\", token: \"tok_success\"}) { id } }")
+    assert only_error(await gql(api, erika, pay, {"o": order["id"]}))["extensions"][
+        "status"] == 404
+    body = await gql(api, api.admin, "{ reactions }")
+    assert body["data"]["reactions"]["items"] == [], body
+    body = await gql(api, api.admin, "{ reaction(id: \"rf_x\") }")
+    assert only_error(body)["extensions"]["status"] == 404
+    body = await gql(api, api.admin, "mutation { retryReaction(reactionId: \"rf_x\") }")
+    assert only_error(body)["extensions"]["status"] == 404
+    assert only_error(await gql(api, catalogue, "{ reactions }"))["extensions"][
+        "status"] == 403
+
+
 def test_committed_sdl_matches_the_code() -> None:
     printed = subprocess.run([sys.executable, "-m", "ordnung.api.cli", "graphql-schema"],
                              capture_output=True, text=True, check=True).stdout

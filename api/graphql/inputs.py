@@ -43,6 +43,21 @@ class ReturnLineInput:
     restock: bool = True
 
 
+@strawberry.input(description="A variant of a product; prices per currency in minor units, "
+                              "e.g. {\"EUR\": 1999}.")
+class VariantInput:
+    sku: str
+    name: str
+    prices: strawberry.scalars.JSON
+    barcode: str = ""
+    weight_grams: int = 0
+    tax_class: str = "standard"
+    allow_backorder: bool = False
+    active: bool = True
+    given_only: bool = False
+    attributes: strawberry.scalars.JSON | None = None
+
+
 @strawberry.input
 class PaymentInput:
     gateway: str
@@ -61,6 +76,12 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value
+
+
+def plain(value: Any) -> dict[str, Any]:
+    """An input object as a plain dict (``None`` and unset fields left out)."""
+    data: dict[str, Any] = _plain(value)
+    return data
 
 
 def checked(engine: Engine, target: type[T], **fields: Any) -> T:

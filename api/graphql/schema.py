@@ -39,7 +39,14 @@ from ordnung.api.auth import (
     require_shopper_or_admin,
 )
 from ordnung.api.client_ip import client_facts
-from ordnung.api.graphql.inputs import AddressInput, PaymentInput, ReturnLineInput, checked
+from ordnung.api.graphql.inputs import (
+    AddressInput,
+    PaymentInput,
+    ReturnLineInput,
+    VariantInput,
+    checked,
+)
+from ordnung.api.graphql.inputs import plain as _plain_input
 from ordnung.api.graphql.types import (
     ApiKey,
     Availability,
@@ -86,6 +93,7 @@ from ordnung.api.routes.common import (
 from ordnung.api.schemas import (
     AddressesIn,
     AdjustIn,
+    AuthorizeIn,
     CaptureIn,
     CartIn,
     CodeIn,
@@ -108,6 +116,7 @@ from ordnung.api.schemas import (
     ShipmentIn,
     ShippingMethodIn,
     TokenIn,
+    TransitionIn,
     VoidIn,
 )
 from ordnung.core import Engine
@@ -115,6 +124,7 @@ from ordnung.core.config import env_bool
 from ordnung.core.domain.access import Principal
 from ordnung.core.domain.access import StreamToken as StreamTokenStruct
 from ordnung.core.domain.carts import Cart as CartStruct
+from ordnung.core.domain.catalog import Product as ProductStruct
 from ordnung.core.domain.inventory import Channel as ChannelStruct
 from ordnung.core.domain.inventory import Location as LocationStruct
 from ordnung.core.domain.inventory import StockLevel as StockLevelStruct
@@ -388,6 +398,25 @@ class Query:
     async def channels(self, info: Info) -> list[Channel]:
         require_admin(_caller(info), "catalogue")
         return [_channel(c) for c in await _engine(info).channels.list()]
+
+    @strawberry.field(description="Plugin reactions that failed: open ones are still "
+                                  "retried with backoff, resolved ones succeeded later "
+                                  "(staff, 'plugins').")
+    async def reactions(self, info: Info, status: str = "open", first: int = 50,
+                        after: str | None = None) -> strawberry.scalars.JSON:
+        require_admin(_caller(info), "plugins")
+        if status not in ("open", "resolved"):
+            raise InvalidInput("status must be 'open' or 'resolved'", field="status")
+        limit = _first(first)
+        items = await _engine(info).reactions.failed(
+            resolved=status == "resolved", after=check_cursor(after, "rf"), limit=limit)
+        return cast(Any, {"items": msgspec.to_builtins(items),
+                          "next": items[-1].id if len(items) == limit else None})
+
+    @strawberry.field(description="One failed plugin reaction (staff, 'plugins').")
+    async def reaction(self, info: Info, id: str) -> strawberry.scalars.JSON:
+        require_admin(_caller(info), "plugins")
+        return cast(Any, msgspec.to_builtins(await _engine(info).reactions.get(id)))
 
     @strawberry.field(description="Orders, newest first: a customer's own (in the "
                                   "customer's view), or every order for staff.")
@@ -906,8 +935,55 @@ class InventoryMutation:
 
 
 @strawberry.type
+class MoreMutation:
+    """Payment authorisation, plugin transitions, product upserts and reaction retries."""
+
+    @strawberry.mutation(description="Pay (again) for what the order's payments do not "
+                                     "cover yet (the customer who owns it, or staff with "
+                                     "'payments').")
+    async def authorize_payment(self, info: Info, order_id: str,
+                                payment: PaymentInput) -> Order:
+        principal = _caller(info)
+        require_customer_or_admin(principal, "payments")
+        engine = _engine(info)
+        data = checked(engine, AuthorizeIn, **_plain_input(payment))
+        order = await engine.orders.get(order_id)
+        ensure_owner(principal, "order", order_id, order.customer_id)
+        return _order_view(info, await engine.payments.authorize(
+            order_id, gateway=data.gateway, method=data.method, token=data.token,
+            actor=principal.actor))
+
+    @strawberry.mutation(description="Fire a plugin-defined order event, e.g. "
+                                     "'age_verified' (staff, 'orders').")
+    async def transition_order(self, info: Info, order_id: str, event: str,
+                               data: strawberry.scalars.JSON | None = None) -> Order:
+        principal = _caller(info)
+        require_admin(principal, "orders")
+        checked_ = checked(_engine(info), TransitionIn, event=event, data=data)
+        return Order.of(await _engine(info).orders.transition(
+            order_id, checked_.event, data=checked_.data, actor=principal.actor))
+
+    @strawberry.mutation(description="Create or replace a product and its variants "
+                                     "(staff, 'catalogue').")
+    async def put_product(self, info: Info, id: str, name: str, description: str = "",
+                          variants: list[VariantInput] | None = None) -> Product:
+        require_admin(_caller(info), "catalogue")
+        product = checked(_engine(info), ProductStruct, id=id, name=name,
+                          description=description,
+                          variants=[{**_plain_input(v), "product_id": id}
+                                    for v in variants or []])
+        return Product.of(await _engine(info).catalog.upsert_product(product))
+
+    @strawberry.mutation(description="Retry a failed plugin reaction now: it is resolved, "
+                                     "or carries the new error (staff, 'plugins').")
+    async def retry_reaction(self, info: Info, reaction_id: str) -> strawberry.scalars.JSON:
+        require_admin(_caller(info), "plugins")
+        return cast(Any, msgspec.to_builtins(await _engine(info).reactions.retry(reaction_id)))
+
+
+@strawberry.type
 class Mutation(ShopMutation, StaffMutation, PaymentMutation, ReturnMutation, KeyMutation,
-               CustomerMutation, InventoryMutation):
+               CustomerMutation, InventoryMutation, MoreMutation):
     """Every mutation: the shop's and staff's."""
 
 
