@@ -289,6 +289,21 @@ async def test_limits_are_refused(api: Api) -> None:
     assert "depth" in shallow.errors[0].message
 
 
+async def test_queries_by_get_may_span_lines(api: Api) -> None:
+    """A GraphQL document is not a REST query parameter: line breaks and length are the
+    document's own business (the token limit bounds it), while its arguments get the
+    parameter rules (see the control-character test)."""
+    shop = await api.storefront("web")
+    query = "query Catalogue {\n  products(first: 1) {\n    edges { cursor }\n  }\n}\n" + \
+        "# " + "x" * 600 + "\n"
+    response = await api.client.get("/graphql", params={"query": query}, headers=shop)
+    body = expect(response, 200)
+    assert "errors" not in body and body["data"]["products"]["edges"], body
+    mutation = await api.client.get("/graphql", params={
+        "query": "mutation { createCart(channel: \"web\") { cartToken } }"}, headers=shop)
+    assert mutation.status_code in (400, 405), mutation.text  # no mutation over GET
+
+
 async def test_no_key_no_graphql(api: Api) -> None:
     response = await api.client.post("/graphql", json={"query": "{ __typename }"})
     assert response.status_code == 401

@@ -40,6 +40,9 @@ def graphql_routes(schema: OrdnungSchema | None = None) -> list[ControllerRouter
     class GraphQLController(base):
         guards = [api_caller]
         include_in_schema = False
+        #: ``?query=`` is a GraphQL document, not a REST parameter: the document is bounded
+        #: by the token limit and its arguments by ``CheckArguments`` (api/decoding.py)
+        opt = {"own_parameter_checks": True}
 
         @property
         def graphql_ide_html(self) -> str:
