@@ -593,6 +593,57 @@ async def test_products_transitions_payments_and_reactions(api: Api) -> None:
         "status"] == 403
 
 
+async def test_customer_account_flow(api: Api) -> None:
+    shop = await api.storefront("web")
+    session = "{ accessToken refreshToken customerId }"
+    body = await gql(api, shop, "mutation { register(email: \"neu@example.com\", password: "
+                                "\"correct horse battery\", name: \"Neu\") { customer { id "
+                                f"email }} session {session} }} }}")
+    registered = body["data"]["register"]
+    assert registered["customer"]["email"] == "neu@example.com", body
+    again = await gql(api, shop, "mutation { register(email: \"neu@example.com\", password: "
+                                 "\"another one 123\") { customer { id } } }")
+    assert only_error(again)["extensions"]["status"] == 409
+    wrong = await gql(api, shop, "mutation { signIn(email: \"neu@example.com\", password: "
+                                 f"\"wrong password\") {session} }}")
+    assert only_error(wrong)["extensions"]["type"] == PROBLEMS + "invalid-credentials"
+    body = await gql(api, shop, "mutation { signIn(email: \"neu@example.com\", password: "
+                                f"\"correct horse battery\") {session} }}")
+    tokens = body["data"]["signIn"]
+    me = {"Authorization": f"Bearer {tokens['accessToken']}"}
+    # the rules of the REST account routes: who may call what
+    assert only_error(await gql(api, me, "mutation { signIn(email: \"neu@example.com\", "
+                                         "password: \"correct horse battery\") "
+                                         "{ accessToken } }"))["extensions"]["status"] == 403
+    assert only_error(await gql(api, shop, "mutation { signOut }"))["extensions"][
+        "status"] == 403
+    body = await gql(api, me, "mutation { claimOrders }")
+    assert only_error(body)["extensions"]["type"] == PROBLEMS + "email-not-verified"
+    body = await gql(api, me, "mutation { requestEmailVerification }")
+    assert "verification" in body["data"]["requestEmailVerification"], body
+    body = await gql(api, shop, "mutation($r: String!) { refreshSession(refreshToken: $r) "
+                                "{ accessToken } }", {"r": tokens["refreshToken"]})
+    me = {"Authorization": f"Bearer {body['data']['refreshSession']['accessToken']}"}
+    body = await gql(api, shop, "mutation($r: String!) { refreshSession(refreshToken: $r) "
+                                "{ accessToken } }", {"r": tokens["refreshToken"]})
+    # spent: and a reused refresh token ends its session (as in REST)
+    assert only_error(body)["extensions"]["status"] == 401
+    body = await gql(api, shop, "mutation { requestPasswordReset(email: \"nobody@x.org\") }")
+    assert "on its way" in body["data"]["requestPasswordReset"], body
+    body = await gql(api, shop, "mutation { resetPassword(token: \"bogus\", password: "
+                                "\"a new password 1\") }")
+    assert only_error(body)["extensions"]["status"] == 401
+    body = await gql(api, shop, "mutation { confirmEmail(token: \"bogus\") }")
+    assert only_error(body)["extensions"]["status"] == 401
+    body = await gql(api, shop, "mutation { signIn(email: \"neu@example.com\", password: "
+                                "\"correct horse battery\") { accessToken } }")
+    me = {"Authorization": f"Bearer {body['data']['signIn']['accessToken']}"}
+    body = await gql(api, me, "mutation { signOutEverywhere }")
+    assert body["data"]["signOutEverywhere"] >= 1, body
+    gone = await api.client.post("/graphql", json={"query": "{ __typename }"}, headers=me)
+    assert gone.status_code == 401
+
+
 def test_committed_sdl_matches_the_code() -> None:
     printed = subprocess.run([sys.executable, "-m", "ordnung.api.cli", "graphql-schema"],
                              capture_output=True, text=True, check=True).stdout

@@ -32,6 +32,16 @@ MIRRORED = {
     "GET /orders/{order_id:str}": "Query.order",
     "POST /orders/{order_id:str}/cancel": "Mutation.cancelOrder",
     "POST /orders/{order_id:str}/payments/capture": "Mutation.capturePayment",
+    "DELETE /accounts/sessions/current": "Mutation.signOut",
+    "DELETE /accounts/sessions": "Mutation.signOutEverywhere",
+    "POST /accounts/sessions/refresh": "Mutation.refreshSession",
+    "POST /accounts/sessions": "Mutation.signIn",
+    "POST /accounts/password-reset/confirm": "Mutation.resetPassword",
+    "POST /accounts/password-reset": "Mutation.requestPasswordReset",
+    "POST /accounts/me/claim-orders": "Mutation.claimOrders",
+    "POST /accounts/email-verification/confirm": "Mutation.confirmEmail",
+    "POST /accounts/email-verification": "Mutation.requestEmailVerification",
+    "POST /accounts": "Mutation.register",
     "POST /admin/reactions/{reaction_id:str}/retry": "Mutation.retryReaction",
     "GET /admin/reactions/{reaction_id:str}": "Query.reaction",
     "GET /admin/reactions": "Query.reactions",
@@ -117,16 +127,6 @@ NOT_YET = {
     # fulfilment
     # returns
     # customers and accounts
-    "POST /accounts": "Mutation.register",
-    "POST /accounts/email-verification": "Mutation.requestEmailVerification",
-    "POST /accounts/email-verification/confirm": "Mutation.confirmEmail",
-    "POST /accounts/me/claim-orders": "Mutation.claimOrders",
-    "POST /accounts/password-reset": "Mutation.requestPasswordReset",
-    "POST /accounts/password-reset/confirm": "Mutation.resetPassword",
-    "POST /accounts/sessions": "Mutation.signIn",
-    "POST /accounts/sessions/refresh": "Mutation.refreshSession",
-    "DELETE /accounts/sessions": "Mutation.signOutEverywhere",
-    "DELETE /accounts/sessions/current": "Mutation.signOut",
     # administration
 }
 

@@ -34,9 +34,11 @@ from strawberry.types import ExecutionContext, Info
 from ordnung.api.auth import (
     ensure_owner,
     require_admin,
+    require_customer,
     require_customer_or_admin,
     require_order_reader,
     require_shopper_or_admin,
+    require_storefront,
 )
 from ordnung.api.client_ip import client_facts
 from ordnung.api.graphql.inputs import (
@@ -73,8 +75,10 @@ from ordnung.api.graphql.types import (
     Product,
     ProductConnection,
     ProductEdge,
+    Registered,
     ReturnConnection,
     ReturnEdge,
+    SessionTokens,
     ShipmentConnection,
     ShipmentEdge,
     StockLevel,
@@ -82,6 +86,7 @@ from ordnung.api.graphql.types import (
     TimelineEvent,
 )
 from ordnung.api.problems import TITLES, facts_of
+from ordnung.api.routes.accounts import RESET_ACCEPTED, client_address
 from ordnung.api.routes.common import (
     MAX_LIMIT,
     caller,
@@ -102,21 +107,27 @@ from ordnung.api.schemas import (
     CustomerPatch,
     KeyIn,
     LineIn,
+    NewPasswordIn,
     NoteIn,
     PackIn,
+    PasswordResetIn,
     PlaceCartIn,
     QuantityIn,
     ReasonIn,
     ReceiveIn,
+    RefreshIn,
     RefundIn,
+    RegisterIn,
     ReleaseIn,
     ReturnIn,
     ReturnRefundIn,
     ShipIn,
     ShipmentIn,
     ShippingMethodIn,
+    SignInIn,
     TokenIn,
     TransitionIn,
+    VerifyEmailIn,
     VoidIn,
 )
 from ordnung.core import Engine
@@ -130,7 +141,7 @@ from ordnung.core.domain.inventory import Location as LocationStruct
 from ordnung.core.domain.inventory import StockLevel as StockLevelStruct
 from ordnung.core.domain.orders import Order as OrderStruct
 from ordnung.core.domain.views import customer_event, customer_order, customer_timeline
-from ordnung.core.errors import Conflict, InvalidInput, NotFound
+from ordnung.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from ordnung.core.services.order_parts import PartFilter
 from ordnung.core.validation import NOTE_FIELDS, check_parameter
 
@@ -982,8 +993,105 @@ class MoreMutation:
 
 
 @strawberry.type
+class AccountMutation:
+    """Customer accounts, with the REST routes' callers: a storefront key acts for someone
+    not signed in, a signed-in customer's token for that customer."""
+
+    @strawberry.mutation(description="Create an account and sign in (storefront key).")
+    async def register(self, info: Info, email: str, password: str,
+                       name: str = "") -> Registered:
+        principal = _caller(info)
+        require_storefront(principal)
+        data = checked(_engine(info), RegisterIn, email=email, password=password, name=name)
+        customer, session = await _engine(info).accounts.register(
+            email=data.email, password=data.password, name=data.name,
+            channel=principal.channel, client_address=client_address(_request(info)))
+        return Registered(customer=Customer.of(customer), session=SessionTokens.of(session))
+
+    @strawberry.mutation(description="Sign in with e-mail and password (storefront key).")
+    async def sign_in(self, info: Info, email: str, password: str) -> SessionTokens:
+        principal = _caller(info)
+        require_storefront(principal)
+        data = checked(_engine(info), SignInIn, email=email, password=password)
+        return SessionTokens.of(await _engine(info).accounts.sign_in(
+            email=data.email, password=data.password, channel=principal.channel,
+            client_address=client_address(_request(info))))
+
+    @strawberry.mutation(description="A new token pair for a refresh token (storefront "
+                                     "key); the refresh token is spent.")
+    async def refresh_session(self, info: Info, refresh_token: str) -> SessionTokens:
+        require_storefront(_caller(info))
+        data = checked(_engine(info), RefreshIn, refresh_token=refresh_token)
+        return SessionTokens.of(await _engine(info).accounts.refresh(data.refresh_token))
+
+    @strawberry.mutation(description="End this session (a signed-in customer's token).")
+    async def sign_out(self, info: Info) -> bool:
+        principal = _caller(info)
+        require_customer(principal)
+        if not principal.session:
+            raise Forbidden("this customer token was issued by staff, not by signing in; "
+                            "staff revoke it")
+        await _engine(info).accounts.sign_out(principal.key_id)
+        return True
+
+    @strawberry.mutation(description="End every session of the customer; answers how "
+                                     "many ended.")
+    async def sign_out_everywhere(self, info: Info) -> int:
+        principal = _caller(info)
+        require_customer(principal)
+        return await _engine(info).accounts.sign_out_everywhere(principal.customer_id or "")
+
+    @strawberry.mutation(description="E-mail a link to choose a new password (storefront "
+                                     "key); the same answer whether or not the address "
+                                     "has an account.")
+    async def request_password_reset(self, info: Info, email: str) -> str:
+        principal = _caller(info)
+        require_storefront(principal)
+        data = checked(_engine(info), PasswordResetIn, email=email)
+        await _engine(info).accounts.request_password_reset(
+            data.email, channel=principal.channel,
+            client_address=client_address(_request(info)))
+        return RESET_ACCEPTED
+
+    @strawberry.mutation(description="Choose a new password with the e-mailed token "
+                                     "(storefront key); every session ends.")
+    async def reset_password(self, info: Info, token: str, password: str) -> bool:
+        require_storefront(_caller(info))
+        data = checked(_engine(info), NewPasswordIn, token=token, password=password)
+        await _engine(info).accounts.reset_password(data.token, data.password)
+        return True
+
+    @strawberry.mutation(description="E-mail a link that verifies the address (a signed-in "
+                                     "customer's token).")
+    async def request_email_verification(self, info: Info) -> str:
+        principal = _caller(info)
+        require_customer(principal)
+        sent = await _engine(info).accounts.request_verification(
+            principal.customer_id or "", channel=principal.channel)
+        return "a verification link is on its way" if sent \
+            else "the address is verified already"
+
+    @strawberry.mutation(description="Verify the address with the e-mailed token "
+                                     "(storefront key).")
+    async def confirm_email(self, info: Info, token: str) -> bool:
+        require_storefront(_caller(info))
+        data = checked(_engine(info), VerifyEmailIn, token=token)
+        await _engine(info).accounts.verify_email(data.token)
+        return True
+
+    @strawberry.mutation(description="Attach the guest orders placed with the verified "
+                                     "address to the account; answers their ids.")
+    async def claim_orders(self, info: Info) -> list[str]:
+        principal = _caller(info)
+        require_customer(principal)
+        claimed = await _engine(info).accounts.claim_orders(principal.customer_id or "",
+                                                            actor=principal.actor)
+        return list(claimed.order_ids)
+
+
+@strawberry.type
 class Mutation(ShopMutation, StaffMutation, PaymentMutation, ReturnMutation, KeyMutation,
-               CustomerMutation, InventoryMutation, MoreMutation):
+               CustomerMutation, InventoryMutation, MoreMutation, AccountMutation):
     """Every mutation: the shop's and staff's."""
 
 

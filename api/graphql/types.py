@@ -16,6 +16,7 @@ import msgspec
 import strawberry
 
 from ordnung.core.domain.access import ApiKey as ApiKeyStruct
+from ordnung.core.domain.accounts import SessionTokens as SessionTokensStruct
 from ordnung.core.domain.addresses import Address as AddressStruct
 from ordnung.core.domain.carts import Cart as CartStruct
 from ordnung.core.domain.catalog import Product as ProductStruct
@@ -505,6 +506,35 @@ class Channel:
     currency: str
     active: bool
     currencies: list[str]
+
+
+@strawberry.type(description="A signed-in customer's tokens, shown this once: send "
+                             "accessToken as 'Authorization: Bearer'; refreshToken buys a "
+                             "new pair.")
+class SessionTokens:
+    customer_id: str
+    session_id: str
+    token_type: str
+    access_token: str
+    expires_in: int
+    expires_at: datetime
+    refresh_token: str
+    refresh_expires_in: int
+    refresh_expires_at: datetime
+
+    @classmethod
+    def of(cls, t: SessionTokensStruct) -> SessionTokens:
+        return cls(customer_id=t.customer_id, session_id=t.session_id,
+                   token_type=t.token_type, access_token=t.access_token,
+                   expires_in=t.expires_in, expires_at=t.expires_at,
+                   refresh_token=t.refresh_token, refresh_expires_in=t.refresh_expires_in,
+                   refresh_expires_at=t.refresh_expires_at)
+
+
+@strawberry.type(description="A new account, signed in.")
+class Registered:
+    customer: Customer
+    session: SessionTokens
 
 
 @strawberry.type
