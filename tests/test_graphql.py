@@ -644,6 +644,27 @@ async def test_customer_account_flow(api: Api) -> None:
     assert gone.status_code == 401
 
 
+async def test_place_order_in_one_request(api: Api) -> None:
+    shop = await api.storefront("web")
+    place = ("mutation($a: AddressInput!, $c: String) { placeOrder(channel: \"web\", "
+             "customerId: $c, lines: [{sku: \"MUG\", quantity: 1}], email: "
+             "\"erika@example.com\", shippingAddress: $a, shippingMethod: "
+             "\"flat_rate:standard\", payment: {gateway: \"sandbox\", token: "
+             "\"tok_success\"}) { id customerId riskScore totals { total { amount } } } }")
+    body = await gql(api, shop, place, {"a": ADDRESS})
+    order = body["data"]["placeOrder"]
+    assert order["totals"]["total"]["amount"] > 0 and order["riskScore"] is None, body
+    # a storefront key places guest orders only, as in REST
+    erika, token = await api.customer()
+    body = await gql(api, shop, place, {"a": ADDRESS, "c": erika["id"]})
+    assert only_error(body)["extensions"]["status"] == 403
+    body = await gql(api, token, place, {"a": ADDRESS})
+    assert body["data"]["placeOrder"]["customerId"] == erika["id"], body
+    body = await gql(api, shop, place, {"a": dict(ADDRESS, country="XX")})
+    assert only_error(body)["extensions"]["status"] == 422
+    assert await api.order_count() == 2
+
+
 def test_committed_sdl_matches_the_code() -> None:
     printed = subprocess.run([sys.executable, "-m", "ordnung.api.cli", "graphql-schema"],
                              capture_output=True, text=True, check=True).stdout

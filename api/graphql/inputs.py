@@ -59,6 +59,12 @@ class VariantInput:
 
 
 @strawberry.input
+class LineInput:
+    sku: str
+    quantity: int = 1
+
+
+@strawberry.input
 class PaymentInput:
     gateway: str
     method: str = ""

@@ -21,7 +21,7 @@ import structlog
 from graphql import GraphQLError, GraphQLResolveInfo
 from litestar import Request
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from strawberry.extensions import (
     DisableIntrospection,
     MaxAliasesLimiter,
@@ -43,6 +43,7 @@ from ordnung.api.auth import (
 from ordnung.api.client_ip import client_facts
 from ordnung.api.graphql.inputs import (
     AddressInput,
+    LineInput,
     PaymentInput,
     ReturnLineInput,
     VariantInput,
@@ -142,6 +143,7 @@ from ordnung.core.domain.inventory import StockLevel as StockLevelStruct
 from ordnung.core.domain.orders import Order as OrderStruct
 from ordnung.core.domain.views import customer_event, customer_order, customer_timeline
 from ordnung.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from ordnung.core.requests import PlaceOrder
 from ordnung.core.services.order_parts import PartFilter
 from ordnung.core.validation import NOTE_FIELDS, check_parameter
 
@@ -610,6 +612,44 @@ class ShopMutation:
         engine = _engine(info)
         return _stream_token(await engine.stream_tokens.mint(
             await engine.orders.get(cart.order_id)))
+
+    @strawberry.mutation(description="Place an order in one request: lines, addresses, "
+                                     "shipping choice and payment. Send an Idempotency-Key "
+                                     "header to make retries safe.")
+    async def place_order(self, info: Info, channel: str, lines: list[LineInput],
+                          email: str = "", currency: str | None = None,
+                          customer_id: str | None = None,
+                          shipping_address: AddressInput | None = None,
+                          billing_address: AddressInput | None = None,
+                          shipping_method: str | None = None,
+                          codes: list[str] | None = None,
+                          payment: PaymentInput | None = None,
+                          metadata: strawberry.scalars.JSON | None = None) -> Order:
+        principal = _caller(info)
+        require_shopper_or_admin(principal, "orders")
+        engine = _engine(info)
+        data = checked(engine, PlaceOrder, channel=channel, lines=lines, email=email,
+                       currency=currency, customer_id=customer_id,
+                       shipping_address=shipping_address, billing_address=billing_address,
+                       shipping_method=shipping_method, codes=codes, payment=payment,
+                       metadata=metadata)
+        if principal.kind == "storefront":
+            if data.channel != principal.channel:
+                raise PermissionDeniedException("a storefront key places orders on its own "
+                                                "channel only")
+            if data.customer_id is not None:
+                raise PermissionDeniedException("a storefront key places guest orders; use a "
+                                                "customer token for a customer's order")
+        if principal.kind == "customer":
+            if data.customer_id not in (None, principal.customer_id):
+                raise PermissionDeniedException("a customer token orders for its customer")
+            data = msgspec.structs.replace(data, customer_id=principal.customer_id)
+        request = _request(info)
+        data = msgspec.structs.replace(
+            data, client=client_facts(request, principal, data.client))
+        order = await engine.orders.place(data, idempotency_key=idempotency_key(request),
+                                          actor=principal.actor)
+        return _order_view(info, order)
 
     @strawberry.mutation(description="Cancel an order (staff, or the customer who owns it).")
     async def cancel_order(self, info: Info, order_id: str, reason: str = "") -> Order:
