@@ -26,6 +26,7 @@ from ordnung.api.auth import PUBLIC_PATHS, BearerAuthMiddleware
 from ordnung.api.decoding import strict_input
 from ordnung.api.docs_pages import docs_assets_router, docs_render_plugins
 from ordnung.api.draining import DrainMiddleware
+from ordnung.api.graphql import graphql_routes
 from ordnung.api.idempotency import IdempotencyMiddleware
 from ordnung.api.intake import RequestIntakeMiddleware
 from ordnung.api.logging_middleware import RequestLogMiddleware
@@ -167,7 +168,7 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
             ReturnController, ReturnListController, AdminController, ReactionController,
             WebhookController,
             AccountController,
-            docs_assets_router(),
+            docs_assets_router(), *graphql_routes(),
         ],
         lifespan=[lifespan],
         middleware=middleware,

@@ -28,6 +28,17 @@ PUBLIC_PATHS = ["/health", "/schema"]
 WEBHOOK_PREFIX = "/webhooks/"
 #: the one route a stream token (``?stream_token=``) opens: an order's live status
 STREAM_PATH = re.compile(r"^/orders/[^/]+/events/?$")
+GRAPHQL_PATH = "/graphql"
+
+
+def is_ide_page(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    """A browser's request for the GraphiQL page without a key: ``GET /graphql`` asking
+    for HTML, with no query to run (strawberry answers it with the page, which holds no
+    data, and runs nothing). Every query the page then sends needs a key."""
+    return (connection.scope.get("method") == "GET" and connection.url.path == GRAPHQL_PATH
+            and "query" not in connection.query_params
+            and "authorization" not in connection.headers
+            and "text/html" in connection.headers.get("accept", ""))
 
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
@@ -41,6 +52,8 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         if not header and connection.url.path.startswith(WEBHOOK_PREFIX):
             # gateways and carriers that cannot set headers put the key in the URL
             scheme, token = "bearer", connection.query_params.get("access_key", "")
+        if is_ide_page(connection):
+            return AuthenticationResult(user=None, auth=None)
         if scheme.lower() != "bearer" or not token.strip():
             raise NotAuthorizedException("send 'Authorization: Bearer <key>'")
         engine: Engine = connection.app.state.engine
@@ -70,6 +83,60 @@ def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     return user
 
 
+# The rules: one predicate per kind of guard, raising ``PermissionDeniedException``. The
+# REST guards below and the GraphQL resolvers (``ordnung.api.graphql``) call these same
+# functions, so a rule is written once for both adapters.
+
+
+def require_admin(p: Principal, scope: str) -> None:
+    """An admin key holding ``scope``."""
+    if not p.has(scope):
+        raise PermissionDeniedException(f"needs an admin key with the {scope!r} scope")
+
+
+def require_shopper_or_admin(p: Principal, scope: str) -> None:
+    """A storefront key, a customer token, or an admin key holding ``scope``."""
+    if p.kind in ("storefront", "customer") or p.has(scope):
+        return
+    raise PermissionDeniedException(f"needs a storefront key, a customer token or an "
+                                    f"admin key with the {scope!r} scope")
+
+
+def require_storefront(p: Principal) -> None:
+    """A storefront (publishable) key."""
+    if p.kind != "storefront":
+        raise PermissionDeniedException("needs a storefront key")
+
+
+def require_customer(p: Principal) -> None:
+    """A customer's token (a signed-in session or a token issued by staff)."""
+    if p.kind != "customer":
+        raise PermissionDeniedException("needs a signed-in customer's access token")
+
+
+def require_customer_or_admin(p: Principal, scope: str) -> None:
+    """A customer token (own data only) or an admin key holding ``scope``."""
+    if p.kind == "customer" or p.has(scope):
+        return
+    raise PermissionDeniedException(f"needs a customer token or an admin key with the "
+                                    f"{scope!r} scope")
+
+
+def require_order_reader(p: Principal, scope: str) -> None:
+    """A customer token, an admin key holding ``scope``, or a stream token."""
+    if p.kind in ("customer", "stream") or p.has(scope):
+        return
+    raise PermissionDeniedException(f"needs a customer token, a stream token or an "
+                                    f"admin key with the {scope!r} scope")
+
+
+def require_api_caller(p: Principal) -> None:
+    """Any key or customer token (not a stream token): the GraphQL endpoint, whose
+    resolvers then apply the rules above field by field."""
+    if p.kind not in ("admin", "storefront", "customer"):
+        raise PermissionDeniedException("needs an API key or a customer token")
+
+
 # Guards are coroutines: litestar would run a plain function in a worker thread.
 
 
@@ -77,8 +144,7 @@ def admin(scope: str) -> Any:
     """Guard: an admin key holding ``scope``."""
     async def guard(connection: ASGIConnection[Any, Any, Any, Any],
                     _: BaseRouteHandler) -> None:
-        if not principal_of(connection).has(scope):
-            raise PermissionDeniedException(f"needs an admin key with the {scope!r} scope")
+        require_admin(principal_of(connection), scope)
 
     guard.__name__ = f"admin_{scope}"
     return declare(guard, "admin", scope=scope)
@@ -88,11 +154,7 @@ def shopper_or_admin(scope: str) -> Any:
     """Guard: a storefront key, a customer token, or an admin key holding ``scope``."""
     async def guard(connection: ASGIConnection[Any, Any, Any, Any],
                     _: BaseRouteHandler) -> None:
-        p = principal_of(connection)
-        if p.kind in ("storefront", "customer") or p.has(scope):
-            return
-        raise PermissionDeniedException(f"needs a storefront key, a customer token or an "
-                                        f"admin key with the {scope!r} scope")
+        require_shopper_or_admin(principal_of(connection), scope)
 
     guard.__name__ = f"shopper_or_{scope}"
     return declare(guard, "storefront", "customer", "admin", scope=scope)
@@ -101,26 +163,29 @@ def shopper_or_admin(scope: str) -> Any:
 async def storefront_key(connection: ASGIConnection[Any, Any, Any, Any],
                          _: BaseRouteHandler) -> None:
     """Guard: a storefront (publishable) key; the account routes act for its channel."""
-    if principal_of(connection).kind != "storefront":
-        raise PermissionDeniedException("needs a storefront key")
+    require_storefront(principal_of(connection))
 
 
 async def signed_in_customer(connection: ASGIConnection[Any, Any, Any, Any],
                              _: BaseRouteHandler) -> None:
     """Guard: a customer's token (a signed-in session or a token issued by staff)."""
-    if principal_of(connection).kind != "customer":
-        raise PermissionDeniedException("needs a signed-in customer's access token")
+    require_customer(principal_of(connection))
+
+
+async def api_caller(connection: ASGIConnection[Any, Any, Any, Any],
+                     _: BaseRouteHandler) -> None:
+    """Guard: any key or customer token (the GraphQL endpoint), or no key for the
+    GraphiQL page alone (``is_ide_page``)."""
+    if connection.scope.get("user") is None and is_ide_page(connection):
+        return
+    require_api_caller(principal_of(connection))
 
 
 def customer_or_admin(scope: str) -> Any:
     """Guard: a customer token (own data only) or an admin key holding ``scope``."""
     async def guard(connection: ASGIConnection[Any, Any, Any, Any],
                     _: BaseRouteHandler) -> None:
-        p = principal_of(connection)
-        if p.kind == "customer" or p.has(scope):
-            return
-        raise PermissionDeniedException(f"needs a customer token or an admin key with the "
-                                        f"{scope!r} scope")
+        require_customer_or_admin(principal_of(connection), scope)
 
     guard.__name__ = f"customer_or_{scope}"
     return declare(guard, "customer", "admin", scope=scope)
@@ -131,11 +196,7 @@ def order_reader(scope: str) -> Any:
     or a stream token (which the route then holds to its one order)."""
     async def guard(connection: ASGIConnection[Any, Any, Any, Any],
                     _: BaseRouteHandler) -> None:
-        p = principal_of(connection)
-        if p.kind in ("customer", "stream") or p.has(scope):
-            return
-        raise PermissionDeniedException(f"needs a customer token, a stream token or an "
-                                        f"admin key with the {scope!r} scope")
+        require_order_reader(principal_of(connection), scope)
 
     guard.__name__ = f"order_reader_{scope}"
     return declare(guard, "customer", "stream", "admin", scope=scope)
@@ -143,6 +204,7 @@ def order_reader(scope: str) -> Any:
 
 declare(storefront_key, "storefront")
 declare(signed_in_customer, "customer")
+declare(api_caller, "admin", "storefront", "customer")
 
 
 def ensure_owner(principal: Principal, kind: str, key: str, customer_id: str | None,

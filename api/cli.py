@@ -228,6 +228,13 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+def cmd_graphql_schema(args: argparse.Namespace) -> int:
+    from ordnung.api.graphql.schema import build_schema
+
+    print(build_schema(introspection=True).as_str())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ordnung", description="ordnung: a plugin-based headless commerce order engine.")
@@ -293,6 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
     new_plugin.add_argument("--dir", default=".", metavar="PATH",
                             help="folder to create NAME/ in (default: current directory)")
     new_plugin.set_defaults(handler=cmd_new_plugin)
+    graphql_schema = commands.add_parser(
+        "graphql-schema", help="print the GraphQL schema (SDL)",
+        description="Print the GraphQL API's schema in SDL, as committed in "
+                    "schema.graphql. Needs no database.")
+    graphql_schema.set_defaults(handler=cmd_graphql_schema)
     return parser
 
 

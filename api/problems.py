@@ -74,10 +74,39 @@ def problem(kind: str, status: int, detail: str, instance: str = "",
     return Response(content=body, status_code=status, media_type=MEDIA_TYPE)
 
 
+class Facts(msgspec.Struct, frozen=True):
+    """What an error tells a client, whatever the adapter: the problem ``kind`` (the last
+    segment of its type URI), the REST status, the detail and the kind's own facts."""
+
+    kind: str
+    status: int
+    detail: str
+    extra: dict[str, Any]
+
+    @property
+    def type_uri(self) -> str:
+        return BASE + self.kind
+
+
+def facts_of(exc: BaseException) -> Facts | None:
+    """The one mapping of errors to problems, used by REST (the problem details below)
+    and by GraphQL (an error's ``extensions``): an engine error, or the authentication
+    and permission errors of ``api/auth.py``. ``None`` for anything else (a bug)."""
+    if isinstance(exc, OrdnungError):
+        extra = {k: v for k, v in exc.extra.items() if k not in ("type", "detail", "title")}
+        return Facts(exc.type, exc.status, exc.detail, extra)
+    if isinstance(exc, NotAuthorizedException):
+        return Facts("unauthorized", 401, exc.detail, {})
+    if isinstance(exc, PermissionDeniedException):
+        return Facts("forbidden", 403, exc.detail, {})
+    return None
+
+
 def handle_ordnung_error(request: Request[Any, Any, Any],
                          exc: OrdnungError) -> Response[dict[str, Any]]:
-    extra = {k: v for k, v in exc.extra.items() if k not in ("type", "detail", "title")}
-    status = exc.status
+    facts = facts_of(exc)
+    assert facts is not None
+    extra, status = facts.extra, facts.status
     if isinstance(exc, DatabaseUnavailable):
         log.warning("database unavailable", path=request.url.path, detail=exc.detail)
     elif status >= 500:
@@ -99,12 +128,13 @@ def handle_http_error(request: Request[Any, Any, Any],
         # ``field``: the first offending field, as engine validation errors name theirs
         named = {"field": fields[0]["field"]} if fields and fields[0]["field"] else {}
         return problem("validation", 422, detail, request.url.path, errors=fields, **named)
-    if isinstance(exc, NotAuthorizedException):
-        response = problem("unauthorized", 401, exc.detail, request.url.path)
-        response.headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, NotAuthorizedException | PermissionDeniedException):
+        facts = facts_of(exc)
+        assert facts is not None
+        response = problem(facts.kind, facts.status, facts.detail, request.url.path)
+        if facts.status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
         return response
-    if isinstance(exc, PermissionDeniedException):
-        return problem("forbidden", 403, exc.detail, request.url.path)
     if isinstance(exc, NotFoundException):
         return problem("not-found", 404, exc.detail, request.url.path)
     kind = {405: "method-not-allowed", 409: "conflict", 413: "validation",

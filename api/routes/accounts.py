@@ -38,7 +38,7 @@ RESET_ACCEPTED = "if the address belongs to an account, a link to choose a new p
                  "is on its way"
 
 
-def _client_address(request: Request[Any, Any, Any]) -> str | None:
+def client_address(request: Request[Any, Any, Any]) -> str | None:
     """The address the per-address throttle counts: behind the configured trusted
     proxies, the one they forwarded for; otherwise the connection's own."""
     peer = request.client.host if request.client is not None else None
@@ -68,7 +68,7 @@ class AccountController(Controller):
         principal = caller(request)
         customer, session = await engine_of(request).accounts.register(
             email=data.email, password=data.password, name=data.name,
-            channel=principal.channel, client_address=_client_address(request))
+            channel=principal.channel, client_address=client_address(request))
         return created(Registered(customer=customer, session=session),
                        f"/customers/{customer.id}")
 
@@ -80,7 +80,7 @@ class AccountController(Controller):
         session's ``Location`` is ``/accounts/sessions/current`` (with its access token)."""
         session = await engine_of(request).accounts.sign_in(
             email=data.email, password=data.password, channel=caller(request).channel,
-            client_address=_client_address(request))
+            client_address=client_address(request))
         return created(session, "/accounts/sessions/current")
 
     @post("/sessions/refresh", guards=[storefront_key], status_code=200,
@@ -114,7 +114,7 @@ class AccountController(Controller):
         or not the address has an account."""
         await engine_of(request).accounts.request_password_reset(
             data.email, channel=caller(request).channel,
-            client_address=_client_address(request))
+            client_address=client_address(request))
         return Accepted(detail=RESET_ACCEPTED)
 
     @post("/password-reset/confirm", guards=[storefront_key], status_code=204,
