@@ -16,6 +16,18 @@ from ordnung.api.graphql.schema import build_schema
 #: REST operation -> its GraphQL field ("Query.x" or "Mutation.x")
 MIRRORED = {
     "GET /catalogue/products": "Query.products",
+    "POST /admin/webhooks": "Mutation.createWebhookEndpoint",
+    "GET /admin/webhooks": "Query.webhookEndpoints",
+    "GET /admin/webhooks/{endpoint_id:str}": "Query.webhookEndpoint",
+    "PATCH /admin/webhooks/{endpoint_id:str}": "Mutation.updateWebhookEndpoint",
+    "DELETE /admin/webhooks/{endpoint_id:str}": "Mutation.deleteWebhookEndpoint",
+    "POST /admin/webhooks/{endpoint_id:str}/rotate": "Mutation.rotateWebhookSecret",
+    "GET /admin/webhooks/{endpoint_id:str}/deliveries": "Query.webhookDeliveries",
+    "GET /admin/webhooks/{endpoint_id:str}/deliveries/{delivery_id:str}":
+        "Query.webhookDelivery",
+    "POST /admin/webhooks/{endpoint_id:str}/deliveries/{delivery_id:str}/redeliver":
+        "Mutation.redeliverWebhooks",
+    "POST /admin/webhooks/{endpoint_id:str}/redeliver": "Mutation.redeliverWebhooks",
     "GET /catalogue/products/{product_id:str}": "Query.product",
     "POST /carts": "Mutation.createCart",
     "GET /carts/{cart_id:str}": "Query.cart",

@@ -86,6 +86,7 @@ from ordnung.api.graphql.types import (
     StreamToken,
     TimelineEvent,
 )
+from ordnung.api.graphql.webhooks import WebhookMutation, WebhookQuery
 from ordnung.api.problems import TITLES, facts_of
 from ordnung.api.routes.accounts import RESET_ACCEPTED, client_address
 from ordnung.api.routes.common import (
@@ -234,7 +235,7 @@ def _order_view(info: Info, order: OrderStruct) -> Order:
 
 
 @strawberry.type
-class Query:
+class Query(WebhookQuery):
     @strawberry.field(description="The catalogue, a page at a time (REST: GET "
                                   "/catalogue/products).")
     async def products(self, info: Info, first: int = 50,
@@ -1131,7 +1132,8 @@ class AccountMutation:
 
 @strawberry.type
 class Mutation(ShopMutation, StaffMutation, PaymentMutation, ReturnMutation, KeyMutation,
-               CustomerMutation, InventoryMutation, MoreMutation, AccountMutation):
+               CustomerMutation, InventoryMutation, MoreMutation, AccountMutation,
+               WebhookMutation):
     """Every mutation: the shop's and staff's."""
 
 
