@@ -84,8 +84,9 @@ def fill(disk: Path) -> Path:
     try:
         for size in (1 << 16, 1 << 10, 1):
             with contextlib.suppress(OSError):
-                while os.write(fd, b"\0" * size):
-                    pass
+                written = size
+                while written:  # until the disk takes no more (ENOSPC ends it)
+                    written = os.write(fd, b"\0" * size)
     finally:
         os.close(fd)
     return filler
