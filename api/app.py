@@ -10,6 +10,7 @@ import asyncio
 import mmap
 import os
 import struct
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -159,41 +160,47 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
                              IdempotencyMiddleware,
                              DefineMiddleware(cast(Any, WriteRateLimitMiddleware),
                                               limits=rate_limits or WriteLimits.from_env())]
-    app = Litestar(
-        route_handlers=[
-            health, live, ready, metrics_endpoint, CatalogueController, InventoryController,
-            ChannelController, CustomerController, CartController, OrderController,
-            PaymentController, payment_webhook, FulfilmentController, ShipmentController,
-            ShipmentListController, tracking_webhook, shipping_label,
-            ReturnController, ReturnListController, AdminController, ReactionController,
-            WebhookController,
-            AccountController,
-            docs_assets_router(), *graphql_routes(),
-        ],
-        lifespan=[lifespan],
-        middleware=middleware,
-        plugins=[ProblemDocs(), AccessDocs(), *([tracing.plugin] if tracing is not None else [])],
-        before_request=_before_request(tracing is not None),
-        exception_handlers={
-            OrdnungError: handle_ordnung_error,
-            HTTPException: handle_http_error,
-            Exception: handle_unexpected,
-        },
-        openapi_config=OpenAPIConfig(
-            title="ordnung", version="0.1.0",
-            description="Headless commerce order engine: REST API. Every request needs "
-                        "'Authorization: Bearer <key>' except /health and the docs. Errors "
-                        "are RFC 9457 problem details.",
-            path="/schema",
-            render_plugins=docs_render_plugins(),
-            components=Components(security_schemes={"bearer": SecurityScheme(
-                type="http", scheme="bearer")}),
-            security=[{"bearer": []}],
-        ),
-        debug=False,
-        # logging is the process's to configure (ordnung serve, or the embedding app)
-        logging_config=None,
-    )
+    with warnings.catch_warnings():
+        # strawberry's litestar controller leaves its dependencies to be inferred, which
+        # litestar 2 still does (and warns of, for 3.0): nothing an operator can act on
+        warnings.filterwarnings("ignore", message=r".*Inferred dependency field",
+                                category=DeprecationWarning)
+        app = Litestar(
+            route_handlers=[
+                health, live, ready, metrics_endpoint, CatalogueController, InventoryController,
+                ChannelController, CustomerController, CartController, OrderController,
+                PaymentController, payment_webhook, FulfilmentController, ShipmentController,
+                ShipmentListController, tracking_webhook, shipping_label,
+                ReturnController, ReturnListController, AdminController, ReactionController,
+                WebhookController,
+                AccountController,
+                docs_assets_router(), *graphql_routes(),
+            ],
+            lifespan=[lifespan],
+            middleware=middleware,
+            plugins=[ProblemDocs(), AccessDocs(),
+                     *([tracing.plugin] if tracing is not None else [])],
+            before_request=_before_request(tracing is not None),
+            exception_handlers={
+                OrdnungError: handle_ordnung_error,
+                HTTPException: handle_http_error,
+                Exception: handle_unexpected,
+            },
+            openapi_config=OpenAPIConfig(
+                title="ordnung", version="0.1.0",
+                description="Headless commerce order engine: REST API. Every request needs "
+                            "'Authorization: Bearer <key>' except /health and the docs. Errors "
+                            "are RFC 9457 problem details.",
+                path="/schema",
+                render_plugins=docs_render_plugins(),
+                components=Components(security_schemes={"bearer": SecurityScheme(
+                    type="http", scheme="bearer")}),
+                security=[{"bearer": []}],
+            ),
+            debug=False,
+            # logging is the process's to configure (ordnung serve, or the embedding app)
+            logging_config=None,
+        )
     # outside litestar's exception handling: they see every answer as the client does
     measured = cast(ASGIApp, HttpMetricsMiddleware(app.asgi_handler))
     # outermost: a stopping server ends its open event streams (ordnung.api.draining)

@@ -1245,10 +1245,11 @@ def introspection_allowed() -> bool:
 def build_schema(*, introspection: bool | None = None,
                  max_depth: int = MAX_DEPTH) -> OrdnungSchema:
     """The schema with its limits; introspection from the setting unless given."""
+    # factories, not instances: a fresh extension for each request
     extensions: list[Any] = [
-        QueryDepthLimiter(max_depth=max_depth),
-        MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-        MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        lambda: QueryDepthLimiter(max_depth=max_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         CheckArguments,
     ]
     allowed = introspection_allowed() if introspection is None else introspection
