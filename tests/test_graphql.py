@@ -672,6 +672,17 @@ def test_committed_sdl_matches_the_code() -> None:
     assert printed == committed, "run `ordnung graphql-schema > schema.graphql`"
 
 
+def test_committed_reference_matches_the_code() -> None:
+    """docs/graphql.md is generated from the schema, like the SDL, and kept in step."""
+    printed = subprocess.run([sys.executable, "-m", "ordnung.api.cli", "graphql-schema",
+                              "--markdown"], capture_output=True, text=True, check=True).stdout
+    committed = (ROOT / "docs" / "graphql.md").read_text()
+    assert printed == committed, "run `ordnung graphql-schema --markdown > docs/graphql.md`"
+    for root in ("## Queries", "## Mutations", "## Subscriptions", "## Types",
+                 "### `placeOrder`", "### `orderEvents`", "### `Order`"):
+        assert root in committed, root
+
+
 async def test_introspection_setting_through_the_app(database_url: str,
                                                      monkeypatch: Any) -> None:
     monkeypatch.setenv("ORDNUNG_GRAPHQL_INTROSPECTION", "false")
