@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections import Counter
@@ -148,8 +149,13 @@ async def graphql_call(client: httpx.AsyncClient, headers: dict[str, str], opera
                        variables: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """One GraphQL operation as (REST-like status, body): the data of its only field on
     success, or the first error's problem (``type`` and ``status`` from its extensions)."""
-    response = await client.post("/graphql", headers=headers, json={
-        "query": GRAPHQL_CHECKOUT[operation], "variables": variables})
+    query = GRAPHQL_CHECKOUT[operation]
+    if query.startswith("query"):  # a read goes by GET, as REST's: it is not a write
+        response = await client.get("/graphql", headers=headers, params={
+            "query": query, "variables": json.dumps(variables)})
+    else:
+        response = await client.post("/graphql", headers=headers, json={
+            "query": query, "variables": variables})
     body = response.json()
     errors = body.get("errors") if isinstance(body, dict) else None
     if response.status_code >= 400 or errors:

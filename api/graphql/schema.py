@@ -26,8 +26,10 @@ from strawberry.extensions import (
     DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
+    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
+    ValidationCache,
 )
 from strawberry.types import ExecutionContext, Info
 
@@ -1254,5 +1256,11 @@ def build_schema(*, introspection: bool | None = None,
     allowed = introspection_allowed() if introspection is None else introspection
     if not allowed:
         extensions.append(DisableIntrospection)
+    # a storefront sends the same few documents over and over: parsing and validating
+    # each (about a millisecond, most of GraphQL's own cost per request) happens once per
+    # document text. Both caches are bounded (128 documents); the limits above still
+    # apply, as the token limit is a parse option and the others are validation rules,
+    # part of each cache's key; errors are not cached.
+    extensions += [ParserCache, ValidationCache]
     return OrdnungSchema(query=Query, mutation=Mutation, subscription=Subscription,
                          extensions=extensions)
