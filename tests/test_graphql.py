@@ -289,6 +289,30 @@ async def test_limits_are_refused(api: Api) -> None:
     assert "depth" in shallow.errors[0].message
 
 
+async def test_a_variable_of_the_wrong_type_is_a_400_not_a_500(api: Api) -> None:
+    """graphql-core keeps a scalar's coercion error as the original error of a variable's
+    error: it is the caller's mistake, answered like any other invalid document."""
+    shop = await api.storefront("web")
+    created = (await gql(api, shop, "mutation { createCart { cart { id } cartToken } }"))
+    cart = created["data"]["createCart"]
+    held = {**shop, "X-Cart-Token": cart["cartToken"]}
+    add = "mutation($c: String!, $q: Int!) { addCartLine(cartId: $c, sku: \"MUG\", " \
+          "quantity: $q) { id } }"
+    for wrong in ("2", 2.5, True, [2], {"n": 2}, 2**40):
+        body = await gql(api, held, add, {"c": cart["cart"]["id"], "q": wrong})
+        extensions = only_error(body)["extensions"]
+        assert extensions == {"type": PROBLEMS + "graphql-validation", "status": 400}, body
+    for wrong_id in (7, None, ["x"]):
+        body = await gql(api, held, add, {"c": wrong_id, "q": 1})
+        assert only_error(body)["extensions"]["status"] == 400, body
+    body = await gql(api, api.admin, "mutation($v: JSON) { transitionOrder(orderId: \"x\", "
+                                     "event: \"y\", data: $v) { id } }", {"v": {"a": [1]}})
+    assert only_error(body)["extensions"]["status"] == 404, body
+    cart_state = await gql(api, held, "query($c: String!) { cart(id: $c) { lines { sku } } }",
+                           {"c": cart["cart"]["id"]})
+    assert cart_state["data"]["cart"]["lines"] == []
+
+
 async def test_queries_by_get_may_span_lines(api: Api) -> None:
     """A GraphQL document is not a REST query parameter: line breaks and length are the
     document's own business (the token limit bounds it), while its arguments get the

@@ -1198,12 +1198,17 @@ class OrdnungSchema(strawberry.Schema):
                        execution_context: ExecutionContext | None = None) -> None:
         for error in errors:
             original = error.original_error
-            if original is None:  # a syntax or validation error of the query itself
+            facts = facts_of(original) if original is not None else None
+            if facts is None and (original is None or error.path is None
+                                  or isinstance(original, GraphQLError)):
+                # a syntax or validation error of the query itself, or a variable that
+                # does not fit its type (``"2"`` for an Int: graphql-core keeps the
+                # scalar's own error as the original); no resolver ran
                 error.extensions = {"type": "https://ordnung.dev/problems/graphql-validation",
                                     "status": 400, **(error.extensions or {})}
                 continue
-            facts = facts_of(original)
             if facts is None:
+                assert original is not None
                 log.error("unhandled error in a resolver", path=error.path,
                           exc_info=original)
                 error.message = "an internal error occurred; it has been logged"

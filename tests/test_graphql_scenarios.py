@@ -1,0 +1,224 @@
+"""SPEC's scenarios from the field again, through GraphQL only, and the trust-model and
+input-limit edges of the REST suite (``test_api_scenarios.py``, ``test_edge_*.py``) that
+``test_graphql.py`` does not already cover.
+
+Every call after the bootstrap admin key goes through ``/graphql``: keys, customers,
+carts, orders, fulfilment, returns and erasure, with the key a real caller would have.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.api_support import Api, api_client, api_fixture  # noqa: F401
+from tests.test_graphql import ADDRESS, CHECKOUT, PROBLEMS, gql, guest_cart, only_error
+
+ORDER_FIELDS = ("id status channel lines { id sku quantity } "
+                "shipments { id status lines { sku quantity } } returns { id status } "
+                "payments { status }")
+
+
+async def key(api: Api, kind: str, *, channel: str | None = None,
+              scopes: list[str] | None = None, caller: dict[str, str] | None = None
+              ) -> dict[str, str]:
+    """Headers of a key issued through ``issueKey``."""
+    body = await gql(api, caller or api.admin,
+                     "mutation($k: String!, $c: String, $s: [String!]) { issueKey(kind: $k, "
+                     "channel: $c, scopes: $s) { secret } }",
+                     {"k": kind, "c": channel, "s": scopes})
+    assert "errors" not in body, body
+    return {"Authorization": f"Bearer {body['data']['issueKey']['secret']}"}
+
+
+async def place(api: Api, shop: dict[str, str], channel: str, sku: str, quantity: int,
+                token: str = "tok_success") -> dict[str, Any]:
+    """``placeOrder`` in one request; the body of the answer (data or errors)."""
+    return await gql(api, shop, "mutation($ch: String!, $l: [LineInput!]!, $a: AddressInput!, "
+                                "$p: PaymentInput!) { placeOrder(channel: $ch, lines: $l, "
+                                "email: \"erika@example.com\", shippingAddress: $a, "
+                                "shippingMethod: \"flat_rate:standard\", payment: $p) "
+                                f"{{ {ORDER_FIELDS} }} }}",
+                     {"ch": channel, "l": [{"sku": sku, "quantity": quantity}], "a": ADDRESS,
+                      "p": {"gateway": "sandbox", "token": token}})
+
+
+async def staff(api: Api, query: str, **variables: Any) -> dict[str, Any]:
+    body = await gql(api, api.admin, query, variables)
+    assert "errors" not in body, body
+    data: dict[str, Any] = next(iter(body["data"].values()))
+    return data
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+async def test_scenario_1_every_channel_sees_the_one_availability(api: Api) -> None:
+    etsy, ebay = await key(api, "storefront", channel="etsy"), \
+        await key(api, "storefront", channel="ebay")
+    web = await key(api, "storefront", channel="web")
+    for _ in range(6):
+        assert "errors" not in await place(api, etsy, "etsy", "SHIRT-M", 1)
+    for quantity in (4, 6):
+        assert "errors" not in await place(api, ebay, "ebay", "SHIRT-M", quantity)
+    # a storefront key sells on its own channel only
+    body = await place(api, etsy, "ebay", "SHIRT-M", 1)
+    assert only_error(body)["extensions"]["status"] == 403
+    query = "{ availability(skus: [\"SHIRT-M\"]) { sku available } }"
+    seen = {str(shop): (await gql(api, shop, query))["data"]["availability"]
+            for shop in (etsy, ebay, web)}
+    assert all(levels == [{"sku": "SHIRT-M", "available": 484}] for levels in seen.values())
+    orders = await staff(api, "{ orders(first: 50) { edges { node { channel lines "
+                              "{ sku quantity } } } } }")
+    by_channel: dict[str, int] = {}
+    for edge in orders["edges"]:
+        node = edge["node"]
+        by_channel[node["channel"]] = by_channel.get(node["channel"], 0) + sum(
+            line["quantity"] for line in node["lines"] if line["sku"] == "SHIRT-M")
+    assert by_channel == {"etsy": 6, "ebay": 10}
+
+
+async def test_scenario_3_a_declined_order_cannot_be_fulfilled(api: Api) -> None:
+    shop = await key(api, "storefront", channel="web")
+    body = await place(api, shop, "web", "MUG", 1, token="tok_decline")
+    error = only_error(body)
+    assert error["extensions"]["status"] == 402, error
+    assert await api.order_count() == 1  # kept, cancelled: the decline is on record
+    orders = await staff(api, "{ orders(first: 5) { edges { node { id status } } } }")
+    order = orders["edges"][0]["node"]
+    assert order["status"] == "cancelled", order
+    body = await gql(api, api.admin, "mutation($o: String!) { createShipment(orderId: $o) "
+                                     "{ id } }", {"o": order["id"]})
+    assert only_error(body)["extensions"]["status"] == 409, body
+
+
+async def test_scenario_3_and_5_shipping_too_early_says_why_and_packing_checks_items(
+        api: Api) -> None:
+    shop = await key(api, "storefront", channel="web")
+    oid = (await place(api, shop, "web", "MUG", 2))["data"]["placeOrder"]["id"]
+    order = await staff(api, f"mutation($o: String!) {{ createShipment(orderId: $o) "
+                             f"{{ {ORDER_FIELDS} }} }}", o=oid)
+    sid = order["shipments"][0]["id"]
+    ship = ("mutation($o: String!, $s: String!) { shipShipment(orderId: $o, shipmentId: $s) "
+            "{ id } }")
+    # not picked or packed yet: the shipment's state is the reason
+    extensions = only_error(await gql(api, api.admin, ship, {"o": oid, "s": sid}))["extensions"]
+    assert (extensions["status"], extensions["type"]) == (
+        409, PROBLEMS + "illegal-transition"), extensions
+    await staff(api, "mutation($o: String!, $s: String!) { pickShipment(orderId: $o, "
+                     "shipmentId: $s) { id } }", o=oid, s=sid)
+    # a wrong item in the box: refused, and nothing is packed
+    pack = ("mutation($o: String!, $s: String!, $x: [String!]!) { packShipment(orderId: $o, "
+            f"shipmentId: $s, scans: $x) {{ {ORDER_FIELDS} }} }}")
+    body = await gql(api, api.admin, pack, {"o": oid, "s": sid, "x": ["MUG", "POSTER"]})
+    assert only_error(body)["extensions"]["status"] in (409, 422), body
+    order = await staff(api, pack, o=oid, s=sid, x=["MUG", "MUG"])
+    assert order["shipments"][0]["status"] == "packed", order
+    await staff(api, "mutation($o: String!) { voidPayment(orderId: $o) { id } }", o=oid)
+    # unpaid: the payment is the reason
+    extensions = only_error(await gql(api, api.admin, ship, {"o": oid, "s": sid}))["extensions"]
+    assert (extensions["status"], extensions["type"]) == (
+        409, PROBLEMS + "invariant-violation"), extensions
+
+
+async def test_scenario_7_return_requested_approved_received_refunded(api: Api) -> None:
+    shop = await key(api, "storefront", channel="web")
+    oid = (await place(api, shop, "web", "MUG", 2))["data"]["placeOrder"]["id"]
+    await staff(api, "mutation($o: String!) { capturePayment(orderId: $o) { id } }", o=oid)
+    order = await staff(api, f"mutation($o: String!) {{ createShipment(orderId: $o) "
+                             f"{{ {ORDER_FIELDS} }} }}", o=oid)
+    sid = order["shipments"][0]["id"]
+    for step, extra in (("pickShipment", ""), ("packShipment", ", scans: [\"MUG\", \"MUG\"]"),
+                        ("shipShipment", ""), ("deliverShipment", "")):
+        await staff(api, f"mutation($o: String!, $s: String!) {{ {step}(orderId: $o, "
+                         f"shipmentId: $s{extra}) {{ id }} }}", o=oid, s=sid)
+    before = (await gql(api, shop, "{ availability(skus: [\"MUG\"]) { available } }"))
+    line = order["lines"][0]["id"]
+    order = await staff(api, "mutation($o: String!, $l: [ReturnLineInput!]!) { requestReturn("
+                             f"orderId: $o, lines: $l, reason: \"chipped\") "
+                             f"{{ {ORDER_FIELDS} }} }}",
+                        o=oid, l=[{"lineId": line, "quantity": 1}])
+    rid = order["returns"][0]["id"]
+    for step in ("approveReturn", "receiveReturn", "refundReturn"):
+        order = await staff(api, f"mutation($o: String!, $r: String!) {{ {step}(orderId: $o, "
+                                 f"returnId: $r) {{ {ORDER_FIELDS} }} }}", o=oid, r=rid)
+    assert order["returns"][0]["status"] == "refunded", order
+    after = (await gql(api, shop, "{ availability(skus: [\"MUG\"]) { available } }"))
+    assert after["data"]["availability"][0]["available"] == \
+        before["data"]["availability"][0]["available"] + 1
+
+
+async def test_scenario_11_export_then_erase(api: Api) -> None:
+    customer = await staff(api, "mutation { createCustomer(email: \"kim@example.com\", "
+                                "name: \"Kim\") { id } }")
+    issued = await staff(api, "mutation($c: String!) { issueCustomerToken(customerId: $c) "
+                              "{ secret } }", c=customer["id"])
+    kim = {"Authorization": f"Bearer {issued['secret']}"}
+    cart_id, _ = await guest_cart(api, kim, guest=False)
+    assert "errors" not in await gql(api, kim, CHECKOUT, {"c": cart_id})
+    exported = await gql(api, kim, "{ customerExport(id: \"me\") }")
+    assert "kim@example.com" in str(exported["data"]), exported
+    erased = await staff(api, "mutation($c: String!) { eraseCustomer(id: $c) { id email } }",
+                         c=customer["id"])
+    assert "kim@example.com" not in str(erased), erased
+    orders = await staff(api, "{ orders(first: 5) { edges { node { email shippingAddress "
+                              "{ name } } } } }")
+    assert "kim@example.com" not in str(orders) and "Erika" not in str(orders), orders
+
+
+# --------------------------------------------------------------------------- trust model
+
+
+async def test_a_storefront_key_of_another_channel_cannot_use_a_guest_cart(api: Api) -> None:
+    web = await key(api, "storefront", channel="web")
+    etsy = await key(api, "storefront", channel="etsy")
+    cart_id, holding = await guest_cart(api, web)
+    # even with the cart's own token, another channel's key does not open it
+    stolen = {**etsy, "X-Cart-Token": holding["X-Cart-Token"]}
+    for query in ("query($c: String!) { cart(id: $c) { id } }", CHECKOUT):
+        body = await gql(api, stolen, query, {"c": cart_id})
+        assert only_error(body)["extensions"]["status"] == 404, body
+    assert await api.order_count() == 0
+
+
+async def test_a_key_issues_only_keys_within_its_own_scopes(api: Api) -> None:
+    keys_only = await key(api, "admin", scopes=["keys"])
+    body = await gql(api, keys_only, "mutation { issueKey(kind: \"admin\", "
+                                     "scopes: [\"keys\", \"refunds\"]) { secret } }")
+    assert only_error(body)["extensions"]["status"] == 403, body
+    body = await gql(api, keys_only, "mutation { issueKey(kind: \"admin\", "
+                                     "scopes: [\"keys\"]) { secret } }")
+    assert "errors" not in body, body
+    # a customer token and a storefront key issue nothing
+    shop = await key(api, "storefront", channel="web")
+    body = await gql(api, shop, "mutation { issueKey(kind: \"storefront\", channel: \"web\") "
+                                "{ secret } }")
+    assert only_error(body)["extensions"]["status"] == 403, body
+
+
+# --------------------------------------------------------------------------- input limits
+
+
+async def test_strict_types_limits_control_characters_and_countries(api: Api) -> None:
+    shop = await key(api, "storefront", channel="web")
+    cart = (await gql(api, shop, "mutation { createCart { cart { id } cartToken } }"))
+    created = cart["data"]["createCart"]
+    held = {**shop, "X-Cart-Token": created["cartToken"]}
+    cid = created["cart"]["id"]
+    add = "mutation($c: String!, $q: Int!) { addCartLine(cartId: $c, sku: \"MUG\", " \
+          "quantity: $q) { id } }"
+    # a string for an Int: a validation error before anything runs (no type coercion)
+    body = await gql(api, held, add, {"c": cid, "q": "2"})
+    assert only_error(body)["extensions"]["status"] == 400, body
+    # over the quantity limit, or not positive
+    for quantity in (10**6, 0, -1):
+        body = await gql(api, held, add, {"c": cid, "q": quantity})
+        assert only_error(body)["extensions"]["status"] == 422, (quantity, body)
+    addresses = "mutation($c: String!, $a: AddressInput!) { setCartAddresses(cartId: $c, " \
+                "shipping: $a) { id } }"
+    for bad in ({"name": "Erika\x00"}, {"city": "Berlin\x1b[31m"}, {"country": "XX"},
+                {"country": "de "}, {"name": "E" * 10_000}):
+        body = await gql(api, held, addresses, {"c": cid, "a": {**ADDRESS, **bad}})
+        assert only_error(body)["extensions"]["status"] == 422, (bad, body)
+    state = await gql(api, held, "query($c: String!) { cart(id: $c) { lines { sku } "
+                                 "shippingAddress { name } } }", {"c": cid})
+    assert state["data"]["cart"] == {"lines": [], "shippingAddress": None}, state
