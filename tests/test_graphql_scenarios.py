@@ -8,6 +8,7 @@ carts, orders, fulfilment, returns and erasure, with the key a real caller would
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tests.api_support import Api, api_client, api_fixture  # noqa: F401
@@ -222,3 +223,92 @@ async def test_strict_types_limits_control_characters_and_countries(api: Api) ->
     state = await gql(api, held, "query($c: String!) { cart(id: $c) { lines { sku } "
                                  "shippingAddress { name } } }", {"c": cid})
     assert state["data"]["cart"] == {"lines": [], "shippingAddress": None}, state
+
+
+async def test_scenario_2_gift_line_follows_the_threshold_in_a_cart(api: Api) -> None:
+    shop = await key(api, "storefront", channel="web")
+    created = (await gql(api, shop, "mutation { createCart(email: \"erika@example.com\") "
+                                    "{ cart { id } cartToken } }"))["data"]["createCart"]
+    held = {**shop, "X-Cart-Token": created["cartToken"]}
+    cid = created["cart"]["id"]
+    fields = "lines { sku quantity unitPrice { amount } } totals { subtotal { amount } }"
+
+    async def cart_after(mutation: str, **variables: Any) -> dict[str, Any]:
+        body = await gql(api, held, mutation.replace("FIELDS", fields), {"c": cid, **variables})
+        assert "errors" not in body, body
+        data: dict[str, Any] = next(iter(body["data"].values()))
+        return data
+
+    def gifts(cart: dict[str, Any]) -> list[tuple[str, int, int]]:
+        return [(ln["sku"], ln["quantity"], ln["unitPrice"]["amount"]) for ln in cart["lines"]
+                if ln["sku"] == "GIFT-TOTE"]
+
+    add = "mutation($c: String!, $s: String!, $q: Int!) { addCartLine(cartId: $c, sku: $s, " \
+          "quantity: $q) { FIELDS } }"
+    cart = await cart_after(add, s="POSTER", q=2)
+    assert cart["totals"]["subtotal"]["amount"] == 8000 and gifts(cart) == []
+    explain = "query($c: String!) { cartExplanation(cartId: $c) { source message } }"
+    steps = (await gql(api, held, explain, {"c": cid}))["data"]["cartExplanation"]
+    assert [s["message"] for s in steps if s["source"] == "free_gift"] == [
+        "spend EUR 20.00 more for a free tote bag"]
+    cart = await cart_after(add, s="MUG", q=2)
+    assert gifts(cart) == [("GIFT-TOTE", 1, 0)]
+    assert cart["totals"]["subtotal"]["amount"] == 10_400  # the gift costs nothing
+    cart = await cart_after("mutation($c: String!) { removeCartLine(cartId: $c, sku: \"MUG\") "
+                            "{ FIELDS } }")
+    assert gifts(cart) == [] and [ln["sku"] for ln in cart["lines"]] == ["POSTER"]
+    cart = await cart_after("mutation($c: String!) { setCartLine(cartId: $c, sku: \"MUG\", "
+                            "quantity: 2) { FIELDS } }")
+    assert gifts(cart) == [("GIFT-TOTE", 1, 0)]
+    await cart_after("mutation($c: String!, $a: AddressInput!) { setCartAddresses(cartId: $c, "
+                     "shipping: $a) { id } }", a=ADDRESS)
+    await cart_after("mutation($c: String!) { setCartShippingMethod(cartId: $c, "
+                     "method: \"flat_rate:standard\") { id } }")
+    order = (await gql(api, held, CHECKOUT, {"c": cid}))["data"]["checkout"]
+    assert order["status"] == "processing", order
+    levels = (await gql(api, shop, "{ availability(skus: [\"GIFT-TOTE\", \"POSTER\"]) "
+                                   "{ sku available } }"))["data"]["availability"]
+    assert {lv["sku"]: lv["available"] for lv in levels} == {"GIFT-TOTE": 9, "POSTER": 18}
+
+
+async def test_scenario_10_a_rush_on_scarce_stock_oversells_nothing(api: Api) -> None:
+    stock, buyers = 5, 20
+    await staff(api, "mutation($v: [VariantInput!]) { putProduct(id: \"bf-deal\", name: "
+                     "\"Black Friday deal\", variants: $v) { id } }",
+                v=[{"sku": "BF-DEAL", "name": "Deal of the day", "prices": {"EUR": 1999},
+                    "weightGrams": 300}])
+    await staff(api, "mutation($n: Int!) { adjustInventory(sku: \"BF-DEAL\", locationId: "
+                     "\"wh1\", delta: $n, kind: \"receive\") { available } }", n=stock)
+    shop = await key(api, "storefront", channel="web")
+    mutation = ("mutation($l: [LineInput!]!, $a: AddressInput!, $p: PaymentInput!) { "
+                "placeOrder(channel: \"web\", lines: $l, email: \"rush@example.com\", "
+                "shippingAddress: $a, shippingMethod: \"flat_rate:standard\", payment: $p) "
+                "{ id payments { status } } }")
+    variables = {"l": [{"sku": "BF-DEAL", "quantity": 1}], "a": ADDRESS,
+                 "p": {"gateway": "sandbox", "token": "tok_success"}}
+
+    async def buy(i: int) -> dict[str, Any]:
+        response = await api.client.post("/graphql", json={
+            "query": mutation, "variables": variables},
+            headers={**shop, "Idempotency-Key": f"rush-{i}"})
+        assert response.status_code < 500, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    answers = await asyncio.gather(*(buy(i) for i in range(buyers)))
+    placed = [a["data"]["placeOrder"] for a in answers if a.get("data")]
+    refused = [a["errors"][0]["extensions"] for a in answers if a.get("errors")]
+    assert len(placed) == stock and len({o["id"] for o in placed}) == stock, answers
+    assert all(o["payments"] == [{"status": "authorized"}] for o in placed), placed
+    assert [(e["status"], e["type"]) for e in refused] == \
+        [(409, PROBLEMS + "out-of-stock")] * (buyers - stock), refused
+    assert await api.order_count() == stock
+    # a buyer's retry with the same key replays the same order
+    again = await api.client.post("/graphql", json={"query": mutation, "variables": variables},
+                                  headers={**shop, "Idempotency-Key": "rush-0"})
+    first = answers[0]
+    assert again.json() == first
+    assert await api.order_count() == stock
+    levels = (await gql(api, shop, "{ availability(skus: [\"BF-DEAL\"]) { available } }"))
+    assert levels["data"]["availability"] == [{"available": 0}]
+    assert await api.engine.inventory.ledger_discrepancies() == []
