@@ -12,6 +12,8 @@ import asyncio
 from typing import Any
 
 from tests.api_support import Api, api_client, api_fixture  # noqa: F401
+from tests.support import builtin_plugins
+from tests.test_api_scenarios import BigOrderReview, VipAndHighValueFirst
 from tests.test_graphql import ADDRESS, CHECKOUT, PROBLEMS, gql, guest_cart, only_error
 
 ORDER_FIELDS = ("id status channel lines { id sku quantity } "
@@ -312,3 +314,62 @@ async def test_scenario_10_a_rush_on_scarce_stock_oversells_nothing(api: Api) ->
     levels = (await gql(api, shop, "{ availability(skus: [\"BF-DEAL\"]) { available } }"))
     assert levels["data"]["availability"] == [{"available": 0}]
     assert await api.engine.inventory.ledger_discrepancies() == []
+
+
+async def test_scenario_8_a_suspicious_order_waits_for_review(database_url: str) -> None:
+    async with api_client(database_url,
+                          plugins=[*builtin_plugins(), (BigOrderReview(), "review")]) as api:
+        shop = await key(api, "storefront", channel="web")
+        warehouse = await key(api, "admin", scopes=["fulfilment"])
+        reviewer = await key(api, "admin", scopes=["orders"])
+        small = (await place(api, shop, "web", "MUG", 1))["data"]["placeOrder"]
+        body = await place(api, shop, "web", "SHIRT-M", 20)  # EUR 500.00
+        big = body["data"]["placeOrder"]
+        assert (small["status"], big["status"]) == ("processing", "on_hold"), body
+        view = "query($o: String!) { order(id: $o) { status holdReason riskScore } }"
+        seen = (await gql(api, shop, view, {"o": big["id"]}))
+        assert "errors" in seen or seen["data"]["order"]["holdReason"] is None, seen
+        whole = (await gql(api, reviewer, view, {"o": big["id"]}))["data"]["order"]
+        assert whole == {"status": "on_hold", "holdReason": "review: amount above 300.00",
+                         "riskScore": 90}
+        queue = "{ fulfilmentQueue(first: 10) { edges { node { id } } } }"
+        ids = [e["node"]["id"] for e in
+               (await gql(api, warehouse, queue))["data"]["fulfilmentQueue"]["edges"]]
+        assert ids == [small["id"]]
+        release = "mutation($o: String!) { releaseOrder(orderId: $o, note: \"called\") " \
+                  "{ status } }"
+        assert only_error(await gql(api, warehouse, release, {"o": big["id"]})
+                          )["extensions"]["status"] == 403
+        released = await gql(api, reviewer, release, {"o": big["id"]})
+        assert released["data"]["releaseOrder"]["status"] == "processing", released
+        ids = [e["node"]["id"] for e in
+               (await gql(api, warehouse, queue))["data"]["fulfilmentQueue"]["edges"]]
+        assert ids == [small["id"], big["id"]]
+
+
+async def test_scenario_9_vip_and_high_value_orders_come_first(database_url: str) -> None:
+    async with api_client(database_url, plugins=[*builtin_plugins(),
+                                                 (VipAndHighValueFirst(), "priority")]) as api:
+        shop = await key(api, "storefront", channel="web")
+        vera = await staff(api, "mutation { createCustomer(email: \"vip@example.com\", "
+                                "name: \"Vera\", tags: [\"vip\"]) { id } }")
+        eve = await staff(api, "mutation { createCustomer(email: \"eve@example.com\", "
+                               "name: \"Eve\") { id } }")
+        tokens = {}
+        for who in (vera, eve):
+            issued = await staff(api, "mutation($c: String!) { issueCustomerToken("
+                                      "customerId: $c) { secret } }", c=who["id"])
+            tokens[who["id"]] = {"Authorization": f"Bearer {issued['secret']}"}
+        vip, upstart = tokens[vera["id"]], tokens[eve["id"]]
+        # a customer cannot make themselves VIP
+        body = await gql(api, upstart, "mutation($c: String!) { updateCustomer(id: $c, "
+                                       "tags: [\"vip\"]) { tags } }", {"c": eve["id"]})
+        assert only_error(body)["extensions"]["status"] == 422, body
+        regular = (await place(api, shop, "web", "MUG", 1))["data"]["placeOrder"]
+        high_value = (await place(api, shop, "web", "POSTER", 3))["data"]["placeOrder"]
+        vip_small = (await place(api, vip, "web", "MUG", 1))["data"]["placeOrder"]
+        eve_small = (await place(api, upstart, "web", "MUG", 1))["data"]["placeOrder"]
+        vip_high = (await place(api, vip, "web", "SHIRT-M", 5))["data"]["placeOrder"]
+        queue = await staff(api, "{ fulfilmentQueue(first: 10) { edges { node { id } } } }")
+        assert [e["node"]["id"] for e in queue["edges"]] == [
+            vip_high["id"], vip_small["id"], high_value["id"], regular["id"], eve_small["id"]]
