@@ -9,11 +9,16 @@ carts, orders, fulfilment, returns and erasure, with the key a real caller would
 from __future__ import annotations
 
 import asyncio
+from datetime import date
 from typing import Any
 
 from tests.api_support import Api, api_client, api_fixture  # noqa: F401
 from tests.support import builtin_plugins
-from tests.test_api_scenarios import BigOrderReview, VipAndHighValueFirst
+from tests.test_api_scenarios import (
+    BigOrderReview,
+    ConfirmationRecorder,
+    VipAndHighValueFirst,
+)
 from tests.test_graphql import ADDRESS, CHECKOUT, PROBLEMS, gql, guest_cart, only_error
 
 ORDER_FIELDS = ("id status channel lines { id sku quantity } "
@@ -373,3 +378,26 @@ async def test_scenario_9_vip_and_high_value_orders_come_first(database_url: str
         queue = await staff(api, "{ fulfilmentQueue(first: 10) { edges { node { id } } } }")
         assert [e["node"]["id"] for e in queue["edges"]] == [
             vip_high["id"], vip_small["id"], high_value["id"], regular["id"], eve_small["id"]]
+
+
+async def test_scenario_4_the_order_and_its_quotes_carry_the_expected_delivery(
+        database_url: str) -> None:
+    recorder = ConfirmationRecorder()
+    async with api_client(database_url,
+                          plugins=[*builtin_plugins(), (recorder, "confirmation")]) as api:
+        shop = await key(api, "storefront", channel="web")
+        cart_id, holding = await guest_cart(api, shop)
+        quotes = await gql(api, holding, "query($c: String!) { cart(id: $c) { shippingQuotes "
+                                         "{ method expectedDelivery } } }", {"c": cart_id})
+        quoted = quotes["data"]["cart"]["shippingQuotes"][0]["expectedDelivery"]
+        assert quoted and date.fromisoformat(quoted) > date.today(), quotes
+        body = await gql(api, holding, "mutation($c: String!) { checkout(cartId: $c, payment: "
+                                       "{gateway: \"sandbox\", token: \"tok_success\"}) { id "
+                                       "number shipping { method expectedDelivery price "
+                                       "{ amount } } } }", {"c": cart_id})
+        order = body["data"]["checkout"]
+        promised = date.fromisoformat(order["shipping"]["expectedDelivery"])
+        assert order["shipping"]["method"] == "flat_rate:standard" and promised > date.today()
+        assert recorder.sent == [{"order_id": order["id"], "number": order["number"],
+                                  "to": "erika@example.com", "event": "payment.authorized",
+                                  "expected_delivery": promised}]
