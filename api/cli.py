@@ -231,7 +231,13 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
 def cmd_graphql_schema(args: argparse.Namespace) -> int:
     from ordnung.api.graphql.schema import build_schema
 
-    print(build_schema(introspection=True).as_str())
+    schema = build_schema(introspection=True)
+    if args.markdown:
+        from ordnung.api.graphql.reference import markdown_reference
+
+        print(markdown_reference(schema._schema), end="")
+    else:
+        print(schema.as_str())
     return 0
 
 
@@ -304,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
         "graphql-schema", help="print the GraphQL schema (SDL)",
         description="Print the GraphQL API's schema in SDL, as committed in "
                     "schema.graphql. Needs no database.")
+    graphql_schema.add_argument("--markdown", action="store_true",
+                                help="print the schema reference in Markdown instead, as "
+                                     "committed in docs/graphql.md")
     graphql_schema.set_defaults(handler=cmd_graphql_schema)
     return parser
 

@@ -1,11 +1,12 @@
 """``python -m bench SCENARIO``: benchmark a real server and print one JSON line of figures.
 
 Scenarios: ``placement`` (one-shot order create), ``checkout`` (the cart flow request by
-request) and ``hot-sku`` (a flash sale on one scarce SKU). Each run starts ``ordnung
-serve`` on a fresh database, seeds a generated catalogue over the API, warms up, drives
-``--orders`` orders at ``--concurrency``, verifies the database, measures the floor (the
-same transactions straight through the driver) and prints the figures; the last line
-of stdout is one JSON object.
+request; ``--api graphql`` runs the same flow through ``/graphql``) and ``hot-sku`` (a
+flash sale on one scarce SKU). Each run starts ``ordnung serve`` on a fresh database,
+seeds a generated catalogue over the API, warms up, drives ``--orders`` orders at
+``--concurrency``, verifies the database, measures the floor (the same transactions
+straight through the driver) and prints the figures; the last line of stdout is one
+JSON object.
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             headers = shop["storefront"]
             if args.scenario == "placement":
                 attempt = load.one_shot(headers, shop["skus"])
+            elif args.scenario == "checkout" and args.api == "graphql":
+                attempt = load.graphql_checkout(headers, shop["skus"])
             elif args.scenario == "checkout":
                 attempt = load.checkout(headers, shop["skus"])
             else:
@@ -150,7 +153,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     unexpected = sum(n for status, n in outcome.statuses.items()
                      if status >= 500 or (status >= 400 and args.scenario != "hot-sku"))
     return {
-        "scenario": args.scenario, "db": args.db, "workers": args.workers,
+        "scenario": args.scenario, "api": args.api, "db": args.db, "workers": args.workers,
         "concurrency": args.concurrency, "orders": args.orders, "succeeded": successes,
         "orders_per_s": round(orders_per_s, 1),
         "attempts_per_s": round(args.orders / outcome.elapsed_s, 1) if outcome.elapsed_s else 0.0,
@@ -177,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Benchmark a real ordnung server.")
     parser.add_argument("scenario", choices=["placement", "checkout", "hot-sku"])
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--api", choices=["rest", "graphql"], default="rest",
+                        help="checkout: the cart flow over REST or over GraphQL")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--orders", type=int, default=None,

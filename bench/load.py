@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections import Counter
@@ -120,5 +121,75 @@ def checkout(headers: dict[str, str], skus: list[str], seed: int = 11) -> Attemp
                               json={"payment": {"gateway": "sandbox", "token": "tok_success"}},
                               headers=held)
         return r.status_code, r.json()
+
+    return attempt
+
+
+#: what a storefront reads back after each cart step: the cart's lines and total
+CART_FIELDS = "id status lines { sku quantity } totals { total { amount currency formatted } }"
+GRAPHQL_CHECKOUT = {
+    "create": "mutation($email: String!) { createCart(email: $email) "
+              "{ cartToken cart { id } } }",
+    "line": "mutation($cart: String!, $sku: String!) { addCartLine(cartId: $cart, sku: $sku, "
+            f"quantity: 1) {{ {CART_FIELDS} }} }}",
+    "address": "mutation($cart: String!, $shipping: AddressInput!) { setCartAddresses("
+               f"cartId: $cart, shipping: $shipping) {{ {CART_FIELDS} }} }}",
+    "quotes": "query($cart: String!) { cart(id: $cart) "
+              "{ shippingQuotes { method name price { amount currency formatted } } } }",
+    "method": "mutation($cart: String!) { setCartShippingMethod(cartId: $cart, "
+              f"method: \"flat_rate:standard\") {{ {CART_FIELDS} }} }}",
+    "order": "mutation($cart: String!, $payment: PaymentInput!) { checkout(cartId: $cart, "
+             "payment: $payment) { id number status totals { total { amount currency } } } }",
+}
+GRAPHQL_ADDRESS = {"name": ADDRESS["name"], "line1": ADDRESS["line1"], "city": ADDRESS["city"],
+                   "postalCode": ADDRESS["postal_code"], "country": ADDRESS["country"]}
+
+
+async def graphql_call(client: httpx.AsyncClient, headers: dict[str, str], operation: str,
+                       variables: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """One GraphQL operation as (REST-like status, body): the data of its only field on
+    success, or the first error's problem (``type`` and ``status`` from its extensions)."""
+    query = GRAPHQL_CHECKOUT[operation]
+    if query.startswith("query"):  # a read goes by GET, as REST's: it is not a write
+        response = await client.get("/graphql", headers=headers, params={
+            "query": query, "variables": json.dumps(variables)})
+    else:
+        response = await client.post("/graphql", headers=headers, json={
+            "query": query, "variables": variables})
+    body = response.json()
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if response.status_code >= 400 or errors:
+        extensions = (errors or [{}])[0].get("extensions") or {}
+        status = int(extensions.get("status", response.status_code if
+                                    response.status_code >= 400 else 500))
+        return status, {"type": str(extensions.get("type", "graphql"))}
+    return response.status_code, next(iter(body["data"].values()))
+
+
+def graphql_checkout(headers: dict[str, str], skus: list[str], seed: int = 11) -> Attempt:
+    """The cart flow of ``checkout`` through GraphQL: the same steps, one operation each
+    (the shipping quotes are a field of ``cart``); a placed order counts as a 201."""
+    rng = random.Random(seed)
+
+    async def attempt(client: httpx.AsyncClient, n: int) -> tuple[int, dict[str, Any]]:
+        status, created = await graphql_call(client, headers, "create",
+                                             {"email": f"cart{n}@example.com"})
+        if status >= 400:
+            return status, created
+        cart = {"cart": created["cart"]["id"]}
+        held = {**headers, "X-Cart-Token": created["cartToken"]}
+        for sku in rng.sample(skus, 3):
+            status, body = await graphql_call(client, held, "line", {**cart, "sku": sku})
+            if status >= 400:
+                return status, body
+        steps: list[tuple[str, dict[str, Any]]] = [
+            ("address", {**cart, "shipping": GRAPHQL_ADDRESS}), ("quotes", cart),
+            ("method", cart),
+            ("order", {**cart, "payment": {"gateway": "sandbox", "token": "tok_success"}})]
+        for operation, variables in steps:
+            status, body = await graphql_call(client, held, operation, variables)
+            if status >= 400:
+                return status, body
+        return 201, body
 
     return attempt

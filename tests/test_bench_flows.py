@@ -27,10 +27,12 @@ def run_bench(*args: str) -> dict[str, object]:
     return report
 
 
-@pytest.mark.parametrize("scenario", ["placement", "checkout"])
-def test_a_bench_scenario_places_every_order(scenario: str) -> None:
-    report = run_bench(scenario, "--workers", "1", "--concurrency", "4", "--orders", "12",
-                       "--warmup", "0", "--floor-orders", "12")
+@pytest.mark.parametrize(("scenario", "api"), [("placement", "rest"), ("checkout", "rest"),
+                                               ("checkout", "graphql")])
+def test_a_bench_scenario_places_every_order(scenario: str, api: str) -> None:
+    report = run_bench(scenario, "--api", api, "--workers", "1", "--concurrency", "4",
+                       "--orders", "12", "--warmup", "0", "--floor-orders", "12")
+    assert report["api"] == api, report
     assert report["succeeded"] == 12 and report["errors"] == 0, report
     assert report["oversold"] == 0 and report["lost_orders"] == 0, report
     assert report["ledger_discrepancies"] == 0, report

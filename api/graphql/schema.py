@@ -26,8 +26,10 @@ from strawberry.extensions import (
     DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
+    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
+    ValidationCache,
 )
 from strawberry.types import ExecutionContext, Info
 
@@ -1196,12 +1198,17 @@ class OrdnungSchema(strawberry.Schema):
                        execution_context: ExecutionContext | None = None) -> None:
         for error in errors:
             original = error.original_error
-            if original is None:  # a syntax or validation error of the query itself
+            facts = facts_of(original) if original is not None else None
+            if facts is None and (original is None or error.path is None
+                                  or isinstance(original, GraphQLError)):
+                # a syntax or validation error of the query itself, or a variable that
+                # does not fit its type (``"2"`` for an Int: graphql-core keeps the
+                # scalar's own error as the original); no resolver ran
                 error.extensions = {"type": "https://ordnung.dev/problems/graphql-validation",
                                     "status": 400, **(error.extensions or {})}
                 continue
-            facts = facts_of(original)
             if facts is None:
+                assert original is not None
                 log.error("unhandled error in a resolver", path=error.path,
                           exc_info=original)
                 error.message = "an internal error occurred; it has been logged"
@@ -1255,5 +1262,11 @@ def build_schema(*, introspection: bool | None = None,
     allowed = introspection_allowed() if introspection is None else introspection
     if not allowed:
         extensions.append(DisableIntrospection)
+    # a storefront sends the same few documents over and over: parsing and validating
+    # each (about a millisecond, most of GraphQL's own cost per request) happens once per
+    # document text. Both caches are bounded (128 documents); the limits above still
+    # apply, as the token limit is a parse option and the others are validation rules,
+    # part of each cache's key; errors are not cached.
+    extensions += [ParserCache, ValidationCache]
     return OrdnungSchema(query=Query, mutation=Mutation, subscription=Subscription,
                          extensions=extensions)

@@ -9,7 +9,7 @@ view is made by ``ordnung.core.domain.views.customer_order``, as in REST.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, cast
 
 import msgspec
@@ -148,6 +148,8 @@ class ShippingQuote:
     method: str
     name: str
     price: Money
+    #: the carrier plugin's promise, as in REST's quote and the order's shipping
+    expected_delivery: date | None = None
 
 
 @strawberry.type
@@ -180,7 +182,8 @@ class Cart:
                             line_total=Money.of(ln.line_total, cur))
                    for ln in (priced.lines if priced else [])],
             totals=Totals.of(priced.totals, cur) if priced else None,
-            shipping_quotes=[ShippingQuote(method=m, name=q.name, price=Money.of(q.price, cur))
+            shipping_quotes=[ShippingQuote(method=m, name=q.name, price=Money.of(q.price, cur),
+                                           expected_delivery=q.expected_delivery)
                              for m, q in (priced.quotes if priced else [])])
 
 
@@ -265,6 +268,8 @@ class Order:
     totals: Totals
     shipping_address: Address | None
     created_at: datetime
+    #: the chosen shipping method, its price and expected delivery (REST's ``shipping``)
+    shipping: ShippingQuote | None = None
     #: staff only
     hold_reason: str | None = None
     risk_score: int | None = None
@@ -297,6 +302,10 @@ class Order:
                      for r in o.returns],
             totals=Totals.of(o.totals, cur), shipping_address=Address.of(o.shipping_address),
             created_at=o.created_at,
+            shipping=None if o.shipping is None else ShippingQuote(
+                method=o.shipping.method, name=o.shipping.name,
+                price=Money.of(o.shipping.price, cur),
+                expected_delivery=o.shipping.expected_delivery),
             metadata=cast(Any, dict(o.metadata)),
             hold_reason=whole.hold_reason if whole else None,
             risk_score=whole.risk_score if whole else None,

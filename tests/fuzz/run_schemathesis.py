@@ -1,4 +1,4 @@
-"""Fuzz the REST API with schemathesis against a real ``ordnung serve``.
+"""Fuzz the REST or the GraphQL API with schemathesis against a real ``ordnung serve``.
 
 Starts ``ordnung serve --demo --workers 1`` on a fresh database (SQLite in a
 temporary folder, or a throw-away PostgreSQL database), with the bootstrap admin
@@ -18,6 +18,13 @@ vary it with ``--seed`` or ``ORDNUNG_FUZZ_SEED`` to explore further::
     python -m tests.fuzz.run_schemathesis                        # SQLite
     python -m tests.fuzz.run_schemathesis --db postgres --max-examples 8
     python -m tests.fuzz.run_schemathesis --seed 7 -- --max-failures 3
+
+``--api graphql`` fuzzes ``/graphql`` instead, found by introspection: every query
+and mutation field with ``--max-examples`` random cases (the fuzzing phase only), with
+the checks of ``tests.fuzz.graphql_checks`` — no 5xx, no GraphQL error that would be a
+5xx in REST, no Python traceback in an answer::
+
+    python -m tests.fuzz.run_schemathesis --api graphql --max-examples 30
 
 Arguments after ``--`` go to ``schemathesis run`` as they are. PostgreSQL
 runs create and drop their database through ``ORDNUNG_TEST_PG_ADMIN_URL``
@@ -259,11 +266,52 @@ def schemathesis_command(config: Path, base_url: str, admin_key: str, *, example
     ]
 
 
+#: GraphQL: a bounded run. Every query and mutation field is one operation (over 80);
+#: only the random fuzzing runs (schemathesis has no examples or coverage phase for
+#: GraphQL), each field with ``--max-examples`` cases. No ``--max-time``: with it,
+#: schemathesis repeats the fuzzing until the time is spent.
+GRAPHQL_CHECKS = ("no_server_failure", "no_python_traceback")
+GRAPHQL_PHASES = "fuzzing"
+
+
+def graphql_command(base_url: str, admin_key: str, *, examples: int, seed_value: int,
+                    extra: Sequence[str]) -> list[str]:
+    """``schemathesis run`` against ``/graphql`` with the checks of ``graphql_checks``.
+
+    The fuzzer's own key must not be revoked (every later answer would be a 401):
+    ``revokeKey`` is left out."""
+    executable = Path(sys.executable).with_name("schemathesis")
+    return [
+        str(executable), "run", f"{base_url}/graphql",
+        "--header", f"Authorization: Bearer {admin_key}",
+        "--checks", ",".join(GRAPHQL_CHECKS),
+        "--phases", GRAPHQL_PHASES,
+        "--max-examples", str(examples),
+        "--exclude-name-regex", "revokeKey",
+        "--seed", str(seed_value),
+        "--workers", "1",
+        "--request-timeout", "20",
+        "--generation-database", "none",
+        *extra,
+    ]
+
+
+def graphql_environment() -> dict[str, str]:
+    """The environment that loads the GraphQL checks into schemathesis."""
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path,
+            "SCHEMATHESIS_HOOKS": "tests.fuzz.graphql_checks"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.fuzz.run_schemathesis",
         description="Fuzz the REST API of a real `ordnung serve` with schemathesis.")
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--api", choices=["rest", "graphql"], default="rest",
+                        help="REST (the OpenAPI document) or GraphQL (/graphql, "
+                             "by introspection)")
     parser.add_argument("--max-examples", type=int, default=DEFAULT_EXAMPLES,
                         help="test cases per operation (default %(default)s)")
     parser.add_argument("--seed", type=int,
@@ -284,14 +332,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 with running_server(url, folder, "--demo", "--log-json", "--log-level",
                                     "warning", workers=1) as server:
                     data = seed(server.base_url, ADMIN_KEY)
-                    config = folder / "schemathesis.toml"
-                    write_config(config, data)
-                    command = schemathesis_command(
-                        config, server.base_url, ADMIN_KEY, examples=args.max_examples,
-                        seed_value=args.seed, extra=args.extra)
-                    print(f"fuzzing {args.db}: {args.max_examples} examples per operation, "
-                          f"seed {args.seed}", flush=True)
-                    status = subprocess.run(command, cwd=folder, check=False).returncode
+                    environment: dict[str, str] | None = None
+                    if args.api == "graphql":
+                        command = graphql_command(
+                            server.base_url, ADMIN_KEY, examples=args.max_examples,
+                            seed_value=args.seed, extra=args.extra)
+                        environment = graphql_environment()
+                    else:
+                        config = folder / "schemathesis.toml"
+                        write_config(config, data)
+                        command = schemathesis_command(
+                            config, server.base_url, ADMIN_KEY, examples=args.max_examples,
+                            seed_value=args.seed, extra=args.extra)
+                    print(f"fuzzing {args.api} on {args.db}: {args.max_examples} examples "
+                          f"per operation, seed {args.seed}", flush=True)
+                    status = subprocess.run(command, cwd=folder, env=environment,
+                                            check=False).returncode
                     if not key_still_works(server.base_url, ADMIN_KEY):
                         print("the fuzzer's admin key stopped working during the run: every "
                               "answer after that was a 401, and the run proves little",
@@ -312,7 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if stopped not in (0, -signal.SIGTERM):
         print(f"ordnung serve did not stop cleanly (exit status {stopped}):\n{log[-4000:]}")
         status = status or 1
-    print(f"schemathesis on {args.db}: exit {status} after {time.monotonic() - started:.0f} s")
+    print(f"schemathesis ({args.api}) on {args.db}: exit {status} "
+          f"after {time.monotonic() - started:.0f} s")
     return status
 
 
