@@ -273,7 +273,9 @@ async def test_failing_receivers_get_growing_retries_then_give_up_and_placement_
             assert all(a["answer"] == "" and a["latency_ms"] >= 0 for a in log)
             moments = [datetime.fromisoformat(a["at"]) for a in log]
             gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(moments)]
-            assert gaps == sorted(gaps) and gaps[-1] > 2 * gaps[0]  # exponential backoff
+            # exponential backoff: each wait at least the doubled delay (a loaded machine
+            # may stretch a wait, never shorten it, so no order between measured gaps)
+            assert all(gap >= 0.95 * 0.2 * 2 ** i for i, gap in enumerate(gaps)), gaps
             slow_log = (await service.deliveries(slow["id"]))[0]
             assert slow_log.last_error is not None and "no answer" in slow_log.last_error
             # failing beyond ``webhooks_disable_after_s``: the next failure disables it

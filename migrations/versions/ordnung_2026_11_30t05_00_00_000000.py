@@ -1,6 +1,9 @@
 """Outbox rows get ``broker_at``: NULL while the broker worker has not yet published the
 event to the installed brokers (NATS ...). Rows written before this migration are marked
 done, so installing a broker never replays history.
+
+Webhook endpoints get ``shape``: ``staff`` (what existing endpoints received) or
+``customer`` (the customer-safe view of orders and their parts).
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ from ordnung.migrations.raw import piccolo_forwards, run_statements
 
 ID = "2026-11-30T05:00:00:000000"
 VERSION = "1.38.0"
-DESCRIPTION = "outbox publish mark for the broker worker"
+DESCRIPTION = "outbox publish mark for the broker worker; webhook payload shape"
 
 STATEMENTS = [
     "ALTER TABLE outbox ADD COLUMN broker_at TIMESTAMPTZ",
     "UPDATE outbox SET broker_at = created_at",
     "CREATE INDEX outbox_broker_pending ON outbox (id) WHERE broker_at IS NULL",
+    "ALTER TABLE webhook_endpoints ADD COLUMN shape VARCHAR(16) NOT NULL DEFAULT 'staff'",
 ]
 
 
