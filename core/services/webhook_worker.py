@@ -43,7 +43,7 @@ from ordnung.core.errors import NotFound
 from ordnung.core.persistence.codec import decode
 from ordnung.core.persistence.leases import JobLeases
 from ordnung.core.runtime import Runtime
-from ordnung.core.services.webhook_guard import UnsafeUrl, check_url
+from ordnung.core.services.webhook_guard import UnsafeUrl, pin_url
 from ordnung.core.services.webhooks import live_secrets
 
 log = structlog.get_logger("ordnung.webhooks")
@@ -234,7 +234,8 @@ class WebhookWorker:
         answer, error = "", None
         started = time.perf_counter()
         try:
-            await check_url(endpoint["url"], allow_private=self.config.webhooks_allow_private)
+            target = await pin_url(endpoint["url"],
+                                   allow_private=self.config.webhooks_allow_private)
             body = row["payload"]
             headers = {"content-type": "application/json", "user-agent": "ordnung-webhooks/1",
                        "webhook-id": row["id"],
@@ -242,8 +243,9 @@ class WebhookWorker:
             headers["webhook-signature"] = " ".join(
                 Webhook(secret).sign(row["id"], now, body)
                 for secret in live_secrets(endpoint["secrets"], now))
-            response = await client.post(endpoint["url"], content=body.encode(),
-                                         headers=headers)
+            response = await client.post(target.url, content=body.encode(),
+                                         headers={**headers, **target.headers},
+                                         extensions=target.extensions)
             status = response.status_code
             answer = response.text[:ANSWER_CHARS]
         except UnsafeUrl as exc:
