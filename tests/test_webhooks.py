@@ -503,6 +503,9 @@ async def test_an_attempt_connects_to_the_address_that_was_checked(
     literal = await pin_url("http://[2606:4700::1]:8443/h", allow_private=False)
     assert literal.url == "http://[2606:4700::1]:8443/h" and literal.headers == {}
     # end to end: the receiver (on the address) gets the name in Host
+    first = (await asyncio.get_running_loop().getaddrinfo("localhost", 80))[0][4][0]
+    if first != "127.0.0.1":  # the receiver listens on IPv4 only
+        pytest.skip(f"localhost resolves to {first} first here")
     with receiving() as receiver:
         async with webhook_api(database_url) as api:
             made = await endpoint(api, f"http://localhost:{receiver.port}/hook",
