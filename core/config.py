@@ -106,7 +106,8 @@ DB_TIME_SETTINGS = ("db_connect_timeout_s", "db_acquire_timeout_s", "db_statemen
 #: webhook delivery settings in seconds, each ``ORDNUNG_<NAME>``
 WEBHOOK_NUMBERS = ("webhooks_timeout_s", "webhooks_retry_for_s", "webhooks_backoff_base_s",
                    "webhooks_backoff_max_s", "webhooks_disable_after_s",
-                   "webhooks_rotation_grace_s", "webhooks_interval_s")
+                   "webhooks_rotation_grace_s", "webhooks_interval_s",
+                   "broker_backoff_base_s", "broker_backoff_max_s")
 
 #: a count of seconds or characters that must be above zero
 Positive = Annotated[int, msgspec.Meta(gt=0)]
@@ -189,6 +190,10 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     webhooks_rotation_grace_s: Annotated[float, msgspec.Meta(ge=0)] = 86_400.0
     #: seconds between two rounds of the webhook worker when it has nothing to do
     webhooks_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    #: first and longest delay, in seconds, before the broker worker tries again after
+    #: a broker (NATS ...) failed to confirm a batch of events (exponential, jittered)
+    broker_backoff_base_s: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    broker_backoff_max_s: Annotated[float, msgspec.Meta(gt=0)] = 300.0
 
     def __post_init__(self) -> None:
         from limits import parse  # the setting is a rate in the limiter's own notation

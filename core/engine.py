@@ -41,6 +41,7 @@ from ordnung.core.pricing import PricingPipeline
 from ordnung.core.runtime import Runtime
 from ordnung.core.services.access import AccessService
 from ordnung.core.services.accounts import AccountService
+from ordnung.core.services.broker_worker import BrokerWorker
 from ordnung.core.services.carts import CartService
 from ordnung.core.services.catalog import CatalogService
 from ordnung.core.services.channels import ChannelService
@@ -112,6 +113,13 @@ class Engine:
             rt.dispatcher = self.dispatcher
             rt.journal.reacts_to = self.dispatcher.reacts_to
             rt.journal.tells_webhooks = tells_webhooks
+            publishers = await self.host.collect("ordnung_event_publisher")
+            rt.journal.tells_brokers = bool(publishers)
+            self.broker_worker = BrokerWorker(
+                self.db, publishers, interval_s=self.config.webhooks_interval_s,
+                timeout_s=self.config.webhooks_timeout_s,
+                backoff_base_s=self.config.broker_backoff_base_s,
+                backoff_max_s=self.config.broker_backoff_max_s)
             self.pipeline = PricingPipeline(self.host, rt.catalog.variants, rt.stock.available,
                                             require_tax=self.config.require_tax)
             self.catalog = CatalogService(rt)
@@ -140,6 +148,8 @@ class Engine:
                 self._background = [asyncio.create_task(self._maintenance_loop()),
                                     asyncio.create_task(self.reconcile.loop()),
                                     asyncio.create_task(self.webhook_worker.loop())]
+                if publishers:
+                    self._background.append(asyncio.create_task(self.broker_worker.loop()))
         except BaseException:
             # a failed start must not leave a bound database or an open pool behind
             self._started = False
@@ -155,6 +165,7 @@ class Engine:
                 await task
         if self._background:
             await self.webhook_worker.stop()
+            await self.broker_worker.stop()
         self._background = []
         if self._started:
             await self.accounts.drain()

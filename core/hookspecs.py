@@ -375,3 +375,19 @@ def ordnung_account_notice(notice: AccountNotice) -> bool | None:
     works once. Not retried: raising is logged (without the token) and the customer asks
     again, which replaces the token. Let one plugin deliver these notices.
     """
+
+
+# --------------------------------------------------------------------------- event brokers
+
+
+@hookspec
+def ordnung_event_publisher() -> Any | None:
+    """Return an object with ``async publish(events: Sequence[Event]) -> None``.
+
+    Called once at start. Every committed event is then handed to each publisher
+    by the broker worker, from the outbox and in the background (never on a
+    request's path), in batches in outbox order. ``publish`` returns once the
+    broker has confirmed every event and raises otherwise: the batch is retried
+    with backoff and jitter, so a publisher must let the broker deduplicate by
+    ``event.id`` (events may be published more than once, never lost).
+    """

@@ -111,3 +111,22 @@ async def test_deliveries_are_read_through_graphql(api: Api) -> None:
     assert delivery["id"] == items[0]["id"] and delivery["type"] == "order.placed", one
     assert delivery["payload"]["type"] == "order.placed", one
     assert delivery["payload"]["data"]["id"] == placed["id"], one
+
+
+async def test_the_payload_shape_is_chosen_and_checked_through_graphql(api: Api) -> None:
+    staff = await api.admin_with("webhooks")
+    body = await gql(api, staff, "mutation { createWebhookEndpoint(url: "
+                                 "\"http://127.0.0.1:9/hooks\", eventTypes: [\"order.*\"], "
+                                 "shape: \"customer\") { id shape } }")
+    made = body["data"]["createWebhookEndpoint"]
+    assert made["shape"] == "customer", body
+    changed = await gql(api, staff, "mutation($id: String!) { updateWebhookEndpoint(id: $id, "
+                                    "shape: \"staff\") { shape } }", {"id": made["id"]})
+    assert changed["data"]["updateWebhookEndpoint"]["shape"] == "staff"
+    refused = await gql(api, staff, "mutation { createWebhookEndpoint(url: "
+                                    "\"http://127.0.0.1:9/hooks\", eventTypes: [\"*\"], "
+                                    "shape: \"partner\") { id } }")
+    error = only_error(refused)
+    assert error["extensions"]["field"] == "shape" and "partner" in error["message"], refused
+    listed = await gql(api, staff, "{ webhookEndpoints(first: 10) { items { id } } }")
+    assert [e["id"] for e in listed["data"]["webhookEndpoints"]["items"]] == [made["id"]]

@@ -18,11 +18,13 @@ import nats
 import pytest
 
 from ordnung.core.persistence.database import Database
+from ordnung.core.services.broker_worker import PublishFailed
 from ordnung.plugins.brokers.nats_broker import NatsBroker
-from tests.api_support import ADMIN_KEY, Api, api_client, bearer, expect, order_body
+from tests.api_support import ADMIN_KEY, Api, api_client, bearer, order_body
 from tests.serve_support import free_port, running_server
 from tests.support import builtin_plugins
 from tests.test_crash_recovery import GIFT_SETTINGS, PLUGINS, eventually, seed
+from tests.test_statement_budget import placement_cost
 
 NATS_URL = "nats://127.0.0.1:4222"
 ADMIN = bearer(ADMIN_KEY)
@@ -83,6 +85,13 @@ def with_broker(settings: dict[str, Any]) -> list[Any]:
     return [*builtin_plugins(), (NatsBroker, "nats", settings)]
 
 
+async def publish_all(api: Api) -> None:
+    """Rounds of the broker worker (the server's background loop, driven here) until the
+    outbox holds nothing unpublished."""
+    while await api.engine.broker_worker.run_once():
+        pass
+
+
 async def test_every_event_arrives_once_also_when_the_publisher_restarts(
         database_url: str, stream: dict[str, str]) -> None:
     async with api_client(database_url, plugins=with_broker(
@@ -90,50 +99,69 @@ async def test_every_event_arrives_once_also_when_the_publisher_restarts(
         shop = await api.storefront()
         for _ in range(3):
             await api.place_order(shop, order_body(("MUG", 1)))
+        # nothing published on the requests' path: every event waits in the outbox
+        waiting = await api.engine.db.run("SELECT id FROM outbox WHERE broker_at IS NULL")
+        assert sorted(r["id"] for r in waiting) == sorted(await committed(api))
+        await publish_all(api)
         events = await committed(api)
         first = await consumed(stream)
         assert sorted(first) == sorted(events)  # each committed event, exactly once
-        # the publisher dies and a new one publishes the same events again (the sweeper
-        # after a crash, a retried reaction): JetStream drops the duplicates
+        # the publisher dies and a new one publishes the same events again (a worker
+        # killed before it marked its batch, a retried batch): JetStream drops the repeats
         await api.plugin("nats").close()
         restarted = NatsBroker(NatsBroker.Settings(servers=[NATS_URL], **stream))
-        for ev in await api.engine.runtime.journal.events(limit=10_000):
-            await restarted.ordnung_on_event(ev)
+        await restarted.publish(await api.engine.runtime.journal.events(limit=10_000))
         await api.place_order(shop, order_body(("MUG", 1)))
+        await publish_all(api)
         second = await consumed(stream)
         assert second and sorted(second) == sorted(await committed(api, after=max(events)))
         await restarted.close()
         await api.plugin("nats").close()
 
 
-async def test_a_broker_that_is_down_is_retried_and_placement_goes_on(
+async def test_an_unreachable_broker_costs_placement_nothing_and_loses_nothing(
         database_url: str, stream: dict[str, str]) -> None:
+    """NATS on a port nobody listens on: placing orders costs no more statements than
+    without the plugin beyond the outbox rows of the same insert, never waits on the
+    broker, and once NATS is reachable every event arrives, once."""
     async with api_client(database_url, plugins=with_broker(
             {"servers": [f"nats://127.0.0.1:{free_port()}"], "timeout": 0.5,
              **stream})) as api:
+        journal = api.engine.runtime.journal
+        await placement_cost(api.engine, ("MUG", 1))  # warm caches
+        journal.tells_brokers = False  # as if the plugin were not installed
+        before = set(await committed(api))
+        without = await placement_cost(api.engine, ("MUG", 1))
+        unannounced = set(await committed(api)) - before  # never handed to the broker
+        journal.tells_brokers = True
+        with_nats = await placement_cost(api.engine, ("MUG", 1))
+        assert with_nats - without <= 1, (without, with_nats)  # at most the outbox insert
         shop = await api.storefront()
         await api.place_order(shop, order_body(("MUG", 1)))
-        failures = expect(await api.client.get("/admin/reactions?limit=200", headers=ADMIN),
-                          200)["items"]
-        assert 0 < len(failures) < 200 and {f["plugin"] for f in failures} == {"nats"}
-        # the broker is back: the retries publish every event, once
+        with pytest.raises(PublishFailed):
+            await api.engine.broker_worker.run_once()
+        worker = api.engine.broker_worker
+        worker.failures = 3
+        delays = [worker.backoff_s() for _ in range(20)]
+        ceiling = api.engine.config.broker_backoff_base_s * 8
+        assert all(ceiling / 2 <= d <= ceiling for d in delays) and len(set(delays)) > 1
+        # the broker is back: the next rounds publish every event, once
         broker = api.plugin("nats")
         broker.settings.servers, broker.settings.timeout = [NATS_URL], 5.0
-        for failure in failures:
-            retried = expect(await api.client.post(f"/admin/reactions/{failure['id']}/retry",
-                                                   headers=ADMIN), 200)
-            assert retried["resolved_at"] is not None
-        await asyncio.sleep(0)
-        assert sorted(await consumed(stream)) == sorted(await committed(api))
+        await publish_all(api)
+        await publish_all(api)
+        received = await consumed(stream)
+        assert len(received) == len(set(received))
+        assert unannounced and set(received) == set(await committed(api)) - unannounced
         await broker.close()
 
 
 async def test_a_publisher_killed_mid_stream_loses_and_repeats_nothing(
         database_url: str, stream: dict[str, str], tmp_path: Path) -> None:
     """Real ``ordnung serve`` with two workers publishing while orders come in; one worker
-    is SIGKILLed mid-stream. What it left unpublished the sweeper publishes (after the
-    outbox lease); what it published twice JetStream drops: a durable consumer gets every
-    committed event exactly once."""
+    is SIGKILLed mid-stream. What it left unpublished the broker worker of another process
+    publishes (after the worker's lease); what it published twice JetStream drops: a
+    durable consumer gets every committed event exactly once."""
     env = {"ORDNUNG_PLUGINS": PLUGINS + ",nats", "ORDNUNG_PLUGIN_SETTINGS": json.dumps(
         {**GIFT_SETTINGS, "nats": {"servers": [NATS_URL], **stream}})}
     with running_server(database_url, tmp_path, env=env) as server:
@@ -175,7 +203,11 @@ async def consumed_peek(names: dict[str, str]) -> list[str]:
     client = await nats.connect(NATS_URL)
     try:
         js = client.jetstream()
-        sub = await js.pull_subscribe(f"{names['subject_prefix']}.>", stream=names["stream"])
+        try:
+            sub = await js.pull_subscribe(f"{names['subject_prefix']}.>",
+                                          stream=names["stream"])
+        except nats.js.errors.NotFoundError:  # nothing published yet
+            return []
         ids: list[str] = []
         while True:
             try:

@@ -44,6 +44,8 @@ class WebhookEndpoint:
     description: str
     event_types: list[str]
     channels: list[str]
+    shape: str = strawberry.field(description="'staff' or 'customer': which view of an "
+                                              "order (and its parts) a message's data holds")
     enabled: bool
     disabled_reason: str | None
     failing_since: datetime | None
@@ -54,7 +56,8 @@ class WebhookEndpoint:
     @classmethod
     def fields_of(cls, e: domain.WebhookEndpoint) -> dict[str, Any]:
         return {"id": strawberry.ID(e.id), "url": e.url, "description": e.description,
-                "event_types": e.event_types, "channels": e.channels, "enabled": e.enabled,
+                "event_types": e.event_types, "channels": e.channels, "shape": e.shape,
+                "enabled": e.enabled,
                 "disabled_reason": e.disabled_reason, "failing_since": e.failing_since,
                 "signing_secrets": e.signing_secrets, "created_at": e.created_at,
                 "updated_at": e.updated_at}
@@ -173,25 +176,29 @@ class WebhookMutation:
     async def create_webhook_endpoint(self, info: Info, url: str, event_types: list[str],
                                       channels: list[str] | None = None,
                                       description: str | None = None,
-                                      enabled: bool | None = None
+                                      enabled: bool | None = None,
+                                      shape: str | None = None
                                       ) -> WebhookEndpointCreated:
         engine = _staff_engine(info)
         data = checked(engine, NewEndpoint, url=url, event_types=event_types,
-                       channels=channels, description=description, enabled=enabled)
+                       channels=channels, description=description, enabled=enabled,
+                       shape=shape)
         return WebhookEndpointCreated.created(await engine.webhooks.create(
             url=data.url, event_types=data.event_types, channels=data.channels,
-            description=data.description, enabled=data.enabled))
+            description=data.description, enabled=data.enabled, shape=data.shape))
 
     @strawberry.mutation(description="Change an endpoint's URL, event types, channels, "
-                                     "description or enabled (staff, 'webhooks').")
+                                     "description, shape or enabled (staff, 'webhooks').")
     async def update_webhook_endpoint(self, info: Info, id: str, url: str | None = None,
                                       event_types: list[str] | None = None,
                                       channels: list[str] | None = None,
                                       description: str | None = None,
-                                      enabled: bool | None = None) -> WebhookEndpoint:
+                                      enabled: bool | None = None,
+                                      shape: str | None = None) -> WebhookEndpoint:
         engine = _staff_engine(info)
         data = checked(engine, EndpointChange, url=url, event_types=event_types,
-                       channels=channels, description=description, enabled=enabled)
+                       channels=channels, description=description, enabled=enabled,
+                       shape=shape)
         given = {k: v for k, v in msgspec.structs.asdict(data).items()
                  if v is not msgspec.UNSET}
         return WebhookEndpoint.of(await engine.webhooks.update(id, **given))

@@ -22,6 +22,9 @@ class NewEndpoint(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     channels: list[str] = []
     description: str = ""
     enabled: bool = True
+    #: ``data`` as staff see it (default) or the customer-safe view (no risk, fraud or
+    #: gateway details), for receivers that must not see staff data
+    shape: Literal["staff", "customer"] = "staff"
 
 
 class EndpointChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -30,6 +33,7 @@ class EndpointChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     channels: list[str] | msgspec.UnsetType = msgspec.UNSET
     description: str | msgspec.UnsetType = msgspec.UNSET
     enabled: bool | msgspec.UnsetType = msgspec.UNSET
+    shape: Literal["staff", "customer"] | msgspec.UnsetType = msgspec.UNSET
 
 
 class Rotation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -66,7 +70,7 @@ class WebhookController(Controller):
         `webhook-url-refused`) unless the installation allows them."""
         made = await engine_of(request).webhooks.create(
             url=data.url, event_types=data.event_types, channels=data.channels,
-            description=data.description, enabled=data.enabled)
+            description=data.description, enabled=data.enabled, shape=data.shape)
         return created(made, f"/admin/webhooks/{made.id}")
 
     @get("/", responses=problems(422))

@@ -75,6 +75,11 @@ def check_patterns(patterns: list[str]) -> list[str]:
     return patterns
 
 
+#: payload shapes an endpoint may choose: ``staff`` (what the staff API returns) or
+#: ``customer`` (the customer-safe view: no risk score, fraud reasons, gateway details)
+SHAPES = ("staff", "customer")
+
+
 def matches(patterns: list[str], event_type: str) -> bool:
     return any(fnmatch.fnmatchcase(event_type, p) for p in patterns)
 
@@ -100,6 +105,8 @@ class WebhookEndpoint(msgspec.Struct, kw_only=True):
     event_types: list[str]
     #: only events of these channels (orders' channel, availability's channel); empty: all
     channels: list[str] = []
+    #: ``staff`` or ``customer``: which view of an order (and its parts) ``data`` holds
+    shape: str = "staff"
     enabled: bool = True
     #: why the endpoint was disabled automatically (None when enabled by staff)
     disabled_reason: str | None = None

@@ -45,6 +45,9 @@ class Journal:
         #: too, left for the webhook worker (``webhooks_at`` NULL) and, when no plugin
         #: reacts, written already dispatched so that the sweeper never takes them
         self.tells_webhooks: Callable[[Event], bool] = lambda _: False
+        #: whether event brokers are installed (set by the engine): then every event gets
+        #: an outbox row left for the broker worker (``broker_at`` NULL)
+        self.tells_brokers = False
 
     async def append(self, events: Sequence[Event]) -> None:
         """Write events and the outbox rows of those with reactions; call inside the
@@ -60,12 +63,12 @@ class Journal:
         rows = []
         for e, data in zip(events, payloads, strict=True):
             reacts, tells = self.reacts_to(e), self.tells_webhooks(e)
-            if reacts or tells:
+            if reacts or tells or self.tells_brokers:
                 rows.append((e.id, e.kind, e.order_id, data, now, None if reacts else now, 1,
-                             None if tells else now))
+                             None if tells else now, None if self.tells_brokers else now))
         await self.db.insert_rows(
             "outbox", ("id", "kind", "order_id", "payload", "created_at", "dispatched_at",
-                       "attempts", "webhooks_at"), rows,
+                       "attempts", "webhooks_at", "broker_at"), rows,
             computed={"claimed_until": self.db.sql_now(LEASE.total_seconds())})
 
     async def timeline(self, order_id: str) -> list[Event]:

@@ -127,6 +127,8 @@ class OutboxRow(Table, tablename="outbox"):
     attempts = Integer()
     #: when the webhook worker turned the event into deliveries (NULL: not yet)
     webhooks_at = Timestamptz(null=True, default=None)
+    #: when the broker worker published the event (NULL: not yet)
+    broker_at = Timestamptz(null=True, default=None)
 
 
 class ReactionFailureRow(Table, tablename="reaction_failures"):

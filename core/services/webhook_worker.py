@@ -6,7 +6,8 @@ every server process; a lease on the database's clock lets one work at a time):
 
 1. fan-out: turns each untold outbox event into one delivery per matching enabled
    endpoint (payload built now: ``{id, type, created_at, version, data}`` with ``data``
-   the staff shape), and marks the event told, in one transaction;
+   the staff or the customer-safe shape, as the endpoint chose), and marks the event
+   told, in one transaction;
 2. sends the due deliveries, each claimed first for longer than a request may take
    (a worker killed mid-request leaves a claim that runs out, and the delivery is sent
    again), signed per Standard Webhooks with every live secret of the endpoint;
@@ -36,12 +37,13 @@ from ordnung.core.config import EngineConfig
 from ordnung.core.domain.common import new_id
 from ordnung.core.domain.events import Event
 from ordnung.core.domain.orders import Order
+from ordnung.core.domain.views import CustomerOrder, customer_order
 from ordnung.core.domain.webhooks import PAYLOAD_VERSION, matches, webhook_type
 from ordnung.core.errors import NotFound
 from ordnung.core.persistence.codec import decode
 from ordnung.core.persistence.leases import JobLeases
 from ordnung.core.runtime import Runtime
-from ordnung.core.services.webhook_guard import UnsafeUrl, check_url
+from ordnung.core.services.webhook_guard import UnsafeUrl, pin_url
 from ordnung.core.services.webhooks import live_secrets
 
 log = structlog.get_logger("ordnung.webhooks")
@@ -118,7 +120,8 @@ class WebhookWorker:
             if not rows:
                 return 0
             endpoints = [dict(r) for r in await self.db.run(
-                "SELECT id, event_types, channels FROM webhook_endpoints WHERE enabled = {}",
+                "SELECT id, event_types, channels, shape FROM webhook_endpoints "
+                "WHERE enabled = {}",
                 True)]
             for ep in endpoints:
                 ep["event_types"] = json.loads(ep["event_types"])
@@ -127,8 +130,11 @@ class WebhookWorker:
             if endpoints:
                 for row in rows:
                     ev = decode(row["payload"], Event)
-                    for message, channel in await self._messages(ev):
-                        for ep in endpoints:
+                    shaped: dict[str, list[tuple[dict[str, Any], str | None]]] = {}
+                    for ep in endpoints:
+                        if ep["shape"] not in shaped:  # read the order once per shape
+                            shaped[ep["shape"]] = await self._messages(ev, ep["shape"])
+                        for message, channel in shaped[ep["shape"]]:
                             if not matches(ep["event_types"], message["type"]):
                                 continue
                             if ep["channels"] and channel not in ep["channels"]:
@@ -152,8 +158,11 @@ class WebhookWorker:
                 + ", ".join("{}" for _ in ids) + ")", *ids)
         return len(deliveries)
 
-    async def _messages(self, ev: Event) -> list[tuple[dict[str, Any], str | None]]:
-        """The webhook messages of one event (without ``id``) with their channel."""
+    async def _messages(self, ev: Event, shape: str
+                        ) -> list[tuple[dict[str, Any], str | None]]:
+        """The webhook messages of one event (without ``id``) with their channel, in the
+        endpoint's ``shape``: the staff view, or the customer-safe view of
+        ``ordnung.core.domain.views`` (no risk, fraud or gateway details)."""
         kind = webhook_type(ev)
         if kind is None:
             return []
@@ -175,10 +184,11 @@ class WebhookWorker:
         if kind == "notification.sent":
             return [({**base, "data": {**ev.data, "order_id": order.id,
                                        "order_number": order.number}}, order.channel)]
-        data: Any = msgspec.to_builtins(order)
-        parts: dict[str, list[Any]] = {"payment": list(order.payments),
-                                       "shipment": list(order.shipments),
-                                       "return": list(order.returns)}
+        view: Order | CustomerOrder = customer_order(order) if shape == "customer" else order
+        data: Any = msgspec.to_builtins(view)
+        parts: dict[str, list[Any]] = {"payment": list(view.payments),
+                                       "shipment": list(view.shipments),
+                                       "return": list(view.returns)}
         part = parts.get(ev.machine or "")
         if part is not None:
             found = next((p for p in part if p.id == ev.entity_id), None)
@@ -224,7 +234,8 @@ class WebhookWorker:
         answer, error = "", None
         started = time.perf_counter()
         try:
-            await check_url(endpoint["url"], allow_private=self.config.webhooks_allow_private)
+            target = await pin_url(endpoint["url"],
+                                   allow_private=self.config.webhooks_allow_private)
             body = row["payload"]
             headers = {"content-type": "application/json", "user-agent": "ordnung-webhooks/1",
                        "webhook-id": row["id"],
@@ -232,8 +243,9 @@ class WebhookWorker:
             headers["webhook-signature"] = " ".join(
                 Webhook(secret).sign(row["id"], now, body)
                 for secret in live_secrets(endpoint["secrets"], now))
-            response = await client.post(endpoint["url"], content=body.encode(),
-                                         headers=headers)
+            response = await client.post(target.url, content=body.encode(),
+                                         headers={**headers, **target.headers},
+                                         extensions=target.extensions)
             status = response.status_code
             answer = response.text[:ANSWER_CHARS]
         except UnsafeUrl as exc:

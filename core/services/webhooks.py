@@ -15,6 +15,7 @@ import msgspec
 from ordnung.core.config import EngineConfig
 from ordnung.core.domain.common import new_id
 from ordnung.core.domain.webhooks import (
+    SHAPES,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
@@ -56,11 +57,18 @@ def endpoint_of(row: dict[str, Any], now: datetime) -> WebhookEndpoint:
     return WebhookEndpoint(
         id=row["id"], url=row["url"], description=row["description"],
         event_types=json.loads(row["event_types"]), channels=json.loads(row["channels"]),
+        shape=row["shape"],
         enabled=bool(row["enabled"]), disabled_reason=row["disabled_reason"],
         failing_since=moment(row["failing_since"]),
         signing_secrets=len(live_secrets(row["secrets"], now)),
         created_at=moment(row["created_at"]) or now,
         updated_at=moment(row["updated_at"]) or now)
+
+
+def _shape(value: Any) -> str:
+    if value not in SHAPES:
+        raise InvalidInput(f"shape must be one of {', '.join(SHAPES)}", field="shape")
+    return str(value)
 
 
 def _text_list(value: Any, field: str, *, limit: int = 50) -> list[str]:
@@ -95,11 +103,13 @@ class WebhookService:
             raise InvalidInput(str(exc), field="event_types") from None
 
     async def create(self, *, url: str, event_types: list[str], channels: list[str] | None = None,
-                     description: str = "", enabled: bool = True) -> WebhookEndpointCreated:
+                     description: str = "", enabled: bool = True,
+                     shape: str = "staff") -> WebhookEndpointCreated:
         """Register an endpoint; the answer carries its signing secret, shown only now."""
         await check_url(url, allow_private=self.config.webhooks_allow_private)
         types = await self._types(event_types)
         chans = _text_list(channels or [], "channels")
+        shape = _shape(shape)
         if len(description) > 500:
             raise InvalidInput("description is longer than 500 characters", field="description")
         secret = new_secret()
@@ -107,10 +117,10 @@ class WebhookService:
         now = self.db.sql_now()
         await self.db.run(
             "INSERT INTO webhook_endpoints (id, url, description, event_types, channels, "
-            "enabled, disabled_reason, secrets, failing_since, created_at, updated_at) VALUES "
-            f"({{}}, {{}}, {{}}, {{}}, {{}}, {{}}, NULL, {{}}, NULL, {now}, {now})",
+            "enabled, disabled_reason, secrets, failing_since, created_at, updated_at, shape) "
+            f"VALUES ({{}}, {{}}, {{}}, {{}}, {{}}, {{}}, NULL, {{}}, NULL, {now}, {now}, {{}})",
             endpoint_id, url, description, json.dumps(types), json.dumps(chans), bool(enabled),
-            json.dumps([{"secret": secret, "expires_at": None}]))
+            json.dumps([{"secret": secret, "expires_at": None}]), shape)
         shown = await self.get(endpoint_id)
         return WebhookEndpointCreated(**msgspec.structs.asdict(shown), secret=secret)
 
@@ -127,7 +137,7 @@ class WebhookService:
 
     async def update(self, endpoint_id: str, *, url: str = _UNSET, event_types: Any = _UNSET,
                      channels: Any = _UNSET, description: Any = _UNSET,
-                     enabled: Any = _UNSET) -> WebhookEndpoint:
+                     enabled: Any = _UNSET, shape: Any = _UNSET) -> WebhookEndpoint:
         """Change what is given. Enabling an endpoint clears the reason it was disabled
         for and its failure streak."""
         await self._row(endpoint_id)
@@ -149,6 +159,9 @@ class WebhookService:
                                    field="description")
             sets.append("description = {}")
             args.append(description)
+        if shape is not _UNSET:
+            sets.append("shape = {}")
+            args.append(_shape(shape))
         if enabled is not _UNSET:
             sets.append("enabled = {}")
             args.append(bool(enabled))

@@ -2,23 +2,26 @@
 
 For installations beyond one machine: instead of (or besides) webhooks, each event of
 the outbox is published to JetStream on ``<subject_prefix>.<event kind>`` (e.g.
-``ordnung.order.placed``) with ``Nats-Msg-Id`` set to the event's id, and the publish
-acknowledgement is awaited. Delivery rides on the engine's after-commit reactions: the
-process that committed publishes at once, the sweeper publishes what a crashed process
-left, and a failed publish is recorded and retried with backoff (``/admin/reactions``).
-A publish repeated after a crash or a retry carries the same id, so JetStream drops it
-within the stream's duplicate window: consumers see each event once.
+``ordnung.order.placed``) with ``Nats-Msg-Id`` set to the event's id, and every publish
+acknowledgement is awaited. The plugin is an event publisher (``ordnung_event_publisher``):
+the engine's broker worker hands it the outbox's events in batches, in the background of
+every server process under a lease, never on a request's path, so a slow or unreachable
+NATS never delays an order. A batch not confirmed is retried with backoff and jitter; a
+batch published again after a crash or a retry carries the same ids, so JetStream drops
+the repeats within the stream's duplicate window: consumers see each event once.
 
 Another broker (RabbitMQ, Kafka) is a plugin of the same shape: a class with a
-``Settings`` Struct, an ``ordnung_on_event`` hook that publishes with the event id as
-the broker's deduplication key (RabbitMQ: ``message_id`` plus a deduplication plugin
-or an idempotent consumer; Kafka: an idempotent producer keyed by the event id) and
+``Settings`` Struct, an ``ordnung_event_publisher`` hook returning an object whose
+``async publish(events)`` sends each event with its id as the broker's deduplication key
+(RabbitMQ: ``message_id`` plus a deduplication plugin or an idempotent consumer, with
+publisher confirms; Kafka: an idempotent producer keyed by the event id, ``acks=all``) and
 raises when the broker does not confirm, and an entry point in ``ordnung``'s group.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -91,12 +94,17 @@ class NatsBroker:
         return f"{self.settings.subject_prefix}.{event.kind}"
 
     @hookimpl
-    async def ordnung_on_event(self, event: Event) -> None:
+    def ordnung_event_publisher(self) -> NatsBroker:
+        return self
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        """Publish ``events`` in order, each acknowledged by JetStream; raises otherwise."""
         js = await self._jetstream()
-        ack = await js.publish(self.subject(event), encode(event).encode(),
-                               headers={"Nats-Msg-Id": event.id})
-        if ack.duplicate:
-            log.debug("event already published", event_id=event.id)
+        for event in events:
+            ack = await js.publish(self.subject(event), encode(event).encode(),
+                                   headers={"Nats-Msg-Id": event.id})
+            if ack.duplicate:
+                log.debug("event already published", event_id=event.id)
 
     async def close(self) -> None:
         """Drain and close the connection (an embedding application stopping)."""
