@@ -1249,16 +1249,22 @@ def introspection_allowed() -> bool:
     return env_bool("ORDNUNG_GRAPHQL_INTROSPECTION", raw)
 
 
+def _shared(extension: SchemaExtension) -> Any:
+    """A factory that hands out the same stateless extension for every request."""
+    return lambda: extension
+
+
 def build_schema(*, introspection: bool | None = None,
                  max_depth: int = MAX_DEPTH) -> OrdnungSchema:
     """The schema with its limits; introspection from the setting unless given."""
-    # factories, not instances: a fresh extension for each request
-    extensions: list[Any] = [
-        lambda: QueryDepthLimiter(max_depth=max_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        CheckArguments,
-    ]
+    # The limiters hold no state of a request: one of each serves every request (through
+    # a factory, as strawberry asks). They must stay the same objects, because their
+    # validation rules are part of the validation cache's key (below): a fresh limiter
+    # per request would miss the cache every time.
+    limiters = (QueryDepthLimiter(max_depth=max_depth),
+                MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+                MaxTokensLimiter(max_token_count=MAX_TOKENS))
+    extensions: list[Any] = [*(_shared(limiter) for limiter in limiters), CheckArguments]
     allowed = introspection_allowed() if introspection is None else introspection
     if not allowed:
         extensions.append(DisableIntrospection)
