@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import msgspec
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
@@ -22,7 +23,8 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 from ordnung.api.access import declare
 from ordnung.core import Engine
 from ordnung.core.domain.access import Principal
-from ordnung.core.errors import InvalidCredentials, NotFound
+from ordnung.core.errors import InvalidCredentials, InvalidInput, NotFound
+from ordnung.core.requests import PlaceOrder
 
 PUBLIC_PATHS = ["/health", "/schema"]
 WEBHOOK_PREFIX = "/webhooks/"
@@ -135,6 +137,39 @@ def require_api_caller(p: Principal) -> None:
     resolvers then apply the rules above field by field."""
     if p.kind not in ("admin", "storefront", "customer"):
         raise PermissionDeniedException("needs an API key or a customer token")
+
+
+def order_for_caller(p: Principal, data: PlaceOrder) -> PlaceOrder:
+    """The order ``p`` may place from ``data``: a storefront key places guest orders on
+    its own channel; a customer token orders for its own customer (filled in when
+    absent); staff place any."""
+    if p.kind == "storefront":
+        if data.channel != p.channel:
+            raise PermissionDeniedException("a storefront key places orders on its own "
+                                            "channel only")
+        if data.customer_id is not None:
+            raise PermissionDeniedException("a storefront key places guest orders; use a "
+                                            "customer token for a customer's order")
+    if p.kind == "customer":
+        if data.customer_id not in (None, p.customer_id):
+            raise PermissionDeniedException("a customer token orders for its customer")
+        return msgspec.structs.replace(data, customer_id=p.customer_id)
+    return data
+
+
+def cart_channel(p: Principal, channel: str | None) -> str:
+    """The channel of a new cart of ``p``: a storefront key's own (another is refused);
+    for a customer token without one, the channel its session was opened on."""
+    if p.kind == "storefront":
+        if channel not in (None, p.channel):
+            raise InvalidInput("a storefront key creates carts for its own channel",
+                               field="channel")
+        channel = p.channel
+    if p.kind == "customer" and channel is None:
+        channel = p.channel  # a session remembers where the customer signed in
+    if channel is None:
+        raise InvalidInput("channel is required", field="channel")
+    return channel
 
 
 # Guards are coroutines: litestar would run a plain function in a worker thread.

@@ -21,7 +21,7 @@ import structlog
 from graphql import GraphQLError, GraphQLResolveInfo
 from litestar import Request
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.exceptions import NotAuthorizedException
 from strawberry.extensions import (
     DisableIntrospection,
     MaxAliasesLimiter,
@@ -34,7 +34,9 @@ from strawberry.extensions import (
 from strawberry.types import ExecutionContext, Info
 
 from ordnung.api.auth import (
+    cart_channel,
     ensure_owner,
+    order_for_caller,
     require_admin,
     require_customer,
     require_customer_or_admin,
@@ -506,16 +508,7 @@ class ShopMutation:
         require_shopper_or_admin(principal, "orders")
         engine = _engine(info)
         data = checked(engine, CartIn, channel=channel, currency=currency, email=email)
-        channel = data.channel
-        if principal.kind == "storefront":
-            if channel not in (None, principal.channel):
-                raise InvalidInput("a storefront key creates carts for its own channel",
-                                   field="channel")
-            channel = principal.channel
-        if principal.kind == "customer" and channel is None:
-            channel = principal.channel
-        if channel is None:
-            raise InvalidInput("channel is required", field="channel")
+        channel = cart_channel(principal, data.channel)
         token: str | None = None
         if principal.kind == "storefront":
             cart, token = await engine.carts.create_guest(channel=channel,
@@ -636,17 +629,7 @@ class ShopMutation:
                        shipping_address=shipping_address, billing_address=billing_address,
                        shipping_method=shipping_method, codes=codes, payment=payment,
                        metadata=metadata)
-        if principal.kind == "storefront":
-            if data.channel != principal.channel:
-                raise PermissionDeniedException("a storefront key places orders on its own "
-                                                "channel only")
-            if data.customer_id is not None:
-                raise PermissionDeniedException("a storefront key places guest orders; use a "
-                                                "customer token for a customer's order")
-        if principal.kind == "customer":
-            if data.customer_id not in (None, principal.customer_id):
-                raise PermissionDeniedException("a customer token orders for its customer")
-            data = msgspec.structs.replace(data, customer_id=principal.customer_id)
+        data = order_for_caller(principal, data)
         request = _request(info)
         data = msgspec.structs.replace(
             data, client=client_facts(request, principal, data.client))

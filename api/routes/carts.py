@@ -14,7 +14,7 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.params import FromPath, HeaderParameter, JSONBody
 
-from ordnung.api.auth import shopper_or_admin
+from ordnung.api.auth import cart_channel, shopper_or_admin
 from ordnung.api.client_ip import client_facts
 from ordnung.api.problems import problems
 from ordnung.api.routes.common import (
@@ -38,7 +38,7 @@ from ordnung.api.schemas import (
 from ordnung.core.domain.access import StreamToken
 from ordnung.core.domain.carts import Cart
 from ordnung.core.domain.pricing import ExplanationStep, ShippingQuote
-from ordnung.core.errors import Conflict, InvalidInput
+from ordnung.core.errors import Conflict
 
 
 class QuoteOut(ShippingQuote, kw_only=True, frozen=True):
@@ -76,16 +76,7 @@ class CartController(Controller):
                      data: JSONBody[CartIn]) -> Response[CreatedCart]:
         """Create a cart; a guest's (storefront key) comes with its cart token."""
         principal = caller(request)
-        channel = data.channel
-        if principal.kind == "storefront":
-            if channel not in (None, principal.channel):
-                raise InvalidInput("a storefront key creates carts for its own channel",
-                                   field="channel")
-            channel = principal.channel
-        if principal.kind == "customer" and channel is None:
-            channel = principal.channel  # a session remembers where the customer signed in
-        if channel is None:
-            raise InvalidInput("channel is required", field="channel")
+        channel = cart_channel(principal, data.channel)
         carts = engine_of(request).carts
         token: str | None = None
         if principal.kind == "storefront":

@@ -18,6 +18,7 @@ from ordnung.api.auth import (
     admin,
     customer_or_admin,
     ensure_owner,
+    order_for_caller,
     order_reader,
     shopper_or_admin,
 )
@@ -89,17 +90,7 @@ class OrderController(Controller):
                     ) -> Response[OrderView]:
         """Place an order in one request: lines, addresses, shipping choice and payment."""
         principal = caller(request)
-        if principal.kind == "storefront":
-            if data.channel != principal.channel:
-                raise PermissionDeniedException("a storefront key places orders on its own "
-                                                "channel only")
-            if data.customer_id is not None:
-                raise PermissionDeniedException("a storefront key places guest orders; use a "
-                                                "customer token for a customer's order")
-        if principal.kind == "customer":
-            if data.customer_id not in (None, principal.customer_id):
-                raise PermissionDeniedException("a customer token orders for its customer")
-            data = msgspec.structs.replace(data, customer_id=principal.customer_id)
+        data = order_for_caller(principal, data)
         data = msgspec.structs.replace(
             data, client=client_facts(request, principal, data.client))
         order = await engine_of(request).orders.place(
