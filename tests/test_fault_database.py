@@ -340,3 +340,28 @@ async def test_a_server_with_its_clock_ahead_steals_no_lease(database_url: str,
                 await asyncio.sleep(0.2)
             assert rows and all(r["dispatched_at"] is not None for r in rows), rows
             assert all(r["attempts"] == 1 for r in rows), rows
+
+
+async def test_a_pooled_connection_comes_back_with_no_transaction_open(
+        database_url: str) -> None:
+    """The pool skips asyncpg's reset query on release (the engine keeps no session
+    state); a transaction a failure left open must still be rolled back, so the next
+    user of the connection neither sees nor commits its writes."""
+    if not database_url.startswith("postgres"):
+        pytest.skip("the pool's release step is PostgreSQL's")
+    db = Database(database_url, pool_size=1)
+    await db.start()
+    try:
+        pool = db.engine.pool
+        async with pool.acquire() as connection:
+            await connection.execute("CREATE TABLE pool_probe (n int)")
+        async with pool.acquire() as connection:  # the pool's only connection
+            await connection.execute("BEGIN")
+            await connection.execute("INSERT INTO pool_probe VALUES (1)")
+        async with pool.acquire() as connection:
+            assert connection.is_in_transaction() is False
+            await connection.execute("INSERT INTO pool_probe VALUES (2)")
+            assert await connection.fetchval("SELECT count(*) FROM pool_probe") == 1
+            await connection.execute("DROP TABLE pool_probe")
+    finally:
+        await db.stop()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.api_support import BERLIN, Api, api_client, api_fixture, expect  # noqa: F401
 
@@ -286,9 +287,31 @@ async def test_limits_are_refused(api: Api) -> None:
     # is checked on a schema built with a smaller one
     from ordnung.api.graphql.schema import build_schema
 
-    shallow = await build_schema(max_depth=4).execute(deep)
-    assert shallow.data is None and shallow.errors
-    assert "depth" in shallow.errors[0].message
+    schema = build_schema(max_depth=4)
+    for _ in range(2):
+        shallow = await schema.execute(deep)
+        assert shallow.data is None and shallow.errors
+        assert "depth" in shallow.errors[0].message
+
+
+def test_the_document_cache_is_bounded_and_keeps_no_syntax_error() -> None:
+    from graphql import GraphQLSyntaxError
+
+    from ordnung.api.graphql.documents import DocumentCache
+
+    cache = DocumentCache(maxsize=2)
+    first = cache.document("{ a }", {})
+    assert cache.document("{ a }", {}) is first
+    cache.document("{ b }", {})
+    cache.document("{ c }", {})  # "{ a }" was the least recently used: gone
+    assert cache.document("{ a }", {}) is not first
+    for _ in range(2):
+        with pytest.raises(GraphQLSyntaxError):
+            cache.document("{ a", {})
+    validations: list[str] = []
+    for _ in range(2):
+        assert cache.errors("{ a }", lambda: validations.append("ran") or []) == []
+    assert validations == ["ran"]
 
 
 async def test_a_variable_of_the_wrong_type_is_a_400_not_a_500(api: Api) -> None:

@@ -9,12 +9,15 @@ carts, orders, fulfilment, returns and erasure, with the key a real caller would
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import date
 from typing import Any
 
 from tests.api_support import Api, api_client, api_fixture  # noqa: F401
 from tests.support import builtin_plugins
 from tests.test_api_scenarios import (
+    ADA_ADDRESS,
+    ADA_PERSONAL,
     BigOrderReview,
     ConfirmationRecorder,
     VipAndHighValueFirst,
@@ -171,6 +174,48 @@ async def test_scenario_11_export_then_erase(api: Api) -> None:
     orders = await staff(api, "{ orders(first: 5) { edges { node { email shippingAddress "
                               "{ name } } } } }")
     assert "kim@example.com" not in str(orders) and "Erika" not in str(orders), orders
+
+
+async def test_scenario_11_erasure_also_forgets_what_the_customers_carts_held(
+        api: Api) -> None:
+    ada = await staff(api, "mutation { createCustomer(email: \"ada@example.com\", "
+                           "name: \"Ada Lovelace\") { id } }")
+    issued = await staff(api, "mutation($c: String!) { issueCustomerToken(customerId: $c) "
+                              "{ secret } }", c=ada["id"])
+    token = {"Authorization": f"Bearer {issued['secret']}"}
+    address = {"name": ADA_ADDRESS["name"], "line1": ADA_ADDRESS["line1"],
+               "city": ADA_ADDRESS["city"], "postalCode": ADA_ADDRESS["postal_code"],
+               "country": ADA_ADDRESS["country"], "phone": ADA_ADDRESS["phone"],
+               "email": ADA_ADDRESS["email"]}
+
+    async def cart_with_address() -> str:
+        body = await gql(api, token, "mutation { createCart(channel: \"web\") "
+                                     "{ cart { id } } }")
+        cart_id: str = body["data"]["createCart"]["cart"]["id"]
+        body = await gql(api, token, "mutation($c: String!, $a: AddressInput!) { "
+                                     "setCartAddresses(cartId: $c, shipping: $a, "
+                                     "email: \"ada@example.com\") { id } }",
+                         {"c": cart_id, "a": address})
+        assert "errors" not in body, body
+        return cart_id
+
+    cart_id = await cart_with_address()
+    for step in ("addCartLine(cartId: $c, sku: \"MUG\", quantity: 1) { id }",
+                 "setCartShippingMethod(cartId: $c, method: \"flat_rate:standard\") { id }"):
+        body = await gql(api, token, f"mutation($c: String!) {{ {step} }}", {"c": cart_id})
+        assert "errors" not in body, body
+    placed = await gql(api, token, CHECKOUT, {"c": cart_id})
+    order = placed["data"]["checkout"]
+    await cart_with_address()  # a second cart, still open, its address filled in
+
+    await staff(api, "mutation($c: String!) { eraseCustomer(id: $c) { id } }", c=ada["id"])
+    seen = await staff(api, "query($o: String!) { order(id: $o) { email shippingAddress "
+                            "{ name line1 city postalCode phone email } } }", o=order["id"])
+    assert not [p for p in ADA_PERSONAL if p in json.dumps(seen)], seen
+    export = await staff(api, "query($c: String!) { customerExport(id: $c) }", c=ada["id"])
+    assert [o["number"] for o in export["orders"]] == [order["number"]]
+    leaked = [p for p in ADA_PERSONAL if p in json.dumps(export)]
+    assert leaked == [], f"personal data left in the export after erasure: {leaked}"
 
 
 # --------------------------------------------------------------------------- trust model

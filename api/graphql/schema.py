@@ -18,7 +18,7 @@ from typing import Any, cast
 import msgspec
 import strawberry
 import structlog
-from graphql import GraphQLError, GraphQLResolveInfo
+from graphql import GraphQLError
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
@@ -26,12 +26,13 @@ from strawberry.extensions import (
     DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
-    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
-    ValidationCache,
 )
+from strawberry.extensions.field_extension import FieldExtension
 from strawberry.types import ExecutionContext, Info
+from strawberry.types.field import StrawberryField
+from strawberry.utils.str_converters import to_camel_case
 
 from ordnung.api.auth import (
     cart_channel,
@@ -45,6 +46,7 @@ from ordnung.api.auth import (
     require_storefront,
 )
 from ordnung.api.client_ip import client_facts
+from ordnung.api.graphql.documents import DocumentCache, KnownDocuments
 from ordnung.api.graphql.inputs import (
     AddressInput,
     LineInput,
@@ -1144,6 +1146,8 @@ class Subscription:
         principal = _principal(connection)
         require_order_reader(principal, "orders")
         engine: Engine = connection.app.state.engine
+        # a subscription takes no field extension: its one argument is checked here
+        check_parameter("orderId", order_id, engine.config.limits)
         order = await engine.orders.get(order_id)
         if principal.kind == "stream":
             if principal.order_id != order_id:
@@ -1205,24 +1209,51 @@ class OrdnungSchema(strawberry.Schema):
                                 **msgspec.to_builtins(facts.extra)}
 
 
-class CheckArguments(SchemaExtension):
+class CheckArguments(FieldExtension):
     """The text rules of REST's path and query parameters for every plain string argument
     of a root field (ids, SKUs, codes, cursors): no control character, a length bound
     (``check_parameter``). Without it an id with a NUL would reach PostgreSQL, which
     refuses it, where SQLite would look it up. Notes and reasons (which may span lines)
-    and input objects go through ``check_input`` in the resolvers instead."""
+    and input objects go through ``check_input`` in the resolvers instead.
 
-    def resolve(self, _next: Any, root: Any, info: GraphQLResolveInfo, *args: Any,
-                **kwargs: Any) -> Any:
-        if info.path.prev is None and kwargs:
-            limits = _connection(cast(Info, info)).app.state.engine.config.limits
-            for name, value in kwargs.items():
-                if name in NOTE_FIELDS:
-                    continue
-                for text in value if isinstance(value, list) else [value]:
-                    if isinstance(text, str):
-                        check_parameter(name, text, limits)
-        return _next(root, info, *args, **kwargs)
+    A field extension on the root fields only (``build_schema`` adds it): a schema
+    extension's ``resolve`` would wrap every nested field of every answer as well."""
+
+    def __init__(self) -> None:
+        #: python argument name -> the name the caller wrote (errors name the latter)
+        self.names: dict[str, str] = {}
+
+    def apply(self, field: StrawberryField) -> None:
+        self.names = {a.python_name: a.graphql_name or to_camel_case(a.python_name)
+                      for a in field.arguments}
+
+    def check(self, info: Info, kwargs: dict[str, Any]) -> None:
+        if not kwargs:
+            return
+        limits = _connection(info).app.state.engine.config.limits
+        for name, value in kwargs.items():
+            if name in NOTE_FIELDS:
+                continue
+            for text in value if isinstance(value, list) else [value]:
+                if isinstance(text, str):
+                    check_parameter(self.names.get(name, name), text, limits)
+
+    def resolve(self, next_: Any, source: Any, info: Info, **kwargs: Any) -> Any:
+        self.check(info, kwargs)
+        return next_(source, info, **kwargs)
+
+    async def resolve_async(self, next_: Any, source: Any, info: Info, **kwargs: Any) -> Any:
+        self.check(info, kwargs)
+        return await next_(source, info, **kwargs)
+
+
+def _check_root_arguments(*roots: type) -> None:
+    """Put ``CheckArguments`` on every field of the root types, once (not on
+    subscriptions: strawberry's field extensions do not wrap async generators)."""
+    for root in roots:
+        for field in root.__strawberry_definition__.fields:  # type: ignore[attr-defined]
+            if not any(isinstance(e, CheckArguments) for e in field.extensions):
+                field.extensions.append(CheckArguments())
 
 
 def introspection_allowed() -> bool:
@@ -1247,15 +1278,16 @@ def build_schema(*, introspection: bool | None = None,
     limiters = (QueryDepthLimiter(max_depth=max_depth),
                 MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
                 MaxTokensLimiter(max_token_count=MAX_TOKENS))
-    extensions: list[Any] = [*(_shared(limiter) for limiter in limiters), CheckArguments]
+    extensions: list[Any] = [_shared(limiter) for limiter in limiters]
+    _check_root_arguments(Query, Mutation)
     allowed = introspection_allowed() if introspection is None else introspection
     if not allowed:
         extensions.append(DisableIntrospection)
     # a storefront sends the same few documents over and over: parsing and validating
-    # each (about a millisecond, most of GraphQL's own cost per request) happens once per
-    # document text. Both caches are bounded (128 documents); the limits above still
-    # apply, as the token limit is a parse option and the others are validation rules,
-    # part of each cache's key; errors are not cached.
-    extensions += [ParserCache, ValidationCache]
+    # each happens once per document text (api/graphql/documents.py). The cache is
+    # bounded; the limits above still apply, as the token limit is a parse option and
+    # the others are validation rules, all fixed for this schema.
+    documents = DocumentCache()
+    extensions.append(lambda: KnownDocuments(documents))
     return OrdnungSchema(query=Query, mutation=Mutation, subscription=Subscription,
                          extensions=extensions)
