@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import structlog
 
-from ordnung.core.contexts import PricingContext, RiskContext
+from ordnung.core.contexts import RiskContext
 from ordnung.core.domain.common import new_id, order_number, utcnow
 from ordnung.core.domain.customers import Customer
 from ordnung.core.domain.events import Event
@@ -94,17 +94,13 @@ class OrderService:
             assert self.payments is not None
             self.payments.check_gateway(request.payment.gateway)
         now = utcnow()
-        priced = await self.pipeline.price(PricingInput(
+        pricing = await self.pipeline.run(PricingInput(
             currency=currency, channel=channel.id, customer=customer, email=email,
             lines=request.lines, shipping_address=request.shipping_address,
             billing_address=request.billing_address, shipping_method=request.shipping_method,
             codes=request.codes, now=now), strict=True)
-        ctx = PricingContext(
-            currency=currency, channel=channel.id, customer=customer, email=email,
-            lines=priced.lines, subtotal=priced.totals.subtotal,
-            weight_grams=sum(line.weight_grams for line in priced.lines),
-            shipping_address=request.shipping_address, billing_address=request.billing_address,
-            codes=list(request.codes), shipping_method=request.shipping_method, now=now)
+        priced = pricing.result()
+        ctx = pricing.context()  # the priced lines, as pricing's last step left them
         violations: list[dict[str, Any]] = []
         for plugin, answers in await self.rt.plugins.collect("ordnung_validate_order", ctx=ctx):
             for v in answers:
