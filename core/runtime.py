@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 import structlog
 
 from ordnung.core.contexts import TransitionContext
+from ordnung.core.dispatch import Dispatcher, reacts_to
 from ordnung.core.domain.common import utcnow
 from ordnung.core.domain.events import Event
 from ordnung.core.domain.inventory import Movement
 from ordnung.core.domain.orders import Order
+from ordnung.core.domain.webhooks import tells_webhooks
 from ordnung.core.errors import Conflict, TransitionVetoed
 from ordnung.core.invariants import check_order, payment_secured, refresh_money_totals
 from ordnung.core.lifecycle.machine import Machine
@@ -49,10 +52,6 @@ class Stateful(Protocol):
     status: str
 
 
-class Deliverer(Protocol):
-    async def deliver(self, events: Sequence[Event], order: Order | None = None) -> None: ...
-
-
 @contextlib.contextmanager
 def bound(**values: Any) -> Iterator[None]:
     """Bind ids (order_id, cart_id...) to every log line inside the block."""
@@ -61,8 +60,10 @@ def bound(**values: Any) -> Iterator[None]:
 
 
 class Runtime:
-    def __init__(self, db: Database, plugins: PluginHost, machines: dict[str, Machine],
-                 dispatcher: Deliverer | None = None) -> None:
+    def __init__(self, db: Database, plugins: PluginHost, machines: dict[str, Machine], *,
+                 limits: InputLimits | None = None, tells_brokers: bool = False) -> None:
+        """``tells_brokers``: event brokers are installed, so every event is kept in the
+        outbox for them."""
         self.db = db
         self.plugins = plugins
         self.machines = machines
@@ -72,13 +73,15 @@ class Runtime:
         self.catalog = CatalogStore(db)
         self.customers = CustomerStore(db)
         self.stock = StockStore(db)
-        self.journal = Journal(db)
+        self.journal = Journal(db, reacts_to=partial(reacts_to, plugins),
+                               tells_webhooks=tells_webhooks, tells_brokers=tells_brokers)
         self.idempotency = IdempotencyStore(db)
         self.accounts = AccountStore(db)
-        self.dispatcher: Deliverer | None = dispatcher
+        self.dispatcher = Dispatcher(plugins, self.journal, self.orders, self.stock,
+                                     self.catalog)
         self.metrics: Metrics = NoMetrics()
-        #: bounds on lines, units and codes (the engine's config sets them at start)
-        self.limits = InputLimits()
+        #: bounds on lines, units and codes (from the engine's config)
+        self.limits = limits or InputLimits()
 
     def plugin_store(self, plugin: str) -> PluginStore:
         """The named plugin's own records and counters."""
@@ -119,7 +122,7 @@ class Runtime:
     async def deliver(self, events: Sequence[Event], order: Order | None) -> None:
         """Hand committed events to the reactions (and count them)."""
         self.metrics.events(events)
-        if self.dispatcher is not None and events:
+        if events:
             await self.dispatcher.deliver(events, order)
 
 

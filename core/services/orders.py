@@ -53,12 +53,12 @@ CORE_ORDER_EVENTS = frozenset(event for _, event in CORE_MACHINES["order"].edges
 
 class OrderService:
     def __init__(self, rt: Runtime, pipeline: PricingPipeline, channels: ChannelService,
-                 customers: CustomerService) -> None:
+                 customers: CustomerService, payments: PaymentService) -> None:
         self.rt = rt
         self.pipeline = pipeline
         self.channels = channels
         self.customers = customers
-        self.payments: PaymentService | None = None
+        self.payments = payments
 
     @property
     def metrics(self) -> Metrics:
@@ -91,7 +91,6 @@ class OrderService:
             customer = await self.customers.active(request.customer_id)
         email = (request.email or (customer.email if customer else "")).strip().lower()
         if request.payment is not None:
-            assert self.payments is not None
             self.payments.check_gateway(request.payment.gateway)
         now = utcnow()
         pricing = await self.pipeline.run(PricingInput(
@@ -144,7 +143,6 @@ class OrderService:
             await self.rt.deliver(change.events, change.order)
             order = change.order
             if request.payment is not None and order.payments:
-                assert self.payments is not None
                 order = await self.payments.run_authorization(
                     order.id, order.payments[-1].id, request.payment.token, one_shot=True,
                     actor=actor, order=order)
@@ -186,7 +184,6 @@ class OrderService:
                     and payment.in_flight and payment.status == "pending"):
                 resolving(idempotency_key, settled=False)
             return order
-        assert self.payments is not None
         log.warning("resuming an authorization its placement left in flight",
                     order_id=order.id, payment_id=payment.id)
         return await self.payments.run_authorization(
@@ -345,7 +342,6 @@ class OrderService:
             await change.transition("order", change.order, "cancel", data={"reason": reason})
 
         _, order = await self.rt.change_order(order_id, actor, work)
-        assert self.payments is not None
         return await self.payments.void_open(order, actor=actor)
 
     async def transition(self, order_id: str, event_name: str, *,
