@@ -26,6 +26,7 @@ from ordnung.core.domain.webhooks import tells_webhooks
 from ordnung.core.errors import Conflict, TransitionVetoed
 from ordnung.core.invariants import check_order, payment_secured, refresh_money_totals
 from ordnung.core.lifecycle.machine import Machine
+from ordnung.core.lifecycle.questions import Lifecycle
 from ordnung.core.limits import InputLimits
 from ordnung.core.observe import Metrics, NoMetrics
 from ordnung.core.persistence.accounts import AccountStore
@@ -67,6 +68,8 @@ class Runtime:
         self.db = db
         self.plugins = plugins
         self.machines = machines
+        #: what services ask about states, instead of naming them
+        self.lifecycle = Lifecycle(machines)
         self.orders = OrderStore(db)
         self.order_parts = OrderPartStore(db)
         self.carts = CartStore(db)

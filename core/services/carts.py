@@ -107,7 +107,7 @@ class CartService:
         """Load, change, re-price, save: a failing price leaves the cart as it was."""
         with bound(cart_id=cart_id):
             cart = await self.rt.carts.get(cart_id)
-            if cart.status != "open":
+            if not cart.is_open:
                 raise Conflict(f"cart {cart_id} is {cart.status}; it can no longer change",
                                cart_id=cart_id, order_id=cart.order_id)
             version = cart.version
@@ -222,7 +222,7 @@ class CartService:
         """Place the cart as an order. Placing a placed cart again returns its order; if the
         payment is declined the order is cancelled and the cart reopens for another try."""
         cart = await self.rt.carts.get(cart_id)
-        if cart.status != "open" and cart.order_id:
+        if not cart.is_open and cart.order_id:
             return await self.rt.orders.get(cart.order_id)
         request = PlaceOrder(
             channel=cart.channel, lines=list(cart.lines), currency=cart.currency,
@@ -237,6 +237,6 @@ class CartService:
             # the order was cancelled and its stock released: let the customer pay again
             cart = await self.rt.carts.get(cart_id)
             version = cart.version
-            cart.status, cart.order_id, cart.updated_at = "open", None, utcnow()
+            cart.reopen(utcnow())
             await self.rt.carts.save(cart, version)
             raise

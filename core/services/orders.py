@@ -114,7 +114,8 @@ class OrderService:
             for attempt in range(3):
                 order = Order(
                     id=order_id, number=order_number(), channel=channel.id,
-                    customer_id=customer.id if customer else None, email=email, status="draft",
+                    customer_id=customer.id if customer else None, email=email,
+                    status=self.rt.lifecycle.order.initial,
                     currency=currency, prices_include_tax=priced.prices_include_tax,
                     lines=[msgspec.structs.replace(line) for line in priced.lines],
                     adjustments=list(priced.adjustments), shipping=priced.shipping,
@@ -169,9 +170,10 @@ class OrderService:
             resolving(idempotency_key)
         order = await self.rt.orders.get(order_id)
         payment = order.payments[0] if order.payments else None
+        lifecycle = self.rt.lifecycle
         if request.payment is not None and payment is not None and (
-                payment.status == "failed" or (payment.status == "voided"
-                                               and payment.failure_reason != "")):
+                lifecycle.payment_declined(payment) or (lifecycle.payment_voided(payment)
+                                                        and payment.failure_reason != "")):
             # declined, or voided unanswered by the reconciliation job: the placement
             # holds nothing, as a decline would have left it
             raise PaymentDeclined(payment.gateway, payment.failure_reason or "declined",
@@ -181,7 +183,7 @@ class OrderService:
                 or payment.operations != 1 or payment.in_flight_since is None
                 or utcnow() - payment.in_flight_since < RESUME_AUTHORIZATION_AFTER):
             if (idempotency_key and request.payment is not None and payment is not None
-                    and payment.in_flight and payment.status == "pending"):
+                    and payment.in_flight and lifecycle.payment_unanswered(payment)):
                 resolving(idempotency_key, settled=False)
             return order
         log.warning("resuming an authorization its placement left in flight",
@@ -211,7 +213,7 @@ class OrderService:
                                   created_at=utcnow())
                 order.payments.append(payment)
                 change.emit("payment.created", machine="payment", entity_id=payment.id,
-                            to_state="pending",
+                            to_state=payment.status,
                             data={"gateway": payment.gateway, "amount": payment.amount})
             await self._assess(change, customer, request.client)
             order.priority = sum(int(points) for _, points in await self.rt.plugins.collect(
@@ -240,13 +242,11 @@ class OrderService:
             await change.commit(insert=True)
             if cart_id:
                 cart = await self.rt.carts.get(cart_id, for_update=True)
-                if cart.status != "open":
+                if not cart.is_open:
                     raise Conflict(f"cart {cart_id} was already placed", cart_id=cart_id,
                                    order_id=cart.order_id)
                 version = cart.version
-                cart.status = "placed"
-                cart.order_id = order.id
-                cart.updated_at = utcnow()
+                cart.placed_as(order.id, utcnow())
                 await self.rt.carts.save(cart, version)
             if key:
                 await self.rt.idempotency.store(key, print_, order.id)
