@@ -20,10 +20,9 @@ from ordnung.core.contexts import TransitionContext
 from ordnung.core.dispatch import Dispatcher, reacts_to
 from ordnung.core.domain.common import utcnow
 from ordnung.core.domain.events import Event
-from ordnung.core.domain.inventory import Movement
 from ordnung.core.domain.orders import Order
 from ordnung.core.domain.webhooks import tells_webhooks
-from ordnung.core.errors import Conflict, TransitionVetoed
+from ordnung.core.errors import Conflict, OutOfStock, TransitionVetoed
 from ordnung.core.invariants import check_order, payment_secured, refresh_money_totals
 from ordnung.core.lifecycle.machine import Machine
 from ordnung.core.lifecycle.questions import Lifecycle
@@ -40,8 +39,9 @@ from ordnung.core.persistence.journal import Journal, event
 from ordnung.core.persistence.order_parts import OrderPartStore
 from ordnung.core.persistence.orders import OrderStore
 from ordnung.core.persistence.plugin_store import PluginStore
-from ordnung.core.persistence.stock import StockStore, movement
+from ordnung.core.persistence.stock import StockStore, Want
 from ordnung.core.plugin_host import PluginHost
+from ordnung.core.stock_moves import StockMoves
 
 log = structlog.get_logger("ordnung")
 
@@ -137,10 +137,8 @@ class OrderChange:
         self.order = order
         self.actor = actor
         self.events: list[Event] = []
-        self.movements: list[Movement] = []
-        self.availability: set[str] = set()
-        #: availability after this change, per SKU, where the reserving statement told
-        self.known_availability: dict[str, int] = {}
+        #: every stock movement of this change goes through here
+        self.stock = StockMoves(runtime.stock, actor=actor, order_id=order.id)
         self._version = order.version
 
     # -- state machines -------------------------------------------------------------
@@ -179,10 +177,19 @@ class OrderChange:
     # -- stock ------------------------------------------------------------------------
     async def move_stock(self, kind: str, sku: str, location_id: str, on_hand: int,
                          reserved: int, reason: str = "") -> None:
-        await self.rt.stock.apply([(sku, location_id, on_hand, reserved)])
-        self.movements.append(movement(sku, location_id, kind, on_hand, reserved,
-                                       order_id=self.order.id, reason=reason, actor=self.actor))
-        self.availability.add(sku)
+        await self.stock.move(kind, sku, location_id, on_hand, reserved, reason)
+
+    async def reserve_lines(self, reason: str) -> list[str]:
+        """Reserve every line of a new order (gift lines optional): the allocations go
+        on the lines, a shortage raises ``OutOfStock``; returns the skipped gift lines."""
+        wants = [Want(key=line.id, sku=line.sku, quantity=line.quantity, optional=line.gift)
+                 for line in self.order.lines]
+        outcome = await self.stock.reserve(wants, reason)
+        if outcome.shortages:
+            raise OutOfStock(outcome.shortages)
+        for line in self.order.lines:
+            line.allocations = outcome.allocations.get(line.id, [])
+        return outcome.skipped
 
     async def release_open_reservations(self, reason: str) -> None:
         """Give back every reserved, unshipped unit of the order."""
@@ -209,10 +216,11 @@ class OrderChange:
 
     async def commit(self, *, insert: bool) -> None:
         await self.advance()
-        if self.availability:
-            data: dict[str, Any] = {"skus": sorted(self.availability)}
-            if self.availability <= self.known_availability.keys():
-                data["available"] = {s: self.known_availability[s] for s in data["skus"]}
+        moved = self.stock.availability
+        if moved:
+            data: dict[str, Any] = {"skus": sorted(moved)}
+            if moved <= self.stock.known_availability.keys():
+                data["available"] = {s: self.stock.known_availability[s] for s in data["skus"]}
             self.emit("inventory.availability_changed", data=data)
         refresh_money_totals(self.order)
         check_order(self.order)
@@ -222,5 +230,5 @@ class OrderChange:
         else:
             await self.rt.orders.save(self.order, self._version)
             await self.rt.order_parts.record(self.order)
-        await self.rt.stock.record(self.movements)
+        await self.stock.record()
         await self.rt.journal.append(self.events)

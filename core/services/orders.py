@@ -20,7 +20,6 @@ from ordnung.core.domain.pricing import ExplanationStep, RiskAssessment, Violati
 from ordnung.core.errors import (
     Conflict,
     InvalidInput,
-    OutOfStock,
     PaymentDeclined,
     PluginError,
     ValidationFailed,
@@ -30,7 +29,6 @@ from ordnung.core.invariants import payment_secured
 from ordnung.core.lifecycle import CORE_MACHINES
 from ordnung.core.observe import Metrics, counts_placements
 from ordnung.core.persistence.idempotency import fingerprint
-from ordnung.core.persistence.stock import Want, movement
 from ordnung.core.pricing import PricingInput, PricingPipeline
 from ordnung.core.requests import PlaceOrder
 from ordnung.core.runtime import OrderChange, Runtime, bound
@@ -220,22 +218,9 @@ class OrderService:
                 "ordnung_fulfilment_priority", order=order, customer=customer))
             # Stock rows are locked from here to the commit (PostgreSQL): reserve as late
             # as possible, so a hot SKU's row is held for as short a time as possible.
-            wants = [Want(key=line.id, sku=line.sku, quantity=line.quantity, optional=line.gift)
-                     for line in order.lines]
-            outcome = await self.rt.stock.reserve(wants)
-            if outcome.shortages:
-                raise OutOfStock(outcome.shortages)
-            for line in order.lines:
-                allocations = outcome.allocations.get(line.id, [])
-                line.allocations = allocations
-                for alloc in allocations:
-                    change.movements.append(movement(
-                        line.sku, alloc.location_id, "reserve", 0, alloc.quantity,
-                        order_id=order.id, reason=f"order {order.number}", actor=actor))
-                    change.availability.add(line.sku)
-            if outcome.skipped:
-                self._drop_gifts(order, set(outcome.skipped))
-            change.known_availability.update(outcome.available)
+            skipped = await change.reserve_lines(f"order {order.number}")
+            if skipped:
+                self._drop_gifts(order, set(skipped))
             await self.rt.plugins.collect_each(
                 "ordnung_claim_resources",
                 lambda plugin: {"order": order, "store": self.rt.plugin_store(plugin)})
