@@ -16,8 +16,8 @@ lines in ``promotions.py``.
 """
 
 from ordnung.core.pricing.pipeline import STEPS, PricingPipeline
-from ordnung.core.pricing.state import PricingInput, PricingServices, PricingState
+from ordnung.core.pricing.state import Basket, Buyer, PricingServices, PricingState
 from ordnung.core.pricing.tax import parse_rate, tax_amount
 
-__all__ = ["STEPS", "PricingInput", "PricingPipeline", "PricingServices", "PricingState",
+__all__ = ["STEPS", "Basket", "Buyer", "PricingPipeline", "PricingServices", "PricingState",
            "parse_rate", "tax_amount"]

@@ -14,7 +14,7 @@ from ordnung.core.pricing.state import PricingServices, PricingState
 
 def merged_quantities(state: PricingState) -> dict[str, int]:
     merged: dict[str, int] = {}
-    for cart_line in state.data.lines:
+    for cart_line in state.basket.lines:
         if cart_line.quantity <= 0:
             raise InvalidInput(f"quantity of {cart_line.sku} must be positive",
                                field="quantity")

@@ -11,7 +11,8 @@ from ordnung.core.pricing.lines import price_lines
 from ordnung.core.pricing.promotions import apply_promotions
 from ordnung.core.pricing.shipping import quote_shipping
 from ordnung.core.pricing.state import (
-    PricingInput,
+    Basket,
+    Buyer,
     PricingServices,
     PricingState,
     StockLookup,
@@ -33,15 +34,15 @@ class PricingPipeline:
                  require_tax: bool = True) -> None:
         self.services = PricingServices(plugins, variants, stock, require_tax)
 
-    async def run(self, data: PricingInput, *, strict: bool) -> PricingState:
-        """Price a cart and keep the state, for a caller that asks plugins more about
+    async def run(self, basket: Basket, buyer: Buyer, *, strict: bool) -> PricingState:
+        """Price a basket and keep the state, for a caller that asks plugins more about
         the priced cart (placement validates it with the context pricing ended with)."""
-        state = PricingState(data, strict=strict)
+        state = PricingState(basket, buyer, strict=strict)
         for step in STEPS:
             await step(state, self.services)
         return state
 
-    async def price(self, data: PricingInput, *, strict: bool) -> PricedCart:
-        """Price a cart. ``strict`` (placement) turns soft problems into errors:
+    async def price(self, basket: Basket, buyer: Buyer, *, strict: bool) -> PricedCart:
+        """Price a basket. ``strict`` (placement) turns soft problems into errors:
         an unknown shipping method, a missing tax answer."""
-        return (await self.run(data, strict=strict)).result()
+        return (await self.run(basket, buyer, strict=strict)).result()

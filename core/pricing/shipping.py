@@ -44,7 +44,7 @@ def select(state: PricingState, wanted: str) -> None:
 
 async def quote_shipping(state: PricingState, services: PricingServices) -> None:
     await collect_quotes(state, services)
-    wanted = state.data.shipping_method
+    wanted = state.basket.shipping_method
     if wanted:
         select(state, wanted)
     elif state.strict and state.quotes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from typing import Protocol
 
 import msgspec
 
@@ -29,17 +30,36 @@ from ordnung.core.domain.pricing import (
 from ordnung.core.plugin_host import PluginHost
 
 
-class PricingInput(msgspec.Struct, kw_only=True):
+class Basket(Protocol):
+    """What is priced, read in the shape it arrives in (a placement request, a cart)
+    instead of being copied into another."""
+
+    @property
+    def lines(self) -> Sequence[CartLine]: ...
+
+    @property
+    def shipping_address(self) -> Address | None: ...
+
+    @property
+    def billing_address(self) -> Address | None: ...
+
+    @property
+    def shipping_method(self) -> str | None: ...
+
+    @property
+    def codes(self) -> Sequence[str]: ...
+
+
+class Buyer(msgspec.Struct, kw_only=True, frozen=True):
+    """Who buys, where and when: what the caller resolved (channel, currency, customer)
+    beside the basket."""
+
     currency: str
     channel: str
     customer: Customer | None
     email: str = ""
-    lines: Sequence[CartLine]
-    shipping_address: Address | None = None
-    billing_address: Address | None = None
-    shipping_method: str | None = None
-    codes: Sequence[str] = ()
     now: datetime
+    #: set when re-pricing an existing order
     order_id: str | None = None
 
 
@@ -65,11 +85,12 @@ class PricingState:
     get frozen snapshots, so a later step cannot change what an earlier hook saw).
     """
 
-    def __init__(self, data: PricingInput, *, strict: bool) -> None:
-        Money.zero(data.currency)  # validates the currency code
-        self.data = data
+    def __init__(self, basket: Basket, buyer: Buyer, *, strict: bool) -> None:
+        Money.zero(buyer.currency)  # validates the currency code
+        self.basket = basket
+        self.buyer = buyer
         self.strict = strict
-        self.currency = data.currency
+        self.currency = buyer.currency
         self.lines: list[OrderLine] = []
         self.subtotal = 0
         self.adjustments: list[Adjustment] = []
@@ -101,14 +122,14 @@ class PricingState:
             lines = self.lines
             weight = sum(line.weight_grams for line in lines)
             if self._request is None:
-                data = self.data
+                basket, buyer = self.basket, self.buyer
                 self._request = PricingContext(
-                    currency=self.currency, channel=data.channel, customer=data.customer,
-                    email=data.email, lines=lines, subtotal=self.subtotal,
-                    weight_grams=weight, shipping_address=data.shipping_address,
-                    billing_address=data.billing_address, codes=list(data.codes),
-                    shipping_method=data.shipping_method, now=data.now,
-                    order_id=data.order_id)
+                    currency=self.currency, channel=buyer.channel, customer=buyer.customer,
+                    email=buyer.email, lines=lines, subtotal=self.subtotal,
+                    weight_grams=weight, shipping_address=basket.shipping_address,
+                    billing_address=basket.billing_address, codes=list(basket.codes),
+                    shipping_method=basket.shipping_method, now=buyer.now,
+                    order_id=buyer.order_id)
                 self._context = self._request
             else:
                 self._context = msgspec.structs.replace(self._request, lines=lines,

@@ -13,7 +13,7 @@ from ordnung.core.domain.common import new_id, utcnow
 from ordnung.core.domain.orders import Order
 from ordnung.core.domain.pricing import ExplanationStep, ShippingQuote
 from ordnung.core.errors import Conflict, InvalidInput, NotFound, PaymentDeclined
-from ordnung.core.pricing import PricingInput, PricingPipeline
+from ordnung.core.pricing import Buyer, PricingPipeline
 from ordnung.core.requests import PaymentInput, PlaceOrder
 from ordnung.core.runtime import Runtime, bound
 from ordnung.core.services.access import token_hash
@@ -97,11 +97,9 @@ class CartService:
 
     async def _price(self, cart: Cart) -> PricedCart:
         customer = await self.customers.get(cart.customer_id) if cart.customer_id else None
-        return await self.pipeline.price(PricingInput(
+        return await self.pipeline.price(cart, Buyer(
             currency=cart.currency, channel=cart.channel, customer=customer, email=cart.email,
-            lines=cart.lines, shipping_address=cart.shipping_address,
-            billing_address=cart.billing_address, shipping_method=cart.shipping_method,
-            codes=cart.codes, now=utcnow()), strict=False)
+            now=utcnow()), strict=False)
 
     async def _change(self, cart_id: str, mutate: Callable[[Cart], Awaitable[None] | None]) -> Cart:
         """Load, change, re-price, save: a failing price leaves the cart as it was."""

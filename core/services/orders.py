@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import structlog
 
-from ordnung.core.contexts import RiskContext
+from ordnung.core.contexts import PricingContext, RiskContext
 from ordnung.core.domain.common import new_id, order_number, utcnow
 from ordnung.core.domain.customers import Customer
 from ordnung.core.domain.events import Event
@@ -29,7 +29,7 @@ from ordnung.core.invariants import payment_secured
 from ordnung.core.lifecycle import CORE_MACHINES
 from ordnung.core.observe import Metrics, counts_placements
 from ordnung.core.persistence.idempotency import fingerprint
-from ordnung.core.pricing import PricingInput, PricingPipeline
+from ordnung.core.pricing import Buyer, PricingPipeline
 from ordnung.core.requests import PlaceOrder
 from ordnung.core.runtime import OrderChange, Runtime, bound
 from ordnung.core.services.idempotency import resolving
@@ -91,21 +91,11 @@ class OrderService:
         if request.payment is not None:
             self.payments.check_gateway(request.payment.gateway)
         now = utcnow()
-        pricing = await self.pipeline.run(PricingInput(
-            currency=currency, channel=channel.id, customer=customer, email=email,
-            lines=request.lines, shipping_address=request.shipping_address,
-            billing_address=request.billing_address, shipping_method=request.shipping_method,
-            codes=request.codes, now=now), strict=True)
+        pricing = await self.pipeline.run(request, Buyer(
+            currency=currency, channel=channel.id, customer=customer, email=email, now=now),
+            strict=True)
         priced = pricing.result()
-        ctx = pricing.context()  # the priced lines, as pricing's last step left them
-        violations: list[dict[str, Any]] = []
-        for plugin, answers in await self.rt.plugins.collect("ordnung_validate_order", ctx=ctx):
-            for v in answers:
-                if not isinstance(v, Violation):
-                    raise PluginError(plugin, "ordnung_validate_order must return Violations")
-                violations.append({"plugin": plugin, **msgspec.to_builtins(v)})
-        if violations:
-            raise ValidationFailed(violations)
+        await self._validate(pricing.context())  # the lines as pricing's last step left them
 
         order_id = new_id("ord")
         with bound(order_id=order_id):
@@ -146,6 +136,17 @@ class OrderService:
                     order.id, order.payments[-1].id, request.payment.token, one_shot=True,
                     actor=actor, order=order)
             return order
+
+    async def _validate(self, ctx: PricingContext) -> None:
+        """Let plugins refuse the priced order before anything is written."""
+        violations: list[dict[str, Any]] = []
+        for plugin, answers in await self.rt.plugins.collect("ordnung_validate_order", ctx=ctx):
+            for v in answers:
+                if not isinstance(v, Violation):
+                    raise PluginError(plugin, "ordnung_validate_order must return Violations")
+                violations.append({"plugin": plugin, **msgspec.to_builtins(v)})
+        if violations:
+            raise ValidationFailed(violations)
 
     async def _replay(self, order_id: str, request: PlaceOrder, actor: str,
                       idempotency_key: str | None = None) -> Order:
