@@ -28,6 +28,22 @@ from ordnung.core.plugin_host import PluginHost
 log = structlog.get_logger("ordnung.dispatch")
 
 
+def hooks_for(plugins: PluginHost, ev: Event) -> list[str]:
+    """The after-commit hooks some plugin implements for ``ev``."""
+    hooks = ["ordnung_on_event"]
+    if ev.transition is not None:
+        hooks.append("ordnung_after_transition")
+    if ev.kind == "inventory.availability_changed":
+        hooks.append("ordnung_availability_changed")
+    return [h for h in hooks if plugins.has_impl(h)]
+
+
+def reacts_to(plugins: PluginHost, ev: Event) -> bool:
+    """Whether any plugin reacts to ``ev`` after commit (it then needs an outbox row): a
+    function of the plugins alone, so the journal knows it before a dispatcher exists."""
+    return bool(hooks_for(plugins, ev))
+
+
 class Dispatcher:
     def __init__(self, plugins: PluginHost, journal: Journal, orders: OrderStore,
                  stock: StockStore, catalog: CatalogStore) -> None:
@@ -40,15 +56,10 @@ class Dispatcher:
 
     def reacts_to(self, ev: Event) -> bool:
         """Whether any plugin reacts to ``ev`` after commit (it then needs an outbox row)."""
-        return bool(self._hooks_for(ev))
+        return reacts_to(self.plugins, ev)
 
     def _hooks_for(self, ev: Event) -> list[str]:
-        hooks = ["ordnung_on_event"]
-        if ev.transition is not None:
-            hooks.append("ordnung_after_transition")
-        if ev.kind == "inventory.availability_changed":
-            hooks.append("ordnung_availability_changed")
-        return [h for h in hooks if self.plugins.has_impl(h)]
+        return hooks_for(self.plugins, ev)
 
     async def _arguments(self, hook: str, ev: Event, order: Order | None,
                          fresh: bool = False) -> dict[str, Any]:

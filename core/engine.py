@@ -28,8 +28,6 @@ from typing import Any
 import structlog
 
 from ordnung.core.config import DEFAULT_PLUGINS, EngineConfig
-from ordnung.core.dispatch import Dispatcher
-from ordnung.core.domain.webhooks import tells_webhooks
 from ordnung.core.errors import PluginError
 from ordnung.core.lifecycle import build_machines
 from ordnung.core.lifecycle.machine import Machine, StateExtension
@@ -107,14 +105,11 @@ class Engine:
         try:
             if self.config.migrate:
                 await self.db.migrate()
-            self.runtime = rt = Runtime(self.db, self.host, self.machines)
-            rt.limits = self.config.limits
-            self.dispatcher = Dispatcher(self.host, rt.journal, rt.orders, rt.stock, rt.catalog)
-            rt.dispatcher = self.dispatcher
-            rt.journal.reacts_to = self.dispatcher.reacts_to
-            rt.journal.tells_webhooks = tells_webhooks
             publishers = await self.host.collect("ordnung_event_publisher")
-            rt.journal.tells_brokers = bool(publishers)
+            self.runtime = rt = Runtime(self.db, self.host, self.machines,
+                                        limits=self.config.limits,
+                                        tells_brokers=bool(publishers))
+            self.dispatcher = rt.dispatcher
             self.broker_worker = BrokerWorker(
                 self.db, publishers, interval_s=self.config.webhooks_interval_s,
                 timeout_s=self.config.webhooks_timeout_s,
@@ -127,8 +122,8 @@ class Engine:
             self.channels = ChannelService(rt)
             self.customers = CustomerService(rt)
             self.payments = PaymentService(rt)
-            self.orders = OrderService(rt, self.pipeline, self.channels, self.customers)
-            self.orders.payments = self.payments
+            self.orders = OrderService(rt, self.pipeline, self.channels, self.customers,
+                                       self.payments)
             self.carts = CartService(rt, self.pipeline, self.channels, self.customers, self.orders)
             self.fulfilment = FulfilmentService(rt)
             self.returns = ReturnService(rt, self.payments)

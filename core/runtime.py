@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 import structlog
 
 from ordnung.core.contexts import TransitionContext
+from ordnung.core.dispatch import Dispatcher, reacts_to
 from ordnung.core.domain.common import utcnow
 from ordnung.core.domain.events import Event
-from ordnung.core.domain.inventory import Movement
 from ordnung.core.domain.orders import Order
-from ordnung.core.errors import Conflict, TransitionVetoed
+from ordnung.core.domain.webhooks import tells_webhooks
+from ordnung.core.errors import Conflict, OutOfStock, TransitionVetoed
 from ordnung.core.invariants import check_order, payment_secured, refresh_money_totals
 from ordnung.core.lifecycle.machine import Machine
+from ordnung.core.lifecycle.questions import Lifecycle
 from ordnung.core.limits import InputLimits
 from ordnung.core.observe import Metrics, NoMetrics
 from ordnung.core.persistence.accounts import AccountStore
@@ -36,8 +39,9 @@ from ordnung.core.persistence.journal import Journal, event
 from ordnung.core.persistence.order_parts import OrderPartStore
 from ordnung.core.persistence.orders import OrderStore
 from ordnung.core.persistence.plugin_store import PluginStore
-from ordnung.core.persistence.stock import StockStore, movement
+from ordnung.core.persistence.stock import StockStore, Want
 from ordnung.core.plugin_host import PluginHost
+from ordnung.core.stock_moves import StockMoves
 
 log = structlog.get_logger("ordnung")
 
@@ -49,10 +53,6 @@ class Stateful(Protocol):
     status: str
 
 
-class Deliverer(Protocol):
-    async def deliver(self, events: Sequence[Event], order: Order | None = None) -> None: ...
-
-
 @contextlib.contextmanager
 def bound(**values: Any) -> Iterator[None]:
     """Bind ids (order_id, cart_id...) to every log line inside the block."""
@@ -61,24 +61,30 @@ def bound(**values: Any) -> Iterator[None]:
 
 
 class Runtime:
-    def __init__(self, db: Database, plugins: PluginHost, machines: dict[str, Machine],
-                 dispatcher: Deliverer | None = None) -> None:
+    def __init__(self, db: Database, plugins: PluginHost, machines: dict[str, Machine], *,
+                 limits: InputLimits | None = None, tells_brokers: bool = False) -> None:
+        """``tells_brokers``: event brokers are installed, so every event is kept in the
+        outbox for them."""
         self.db = db
         self.plugins = plugins
         self.machines = machines
+        #: what services ask about states, instead of naming them
+        self.lifecycle = Lifecycle(machines)
         self.orders = OrderStore(db)
         self.order_parts = OrderPartStore(db)
         self.carts = CartStore(db)
         self.catalog = CatalogStore(db)
         self.customers = CustomerStore(db)
         self.stock = StockStore(db)
-        self.journal = Journal(db)
+        self.journal = Journal(db, reacts_to=partial(reacts_to, plugins),
+                               tells_webhooks=tells_webhooks, tells_brokers=tells_brokers)
         self.idempotency = IdempotencyStore(db)
         self.accounts = AccountStore(db)
-        self.dispatcher: Deliverer | None = dispatcher
+        self.dispatcher = Dispatcher(plugins, self.journal, self.orders, self.stock,
+                                     self.catalog)
         self.metrics: Metrics = NoMetrics()
-        #: bounds on lines, units and codes (the engine's config sets them at start)
-        self.limits = InputLimits()
+        #: bounds on lines, units and codes (from the engine's config)
+        self.limits = limits or InputLimits()
 
     def plugin_store(self, plugin: str) -> PluginStore:
         """The named plugin's own records and counters."""
@@ -119,7 +125,7 @@ class Runtime:
     async def deliver(self, events: Sequence[Event], order: Order | None) -> None:
         """Hand committed events to the reactions (and count them)."""
         self.metrics.events(events)
-        if self.dispatcher is not None and events:
+        if events:
             await self.dispatcher.deliver(events, order)
 
 
@@ -131,10 +137,8 @@ class OrderChange:
         self.order = order
         self.actor = actor
         self.events: list[Event] = []
-        self.movements: list[Movement] = []
-        self.availability: set[str] = set()
-        #: availability after this change, per SKU, where the reserving statement told
-        self.known_availability: dict[str, int] = {}
+        #: every stock movement of this change goes through here
+        self.stock = StockMoves(runtime.stock, actor=actor, order_id=order.id)
         self._version = order.version
 
     # -- state machines -------------------------------------------------------------
@@ -173,10 +177,19 @@ class OrderChange:
     # -- stock ------------------------------------------------------------------------
     async def move_stock(self, kind: str, sku: str, location_id: str, on_hand: int,
                          reserved: int, reason: str = "") -> None:
-        await self.rt.stock.apply([(sku, location_id, on_hand, reserved)])
-        self.movements.append(movement(sku, location_id, kind, on_hand, reserved,
-                                       order_id=self.order.id, reason=reason, actor=self.actor))
-        self.availability.add(sku)
+        await self.stock.move(kind, sku, location_id, on_hand, reserved, reason)
+
+    async def reserve_lines(self, reason: str) -> list[str]:
+        """Reserve every line of a new order (gift lines optional): the allocations go
+        on the lines, a shortage raises ``OutOfStock``; returns the skipped gift lines."""
+        wants = [Want(key=line.id, sku=line.sku, quantity=line.quantity, optional=line.gift)
+                 for line in self.order.lines]
+        outcome = await self.stock.reserve(wants, reason)
+        if outcome.shortages:
+            raise OutOfStock(outcome.shortages)
+        for line in self.order.lines:
+            line.allocations = outcome.allocations.get(line.id, [])
+        return outcome.skipped
 
     async def release_open_reservations(self, reason: str) -> None:
         """Give back every reserved, unshipped unit of the order."""
@@ -203,10 +216,11 @@ class OrderChange:
 
     async def commit(self, *, insert: bool) -> None:
         await self.advance()
-        if self.availability:
-            data: dict[str, Any] = {"skus": sorted(self.availability)}
-            if self.availability <= self.known_availability.keys():
-                data["available"] = {s: self.known_availability[s] for s in data["skus"]}
+        moved = self.stock.availability
+        if moved:
+            data: dict[str, Any] = {"skus": sorted(moved)}
+            if moved <= self.stock.known_availability.keys():
+                data["available"] = {s: self.stock.known_availability[s] for s in data["skus"]}
             self.emit("inventory.availability_changed", data=data)
         refresh_money_totals(self.order)
         check_order(self.order)
@@ -216,5 +230,5 @@ class OrderChange:
         else:
             await self.rt.orders.save(self.order, self._version)
             await self.rt.order_parts.record(self.order)
-        await self.rt.stock.record(self.movements)
+        await self.stock.record()
         await self.rt.journal.append(self.events)

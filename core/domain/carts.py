@@ -52,3 +52,16 @@ class Cart(msgspec.Struct, kw_only=True):
     created_at: datetime
     updated_at: datetime
     version: int = 0
+
+    # A cart has two states and no machine: ``open`` (it may change and be placed) and
+    # ``placed`` (it became ``order_id``); these name them once.
+    @property
+    def is_open(self) -> bool:
+        return self.status == "open"
+
+    def placed_as(self, order_id: str, at: datetime) -> None:
+        self.status, self.order_id, self.updated_at = "placed", order_id, at
+
+    def reopen(self, at: datetime) -> None:
+        """Its order was not placed after all (a declined payment): it may change again."""
+        self.status, self.order_id, self.updated_at = "open", None, at

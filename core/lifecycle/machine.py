@@ -70,6 +70,7 @@ class Machine:
         self._events_from: dict[str, list[str]] = {}
         for (source, event) in self.edges:
             self._events_from.setdefault(source, []).append(event)
+        self._reachable_without: dict[str, frozenset[str]] = {}
         self.validate()
 
     # -- queries -----------------------------------------------------------------
@@ -85,6 +86,23 @@ class Machine:
 
     def is_terminal(self, state: str) -> bool:
         return self.states[state].terminal
+
+    def is_initial(self, state: str) -> bool:
+        return state == self.initial
+
+    def went_through(self, state: str, event: str) -> bool:
+        """Whether every way from the initial state to ``state`` fires ``event``.
+
+        So "is this shipment delivered?" is ``went_through(status, "deliver")``, and it
+        stays true for a state a plugin adds after ``delivered``: a question about the
+        entity's history, answered from the graph instead of a list of state names.
+        """
+        if state not in self.states:
+            return False
+        if event not in self._reachable_without:
+            self._reachable_without[event] = frozenset(
+                self._reachable_from(self.initial, skipping=event))
+        return state not in self._reachable_without[event]
 
     def states_allowing(self, capability: str) -> list[str]:
         return sorted(s.name for s in self.states.values() if capability in s.allows)
@@ -157,12 +175,14 @@ class Machine:
                 problems=problems,
             )
 
-    def _reachable_from(self, start: str) -> set[str]:
+    def _reachable_from(self, start: str, skipping: str | None = None) -> set[str]:
         seen = {start}
         queue = deque([start])
         while queue:
             state = queue.popleft()
             for event in self._events_from.get(state, ()):
+                if event == skipping:
+                    continue
                 nxt = self.edges[(state, event)]
                 if nxt not in seen:
                     seen.add(nxt)

@@ -34,20 +34,23 @@ log = structlog.get_logger("ordnung.journal")
 
 
 class Journal:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *,
+                 reacts_to: Callable[[Event], bool] = lambda _: True,
+                 tells_webhooks: Callable[[Event], bool] = lambda _: False,
+                 tells_brokers: bool = False) -> None:
         self.db = db
         self._delivered: list[str] = []
         self._marker: asyncio.Task[None] | None = None
-        #: which events have after-commit reactions (set by the engine's dispatcher);
-        #: only those get an outbox row, the others have nothing to deliver
-        self.reacts_to: Callable[[Event], bool] = lambda _: True
-        #: which events webhooks are told of (set by the engine): those get an outbox row
-        #: too, left for the webhook worker (``webhooks_at`` NULL) and, when no plugin
-        #: reacts, written already dispatched so that the sweeper never takes them
-        self.tells_webhooks: Callable[[Event], bool] = lambda _: False
-        #: whether event brokers are installed (set by the engine): then every event gets
-        #: an outbox row left for the broker worker (``broker_at`` NULL)
-        self.tells_brokers = False
+        #: which events have after-commit reactions (the dispatcher's rule); only those
+        #: get an outbox row, the others have nothing to deliver
+        self.reacts_to = reacts_to
+        #: which events webhooks are told of: those get an outbox row too, left for the
+        #: webhook worker (``webhooks_at`` NULL) and, when no plugin reacts, written
+        #: already dispatched so that the sweeper never takes them
+        self.tells_webhooks = tells_webhooks
+        #: whether event brokers are installed: then every event gets an outbox row
+        #: left for the broker worker (``broker_at`` NULL)
+        self.tells_brokers = tells_brokers
 
     async def append(self, events: Sequence[Event]) -> None:
         """Write events and the outbox rows of those with reactions; call inside the

@@ -13,7 +13,7 @@ from ordnung.core.domain.common import new_id, utcnow
 from ordnung.core.domain.orders import Order
 from ordnung.core.domain.pricing import ExplanationStep, ShippingQuote
 from ordnung.core.errors import Conflict, InvalidInput, NotFound, PaymentDeclined
-from ordnung.core.pricing import PricingInput, PricingPipeline
+from ordnung.core.pricing import Buyer, PricingPipeline
 from ordnung.core.requests import PaymentInput, PlaceOrder
 from ordnung.core.runtime import Runtime, bound
 from ordnung.core.services.access import token_hash
@@ -97,17 +97,15 @@ class CartService:
 
     async def _price(self, cart: Cart) -> PricedCart:
         customer = await self.customers.get(cart.customer_id) if cart.customer_id else None
-        return await self.pipeline.price(PricingInput(
+        return await self.pipeline.price(cart, Buyer(
             currency=cart.currency, channel=cart.channel, customer=customer, email=cart.email,
-            lines=cart.lines, shipping_address=cart.shipping_address,
-            billing_address=cart.billing_address, shipping_method=cart.shipping_method,
-            codes=cart.codes, now=utcnow()), strict=False)
+            now=utcnow()), strict=False)
 
     async def _change(self, cart_id: str, mutate: Callable[[Cart], Awaitable[None] | None]) -> Cart:
         """Load, change, re-price, save: a failing price leaves the cart as it was."""
         with bound(cart_id=cart_id):
             cart = await self.rt.carts.get(cart_id)
-            if cart.status != "open":
+            if not cart.is_open:
                 raise Conflict(f"cart {cart_id} is {cart.status}; it can no longer change",
                                cart_id=cart_id, order_id=cart.order_id)
             version = cart.version
@@ -222,7 +220,7 @@ class CartService:
         """Place the cart as an order. Placing a placed cart again returns its order; if the
         payment is declined the order is cancelled and the cart reopens for another try."""
         cart = await self.rt.carts.get(cart_id)
-        if cart.status != "open" and cart.order_id:
+        if not cart.is_open and cart.order_id:
             return await self.rt.orders.get(cart.order_id)
         request = PlaceOrder(
             channel=cart.channel, lines=list(cart.lines), currency=cart.currency,
@@ -237,6 +235,6 @@ class CartService:
             # the order was cancelled and its stock released: let the customer pay again
             cart = await self.rt.carts.get(cart_id)
             version = cart.version
-            cart.status, cart.order_id, cart.updated_at = "open", None, utcnow()
+            cart.reopen(utcnow())
             await self.rt.carts.save(cart, version)
             raise

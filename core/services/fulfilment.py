@@ -31,6 +31,7 @@ from ordnung.core.errors import (
     PluginError,
 )
 from ordnung.core.invariants import payment_secured
+from ordnung.core.lifecycle import Lifecycle
 from ordnung.core.runtime import OrderChange, Runtime
 from ordnung.core.services.order_parts import (
     PartFilter,
@@ -86,7 +87,7 @@ class FulfilmentService:
         async def work(change: OrderChange) -> list[Shipment]:
             self._ready(change)
             order = change.order
-            pending = _in_open_shipments(order)
+            pending = _in_open_shipments(order, self.rt.lifecycle)
             wanted: dict[str, int] = {}
             for line in order.lines:
                 free = line.open_quantity - pending.get(line.id, 0)
@@ -106,7 +107,7 @@ class FulfilmentService:
             if not wanted:
                 raise InvalidInput("nothing left to ship", field="lines")
             by_location: dict[str, list[ShipmentLine]] = {}
-            held = _held_by_open_shipments(order)
+            held = _held_by_open_shipments(order, self.rt.lifecycle)
             for line_id, qty in wanted.items():
                 line = order.line(line_id)
                 remaining = qty
@@ -134,7 +135,7 @@ class FulfilmentService:
                     created_at=utcnow())
                 order.shipments.append(shipment)
                 change.emit("shipment.pending", machine="shipment", entity_id=shipment.id,
-                            to_state="pending",
+                            to_state=shipment.status,
                             data={"location_id": loc,
                                   "lines": {sl.line_id: sl.quantity for sl in shipment_lines}})
                 created.append(shipment)
@@ -252,12 +253,13 @@ class FulfilmentService:
         return (await self.rt.change_order(order_id, actor, work))[1]
 
     async def _deliver(self, change: OrderChange, shipment: Shipment) -> None:
-        if shipment.status == "delivered":
+        lifecycle = self.rt.lifecycle
+        if lifecycle.shipment_delivered(shipment):
             return
         await change.transition("shipment", shipment, "deliver")
         shipment.delivered_at = utcnow()
-        live = [s for s in change.order.shipments if s.status != "cancelled"]
-        if all(s.status == "delivered" for s in live) and change.has_transition(
+        live = [s for s in change.order.shipments if lifecycle.shipment_live(s)]
+        if all(lifecycle.shipment_delivered(s) for s in live) and change.has_transition(
                 "order", change.order, "deliver"):
             await change.transition("order", change.order, "deliver")
 
@@ -298,7 +300,7 @@ class FulfilmentService:
                 hits = [s for s in change.order.shipments
                         if s.tracking_number == update.tracking_number]
                 for shipment in hits:
-                    if shipment.status == "delivered":
+                    if self.rt.lifecycle.shipment_delivered(shipment):
                         continue
                     shipment.tracking.append(TrackingEvent(status=update.status,
                                                            description=update.description,
@@ -315,21 +317,22 @@ class FulfilmentService:
         return touched
 
 
-def _in_open_shipments(order: Order) -> dict[str, int]:
+def _in_open_shipments(order: Order, lifecycle: Lifecycle) -> dict[str, int]:
     out: dict[str, int] = {}
     for s in order.shipments:
-        if s.status in ("cancelled", "shipped", "delivered"):
+        if not lifecycle.shipment_holds_units(s):
             continue
         for sl in s.lines:
             out[sl.line_id] = out.get(sl.line_id, 0) + sl.quantity
     return out
 
 
-def _held_by_open_shipments(order: Order) -> dict[tuple[str, str], int]:
+def _held_by_open_shipments(order: Order,
+                            lifecycle: Lifecycle) -> dict[tuple[str, str], int]:
     """Units per (line, location) already in shipments that have not shipped yet."""
     out: dict[tuple[str, str], int] = {}
     for s in order.shipments:
-        if s.status in ("cancelled", "shipped", "delivered"):
+        if not lifecycle.shipment_holds_units(s):
             continue
         for sl in s.lines:
             key = (sl.line_id, s.location_id)

@@ -9,8 +9,8 @@ from ordnung.core.domain.events import Event
 from ordnung.core.domain.inventory import Location, Movement, StockLevel
 from ordnung.core.errors import InvalidInput
 from ordnung.core.persistence.journal import event
-from ordnung.core.persistence.stock import movement
 from ordnung.core.runtime import Runtime
+from ordnung.core.stock_moves import StockMoves
 
 
 class InventoryService:
@@ -39,8 +39,9 @@ class InventoryService:
         await self.rt.catalog.location(location_id)
         async with self.rt.db.transaction():
             await self.rt.stock.ensure_level(sku, location_id, variant.allow_backorder)
-            await self.rt.stock.apply([(sku, location_id, delta, 0)])
-            events = await self._record(sku, location_id, kind, delta, reason, actor)
+            moves = StockMoves(self.rt.stock, actor=actor)
+            await moves.move(kind, sku, location_id, delta, 0, reason)
+            events = await self._record(moves, sku, location_id, kind, delta, reason, actor)
         await self.rt.deliver(events, None)
         return await self.rt.stock.level(sku, location_id)
 
@@ -53,17 +54,18 @@ class InventoryService:
         await self.rt.catalog.location(location_id)
         async with self.rt.db.transaction():
             await self.rt.stock.ensure_level(sku, location_id, variant.allow_backorder)
-            delta = await self.rt.stock.set_on_hand(sku, location_id, counted)
+            moves = StockMoves(self.rt.stock, actor=actor)
+            delta = await moves.count(sku, location_id, counted, reason)
             events = []
             if delta:
-                events = await self._record(sku, location_id, "count", delta, reason, actor)
+                events = await self._record(moves, sku, location_id, "count", delta, reason,
+                                            actor)
         await self.rt.deliver(events, None)
         return await self.rt.stock.level(sku, location_id)
 
-    async def _record(self, sku: str, location_id: str, kind: str, delta: int, reason: str,
-                      actor: str) -> list[Event]:
-        await self.rt.stock.record([movement(sku, location_id, kind, delta, 0, reason=reason,
-                                             actor=actor)])
+    async def _record(self, moves: StockMoves, sku: str, location_id: str, kind: str,
+                      delta: int, reason: str, actor: str) -> list[Event]:
+        await moves.record()
         events = [
             event("stock.adjusted", actor=actor, entity_id=sku,
                   data={"sku": sku, "location_id": location_id, "kind": kind, "delta": delta,

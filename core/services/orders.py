@@ -20,7 +20,6 @@ from ordnung.core.domain.pricing import ExplanationStep, RiskAssessment, Violati
 from ordnung.core.errors import (
     Conflict,
     InvalidInput,
-    OutOfStock,
     PaymentDeclined,
     PluginError,
     ValidationFailed,
@@ -30,8 +29,7 @@ from ordnung.core.invariants import payment_secured
 from ordnung.core.lifecycle import CORE_MACHINES
 from ordnung.core.observe import Metrics, counts_placements
 from ordnung.core.persistence.idempotency import fingerprint
-from ordnung.core.persistence.stock import Want, movement
-from ordnung.core.pricing import PricingInput, PricingPipeline
+from ordnung.core.pricing import Buyer, PricingPipeline
 from ordnung.core.requests import PlaceOrder
 from ordnung.core.runtime import OrderChange, Runtime, bound
 from ordnung.core.services.idempotency import resolving
@@ -53,12 +51,12 @@ CORE_ORDER_EVENTS = frozenset(event for _, event in CORE_MACHINES["order"].edges
 
 class OrderService:
     def __init__(self, rt: Runtime, pipeline: PricingPipeline, channels: ChannelService,
-                 customers: CustomerService) -> None:
+                 customers: CustomerService, payments: PaymentService) -> None:
         self.rt = rt
         self.pipeline = pipeline
         self.channels = channels
         self.customers = customers
-        self.payments: PaymentService | None = None
+        self.payments = payments
 
     @property
     def metrics(self) -> Metrics:
@@ -91,35 +89,21 @@ class OrderService:
             customer = await self.customers.active(request.customer_id)
         email = (request.email or (customer.email if customer else "")).strip().lower()
         if request.payment is not None:
-            assert self.payments is not None
             self.payments.check_gateway(request.payment.gateway)
         now = utcnow()
-        priced = await self.pipeline.price(PricingInput(
-            currency=currency, channel=channel.id, customer=customer, email=email,
-            lines=request.lines, shipping_address=request.shipping_address,
-            billing_address=request.billing_address, shipping_method=request.shipping_method,
-            codes=request.codes, now=now), strict=True)
-        ctx = PricingContext(
-            currency=currency, channel=channel.id, customer=customer, email=email,
-            lines=priced.lines, subtotal=priced.totals.subtotal,
-            weight_grams=sum(line.weight_grams for line in priced.lines),
-            shipping_address=request.shipping_address, billing_address=request.billing_address,
-            codes=list(request.codes), shipping_method=request.shipping_method, now=now)
-        violations: list[dict[str, Any]] = []
-        for plugin, answers in await self.rt.plugins.collect("ordnung_validate_order", ctx=ctx):
-            for v in answers:
-                if not isinstance(v, Violation):
-                    raise PluginError(plugin, "ordnung_validate_order must return Violations")
-                violations.append({"plugin": plugin, **msgspec.to_builtins(v)})
-        if violations:
-            raise ValidationFailed(violations)
+        pricing = await self.pipeline.run(request, Buyer(
+            currency=currency, channel=channel.id, customer=customer, email=email, now=now),
+            strict=True)
+        priced = pricing.result()
+        await self._validate(pricing.context())  # the lines as pricing's last step left them
 
         order_id = new_id("ord")
         with bound(order_id=order_id):
             for attempt in range(3):
                 order = Order(
                     id=order_id, number=order_number(), channel=channel.id,
-                    customer_id=customer.id if customer else None, email=email, status="draft",
+                    customer_id=customer.id if customer else None, email=email,
+                    status=self.rt.lifecycle.order.initial,
                     currency=currency, prices_include_tax=priced.prices_include_tax,
                     lines=[msgspec.structs.replace(line) for line in priced.lines],
                     adjustments=list(priced.adjustments), shipping=priced.shipping,
@@ -148,11 +132,21 @@ class OrderService:
             await self.rt.deliver(change.events, change.order)
             order = change.order
             if request.payment is not None and order.payments:
-                assert self.payments is not None
                 order = await self.payments.run_authorization(
                     order.id, order.payments[-1].id, request.payment.token, one_shot=True,
                     actor=actor, order=order)
             return order
+
+    async def _validate(self, ctx: PricingContext) -> None:
+        """Let plugins refuse the priced order before anything is written."""
+        violations: list[dict[str, Any]] = []
+        for plugin, answers in await self.rt.plugins.collect("ordnung_validate_order", ctx=ctx):
+            for v in answers:
+                if not isinstance(v, Violation):
+                    raise PluginError(plugin, "ordnung_validate_order must return Violations")
+                violations.append({"plugin": plugin, **msgspec.to_builtins(v)})
+        if violations:
+            raise ValidationFailed(violations)
 
     async def _replay(self, order_id: str, request: PlaceOrder, actor: str,
                       idempotency_key: str | None = None) -> Order:
@@ -175,9 +169,10 @@ class OrderService:
             resolving(idempotency_key)
         order = await self.rt.orders.get(order_id)
         payment = order.payments[0] if order.payments else None
+        lifecycle = self.rt.lifecycle
         if request.payment is not None and payment is not None and (
-                payment.status == "failed" or (payment.status == "voided"
-                                               and payment.failure_reason != "")):
+                lifecycle.payment_declined(payment) or (lifecycle.payment_voided(payment)
+                                                        and payment.failure_reason != "")):
             # declined, or voided unanswered by the reconciliation job: the placement
             # holds nothing, as a decline would have left it
             raise PaymentDeclined(payment.gateway, payment.failure_reason or "declined",
@@ -187,10 +182,9 @@ class OrderService:
                 or payment.operations != 1 or payment.in_flight_since is None
                 or utcnow() - payment.in_flight_since < RESUME_AUTHORIZATION_AFTER):
             if (idempotency_key and request.payment is not None and payment is not None
-                    and payment.in_flight and payment.status == "pending"):
+                    and payment.in_flight and lifecycle.payment_unanswered(payment)):
                 resolving(idempotency_key, settled=False)
             return order
-        assert self.payments is not None
         log.warning("resuming an authorization its placement left in flight",
                     order_id=order.id, payment_id=payment.id)
         return await self.payments.run_authorization(
@@ -218,42 +212,27 @@ class OrderService:
                                   created_at=utcnow())
                 order.payments.append(payment)
                 change.emit("payment.created", machine="payment", entity_id=payment.id,
-                            to_state="pending",
+                            to_state=payment.status,
                             data={"gateway": payment.gateway, "amount": payment.amount})
             await self._assess(change, customer, request.client)
             order.priority = sum(int(points) for _, points in await self.rt.plugins.collect(
                 "ordnung_fulfilment_priority", order=order, customer=customer))
             # Stock rows are locked from here to the commit (PostgreSQL): reserve as late
             # as possible, so a hot SKU's row is held for as short a time as possible.
-            wants = [Want(key=line.id, sku=line.sku, quantity=line.quantity, optional=line.gift)
-                     for line in order.lines]
-            outcome = await self.rt.stock.reserve(wants)
-            if outcome.shortages:
-                raise OutOfStock(outcome.shortages)
-            for line in order.lines:
-                allocations = outcome.allocations.get(line.id, [])
-                line.allocations = allocations
-                for alloc in allocations:
-                    change.movements.append(movement(
-                        line.sku, alloc.location_id, "reserve", 0, alloc.quantity,
-                        order_id=order.id, reason=f"order {order.number}", actor=actor))
-                    change.availability.add(line.sku)
-            if outcome.skipped:
-                self._drop_gifts(order, set(outcome.skipped))
-            change.known_availability.update(outcome.available)
+            skipped = await change.reserve_lines(f"order {order.number}")
+            if skipped:
+                self._drop_gifts(order, set(skipped))
             await self.rt.plugins.collect_each(
                 "ordnung_claim_resources",
                 lambda plugin: {"order": order, "store": self.rt.plugin_store(plugin)})
             await change.commit(insert=True)
             if cart_id:
                 cart = await self.rt.carts.get(cart_id, for_update=True)
-                if cart.status != "open":
+                if not cart.is_open:
                     raise Conflict(f"cart {cart_id} was already placed", cart_id=cart_id,
                                    order_id=cart.order_id)
                 version = cart.version
-                cart.status = "placed"
-                cart.order_id = order.id
-                cart.updated_at = utcnow()
+                cart.placed_as(order.id, utcnow())
                 await self.rt.carts.save(cart, version)
             if key:
                 await self.rt.idempotency.store(key, print_, order.id)
@@ -349,7 +328,6 @@ class OrderService:
             await change.transition("order", change.order, "cancel", data={"reason": reason})
 
         _, order = await self.rt.change_order(order_id, actor, work)
-        assert self.payments is not None
         return await self.payments.void_open(order, actor=actor)
 
     async def transition(self, order_id: str, event_name: str, *,

@@ -123,7 +123,7 @@ class PaymentService:
             self._mark(payment, "authorize", due)
             order.payments.append(payment)
             change.emit("payment.created", machine="payment", entity_id=payment.id,
-                        to_state="pending", data={"gateway": gateway, "amount": due})
+                        to_state=payment.status, data={"gateway": gateway, "amount": due})
             return payment.id
 
         payment_id, _ = await self.rt.change_order(order_id, actor, start)
@@ -203,7 +203,8 @@ class PaymentService:
                     await self._cancel_placement(change, "payment declined")
 
         _, order = await self.rt.change_order(order_id, actor, apply, known=order)
-        if applied and result.outcome == "approved" and order.status == "cancelled":
+        if applied and result.outcome == "approved" and \
+                self.rt.lifecycle.order_cancelled(order):
             # cancelled while the gateway was answering: give the hold back
             order = await self.void_open(order, actor=actor)
         return applied, order
@@ -256,7 +257,7 @@ class PaymentService:
                 p.in_flight_amount = p.amount
                 p.in_flight_since = utcnow()
                 return True
-            return p.in_flight == "void" and p.status == "pending" and (
+            return p.in_flight == "void" and self.rt.lifecycle.payment_unanswered(p) and (
                 p.operations == operations)
 
         go, order = await self.rt.change_order(order_id, actor, start)
@@ -382,7 +383,7 @@ class PaymentService:
                             data={"amount": value, "reason": result.reason})
                 return
             p.refunded += value
-            full = p.refunded >= p.captured and p.status != "partially_captured"
+            full = p.refunded >= p.captured and self.rt.lifecycle.refund_may_close(p)
             await change.transition("payment", p, "refund_all" if full else "refund_partial",
                                     data={"amount": value, "reason": reason})
 

@@ -98,7 +98,8 @@ class ReconcileService:
         if since is None or since >= cutoff:
             return []  # answered meanwhile, or another operation started since
         stuck = [p for p in order.payments
-                 if p.in_flight in ("authorize", "void") and p.status == "pending"]
+                 if p.in_flight in ("authorize", "void")
+                 and self.rt.lifecycle.payment_unanswered(p)]
         if not stuck:  # an estimate of the migration
             await self.rt.orders.clear_authorizing(order)
             return []

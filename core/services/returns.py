@@ -45,7 +45,7 @@ class ReturnService:
             change.require("order", order, "return")
             open_returns: dict[str, int] = {}
             for r in order.returns:
-                if r.status in ("requested", "approved"):
+                if self.rt.lifecycle.return_open(r):
                     for rl in r.lines:
                         open_returns[rl.line_id] = open_returns.get(rl.line_id, 0) + rl.quantity
             wanted: list[ReturnLine] = []
@@ -102,7 +102,7 @@ class ReturnService:
                 line.returned += rl.quantity
                 if rl.restock:
                     location = next((s.location_id for s in order.shipments
-                                     if s.status in ("shipped", "delivered")
+                                     if self.rt.lifecycle.shipment_left(s)
                                      and any(sl.line_id == rl.line_id for sl in s.lines)), None)
                     if location is None:
                         raise InvalidInput(f"line {rl.line_id} was never shipped",

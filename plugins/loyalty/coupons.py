@@ -44,6 +44,7 @@ Placement
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
 from fractions import Fraction
@@ -64,6 +65,8 @@ COUPON = "coupon"
 USES = "uses"
 USES_BY = "uses_by"
 CLAIM = "claim"
+#: evaluations kept for the validation of the pricing that made them (see ``_evaluation``)
+RECENT_EVALUATIONS = 64
 
 def normalize(code: str) -> str:
     """The form a code is stored and compared in: trimmed, upper case."""
@@ -178,6 +181,8 @@ class Coupons:
         self.name = ""
         self.configured = {c.key: c for c in settings.coupons}
         self._store: PluginStore | None = None
+        self._recent: OrderedDict[int, tuple[list[str], tuple[Any, ...], Evaluation]] = \
+            OrderedDict()
 
     # -- wiring ---------------------------------------------------------------------
     @hookimpl
@@ -272,6 +277,29 @@ class Coupons:
                 result.discounts.append(self._discount(coupon, coupon.amount))
         return result
 
+    async def _evaluation(self, ctx: PricingContext, *, validating: bool) -> Evaluation:
+        """Evaluate the codes once per placement: its validation reuses what its pricing
+        found moments before, instead of reading every usage counter again.
+
+        The core hands every hook of one pricing contexts that share its ``codes`` list,
+        so that list (with the inputs of the evaluation, compared too) tells a pricing
+        apart from any other in flight; the claim at commit stays the guard against
+        uses taken in between. An evaluation no validation asks for (a cart's
+        re-pricing) is dropped once ``RECENT_EVALUATIONS`` newer ones are kept.
+        """
+        inputs = (ctx.currency, ctx.customer.id if ctx.customer else None, ctx.email,
+                  ctx.subtotal, ctx.now)
+        kept = (self._recent.pop(id(ctx.codes), None) if validating
+                else self._recent.get(id(ctx.codes)))
+        if kept is not None and kept[0] is ctx.codes and kept[1] == inputs:
+            return kept[2]
+        result = await self.evaluate(ctx)
+        if not validating:
+            self._recent[id(ctx.codes)] = (ctx.codes, inputs, result)
+            while len(self._recent) > RECENT_EVALUATIONS:
+                self._recent.popitem(last=False)
+        return result
+
     @staticmethod
     def _discount(coupon: Coupon, amount: int) -> Discount:
         reason = f"coupon {coupon.key}: {coupon.describe()}"
@@ -284,7 +312,7 @@ class Coupons:
     async def ordnung_adjustments(self, ctx: PricingContext) -> list[Discount | Note] | None:
         if not ctx.codes:
             return None
-        result = await self.evaluate(ctx)
+        result = await self._evaluation(ctx, validating=False)
         out: list[Discount | Note] = list(result.discounts)
         for rejection in result.rejected:
             out.append(Note(message=f"coupon {rejection.code} not applied: "
@@ -297,7 +325,7 @@ class Coupons:
     async def ordnung_validate_order(self, ctx: PricingContext) -> list[Violation] | None:
         if not ctx.codes:
             return None
-        result = await self.evaluate(ctx)
+        result = await self._evaluation(ctx, validating=True)
         violations = [Violation(code=r.violation, message=f"coupon {r.code}: {r.reason}")
                       for r in result.rejected]
         if self.settings.refuse_unknown_codes:

@@ -28,7 +28,7 @@ B2B reverse charge
     is charged as quoted. An invalid VAT number is ignored: VAT is charged
     normally and the tax note says why.
 
-Rounding is the core's: per line, half-up (``core/pricing.py``).
+Rounding is the core's: per line, half-up (``core/pricing/tax.py``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,62 @@
+"""The one way stock moves: a level changes and its ledger row is written together.
+
+Orders (through ``OrderChange``) and the inventory service (receipts, adjustments,
+counts) both move stock through a ``StockMoves``: it changes the level, notes the
+``Movement`` (written by ``record`` in the same transaction) and which SKUs' availability
+changed. Nothing else builds movements, so the ledger always sums to the levels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ordnung.core.domain.inventory import Movement
+from ordnung.core.persistence.stock import ReserveOutcome, StockStore, Want, movement
+
+
+class StockMoves:
+    def __init__(self, stock: StockStore, *, actor: str, order_id: str | None = None) -> None:
+        self.stock = stock
+        self.actor = actor
+        self.order_id = order_id
+        self.movements: list[Movement] = []
+        #: SKUs whose availability these moves changed
+        self.availability: set[str] = set()
+        #: availability after these moves, per SKU, where the reserving statement told
+        self.known_availability: dict[str, int] = {}
+
+    async def move(self, kind: str, sku: str, location_id: str, on_hand: int,
+                   reserved: int, reason: str = "") -> None:
+        await self.stock.apply([(sku, location_id, on_hand, reserved)])
+        self._moved(kind, sku, location_id, on_hand, reserved, reason)
+
+    async def reserve(self, wants: Sequence[Want], reason: str) -> ReserveOutcome:
+        """Reserve ``wants`` with the guarded statements (nothing oversold); a ``reserve``
+        movement per allocation, in the order of ``wants``. With shortages nothing is
+        noted: the caller raises and the transaction rolls the reservations back."""
+        outcome = await self.stock.reserve(wants)
+        if outcome.shortages:
+            return outcome
+        for want in wants:
+            for alloc in outcome.allocations.get(want.key, []):
+                self._moved("reserve", want.sku, alloc.location_id, 0, alloc.quantity, reason)
+        self.known_availability.update(outcome.available)
+        return outcome
+
+    async def count(self, sku: str, location_id: str, counted: int, reason: str) -> int:
+        """Set on hand to a physical count; returns the difference, which is the move."""
+        delta = await self.stock.set_on_hand(sku, location_id, counted)
+        if delta:
+            self._moved("count", sku, location_id, delta, 0, reason)
+        return delta
+
+    def _moved(self, kind: str, sku: str, location_id: str, on_hand: int, reserved: int,
+               reason: str) -> None:
+        self.movements.append(movement(sku, location_id, kind, on_hand, reserved,
+                                       order_id=self.order_id, reason=reason,
+                                       actor=self.actor))
+        self.availability.add(sku)
+
+    async def record(self) -> None:
+        """Write the movements' ledger rows; inside the transaction that moved the stock."""
+        await self.stock.record(self.movements)
