@@ -96,12 +96,8 @@ class Engine:
                 raise PluginError(", ".join(sorted(unknown)), "has settings but is not loaded")
         self.host.check()
         extensions: list[StateExtension] = []
-        for plugin, answer in await self.host.collect("ordnung_lifecycle_extensions"):
-            for ext in answer:
-                if not isinstance(ext, StateExtension):
-                    raise PluginError(plugin, "ordnung_lifecycle_extensions must return "
-                                              "StateExtension objects")
-                extensions.append(ext)
+        for _, answer in await self.host.call("ordnung_lifecycle_extensions"):
+            extensions.extend(answer)
         self.machines: dict[str, Machine] = build_machines(extensions)
         await self.db.start()
         try:
@@ -113,7 +109,7 @@ class Engine:
             rt.dispatcher = self.dispatcher
             rt.journal.reacts_to = self.dispatcher.reacts_to
             rt.journal.tells_webhooks = tells_webhooks
-            publishers = await self.host.collect("ordnung_event_publisher")
+            publishers = await self.host.call("ordnung_event_publisher")
             rt.journal.tells_brokers = bool(publishers)
             self.broker_worker = BrokerWorker(
                 self.db, publishers, interval_s=self.config.webhooks_interval_s,
@@ -143,7 +139,7 @@ class Engine:
             self.webhooks = WebhookService(self.db, self.config)
             self.webhook_worker = WebhookWorker(rt, self.config)
             self._started = True
-            await self.host.collect("ordnung_engine_started", engine=self)
+            await self.host.call("ordnung_engine_started", engine=self)
             if self.config.background_tasks:
                 self._background = [asyncio.create_task(self._maintenance_loop()),
                                     asyncio.create_task(self.reconcile.loop()),

@@ -37,10 +37,8 @@ from ordnung.core.domain.pricing import (
     Discount,
     ExplanationStep,
     GiftLine,
-    Note,
     ShippingQuote,
     ShippingSelection,
-    TaxAnswer,
     Totals,
 )
 from ordnung.core.errors import (
@@ -145,8 +143,8 @@ class PricingPipeline:
         # -- promotions and loyalty -------------------------------------------------
         adjustments: list[Adjustment] = []
         gifts: list[tuple[str, GiftLine]] = []
-        for plugin, answers in await self.plugins.collect("ordnung_adjustments",
-                                                          ctx=context(lines)):
+        for plugin, answers in await self.plugins.call("ordnung_adjustments",
+                                                       ctx=context(lines)):
             for answer in answers:
                 if isinstance(answer, Discount):
                     if answer.amount < 0:
@@ -161,12 +159,9 @@ class PricingPipeline:
                         code=answer.code))
                 elif isinstance(answer, GiftLine):
                     gifts.append((plugin, answer))
-                elif isinstance(answer, Note):
+                else:
                     explanation.append(ExplanationStep(step="promotions", source=plugin,
                                                        message=answer.message))
-                else:
-                    raise PluginError(plugin, f"ordnung_adjustments returned "
-                                              f"{type(answer).__name__}")
         adjustments = self._cap_discounts(lines, adjustments, explanation, currency)
         for adj in adjustments:
             explanation.append(ExplanationStep(step="promotions", source=adj.source,
@@ -203,12 +198,11 @@ class PricingPipeline:
         # -- shipping -----------------------------------------------------------------
         quotes: list[tuple[str, ShippingQuote]] = []
         ship_ctx = context(lines)
-        for plugin, answers in await self.plugins.collect("ordnung_shipping_quotes",
-                                                          ctx=ship_ctx):
+        for plugin, answers in await self.plugins.call("ordnung_shipping_quotes",
+                                                       ctx=ship_ctx):
             for quote in answers:
-                if not isinstance(quote, ShippingQuote) or quote.price < 0:
-                    raise PluginError(plugin, "shipping quotes must be ShippingQuote with a "
-                                              "non-negative price")
+                if quote.price < 0:
+                    raise PluginError(plugin, "shipping quotes must have a non-negative price")
                 quotes.append((f"{plugin}:{quote.service}", quote))
         selection: ShippingSelection | None = None
         if data.shipping_method:
@@ -238,7 +232,7 @@ class PricingPipeline:
 
         # -- tax ----------------------------------------------------------------------
         tax_ctx = context(lines)
-        answer = await self.plugins.first("ordnung_tax", ctx=tax_ctx)
+        answer = await self.plugins.call("ordnung_tax", ctx=tax_ctx)
         inclusive = False
         if answer is None:
             if self.require_tax and strict:
@@ -249,8 +243,6 @@ class PricingPipeline:
                                                    message="tax not available yet"))
         else:
             tax_plugin, tax = answer
-            if not isinstance(tax, TaxAnswer):
-                raise PluginError(tax_plugin, "ordnung_tax must return a TaxAnswer")
             inclusive = tax.prices_include_tax
             rates = {lt.line_id: lt for lt in tax.lines}
             taxed: list[OrderLine] = []
