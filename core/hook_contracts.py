@@ -36,7 +36,7 @@ class HookContract:
     phase: Phase
     #: the declared answer type (the return annotation without ``None``)
     answer: Any
-    #: the first line of the spec's docstring
+    #: the first paragraph of the spec's docstring, on one line
     summary: str
     #: the spec function itself (its signature is the hook's)
     spec: Callable[..., Any]
@@ -60,7 +60,7 @@ def contracts() -> dict[str, HookContract]:
         answer = _without_none(typing.get_type_hints(fn)["return"])
         doc = inspect.getdoc(fn) or ""
         out[name] = HookContract(name=name, convention=convention, phase=phase, answer=answer,
-                                 summary=doc.split("\n", 1)[0].strip(), spec=fn)
+                                 summary=" ".join(doc.split("\n\n", 1)[0].split()), spec=fn)
     return out
 
 
