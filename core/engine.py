@@ -36,6 +36,7 @@ from ordnung.core.lifecycle.machine import Machine, StateExtension
 from ordnung.core.observe import Metrics, Tracer
 from ordnung.core.persistence.database import Database, Timeouts
 from ordnung.core.persistence.plugin_store import PluginStore
+from ordnung.core.plugin_context import plugin_context
 from ordnung.core.plugin_host import PluginHost
 from ordnung.core.pricing import PricingPipeline
 from ordnung.core.runtime import Runtime
@@ -139,7 +140,8 @@ class Engine:
             self.webhooks = WebhookService(self.db, self.config)
             self.webhook_worker = WebhookWorker(rt, self.config)
             self._started = True
-            await self.host.call("ordnung_engine_started", engine=self)
+            await self.host.call("ordnung_plugin_started",
+                                 each=lambda name: {"context": plugin_context(self, name)})
             if self.config.background_tasks:
                 self._background = [asyncio.create_task(self._maintenance_loop()),
                                     asyncio.create_task(self.reconcile.loop()),

@@ -49,6 +49,7 @@ import pluggy
 
 from ordnung.core.contexts import PricingContext, RiskContext, TransitionContext
 from ordnung.core.domain.accounts import AccountNotice
+from ordnung.core.domain.coupons import CouponGrant
 from ordnung.core.domain.customers import Customer
 from ordnung.core.domain.events import Event
 from ordnung.core.domain.inventory import AvailabilityChange
@@ -72,6 +73,7 @@ from ordnung.core.domain.pricing import (
 from ordnung.core.domain.shipments import Label, Shipment, TrackingUpdate
 from ordnung.core.lifecycle.machine import StateExtension
 from ordnung.core.persistence.plugin_store import PluginStore
+from ordnung.core.plugin_context import PluginContext
 
 PROJECT = "ordnung"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -122,10 +124,13 @@ def ordnung_lifecycle_extensions() -> Sequence[StateExtension] | None:
 
 
 @contract("collect", "start-up")
-def ordnung_engine_started(engine: Any) -> None:
-    """The engine is ready; keep a reference if the plugin needs to call it later.
+def ordnung_plugin_started(context: PluginContext[Any]) -> None:
+    """The engine is ready: keep this plugin's own context if it needs it later.
 
-    Called once after start-up, collected, results ignored. Raising stops start-up.
+    Called once per plugin after start-up with its ``PluginContext``: its ``name``,
+    its validated ``settings``, its own ``store``, a ``log`` bound to its name and
+    ``engine``, the few engine operations a plugin may call (``PluginEngine``).
+    Results are ignored. Raising stops start-up (e.g. a plugin it needs is missing).
     """
 
 
@@ -222,6 +227,18 @@ def ordnung_release_resources(order: Order, store: PluginStore) -> None:
 
     Called in-transaction with the cancellation, collected. Raising aborts the
     cancellation.
+    """
+
+
+@contract("directed", "outside-transaction")
+def ordnung_issue_coupon(grant: CouponGrant) -> bool | None:
+    """Issue a coupon another plugin grants (a loyalty reward), for later orders.
+
+    Directed to the plugin that keeps coupons, named by the granting plugin's
+    settings (``PluginEngine.issue_coupon``), so the granting plugin never touches
+    that plugin's store. Answer ``True`` if issued, ``False`` if a coupon with that
+    code exists already (issuing again is safe: the first one stays). Raising fails
+    the grant; a granting after-commit reaction is then retried.
     """
 
 

@@ -10,7 +10,6 @@ once and cached: plugin look-ups are off the hot path.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -123,9 +122,6 @@ class PluginHost:
                 instance = plugin()
         elif settings:
             raise PluginError(plugin_name, "settings need a plugin class with a Settings Struct")
-        if not getattr(instance, "name", None):
-            with contextlib.suppress(AttributeError):
-                instance.name = plugin_name
         self.pm.register(instance, name=plugin_name)
         self._plans.clear()
         log.debug("plugin registered", plugin=plugin_name)
@@ -179,6 +175,13 @@ class PluginHost:
 
     def _hook_names(self) -> list[str]:
         return [n for n in dir(self.pm.hook) if n.startswith("ordnung_")]
+
+    def settings_of(self, plugin_name: str) -> Any:
+        """The plugin's validated settings: those it was constructed with by the host, or
+        the ``settings`` of a plugin object registered ready-made; None without."""
+        if plugin_name in self.settings:
+            return self.settings[plugin_name]
+        return getattr(self.pm.get_plugin(plugin_name), "settings", None)
 
     def names(self) -> list[str]:
         return [name for name, _ in self.pm.list_name_plugin()]

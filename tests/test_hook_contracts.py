@@ -38,7 +38,7 @@ def test_answer_types_come_from_the_return_annotations() -> None:
     c = contracts()
     assert c["ordnung_tax"].answer is TaxAnswer
     assert type_name(c["ordnung_adjustments"].answer) == "Sequence[Discount | GiftLine | Note]"
-    assert type_name(c["ordnung_engine_started"].answer) == "None"
+    assert type_name(c["ordnung_plugin_started"].answer) == "None"
     assert c["ordnung_authorize"].convention == "directed"
 
 

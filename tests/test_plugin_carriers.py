@@ -330,10 +330,10 @@ async def test_a_refused_label_leaves_the_shipment_packed(make_engine: Any) -> N
     await engine.fulfilment.pick(order.id, shipment.id)
     await engine.fulfilment.pack(order.id, shipment.id, ["MUG"])
     carrier = engine.host.pm.get_plugin("weight_bands")
-    carrier.engine, saved = None, carrier.engine
+    carrier.context, saved = None, carrier.context
     with pytest.raises(PluginError, match="has not started"):
         await engine.fulfilment.ship(order.id, shipment.id)
-    carrier.engine = saved
+    carrier.context = saved
     assert (await engine.orders.get(order.id)).shipment(shipment.id).status == "packed"
     order = await engine.fulfilment.ship(order.id, shipment.id)
     assert order.shipment(shipment.id).status == "shipped"

@@ -39,6 +39,8 @@ from ordnung.core.domain.customers import Customer
 from ordnung.core.domain.events import Event
 from ordnung.core.domain.pricing import RiskAssessment
 from ordnung.core.errors import PluginError
+from ordnung.core.persistence.plugin_store import PluginStore
+from ordnung.core.plugin_context import PluginContext
 
 log = structlog.get_logger("ordnung.fraud")
 
@@ -114,21 +116,19 @@ class RiskRules:
                 if rule.max_orders < 0 or rule.window_minutes <= 0:
                     raise ValueError("velocity rules need max_orders >= 0 and a positive window")
 
-    name: str
-
     def __init__(self, settings: RiskRules.Settings) -> None:
         self.settings = settings
-        self.engine: Any = None
+        self.context: PluginContext[RiskRules.Settings] | None = None
         self._last_sweep = 0.0
 
     @hookimpl
-    def ordnung_engine_started(self, engine: Any) -> None:
-        self.engine = engine
+    def ordnung_plugin_started(self, context: PluginContext[RiskRules.Settings]) -> None:
+        self.context = context
 
-    def _store(self) -> Any:
-        if self.engine is None:
-            raise PluginError(self.name, "the engine has not started")
-        return self.engine.plugin_store(self.name)
+    def _store(self) -> PluginStore:
+        if self.context is None:
+            raise PluginError(type(self).__name__, "the engine has not started")
+        return self.context.store
 
     def _digest(self, by: str, value: str) -> str:
         return hashlib.blake2b(f"{by}:{value.strip().lower()}".encode(), digest_size=16,
@@ -203,7 +203,7 @@ class RiskRules:
     @hookimpl
     async def ordnung_on_event(self, event: Event) -> None:
         """After placements, now and then: forget counters whose window has passed."""
-        if event.kind != "order.placed" or self.engine is None:
+        if event.kind != "order.placed" or self.context is None:
             return
         slot = min((r.slot_seconds for r in self.settings.velocity), default=0)
         if not slot or time.time() - self._last_sweep < slot:

@@ -34,13 +34,14 @@ import msgspec
 
 from ordnung.core import hookimpl
 from ordnung.core.domain.common import utcnow
+from ordnung.core.domain.coupons import CouponGrant
 from ordnung.core.domain.customers import Customer
 from ordnung.core.domain.events import Event
 from ordnung.core.domain.money import Money, is_valid_currency
 from ordnung.core.domain.orders import Order
 from ordnung.core.errors import PluginError
 from ordnung.core.persistence.plugin_store import PluginStore
-from ordnung.plugins.loyalty.coupons import Coupon, issue_coupon
+from ordnung.core.plugin_context import PluginContext
 
 ISSUED = "issued"
 NOTED = "noted"
@@ -76,6 +77,12 @@ class Milestone(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     def label(self) -> str:
         return self.name or Money(self.threshold, self.currency).format()
 
+    @property
+    def reward(self) -> str:
+        if self.percent:
+            return f"{self.percent}% off"
+        return f"{Money(self.amount, self.currency).format()} off"
+
 
 class SpendingMilestones:
     """A one-time coupon when a customer's lifetime spend passes a milestone."""
@@ -88,27 +95,32 @@ class SpendingMilestones:
 
     def __init__(self, settings: SpendingMilestones.Settings) -> None:
         self.settings = settings
-        self.name = ""
-        self.engine: Any = None
+        self.context: PluginContext[SpendingMilestones.Settings] | None = None
 
     @hookimpl
-    def ordnung_engine_started(self, engine: Any) -> None:
-        names = {p["name"] for p in engine.plugins()}
-        if self.settings.milestones and self.settings.coupons_plugin not in names:
-            raise PluginError(self.name, f"needs the {self.settings.coupons_plugin!r} plugin "
-                                         "enabled to issue its coupons")
-        self.engine = engine
+    def ordnung_plugin_started(self, context: PluginContext[SpendingMilestones.Settings]) -> None:
+        issuer = self.settings.coupons_plugin
+        if self.settings.milestones and issuer not in context.engine.coupon_issuers():
+            raise PluginError(context.name, f"needs the {issuer!r} plugin enabled to issue "
+                                            "its coupons")
+        self.context = context
+
+    @property
+    def started(self) -> PluginContext[SpendingMilestones.Settings]:
+        if self.context is None:
+            raise PluginError(type(self).__name__, "the engine has not started")
+        return self.context
 
     @property
     def store(self) -> PluginStore:
-        return self.engine.plugin_store(self.name)
+        return self.started.store
 
     @hookimpl
     async def ordnung_after_transition(self, event: Event, order: Order | None) -> None:
         if (event.machine != "payment" or event.to_state not in CAPTURED_STATES
                 or order is None or not order.customer_id or not self.settings.milestones):
             return
-        customer: Customer = await self.engine.customers.get(order.customer_id)
+        customer = await self.started.engine.customer(order.customer_id)
         if customer.erased:
             return
         spend = customer.lifetime_spend.get(order.currency, 0)
@@ -126,20 +138,20 @@ class SpendingMilestones:
         record = await self.store.get(ISSUED, key)
         assert record is not None
         code = str(record["code"])  # the first writer's code, if another one won
-        coupon = Coupon(
+        coupon = CouponGrant(
             code=code, percent=milestone.percent, amount=milestone.amount,
             currency=milestone.currency, min_subtotal=milestone.min_subtotal,
             expires_at=now + timedelta(days=milestone.valid_days)
             if milestone.valid_days else None,
             max_uses=1, max_uses_per_customer=1, customer_id=customer.id,
             description=f"thank you for passing {milestone.label}")
-        await issue_coupon(self.engine.plugin_store(self.settings.coupons_plugin), coupon)
+        await self.started.engine.issue_coupon(coupon, issuer=self.settings.coupons_plugin)
         if await self.store.claim(NOTED, key, limit=1):
             try:
-                await self.engine.orders.add_note(
+                await self.started.engine.add_note(
                     str(record["order_id"]),
                     f"lifetime spend reached {milestone.label}: coupon {code} "
-                    f"({coupon.describe()}) issued for a future order", actor=self.name)
+                    f"({milestone.reward}) issued for a future order")
             except Exception:
                 await self.store.release(NOTED, key)  # the retry writes it
                 raise

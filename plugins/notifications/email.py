@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
-from typing import Any, Literal
+from typing import Literal
 
 import aiosmtplib
 import msgspec
@@ -60,6 +60,8 @@ from ordnung.core.domain.events import Event
 from ordnung.core.domain.orders import Order
 from ordnung.core.domain.shipments import Shipment
 from ordnung.core.errors import PluginError
+from ordnung.core.persistence.plugin_store import PluginStore
+from ordnung.core.plugin_context import PluginContext
 
 log = structlog.get_logger("ordnung.notifications")
 
@@ -156,22 +158,25 @@ class EmailNotifications:
             return (f"EmailNotifications.Settings(host={self.host!r}, port={self.port}, "
                     f"username={self.username!r}, password=***)")
 
-    name: str
-
     def __init__(self, settings: EmailNotifications.Settings) -> None:
         self.settings = settings
-        self.engine: Any = None
+        self.context: PluginContext[EmailNotifications.Settings] | None = None
         #: seconds a "sending" mark holds off other deliveries of the same notice
         self.lease = max(60.0, 3 * settings.timeout)
 
     @hookimpl
-    def ordnung_engine_started(self, engine: Any) -> None:
-        self.engine = engine
+    def ordnung_plugin_started(self, context: PluginContext[EmailNotifications.Settings]
+                               ) -> None:
+        self.context = context
 
-    def _store(self) -> Any:
-        if self.engine is None:
-            raise PluginError(self.name, "the engine has not started")
-        return self.engine.plugin_store(self.name)
+    @property
+    def started(self) -> PluginContext[EmailNotifications.Settings]:
+        if self.context is None:
+            raise PluginError(type(self).__name__, "the engine has not started")
+        return self.context
+
+    def _store(self) -> PluginStore:
+        return self.started.store
 
     # -- reacting -------------------------------------------------------------------------
     @hookimpl
@@ -183,7 +188,7 @@ class EmailNotifications:
         if "confirmation" in wanted and machine == "order" and transition == "payment_secured":
             # fired when the authorized or captured money covers the total (or a payment
             # grants terms); an order held for review fires it when it is released
-            if order.status not in NOT_CONFIRMED and self.engine.orders.payment_secured(order):
+            if order.status not in NOT_CONFIRMED and self.started.engine.payment_secured(order):
                 await self._send_once(f"{order.id}:confirmation", order,
                                       self._confirmation(order))
         elif "shipped" in wanted and machine == "shipment" and event.to_state == "shipped":
@@ -229,9 +234,9 @@ class EmailNotifications:
                                       "message_id": message_id})
         log.info("e-mail sent", notice=key.split(":")[1], order_number=order.number)
         try:  # the timeline (and webhooks) learn of it; the e-mail is out either way
-            await self.engine.orders.record_notification(
+            await self.started.engine.record_notification(
                 order.id, channel="email", notice=key.split(":")[1], to=order.email,
-                actor=f"plugin:{self.name}", message_id=message_id)
+                message_id=message_id)
         except Exception as exc:
             log.warning("recording the sent e-mail failed", order_number=order.number,
                         error=repr(exc))

@@ -28,6 +28,9 @@ import msgspec
 
 from ordnung.core import hookimpl
 from ordnung.core.domain.customers import Customer
+from ordnung.core.errors import PluginError
+from ordnung.core.persistence.plugin_store import PluginStore
+from ordnung.core.plugin_context import PluginContext
 
 CONSENT_KIND = "consent"
 REQUEST_KIND = "request"
@@ -99,18 +102,18 @@ class Privacy:
             if self.financial_retention_years < 0:
                 raise ValueError("financial_retention_years cannot be negative")
 
-    name: str = ""
-    engine: Any = None
-
     def __init__(self, settings: Privacy.Settings) -> None:
         self.settings = settings
+        self.context: PluginContext[Privacy.Settings] | None = None
 
     @hookimpl
-    def ordnung_engine_started(self, engine: Any) -> None:
-        self.engine = engine
+    def ordnung_plugin_started(self, context: PluginContext[Privacy.Settings]) -> None:
+        self.context = context
 
-    def _store(self) -> Any:
-        return self.engine.plugin_store(self.name)
+    def _store(self) -> PluginStore:
+        if self.context is None:
+            raise PluginError(type(self).__name__, "the engine has not started")
+        return self.context.store
 
     @hookimpl
     async def ordnung_export_customer_data(self, customer: Customer) -> dict[str, Any]:

@@ -19,8 +19,6 @@ line.
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 
 from ordnung.core import hookimpl
@@ -28,6 +26,7 @@ from ordnung.core.contexts import PricingContext
 from ordnung.core.domain.addresses import require_iso
 from ordnung.core.domain.orders import OrderLine
 from ordnung.core.domain.pricing import Violation
+from ordnung.core.plugin_context import PluginContext
 
 
 class Rule(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -73,19 +72,20 @@ class ShippingRestrictions:
             if len(ids) != len(set(ids)):
                 raise ValueError("rule ids must be unique")
 
-    engine: Any = None
-
     def __init__(self, settings: ShippingRestrictions.Settings) -> None:
         self.settings = settings
+        self.context: PluginContext[ShippingRestrictions.Settings] | None = None
 
     @hookimpl
-    def ordnung_engine_started(self, engine: Any) -> None:
-        self.engine = engine
+    def ordnung_plugin_started(self, context: PluginContext[ShippingRestrictions.Settings]
+                               ) -> None:
+        self.context = context
 
     async def _attributes(self, skus: list[str]) -> dict[str, dict[str, str]]:
-        if self.engine is None or not any(rule.attributes for rule in self.settings.rules):
+        if self.context is None or not any(rule.attributes for rule in self.settings.rules):
             return {}
-        return {sku: dict((await self.engine.catalog.variant(sku)).attributes) for sku in skus}
+        engine = self.context.engine
+        return {sku: dict((await engine.variant(sku)).attributes) for sku in skus}
 
     @hookimpl
     async def ordnung_validate_order(self, ctx: PricingContext) -> list[Violation] | None:
