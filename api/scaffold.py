@@ -126,9 +126,7 @@ from fractions import Fraction
 
 import msgspec
 
-from ordnung.core import Money, hookimpl
-from ordnung.core.contexts import PricingContext
-from ordnung.core.domain.pricing import Discount, Note
+from ordnung.plugin import Discount, Money, Note, PricingContext, hookimpl
 
 
 class {cls}:

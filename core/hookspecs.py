@@ -1,7 +1,7 @@
 """The hook specifications: the plugin author's manual.
 
 A plugin is any object (usually a class instance) with methods named after
-these hooks and marked with ``@ordnung.core.hookimpl``. Implementations may be
+these hooks and marked with ``@ordnung.plugin.hookimpl``. Implementations may be
 plain functions or ``async def``: the core awaits them. An implementation may
 accept any subset of the arguments, in any order, by name.
 

@@ -27,7 +27,6 @@ from ordnung.core.contexts import PricingContext
 from ordnung.core.domain.orders import Order, OrderLine
 from ordnung.core.domain.pricing import Discount
 from ordnung.core.errors import InvalidInput, PluginError
-from ordnung.plugins.carriers.flat_rate import add_business_days
 from ordnung.plugins.carriers.free_shipping import FreeShipping
 from ordnung.plugins.carriers.labels import (
     barcode_drawing,
@@ -36,6 +35,7 @@ from ordnung.plugins.carriers.labels import (
     unicode_fonts,
 )
 from ordnung.plugins.carriers.store_pickup import StorePickup, next_business_day
+from ordnung.plugins.carriers.transit import add_business_days
 from ordnung.plugins.carriers.weight_bands import WeightBands
 from ordnung.plugins.payments.sandbox import SandboxGateway
 from ordnung.plugins.tax.table_tax import TableTax

@@ -40,13 +40,18 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFError, TTFont
 from reportlab.pdfgen import canvas
 
-from ordnung.core import hookimpl
-from ordnung.core.domain.addresses import Address
-from ordnung.core.domain.customers import Customer
-from ordnung.core.domain.orders import Order
-from ordnung.core.domain.shipments import Label, Shipment, TrackingUpdate
-from ordnung.core.errors import InvalidInput, PluginError
-from ordnung.core.plugin_context import PluginContext
+from ordnung.plugin import (
+    Address,
+    Customer,
+    InvalidInput,
+    Label,
+    Order,
+    PluginContext,
+    PluginError,
+    Shipment,
+    TrackingUpdate,
+    hookimpl,
+)
 
 LABEL_KIND = "label"
 #: index of an order's labels: key "<order id>:<tracking number>", no data

@@ -33,14 +33,17 @@ from typing import Any, Literal
 import msgspec
 import structlog
 
-from ordnung.core import Money, hookimpl
-from ordnung.core.contexts import RiskContext
-from ordnung.core.domain.customers import Customer
-from ordnung.core.domain.events import Event
-from ordnung.core.domain.pricing import RiskAssessment
-from ordnung.core.errors import PluginError
-from ordnung.core.persistence.plugin_store import PluginStore
-from ordnung.core.plugin_context import PluginContext
+from ordnung.plugin import (
+    Customer,
+    Event,
+    Money,
+    PluginContext,
+    PluginError,
+    PluginStore,
+    RiskAssessment,
+    RiskContext,
+    hookimpl,
+)
 
 log = structlog.get_logger("ordnung.fraud")
 

@@ -51,16 +51,23 @@ from typing import Any
 
 import msgspec
 
-from ordnung.core import hookimpl
-from ordnung.core.contexts import PricingContext
-from ordnung.core.domain.coupons import CouponGrant
-from ordnung.core.domain.customers import Customer
-from ordnung.core.domain.money import Money, is_valid_currency, round_ratio
-from ordnung.core.domain.orders import Order
-from ordnung.core.domain.pricing import Discount, Note, Violation
-from ordnung.core.errors import PluginError, ValidationFailed
-from ordnung.core.persistence.plugin_store import PluginStore
-from ordnung.core.plugin_context import PluginContext
+from ordnung.plugin import (
+    CouponGrant,
+    Customer,
+    Discount,
+    Money,
+    Note,
+    Order,
+    PluginContext,
+    PluginError,
+    PluginStore,
+    PricingContext,
+    ValidationFailed,
+    Violation,
+    hookimpl,
+    is_valid_currency,
+    round_ratio,
+)
 
 COUPON = "coupon"
 USES = "uses"

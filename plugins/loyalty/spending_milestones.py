@@ -32,16 +32,19 @@ from typing import Any
 
 import msgspec
 
-from ordnung.core import hookimpl
-from ordnung.core.domain.common import utcnow
-from ordnung.core.domain.coupons import CouponGrant
-from ordnung.core.domain.customers import Customer
-from ordnung.core.domain.events import Event
-from ordnung.core.domain.money import Money, is_valid_currency
-from ordnung.core.domain.orders import Order
-from ordnung.core.errors import PluginError
-from ordnung.core.persistence.plugin_store import PluginStore
-from ordnung.core.plugin_context import PluginContext
+from ordnung.plugin import (
+    CouponGrant,
+    Customer,
+    Event,
+    Money,
+    Order,
+    PluginContext,
+    PluginError,
+    PluginStore,
+    hookimpl,
+    is_valid_currency,
+    utcnow,
+)
 
 ISSUED = "issued"
 NOTED = "noted"

@@ -53,15 +53,19 @@ from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
 from babel.dates import format_datetime as format_local_datetime
 
-from ordnung.core import Money, hookimpl
-from ordnung.core.domain.accounts import AccountNotice
-from ordnung.core.domain.common import new_id, utcnow
-from ordnung.core.domain.events import Event
-from ordnung.core.domain.orders import Order
-from ordnung.core.domain.shipments import Shipment
-from ordnung.core.errors import PluginError
-from ordnung.core.persistence.plugin_store import PluginStore
-from ordnung.core.plugin_context import PluginContext
+from ordnung.plugin import (
+    AccountNotice,
+    Event,
+    Money,
+    Order,
+    PluginContext,
+    PluginError,
+    PluginStore,
+    Shipment,
+    hookimpl,
+    new_id,
+    utcnow,
+)
 
 log = structlog.get_logger("ordnung.notifications")
 

@@ -26,11 +26,7 @@ from typing import Any
 
 import msgspec
 
-from ordnung.core import hookimpl
-from ordnung.core.domain.customers import Customer
-from ordnung.core.errors import PluginError
-from ordnung.core.persistence.plugin_store import PluginStore
-from ordnung.core.plugin_context import PluginContext
+from ordnung.plugin import Customer, PluginContext, PluginError, PluginStore, hookimpl
 
 CONSENT_KIND = "consent"
 REQUEST_KIND = "request"

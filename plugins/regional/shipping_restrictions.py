@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import msgspec
 
-from ordnung.core import hookimpl
-from ordnung.core.contexts import PricingContext
-from ordnung.core.domain.addresses import require_iso
-from ordnung.core.domain.orders import OrderLine
-from ordnung.core.domain.pricing import Violation
-from ordnung.core.plugin_context import PluginContext
+from ordnung.plugin import (
+    OrderLine,
+    PluginContext,
+    PricingContext,
+    Violation,
+    hookimpl,
+    require_iso,
+)
 
 
 class Rule(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
