@@ -211,7 +211,7 @@ def redact(url: str) -> str:
 
 def cmd_new_plugin(args: argparse.Namespace) -> int:
     """Scaffold a plugin package (entry point, Settings, one hook, kit tests)."""
-    from ordnung.api.scaffold import ScaffoldError, scaffold
+    from ordnung.api.scaffold import ScaffoldError, install_hint, scaffold
 
     try:
         target = scaffold(args.name, Path(args.dir))
@@ -221,7 +221,7 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
     print(f"created {target}")
     for path in sorted(p for p in target.rglob("*") if p.is_file()):
         print(f"  {path.relative_to(target)}")
-    print(f"next: cd {target} && pip install -e '.[test]' && pytest")
+    print(f"next: {install_hint(target)}")
     return 0
 
 
