@@ -113,7 +113,8 @@ def answer_check(tp: Any) -> Check:
         return _union_check(typing.get_args(tp))
     origin = typing.get_origin(tp)
     if origin in (list, collections.abc.Sequence):
-        return _sequence_check(answer_check(typing.get_args(tp)[0]))
+        item = typing.get_args(tp)[0]
+        return _sequence_check(answer_check(item), _plain_classes(item))
     plain = origin or tp
 
     def check(value: Any) -> Any:
@@ -147,13 +148,25 @@ def _union_check(members: tuple[Any, ...]) -> Check:
     return check
 
 
-def _sequence_check(item: Check) -> Check:
+def _plain_classes(tp: Any) -> tuple[type, ...] | None:
+    """The classes an isinstance check settles ``tp`` with (a class, or a union of
+    classes), or None when it takes more (a parametrised type, ``Any``)."""
+    members = typing.get_args(tp) if _is_union(tp) else (tp,)
+    if all(isinstance(m, type) and typing.get_origin(m) is None for m in members):
+        return tuple(members)
+    return None
+
+
+def _sequence_check(item: Check, classes: tuple[type, ...] | None) -> Check:
     def check(value: Any) -> Any:
+        if classes is not None and type(value) is list:
+            for v in value:
+                if not isinstance(v, classes):
+                    break
+            else:
+                return value  # already right: the plugin's own list, unchanged
         if isinstance(value, str | bytes) or not isinstance(value, list | tuple):
             raise msgspec.ValidationError(f"Expected a list, got `{type(value).__name__}`")
-        out = [item(v) for v in value]
-        if type(value) is list and all(a is b for a, b in zip(out, value, strict=True)):
-            return value  # already right: the plugin's own list, unchanged
-        return out
+        return [item(v) for v in value]
 
     return check

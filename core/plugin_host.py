@@ -79,6 +79,7 @@ class HookPlan:
     """How one hook is called: worked out once, used on every call."""
 
     contract: HookContract
+    convention: str
     #: the implementations in call order
     impls: tuple[pluggy.HookImpl, ...]
     by_plugin: dict[str, pluggy.HookImpl]
@@ -209,7 +210,7 @@ class PluginHost:
             contract = contract_of(hook_name)
             # get_hookimpls() is stored in reverse call order
             impls = tuple(reversed(getattr(self.pm.hook, hook_name).get_hookimpls()))
-            cached = HookPlan(contract=contract, impls=impls,
+            cached = HookPlan(contract=contract, convention=contract.convention, impls=impls,
                               by_plugin={i.plugin_name: i for i in impls},
                               check=answer_check(contract.answer))
             self._plans[hook_name] = cached
@@ -246,44 +247,50 @@ class PluginHost:
             impl = plan.by_plugin.get(to)
             if impl is None:
                 return None
-            return await self._answer(plan, impl, self._arguments(impl, kwargs, each))
-        convention = plan.contract.convention
-        if convention == "directed":
+            result = await self._invoke(impl, kwargs, each)
+            return None if result is None else self._checked(plan, impl, result)
+        if plan.convention == "directed":
             raise TypeError(f"{hook_name} is directed: name the plugin with to=")
-        if convention == "firstresult":
+        if plan.convention == "firstresult":
             for impl in plan.impls:
-                result = await self._answer(plan, impl, self._arguments(impl, kwargs, each))
+                result = await self._invoke(impl, kwargs, each)
                 if result is not None:
-                    return impl.plugin_name, result
+                    return impl.plugin_name, self._checked(plan, impl, result)
             return None
         out: list[tuple[str, Any]] = []
+        check = plan.check
         for impl in plan.impls:
-            result = await self._answer(plan, impl, self._arguments(impl, kwargs, each))
+            result = await self._invoke(impl, kwargs, each)
             if result is not None:
-                out.append((impl.plugin_name, result))
+                try:  # inline: this loop is on every pricing's path
+                    out.append((impl.plugin_name, check(result)))
+                except (msgspec.ValidationError, TypeError) as exc:
+                    raise self._wrong_answer(plan, impl, exc) from exc
         return out
 
-    @staticmethod
-    def _arguments(impl: pluggy.HookImpl, kwargs: Mapping[str, Any],
-                   each: Callable[[str], Mapping[str, Any]] | None) -> Mapping[str, Any]:
-        return kwargs if each is None else {**kwargs, **each(impl.plugin_name)}
-
-    async def _answer(self, plan: HookPlan, impl: pluggy.HookImpl,
-                      kwargs: Mapping[str, Any]) -> Any:
+    async def _invoke(self, impl: pluggy.HookImpl, kwargs: Mapping[str, Any],
+                      each: Callable[[str], Mapping[str, Any]] | None) -> Any:
+        if each is not None:
+            kwargs = {**kwargs, **each(impl.plugin_name)}
         if self.tracer is not None:
-            result = await self._traced_call(self.tracer, impl, kwargs)
-        else:
-            result = impl.function(*[kwargs[a] for a in impl.argnames])
-            if inspect.isawaitable(result):
-                result = await result
-        if result is None:
-            return None
+            return await self._traced_call(self.tracer, impl, kwargs)
+        result = impl.function(*[kwargs[a] for a in impl.argnames])
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    @classmethod
+    def _checked(cls, plan: HookPlan, impl: pluggy.HookImpl, result: Any) -> Any:
         try:
             return plan.check(result)
         except (msgspec.ValidationError, TypeError) as exc:
-            raise AnswerTypeError(impl.plugin_name,
-                                  f"{plan.contract.name} must answer {plan.contract.answer_name}"
-                                  f" or None: {exc}", hook=plan.contract.name) from exc
+            raise cls._wrong_answer(plan, impl, exc) from exc
+
+    @staticmethod
+    def _wrong_answer(plan: HookPlan, impl: pluggy.HookImpl, exc: Exception) -> AnswerTypeError:
+        return AnswerTypeError(impl.plugin_name,
+                               f"{plan.contract.name} must answer {plan.contract.answer_name} "
+                               f"or None: {exc}", hook=plan.contract.name)
 
     async def _traced_call(self, tracer: Tracer, impl: pluggy.HookImpl,
                            kwargs: Mapping[str, Any]) -> Any:
