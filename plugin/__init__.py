@@ -54,6 +54,7 @@ from ordnung.core.hookspecs import hookimpl
 from ordnung.core.lifecycle.machine import StateExtension, StateSpec, Transition
 from ordnung.core.persistence.codec import encode
 from ordnung.core.persistence.plugin_store import PluginStore
+from ordnung.core.plugin_base import WithContext
 from ordnung.core.plugin_context import PluginContext, PluginEngine
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "PluginContext",
     "PluginEngine",
     "PluginStore",
+    "WithContext",
     # hook arguments
     "AccountNotice",
     "AvailabilityChange",

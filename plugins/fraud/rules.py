@@ -37,11 +37,10 @@ from ordnung.plugin import (
     Customer,
     Event,
     Money,
-    PluginContext,
-    PluginError,
     PluginStore,
     RiskAssessment,
     RiskContext,
+    WithContext,
     hookimpl,
 )
 
@@ -99,7 +98,7 @@ def _default_velocity() -> list[VelocityRule]:
             VelocityRule(by="customer", max_orders=5, window_minutes=24 * 60, score=30)]
 
 
-class RiskRules:
+class RiskRules(WithContext["RiskRules.Settings"]):
     """Rule-based risk score (amount, velocity, country mismatch); holds risky orders."""
 
     class Settings(msgspec.Struct, forbid_unknown_fields=True):
@@ -121,17 +120,10 @@ class RiskRules:
 
     def __init__(self, settings: RiskRules.Settings) -> None:
         self.settings = settings
-        self.context: PluginContext[RiskRules.Settings] | None = None
         self._last_sweep = 0.0
 
-    @hookimpl
-    def ordnung_plugin_started(self, context: PluginContext[RiskRules.Settings]) -> None:
-        self.context = context
-
     def _store(self) -> PluginStore:
-        if self.context is None:
-            raise PluginError(type(self).__name__, "the engine has not started")
-        return self.context.store
+        return self.started.store
 
     def _digest(self, by: str, value: str) -> str:
         return hashlib.blake2b(f"{by}:{value.strip().lower()}".encode(), digest_size=16,

@@ -1,6 +1,6 @@
 """A one-time coupon for a future order when a customer's lifetime spend passes a milestone.
 
-Lifetime spend is the core's figure (``engine.customers.get(id).lifetime_spend``:
+Lifetime spend is the core's figure (``context.engine.customer(id).lifetime_spend``:
 captured minus refunded, per currency, over the customer's orders that are not
 cancelled). After every committed capture of a registered customer's order
 (``ordnung_after_transition`` on a payment reaching ``captured`` or
@@ -11,16 +11,16 @@ currency; for each milestone reached and not yet rewarded it
    ``key="<customer id>/<CUR>:<threshold>"``, ``data={"code", "order_id", "spend",
    "issued_at"}``), first writer wins (``store.add``): **at most one coupon per
    milestone per customer**, even when reactions run twice or concurrently;
-2. issues the coupon into the **coupons plugin's store**
-   (``engine.plugin_store(settings.coupons_plugin)``, record format in
-   ``ordnung.plugins.loyalty.coupons``): one use, only for that customer, in the
-   milestone's currency, valid ``valid_days`` days;
+2. has the coupon plugin named by ``coupons_plugin`` issue the coupon
+   (``context.engine.issue_coupon``, which calls its ``ordnung_issue_coupon``: this
+   plugin never touches that plugin's store): one use, only for that customer, in
+   the milestone's currency, valid ``valid_days`` days;
 3. writes a note into the order's timeline (``order.note``: "lifetime spend reached
    ... coupon THANKS-... issued"), guarded by a counter so it is written once.
 
 Each step is idempotent, so the at-least-once retry of a failed reaction completes
 what a crash left half done. A milestone stays rewarded when a later refund
-lowers the spend again. The coupons plugin must be enabled (start-up fails
+lowers the spend again. A coupon plugin must be enabled (start-up fails
 otherwise, when milestones are configured).
 """
 
@@ -41,6 +41,7 @@ from ordnung.plugin import (
     PluginContext,
     PluginError,
     PluginStore,
+    WithContext,
     hookimpl,
     is_valid_currency,
     utcnow,
@@ -87,7 +88,7 @@ class Milestone(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         return f"{Money(self.amount, self.currency).format()} off"
 
 
-class SpendingMilestones:
+class SpendingMilestones(WithContext["SpendingMilestones.Settings"]):
     """A one-time coupon when a customer's lifetime spend passes a milestone."""
 
     class Settings(msgspec.Struct, forbid_unknown_fields=True):
@@ -98,7 +99,6 @@ class SpendingMilestones:
 
     def __init__(self, settings: SpendingMilestones.Settings) -> None:
         self.settings = settings
-        self.context: PluginContext[SpendingMilestones.Settings] | None = None
 
     @hookimpl
     def ordnung_plugin_started(self, context: PluginContext[SpendingMilestones.Settings]) -> None:
@@ -107,12 +107,6 @@ class SpendingMilestones:
             raise PluginError(context.name, f"needs the {issuer!r} plugin enabled to issue "
                                             "its coupons")
         self.context = context
-
-    @property
-    def started(self) -> PluginContext[SpendingMilestones.Settings]:
-        if self.context is None:
-            raise PluginError(type(self).__name__, "the engine has not started")
-        return self.context
 
     @property
     def store(self) -> PluginStore:

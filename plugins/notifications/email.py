@@ -58,10 +58,9 @@ from ordnung.plugin import (
     Event,
     Money,
     Order,
-    PluginContext,
-    PluginError,
     PluginStore,
     Shipment,
+    WithContext,
     hookimpl,
     new_id,
     utcnow,
@@ -99,7 +98,7 @@ class Mail:
     link_label: str = "Track it"
 
 
-class EmailNotifications:
+class EmailNotifications(WithContext["EmailNotifications.Settings"]):
     """E-mails the customer the order confirmation, shipping notice and refund notice (SMTP)."""
 
     class Settings(msgspec.Struct, forbid_unknown_fields=True):
@@ -164,20 +163,8 @@ class EmailNotifications:
 
     def __init__(self, settings: EmailNotifications.Settings) -> None:
         self.settings = settings
-        self.context: PluginContext[EmailNotifications.Settings] | None = None
         #: seconds a "sending" mark holds off other deliveries of the same notice
         self.lease = max(60.0, 3 * settings.timeout)
-
-    @hookimpl
-    def ordnung_plugin_started(self, context: PluginContext[EmailNotifications.Settings]
-                               ) -> None:
-        self.context = context
-
-    @property
-    def started(self) -> PluginContext[EmailNotifications.Settings]:
-        if self.context is None:
-            raise PluginError(type(self).__name__, "the engine has not started")
-        return self.context
 
     def _store(self) -> PluginStore:
         return self.started.store

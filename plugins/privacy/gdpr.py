@@ -26,7 +26,7 @@ from typing import Any
 
 import msgspec
 
-from ordnung.plugin import Customer, PluginContext, PluginError, PluginStore, hookimpl
+from ordnung.plugin import Customer, PluginStore, WithContext, hookimpl
 
 CONSENT_KIND = "consent"
 REQUEST_KIND = "request"
@@ -81,7 +81,7 @@ async def record_consent(engine: Any, customer_id: str, purpose: str, granted: b
         "purpose": purpose, "granted": granted, "source": source, "at": at})
 
 
-class Privacy:
+class Privacy(WithContext["Privacy.Settings"]):
     """GDPR/CCPA: consent history, what the shop keeps and why, request log; erases its records."""
 
     class Settings(msgspec.Struct, forbid_unknown_fields=True):
@@ -100,16 +100,9 @@ class Privacy:
 
     def __init__(self, settings: Privacy.Settings) -> None:
         self.settings = settings
-        self.context: PluginContext[Privacy.Settings] | None = None
-
-    @hookimpl
-    def ordnung_plugin_started(self, context: PluginContext[Privacy.Settings]) -> None:
-        self.context = context
 
     def _store(self) -> PluginStore:
-        if self.context is None:
-            raise PluginError(type(self).__name__, "the engine has not started")
-        return self.context.store
+        return self.started.store
 
     @hookimpl
     async def ordnung_export_customer_data(self, customer: Customer) -> dict[str, Any]:

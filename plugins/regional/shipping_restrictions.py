@@ -23,9 +23,9 @@ import msgspec
 
 from ordnung.plugin import (
     OrderLine,
-    PluginContext,
     PricingContext,
     Violation,
+    WithContext,
     hookimpl,
     require_iso,
 )
@@ -63,7 +63,7 @@ class Rule(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         return not places & set(self.allow)
 
 
-class ShippingRestrictions:
+class ShippingRestrictions(WithContext["ShippingRestrictions.Settings"]):
     """Refuses orders whose lines may not ship to the destination (by SKU, class, attribute)."""
 
     class Settings(msgspec.Struct, forbid_unknown_fields=True):
@@ -76,12 +76,6 @@ class ShippingRestrictions:
 
     def __init__(self, settings: ShippingRestrictions.Settings) -> None:
         self.settings = settings
-        self.context: PluginContext[ShippingRestrictions.Settings] | None = None
-
-    @hookimpl
-    def ordnung_plugin_started(self, context: PluginContext[ShippingRestrictions.Settings]
-                               ) -> None:
-        self.context = context
 
     async def _attributes(self, skus: list[str]) -> dict[str, dict[str, str]]:
         if self.context is None or not any(rule.attributes for rule in self.settings.rules):
