@@ -14,6 +14,7 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY core core
+COPY plugin plugin
 COPY api api
 COPY plugins plugins
 COPY migrations migrations

@@ -211,7 +211,7 @@ def redact(url: str) -> str:
 
 def cmd_new_plugin(args: argparse.Namespace) -> int:
     """Scaffold a plugin package (entry point, Settings, one hook, kit tests)."""
-    from ordnung.api.scaffold import ScaffoldError, scaffold
+    from ordnung.api.scaffold import ScaffoldError, install_hint, scaffold
 
     try:
         target = scaffold(args.name, Path(args.dir))
@@ -221,7 +221,7 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
     print(f"created {target}")
     for path in sorted(p for p in target.rglob("*") if p.is_file()):
         print(f"  {path.relative_to(target)}")
-    print(f"next: cd {target} && pip install -e '.[test]' && pytest")
+    print(f"next: {install_hint(target)}")
     return 0
 
 
@@ -238,6 +238,17 @@ def cmd_graphql_schema(args: argparse.Namespace) -> int:
         print(markdown_reference(schema._schema), end="")
     else:
         print(schema.as_str())
+    return 0
+
+
+def cmd_hooks_doc(args: argparse.Namespace) -> int:
+    from ordnung.api.hooks_doc import hook_table, with_hook_table
+
+    if args.update:
+        path = Path(args.update)
+        path.write_text(with_hook_table(path.read_text(encoding="utf-8")), encoding="utf-8")
+    else:
+        print(hook_table(), end="")
     return 0
 
 
@@ -314,6 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="print the schema reference in Markdown instead, as "
                                      "committed in docs/graphql.md")
     graphql_schema.set_defaults(handler=cmd_graphql_schema)
+    hooks_doc = commands.add_parser(
+        "hooks-doc", help="print the hook table of docs/hooks.md",
+        description="Print every hook's convention, phase and answer type as its spec in "
+                    "core/hookspecs.py declares them: the table committed in docs/hooks.md. "
+                    "Needs no database.")
+    hooks_doc.add_argument("--update", metavar="PATH",
+                           help="replace the generated table in PATH (docs/hooks.md) instead")
+    hooks_doc.set_defaults(handler=cmd_hooks_doc)
     return parser
 
 

@@ -4,14 +4,24 @@ It writes a complete, installable package: ``pyproject.toml`` with the entry
 point in group ``ordnung``, a plugin class with a ``Settings`` Struct and one
 hook (a discount from a minimum subtotal), a README, and tests that run the
 kit's conformance suite and a placement through a real Engine
-(``ordnung.testing``). ``pip install -e '.[test]' && pytest`` passes as written.
+(``ordnung.testing``). In an environment where ordnung is installed,
+``pip install -e '.[test]' && mypy && pytest`` passes as written (``mypy`` runs
+``--strict``: ordnung ships ``py.typed`` and the plugin API is typed).
+
+ordnung itself is named as a dependency but installed first, from wherever the
+author's ordnung came from (``install_hint``): the scaffold must not leave pip to
+look for a distribution called ``ordnung`` on a package index.
 """
 
 from __future__ import annotations
 
+import json
 import keyword
 import re
+import shlex
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -29,6 +39,25 @@ def normalize_name(raw: str) -> str:
     if name.startswith("kit_"):
         raise ScaffoldError("names starting with 'kit_' are reserved for the test kit's helpers")
     return name
+
+
+def ordnung_source() -> str:
+    """What ``pip install`` needs to install this ordnung again: the local folder or
+    file it was installed from, or else the distribution name."""
+    try:
+        text = distribution("ordnung").read_text("direct_url.json")
+    except PackageNotFoundError:
+        return "ordnung"
+    url = str(json.loads(text).get("url", "")) if text else ""
+    if url.startswith("file://"):
+        return unquote(urlparse(url).path)
+    return url or "ordnung"
+
+
+def install_hint(target: Path) -> str:
+    """The commands that take a fresh virtual environment to green tests."""
+    return (f"cd {shlex.quote(str(target))} && pip install {shlex.quote(ordnung_source())} "
+            "&& pip install -e '.[test]' && mypy && pytest")
 
 
 def class_name(name: str) -> str:
@@ -75,7 +104,7 @@ requires-python = ">=3.11"
 dependencies = ["ordnung"]
 
 [project.optional-dependencies]
-test = ["pytest>=8"]
+test = ["pytest>=8", "mypy>=1.10"]
 
 # The entry-point name is the plugin's name in ORDNUNG_PLUGINS and its settings.
 [project.entry-points.ordnung]
@@ -86,6 +115,10 @@ packages = ["{name}"]
 
 [tool.pytest.ini_options]
 testpaths = ["tests"]
+
+[tool.mypy]
+strict = true
+files = ["{name}", "tests"]
 '''
 
 README = '''\
@@ -95,10 +128,15 @@ An ordnung plugin: `{name}` takes a percentage
 off orders from a minimum subtotal. Rename, rewrite, keep the tests green.
 
 ```sh
+pip install ordnung         # first: the ordnung this plugin is for (its folder or wheel)
 pip install -e '.[test]'
+mypy                        # --strict (pyproject.toml): ordnung's plugin API is typed
 pytest                      # the kit's conformance suite and your own tests
 ordnung plugins             # lists {name} with its hooks and settings
 ```
+
+Import everything from ordnung through `ordnung.plugin` (`hookimpl`, the types the
+hooks name, `PluginContext`): the core's own modules are not a stable API.
 
 Enable it in a shop with `ORDNUNG_PLUGINS=...,{name}` and configure it with
 `ORDNUNG_PLUGIN_SETTINGS='{{"{name}": {{"percent": 10, "min_subtotal": 5000}}}}'`.
@@ -126,9 +164,7 @@ from fractions import Fraction
 
 import msgspec
 
-from ordnung.core import Money, hookimpl
-from ordnung.core.contexts import PricingContext
-from ordnung.core.domain.pricing import Discount, Note
+from ordnung.plugin import Discount, Money, Note, PricingContext, hookimpl
 
 
 class {cls}:

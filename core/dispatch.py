@@ -5,11 +5,15 @@ writer died is picked up by ``sweep`` once its lease expires. A reaction
 that raises is recorded per (event, hook, plugin) and retried with backoff
 by ``retry_failed`` — never silently lost, never re-run for plugins that
 already succeeded.
+
+Which hooks run after commit is what their specs declare (``phase="after-commit"``);
+the dispatcher only knows, for each of them, which events concern it and how its
+arguments are made, and refuses to start when the two disagree.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
@@ -18,6 +22,7 @@ from ordnung.core.domain.events import Event
 from ordnung.core.domain.inventory import AvailabilityChange
 from ordnung.core.domain.orders import Order
 from ordnung.core.errors import NotFound
+from ordnung.core.hook_contracts import after_commit_hooks
 from ordnung.core.observe import Metrics, NoMetrics
 from ordnung.core.persistence.catalog import CatalogStore
 from ordnung.core.persistence.journal import Journal
@@ -28,20 +33,28 @@ from ordnung.core.plugin_host import PluginHost
 log = structlog.get_logger("ordnung.dispatch")
 
 
+#: which events concern each after-commit hook (the specs say which hooks run after
+#: commit; this says, per hook, for which events)
+APPLIES: dict[str, Callable[[Event], bool]] = {
+    "ordnung_after_transition": lambda ev: ev.transition is not None,
+    "ordnung_on_event": lambda ev: True,
+    "ordnung_availability_changed": lambda ev: ev.kind == "inventory.availability_changed",
+}
+
+
 def hooks_for(plugins: PluginHost, ev: Event) -> list[str]:
-    """The after-commit hooks some plugin implements for ``ev``."""
-    hooks = ["ordnung_on_event"]
-    if ev.transition is not None:
-        hooks.append("ordnung_after_transition")
-    if ev.kind == "inventory.availability_changed":
-        hooks.append("ordnung_availability_changed")
-    return [h for h in hooks if plugins.has_impl(h)]
+    """The after-commit hooks some plugin implements for ``ev``, in the specs' order."""
+    return [hook for hook in after_commit_hooks()
+            if APPLIES[hook](ev) and plugins.has_impl(hook)]
 
 
 def reacts_to(plugins: PluginHost, ev: Event) -> bool:
     """Whether any plugin reacts to ``ev`` after commit (it then needs an outbox row): a
     function of the plugins alone, so the journal knows it before a dispatcher exists."""
     return bool(hooks_for(plugins, ev))
+
+
+Arguments = Callable[[Event, Order | None, bool], Awaitable[dict[str, Any]]]
 
 
 class Dispatcher:
@@ -53,6 +66,17 @@ class Dispatcher:
         self.stock = stock
         self.catalog = catalog
         self.metrics: Metrics = NoMetrics()
+        arguments: dict[str, Arguments] = {
+            "ordnung_after_transition": self._transition_arguments,
+            "ordnung_on_event": self._event_arguments,
+            "ordnung_availability_changed": self._availability_arguments,
+        }
+        declared = after_commit_hooks()
+        if set(declared) != set(arguments) or set(declared) != set(APPLIES):
+            raise RuntimeError(f"the after-commit hooks the specs declare ({sorted(declared)}) "
+                               f"are not those the dispatcher runs ({sorted(arguments)})")
+        #: in the order the specs declare them
+        self.arguments: dict[str, Arguments] = {hook: arguments[hook] for hook in declared}
 
     def reacts_to(self, ev: Event) -> bool:
         """Whether any plugin reacts to ``ev`` after commit (it then needs an outbox row)."""
@@ -63,33 +87,41 @@ class Dispatcher:
 
     async def _arguments(self, hook: str, ev: Event, order: Order | None,
                          fresh: bool = False) -> dict[str, Any]:
-        if hook == "ordnung_after_transition":
-            if order is None and ev.order_id:
-                try:
-                    order = await self.orders.get(ev.order_id)
-                except NotFound:
-                    order = None
-            return {"event": ev, "order": order}
-        if hook == "ordnung_availability_changed":
-            skus = list(ev.data.get("skus", []))
-            known = ev.data.get("available")
-            # just committed: the figures the reserving statements returned are current;
-            # a late delivery (sweep, retry) reads them afresh
-            if fresh and isinstance(known, dict) and all(s in known for s in skus):
-                available = {s: int(known[s]) for s in skus}
-            else:
-                available = await self.stock.available(skus)
-            channels = await self.catalog.active_channel_ids()
-            return {"changes": [AvailabilityChange(sku=s, available=available[s],
-                                                   channels=channels, reason=ev.kind)
-                                for s in skus]}
+        return await self.arguments[hook](ev, order, fresh)
+
+    async def _event_arguments(self, ev: Event, order: Order | None,
+                               fresh: bool) -> dict[str, Any]:
         return {"event": ev}
+
+    async def _transition_arguments(self, ev: Event, order: Order | None,
+                                    fresh: bool) -> dict[str, Any]:
+        if order is None and ev.order_id:
+            try:
+                order = await self.orders.get(ev.order_id)
+            except NotFound:
+                order = None
+        return {"event": ev, "order": order}
+
+    async def _availability_arguments(self, ev: Event, order: Order | None,
+                                      fresh: bool) -> dict[str, Any]:
+        skus = list(ev.data.get("skus", []))
+        known = ev.data.get("available")
+        # just committed: the figures the reserving statements returned are current;
+        # a late delivery (sweep, retry) reads them afresh
+        if fresh and isinstance(known, dict) and all(s in known for s in skus):
+            available = {s: int(known[s]) for s in skus}
+        else:
+            available = await self.stock.available(skus)
+        channels = await self.catalog.active_channel_ids()
+        return {"changes": [AvailabilityChange(sku=s, available=available[s],
+                                               channels=channels, reason=ev.kind)
+                            for s in skus]}
 
     async def _run(self, hook: str, plugin: str, ev: Event, order: Order | None,
                    fresh: bool) -> bool:
         try:
             kwargs = await self._arguments(hook, ev, order, fresh)
-            await self.plugins.directed(plugin, hook, **kwargs)
+            await self.plugins.call(hook, to=plugin, **kwargs)
             return True
         except Exception as exc:  # a reaction failure must never undo the commit
             log.warning("reaction failed; will retry", hook=hook, plugin=plugin,
@@ -106,7 +138,7 @@ class Dispatcher:
         for ev in events:
             hooks = self._hooks_for(ev)
             for hook in hooks:
-                for plugin in self.plugins.after_commit_impls(hook):
+                for plugin in self.plugins.implementers(hook):
                     await self._run(hook, plugin, ev, order, fresh)
             if hooks:  # only events with reactions have an outbox row to mark
                 delivered.append(ev.id)
@@ -140,7 +172,7 @@ class Dispatcher:
             return True
         try:
             kwargs = await self._arguments(failure["hook"], ev, None)
-            await self.plugins.directed(failure["plugin"], failure["hook"], **kwargs)
+            await self.plugins.call(failure["hook"], to=failure["plugin"], **kwargs)
         except Exception as exc:
             self.metrics.reaction_failed(failure["plugin"], failure["hook"])
             await self.journal.record_failure(ev.id, failure["hook"], failure["plugin"],

@@ -34,6 +34,7 @@ from ordnung.core.lifecycle.machine import Machine, StateExtension
 from ordnung.core.observe import Metrics, Tracer
 from ordnung.core.persistence.database import Database, Timeouts
 from ordnung.core.persistence.plugin_store import PluginStore
+from ordnung.core.plugin_context import plugin_context
 from ordnung.core.plugin_host import PluginHost
 from ordnung.core.pricing import PricingPipeline
 from ordnung.core.runtime import Runtime
@@ -94,18 +95,14 @@ class Engine:
                 raise PluginError(", ".join(sorted(unknown)), "has settings but is not loaded")
         self.host.check()
         extensions: list[StateExtension] = []
-        for plugin, answer in await self.host.collect("ordnung_lifecycle_extensions"):
-            for ext in answer:
-                if not isinstance(ext, StateExtension):
-                    raise PluginError(plugin, "ordnung_lifecycle_extensions must return "
-                                              "StateExtension objects")
-                extensions.append(ext)
+        for _, answer in await self.host.call("ordnung_lifecycle_extensions"):
+            extensions.extend(answer)
         self.machines: dict[str, Machine] = build_machines(extensions)
         await self.db.start()
         try:
             if self.config.migrate:
                 await self.db.migrate()
-            publishers = await self.host.collect("ordnung_event_publisher")
+            publishers = await self.host.call("ordnung_event_publisher")
             self.runtime = rt = Runtime(self.db, self.host, self.machines,
                                         limits=self.config.limits,
                                         tells_brokers=bool(publishers))
@@ -138,7 +135,8 @@ class Engine:
             self.webhooks = WebhookService(self.db, self.config)
             self.webhook_worker = WebhookWorker(rt, self.config)
             self._started = True
-            await self.host.collect("ordnung_engine_started", engine=self)
+            await self.host.call("ordnung_plugin_started",
+                                 each=lambda name: {"context": plugin_context(self, name)})
             if self.config.background_tasks:
                 self._background = [asyncio.create_task(self._maintenance_loop()),
                                     asyncio.create_task(self.reconcile.loop()),

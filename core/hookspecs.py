@@ -1,19 +1,32 @@
 """The hook specifications: the plugin author's manual.
 
 A plugin is any object (usually a class instance) with methods named after
-these hooks and marked with ``@ordnung.core.hookimpl``. Implementations may be
+these hooks and marked with ``@ordnung.plugin.hookimpl``. Implementations may be
 plain functions or ``async def``: the core awaits them. An implementation may
 accept any subset of the arguments, in any order, by name.
 
-Calling conventions, stated once:
+Each spec declares its calling convention and its phase with ``@contract``; its
+answer type is its return annotation (``None`` left out). The host reads these
+once at start (``core/hook_contracts.py``), calls every hook through
+``PluginHost.call`` accordingly, and checks every answer against the declared
+type; ``docs/hooks.md``'s convention table is generated from them.
 
-* **collected**: every implementation is called, in pluggy's order (last
+Conventions:
+
+* **collect**: every implementation is called, in pluggy's order (last
   registered first; ``tryfirst``/``trylast`` respected); ``None`` answers are
   dropped, the rest come back in a list.
 * **firstresult**: implementations are called in the same order until one
   answers something other than ``None``; that answer is used.
 * **directed**: only the plugin named by the entity (the payment's
   ``gateway``, the shipment's ``carrier``) is called. Others never see it.
+
+Phases:
+
+* **start-up**: called once while the engine starts; raising stops start-up.
+* **outside-transaction**: called on a request's path while no database
+  transaction is open (pricing, gateway and carrier calls: no row stays locked
+  while a remote service answers). Raising fails the operation.
 * **in-transaction**: called while the core's database transaction is open.
   Raising aborts the whole operation; nothing is written, no stock is held.
 * **after-commit**: called once the change is committed. Raising does not
@@ -29,47 +42,74 @@ is refused at start-up.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeVar
 
 import pluggy
 
-if TYPE_CHECKING:
-    from ordnung.core.contexts import PricingContext, RiskContext, TransitionContext
-    from ordnung.core.domain.accounts import AccountNotice
-    from ordnung.core.domain.customers import Customer
-    from ordnung.core.domain.events import Event
-    from ordnung.core.domain.inventory import AvailabilityChange
-    from ordnung.core.domain.orders import Order
-    from ordnung.core.domain.payments import (
-        GatewayResult,
-        OperationLookup,
-        PaymentMethod,
-        PaymentRequest,
-        PaymentUpdate,
-    )
-    from ordnung.core.domain.pricing import (
-        Discount,
-        GiftLine,
-        Note,
-        RiskAssessment,
-        ShippingQuote,
-        TaxAnswer,
-        Violation,
-    )
-    from ordnung.core.domain.shipments import Label, Shipment, TrackingUpdate
-    from ordnung.core.lifecycle.machine import StateExtension
-    from ordnung.core.persistence.plugin_store import PluginStore
+from ordnung.core.contexts import PricingContext, RiskContext, TransitionContext
+from ordnung.core.domain.accounts import AccountNotice
+from ordnung.core.domain.coupons import CouponGrant
+from ordnung.core.domain.customers import Customer
+from ordnung.core.domain.events import Event
+from ordnung.core.domain.inventory import AvailabilityChange
+from ordnung.core.domain.orders import Order
+from ordnung.core.domain.payments import (
+    GatewayResult,
+    OperationLookup,
+    PaymentMethod,
+    PaymentRequest,
+    PaymentUpdate,
+)
+from ordnung.core.domain.pricing import (
+    Discount,
+    GiftLine,
+    Note,
+    RiskAssessment,
+    ShippingQuote,
+    TaxAnswer,
+    Violation,
+)
+from ordnung.core.domain.shipments import Label, Shipment, TrackingUpdate
+from ordnung.core.lifecycle.machine import StateExtension
+from ordnung.core.persistence.plugin_store import PluginStore
+from ordnung.core.plugin_context import PluginContext
 
 PROJECT = "ordnung"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
+Convention = Literal["collect", "firstresult", "directed"]
+Phase = Literal["start-up", "outside-transaction", "in-transaction", "after-commit",
+                "background"]
+CONVENTIONS: tuple[Convention, ...] = ("collect", "firstresult", "directed")
+PHASES: tuple[Phase, ...] = ("start-up", "outside-transaction", "in-transaction",
+                             "after-commit", "background")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def contract(convention: Convention, phase: Phase) -> Callable[[F], F]:
+    """Declare a hook spec's calling convention and phase, and make it a pluggy spec.
+
+    pluggy's ``firstresult`` follows from the convention (first-result and directed
+    hooks want one answer), so the two can never disagree.
+    """
+    if convention not in CONVENTIONS or phase not in PHASES:
+        raise ValueError(f"unknown hook convention {convention!r} or phase {phase!r}")
+
+    def mark(fn: F) -> F:
+        fn.ordnung_convention = convention  # type: ignore[attr-defined]
+        fn.ordnung_phase = phase  # type: ignore[attr-defined]
+        return hookspec(firstresult=convention != "collect")(fn)
+
+    return mark
+
 
 # --------------------------------------------------------------------------- start-up
 
 
-@hookspec
+@contract("collect", "start-up")
 def ordnung_lifecycle_extensions() -> Sequence[StateExtension] | None:
     """Add states or redirect transitions of the order, payment, shipment or return machine.
 
@@ -83,18 +123,21 @@ def ordnung_lifecycle_extensions() -> Sequence[StateExtension] | None:
     """
 
 
-@hookspec
-def ordnung_engine_started(engine: Any) -> None:
-    """The engine is ready; keep a reference if the plugin needs to call it later.
+@contract("collect", "start-up")
+def ordnung_plugin_started(context: PluginContext[Any]) -> None:
+    """The engine is ready: keep this plugin's own context if it needs it later.
 
-    Called once after start-up, collected, results ignored. Raising stops start-up.
+    Called once per plugin after start-up with its ``PluginContext``: its ``name``,
+    its validated ``settings``, its own ``store``, a ``log`` bound to its name and
+    ``engine``, the few engine operations a plugin may call (``PluginEngine``).
+    Results are ignored. Raising stops start-up (e.g. a plugin it needs is missing).
     """
 
 
 # --------------------------------------------------------------------------- pricing
 
 
-@hookspec
+@contract("collect", "outside-transaction")
 def ordnung_adjustments(ctx: PricingContext) -> Sequence[Discount | GiftLine | Note] | None:
     """Promotions and loyalty: discounts, complimentary gift lines and notes.
 
@@ -109,7 +152,7 @@ def ordnung_adjustments(ctx: PricingContext) -> Sequence[Discount | GiftLine | N
     """
 
 
-@hookspec
+@contract("collect", "outside-transaction")
 def ordnung_shipping_quotes(ctx: PricingContext) -> Sequence[ShippingQuote] | None:
     """Carriers: what shipping this cart can have, at what price and when.
 
@@ -120,7 +163,7 @@ def ordnung_shipping_quotes(ctx: PricingContext) -> Sequence[ShippingQuote] | No
     """
 
 
-@hookspec(firstresult=True)
+@contract("firstresult", "outside-transaction")
 def ordnung_tax(ctx: PricingContext) -> TaxAnswer | None:
     """Tax rates for each line and for shipping.
 
@@ -134,7 +177,7 @@ def ordnung_tax(ctx: PricingContext) -> TaxAnswer | None:
     """
 
 
-@hookspec
+@contract("collect", "outside-transaction")
 def ordnung_validate_order(ctx: PricingContext) -> Sequence[Violation] | None:
     """Regional rules and restrictions: may this cart become an order?
 
@@ -145,7 +188,7 @@ def ordnung_validate_order(ctx: PricingContext) -> Sequence[Violation] | None:
     """
 
 
-@hookspec
+@contract("collect", "in-transaction")
 def ordnung_assess_risk(ctx: RiskContext) -> RiskAssessment | None:
     """Fraud: score a freshly placed order.
 
@@ -156,7 +199,7 @@ def ordnung_assess_risk(ctx: RiskContext) -> RiskAssessment | None:
     """
 
 
-@hookspec
+@contract("collect", "in-transaction")
 def ordnung_fulfilment_priority(order: Order, customer: Customer | None) -> int | None:
     """Priority points for the fulfilment queue (higher ships first).
 
@@ -165,7 +208,7 @@ def ordnung_fulfilment_priority(order: Order, customer: Customer | None) -> int 
     """
 
 
-@hookspec
+@contract("collect", "in-transaction")
 def ordnung_claim_resources(order: Order, store: PluginStore) -> None:
     """Claim what the order uses up, atomically with it: a coupon's uses, a budget.
 
@@ -178,7 +221,7 @@ def ordnung_claim_resources(order: Order, store: PluginStore) -> None:
     """
 
 
-@hookspec
+@contract("collect", "in-transaction")
 def ordnung_release_resources(order: Order, store: PluginStore) -> None:
     """Give back what ``ordnung_claim_resources`` claimed, when an order is cancelled.
 
@@ -187,10 +230,22 @@ def ordnung_release_resources(order: Order, store: PluginStore) -> None:
     """
 
 
+@contract("directed", "outside-transaction")
+def ordnung_issue_coupon(grant: CouponGrant) -> bool | None:
+    """Issue a coupon another plugin grants (a loyalty reward), for later orders.
+
+    Directed to the plugin that keeps coupons, named by the granting plugin's
+    settings (``PluginEngine.issue_coupon``), so the granting plugin never touches
+    that plugin's store. Answer ``True`` if issued, ``False`` if a coupon with that
+    code exists already (issuing again is safe: the first one stays). Raising fails
+    the grant; a granting after-commit reaction is then retried.
+    """
+
+
 # --------------------------------------------------------------------------- payments
 
 
-@hookspec
+@contract("collect", "outside-transaction")
 def ordnung_payment_methods(order: Order) -> Sequence[PaymentMethod] | None:
     """Which ways to pay this plugin offers for ``order``.
 
@@ -199,7 +254,7 @@ def ordnung_payment_methods(order: Order) -> Sequence[PaymentMethod] | None:
     """
 
 
-@hookspec(firstresult=True)
+@contract("directed", "outside-transaction")
 def ordnung_authorize(request: PaymentRequest) -> GatewayResult | None:
     """Authorize (hold) ``request.amount`` with the gateway.
 
@@ -215,7 +270,7 @@ def ordnung_authorize(request: PaymentRequest) -> GatewayResult | None:
     """
 
 
-@hookspec(firstresult=True)
+@contract("directed", "outside-transaction")
 def ordnung_capture(request: PaymentRequest) -> GatewayResult | None:
     """Capture ``request.amount`` of an authorized payment (partial captures allowed).
 
@@ -226,7 +281,7 @@ def ordnung_capture(request: PaymentRequest) -> GatewayResult | None:
     """
 
 
-@hookspec(firstresult=True)
+@contract("directed", "outside-transaction")
 def ordnung_refund(request: PaymentRequest) -> GatewayResult | None:
     """Refund ``request.amount`` of captured money (partial refunds allowed).
 
@@ -235,7 +290,7 @@ def ordnung_refund(request: PaymentRequest) -> GatewayResult | None:
     """
 
 
-@hookspec(firstresult=True)
+@contract("directed", "outside-transaction")
 def ordnung_void(request: PaymentRequest) -> GatewayResult | None:
     """Release an authorization that will not be captured (cancel, decline...).
 
@@ -244,7 +299,7 @@ def ordnung_void(request: PaymentRequest) -> GatewayResult | None:
     """
 
 
-@hookspec(firstresult=True)
+@contract("directed", "outside-transaction")
 def ordnung_lookup_operation(operation: str, request: PaymentRequest) -> OperationLookup | None:
     """Tell what became of an operation sent earlier with ``request.idempotency_key``.
 
@@ -266,7 +321,7 @@ def ordnung_lookup_operation(operation: str, request: PaymentRequest) -> Operati
     """
 
 
-@hookspec(firstresult=True)
+@contract("directed", "outside-transaction")
 def ordnung_gateway_webhook(headers: dict[str, str], body: bytes) -> Sequence[PaymentUpdate] | None:
     """Verify and parse a gateway's webhook call.
 
@@ -281,7 +336,7 @@ def ordnung_gateway_webhook(headers: dict[str, str], body: bytes) -> Sequence[Pa
 # --------------------------------------------------------------------------- fulfilment
 
 
-@hookspec(firstresult=True)
+@contract("directed", "outside-transaction")
 def ordnung_create_label(order: Order, shipment: Shipment) -> Label | None:
     """Create the carrier label and tracking number when a shipment ships.
 
@@ -291,7 +346,7 @@ def ordnung_create_label(order: Order, shipment: Shipment) -> Label | None:
     """
 
 
-@hookspec(firstresult=True)
+@contract("directed", "outside-transaction")
 def ordnung_parse_tracking(payload: dict[str, Any]) -> Sequence[TrackingUpdate] | None:
     """Turn a carrier's tracking push into updates.
 
@@ -304,7 +359,7 @@ def ordnung_parse_tracking(payload: dict[str, Any]) -> Sequence[TrackingUpdate] 
 # --------------------------------------------------------------------------- transitions
 
 
-@hookspec
+@contract("collect", "in-transaction")
 def ordnung_guard_transition(ctx: TransitionContext) -> str | None:
     """Veto a transition of any machine before it is committed.
 
@@ -315,7 +370,7 @@ def ordnung_guard_transition(ctx: TransitionContext) -> str | None:
     """
 
 
-@hookspec
+@contract("collect", "after-commit")
 def ordnung_after_transition(event: Event, order: Order | None) -> None:
     """React to a committed transition (notifications, sync, analytics).
 
@@ -324,7 +379,7 @@ def ordnung_after_transition(event: Event, order: Order | None) -> None:
     """
 
 
-@hookspec
+@contract("collect", "after-commit")
 def ordnung_on_event(event: Event) -> None:
     """Every committed timeline event, transitions and others (webhook or broker forwarders).
 
@@ -332,7 +387,7 @@ def ordnung_on_event(event: Event) -> None:
     """
 
 
-@hookspec
+@contract("collect", "after-commit")
 def ordnung_availability_changed(changes: Sequence[AvailabilityChange]) -> None:
     """Tell sales channels that SKUs' availability changed.
 
@@ -345,7 +400,7 @@ def ordnung_availability_changed(changes: Sequence[AvailabilityChange]) -> None:
 # --------------------------------------------------------------------------- customers
 
 
-@hookspec
+@contract("collect", "outside-transaction")
 def ordnung_export_customer_data(customer: Customer) -> dict[str, Any] | None:
     """Contribute this plugin's data about a customer to a data export (GDPR/CCPA).
 
@@ -354,7 +409,7 @@ def ordnung_export_customer_data(customer: Customer) -> dict[str, Any] | None:
     """
 
 
-@hookspec
+@contract("collect", "outside-transaction")
 def ordnung_erase_customer_data(customer: Customer) -> None:
     """Erase what this plugin holds about a customer.
 
@@ -363,7 +418,7 @@ def ordnung_erase_customer_data(customer: Customer) -> None:
     """
 
 
-@hookspec
+@contract("collect", "background")
 def ordnung_account_notice(notice: AccountNotice) -> bool | None:
     """Deliver a one-time account token to the customer: a password reset or an e-mail
     verification (``notice.kind``).
@@ -380,7 +435,7 @@ def ordnung_account_notice(notice: AccountNotice) -> bool | None:
 # --------------------------------------------------------------------------- event brokers
 
 
-@hookspec
+@contract("collect", "start-up")
 def ordnung_event_publisher() -> Any | None:
     """Return an object with ``async publish(events: Sequence[Event]) -> None``.
 

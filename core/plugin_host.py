@@ -1,16 +1,18 @@
 """Discovering, configuring and calling plugins.
 
 pluggy finds and orders implementations; it does not await coroutines. So
-the core calls implementations itself (``collect``, ``first``, ``directed``)
-and awaits whatever is awaitable. The order of implementations per hook is
-computed once and cached: plugin look-ups are off the hot path.
+the core calls implementations itself, through the one ``PluginHost.call``,
+which follows the convention the hook's spec declares (``core/hookspecs.py``),
+awaits whatever is awaitable and checks each answer against the declared type.
+Each hook's plan (implementations in order, contract, answer check) is computed
+once and cached: plugin look-ups are off the hot path.
 """
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -20,6 +22,13 @@ import structlog
 
 from ordnung.core import hookspecs
 from ordnung.core.errors import PluginError
+from ordnung.core.hook_contracts import (
+    Check,
+    HookContract,
+    answer_check,
+    contract_of,
+    contracts,
+)
 from ordnung.core.logging import SECRET_KEYS
 from ordnung.core.observe import Tracer
 
@@ -58,6 +67,25 @@ def mask_secrets(value: Any) -> Any:
     return value
 
 
+class AnswerTypeError(PluginError):
+    """A plugin answered a hook with something its spec does not declare.
+
+    Its own class, so a caller that turns a plugin's failure into an outcome (a
+    gateway error into a decline) still lets a broken contract through."""
+
+
+@dataclass(frozen=True, slots=True)
+class HookPlan:
+    """How one hook is called: worked out once, used on every call."""
+
+    contract: HookContract
+    convention: str
+    #: the implementations in call order
+    impls: tuple[pluggy.HookImpl, ...]
+    by_plugin: dict[str, pluggy.HookImpl]
+    check: Check
+
+
 class PluginHost:
     """The plugin manager: registration, settings, and async-aware hook calls."""
 
@@ -65,7 +93,7 @@ class PluginHost:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.settings: dict[str, Any] = {}
-        self._impls: dict[str, list[pluggy.HookImpl]] = {}
+        self._plans: dict[str, HookPlan] = {}
         #: spans around hook calls, when the host traces (None: no cost at all)
         self.tracer: Tracer | None = None
 
@@ -95,11 +123,8 @@ class PluginHost:
                 instance = plugin()
         elif settings:
             raise PluginError(plugin_name, "settings need a plugin class with a Settings Struct")
-        if not getattr(instance, "name", None):
-            with contextlib.suppress(AttributeError):
-                instance.name = plugin_name
         self.pm.register(instance, name=plugin_name)
-        self._impls.clear()
+        self._plans.clear()
         log.debug("plugin registered", plugin=plugin_name)
         return instance
 
@@ -137,6 +162,7 @@ class PluginHost:
 
     def check(self) -> None:
         """Refuse misspelled hooks and hook wrappers before anything runs."""
+        contracts()  # a spec without a readable contract stops start-up here
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
@@ -150,6 +176,13 @@ class PluginHost:
 
     def _hook_names(self) -> list[str]:
         return [n for n in dir(self.pm.hook) if n.startswith("ordnung_")]
+
+    def settings_of(self, plugin_name: str) -> Any:
+        """The plugin's validated settings: those it was constructed with by the host, or
+        the ``settings`` of a plugin object registered ready-made; None without."""
+        if plugin_name in self.settings:
+            return self.settings[plugin_name]
+        return getattr(self.pm.get_plugin(plugin_name), "settings", None)
 
     def names(self) -> list[str]:
         return [name for name, _ in self.pm.list_name_plugin()]
@@ -169,24 +202,95 @@ class PluginHost:
         return out
 
     # -- calling ------------------------------------------------------------------
-    def impls(self, hook_name: str) -> list[pluggy.HookImpl]:
-        cached = self._impls.get(hook_name)
+    def plan(self, hook_name: str) -> HookPlan:
+        """The hook's implementations in call order, its contract and its answer check:
+        computed once per hook (and again only after a plugin is registered)."""
+        cached = self._plans.get(hook_name)
         if cached is None:
+            contract = contract_of(hook_name)
             # get_hookimpls() is stored in reverse call order
-            cached = list(reversed(getattr(self.pm.hook, hook_name).get_hookimpls()))
-            self._impls[hook_name] = cached
+            impls = tuple(reversed(getattr(self.pm.hook, hook_name).get_hookimpls()))
+            cached = HookPlan(contract=contract, convention=contract.convention, impls=impls,
+                              by_plugin={i.plugin_name: i for i in impls},
+                              check=answer_check(contract.answer))
+            self._plans[hook_name] = cached
         return cached
 
-    def has_impl(self, hook_name: str) -> bool:
-        return bool(self.impls(hook_name))
+    def impls(self, hook_name: str) -> tuple[pluggy.HookImpl, ...]:
+        return self.plan(hook_name).impls
 
-    async def _call(self, impl: pluggy.HookImpl, kwargs: Mapping[str, Any]) -> Any:
+    def has_impl(self, hook_name: str) -> bool:
+        return bool(self.plan(hook_name).impls)
+
+    def implements(self, plugin_name: str, hook_name: str) -> bool:
+        return plugin_name in self.plan(hook_name).by_plugin
+
+    def implementers(self, hook_name: str) -> list[str]:
+        """The plugins implementing ``hook_name``, in call order."""
+        return [i.plugin_name for i in self.plan(hook_name).impls]
+
+    async def call(self, hook_name: str, /, to: str | None = None,
+                   each: Callable[[str], Mapping[str, Any]] | None = None,
+                   **kwargs: Any) -> Any:
+        """Call a hook as its spec declares, awaiting awaitable answers and checking every
+        answer against the declared type (``PluginError`` naming plugin and hook if not).
+
+        - ``to``: only that plugin's implementation is called; its answer (or None) is
+          returned. A directed hook must name its plugin.
+        - otherwise a *collect* hook returns ``[(plugin, answer), ...]`` for the answers
+          that are not None, and a *firstresult* hook ``(plugin, answer)`` of the first
+          plugin answering, or None.
+        - ``each``: arguments made per plugin (its own ``PluginStore``), added to ``kwargs``.
+        """
+        plan = self.plan(hook_name)
+        if to is not None:
+            impl = plan.by_plugin.get(to)
+            if impl is None:
+                return None
+            result = await self._invoke(impl, kwargs, each)
+            return None if result is None else self._checked(plan, impl, result)
+        if plan.convention == "directed":
+            raise TypeError(f"{hook_name} is directed: name the plugin with to=")
+        if plan.convention == "firstresult":
+            for impl in plan.impls:
+                result = await self._invoke(impl, kwargs, each)
+                if result is not None:
+                    return impl.plugin_name, self._checked(plan, impl, result)
+            return None
+        out: list[tuple[str, Any]] = []
+        check = plan.check
+        for impl in plan.impls:
+            result = await self._invoke(impl, kwargs, each)
+            if result is not None:
+                try:  # inline: this loop is on every pricing's path
+                    out.append((impl.plugin_name, check(result)))
+                except (msgspec.ValidationError, TypeError) as exc:
+                    raise self._wrong_answer(plan, impl, exc) from exc
+        return out
+
+    async def _invoke(self, impl: pluggy.HookImpl, kwargs: Mapping[str, Any],
+                      each: Callable[[str], Mapping[str, Any]] | None) -> Any:
+        if each is not None:
+            kwargs = {**kwargs, **each(impl.plugin_name)}
         if self.tracer is not None:
             return await self._traced_call(self.tracer, impl, kwargs)
         result = impl.function(*[kwargs[a] for a in impl.argnames])
         if inspect.isawaitable(result):
             result = await result
         return result
+
+    @classmethod
+    def _checked(cls, plan: HookPlan, impl: pluggy.HookImpl, result: Any) -> Any:
+        try:
+            return plan.check(result)
+        except (msgspec.ValidationError, TypeError) as exc:
+            raise cls._wrong_answer(plan, impl, exc) from exc
+
+    @staticmethod
+    def _wrong_answer(plan: HookPlan, impl: pluggy.HookImpl, exc: Exception) -> AnswerTypeError:
+        return AnswerTypeError(impl.plugin_name,
+                               f"{plan.contract.name} must answer {plan.contract.answer_name} "
+                               f"or None: {exc}", hook=plan.contract.name)
 
     async def _traced_call(self, tracer: Tracer, impl: pluggy.HookImpl,
                            kwargs: Mapping[str, Any]) -> Any:
@@ -202,43 +306,3 @@ class PluginHost:
             if inspect.isawaitable(result):
                 result = await result
             return result
-
-    async def collect(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
-        """Call every implementation; return ``(plugin_name, answer)`` for non-None answers."""
-        out: list[tuple[str, Any]] = []
-        for impl in self.impls(hook_name):
-            result = await self._call(impl, kwargs)
-            if result is not None:
-                out.append((impl.plugin_name, result))
-        return out
-
-    async def collect_each(self, hook_name: str,
-                           kwargs_for: Any) -> list[tuple[str, Any]]:
-        """Like ``collect``, with arguments made per plugin (e.g. its own PluginStore)."""
-        out: list[tuple[str, Any]] = []
-        for impl in self.impls(hook_name):
-            result = await self._call(impl, kwargs_for(impl.plugin_name))
-            if result is not None:
-                out.append((impl.plugin_name, result))
-        return out
-
-    async def first(self, hook_name: str, **kwargs: Any) -> tuple[str, Any] | None:
-        """Call implementations until one answers; return ``(plugin_name, answer)``."""
-        for impl in self.impls(hook_name):
-            result = await self._call(impl, kwargs)
-            if result is not None:
-                return impl.plugin_name, result
-        return None
-
-    async def directed(self, plugin_name: str, hook_name: str, **kwargs: Any) -> Any:
-        """Call only ``plugin_name``'s implementation; None if it has none."""
-        for impl in self.impls(hook_name):
-            if impl.plugin_name == plugin_name:
-                return await self._call(impl, kwargs)
-        return None
-
-    def implements(self, plugin_name: str, hook_name: str) -> bool:
-        return any(i.plugin_name == plugin_name for i in self.impls(hook_name))
-
-    def after_commit_impls(self, hook_name: str) -> list[str]:
-        return [i.plugin_name for i in self.impls(hook_name)]

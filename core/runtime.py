@@ -91,7 +91,7 @@ class Runtime:
         return PluginStore(self.db, plugin)
 
     async def guard(self, ctx: TransitionContext) -> None:
-        for plugin, reason in await self.plugins.collect("ordnung_guard_transition", ctx=ctx):
+        for plugin, reason in await self.plugins.call("ordnung_guard_transition", ctx=ctx):
             if reason:
                 raise TransitionVetoed(ctx.machine, ctx.event, plugin, str(reason))
 
@@ -203,9 +203,9 @@ class OrderChange:
 
     async def release_claims(self) -> None:
         """Let plugins give back what they claimed for this order (coupon uses...)."""
-        await self.rt.plugins.collect_each(
-            "ordnung_release_resources",
-            lambda plugin: {"order": self.order, "store": self.rt.plugin_store(plugin)})
+        await self.rt.plugins.call(
+            "ordnung_release_resources", order=self.order,
+            each=lambda plugin: {"store": self.rt.plugin_store(plugin)})
 
     # -- commit -------------------------------------------------------------------------
     async def advance(self) -> None:

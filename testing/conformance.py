@@ -256,8 +256,8 @@ class PaymentGatewayConformance(Conformance):
                     token=self.approve_token, reference=payment.reference,
                     idempotency_key=f"{payment.id}:{hook}:conformance",
                     customer_email=order.email)
-                first = await host.directed(self.name, hook, request=request)
-                again = await host.directed(self.name, hook, request=request)
+                first = await host.call(hook, to=self.name, request=request)
+                again = await host.call(hook, to=self.name, request=request)
                 assert isinstance(first, GatewayResult), f"{hook} must answer a GatewayResult"
                 assert first.outcome in ("approved", "pending", "declined")
                 assert again == first, f"{hook} answered differently for the same key"
@@ -289,9 +289,9 @@ class PaymentGatewayConformance(Conformance):
                     idempotency_key=key, customer_email=order.email)
 
             # the placement's own authorization, by the key the core sent it with
-            placed = await host.directed(self.name, "ordnung_lookup_operation",
-                                         operation="authorize",
-                                         request=request(f"{payment.id}:authorize:1"))
+            placed = await host.call("ordnung_lookup_operation", to=self.name,
+                                     operation="authorize",
+                                     request=request(f"{payment.id}:authorize:1"))
             if placed is None:
                 pytest.skip("the gateway answers no lookups (None)")
             assert isinstance(placed, OperationLookup), \
@@ -303,11 +303,11 @@ class PaymentGatewayConformance(Conformance):
             assert placed.result.outcome == expected, placed.result
             # a key never sent: not found, and looking it up carries nothing out
             unknown = request(f"{payment.id}:authorize:conformance-never-sent")
-            missing = await host.directed(self.name, "ordnung_lookup_operation",
-                                          operation="authorize", request=unknown)
+            missing = await host.call("ordnung_lookup_operation", to=self.name,
+                                      operation="authorize", request=unknown)
             assert isinstance(missing, OperationLookup) and not missing.found, missing
-            again = await host.directed(self.name, "ordnung_lookup_operation",
-                                        operation="authorize", request=unknown)
+            again = await host.call("ordnung_lookup_operation", to=self.name,
+                                    operation="authorize", request=unknown)
             assert again == missing, "a lookup changed what the gateway knows"
 
         self.in_shop(ordnung_database_url, scenario)
@@ -401,7 +401,7 @@ class TaxConformance(Conformance):
     async def _answer(self, shop: Shop, address: Address | None = None
                       ) -> tuple[PricingContext, TaxAnswer | None]:
         ctx = await shop.context(*self.lines, address=address)
-        answer = await shop.engine.host.directed(self.name, "ordnung_tax", ctx=ctx)
+        answer = await shop.engine.host.call("ordnung_tax", to=self.name, ctx=ctx)
         return ctx, answer
 
     def test_answers_a_rate_for_every_line(self, ordnung_database_url: str) -> None:
@@ -420,7 +420,7 @@ class TaxConformance(Conformance):
     def test_answers_are_deterministic(self, ordnung_database_url: str) -> None:
         async def scenario(shop: Shop) -> None:
             ctx, first = await self._answer(shop)
-            again = await shop.engine.host.directed(self.name, "ordnung_tax", ctx=ctx)
+            again = await shop.engine.host.call("ordnung_tax", to=self.name, ctx=ctx)
             assert again == first
 
         self.in_shop(ordnung_database_url, scenario)
@@ -483,8 +483,8 @@ class LoyaltyConformance(Conformance):
                     msgspec.structs.replace(ln, discount=0, tax=0, tax_rate="0")
                     for ln in ctx.lines if not ln.gift])
                 host = shop.engine.host
-                first = await host.directed(self.name, "ordnung_adjustments", ctx=ctx)
-                again = await host.directed(self.name, "ordnung_adjustments", ctx=ctx)
+                first = await host.call("ordnung_adjustments", to=self.name, ctx=ctx)
+                again = await host.call("ordnung_adjustments", to=self.name, ctx=ctx)
                 assert first == again, f"different answers for the same cart {lines}"
                 for answer in first or []:
                     if isinstance(answer, Discount):

@@ -14,6 +14,7 @@ import msgspec
 import pytest
 
 from ordnung.api.cli import main
+from ordnung.api.hooks_doc import BEGIN, END, hook_table, with_hook_table
 from ordnung.core import Address, Engine, hookimpl
 from ordnung.core import hookspecs as hookspecs_module
 from ordnung.core.errors import TransitionVetoed
@@ -254,6 +255,25 @@ def test_every_hookspec_is_documented() -> None:
     assert not no_docstring, f"hookspecs without a docstring: {no_docstring}"
     stale = sorted(headings - set(specs))
     assert not stale, f"docs/hooks.md documents hooks that do not exist: {stale}"
+
+
+def test_the_hook_table_is_generated_from_the_specs(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    committed = HOOKS_DOC.read_text(encoding="utf-8")
+    assert with_hook_table(committed) == committed, \
+        "run `ordnung hooks-doc --update docs/hooks.md`"
+    assert main(["hooks-doc"]) == 0
+    printed = capsys.readouterr().out
+    assert printed == hook_table() and printed in committed
+    assert "| [`ordnung_tax`](#ordnung_tax) | firstresult | outside-transaction | `TaxAnswer` |" \
+        in printed
+
+
+def test_hooks_doc_update_rewrites_only_the_table(tmp_path: Path) -> None:
+    page = tmp_path / "hooks.md"
+    page.write_text(f"intro\n\n{BEGIN}\nstale\n{END}\n\nrest\n", encoding="utf-8")
+    assert main(["hooks-doc", "--update", str(page)]) == 0
+    assert page.read_text(encoding="utf-8") == f"intro\n\n{hook_table()}\nrest\n"
 
 
 def doc_examples() -> dict[str, type]:

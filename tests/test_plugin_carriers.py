@@ -27,7 +27,6 @@ from ordnung.core.contexts import PricingContext
 from ordnung.core.domain.orders import Order, OrderLine
 from ordnung.core.domain.pricing import Discount
 from ordnung.core.errors import InvalidInput, PluginError
-from ordnung.plugins.carriers.flat_rate import add_business_days
 from ordnung.plugins.carriers.free_shipping import FreeShipping
 from ordnung.plugins.carriers.labels import (
     barcode_drawing,
@@ -36,6 +35,7 @@ from ordnung.plugins.carriers.labels import (
     unicode_fonts,
 )
 from ordnung.plugins.carriers.store_pickup import StorePickup, next_business_day
+from ordnung.plugins.carriers.transit import add_business_days
 from ordnung.plugins.carriers.weight_bands import WeightBands
 from ordnung.plugins.payments.sandbox import SandboxGateway
 from ordnung.plugins.tax.table_tax import TableTax
@@ -330,10 +330,10 @@ async def test_a_refused_label_leaves_the_shipment_packed(make_engine: Any) -> N
     await engine.fulfilment.pick(order.id, shipment.id)
     await engine.fulfilment.pack(order.id, shipment.id, ["MUG"])
     carrier = engine.host.pm.get_plugin("weight_bands")
-    carrier.engine, saved = None, carrier.engine
+    carrier.context, saved = None, carrier.context
     with pytest.raises(PluginError, match="has not started"):
         await engine.fulfilment.ship(order.id, shipment.id)
-    carrier.engine = saved
+    carrier.context = saved
     assert (await engine.orders.get(order.id)).shipment(shipment.id).status == "packed"
     order = await engine.fulfilment.ship(order.id, shipment.id)
     assert order.shipment(shipment.id).status == "shipped"

@@ -6,6 +6,13 @@ into a new virtual environment, found there through its entry point, used in a
 placement and its own tests pass there. The fresh environment borrows ordnung
 and its dependencies from this one through a ``.pth`` file (nothing is
 downloaded); the scaffolded package itself is installed only there.
+
+``test_slow_scaffold_passes_mypy_strict_and_its_tests_in_a_fresh_venv`` is what a
+plugin author does: in a virtual environment that has nothing but pip, run the
+commands ``ordnung new-plugin`` prints (install this ordnung, non-editable, then the
+scaffold with its test extras), then ``mypy`` (strict) and ``pytest``. pip fetches
+the dependencies from the package index it is configured with. The environment is
+made once per test session (a minute or two on a small machine).
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ from ordnung.api.cli import main
 from ordnung.api.scaffold import files_for, normalize_name
 
 KIT_TIMEOUT = 120
+#: installing ordnung and its dependencies into an empty environment
+INSTALL_TIMEOUT = 900
+ROOT = Path(__file__).parents[1]
 
 
 def clean_env() -> dict[str, str]:
@@ -146,6 +156,44 @@ def test_slow_scaffold_installs_into_a_fresh_venv_and_prices_an_order(tmp_path: 
     # the scaffold's own tests (conformance suite included) pass in the fresh environment
     out = run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"], package)
     assert "passed" in out and "failed" not in out, out
+
+
+@pytest.fixture(scope="session")
+def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A virtual environment with pip and this ordnung (installed from the source tree,
+    not editable: as a user's would be), nothing else."""
+    venv = tmp_path_factory.mktemp("fresh") / "venv"
+    run([sys.executable, "-m", "venv", str(venv)], venv.parent, timeout=INSTALL_TIMEOUT)
+    run([str(venv_bin(venv) / "python"), "-m", "pip", "install", "--quiet", str(ROOT)],
+        venv.parent, timeout=INSTALL_TIMEOUT)
+    return venv
+
+
+def venv_bin(venv: Path) -> Path:
+    return venv / ("Scripts" if os.name == "nt" else "bin")
+
+
+def test_slow_scaffold_passes_mypy_strict_and_its_tests_in_a_fresh_venv(
+        tmp_path: Path, fresh_venv: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["new-plugin", "acme_bonus", "--dir", str(tmp_path)]) == 0
+    [hint] = [line for line in capsys.readouterr().out.splitlines()
+              if line.startswith("next: ")]
+    commands = hint.removeprefix("next: ")
+    assert "pip install -e '.[test]'" in commands and "mypy" in commands
+    env = clean_env()
+    env.update(VIRTUAL_ENV=str(fresh_venv),
+               PATH=os.pathsep.join([str(venv_bin(fresh_venv)), env.get("PATH", "")]))
+    result = subprocess.run(["bash", "-c", f"set -e; {commands} -q"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=INSTALL_TIMEOUT, check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+    assert "Success: no issues found" in out  # mypy --strict, from the scaffold's pyproject
+    assert " passed" in out and "failed" not in out
+    # the environment's ordnung is a regular install, not this source tree
+    where = run([str(venv_bin(fresh_venv) / "python"), "-c",
+                 "import ordnung.plugin; print(ordnung.plugin.__file__)"], tmp_path)
+    assert Path(where.strip()).is_relative_to(fresh_venv)
 
 
 # --------------------------------------------------------------------------- the suites

@@ -79,8 +79,8 @@ def allocate_discounts(lines: list[OrderLine],
 
 
 async def apply_promotions(state: PricingState, services: PricingServices) -> None:
-    for plugin, answers in await services.plugins.collect("ordnung_adjustments",
-                                                          ctx=state.context()):
+    for plugin, answers in await services.plugins.call("ordnung_adjustments",
+                                                       ctx=state.context()):
         for answer in answers:
             take_answer(state, plugin, answer)
     cap_discounts(state)

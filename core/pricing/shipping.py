@@ -6,18 +6,17 @@ shown with the quotes it may choose from.
 
 from __future__ import annotations
 
-from ordnung.core.domain.pricing import ShippingQuote, ShippingSelection
+from ordnung.core.domain.pricing import ShippingSelection
 from ordnung.core.errors import InvalidInput, PluginError
 from ordnung.core.pricing.state import PricingServices, PricingState
 
 
 async def collect_quotes(state: PricingState, services: PricingServices) -> None:
-    for plugin, answers in await services.plugins.collect("ordnung_shipping_quotes",
-                                                          ctx=state.context()):
+    for plugin, answers in await services.plugins.call("ordnung_shipping_quotes",
+                                                       ctx=state.context()):
         for quote in answers:
-            if not isinstance(quote, ShippingQuote) or quote.price < 0:
-                raise PluginError(plugin, "shipping quotes must be ShippingQuote with a "
-                                          "non-negative price")
+            if quote.price < 0:
+                raise PluginError(plugin, "shipping quotes must have a non-negative price")
             state.quotes.append((f"{plugin}:{quote.service}", quote))
 
 

@@ -86,13 +86,11 @@ def tax_shipping(state: PricingState, plugin: str, tax: TaxAnswer) -> None:
 
 
 async def apply_tax(state: PricingState, services: PricingServices) -> None:
-    answer = await services.plugins.first("ordnung_tax", ctx=state.context())
+    answer = await services.plugins.call("ordnung_tax", ctx=state.context())
     if answer is None:
         no_tax_answer(state, services)
         return
     plugin, tax = answer
-    if not isinstance(tax, TaxAnswer):
-        raise PluginError(plugin, "ordnung_tax must return a TaxAnswer")
     state.inclusive = tax.prices_include_tax
     tax_lines(state, services, plugin, tax)
     tax_shipping(state, plugin, tax)

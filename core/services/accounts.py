@@ -250,12 +250,12 @@ class AccountService:
         """Hand a notice to the plugins. Never logs the token; a failure is logged and the
         customer asks again (a new token replaces the old one)."""
         try:
-            answers = await self.rt.plugins.collect("ordnung_account_notice", notice=notice)
+            answers = await self.rt.plugins.call("ordnung_account_notice", notice=notice)
         except Exception as exc:
             log.warning("account notice not delivered", kind=notice.kind,
                         customer_id=notice.customer.id, error=type(exc).__name__)
             return
-        if not self.rt.plugins.impls("ordnung_account_notice"):
+        if not self.rt.plugins.has_impl("ordnung_account_notice"):
             log.warning("no plugin delivers account notices (ordnung_account_notice)",
                         kind=notice.kind, customer_id=notice.customer.id)
         elif answers:

@@ -80,7 +80,7 @@ class CustomerService:
             order = await self.rt.orders.get(order_id)
             orders.append(msgspec.to_builtins(order if staff else customer_order(order)))
         carts = [msgspec.to_builtins(c) for c in await self.rt.carts.for_customer(customer_id)]
-        plugins = {name: answer for name, answer in await self.rt.plugins.collect(
+        plugins = {name: answer for name, answer in await self.rt.plugins.call(
             "ordnung_export_customer_data", customer=customer)}
         return {"customer": msgspec.to_builtins(customer), "orders": orders, "carts": carts,
                 "plugins": plugins, "exported_at": utcnow().isoformat()}
@@ -90,7 +90,7 @@ class CustomerService:
         customer = await self.rt.customers.get(customer_id)
         if customer.erased:
             return customer
-        await self.rt.plugins.collect("ordnung_erase_customer_data", customer=customer)
+        await self.rt.plugins.call("ordnung_erase_customer_data", customer=customer)
         events = []
         async with self.rt.db.transaction():
             for order_id in await self.rt.orders.ids_for_customer(customer_id, customer.email):

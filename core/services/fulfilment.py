@@ -28,7 +28,6 @@ from ordnung.core.errors import (
     InvariantViolation,
     NotFound,
     OrdnungError,
-    PluginError,
 )
 from ordnung.core.invariants import payment_secured
 from ordnung.core.lifecycle import Lifecycle
@@ -208,10 +207,8 @@ class FulfilmentService:
         carrier_name = carrier or shipment.carrier
         label: Label | None = None
         if carrier_name and self.rt.plugins.implements(carrier_name, "ordnung_create_label"):
-            label = await self.rt.plugins.directed(carrier_name, "ordnung_create_label",
-                                                   order=order, shipment=shipment)
-            if label is not None and not isinstance(label, Label):
-                raise PluginError(carrier_name, "ordnung_create_label must return a Label")
+            label = await self.rt.plugins.call("ordnung_create_label", to=carrier_name,
+                                               order=order, shipment=shipment)
         number = label.tracking_number if label else tracking_number
         if not number:
             raise InvalidInput("a tracking number is required (the carrier made none)",
@@ -276,8 +273,8 @@ class FulfilmentService:
         if not self.rt.plugins.implements(carrier, "ordnung_parse_tracking"):
             raise NotFound("carrier tracking", carrier)
         try:
-            updates = await self.rt.plugins.directed(carrier, "ordnung_parse_tracking",
-                                                     payload=payload) or []
+            updates: list[TrackingUpdate] = await self.rt.plugins.call(
+                "ordnung_parse_tracking", to=carrier, payload=payload) or []
         except OrdnungError:
             raise
         except Exception as exc:  # the hook's contract: raising refuses the payload
@@ -285,8 +282,6 @@ class FulfilmentService:
                                f"{type(exc).__name__}: {exc}", field="payload") from exc
         touched: list[str] = []
         for update in updates:
-            if not isinstance(update, TrackingUpdate):
-                raise PluginError(carrier, "ordnung_parse_tracking must return TrackingUpdates")
             touched.extend(await self.track(update, actor=actor))
         return touched
 

@@ -16,12 +16,11 @@ from ordnung.core.domain.customers import Customer
 from ordnung.core.domain.events import Event
 from ordnung.core.domain.orders import Order
 from ordnung.core.domain.payments import Payment
-from ordnung.core.domain.pricing import ExplanationStep, RiskAssessment, Violation
+from ordnung.core.domain.pricing import ExplanationStep
 from ordnung.core.errors import (
     Conflict,
     InvalidInput,
     PaymentDeclined,
-    PluginError,
     ValidationFailed,
 )
 from ordnung.core.errors_db import is_unique_violation
@@ -140,10 +139,8 @@ class OrderService:
     async def _validate(self, ctx: PricingContext) -> None:
         """Let plugins refuse the priced order before anything is written."""
         violations: list[dict[str, Any]] = []
-        for plugin, answers in await self.rt.plugins.collect("ordnung_validate_order", ctx=ctx):
+        for plugin, answers in await self.rt.plugins.call("ordnung_validate_order", ctx=ctx):
             for v in answers:
-                if not isinstance(v, Violation):
-                    raise PluginError(plugin, "ordnung_validate_order must return Violations")
                 violations.append({"plugin": plugin, **msgspec.to_builtins(v)})
         if violations:
             raise ValidationFailed(violations)
@@ -215,16 +212,16 @@ class OrderService:
                             to_state=payment.status,
                             data={"gateway": payment.gateway, "amount": payment.amount})
             await self._assess(change, customer, request.client)
-            order.priority = sum(int(points) for _, points in await self.rt.plugins.collect(
+            order.priority = sum(int(points) for _, points in await self.rt.plugins.call(
                 "ordnung_fulfilment_priority", order=order, customer=customer))
             # Stock rows are locked from here to the commit (PostgreSQL): reserve as late
             # as possible, so a hot SKU's row is held for as short a time as possible.
             skipped = await change.reserve_lines(f"order {order.number}")
             if skipped:
                 self._drop_gifts(order, set(skipped))
-            await self.rt.plugins.collect_each(
-                "ordnung_claim_resources",
-                lambda plugin: {"order": order, "store": self.rt.plugin_store(plugin)})
+            await self.rt.plugins.call(
+                "ordnung_claim_resources", order=order,
+                each=lambda plugin: {"store": self.rt.plugin_store(plugin)})
             await change.commit(insert=True)
             if cart_id:
                 cart = await self.rt.carts.get(cart_id, for_update=True)
@@ -258,9 +255,7 @@ class OrderService:
         ctx = RiskContext(order=order, customer=customer, client=dict(client),
                           recent_orders_by_customer=by_customer, recent_orders_by_email=by_email)
         hold_reasons: list[str] = []
-        for plugin, assessment in await self.rt.plugins.collect("ordnung_assess_risk", ctx=ctx):
-            if not isinstance(assessment, RiskAssessment):
-                raise PluginError(plugin, "ordnung_assess_risk must return a RiskAssessment")
+        for plugin, assessment in await self.rt.plugins.call("ordnung_assess_risk", ctx=ctx):
             order.risk_score = max(order.risk_score, assessment.score)
             order.risk_reasons.extend(f"{plugin}: {r}" for r in assessment.reasons)
             change.emit("order.risk_assessed", data={"plugin": plugin,

@@ -10,7 +10,7 @@ the payment; (3) in a transaction, apply the answer and clear the mark.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import structlog
 
@@ -30,8 +30,8 @@ from ordnung.core.errors import (
     InvariantViolation,
     NotFound,
     PaymentDeclined,
-    PluginError,
 )
+from ordnung.core.plugin_host import AnswerTypeError
 from ordnung.core.runtime import OrderChange, Runtime, bound
 
 log = structlog.get_logger("ordnung.payments")
@@ -49,7 +49,7 @@ class PaymentService:
 
     def check_gateway(self, gateway: str) -> None:
         if not self.rt.plugins.implements(gateway, "ordnung_authorize"):
-            gateways = sorted({n for n in self.rt.plugins.after_commit_impls("ordnung_authorize")})
+            gateways = sorted(self.rt.plugins.implementers("ordnung_authorize"))
             raise InvalidInput(f"unknown payment gateway {gateway!r} "
                                f"(available: {', '.join(gateways) or 'none'})",
                                field="payment.gateway")
@@ -57,8 +57,8 @@ class PaymentService:
     async def methods(self, order_id: str) -> list[PaymentMethod]:
         order = await self.rt.orders.get(order_id)
         out: list[PaymentMethod] = []
-        for plugin, methods in await self.rt.plugins.collect("ordnung_payment_methods",
-                                                             order=order):
+        for plugin, methods in await self.rt.plugins.call("ordnung_payment_methods",
+                                                          order=order):
             out.extend(PaymentMethod(method=m.method, name=m.name, grants_terms=m.grants_terms,
                                      gateway=plugin) for m in methods)
         return out
@@ -92,16 +92,16 @@ class PaymentService:
 
     async def _call(self, gateway: str, hook: str, request: PaymentRequest) -> GatewayResult:
         try:
-            result = await self.rt.plugins.directed(gateway, hook, request=request)
+            result = await self.rt.plugins.call(hook, to=gateway, request=request)
+        except AnswerTypeError:
+            raise
         except Exception as exc:
             log.warning("gateway call failed", gateway=gateway, hook=hook, error=repr(exc))
             return GatewayResult(outcome="declined", reason=f"gateway error: {exc}")
         if result is None:
             return GatewayResult(outcome="declined",
                                  reason=f"{gateway} does not implement {hook}")
-        if not isinstance(result, GatewayResult):
-            raise PluginError(gateway, f"{hook} must return a GatewayResult")
-        return result
+        return cast(GatewayResult, result)
 
     # -- authorize ------------------------------------------------------------------
     async def authorize(self, order_id: str, *, gateway: str, method: str = "", token: str = "",
@@ -228,17 +228,17 @@ class PaymentService:
         request = self._request(order, payment, payment.in_flight_amount or payment.amount,
                                 operation)
         try:
-            found = await self.rt.plugins.directed(payment.gateway, "ordnung_lookup_operation",
-                                                   operation=operation, request=request)
+            found = await self.rt.plugins.call("ordnung_lookup_operation", to=payment.gateway,
+                                               operation=operation, request=request)
+        except AnswerTypeError as exc:
+            # a broken answer tells nothing: the safe path (void) must still be taken
+            log.error("gateway lookup answered the wrong type", gateway=payment.gateway,
+                      error=exc.detail)
+            return None
         except Exception as exc:
             log.warning("gateway lookup failed", gateway=payment.gateway, error=repr(exc))
             return None
-        if found is not None and not isinstance(found, OperationLookup):
-            # a broken answer tells nothing: the safe path (void) must still be taken
-            log.error("ordnung_lookup_operation must return an OperationLookup",
-                      gateway=payment.gateway, answer=type(found).__name__)
-            return None
-        return found
+        return cast(OperationLookup | None, found)
 
     async def abandon_authorization(self, order_id: str, payment_id: str, operations: int, *,
                                     one_shot: bool, reason: str, note: dict[str, Any],
@@ -444,12 +444,10 @@ class PaymentService:
         """Verify (by the gateway plugin) and apply a gateway webhook; returns order ids changed."""
         if not self.rt.plugins.implements(gateway, "ordnung_gateway_webhook"):
             raise NotFound("payment gateway webhook", gateway)
-        updates = await self.rt.plugins.directed(gateway, "ordnung_gateway_webhook",
-                                                 headers=headers, body=body)
+        updates: list[PaymentUpdate] | None = await self.rt.plugins.call(
+            "ordnung_gateway_webhook", to=gateway, headers=headers, body=body)
         changed: list[str] = []
         for update in updates or []:
-            if not isinstance(update, PaymentUpdate):
-                raise PluginError(gateway, "webhooks must return PaymentUpdate objects")
             found = await self.rt.orders.find_reference(f"payment:{gateway}", update.reference)
             if found is None:
                 log.warning("webhook for unknown payment", gateway=gateway,

@@ -30,9 +30,7 @@ import structlog
 from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
-from ordnung.core import hookimpl
-from ordnung.core.domain.events import Event
-from ordnung.core.persistence.codec import encode
+from ordnung.plugin import Event, encode, hookimpl
 
 log = structlog.get_logger("ordnung.nats")
 

@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import secrets
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
-from ordnung.core import hookimpl
-from ordnung.core.contexts import PricingContext
-from ordnung.core.domain.addresses import require_iso
-from ordnung.core.domain.orders import Order
-from ordnung.core.domain.pricing import ShippingQuote
-from ordnung.core.domain.shipments import Label, Shipment, TrackingUpdate
-
-
-def add_business_days(start: date, days: int) -> date:
-    current = start
-    while days > 0:
-        current += timedelta(days=1)
-        if current.weekday() < 5:
-            days -= 1
-    return current
+from ordnung.plugin import (
+    Label,
+    Order,
+    PricingContext,
+    Shipment,
+    ShippingQuote,
+    TrackingUpdate,
+    hookimpl,
+    require_iso,
+)
+from ordnung.plugins.carriers.transit import add_business_days
 
 
 class FlatRate:

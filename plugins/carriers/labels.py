@@ -40,12 +40,18 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFError, TTFont
 from reportlab.pdfgen import canvas
 
-from ordnung.core import hookimpl
-from ordnung.core.domain.addresses import Address
-from ordnung.core.domain.customers import Customer
-from ordnung.core.domain.orders import Order
-from ordnung.core.domain.shipments import Label, Shipment, TrackingUpdate
-from ordnung.core.errors import InvalidInput, PluginError
+from ordnung.plugin import (
+    Address,
+    Customer,
+    InvalidInput,
+    Label,
+    Order,
+    PluginContext,
+    PluginError,
+    Shipment,
+    TrackingUpdate,
+    hookimpl,
+)
 
 LABEL_KIND = "label"
 #: index of an order's labels: key "<order id>:<tracking number>", no data
@@ -215,13 +221,14 @@ class LabelCarrier:
     """
 
     name: str = ""
-    engine: Any = None
+    context: PluginContext[Any] | None = None
     tracking_prefix: str = "OR"
     label_heading: str = "SHIP TO"
 
     @hookimpl
-    def ordnung_engine_started(self, engine: Any) -> None:
-        self.engine = engine
+    def ordnung_plugin_started(self, context: PluginContext[Any]) -> None:
+        self.context = context
+        self.name = context.name
 
     def carrier_title(self) -> str:
         return self.name
@@ -242,7 +249,7 @@ class LabelCarrier:
 
     @hookimpl
     async def ordnung_create_label(self, order: Order, shipment: Shipment) -> Label:
-        if self.engine is None:
+        if self.context is None:
             raise PluginError(self.name, "the engine has not started this carrier")
         tracking = new_tracking_number(self.tracking_prefix)
         line_ids = {sl.line_id: sl.quantity for sl in shipment.lines}
@@ -254,7 +261,7 @@ class LabelCarrier:
             order_number=order.number, tracking_number=tracking, weight_grams=weight,
             expected_delivery=order.shipping.expected_delivery if order.shipping else None,
             sender=self.label_sender())
-        store = self.engine.plugin_store(self.name)
+        store = self.context.store
         await store.put(LABEL_KIND, tracking, {
             "content_type": "application/pdf",
             "order_id": order.id,
@@ -272,13 +279,13 @@ class LabelCarrier:
     @hookimpl
     async def ordnung_erase_customer_data(self, customer: Customer) -> None:
         """Delete the label PDFs (they print the customer's name and address)."""
-        if self.engine is None:
+        if self.context is None:
             return
-        store = self.engine.plugin_store(self.name)
+        store = self.context.store
         after: str | None = None
         while True:
-            orders = await self.engine.orders.list(customer_id=customer.id, after=after,
-                                                   limit=200)
+            orders = await self.context.engine.customer_orders(customer.id, after=after,
+                                                               limit=200)
             for order in orders:
                 # every label made for the order, also one whose shipment was then refused
                 prefix = f"{order.id}:"

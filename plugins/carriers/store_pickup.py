@@ -15,13 +15,15 @@ from datetime import date, timedelta
 
 import msgspec
 
-from ordnung.core import hookimpl
-from ordnung.core.contexts import PricingContext
-from ordnung.core.domain.addresses import require_iso
-from ordnung.core.domain.orders import Order
-from ordnung.core.domain.pricing import ShippingQuote
-from ordnung.core.domain.shipments import Shipment
-from ordnung.core.errors import InvalidInput
+from ordnung.plugin import (
+    InvalidInput,
+    Order,
+    PricingContext,
+    Shipment,
+    ShippingQuote,
+    hookimpl,
+    require_iso,
+)
 from ordnung.plugins.carriers.labels import LabelCarrier
 
 

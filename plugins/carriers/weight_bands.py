@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import msgspec
 
-from ordnung.core import hookimpl
-from ordnung.core.contexts import PricingContext
-from ordnung.core.domain.addresses import EU_MEMBER_STATES, require_iso
-from ordnung.core.domain.pricing import ShippingQuote
-from ordnung.plugins.carriers.flat_rate import add_business_days
+from ordnung.plugin import EU_MEMBER_STATES, PricingContext, ShippingQuote, hookimpl, require_iso
 from ordnung.plugins.carriers.labels import LabelCarrier
+from ordnung.plugins.carriers.transit import add_business_days
 
 
 class Band(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -11,8 +11,7 @@ from collections.abc import Sequence
 
 import structlog
 
-from ordnung.core import hookimpl
-from ordnung.core.domain.inventory import AvailabilityChange
+from ordnung.plugin import AvailabilityChange, hookimpl
 
 log = structlog.get_logger("ordnung.channels")
 

@@ -33,12 +33,16 @@ from typing import Any, Literal
 import msgspec
 import structlog
 
-from ordnung.core import Money, hookimpl
-from ordnung.core.contexts import RiskContext
-from ordnung.core.domain.customers import Customer
-from ordnung.core.domain.events import Event
-from ordnung.core.domain.pricing import RiskAssessment
-from ordnung.core.errors import PluginError
+from ordnung.plugin import (
+    Customer,
+    Event,
+    Money,
+    PluginStore,
+    RiskAssessment,
+    RiskContext,
+    WithContext,
+    hookimpl,
+)
 
 log = structlog.get_logger("ordnung.fraud")
 
@@ -94,7 +98,7 @@ def _default_velocity() -> list[VelocityRule]:
             VelocityRule(by="customer", max_orders=5, window_minutes=24 * 60, score=30)]
 
 
-class RiskRules:
+class RiskRules(WithContext["RiskRules.Settings"]):
     """Rule-based risk score (amount, velocity, country mismatch); holds risky orders."""
 
     class Settings(msgspec.Struct, forbid_unknown_fields=True):
@@ -114,21 +118,12 @@ class RiskRules:
                 if rule.max_orders < 0 or rule.window_minutes <= 0:
                     raise ValueError("velocity rules need max_orders >= 0 and a positive window")
 
-    name: str
-
     def __init__(self, settings: RiskRules.Settings) -> None:
         self.settings = settings
-        self.engine: Any = None
         self._last_sweep = 0.0
 
-    @hookimpl
-    def ordnung_engine_started(self, engine: Any) -> None:
-        self.engine = engine
-
-    def _store(self) -> Any:
-        if self.engine is None:
-            raise PluginError(self.name, "the engine has not started")
-        return self.engine.plugin_store(self.name)
+    def _store(self) -> PluginStore:
+        return self.started.store
 
     def _digest(self, by: str, value: str) -> str:
         return hashlib.blake2b(f"{by}:{value.strip().lower()}".encode(), digest_size=16,
@@ -203,7 +198,7 @@ class RiskRules:
     @hookimpl
     async def ordnung_on_event(self, event: Event) -> None:
         """After placements, now and then: forget counters whose window has passed."""
-        if event.kind != "order.placed" or self.engine is None:
+        if event.kind != "order.placed" or self.context is None:
             return
         slot = min((r.slot_seconds for r in self.settings.velocity), default=0)
         if not slot or time.time() - self._last_sweep < slot:

@@ -52,14 +52,23 @@ from typing import Any
 
 import msgspec
 
-from ordnung.core import hookimpl
-from ordnung.core.contexts import PricingContext
-from ordnung.core.domain.customers import Customer
-from ordnung.core.domain.money import Money, is_valid_currency, round_ratio
-from ordnung.core.domain.orders import Order
-from ordnung.core.domain.pricing import Discount, Note, Violation
-from ordnung.core.errors import PluginError, ValidationFailed
-from ordnung.core.persistence.plugin_store import PluginStore
+from ordnung.plugin import (
+    CouponGrant,
+    Customer,
+    Discount,
+    Money,
+    Note,
+    Order,
+    PluginContext,
+    PluginError,
+    PluginStore,
+    PricingContext,
+    ValidationFailed,
+    Violation,
+    hookimpl,
+    is_valid_currency,
+    round_ratio,
+)
 
 COUPON = "coupon"
 USES = "uses"
@@ -186,14 +195,21 @@ class Coupons:
 
     # -- wiring ---------------------------------------------------------------------
     @hookimpl
-    def ordnung_engine_started(self, engine: Any) -> None:
-        self._store = engine.plugin_store(self.name)
+    def ordnung_plugin_started(self, context: PluginContext[Coupons.Settings]) -> None:
+        self.name = context.name
+        self._store = context.store
 
     @property
     def store(self) -> PluginStore:
         if self._store is None:
             raise PluginError(self.name or "coupons", "used before the engine started")
         return self._store
+
+    @hookimpl
+    async def ordnung_issue_coupon(self, grant: CouponGrant) -> bool:
+        """Coupons other plugins grant (loyalty rewards) are issued here, into this
+        plugin's own store."""
+        return await self.issue(Coupon(**msgspec.structs.asdict(grant)))
 
     async def issue(self, coupon: Coupon) -> bool:
         """Issue a coupon at run time (False if the code exists, configured or stored)."""

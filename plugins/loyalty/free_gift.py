@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import msgspec
 
-from ordnung.core import hookimpl
-from ordnung.core.contexts import PricingContext
-from ordnung.core.domain.money import Money
-from ordnung.core.domain.pricing import GiftLine, Note
+from ordnung.plugin import GiftLine, Money, Note, PricingContext, hookimpl
 
 
 class Tier(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

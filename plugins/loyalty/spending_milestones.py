@@ -1,6 +1,6 @@
 """A one-time coupon for a future order when a customer's lifetime spend passes a milestone.
 
-Lifetime spend is the core's figure (``engine.customers.get(id).lifetime_spend``:
+Lifetime spend is the core's figure (``context.engine.customer(id).lifetime_spend``:
 captured minus refunded, per currency, over the customer's orders that are not
 cancelled). After every committed capture of a registered customer's order
 (``ordnung_after_transition`` on a payment reaching ``captured`` or
@@ -11,16 +11,16 @@ currency; for each milestone reached and not yet rewarded it
    ``key="<customer id>/<CUR>:<threshold>"``, ``data={"code", "order_id", "spend",
    "issued_at"}``), first writer wins (``store.add``): **at most one coupon per
    milestone per customer**, even when reactions run twice or concurrently;
-2. issues the coupon into the **coupons plugin's store**
-   (``engine.plugin_store(settings.coupons_plugin)``, record format in
-   ``ordnung.plugins.loyalty.coupons``): one use, only for that customer, in the
-   milestone's currency, valid ``valid_days`` days;
+2. has the coupon plugin named by ``coupons_plugin`` issue the coupon
+   (``context.engine.issue_coupon``, which calls its ``ordnung_issue_coupon``: this
+   plugin never touches that plugin's store): one use, only for that customer, in
+   the milestone's currency, valid ``valid_days`` days;
 3. writes a note into the order's timeline (``order.note``: "lifetime spend reached
    ... coupon THANKS-... issued"), guarded by a counter so it is written once.
 
 Each step is idempotent, so the at-least-once retry of a failed reaction completes
 what a crash left half done. A milestone stays rewarded when a later refund
-lowers the spend again. The coupons plugin must be enabled (start-up fails
+lowers the spend again. A coupon plugin must be enabled (start-up fails
 otherwise, when milestones are configured).
 """
 
@@ -32,15 +32,20 @@ from typing import Any
 
 import msgspec
 
-from ordnung.core import hookimpl
-from ordnung.core.domain.common import utcnow
-from ordnung.core.domain.customers import Customer
-from ordnung.core.domain.events import Event
-from ordnung.core.domain.money import Money, is_valid_currency
-from ordnung.core.domain.orders import Order
-from ordnung.core.errors import PluginError
-from ordnung.core.persistence.plugin_store import PluginStore
-from ordnung.plugins.loyalty.coupons import Coupon, issue_coupon
+from ordnung.plugin import (
+    CouponGrant,
+    Customer,
+    Event,
+    Money,
+    Order,
+    PluginContext,
+    PluginError,
+    PluginStore,
+    WithContext,
+    hookimpl,
+    is_valid_currency,
+    utcnow,
+)
 
 ISSUED = "issued"
 NOTED = "noted"
@@ -76,8 +81,14 @@ class Milestone(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     def label(self) -> str:
         return self.name or Money(self.threshold, self.currency).format()
 
+    @property
+    def reward(self) -> str:
+        if self.percent:
+            return f"{self.percent}% off"
+        return f"{Money(self.amount, self.currency).format()} off"
 
-class SpendingMilestones:
+
+class SpendingMilestones(WithContext["SpendingMilestones.Settings"]):
     """A one-time coupon when a customer's lifetime spend passes a milestone."""
 
     class Settings(msgspec.Struct, forbid_unknown_fields=True):
@@ -88,27 +99,25 @@ class SpendingMilestones:
 
     def __init__(self, settings: SpendingMilestones.Settings) -> None:
         self.settings = settings
-        self.name = ""
-        self.engine: Any = None
 
     @hookimpl
-    def ordnung_engine_started(self, engine: Any) -> None:
-        names = {p["name"] for p in engine.plugins()}
-        if self.settings.milestones and self.settings.coupons_plugin not in names:
-            raise PluginError(self.name, f"needs the {self.settings.coupons_plugin!r} plugin "
-                                         "enabled to issue its coupons")
-        self.engine = engine
+    def ordnung_plugin_started(self, context: PluginContext[SpendingMilestones.Settings]) -> None:
+        issuer = self.settings.coupons_plugin
+        if self.settings.milestones and issuer not in context.engine.coupon_issuers():
+            raise PluginError(context.name, f"needs the {issuer!r} plugin enabled to issue "
+                                            "its coupons")
+        self.context = context
 
     @property
     def store(self) -> PluginStore:
-        return self.engine.plugin_store(self.name)
+        return self.started.store
 
     @hookimpl
     async def ordnung_after_transition(self, event: Event, order: Order | None) -> None:
         if (event.machine != "payment" or event.to_state not in CAPTURED_STATES
                 or order is None or not order.customer_id or not self.settings.milestones):
             return
-        customer: Customer = await self.engine.customers.get(order.customer_id)
+        customer = await self.started.engine.customer(order.customer_id)
         if customer.erased:
             return
         spend = customer.lifetime_spend.get(order.currency, 0)
@@ -126,20 +135,20 @@ class SpendingMilestones:
         record = await self.store.get(ISSUED, key)
         assert record is not None
         code = str(record["code"])  # the first writer's code, if another one won
-        coupon = Coupon(
+        coupon = CouponGrant(
             code=code, percent=milestone.percent, amount=milestone.amount,
             currency=milestone.currency, min_subtotal=milestone.min_subtotal,
             expires_at=now + timedelta(days=milestone.valid_days)
             if milestone.valid_days else None,
             max_uses=1, max_uses_per_customer=1, customer_id=customer.id,
             description=f"thank you for passing {milestone.label}")
-        await issue_coupon(self.engine.plugin_store(self.settings.coupons_plugin), coupon)
+        await self.started.engine.issue_coupon(coupon, issuer=self.settings.coupons_plugin)
         if await self.store.claim(NOTED, key, limit=1):
             try:
-                await self.engine.orders.add_note(
+                await self.started.engine.add_note(
                     str(record["order_id"]),
                     f"lifetime spend reached {milestone.label}: coupon {code} "
-                    f"({coupon.describe()}) issued for a future order", actor=self.name)
+                    f"({milestone.reward}) issued for a future order")
             except Exception:
                 await self.store.release(NOTED, key)  # the retry writes it
                 raise

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import msgspec
 
-from ordnung.core import hookimpl
-from ordnung.core.domain.customers import Customer
-from ordnung.core.domain.orders import Order
+from ordnung.plugin import Customer, Order, hookimpl
 
 
 class VipPriority:

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
-from typing import Any, Literal
+from typing import Literal
 
 import aiosmtplib
 import msgspec
@@ -53,13 +53,18 @@ from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
 from babel.dates import format_datetime as format_local_datetime
 
-from ordnung.core import Money, hookimpl
-from ordnung.core.domain.accounts import AccountNotice
-from ordnung.core.domain.common import new_id, utcnow
-from ordnung.core.domain.events import Event
-from ordnung.core.domain.orders import Order
-from ordnung.core.domain.shipments import Shipment
-from ordnung.core.errors import PluginError
+from ordnung.plugin import (
+    AccountNotice,
+    Event,
+    Money,
+    Order,
+    PluginStore,
+    Shipment,
+    WithContext,
+    hookimpl,
+    new_id,
+    utcnow,
+)
 
 log = structlog.get_logger("ordnung.notifications")
 
@@ -93,7 +98,7 @@ class Mail:
     link_label: str = "Track it"
 
 
-class EmailNotifications:
+class EmailNotifications(WithContext["EmailNotifications.Settings"]):
     """E-mails the customer the order confirmation, shipping notice and refund notice (SMTP)."""
 
     class Settings(msgspec.Struct, forbid_unknown_fields=True):
@@ -156,22 +161,13 @@ class EmailNotifications:
             return (f"EmailNotifications.Settings(host={self.host!r}, port={self.port}, "
                     f"username={self.username!r}, password=***)")
 
-    name: str
-
     def __init__(self, settings: EmailNotifications.Settings) -> None:
         self.settings = settings
-        self.engine: Any = None
         #: seconds a "sending" mark holds off other deliveries of the same notice
         self.lease = max(60.0, 3 * settings.timeout)
 
-    @hookimpl
-    def ordnung_engine_started(self, engine: Any) -> None:
-        self.engine = engine
-
-    def _store(self) -> Any:
-        if self.engine is None:
-            raise PluginError(self.name, "the engine has not started")
-        return self.engine.plugin_store(self.name)
+    def _store(self) -> PluginStore:
+        return self.started.store
 
     # -- reacting -------------------------------------------------------------------------
     @hookimpl
@@ -183,7 +179,7 @@ class EmailNotifications:
         if "confirmation" in wanted and machine == "order" and transition == "payment_secured":
             # fired when the authorized or captured money covers the total (or a payment
             # grants terms); an order held for review fires it when it is released
-            if order.status not in NOT_CONFIRMED and self.engine.orders.payment_secured(order):
+            if order.status not in NOT_CONFIRMED and self.started.engine.payment_secured(order):
                 await self._send_once(f"{order.id}:confirmation", order,
                                       self._confirmation(order))
         elif "shipped" in wanted and machine == "shipment" and event.to_state == "shipped":
@@ -229,9 +225,9 @@ class EmailNotifications:
                                       "message_id": message_id})
         log.info("e-mail sent", notice=key.split(":")[1], order_number=order.number)
         try:  # the timeline (and webhooks) learn of it; the e-mail is out either way
-            await self.engine.orders.record_notification(
+            await self.started.engine.record_notification(
                 order.id, channel="email", notice=key.split(":")[1], to=order.email,
-                actor=f"plugin:{self.name}", message_id=message_id)
+                message_id=message_id)
         except Exception as exc:
             log.warning("recording the sent e-mail failed", order_number=order.number,
                         error=repr(exc))

@@ -16,9 +16,7 @@ from typing import Literal
 
 import msgspec
 
-from ordnung.core import hookimpl
-from ordnung.core.domain.orders import Order
-from ordnung.core.domain.payments import GatewayResult, PaymentMethod, PaymentRequest
+from ordnung.plugin import GatewayResult, Order, PaymentMethod, PaymentRequest, hookimpl
 from ordnung.plugins.payments.cards import CARD_NUMBER_REFUSED, looks_like_card_number
 
 Method = Literal["bank_transfer", "invoice", "cash_on_delivery"]

@@ -55,16 +55,17 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from ordnung.core import hookimpl
-from ordnung.core.domain.orders import Order
-from ordnung.core.domain.payments import (
+from ordnung.plugin import (
+    Forbidden,
     GatewayResult,
+    InvalidInput,
     OperationLookup,
+    Order,
     PaymentMethod,
     PaymentRequest,
     PaymentUpdate,
+    hookimpl,
 )
-from ordnung.core.errors import Forbidden, InvalidInput
 from ordnung.plugins.payments.cards import CARD_NUMBER_REFUSED, looks_like_card_number
 
 SIGNATURE_HEADER = "sandbox-signature"

@@ -26,8 +26,7 @@ from typing import Any
 
 import msgspec
 
-from ordnung.core import hookimpl
-from ordnung.core.domain.customers import Customer
+from ordnung.plugin import Customer, PluginStore, WithContext, hookimpl
 
 CONSENT_KIND = "consent"
 REQUEST_KIND = "request"
@@ -82,7 +81,7 @@ async def record_consent(engine: Any, customer_id: str, purpose: str, granted: b
         "purpose": purpose, "granted": granted, "source": source, "at": at})
 
 
-class Privacy:
+class Privacy(WithContext["Privacy.Settings"]):
     """GDPR/CCPA: consent history, what the shop keeps and why, request log; erases its records."""
 
     class Settings(msgspec.Struct, forbid_unknown_fields=True):
@@ -99,18 +98,11 @@ class Privacy:
             if self.financial_retention_years < 0:
                 raise ValueError("financial_retention_years cannot be negative")
 
-    name: str = ""
-    engine: Any = None
-
     def __init__(self, settings: Privacy.Settings) -> None:
         self.settings = settings
 
-    @hookimpl
-    def ordnung_engine_started(self, engine: Any) -> None:
-        self.engine = engine
-
-    def _store(self) -> Any:
-        return self.engine.plugin_store(self.name)
+    def _store(self) -> PluginStore:
+        return self.started.store
 
     @hookimpl
     async def ordnung_export_customer_data(self, customer: Customer) -> dict[str, Any]:

@@ -19,15 +19,16 @@ line.
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 
-from ordnung.core import hookimpl
-from ordnung.core.contexts import PricingContext
-from ordnung.core.domain.addresses import require_iso
-from ordnung.core.domain.orders import OrderLine
-from ordnung.core.domain.pricing import Violation
+from ordnung.plugin import (
+    OrderLine,
+    PricingContext,
+    Violation,
+    WithContext,
+    hookimpl,
+    require_iso,
+)
 
 
 class Rule(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -62,7 +63,7 @@ class Rule(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         return not places & set(self.allow)
 
 
-class ShippingRestrictions:
+class ShippingRestrictions(WithContext["ShippingRestrictions.Settings"]):
     """Refuses orders whose lines may not ship to the destination (by SKU, class, attribute)."""
 
     class Settings(msgspec.Struct, forbid_unknown_fields=True):
@@ -73,19 +74,14 @@ class ShippingRestrictions:
             if len(ids) != len(set(ids)):
                 raise ValueError("rule ids must be unique")
 
-    engine: Any = None
-
     def __init__(self, settings: ShippingRestrictions.Settings) -> None:
         self.settings = settings
 
-    @hookimpl
-    def ordnung_engine_started(self, engine: Any) -> None:
-        self.engine = engine
-
     async def _attributes(self, skus: list[str]) -> dict[str, dict[str, str]]:
-        if self.engine is None or not any(rule.attributes for rule in self.settings.rules):
+        if self.context is None or not any(rule.attributes for rule in self.settings.rules):
             return {}
-        return {sku: dict((await self.engine.catalog.variant(sku)).attributes) for sku in skus}
+        engine = self.context.engine
+        return {sku: dict((await engine.variant(sku)).attributes) for sku in skus}
 
     @hookimpl
     async def ordnung_validate_order(self, ctx: PricingContext) -> list[Violation] | None:

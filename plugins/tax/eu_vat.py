@@ -38,11 +38,17 @@ from fractions import Fraction
 import msgspec
 from stdnum.eu import vat as eu_vat_number
 
-from ordnung.core import hookimpl
-from ordnung.core.contexts import PricingContext
-from ordnung.core.domain.addresses import EU_MEMBER_STATES, Address, require_iso
-from ordnung.core.domain.money import Money
-from ordnung.core.domain.pricing import Discount, LineTax, TaxAnswer
+from ordnung.plugin import (
+    EU_MEMBER_STATES,
+    Address,
+    Discount,
+    LineTax,
+    Money,
+    PricingContext,
+    TaxAnswer,
+    hookimpl,
+    require_iso,
+)
 
 #: member states (ISO 3166-1), Northern Ireland's "XI" numbers count for goods
 EU_COUNTRIES = EU_MEMBER_STATES

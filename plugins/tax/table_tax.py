@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
-from ordnung.core import hookimpl
-from ordnung.core.contexts import PricingContext
-from ordnung.core.domain.addresses import require_iso
-from ordnung.core.domain.pricing import LineTax, TaxAnswer
+from ordnung.plugin import LineTax, PricingContext, TaxAnswer, hookimpl, require_iso
 
 
 class TableTax:

@@ -24,10 +24,7 @@ from fractions import Fraction
 
 import msgspec
 
-from ordnung.core import hookimpl
-from ordnung.core.contexts import PricingContext
-from ordnung.core.domain.addresses import subdivisions_of
-from ordnung.core.domain.pricing import LineTax, TaxAnswer
+from ordnung.plugin import LineTax, PricingContext, TaxAnswer, hookimpl, subdivisions_of
 
 
 def _default_rates() -> dict[str, str]:
