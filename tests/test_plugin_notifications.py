@@ -424,7 +424,6 @@ async def test_login_with_credentials_that_are_never_logged(
         monkeypatch.setenv("SHOP_SMTP_PASSWORD", "s3cr3t-pw")
         caplog.set_level(logging.DEBUG)
         with structlog.testing.capture_logs() as logs:
-            # one engine at a time: a process talks to one database through one engine
             good: Engine = await make_engine(plugins=[*builtin_plugins(), (
                 EmailNotifications, "email", email_settings(
                     server, username="shop", password_env="SHOP_SMTP_PASSWORD"))])
@@ -476,7 +475,7 @@ async def test_starttls_with_a_private_ca(make_engine: Any,
         await seed_shop(trusting)
         order = await trusting.orders.place(order_request(("MUG", 1)))
         assert [m.subject for m in server.mails] == [f"{SHOP}: order {order.number} confirmed"]
-        await trusting.stop()  # one engine per process at a time
+        await trusting.stop()
         # without the CA the certificate is not trusted: nothing is sent, the failure is kept
         doubting: Engine = await make_engine(plugins=[*builtin_plugins(), (
             EmailNotifications, "email", email_settings(server, starttls=True))])

@@ -130,7 +130,7 @@ class Database:
 
     @property
     def statements(self) -> int:
-        """SQL statements run so far by this process (BEGIN/COMMIT not included)."""
+        """SQL statements run so far through this database (BEGIN/COMMIT not included)."""
         return self._statements
 
     def pool_use(self) -> tuple[int, int]:

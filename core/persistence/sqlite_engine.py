@@ -163,13 +163,23 @@ class LoopConnection:
 
 
 class PooledSQLiteTransaction(SQLiteTransaction):
-    """A transaction on a pooled connection; IMMEDIATE ones queue on the write lock."""
+    """A transaction on a pooled connection; IMMEDIATE ones queue on the write lock.
+
+    A block inside another transaction of the same task joins it (``outer``). Nobody
+    commits or rolls back by hand: the block's outcome decides, once, on leaving the
+    outermost one."""
 
     engine: PooledSQLiteEngine
 
+    def __init__(self, engine: PooledSQLiteEngine, transaction_type: TransactionType,
+                 allow_nested: bool = True) -> None:
+        super().__init__(engine=engine, transaction_type=transaction_type,
+                         allow_nested=allow_nested)
+        self.outer: Any = engine.current_transaction.get()
+
     async def __aenter__(self) -> SQLiteTransaction:
-        if self._parent is not None:
-            return self._parent
+        if self.outer is not None:
+            return self.outer
         writer = self.transaction_type is not TransactionType.deferred
         if writer:
             await self.engine.write_lock.acquire()
@@ -188,16 +198,16 @@ class PooledSQLiteTransaction(SQLiteTransaction):
         return self
 
     async def __aexit__(self, exception_type: Any, exception: Any, traceback: Any) -> bool:
-        if self._parent:
+        if self.outer is not None:
             return exception is None
         connection: LoopConnection = self.connection
         try:
             if exception:
                 # SQLite may have rolled back already (a full disk, an I/O error): a
                 # second ROLLBACK would raise and hide the error that caused it
-                if not self._rolled_back and connection.in_transaction:
+                if connection.in_transaction:
                     await self.rollback()
-            elif not self._committed and not self._rolled_back:
+            else:
                 await self.commit()
         finally:
             self.engine.current_transaction.reset(self.context)
