@@ -88,14 +88,7 @@ class PrometheusMetrics:
 
 def pool_use(engine: Engine) -> tuple[int, int]:
     """(connections open, in use) of this process's pool."""
-    driver: Any = engine.db.engine
-    pool = getattr(driver, "pool", None)
-    if pool is not None and hasattr(pool, "get_size"):  # asyncpg
-        size = int(pool.get_size())
-        return size, size - int(pool.get_idle_size())
-    opened = int(getattr(driver, "_opened", 0))
-    idle = getattr(driver, "_idle", None)
-    return opened, opened - (idle.qsize() if idle is not None else 0)
+    return engine.db.pool_use()
 
 
 def route_of(scope: Scope) -> str:

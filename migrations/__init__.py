@@ -1,1 +1,2 @@
-"""Schema migrations (piccolo's migration format), identical on SQLite and PostgreSQL."""
+"""Schema migrations: portable statements, identical on SQLite and PostgreSQL, applied by
+``Database.migrate``."""

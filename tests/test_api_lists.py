@@ -250,7 +250,7 @@ async def test_the_migration_fills_in_the_parts_of_existing_orders(api: Api) -> 
     await api.engine.db.run("DELETE FROM order_returns")
     assert await everything() == ([], [])
     async with api.engine.db.transaction():
-        await migration._backfill(api.engine.db.engine)
+        await migration._backfill(api.engine.db)
     assert await everything() == listed
     shipments = expect(await api.client.get("/shipments", params={"carrier": "o'brien"},
                                             headers=api.admin), 200)["items"]

@@ -51,7 +51,6 @@ from ordnung.core.domain.webhooks import tells_webhooks
 from ordnung.core.errors import PaymentDeclined
 from ordnung.core.persistence.codec import decode
 from ordnung.core.persistence.database import Database
-from ordnung.core.persistence.tables import OrderRow, OutboxRow
 from ordnung.core.services.payments import RESUME_AUTHORIZATION_AFTER
 from ordnung.plugins.payments.sandbox import SandboxGateway
 from tests.api_support import (
@@ -274,12 +273,11 @@ async def age(db: Database) -> dict[str, list[str]]:
                 in_flight.append(payment["id"])
                 payment["in_flight_since"] = (past - RESUME_AUTHORIZATION_AFTER).isoformat()
         if any(p["id"] in in_flight for p in order["payments"]):
-            await OrderRow.update({OrderRow.data: json.dumps(order)}).where(
-                OrderRow.id == row["id"]).run()
+            await db.run("UPDATE orders SET data = {} WHERE id = {}", json.dumps(order),
+                         row["id"])
     events = [r["id"] for r in await db.fetch(
         "SELECT id FROM outbox WHERE dispatched_at IS NULL")]
-    await OutboxRow.update({OutboxRow.claimed_until: past}).where(
-        OutboxRow.dispatched_at.is_null()).run()
+    await db.run("UPDATE outbox SET claimed_until = {} WHERE dispatched_at IS NULL", past)
     return {"keys": keys, "payments": in_flight, "events": events}
 
 

@@ -19,11 +19,6 @@ import pytest
 
 from ordnung.core import hookimpl
 from ordnung.core.domain.accounts import AccountNotice
-from ordnung.core.persistence.tables import (
-    AccountTokenRow,
-    CustomerCredentialRow,
-    CustomerSessionRow,
-)
 from tests.api_support import (
     Api,
     api_client,
@@ -111,7 +106,7 @@ async def test_register_sign_in_refresh_and_sign_out(database_url: str) -> None:
         assert cart["channel"] == "web" and cart["customer_id"] == customer["id"]
 
         # the password is stored as an argon2 hash, nowhere in clear
-        rows = await CustomerCredentialRow.select().run()
+        rows = await api.engine.db.fetch("SELECT * FROM customer_credentials")
         assert len(rows) == 1 and rows[0]["password_hash"].startswith("$argon2id$")
         assert PASSWORD not in repr(rows)
 
@@ -147,7 +142,8 @@ async def test_register_sign_in_refresh_and_sign_out(database_url: str) -> None:
         expect_problem(await api.client.post("/accounts/sessions/refresh", json={
             "refresh_token": session["refresh_token"]}, headers=shop), 401,
             "invalid-credentials")
-        reasons = {r["revoked_reason"] for r in await CustomerSessionRow.select().run()}
+        reasons = {r["revoked_reason"] for r in await api.engine.db.fetch(
+            "SELECT revoked_reason FROM customer_sessions")}
         assert reasons == {"signed-out", "refresh-reused"}
 
 
@@ -261,8 +257,8 @@ async def test_password_reset_answers_the_same_and_ends_every_session(
         expect_problem(await api.client.post("/accounts/password-reset/confirm", json={
             "token": first.token, "password": "first link password"}, headers=shop), 401,
             "invalid-credentials")
-        await AccountTokenRow.update({AccountTokenRow.expires_at: AccountTokenRow.created_at}
-                                     ).where(AccountTokenRow.used_at.is_null()).run()
+        await api.engine.db.run(
+            "UPDATE account_tokens SET expires_at = created_at WHERE used_at IS NULL")
         expect_problem(await api.client.post("/accounts/password-reset/confirm", json={
             "token": second.token, "password": "second link password"}, headers=shop), 401,
             "invalid-credentials")
@@ -342,18 +338,16 @@ async def test_access_and_refresh_tokens_expire(database_url: str) -> None:
         session = (await register(api, shop))["session"]
         me = bearer(session["access_token"])
         expect(await api.client.get("/orders", headers=me), 200)
-        await CustomerSessionRow.update({
-            CustomerSessionRow.access_expires_at: CustomerSessionRow.created_at}).where(
-            CustomerSessionRow.id == session["session_id"]).run()
+        await api.engine.db.run("UPDATE customer_sessions SET access_expires_at = created_at "
+                                "WHERE id = {}", session["session_id"])
         expect_problem(await api.client.get("/orders", headers=me), 401, "unauthorized")
         # the refresh token still buys a new access token ...
         renewed = expect(await api.client.post("/accounts/sessions/refresh", json={
             "refresh_token": session["refresh_token"]}, headers=shop), 200)
         expect(await api.client.get("/orders", headers=bearer(renewed["access_token"])), 200)
         # ... until it expires itself
-        await CustomerSessionRow.update({
-            CustomerSessionRow.refresh_expires_at: CustomerSessionRow.created_at}).where(
-            CustomerSessionRow.id == session["session_id"]).run()
+        await api.engine.db.run("UPDATE customer_sessions SET refresh_expires_at = created_at "
+                                "WHERE id = {}", session["session_id"])
         expect_problem(await api.client.post("/accounts/sessions/refresh", json={
             "refresh_token": renewed["refresh_token"]}, headers=shop), 401,
             "invalid-credentials")
@@ -433,8 +427,8 @@ async def test_passwords_and_tokens_are_never_logged_nor_stored_in_clear(
                    session["refresh_token"], renewed["access_token"], renewed["refresh_token"],
                    reset.token, verify.token]
         stored = ""
-        for table in (CustomerCredentialRow, CustomerSessionRow, AccountTokenRow):
-            stored += repr(await table.select().run())
+        for table in ("customer_credentials", "customer_sessions", "account_tokens"):
+            stored += repr(await api.engine.db.fetch(f"SELECT * FROM {table}"))
         for secret in secrets:
             assert secret not in text
             assert secret[-16:] not in text
@@ -455,7 +449,7 @@ async def test_malformed_account_requests_are_422_and_store_nothing(
         expect_problem(await api.client.post("/accounts/sessions", json=body, headers=shop),
                        422, "validation")
         assert expect(await api.client.get("/customers", headers=api.admin), 200)["items"] == []
-        assert await CustomerCredentialRow.select().run() == []
+        assert await api.engine.db.fetch("SELECT * FROM customer_credentials") == []
 
 
 @pytest.mark.parametrize(("variable", "value", "expected"), [

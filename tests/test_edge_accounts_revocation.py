@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from ordnung.core.persistence.tables import ApiKeyRow, CustomerSessionRow
 from tests.api_support import (
     Api,
     api_client,
@@ -67,10 +66,10 @@ async def test_an_erased_customers_tokens_can_do_nothing_at_once(api: Api) -> No
         "invalid-credentials")
     assert await api.order_count() == 1
     # every token was revoked in the erasure's transaction, not merely ignored
-    assert all(r["revoked_at"] is not None for r in await ApiKeyRow.select().where(
-        ApiKeyRow.customer_id == customer_id).run())
-    sessions = await CustomerSessionRow.select().where(
-        CustomerSessionRow.customer_id == customer_id).run()
+    assert all(r["revoked_at"] is not None for r in await api.engine.db.fetch(
+        "SELECT revoked_at FROM api_keys WHERE customer_id = {}", customer_id))
+    sessions = await api.engine.db.fetch(
+        "SELECT revoked_reason FROM customer_sessions WHERE customer_id = {}", customer_id)
     assert sessions and all(r["revoked_reason"] == "erased" for r in sessions)
     # and no new door opens: no token for the erased customer, no order in their name
     expect_problem(await api.client.post(f"/customers/{customer_id}/tokens", json={},
@@ -123,14 +122,15 @@ async def test_customer_tokens_issued_by_staff_expire(database_url: str) -> None
         expect_problem(await api.client.get("/orders", headers=token), 401, "unauthorized")
         # a token issued before tokens had an expiry expires by its age
         _, legacy = await api.customer("max@example.com", "Max")
-        rows = await ApiKeyRow.select().where(ApiKeyRow.customer_id.is_not_null()).run()
+        rows = await api.engine.db.fetch(
+            "SELECT id, created_at FROM api_keys WHERE customer_id IS NOT NULL")
         legacy_row = max(rows, key=lambda r: r["created_at"])
-        await ApiKeyRow.update({ApiKeyRow.expires_at: None}).where(
-            ApiKeyRow.id == legacy_row["id"]).run()
+        await api.engine.db.run("UPDATE api_keys SET expires_at = NULL WHERE id = {}",
+                                legacy_row["id"])
         expect(await api.client.get("/orders", headers=legacy), 200)
-        await ApiKeyRow.update({ApiKeyRow.created_at: legacy_row["created_at"].replace(
-            year=legacy_row["created_at"].year - 1)}).where(
-            ApiKeyRow.id == legacy_row["id"]).run()
+        await api.engine.db.run("UPDATE api_keys SET created_at = {} WHERE id = {}",
+                                legacy_row["created_at"].replace(
+                                    year=legacy_row["created_at"].year - 1), legacy_row["id"])
         expect_problem(await api.client.get("/orders", headers=legacy), 401, "unauthorized")
         # admin and storefront keys do not expire
         listed = expect(await api.client.get("/admin/keys", headers=api.admin), 200)
@@ -139,6 +139,5 @@ async def test_customer_tokens_issued_by_staff_expire(database_url: str) -> None
 
 async def expire(api: Api, key_id: str) -> None:
     """Move a key's expiry into the past (what a clock would do in a day)."""
-    row = (await ApiKeyRow.select().where(ApiKeyRow.id == key_id).run())[0]
-    await ApiKeyRow.update({ApiKeyRow.expires_at: row["created_at"]}).where(
-        ApiKeyRow.id == key_id).run()
+    await api.engine.db.run("UPDATE api_keys SET expires_at = created_at WHERE id = {}",
+                            key_id)

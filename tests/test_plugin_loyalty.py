@@ -499,7 +499,7 @@ async def test_a_failed_note_is_written_by_the_retry(make_engine: Any) -> None:
     failures = await engine.runtime.journal.open_failures()
     assert [(f["plugin"], f["hook"]) for f in failures] == [
         ("spending_milestones", "ordnung_after_transition")]
-    await make_due()
+    await make_due(engine)
     assert (await engine.run_maintenance())["retried_ok"] == 1
     assert len(await milestone_notes(engine, order.id)) == 1
     assert len(await plugin.issued(anna.id)) == 1

@@ -325,15 +325,15 @@ async def test_a_failed_send_is_recorded_retried_and_arrives_exactly_once(
     assert "MailNotSent" in failures[0]["last_error"]
     assert "shipped e-mail for order " + order.number in failures[0]["last_error"]
 
-    await make_due()
+    await make_due(shop)
     assert (await shop.run_maintenance())["retried_failed"] == 1  # still down
     smtp.start()
-    await make_due()
+    await make_due(shop)
     assert (await shop.run_maintenance())["retried_ok"] == 1
     assert [m.subject for m in smtp.about(order)] == [
         f"{SHOP}: order {order.number} confirmed", f"{SHOP}: order {order.number} has shipped"]
     assert await shop.runtime.journal.open_failures() == []
-    await make_due()
+    await make_due(shop)
     assert await shop.run_maintenance() == {"swept": 0, "retried_ok": 0, "retried_failed": 0}
     assert len(smtp.about(order)) == 2
 
@@ -346,7 +346,7 @@ async def test_an_event_delivered_twice_sends_one_mail(shop: Engine, smtp: SmtpS
     # and twice at the same time: one sends, the other waits for its retry
     await asyncio.gather(shop.dispatcher.deliver(shipped, order),
                          shop.dispatcher.deliver(shipped, order))
-    await make_due()
+    await make_due(shop)
     await shop.run_maintenance()
     assert await shop.runtime.journal.open_failures() == []
     assert [m.subject for m in smtp.about(order)] == [
@@ -386,7 +386,7 @@ async def test_a_recipient_refused_for_good_is_not_retried(shop: Engine,
     assert record is not None and record["status"] == "refused"
     assert "550 5.1.1 no such user" in record["reason"]
     smtp.inbox.refuse = {"typo@example.con": "550 5.1.1 no such user"}
-    await make_due()
+    await make_due(shop)
     assert (await shop.run_maintenance())["retried_ok"] == 1
     assert [m.rcpt_tos for m in smtp.mails] == [["full@example.com"]]
 
@@ -424,7 +424,6 @@ async def test_login_with_credentials_that_are_never_logged(
         monkeypatch.setenv("SHOP_SMTP_PASSWORD", "s3cr3t-pw")
         caplog.set_level(logging.DEBUG)
         with structlog.testing.capture_logs() as logs:
-            # one engine at a time: a process talks to one database through one engine
             good: Engine = await make_engine(plugins=[*builtin_plugins(), (
                 EmailNotifications, "email", email_settings(
                     server, username="shop", password_env="SHOP_SMTP_PASSWORD"))])
@@ -476,7 +475,7 @@ async def test_starttls_with_a_private_ca(make_engine: Any,
         await seed_shop(trusting)
         order = await trusting.orders.place(order_request(("MUG", 1)))
         assert [m.subject for m in server.mails] == [f"{SHOP}: order {order.number} confirmed"]
-        await trusting.stop()  # one engine per process at a time
+        await trusting.stop()
         # without the CA the certificate is not trusted: nothing is sent, the failure is kept
         doubting: Engine = await make_engine(plugins=[*builtin_plugins(), (
             EmailNotifications, "email", email_settings(server, starttls=True))])

@@ -10,13 +10,12 @@ from typing import Any
 import msgspec
 import pytest
 
-from ordnung.core import hookimpl
+from ordnung.core import Engine, hookimpl
 from ordnung.core.config import DEFAULT_PLUGINS
 from ordnung.core.domain.common import utcnow
 from ordnung.core.domain.pricing import LineTax, TaxAnswer
 from ordnung.core.errors import PluginError, TransitionVetoed
 from ordnung.core.persistence.journal import event
-from ordnung.core.persistence.tables import OutboxRow, ReactionFailureRow
 from ordnung.core.plugin_host import BUILTIN_PREFIX, ENTRY_POINT_GROUP, PluginHost
 from tests.support import builtin_plugins, order_request, paid_order, seed_shop, ship_all
 
@@ -142,10 +141,9 @@ class Flaky:
             self.seen.append(order.number)
 
 
-async def make_due() -> None:
-    await ReactionFailureRow.update(
-        {ReactionFailureRow.next_attempt_at: utcnow() - timedelta(seconds=1)}).where(
-        ReactionFailureRow.resolved_at.is_null()).run()
+async def make_due(engine: Engine) -> None:
+    await engine.db.run("UPDATE reaction_failures SET next_attempt_at = {} "
+                        "WHERE resolved_at IS NULL", utcnow() - timedelta(seconds=1))
 
 
 async def test_a_failed_reaction_is_recorded_and_retried_not_lost(make_engine: Any) -> None:
@@ -159,9 +157,9 @@ async def test_a_failed_reaction_is_recorded_and_retried_not_lost(make_engine: A
         ("mailer", "ordnung_after_transition", 1)]
     assert "mail server unreachable" in failures[0]["last_error"]
     assert await engine.run_maintenance() == {"swept": 0, "retried_ok": 0, "retried_failed": 0}
-    await make_due()
+    await make_due(engine)
     assert (await engine.run_maintenance())["retried_failed"] == 1
-    await make_due()
+    await make_due(engine)
     assert (await engine.run_maintenance())["retried_ok"] == 1
     assert flaky.seen == [order.number]
     assert await engine.runtime.journal.open_failures() == []
@@ -186,8 +184,8 @@ async def test_events_a_crashed_writer_left_are_delivered_by_the_sweeper(
     assert recorder.kinds == []
     assert await engine.runtime.journal.pending_count() == 1
     assert (await engine.run_maintenance())["swept"] == 0  # its lease is still running
-    await OutboxRow.update({OutboxRow.claimed_until: utcnow() - timedelta(seconds=1)}).where(
-        OutboxRow.id == orphan.id).run()
+    await engine.db.run("UPDATE outbox SET claimed_until = {} WHERE id = {}",
+                        utcnow() - timedelta(seconds=1), orphan.id)
     assert (await engine.run_maintenance())["swept"] == 1
     assert recorder.kinds == ["order.note"]
     assert await engine.runtime.journal.pending_count() == 0

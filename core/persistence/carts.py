@@ -6,51 +6,51 @@ from ordnung.core.domain.carts import Cart
 from ordnung.core.errors import Conflict, NotFound
 from ordnung.core.persistence.codec import decode, encode
 from ordnung.core.persistence.database import Database
-from ordnung.core.persistence.tables import CartRow
+
+_INSERT = ("INSERT INTO carts (id, customer_id, channel, status, data, version, created_at, "
+           "updated_at, token_hash) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {})")
+_WITH_TOKEN = "SELECT data, token_hash FROM carts WHERE id = {}"
+_CLEAR_TOKEN = "UPDATE carts SET token_hash = NULL WHERE id = {}"
+_GET = "SELECT data FROM carts WHERE id = {}"
+_SAVE = ("UPDATE carts SET customer_id = {}, status = {}, data = {}, version = {}, "
+         "updated_at = {} WHERE id = {} AND version = {} RETURNING id")
+_FOR_CUSTOMER = "SELECT data FROM carts WHERE customer_id = {}"
 
 
 class CartStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._get_locked = _GET + db.lock_suffix
 
     async def insert(self, cart: Cart, token_hash: str | None = None) -> None:
-        await CartRow.insert(CartRow(
-            id=cart.id, customer_id=cart.customer_id, channel=cart.channel, status=cart.status,
-            data=encode(cart), version=cart.version, created_at=cart.created_at,
-            updated_at=cart.updated_at, token_hash=token_hash)).run()
+        await self.db.run(_INSERT, cart.id, cart.customer_id, cart.channel, cart.status,
+                          encode(cart), cart.version, cart.created_at, cart.updated_at,
+                          token_hash)
 
     async def get_with_token(self, cart_id: str) -> tuple[Cart, str | None]:
         """The cart and the hash of its guest token (None for customers' carts)."""
-        rows = await CartRow.select(CartRow.data, CartRow.token_hash).where(
-            CartRow.id == cart_id).run()
-        if not rows:
+        row = await self.db.fetch_one(_WITH_TOKEN, cart_id)
+        if row is None:
             raise NotFound("cart", cart_id)
-        return decode(rows[0]["data"], Cart), rows[0]["token_hash"]
+        return decode(row["data"], Cart), row["token_hash"]
 
     async def clear_token(self, cart_id: str) -> None:
         """The cart now belongs to a customer: its guest token no longer opens it."""
-        await CartRow.update({CartRow.token_hash: None}).where(CartRow.id == cart_id).run()
+        await self.db.run(_CLEAR_TOKEN, cart_id)
 
     async def get(self, cart_id: str, *, for_update: bool = False) -> Cart:
-        query = CartRow.select(CartRow.data).where(CartRow.id == cart_id)
-        rows = await (self.db.for_update(query) if for_update else query)
+        rows = await self.db.run(self._get_locked if for_update else _GET, cart_id)
         if not rows:
             raise NotFound("cart", cart_id)
         return decode(rows[0]["data"], Cart)
 
     async def save(self, cart: Cart, expected_version: int) -> None:
         cart.version = expected_version + 1
-        rows = await CartRow.update({
-            CartRow.customer_id: cart.customer_id,
-            CartRow.status: cart.status,
-            CartRow.data: encode(cart),
-            CartRow.version: cart.version,
-            CartRow.updated_at: cart.updated_at,
-        }).where((CartRow.id == cart.id) & (CartRow.version == expected_version)).returning(
-            CartRow.id).run()
+        rows = await self.db.run(_SAVE, cart.customer_id, cart.status, encode(cart),
+                                 cart.version, cart.updated_at, cart.id, expected_version)
         if not rows:
             raise Conflict(f"cart {cart.id} was changed concurrently; retry", cart_id=cart.id)
 
     async def for_customer(self, customer_id: str) -> list[Cart]:
-        rows = await CartRow.select(CartRow.data).where(CartRow.customer_id == customer_id).run()
+        rows = await self.db.run(_FOR_CUSTOMER, customer_id)
         return [decode(r["data"], Cart) for r in rows]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from ordnung.core.domain.catalog import Product, Variant
 from ordnung.core.domain.common import utcnow
@@ -12,11 +11,33 @@ from ordnung.core.domain.inventory import Channel, Location
 from ordnung.core.errors import NotFound
 from ordnung.core.persistence.codec import decode, encode
 from ordnung.core.persistence.database import Database
-from ordnung.core.persistence.tables import ChannelRow, LocationRow, ProductRow, VariantRow
 
 #: how long the active channel ids are reused for availability pushes: a channel
 #: switched on or off elsewhere (another worker process) is seen within this time
 CHANNELS_TTL_S = 1.0
+
+_PRODUCT_EXISTS = "SELECT 1 AS found FROM products WHERE id = {}"
+_UPDATE_PRODUCT = "UPDATE products SET name = {}, data = {} WHERE id = {}"
+_INSERT_PRODUCT = "INSERT INTO products (id, name, data, created_at) VALUES ({}, {}, {}, {})"
+_PRODUCT = "SELECT data FROM products WHERE id = {}"
+_PRODUCT_VARIANTS = "SELECT data FROM variants WHERE product_id = {} ORDER BY sku"
+_FIRST_PRODUCTS = "SELECT id FROM products ORDER BY id LIMIT {}"
+_NEXT_PRODUCTS = "SELECT id FROM products WHERE id > {} ORDER BY id LIMIT {}"
+_VARIANT_EXISTS = "SELECT 1 AS found FROM variants WHERE sku = {}"
+_UPDATE_VARIANT = ("UPDATE variants SET product_id = {}, barcode = {}, active = {}, data = {} "
+                   "WHERE sku = {}")
+_INSERT_VARIANT = ("INSERT INTO variants (sku, product_id, barcode, active, data) "
+                   "VALUES ({}, {}, {}, {}, {})")
+_VARIANTS = "SELECT data FROM variants WHERE sku IN ({})"
+_LOCATION_EXISTS = "SELECT 1 AS found FROM locations WHERE id = {}"
+_UPDATE_LOCATION = "UPDATE locations SET name = {}, priority = {}, active = {} WHERE id = {}"
+_INSERT_LOCATION = ("INSERT INTO locations (id, name, priority, active) "
+                    "VALUES ({}, {}, {}, {})")
+_LOCATIONS = "SELECT id, name, priority, active FROM locations ORDER BY priority, id"
+_CHANNEL_EXISTS = "SELECT 1 AS found FROM channels WHERE id = {}"
+_UPDATE_CHANNEL = "UPDATE channels SET data = {} WHERE id = {}"
+_INSERT_CHANNEL = "INSERT INTO channels (id, data) VALUES ({}, {})"
+_CHANNELS = "SELECT data FROM channels ORDER BY id"
 
 
 class CatalogStore:
@@ -26,36 +47,30 @@ class CatalogStore:
 
     async def upsert_product(self, product: Product) -> None:
         """Insert or replace a product and its variants (variants are never deleted)."""
-        exists = await ProductRow.exists().where(ProductRow.id == product.id).run()
+        exists = await self.db.run(_PRODUCT_EXISTS, product.id)
         data = encode(Product(id=product.id, name=product.name,
                               description=product.description))
         if exists:
-            await ProductRow.update({ProductRow.name: product.name, ProductRow.data: data}).where(
-                ProductRow.id == product.id).run()
+            await self.db.run(_UPDATE_PRODUCT, product.name, data, product.id)
         else:
-            await ProductRow.insert(ProductRow(id=product.id, name=product.name, data=data,
-                                               created_at=utcnow())).run()
+            await self.db.run(_INSERT_PRODUCT, product.id, product.name, data, utcnow())
         for variant in product.variants:
             await self.upsert_variant(variant)
 
     async def upsert_variant(self, variant: Variant) -> None:
-        exists = await VariantRow.exists().where(VariantRow.sku == variant.sku).run()
-        values: dict[Any, Any] = {
-            VariantRow.product_id: variant.product_id, VariantRow.barcode: variant.barcode,
-            VariantRow.active: variant.active, VariantRow.data: encode(variant)}
+        exists = await self.db.run(_VARIANT_EXISTS, variant.sku)
         if exists:
-            await VariantRow.update(values).where(VariantRow.sku == variant.sku).run()
+            await self.db.run(_UPDATE_VARIANT, variant.product_id, variant.barcode,
+                              variant.active, encode(variant), variant.sku)
         else:
-            await VariantRow.insert(VariantRow(sku=variant.sku, product_id=variant.product_id,
-                                               barcode=variant.barcode, active=variant.active,
-                                               data=encode(variant))).run()
+            await self.db.run(_INSERT_VARIANT, variant.sku, variant.product_id,
+                              variant.barcode, variant.active, encode(variant))
 
     async def variants(self, skus: Sequence[str]) -> dict[str, Variant]:
         if not skus:
             return {}
         wanted = sorted(set(skus))
-        rows = await self.db.run("SELECT data FROM variants WHERE sku IN ("
-                                 + ", ".join("{}" for _ in wanted) + ")", *wanted)
+        rows = await self.db.run(_VARIANTS.format(", ".join("{}" for _ in wanted)), *wanted)
         return {v.sku: v for v in (decode(r["data"], Variant) for r in rows)}
 
     async def variant(self, sku: str) -> Variant:
@@ -65,37 +80,30 @@ class CatalogStore:
         return found[sku]
 
     async def product(self, product_id: str) -> Product:
-        rows = await ProductRow.select(ProductRow.data).where(ProductRow.id == product_id).run()
-        if not rows:
+        row = await self.db.fetch_one(_PRODUCT, product_id)
+        if row is None:
             raise NotFound("product", product_id)
-        product = decode(rows[0]["data"], Product)
-        variant_rows = await VariantRow.select(VariantRow.data).where(
-            VariantRow.product_id == product_id).order_by(VariantRow.sku).run()
+        product = decode(row["data"], Product)
+        variant_rows = await self.db.run(_PRODUCT_VARIANTS, product_id)
         return Product(id=product.id, name=product.name, description=product.description,
                        variants=[decode(r["data"], Variant) for r in variant_rows])
 
     async def products(self, after: str | None = None, limit: int = 50) -> list[Product]:
-        query = ProductRow.select(ProductRow.id).order_by(ProductRow.id).limit(limit)
-        if after:
-            query = query.where(ProductRow.id > after)
-        return [await self.product(r["id"]) for r in await query.run()]
+        rows = await (self.db.run(_NEXT_PRODUCTS, after, limit) if after
+                      else self.db.run(_FIRST_PRODUCTS, limit))
+        return [await self.product(r["id"]) for r in rows]
 
     # -- locations ----------------------------------------------------------------
     async def upsert_location(self, location: Location) -> None:
-        exists = await LocationRow.exists().where(LocationRow.id == location.id).run()
-        if exists:
-            await LocationRow.update({LocationRow.name: location.name,
-                                      LocationRow.priority: location.priority,
-                                      LocationRow.active: location.active}).where(
-                LocationRow.id == location.id).run()
+        if await self.db.run(_LOCATION_EXISTS, location.id):
+            await self.db.run(_UPDATE_LOCATION, location.name, location.priority,
+                              location.active, location.id)
         else:
-            await LocationRow.insert(LocationRow(id=location.id, name=location.name,
-                                                 priority=location.priority,
-                                                 active=location.active)).run()
+            await self.db.run(_INSERT_LOCATION, location.id, location.name,
+                              location.priority, location.active)
 
     async def locations(self) -> list[Location]:
-        rows = await LocationRow.select().order_by(LocationRow.priority).order_by(
-            LocationRow.id).run()
+        rows = await self.db.run(_LOCATIONS)
         return [Location(id=r["id"], name=r["name"], priority=r["priority"],
                          active=bool(r["active"])) for r in rows]
 
@@ -108,15 +116,13 @@ class CatalogStore:
     # -- channels -----------------------------------------------------------------
     async def upsert_channel(self, channel: Channel) -> None:
         self._active_channels = (float("-inf"), [])
-        exists = await ChannelRow.exists().where(ChannelRow.id == channel.id).run()
-        if exists:
-            await ChannelRow.update({ChannelRow.data: encode(channel)}).where(
-                ChannelRow.id == channel.id).run()
+        if await self.db.run(_CHANNEL_EXISTS, channel.id):
+            await self.db.run(_UPDATE_CHANNEL, encode(channel), channel.id)
         else:
-            await ChannelRow.insert(ChannelRow(id=channel.id, data=encode(channel))).run()
+            await self.db.run(_INSERT_CHANNEL, channel.id, encode(channel))
 
     async def channels(self) -> list[Channel]:
-        rows = await ChannelRow.select(ChannelRow.data).order_by(ChannelRow.id).run()
+        rows = await self.db.run(_CHANNELS)
         return [decode(r["data"], Channel) for r in rows]
 
     async def active_channel_ids(self) -> list[str]:

@@ -6,7 +6,14 @@ from ordnung.core.domain.customers import Customer
 from ordnung.core.errors import NotFound
 from ordnung.core.persistence.codec import decode, encode
 from ordnung.core.persistence.database import Database
-from ordnung.core.persistence.tables import CustomerRow
+
+_INSERT = ("INSERT INTO customers (id, email, erased, data, created_at) "
+           "VALUES ({}, {}, {}, {}, {})")
+_SAVE = "UPDATE customers SET email = {}, erased = {}, data = {} WHERE id = {}"
+_GET = "SELECT data FROM customers WHERE id = {}"
+_BY_EMAIL = "SELECT data FROM customers WHERE email = {} AND erased = {}"
+_FIRST_PAGE = "SELECT data FROM customers ORDER BY id LIMIT {}"
+_NEXT_PAGE = "SELECT data FROM customers WHERE id > {} ORDER BY id LIMIT {}"
 
 
 class CustomerStore:
@@ -14,31 +21,24 @@ class CustomerStore:
         self.db = db
 
     async def insert(self, customer: Customer) -> None:
-        await CustomerRow.insert(CustomerRow(id=customer.id, email=customer.email,
-                                             erased=customer.erased, data=encode(customer),
-                                             created_at=customer.created_at)).run()
+        await self.db.run(_INSERT, customer.id, customer.email, customer.erased,
+                          encode(customer), customer.created_at)
 
     async def save(self, customer: Customer) -> None:
-        await CustomerRow.update({CustomerRow.email: customer.email,
-                                  CustomerRow.erased: customer.erased,
-                                  CustomerRow.data: encode(customer)}).where(
-            CustomerRow.id == customer.id).run()
+        await self.db.run(_SAVE, customer.email, customer.erased, encode(customer),
+                          customer.id)
 
     async def get(self, customer_id: str) -> Customer:
-        rows = await CustomerRow.select(CustomerRow.data).where(
-            CustomerRow.id == customer_id).run()
-        if not rows:
+        row = await self.db.fetch_one(_GET, customer_id)
+        if row is None:
             raise NotFound("customer", customer_id)
-        return decode(rows[0]["data"], Customer)
+        return decode(row["data"], Customer)
 
     async def by_email(self, email: str) -> Customer | None:
-        rows = await CustomerRow.select(CustomerRow.data).where(
-            (CustomerRow.email == email) & (CustomerRow.erased == False)  # noqa: E712
-        ).run()
-        return decode(rows[0]["data"], Customer) if rows else None
+        row = await self.db.fetch_one(_BY_EMAIL, email, False)
+        return decode(row["data"], Customer) if row else None
 
     async def list(self, after: str | None = None, limit: int = 50) -> list[Customer]:
-        query = CustomerRow.select(CustomerRow.data).order_by(CustomerRow.id).limit(limit)
-        if after:
-            query = query.where(CustomerRow.id > after)
-        return [decode(r["data"], Customer) for r in await query.run()]
+        rows = await (self.db.run(_NEXT_PAGE, after, limit) if after
+                      else self.db.run(_FIRST_PAGE, limit))
+        return [decode(r["data"], Customer) for r in rows]

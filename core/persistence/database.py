@@ -1,10 +1,19 @@
 """The database connection: chosen by URL, SQLite (embedded default) or PostgreSQL.
 
-One ``Database`` is bound to the piccolo table classes at start; an engine
-process therefore talks to one database at a time. Write transactions on
-SQLite are IMMEDIATE (take the write lock up front) so read-then-write never
-fails with "database is locked"; on PostgreSQL rows are locked with
-``SELECT ... FOR UPDATE`` where an aggregate is read for change.
+Every statement the engine runs goes through one small API here (``run``,
+``fetch``, ``fetch_one``, ``insert_rows``): portable SQL with ``{}`` placeholders,
+translated once per statement text for the driver (``$1``... or ``?``) and then
+reused, so asyncpg's per-connection statement cache prepares each one once. The
+stores keep their statements as module constants. piccolo provides the engines
+(pools, transactions) and the table classes that declare the schema the code
+expects (``tables.py``, checked against what the migrations build); nothing is
+queried through the table classes, whose binding to an engine is global, so each
+``Database`` is independent and several engines may run in one process.
+
+Write transactions on SQLite are IMMEDIATE (take the write lock up front) so
+read-then-write never fails with "database is locked"; on PostgreSQL rows are
+locked with ``SELECT ... FOR UPDATE`` (``lock_suffix``) where an aggregate is read
+for change.
 """
 
 from __future__ import annotations
@@ -14,24 +23,21 @@ import contextlib
 import importlib
 import pkgutil
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import structlog
-from piccolo.apps.migrations.tables import Migration
-from piccolo.engine.base import Engine as PiccoloEngine
-from piccolo.engine.postgres import PostgresEngine
-from piccolo.engine.sqlite import SQLiteEngine, TransactionType
-from piccolo.query.base import Query
+from piccolo.engine.sqlite import TransactionType
 
-from ordnung.core.errors import Conflict, InvalidInput
+from ordnung.core.domain.common import utcnow
+from ordnung.core.errors import InvalidInput
 from ordnung.core.errors_db import is_unavailable, unavailable
 from ordnung.core.persistence import clock
 from ordnung.core.persistence.fence import WRITE_FENCE, is_write
 from ordnung.core.persistence.postgres_engine import TimedPostgresEngine, Timeouts
 from ordnung.core.persistence.postgres_transaction import SafePostgresTransaction
 from ordnung.core.persistence.sqlite_engine import PooledSQLiteEngine, SQLiteSettings
-from ordnung.core.persistence.tables import ALL_TABLES
 
 log = structlog.get_logger("ordnung.db")
 
@@ -39,34 +45,53 @@ DEFAULT_URL = "sqlite:///ordnung.db"
 MIGRATION_APP = "ordnung"
 
 
-class _Counting:
-    """Counts the SQL statements an engine runs (benchmarks report it per order)."""
+#: the bookkeeping table of applied migrations, as piccolo's own runner created it
+#: (databases migrated by earlier versions already have it)
+_MIGRATION_TABLE = {
+    "sqlite": 'CREATE TABLE IF NOT EXISTS "migration" ("id" INTEGER PRIMARY KEY NOT NULL, '
+              '"name" VARCHAR(200) NOT NULL DEFAULT \'\', '
+              '"app_name" VARCHAR(200) NOT NULL DEFAULT \'\', '
+              '"ran_on" TIMESTAMP NOT NULL DEFAULT current_timestamp)',
+    "postgres": 'CREATE TABLE IF NOT EXISTS "migration" ("id" SERIAL PRIMARY KEY NOT NULL, '
+                '"name" VARCHAR(200) NOT NULL DEFAULT \'\', '
+                '"app_name" VARCHAR(200) NOT NULL DEFAULT \'\', '
+                '"ran_on" TIMESTAMP NOT NULL DEFAULT current_timestamp)',
+}
+_MIGRATIONS_DONE = "SELECT name FROM migration WHERE app_name = {}"
+_MIGRATION_RAN = "INSERT INTO migration (name, app_name, ran_on) VALUES ({}, {}, {})"
+_MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(7251113)"
+_PROBE = "SELECT 1 AS ok"
 
-    statements = 0
 
-    async def run_querystring(self, querystring: Any, *args: Any, **kwargs: Any) -> Any:
-        self.statements += 1
-        fence = WRITE_FENCE.get()
-        if fence is not None and is_write(querystring.compile_string(
-                engine_type=self.engine_type)[0]):  # type: ignore[attr-defined]
-            await fence.before_write()
-        return await super().run_querystring(querystring, *args, **kwargs)  # type: ignore[misc]
+def where(*filters: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """`` WHERE ...`` of the filters whose value is given (not None, not empty) and their
+    arguments; a list value fills an ``IN ({})`` clause with one placeholder per item.
+    For the lists whose filters are optional: each clause is still a constant."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    for clause, value in filters:
+        if value is None:
+            continue
+        if isinstance(value, list | tuple):
+            if not value:
+                continue
+            clauses.append(clause.replace("{}", ", ".join("{}" for _ in value)))
+            args.extend(value)
+        else:
+            clauses.append(clause)
+            args.append(value)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
 
-    async def run_ddl(self, *args: Any, **kwargs: Any) -> Any:
-        self.statements += 1
-        return await super().run_ddl(*args, **kwargs)  # type: ignore[misc]
 
-
-class _PostgresEngine(_Counting, TimedPostgresEngine):
+class _PostgresEngine(TimedPostgresEngine):
     def transaction(self, allow_nested: bool = True) -> SafePostgresTransaction:
         return SafePostgresTransaction(engine=self, allow_nested=allow_nested)
 
 
-class _SQLiteEngine(_Counting, PooledSQLiteEngine):
-    pass
+Driver = PooledSQLiteEngine | _PostgresEngine
 
 
-def engine_for_url(url: str, pool_size: int = 8) -> PiccoloEngine:
+def engine_for_url(url: str, pool_size: int = 8) -> Driver:
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
         path = unquote(parsed.path)
@@ -77,7 +102,7 @@ def engine_for_url(url: str, pool_size: int = 8) -> PiccoloEngine:
         if not path or path == ":memory:":
             raise InvalidInput("SQLite needs a file path, e.g. sqlite:///ordnung.db",
                                field="database_url")
-        return _SQLiteEngine(path=path, settings=SQLiteSettings.from_env())
+        return PooledSQLiteEngine(path=path, settings=SQLiteSettings.from_env())
     if parsed.scheme in ("postgres", "postgresql"):
         return _PostgresEngine(config={"dsn": url})
     raise InvalidInput(f"unsupported database URL scheme {parsed.scheme!r}; "
@@ -85,9 +110,6 @@ def engine_for_url(url: str, pool_size: int = 8) -> PiccoloEngine:
 
 
 class Database:
-    #: the database the piccolo table classes are bound to in this process
-    _active: Database | None = None
-
     def __init__(self, url: str = DEFAULT_URL, pool_size: int = 8,
                  timeouts: Timeouts | None = None) -> None:
         self.url = url
@@ -96,7 +118,11 @@ class Database:
         self.engine = engine_for_url(url, pool_size)
         if isinstance(self.engine, _PostgresEngine):
             self.engine.timeouts = self.timeouts
-        self.kind = "postgres" if isinstance(self.engine, PostgresEngine) else "sqlite"
+        self.kind = "postgres" if isinstance(self.engine, _PostgresEngine) else "sqlite"
+        #: `` FOR UPDATE`` where a read must lock its rows until commit (PostgreSQL);
+        #: SQLite's write transactions already hold the database's one write lock
+        self.lock_suffix = " FOR UPDATE" if self.kind == "postgres" else ""
+        self._statements = 0
         self._compiled: dict[str, str] = {}
         self._checkpointer: asyncio.Task[None] | None = None
         self._clock: asyncio.Task[None] | None = None
@@ -104,33 +130,25 @@ class Database:
 
     @property
     def statements(self) -> int:
-        """SQL statements run so far by this process (BEGIN/COMMIT not included)."""
-        return int(getattr(self.engine, "statements", 0))
+        """SQL statements run so far through this database (BEGIN/COMMIT not included)."""
+        return self._statements
+
+    def pool_use(self) -> tuple[int, int]:
+        """(connections open, in use) of this database's pool (for the metrics)."""
+        return self.engine.pool_use()
 
     @property
     def is_postgres(self) -> bool:
         return self.kind == "postgres"
 
     async def start(self) -> None:
-        active = Database._active
-        if active is not None and active is not self and active._started:
-            raise Conflict(
-                "another engine is running in this process: the table classes are bound to "
-                f"one database at a time (running: {active.kind}); stop it first, or run "
-                "the second engine in its own process")
-        Database._active = self
-        tables: tuple[Any, ...] = (*ALL_TABLES, Migration)
-        for table in tables:
-            table._meta.db = self.engine
-        if isinstance(self.engine, PostgresEngine):
+        if isinstance(self.engine, _PostgresEngine):
             await self.engine.start_connection_pool(min_size=1, max_size=self.pool_size)
-        elif isinstance(self.engine, PooledSQLiteEngine):
+        else:
             # waits (bounded) for another process's lock: a worker restarted while
             # another one writes must not fail its start-up
             await self.engine.use_wal()
             self._checkpointer = asyncio.create_task(self.engine.checkpointing())
-        else:
-            await self.engine.run_ddl("PRAGMA journal_mode = WAL")
         self._started = True
         await clock.sync_clock(self)
         if self.timeouts.clock_sync > 0:
@@ -142,7 +160,7 @@ class Database:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._clock
             self._clock = None
-        if isinstance(self.engine, PostgresEngine) and self._started:
+        if isinstance(self.engine, _PostgresEngine) and self._started:
             await self.engine.close_connection_pool()
         if self._checkpointer is not None:
             self._checkpointer.cancel()
@@ -152,21 +170,21 @@ class Database:
         if isinstance(self.engine, PooledSQLiteEngine):
             await self.engine.close()
         self._started = False
-        if Database._active is self:
-            Database._active = None
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Any]:
         """A write transaction; nested calls join the outer one. Once an outermost one
         has committed, a claimed request's write fence hears of it."""
-        if isinstance(self.engine, SQLiteEngine):
+        outermost = not self.engine.transaction_exists()
+        transaction: Any
+        if isinstance(self.engine, PooledSQLiteEngine):
             transaction = self.engine.transaction(transaction_type=TransactionType.immediate)
         else:
             transaction = self.engine.transaction()
         async with transaction as joined:
             yield joined
         fence = WRITE_FENCE.get()
-        if fence is not None and transaction._parent is None:
+        if fence is not None and outermost:
             fence.committed(transaction)
 
     async def connection_failed(self) -> None:
@@ -183,50 +201,50 @@ class Database:
         """Statements inside the block run on their own (autocommit), never in a
         transaction this task may be in, and unfenced: bookkeeping that must not commit
         or roll back with the request's work (an idempotency claim, its lease)."""
-        current = self.engine.current_transaction.set(None)
+        transactions: ContextVar[Any] = self.engine.current_transaction
+        current = transactions.set(None)
         fence = WRITE_FENCE.set(None)
         try:
             yield
         finally:
             WRITE_FENCE.reset(fence)
-            self.engine.current_transaction.reset(current)
-
-    def for_update(self, query: Query[Any, Any]) -> Any:
-        """Lock the selected rows until commit (PostgreSQL); SQLite already holds the lock."""
-        if self.is_postgres:
-            return query.lock_rows()  # type: ignore[attr-defined]
-        return query
+            transactions.reset(current)
 
     async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        """Run a raw, portable SQL statement ({} placeholders) and return rows as dicts."""
+        """Run a portable statement ({} placeholders); the rows as (mutable) dicts."""
         return [dict(r) for r in await self.run(sql, *args)]
 
-    async def run(self, sql: str, *args: Any) -> list[Any]:
-        """Run a raw, portable statement ({} placeholders) straight through the driver, in
-        the current transaction if there is one; rows come back as mappings.
+    async def fetch_one(self, sql: str, *args: Any) -> dict[str, Any] | None:
+        """The first row of a portable statement as a dict, or None."""
+        rows = await self.run(sql, *args)
+        return dict(rows[0]) if rows else None
 
-        The hot path (placement, payments, the outbox) uses this rather than piccolo's
-        query builder, whose per-value conversion cost more CPU than the statements."""
-        engine: Any = self.engine
+    async def run(self, sql: str, *args: Any) -> list[Any]:
+        """Run a portable statement ({} placeholders) straight through the driver, in the
+        current transaction if there is one; rows come back as mappings.
+
+        The driver is called directly (not through piccolo's query builder, whose
+        per-value conversion cost more CPU than the statements): a transaction's own
+        connection, or else the engine's pool."""
         query = self._dialect(sql)
-        engine.statements += 1
+        self._statements += 1
         fence = WRITE_FENCE.get()
         if fence is not None and is_write(sql):
             await fence.before_write()
-        transaction = engine.current_transaction.get()
-        if self.is_postgres:
+        transaction: Any = self.engine.current_transaction.get()
+        if isinstance(self.engine, _PostgresEngine):
             if transaction is None:
-                return list(await engine._run_in_pool(query, args))
+                return list(await self.engine.run_pooled(query, args))
             try:
                 return list(await transaction.connection.fetch(query, *args))
             except Exception as exc:
                 if is_unavailable(exc):
-                    await engine.connection_failed()
+                    await self.engine.connection_failed()
                     raise unavailable(exc) from exc
                 raise
         if transaction is not None:
             return list(transaction.connection.run(query, args))
-        return list(await engine._run_in_new_connection(query, list(args)))
+        return list(await self.engine.run_autocommit(query, args))
 
     def sql_now(self, plus_s: float = 0) -> str:
         """SQL for the database's own clock, ``plus_s`` seconds on (a literal, not a
@@ -271,7 +289,7 @@ class Database:
         raises ``DatabaseUnavailable`` if not. On PostgreSQL the wait is bounded whatever
         the statement timeout, and a connection that did not answer is discarded."""
         if not isinstance(self.engine, _PostgresEngine) or self.engine.pool is None:
-            await self.fetch("SELECT 1 AS ok")
+            await self.fetch(_PROBE)
             return
         try:
             async with self.engine.pool.acquire(timeout=within) as connection:
@@ -301,8 +319,7 @@ class Database:
         """Ids of the migrations this code has that the database has not applied."""
         known = [module.ID for module in self._migration_modules()]
         try:
-            rows = await self.fetch("SELECT name FROM migration WHERE app_name = {}",
-                                    MIGRATION_APP)
+            rows = await self.fetch(_MIGRATIONS_DONE, MIGRATION_APP)
         except Exception as exc:  # never migrated: no bookkeeping table yet
             if type(exc).__name__ == "UndefinedTableError" or "no such table" in str(exc):
                 return known
@@ -311,19 +328,22 @@ class Database:
         return [m for m in known if m not in done]
 
     async def migrate(self) -> list[str]:
-        """Apply migrations not yet applied, under a lock; returns the ids applied."""
+        """Apply migrations not yet applied, in one transaction under a lock (the only
+        migration runner: ``ordnung migrate`` and every engine's start call it); returns
+        the ids applied."""
         modules = self._migration_modules()
         applied: list[str] = []
-        await Migration.create_table(if_not_exists=True).run()
+        await self.run(_MIGRATION_TABLE[self.kind])
         async with self.transaction():
             if self.is_postgres:
-                await self.fetch("SELECT pg_advisory_xact_lock(7251113)")
-            done = set(await Migration.get_migrations_which_ran(app_name=MIGRATION_APP))
+                await self.run(_MIGRATION_LOCK)
+            done = {r["name"] for r in await self.run(_MIGRATIONS_DONE, MIGRATION_APP)}
             for module in modules:
                 if module.ID in done:
                     continue
-                await module.apply(self.engine)
-                await Migration.insert(Migration(name=module.ID, app_name=MIGRATION_APP)).run()
+                await module.apply(self)
+                await self.run(_MIGRATION_RAN, module.ID, MIGRATION_APP,
+                               utcnow().replace(tzinfo=None))
                 applied.append(module.ID)
         if applied:
             log.info("migrations applied", migrations=applied, database=self.kind)

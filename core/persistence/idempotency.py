@@ -23,7 +23,43 @@ from ordnung.core.domain.common import utcnow
 from ordnung.core.errors import IdempotencyMismatch
 from ordnung.core.persistence.database import Database
 
-TABLE = "idempotency_records"
+#: the database's clock in SQL, per dialect: ``now``, ``later`` (``{}`` seconds on) and
+#: ``left`` (seconds a lease has left); filled into the statements once per store
+_CLOCK = {
+    "postgres": {"now": "now()", "later": "now() + make_interval(secs => {})",
+                 "left": "EXTRACT(EPOCH FROM (lease_until - now()))"},
+    # text in piccolo's own Timestamptz format, so that it reads back as a datetime
+    "sqlite": {"now": "strftime('%Y-%m-%d %H:%M:%f+00:00', 'now')",
+               "later": "strftime('%Y-%m-%d %H:%M:%f+00:00', 'now', '+' || {} || ' seconds')",
+               "left": "(julianday(lease_until) - julianday('now')) * 86400.0"},
+}
+
+_LOOKUP = "SELECT fingerprint, result FROM idempotency_records WHERE key = {}"
+_STORE = ("INSERT INTO idempotency_records (key, fingerprint, state, effect_by, result, "
+          "created_at) VALUES ({}, {}, 'done', 'engine', {}, {})")
+_INSERT_CLAIM = (
+    "INSERT INTO idempotency_records (key, fingerprint, state, owner, lease_until, created_at) "
+    "VALUES ({}, {}, 'pending', {}, <later>, {}) ON CONFLICT (key) DO NOTHING RETURNING key")
+_TAKE_OVER = (
+    "UPDATE idempotency_records SET owner = {}, lease_until = <later> "
+    "WHERE key = {} AND fingerprint = {} AND state = 'pending' "
+    "AND (lease_until IS NULL OR lease_until < <now>) RETURNING effect_by")
+_READ_CLAIM = ("SELECT fingerprint, state, status, headers, result, <left> AS lease_left "
+               "FROM idempotency_records WHERE key = {}")
+_RENEW = ("UPDATE idempotency_records SET lease_until = <later> "
+          "WHERE key = {} AND owner = {} AND state = 'pending' RETURNING key")
+_FENCE = (
+    "UPDATE idempotency_records SET effect_by = CASE WHEN effect_by = '' THEN {} "
+    "ELSE effect_by END, lease_until = <later> "
+    "WHERE key = {} AND owner = {} AND state = 'pending' RETURNING effect_by")
+_COMPLETE = (
+    "UPDATE idempotency_records SET state = 'done', owner = '', lease_until = NULL, "
+    "status = {}, headers = {}, result = {} "
+    "WHERE key = {} AND owner = {} AND state = 'pending' AND effect_by <> '' RETURNING key")
+_RELEASE_UNUSED = ("DELETE FROM idempotency_records WHERE key = {} AND owner = {} "
+                   "AND state = 'pending' AND effect_by = '' RETURNING key")
+_RELEASE_USED = ("UPDATE idempotency_records SET owner = '', lease_until = NULL "
+                 "WHERE key = {} AND owner = {} AND state = 'pending' RETURNING key")
 
 
 def fingerprint(payload: bytes) -> str:
@@ -33,21 +69,20 @@ def fingerprint(payload: bytes) -> str:
 class IdempotencyStore:
     def __init__(self, db: Database) -> None:
         self.db = db
-        if db.is_postgres:
-            self._now = "now()"
-            self._later = "now() + make_interval(secs => {})"
-            self._left = "EXTRACT(EPOCH FROM (lease_until - now()))"
-        else:
-            # text in piccolo's own Timestamptz format, so that it reads back as a datetime
-            self._now = "strftime('%Y-%m-%d %H:%M:%f+00:00', 'now')"
-            self._later = "strftime('%Y-%m-%d %H:%M:%f+00:00', 'now', '+' || {} || ' seconds')"
-            self._left = "(julianday(lease_until) - julianday('now')) * 86400.0"
+        clock = _CLOCK[db.kind]
+
+        def dialect(sql: str) -> str:
+            for name, expression in clock.items():
+                sql = sql.replace(f"<{name}>", expression)
+            return sql
+
+        self._insert_claim, self._take_over, self._read_claim, self._renew, self._fence = (
+            dialect(sql) for sql in (_INSERT_CLAIM, _TAKE_OVER, _READ_CLAIM, _RENEW, _FENCE))
 
     # -- the engine's own results (placements) --------------------------------------------
     async def lookup(self, key: str, print_: str) -> str | None:
         """The stored result for ``key``; raises if the key came with another request."""
-        rows = await self.db.run(f"SELECT fingerprint, result FROM {TABLE} WHERE key = {{}}",
-                                 key)
+        rows = await self.db.run(_LOOKUP, key)
         if not rows:
             return None
         if rows[0]["fingerprint"] != print_:
@@ -59,18 +94,13 @@ class IdempotencyStore:
     async def store(self, key: str, print_: str, result: str) -> None:
         """Record ``result`` for ``key``; call inside the transaction of the effect (a
         concurrent duplicate collides on the primary key and rolls back whole)."""
-        await self.db.run(
-            f"INSERT INTO {TABLE} (key, fingerprint, state, effect_by, result, created_at) "
-            "VALUES ({}, {}, 'done', 'engine', {}, {})", key, print_, result, utcnow())
+        await self.db.run(_STORE, key, print_, result, utcnow())
 
     # -- request claims -----------------------------------------------------------------
     async def insert_claim(self, key: str, print_: str, owner: str, lease_s: float) -> bool:
         """Claim a key nobody has used: True if this call created the record."""
-        rows = await self.db.run(
-            f"INSERT INTO {TABLE} (key, fingerprint, state, owner, lease_until, created_at) "
-            f"VALUES ({{}}, {{}}, 'pending', {{}}, {self._later}, {{}}) "
-            "ON CONFLICT (key) DO NOTHING RETURNING key",
-            key, print_, owner, float(lease_s), utcnow())
+        rows = await self.db.run(self._insert_claim, key, print_, owner, float(lease_s),
+                                 utcnow())
         return bool(rows)
 
     async def take_over(self, key: str, print_: str, owner: str,
@@ -78,25 +108,15 @@ class IdempotencyStore:
         """Claim a pending key whose lease has run out (or was given up): its holder
         died or failed. Returns ``effect_by`` (empty if nothing was committed), or None
         if the key is not free to take."""
-        rows = await self.db.run(
-            f"UPDATE {TABLE} SET owner = {{}}, lease_until = {self._later} "
-            "WHERE key = {} AND fingerprint = {} AND state = 'pending' "
-            f"AND (lease_until IS NULL OR lease_until < {self._now}) RETURNING effect_by",
-            owner, float(lease_s), key, print_)
+        rows = await self.db.run(self._take_over, owner, float(lease_s), key, print_)
         return str(rows[0]["effect_by"]) if rows else None
 
     async def read_claim(self, key: str) -> dict[str, Any] | None:
         """The record as a duplicate sees it, with the seconds its lease has left."""
-        rows = await self.db.run(
-            f"SELECT fingerprint, state, status, headers, result, {self._left} AS lease_left "
-            f"FROM {TABLE} WHERE key = {{}}", key)
-        return dict(rows[0]) if rows else None
+        return await self.db.fetch_one(self._read_claim, key)
 
     async def renew(self, key: str, owner: str, lease_s: float) -> bool:
-        rows = await self.db.run(
-            f"UPDATE {TABLE} SET lease_until = {self._later} "
-            "WHERE key = {} AND owner = {} AND state = 'pending' RETURNING key",
-            float(lease_s), key, owner)
+        rows = await self.db.run(self._renew, float(lease_s), key, owner)
         return bool(rows)
 
     async def fence(self, key: str, owner: str, lease_s: float) -> str | None:
@@ -104,34 +124,22 @@ class IdempotencyStore:
         transaction of the write it guards (it commits or rolls back with it). Returns
         ``effect_by``: ``owner`` unless an earlier holder's writes committed first; None
         if the claim is no longer held."""
-        rows = await self.db.run(
-            f"UPDATE {TABLE} SET effect_by = CASE WHEN effect_by = '' THEN {{}} "
-            f"ELSE effect_by END, lease_until = {self._later} "
-            "WHERE key = {} AND owner = {} AND state = 'pending' RETURNING effect_by",
-            owner, float(lease_s), key, owner)
+        rows = await self.db.run(self._fence, owner, float(lease_s), key, owner)
         return str(rows[0]["effect_by"]) if rows else None
 
     async def complete(self, key: str, owner: str, status: int, headers: str,
                        body: str) -> bool:
         """Keep the answer of a claim that had an effect; False if it had none (or is no
         longer held)."""
-        rows = await self.db.run(
-            f"UPDATE {TABLE} SET state = 'done', owner = '', lease_until = NULL, "
-            "status = {}, headers = {}, result = {} "
-            "WHERE key = {} AND owner = {} AND state = 'pending' AND effect_by <> '' "
-            "RETURNING key", status, headers, body, key, owner)
+        rows = await self.db.run(_COMPLETE, status, headers, body, key, owner)
         return bool(rows)
 
     async def release(self, key: str, owner: str) -> bool:
         """Give a key back: deleted if nothing was committed under it, otherwise left
         pending with no lease, for the next repeat to take over at once. False if the
         claim is no longer held."""
-        rows = await self.db.run(
-            f"DELETE FROM {TABLE} WHERE key = {{}} AND owner = {{}} AND state = 'pending' "
-            "AND effect_by = '' RETURNING key", key, owner)
+        rows = await self.db.run(_RELEASE_UNUSED, key, owner)
         if rows:
             return True
-        rows = await self.db.run(
-            f"UPDATE {TABLE} SET owner = '', lease_until = NULL "
-            "WHERE key = {} AND owner = {} AND state = 'pending' RETURNING key", key, owner)
+        rows = await self.db.run(_RELEASE_USED, key, owner)
         return bool(rows)

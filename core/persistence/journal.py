@@ -21,8 +21,7 @@ import structlog
 from ordnung.core.domain.common import new_id, utcnow
 from ordnung.core.domain.events import Event
 from ordnung.core.persistence.codec import decode, encode
-from ordnung.core.persistence.database import Database
-from ordnung.core.persistence.tables import EventRow, OutboxRow, ReactionFailureRow
+from ordnung.core.persistence.database import Database, where
 
 LEASE = timedelta(seconds=30)
 #: how long delivered events wait to be marked, so that one UPDATE marks many
@@ -31,6 +30,44 @@ MARK_DELAY_S = 0.05
 MARK_CHUNK = 500
 
 log = structlog.get_logger("ordnung.journal")
+
+_EVENT_COLUMNS = ("id", "order_id", "seq", "kind", "actor", "data", "at")
+_OUTBOX_COLUMNS = ("id", "kind", "order_id", "payload", "created_at", "dispatched_at",
+                   "attempts", "webhooks_at", "broker_at")
+_TIMELINE = "SELECT data FROM events WHERE order_id = {} ORDER BY seq, id"
+#: the events page: filters are added in this order, then ``_EVENTS_PAGE``
+_EVENTS = "SELECT data FROM events"
+_EVENTS_PAGE = " ORDER BY id LIMIT {}"
+_MARK_DISPATCHED = "UPDATE outbox SET dispatched_at = {now} WHERE id IN ({ids})"
+_CLAIM_STALE = (
+    "UPDATE outbox SET claimed_until = {later}, attempts = attempts + 1 "
+    "WHERE id IN (SELECT id FROM outbox WHERE dispatched_at IS NULL "
+    "AND (claimed_until IS NULL OR claimed_until < {now}) ORDER BY id LIMIT {{}}{lock}) "
+    "RETURNING id, payload")
+_PENDING = "SELECT COUNT(*) AS n FROM outbox WHERE dispatched_at IS NULL"
+_OUTBOX_EVENT = "SELECT payload FROM outbox WHERE id = {}"
+_FAILURE_COLUMNS = ("id, outbox_id, hook, plugin, attempts, last_error, next_attempt_at, "
+                    "resolved_at, created_at")
+_FAILURE_OF = ("SELECT id, attempts FROM reaction_failures "
+               "WHERE outbox_id = {} AND hook = {} AND plugin = {}")
+_FAILED_AGAIN = ("UPDATE reaction_failures SET attempts = {}, last_error = {}, "
+                 "next_attempt_at = {} WHERE id = {}")
+_FIRST_FAILURE = (
+    "INSERT INTO reaction_failures (id, outbox_id, hook, plugin, attempts, last_error, "
+    "next_attempt_at, resolved_at, created_at) VALUES ({}, {}, {}, {}, 1, {}, {}, NULL, {})")
+_DUE_FAILURES = (f"SELECT {_FAILURE_COLUMNS} FROM reaction_failures "
+                 "WHERE resolved_at IS NULL AND next_attempt_at <= {} "
+                 "ORDER BY next_attempt_at LIMIT {}")
+_OPEN_FAILURES = (f"SELECT {_FAILURE_COLUMNS} FROM reaction_failures "
+                  "WHERE resolved_at IS NULL ORDER BY id")
+_FAILURES = {
+    (resolved, paged): f"SELECT {_FAILURE_COLUMNS} FROM reaction_failures WHERE resolved_at "
+                       + ("IS NOT NULL" if resolved else "IS NULL")
+                       + (" AND id > {}" if paged else "") + " ORDER BY id LIMIT {}"
+    for resolved in (False, True) for paged in (False, True)}
+_FAILED_EVENTS = "SELECT id, kind, order_id FROM outbox WHERE id IN ({})"
+_FAILURE = f"SELECT {_FAILURE_COLUMNS} FROM reaction_failures WHERE id = {{}}"
+_RESOLVE = "UPDATE reaction_failures SET resolved_at = {} WHERE id = {}"
 
 
 class Journal:
@@ -51,6 +88,11 @@ class Journal:
         #: whether event brokers are installed: then every event gets an outbox row
         #: left for the broker worker (``broker_at`` NULL)
         self.tells_brokers = tells_brokers
+        self._outbox_claimed = {"claimed_until": db.sql_now(LEASE.total_seconds())}
+        self._mark_dispatched = _MARK_DISPATCHED.replace("{now}", db.sql_now())
+        self._claim_stale = _CLAIM_STALE.format(
+            later=db.sql_now(LEASE.total_seconds()), now=db.sql_now(),
+            lock=" FOR UPDATE SKIP LOCKED" if db.is_postgres else "")
 
     async def append(self, events: Sequence[Event]) -> None:
         """Write events and the outbox rows of those with reactions; call inside the
@@ -60,7 +102,7 @@ class Journal:
         now = utcnow()
         payloads = [encode(e) for e in events]
         await self.db.insert_rows(
-            "events", ("id", "order_id", "seq", "kind", "actor", "data", "at"),
+            "events", _EVENT_COLUMNS,
             [(e.id, e.order_id, e.seq, e.kind, e.actor, data, e.at)
              for e, data in zip(events, payloads, strict=True)])
         rows = []
@@ -69,24 +111,18 @@ class Journal:
             if reacts or tells or self.tells_brokers:
                 rows.append((e.id, e.kind, e.order_id, data, now, None if reacts else now, 1,
                              None if tells else now, None if self.tells_brokers else now))
-        await self.db.insert_rows(
-            "outbox", ("id", "kind", "order_id", "payload", "created_at", "dispatched_at",
-                       "attempts", "webhooks_at", "broker_at"), rows,
-            computed={"claimed_until": self.db.sql_now(LEASE.total_seconds())})
+        await self.db.insert_rows("outbox", _OUTBOX_COLUMNS, rows,
+                                  computed=self._outbox_claimed)
 
     async def timeline(self, order_id: str) -> list[Event]:
-        rows = await EventRow.select(EventRow.data).where(EventRow.order_id == order_id).order_by(
-            EventRow.seq).order_by(EventRow.id).run()
+        rows = await self.db.run(_TIMELINE, order_id)
         return [decode(r["data"], Event) for r in rows]
 
     async def events(self, kind: str | None = None, after: str | None = None,
                      limit: int = 100) -> list[Event]:
-        query = EventRow.select(EventRow.data).order_by(EventRow.id).limit(limit)
-        if kind:
-            query = query.where(EventRow.kind == kind)
-        if after:
-            query = query.where(EventRow.id > after)
-        return [decode(r["data"], Event) for r in await query.run()]
+        clause, args = where(("kind = {}", kind or None), ("id > {}", after or None))
+        rows = await self.db.run(_EVENTS + clause + _EVENTS_PAGE, *args, limit)
+        return [decode(r["data"], Event) for r in rows]
 
     # -- outbox -------------------------------------------------------------------
     async def mark_dispatched(self, event_ids: Sequence[str]) -> None:
@@ -94,8 +130,8 @@ class Journal:
         for start in range(0, len(ids), MARK_CHUNK):
             chunk = ids[start:start + MARK_CHUNK]
             await self.db.run(
-                f"UPDATE outbox SET dispatched_at = {self.db.sql_now()} WHERE id IN ("
-                + ", ".join("{}" for _ in chunk) + ")", *chunk)
+                self._mark_dispatched.replace("{ids}", ", ".join("{}" for _ in chunk)),
+                *chunk)
 
     def mark_dispatched_soon(self, event_ids: Sequence[str]) -> None:
         """Mark delivered events within ``MARK_DELAY_S``, together with whatever else this
@@ -133,82 +169,59 @@ class Journal:
         The lease is judged and renewed on the database's clock, in the statement: a
         sweeper whose own clock runs ahead must not take what a live writer holds."""
         await self.flush_marks()
-        lock = " FOR UPDATE SKIP LOCKED" if self.db.is_postgres else ""
         async with self.db.transaction():
-            rows = await self.db.run(
-                f"UPDATE outbox SET claimed_until = {self.db.sql_now(LEASE.total_seconds())}, "
-                "attempts = attempts + 1 WHERE id IN (SELECT id FROM outbox "
-                "WHERE dispatched_at IS NULL AND (claimed_until IS NULL OR claimed_until < "
-                f"{self.db.sql_now()}) ORDER BY id LIMIT {{}}{lock}) RETURNING id, payload",
-                int(limit))
+            rows = await self.db.run(self._claim_stale, int(limit))
         return [decode(r["payload"], Event) for r in sorted(rows, key=lambda r: r["id"])]
 
     async def pending_count(self) -> int:
         await self.flush_marks()
-        return int(await OutboxRow.count().where(OutboxRow.dispatched_at.is_null()).run())
+        rows = await self.db.run(_PENDING)
+        return int(rows[0]["n"])
 
     async def outbox_event(self, event_id: str) -> Event | None:
-        rows = await OutboxRow.select(OutboxRow.payload).where(OutboxRow.id == event_id).run()
-        return decode(rows[0]["payload"], Event) if rows else None
+        row = await self.db.fetch_one(_OUTBOX_EVENT, event_id)
+        return decode(row["payload"], Event) if row else None
 
     # -- failed reactions ---------------------------------------------------------
     async def record_failure(self, event_id: str, hook: str, plugin: str, error: str) -> None:
         now = utcnow()
-        existing = await ReactionFailureRow.select(
-            ReactionFailureRow.id, ReactionFailureRow.attempts).where(
-            (ReactionFailureRow.outbox_id == event_id) & (ReactionFailureRow.hook == hook)
-            & (ReactionFailureRow.plugin == plugin)).run()
+        existing = await self.db.fetch_one(_FAILURE_OF, event_id, hook, plugin)
         if existing:
-            attempts = existing[0]["attempts"] + 1
-            await ReactionFailureRow.update({
-                ReactionFailureRow.attempts: attempts,
-                ReactionFailureRow.last_error: error[:2000],
-                ReactionFailureRow.next_attempt_at: now + backoff(attempts),
-            }).where(ReactionFailureRow.id == existing[0]["id"]).run()
+            attempts = existing["attempts"] + 1
+            await self.db.run(_FAILED_AGAIN, attempts, error[:2000], now + backoff(attempts),
+                              existing["id"])
             return
-        await ReactionFailureRow.insert(ReactionFailureRow(
-            id=new_id("rf"), outbox_id=event_id, hook=hook, plugin=plugin, attempts=1,
-            last_error=error[:2000], next_attempt_at=now + backoff(1), resolved_at=None,
-            created_at=now)).run()
+        await self.db.run(_FIRST_FAILURE, new_id("rf"), event_id, hook, plugin, error[:2000],
+                          now + backoff(1), now)
 
     async def due_failures(self, now: datetime | None = None,
                            limit: int = 100) -> list[dict[str, Any]]:
         now = now or utcnow()
-        return list(await ReactionFailureRow.select().where(
-            ReactionFailureRow.resolved_at.is_null()
-            & (ReactionFailureRow.next_attempt_at <= now)
-        ).order_by(ReactionFailureRow.next_attempt_at).limit(limit).run())
+        return await self.db.fetch(_DUE_FAILURES, now, limit)
 
     async def open_failures(self) -> list[dict[str, Any]]:
-        return list(await ReactionFailureRow.select().where(
-            ReactionFailureRow.resolved_at.is_null()).order_by(ReactionFailureRow.id).run())
+        return await self.db.fetch(_OPEN_FAILURES)
 
     async def failures(self, *, resolved: bool, after: str | None = None,
                        limit: int = 50) -> list[dict[str, Any]]:
         """One page of failed reactions (open or resolved), by id, each with its event's
         kind and order (``kind``, ``order_id``), for staff to see what did not happen."""
-        query = ReactionFailureRow.select().where(
-            ReactionFailureRow.resolved_at.is_not_null() if resolved
-            else ReactionFailureRow.resolved_at.is_null())
-        if after is not None:
-            query = query.where(ReactionFailureRow.id > after)
-        rows = list(await query.order_by(ReactionFailureRow.id).limit(limit).run())
+        sql = _FAILURES[resolved, after is not None]
+        rows = await (self.db.fetch(sql, after, limit) if after is not None
+                      else self.db.fetch(sql, limit))
         ids = sorted({r["outbox_id"] for r in rows})
-        events = {e["id"]: e for e in await OutboxRow.select(
-            OutboxRow.id, OutboxRow.kind, OutboxRow.order_id).where(
-            OutboxRow.id.is_in(ids)).run()} if ids else {}
+        events = {e["id"]: e for e in await self.db.fetch(
+            _FAILED_EVENTS.format(", ".join("{}" for _ in ids)), *ids)} if ids else {}
         for row in rows:
             event = events.get(row["outbox_id"], {})
             row["kind"], row["order_id"] = event.get("kind"), event.get("order_id")
         return rows
 
     async def failure(self, failure_id: str) -> dict[str, Any] | None:
-        rows = await ReactionFailureRow.select().where(ReactionFailureRow.id == failure_id).run()
-        return rows[0] if rows else None
+        return await self.db.fetch_one(_FAILURE, failure_id)
 
     async def resolve_failure(self, failure_id: str) -> None:
-        await ReactionFailureRow.update({ReactionFailureRow.resolved_at: utcnow()}).where(
-            ReactionFailureRow.id == failure_id).run()
+        await self.db.run(_RESOLVE, utcnow(), failure_id)
 
 
 def backoff(attempts: int) -> timedelta:

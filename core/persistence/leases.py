@@ -15,38 +15,43 @@ from datetime import UTC, datetime
 
 from ordnung.core.persistence.database import Database
 
+#: the database's clock in SQL, per dialect: ``now`` and ``later`` (``{}`` seconds on)
+_CLOCK = {
+    "postgres": {"now": "now()", "later": "now() + make_interval(secs => {})"},
+    # text in piccolo's own Timestamptz format, so that it compares with stored times
+    "sqlite": {"now": "strftime('%Y-%m-%d %H:%M:%f+00:00', 'now')",
+               "later": "strftime('%Y-%m-%d %H:%M:%f+00:00', 'now', '+' || {} || ' seconds')"},
+}
+_NOW = {"postgres": "SELECT now() AS now",
+        "sqlite": "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now') AS now"}
+_TAKE = ("INSERT INTO job_leases (name, owner, lease_until) VALUES ({}, {}, <later>) "
+         "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, "
+         "lease_until = excluded.lease_until "
+         "WHERE job_leases.owner = excluded.owner OR job_leases.lease_until < <now> "
+         "RETURNING owner")
+_RELEASE = "DELETE FROM job_leases WHERE name = {} AND owner = {}"
+
 
 class JobLeases:
     def __init__(self, db: Database) -> None:
         self.db = db
-        if db.is_postgres:
-            self._now = "now()"
-            self._later = "now() + make_interval(secs => {})"
-        else:
-            # text in piccolo's own Timestamptz format, so that it compares with stored times
-            self._now = "strftime('%Y-%m-%d %H:%M:%f+00:00', 'now')"
-            self._later = "strftime('%Y-%m-%d %H:%M:%f+00:00', 'now', '+' || {} || ' seconds')"
+        clock = _CLOCK[db.kind]
+        self._take = _TAKE.replace("<later>", clock["later"]).replace("<now>", clock["now"])
 
     async def now(self) -> datetime:
         """The database's clock."""
-        if self.db.is_postgres:
-            rows = await self.db.run("SELECT now() AS now")
-            value: datetime = rows[0]["now"]
+        rows = await self.db.run(_NOW[self.db.kind])
+        value = rows[0]["now"]
+        if isinstance(value, datetime):  # PostgreSQL
             return value.astimezone(UTC)
-        rows = await self.db.run("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now') AS now")
-        return datetime.fromisoformat(str(rows[0]["now"])).replace(tzinfo=UTC)
+        return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
 
     async def take(self, name: str, owner: str, lease_s: float) -> bool:
         """Take or renew the lease on job ``name`` for ``lease_s`` seconds: True if
         ``owner`` holds it now (it was free, ran out, or was ``owner``'s already)."""
-        rows = await self.db.run(
-            f"INSERT INTO job_leases (name, owner, lease_until) VALUES ({{}}, {{}}, "
-            f"{self._later}) ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, "
-            "lease_until = excluded.lease_until "
-            f"WHERE job_leases.owner = excluded.owner OR job_leases.lease_until < {self._now} "
-            "RETURNING owner", name, owner, float(lease_s))
+        rows = await self.db.run(self._take, name, owner, float(lease_s))
         return bool(rows) and str(rows[0]["owner"]) == owner
 
     async def release(self, name: str, owner: str) -> None:
         """Give the lease up (a process that stops): another takes the job at once."""
-        await self.db.run("DELETE FROM job_leases WHERE name = {} AND owner = {}", name, owner)
+        await self.db.run(_RELEASE, name, owner)

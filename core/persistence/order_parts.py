@@ -18,7 +18,7 @@ from typing import Any
 
 from ordnung.core.domain.orders import Order
 from ordnung.core.persistence.codec import decode
-from ordnung.core.persistence.database import Database
+from ordnung.core.persistence.database import Database, where
 
 _UPSERT = {
     "order_shipments": (
@@ -30,6 +30,12 @@ _UPSERT = {
         "VALUES {} ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
         "updated_at = excluded.updated_at"),
 }
+
+
+_PAGE = "SELECT id, order_id FROM {table}"
+_PAGE_END = " ORDER BY id DESC LIMIT {}"
+_ORDER_OF = {table: f"SELECT order_id FROM {table} WHERE id = {{}}" for table in _UPSERT}
+_ORDERS = "SELECT data FROM orders WHERE id IN ({})"
 
 
 class OrderPartStore:
@@ -59,26 +65,14 @@ class OrderPartStore:
                    after: str | None = None, limit: int = 50) -> list[tuple[str, str]]:
         """(part id, order id) newest first; ``after`` is the last id of the previous page;
         ``since`` inclusive, ``until`` exclusive."""
-        where: list[str] = []
-        args: list[Any] = []
-        for clause, value in (("order_id = {}", order_id), ("carrier = {}", carrier),
-                              ("created_at >= {}", since), ("created_at < {}", until),
-                              ("id < {}", after)):
-            if value is not None:
-                where.append(clause)
-                args.append(value)
-        if status:
-            where.append("status IN (" + ", ".join(["{}"] * len(status)) + ")")
-            args.extend(status)
-        sql = f"SELECT id, order_id FROM {table}"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = await self.db.run(sql + " ORDER BY id DESC LIMIT {}", *args, limit)
+        clause, args = where(("order_id = {}", order_id), ("carrier = {}", carrier),
+                             ("created_at >= {}", since), ("created_at < {}", until),
+                             ("id < {}", after), ("status IN ({})", list(status or ())))
+        rows = await self.db.run(_PAGE.format(table=table) + clause + _PAGE_END, *args, limit)
         return [(r["id"], r["order_id"]) for r in rows]
 
     async def order_of(self, table: str, part_id: str) -> str | None:
-        rows = await self.db.run(f"SELECT order_id FROM {table} WHERE id = {{}}",
-                                 part_id)
+        rows = await self.db.run(_ORDER_OF[table], part_id)
         return str(rows[0]["order_id"]) if rows else None
 
     async def orders(self, order_ids: Sequence[str]) -> dict[str, Order]:
@@ -86,7 +80,6 @@ class OrderPartStore:
         unique = sorted(set(order_ids))
         if not unique:
             return {}
-        rows = await self.db.run("SELECT data FROM orders WHERE id IN ("
-                                 + ", ".join(["{}"] * len(unique)) + ")", *unique)
+        rows = await self.db.run(_ORDERS.format(", ".join("{}" for _ in unique)), *unique)
         orders = [decode(r["data"], Order) for r in rows]
         return {o.id: o for o in orders}

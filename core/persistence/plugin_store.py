@@ -15,6 +15,27 @@ from ordnung.core.domain.common import utcnow
 from ordnung.core.persistence.codec import decode, encode
 from ordnung.core.persistence.database import Database
 
+_GET = "SELECT data FROM plugin_records WHERE plugin = {} AND kind = {} AND key = {}"
+_PUT = ("INSERT INTO plugin_records (plugin, kind, key, data, counter, updated_at) "
+        "VALUES ({}, {}, {}, {}, 0, {}) ON CONFLICT (plugin, kind, key) "
+        "DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at")
+_ADD = ("INSERT INTO plugin_records (plugin, kind, key, data, counter, updated_at) "
+        "VALUES ({}, {}, {}, {}, 0, {}) ON CONFLICT (plugin, kind, key) DO NOTHING "
+        "RETURNING key")
+_DELETE = "DELETE FROM plugin_records WHERE plugin = {} AND kind = {} AND key = {}"
+_RECORDS = ("SELECT key, data, counter FROM plugin_records WHERE plugin = {} AND kind = {} "
+            "AND substr(key, 1, {}) = {} ORDER BY key")
+_COUNT = "SELECT counter FROM plugin_records WHERE plugin = {} AND kind = {} AND key = {}"
+_ENSURE = ("INSERT INTO plugin_records (plugin, kind, key, data, counter, updated_at) "
+           "VALUES ({}, {}, {}, {}, 0, {}) ON CONFLICT (plugin, kind, key) DO NOTHING")
+_CLAIM = ("UPDATE plugin_records SET counter = counter + {}, updated_at = {} "
+          "WHERE plugin = {} AND kind = {} AND key = {} RETURNING counter")
+_CLAIM_WITHIN = ("UPDATE plugin_records SET counter = counter + {}, updated_at = {} "
+                 "WHERE plugin = {} AND kind = {} AND key = {} AND counter + {} <= {} "
+                 "RETURNING counter")
+_RELEASE = ("UPDATE plugin_records SET counter = counter - {}, updated_at = {} "
+            "WHERE plugin = {} AND kind = {} AND key = {} AND counter >= {}")
+
 
 class PluginStore:
     def __init__(self, db: Database, plugin: str) -> None:
@@ -22,64 +43,41 @@ class PluginStore:
         self.plugin = plugin
 
     async def get(self, kind: str, key: str) -> dict[str, Any] | None:
-        rows = await self.db.fetch(
-            "SELECT data FROM plugin_records WHERE plugin = {} AND kind = {} AND key = {}",
-            self.plugin, kind, key)
-        return decode(rows[0]["data"], dict[str, Any]) if rows else None
+        row = await self.db.fetch_one(_GET, self.plugin, kind, key)
+        return decode(row["data"], dict[str, Any]) if row else None
 
     async def put(self, kind: str, key: str, data: dict[str, Any]) -> None:
-        await self.db.fetch(
-            "INSERT INTO plugin_records (plugin, kind, key, data, counter, updated_at) "
-            "VALUES ({}, {}, {}, {}, 0, {}) ON CONFLICT (plugin, kind, key) "
-            "DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
-            self.plugin, kind, key, encode(data), utcnow())
+        await self.db.run(_PUT, self.plugin, kind, key, encode(data), utcnow())
 
     async def add(self, kind: str, key: str, data: dict[str, Any]) -> bool:
         """Insert only if absent; True if this call created it (first writer wins)."""
-        rows = await self.db.fetch(
-            "INSERT INTO plugin_records (plugin, kind, key, data, counter, updated_at) "
-            "VALUES ({}, {}, {}, {}, 0, {}) ON CONFLICT (plugin, kind, key) DO NOTHING "
-            "RETURNING key", self.plugin, kind, key, encode(data), utcnow())
-        return bool(rows)
+        return bool(await self.db.run(_ADD, self.plugin, kind, key, encode(data), utcnow()))
 
     async def delete(self, kind: str, key: str) -> None:
-        await self.db.fetch(
-            "DELETE FROM plugin_records WHERE plugin = {} AND kind = {} AND key = {}",
-            self.plugin, kind, key)
+        await self.db.run(_DELETE, self.plugin, kind, key)
 
     async def records(self, kind: str, prefix: str = ""
                       ) -> list[tuple[str, dict[str, Any], int]]:
-        rows = await self.db.fetch(
-            "SELECT key, data, counter FROM plugin_records WHERE plugin = {} AND kind = {} "
-            "AND substr(key, 1, {}) = {} ORDER BY key", self.plugin, kind, len(prefix), prefix)
+        rows = await self.db.run(_RECORDS, self.plugin, kind, len(prefix), prefix)
         return [(r["key"], decode(r["data"], dict[str, Any]), int(r["counter"])) for r in rows]
 
     async def count(self, kind: str, key: str) -> int:
-        rows = await self.db.fetch(
-            "SELECT counter FROM plugin_records WHERE plugin = {} AND kind = {} AND key = {}",
-            self.plugin, kind, key)
-        return int(rows[0]["counter"]) if rows else 0
+        row = await self.db.fetch_one(_COUNT, self.plugin, kind, key)
+        return int(row["counter"]) if row else 0
 
     async def claim(self, kind: str, key: str, limit: int | None = None,
                     amount: int = 1) -> bool:
         """Add ``amount`` to the counter unless that would pass ``limit``; True if claimed."""
-        await self.db.fetch(
-            "INSERT INTO plugin_records (plugin, kind, key, data, counter, updated_at) "
-            "VALUES ({}, {}, {}, {}, 0, {}) ON CONFLICT (plugin, kind, key) DO NOTHING",
-            self.plugin, kind, key, "{}", utcnow())
-        guard = "" if limit is None else " AND counter + {} <= {}"
-        args: list[Any] = [amount, utcnow(), self.plugin, kind, key]
-        if limit is not None:
-            args += [amount, limit]
-        rows = await self.db.fetch(
-            "UPDATE plugin_records SET counter = counter + {}, updated_at = {} "
-            "WHERE plugin = {} AND kind = {} AND key = {}" + guard + " RETURNING counter",
-            *args)
+        # the data of a record made by its first claim: an empty JSON object (a parameter,
+        # as braces in a statement's text are placeholders)
+        await self.db.run(_ENSURE, self.plugin, kind, key, "{}", utcnow())
+        if limit is None:
+            rows = await self.db.run(_CLAIM, amount, utcnow(), self.plugin, kind, key)
+        else:
+            rows = await self.db.run(_CLAIM_WITHIN, amount, utcnow(), self.plugin, kind, key,
+                                     amount, limit)
         return bool(rows)
 
     async def release(self, kind: str, key: str, amount: int = 1) -> None:
         """Give back a claim (never below zero)."""
-        await self.db.fetch(
-            "UPDATE plugin_records SET counter = counter - {}, updated_at = {} "
-            "WHERE plugin = {} AND kind = {} AND key = {} AND counter >= {}",
-            amount, utcnow(), self.plugin, kind, key, amount)
+        await self.db.run(_RELEASE, amount, utcnow(), self.plugin, kind, key, amount)

@@ -18,7 +18,6 @@ from typing import Any
 import asyncpg
 from piccolo.engine.postgres import PostgresEngine
 
-from ordnung.core.errors import DatabaseUnavailable
 from ordnung.core.errors_db import is_unavailable, unavailable
 
 
@@ -94,20 +93,10 @@ class TimedPostgresEngine(PostgresEngine):
         if self.pool is not None:
             await self.pool.expire_connections()
 
-    async def run_querystring(self, querystring: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await super().run_querystring(querystring, *args, **kwargs)
-        except DatabaseUnavailable:
-            raise
-        except Exception as exc:
-            if is_unavailable(exc):
-                await self.connection_failed()
-                raise unavailable(exc) from exc
-            raise
-
-    async def _run_in_pool(self, query: str, args: Sequence[Any] | None = None) -> Any:
-        """Outside a transaction; a read that finds its connection dead is retried once
-        on a fresh one (nothing was changed, so repeating it is safe)."""
+    async def run_pooled(self, query: str, args: Sequence[Any] | None = None) -> Any:
+        """One statement outside a transaction, on a pooled connection; a read that finds
+        its connection dead is retried once on a fresh one (nothing was changed, so
+        repeating it is safe)."""
         for attempt in (1, 2):
             try:
                 assert self.pool is not None, "the pool is not running"
@@ -125,3 +114,10 @@ class TimedPostgresEngine(PostgresEngine):
                 if attempt == 2 or not _is_read(query) or isinstance(exc, TimeoutError):
                     raise unavailable(exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def pool_use(self) -> tuple[int, int]:
+        """(connections open, in use); (0, 0) before the pool is started."""
+        if self.pool is None:
+            return 0, 0
+        size = int(self.pool.get_size())
+        return size, size - int(self.pool.get_idle_size())

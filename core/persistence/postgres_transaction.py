@@ -32,9 +32,17 @@ log = structlog.get_logger("ordnung.db")
 
 
 class SafePostgresTransaction(PostgresTransaction):
+    """A block inside another transaction of the same task joins it (``outer``). Nobody
+    commits or rolls back by hand: the block's outcome decides, once, on leaving the
+    outermost one."""
+
+    def __init__(self, engine: Any, allow_nested: bool = True) -> None:
+        super().__init__(engine=engine, allow_nested=allow_nested)
+        self.outer: Any = engine.current_transaction.get()
+
     async def __aenter__(self) -> PostgresTransaction:
-        if self._parent is not None:
-            return self._parent
+        if self.outer is not None:
+            return self.outer
         for attempt in (1, 2):
             try:
                 self.connection = await self.get_connection()
@@ -73,7 +81,7 @@ class SafePostgresTransaction(PostgresTransaction):
             await renew()
 
     async def __aexit__(self, exception_type: Any, exception: Any, traceback: Any) -> bool:
-        if self._parent:
+        if self.outer is not None:
             return exception is None
         try:
             if exception:
@@ -81,14 +89,14 @@ class SafePostgresTransaction(PostgresTransaction):
                     # frozen or gone: a rollback would wait as long again; closing the
                     # connection ends the transaction on the server just the same
                     self.connection.terminate()
-                elif not self._rolled_back:
+                else:
                     try:
                         await self.rollback()
                     except Exception as exc:  # the connection is gone: so is the transaction
                         log.warning("rollback failed; the connection is discarded",
                                     error=type(exc).__name__)
                         self.connection.terminate()
-            elif not self._committed and not self._rolled_back:
+            else:
                 try:
                     await self.commit()
                 except DatabaseUnavailable:

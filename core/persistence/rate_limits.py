@@ -16,7 +16,6 @@ from limits.aio.storage import Storage
 
 from ordnung.core.domain.common import utcnow
 from ordnung.core.persistence.database import Database
-from ordnung.core.persistence.tables import RateLimitRow
 
 _INCREMENT = (
     "INSERT INTO rate_limits (key, hits, expires_at) VALUES ({}, {}, {}) "
@@ -26,6 +25,11 @@ _INCREMENT = (
     "expires_at = CASE WHEN rate_limits.expires_at <= {} THEN excluded.expires_at "
     "ELSE rate_limits.expires_at END "
     "RETURNING hits")
+_HITS = "SELECT hits FROM rate_limits WHERE key = {} AND expires_at > {}"
+_EXPIRY = "SELECT expires_at FROM rate_limits WHERE key = {}"
+_CHECK = "SELECT 1 AS ok"
+_RESET = "DELETE FROM rate_limits WHERE key <> '' RETURNING key"
+_CLEAR = "DELETE FROM rate_limits WHERE key = {}"
 
 
 class DatabaseStorage(Storage):
@@ -48,24 +52,20 @@ class DatabaseStorage(Storage):
         return int(rows[0]["hits"])
 
     async def get(self, key: str) -> int:
-        rows = await RateLimitRow.select(RateLimitRow.hits).where(
-            (RateLimitRow.key == key) & (RateLimitRow.expires_at > utcnow())).run()
-        return int(rows[0]["hits"]) if rows else 0
+        row = await self.db.fetch_one(_HITS, key, utcnow())
+        return int(row["hits"]) if row else 0
 
     async def get_expiry(self, key: str) -> float:
-        rows = await RateLimitRow.select(RateLimitRow.expires_at).where(
-            RateLimitRow.key == key).run()
-        expires: datetime = rows[0]["expires_at"] if rows else utcnow()
+        row = await self.db.fetch_one(_EXPIRY, key)
+        expires: datetime = row["expires_at"] if row else utcnow()
         return expires.timestamp()
 
     async def check(self) -> bool:
-        await self.db.fetch("SELECT 1 AS ok")
+        await self.db.run(_CHECK)
         return True
 
     async def reset(self) -> int | None:
-        rows = await RateLimitRow.delete().where(RateLimitRow.key != "").returning(
-            RateLimitRow.key).run()
-        return len(rows)
+        return len(await self.db.run(_RESET))
 
     async def clear(self, key: str) -> None:
-        await RateLimitRow.delete().where(RateLimitRow.key == key).run()
+        await self.db.run(_CLEAR, key)

@@ -23,9 +23,9 @@ mode a transaction that holds the write lock is never busy again until it commit
 
 Every wait for a lock is bounded by ``lock_timeout_seconds``
 (``ORDNUNG_SQLITE_LOCK_TIMEOUT_SECONDS``): the loop's connections wait asynchronously
-as above, and the connections used off the loop (start-up, the checkpointer, piccolo's
-batch queries) have SQLite's own busy timeout set to it. A worker that starts while
-another process holds the write lock therefore waits for it instead of failing.
+as above, and the connections used off the loop (start-up, the checkpointer) have
+SQLite's own busy timeout set to it. A worker that starts while another process holds
+the write lock therefore waits for it instead of failing.
 
 The WAL is bounded by size as well as by time (``wal_max_bytes``,
 ``ORDNUNG_SQLITE_WAL_MAX_BYTES``): the checkpointer looks at the WAL's size each round
@@ -34,6 +34,9 @@ readers of old frames and empties the file); ``journal_size_limit`` makes SQLite
 the file back as well whenever it restarts it. When the disk is full, writes fail
 (``SQLITE_FULL``; the API answers 507) and the checkpointer keeps trying, so the
 engine recovers by itself as soon as space returns.
+
+``Database`` runs statements through ``run_autocommit`` and a transaction's
+``connection``; piccolo's query methods are not used.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import contextlib
 import os
 import sqlite3
 import time
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import msgspec
@@ -159,13 +163,23 @@ class LoopConnection:
 
 
 class PooledSQLiteTransaction(SQLiteTransaction):
-    """A transaction on a pooled connection; IMMEDIATE ones queue on the write lock."""
+    """A transaction on a pooled connection; IMMEDIATE ones queue on the write lock.
+
+    A block inside another transaction of the same task joins it (``outer``). Nobody
+    commits or rolls back by hand: the block's outcome decides, once, on leaving the
+    outermost one."""
 
     engine: PooledSQLiteEngine
 
+    def __init__(self, engine: PooledSQLiteEngine, transaction_type: TransactionType,
+                 allow_nested: bool = True) -> None:
+        super().__init__(engine=engine, transaction_type=transaction_type,
+                         allow_nested=allow_nested)
+        self.outer: Any = engine.current_transaction.get()
+
     async def __aenter__(self) -> SQLiteTransaction:
-        if self._parent is not None:
-            return self._parent
+        if self.outer is not None:
+            return self.outer
         writer = self.transaction_type is not TransactionType.deferred
         if writer:
             await self.engine.write_lock.acquire()
@@ -184,16 +198,16 @@ class PooledSQLiteTransaction(SQLiteTransaction):
         return self
 
     async def __aexit__(self, exception_type: Any, exception: Any, traceback: Any) -> bool:
-        if self._parent:
+        if self.outer is not None:
             return exception is None
         connection: LoopConnection = self.connection
         try:
             if exception:
                 # SQLite may have rolled back already (a full disk, an I/O error): a
                 # second ROLLBACK would raise and hide the error that caused it
-                if not self._rolled_back and connection.in_transaction:
+                if connection.in_transaction:
                     await self.rollback()
-            elif not self._committed and not self._rolled_back:
+            else:
                 await self.commit()
         finally:
             self.engine.current_transaction.reset(self.context)
@@ -338,18 +352,13 @@ class PooledSQLiteEngine(SQLiteEngine):
         self._idle = asyncio.Queue()
         self.write_lock = asyncio.Lock()
 
-    async def get_connection(self) -> Any:
-        """A fresh, unpooled connection (piccolo's batch queries close what they get)."""
-        return await self._open()
-
     def transaction(self, transaction_type: TransactionType = TransactionType.deferred,
                     allow_nested: bool = True) -> SQLiteTransaction:
         return PooledSQLiteTransaction(engine=self, transaction_type=transaction_type,
                                        allow_nested=allow_nested)
 
-    async def _run_in_new_connection(self, query: str, args: list[Any] | None = None,
-                                     query_type: str = "generic", table: Any = None) -> Any:
-        """Outside a transaction: an autocommit statement on a pooled connection; one
+    async def run_autocommit(self, query: str, args: Sequence[Any] = ()) -> list[Any]:
+        """A statement outside any transaction (autocommit) on a pooled connection; one
         that writes queues on the write lock like a write transaction does."""
         writes = not query.lstrip()[:6].upper().startswith(("SELECT", "PRAGMA"))
         if writes:
@@ -357,18 +366,16 @@ class PooledSQLiteEngine(SQLiteEngine):
         try:
             connection = await self.acquire()
             try:
-                return await connection.run_waiting(query, args or ())
+                return await connection.run_waiting(query, args)
             finally:
                 self.release(connection)
         finally:
             if writes:
                 self.write_lock.release()
 
-    async def _run_in_existing_connection(self, connection: Any, query: str,
-                                          args: list[Any] | None = None,
-                                          query_type: str = "generic", table: Any = None) -> Any:
-        """Inside a transaction: the connection's pragmas were set when it was opened."""
-        return connection.run(query, args or ())
+    def pool_use(self) -> tuple[int, int]:
+        """(connections open, in use)."""
+        return self._opened, self._opened - self._idle.qsize()
 
 
 def _dict_factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:

@@ -18,8 +18,7 @@ import msgspec
 from ordnung.core.domain.common import new_id, utcnow
 from ordnung.core.domain.inventory import Allocation, Movement, StockLevel
 from ordnung.core.errors import InvalidInput, NotFound
-from ordnung.core.persistence.database import Database
-from ordnung.core.persistence.tables import MovementRow, StockLevelRow
+from ordnung.core.persistence.database import Database, where
 
 
 class Want(msgspec.Struct, frozen=True):
@@ -69,6 +68,36 @@ WHERE s.sku = {} AND l.active
 ORDER BY l.priority, l.id
 """
 
+_SHIFT = (
+    "UPDATE stock_levels SET on_hand = on_hand + {}, reserved = reserved + {} "
+    "WHERE id = {} AND on_hand + {} >= 0 AND reserved + {} >= 0 "
+    "AND (allow_backorder OR on_hand + {} >= reserved + {}) RETURNING id")
+_ON_HAND = "SELECT on_hand FROM stock_levels WHERE id = {}"
+_LEVEL_EXISTS = "SELECT id FROM stock_levels WHERE id = {}"
+_INSERT_LEVEL = ("INSERT INTO stock_levels (id, sku, location_id, on_hand, reserved, "
+                 "allow_backorder) VALUES ({}, {}, {}, 0, 0, {})")
+_SET_BACKORDER = "UPDATE stock_levels SET allow_backorder = {} WHERE sku = {}"
+_LEVEL = "SELECT on_hand, reserved FROM stock_levels WHERE id = {}"
+#: the levels list: filters are added to it, then ``_LEVELS_ORDER``
+_LEVELS = "SELECT sku, location_id, on_hand, reserved FROM stock_levels"
+_LEVELS_ORDER = " ORDER BY sku, location_id"
+_AVAILABLE = (
+    "SELECT s.sku, SUM(s.on_hand - s.reserved) AS available FROM stock_levels s "
+    "JOIN locations l ON l.id = s.location_id "
+    "WHERE l.active AND s.sku IN ({}) GROUP BY s.sku")
+_MOVEMENT_COLUMNS = ("id", "sku", "location_id", "kind", "on_hand_delta", "reserved_delta",
+                     "order_id", "reason", "actor", "at")
+#: the ledger list: filters are added to it, then ``_MOVEMENTS_PAGE``
+_MOVEMENTS = f"SELECT {', '.join(_MOVEMENT_COLUMNS)} FROM stock_movements"
+_MOVEMENTS_PAGE = " ORDER BY id LIMIT {}"
+_LEDGER_BALANCE = (
+    "SELECT s.sku, s.location_id, s.on_hand, s.reserved, "
+    "COALESCE(SUM(m.on_hand_delta), 0) AS ledger_on_hand, "
+    "COALESCE(SUM(m.reserved_delta), 0) AS ledger_reserved "
+    "FROM stock_levels s LEFT JOIN stock_movements m "
+    "ON m.sku = s.sku AND m.location_id = s.location_id "
+    "GROUP BY s.sku, s.location_id, s.on_hand, s.reserved")
+
 
 def level_id(sku: str, location_id: str) -> str:
     return f"{sku}@{location_id}"
@@ -77,6 +106,7 @@ def level_id(sku: str, location_id: str) -> str:
 class StockStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._on_hand_locked = _ON_HAND + db.lock_suffix
 
     # -- reservations -------------------------------------------------------------
     async def reserve(self, wants: Sequence[Want]) -> ReserveOutcome:
@@ -141,12 +171,8 @@ class StockStore:
 
     async def _shift(self, sku: str, location_id: str, on_hand: int, reserved: int) -> None:
         """Apply deltas to one level, refusing anything the invariants forbid."""
-        rows = await self.db.fetch(
-            "UPDATE stock_levels SET on_hand = on_hand + {}, reserved = reserved + {} "
-            "WHERE id = {} AND on_hand + {} >= 0 AND reserved + {} >= 0 "
-            "AND (allow_backorder OR on_hand + {} >= reserved + {}) RETURNING id",
-            on_hand, reserved, level_id(sku, location_id), on_hand, reserved, on_hand, reserved,
-        )
+        rows = await self.db.run(_SHIFT, on_hand, reserved, level_id(sku, location_id),
+                                 on_hand, reserved, on_hand, reserved)
         if not rows:
             level = await self.level(sku, location_id)
             raise InvalidInput(
@@ -163,9 +189,7 @@ class StockStore:
 
     async def set_on_hand(self, sku: str, location_id: str, counted: int) -> int:
         """Set on hand to a counted figure; returns the delta applied."""
-        query = StockLevelRow.select(StockLevelRow.on_hand).where(
-            StockLevelRow.id == level_id(sku, location_id))
-        rows = await self.db.for_update(query)
+        rows = await self.db.run(self._on_hand_locked, level_id(sku, location_id))
         if not rows:
             raise NotFound("stock level", level_id(sku, location_id))
         delta = counted - rows[0]["on_hand"]
@@ -176,50 +200,37 @@ class StockStore:
     # -- levels -------------------------------------------------------------------
     async def ensure_level(self, sku: str, location_id: str, allow_backorder: bool) -> bool:
         """Create the level row if missing; True if it was created."""
-        existing = await StockLevelRow.select(StockLevelRow.id).where(
-            StockLevelRow.id == level_id(sku, location_id)).run()
-        if existing:
+        if await self.db.run(_LEVEL_EXISTS, level_id(sku, location_id)):
             return False
-        await StockLevelRow.insert(StockLevelRow(
-            id=level_id(sku, location_id), sku=sku, location_id=location_id, on_hand=0,
-            reserved=0, allow_backorder=allow_backorder)).run()
+        await self.db.run(_INSERT_LEVEL, level_id(sku, location_id), sku, location_id,
+                          allow_backorder)
         return True
 
     async def set_backorder(self, sku: str, allow: bool) -> None:
-        await StockLevelRow.update({StockLevelRow.allow_backorder: allow}).where(
-            StockLevelRow.sku == sku).run()
+        await self.db.run(_SET_BACKORDER, allow, sku)
 
     async def level(self, sku: str, location_id: str) -> StockLevel:
-        rows = await StockLevelRow.select().where(
-            StockLevelRow.id == level_id(sku, location_id)).run()
-        if not rows:
+        r = await self.db.fetch_one(_LEVEL, level_id(sku, location_id))
+        if r is None:
             raise NotFound("stock level", level_id(sku, location_id))
-        r = rows[0]
         return StockLevel(sku=sku, location_id=location_id, on_hand=r["on_hand"],
                           reserved=r["reserved"])
 
     async def levels(self, skus: Sequence[str] | None = None,
                      location_id: str | None = None) -> list[StockLevel]:
-        query = StockLevelRow.select().order_by(StockLevelRow.sku).order_by(
-            StockLevelRow.location_id)
-        if skus is not None:
-            if not skus:
-                return []
-            query = query.where(StockLevelRow.sku.is_in(list(skus)))
-        if location_id is not None:
-            query = query.where(StockLevelRow.location_id == location_id)
+        if skus is not None and not skus:
+            return []
+        clause, args = where(("sku IN ({})", list(skus) if skus is not None else None),
+                             ("location_id = {}", location_id))
+        rows = await self.db.run(_LEVELS + clause + _LEVELS_ORDER, *args)
         return [StockLevel(sku=r["sku"], location_id=r["location_id"], on_hand=r["on_hand"],
-                           reserved=r["reserved"]) for r in await query.run()]
+                           reserved=r["reserved"]) for r in rows]
 
     async def available(self, skus: Sequence[str]) -> dict[str, int]:
         """Available units per SKU over all active locations (the same for every channel)."""
         if not skus:
             return {}
-        placeholders = ", ".join("{}" for _ in skus)
-        rows = await self.db.fetch(
-            "SELECT s.sku, SUM(s.on_hand - s.reserved) AS available FROM stock_levels s "
-            "JOIN locations l ON l.id = s.location_id "
-            f"WHERE l.active AND s.sku IN ({placeholders}) GROUP BY s.sku", *skus)
+        rows = await self.db.run(_AVAILABLE.format(", ".join("{}" for _ in skus)), *skus)
         out = {sku: 0 for sku in skus}
         out.update({r["sku"]: int(r["available"]) for r in rows})
         return out
@@ -229,32 +240,20 @@ class StockStore:
         if not movements:
             return
         await self.db.insert_rows(
-            "stock_movements", ("id", "sku", "location_id", "kind", "on_hand_delta",
-                                "reserved_delta", "order_id", "reason", "actor", "at"),
+            "stock_movements", _MOVEMENT_COLUMNS,
             [(m.id, m.sku, m.location_id, m.kind, m.on_hand_delta, m.reserved_delta,
               m.order_id, m.reason, m.actor, m.at) for m in movements])
 
     async def movements(self, sku: str | None = None, order_id: str | None = None,
                         limit: int = 500, after: str | None = None) -> list[Movement]:
-        query = MovementRow.select().order_by(MovementRow.id).limit(limit)
-        if sku is not None:
-            query = query.where(MovementRow.sku == sku)
-        if order_id is not None:
-            query = query.where(MovementRow.order_id == order_id)
-        if after is not None:
-            query = query.where(MovementRow.id > after)
-        return [Movement(**{k: r[k] for k in Movement.__struct_fields__}) for r in
-                await query.run()]
+        clause, args = where(("sku = {}", sku), ("order_id = {}", order_id),
+                             ("id > {}", after))
+        rows = await self.db.run(_MOVEMENTS + clause + _MOVEMENTS_PAGE, *args, limit)
+        return [Movement(**{k: r[k] for k in Movement.__struct_fields__}) for r in rows]
 
     async def ledger_balance(self) -> list[dict[str, int | str]]:
         """Rows where the level disagrees with the sum of its movements (should be none)."""
-        rows = await self.db.fetch(
-            "SELECT s.sku, s.location_id, s.on_hand, s.reserved, "
-            "COALESCE(SUM(m.on_hand_delta), 0) AS ledger_on_hand, "
-            "COALESCE(SUM(m.reserved_delta), 0) AS ledger_reserved "
-            "FROM stock_levels s LEFT JOIN stock_movements m "
-            "ON m.sku = s.sku AND m.location_id = s.location_id "
-            "GROUP BY s.sku, s.location_id, s.on_hand, s.reserved")
+        rows = await self.db.fetch(_LEDGER_BALANCE)
         return [r for r in rows if r["on_hand"] != r["ledger_on_hand"]
                 or r["reserved"] != r["ledger_reserved"]]
 

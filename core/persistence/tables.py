@@ -1,14 +1,21 @@
-"""Piccolo table classes used for querying.
+"""The schema the code expects: piccolo table classes, one per table, and the indexes.
 
-The schema itself (with its CHECK constraints) is created by the migrations
-in ``ordnung.migrations``; these classes mirror it column for column.
-Aggregates (orders, carts, customers) keep their full msgspec document in
-``data`` plus the columns we filter, sort or constrain on; stock levels and
-ledger movements are fully relational because their arithmetic happens in
-SQL.
+The schema itself (with its CHECK constraints) is created by the migrations in
+``ordnung.migrations``; these classes declare it column for column (type, length,
+nullability, primary key), ``COMPOSITE_KEYS`` the primary keys of more than one column
+(piccolo's classes name one) and ``INDEXES`` every index. ``tests/test_schema.py``
+migrates an empty database on both dialects, reads its schema back
+(``ordnung.core.persistence.schema``) and fails on any difference. Nothing is queried
+through these classes (see ``ordnung.core.persistence.database``).
+
+Aggregates (orders, carts, customers) keep their full msgspec document in ``data``
+plus the columns we filter, sort or constrain on; stock levels and ledger movements
+are fully relational because their arithmetic happens in SQL.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from piccolo.columns import BigInt, Boolean, Integer, Text, Timestamptz, Varchar
 from piccolo.table import Table
@@ -286,3 +293,117 @@ class JobLeaseRow(Table, tablename="job_leases"):
 
 
 ALL_TABLES = (*ALL_TABLES, OrderShipmentRow, OrderReturnRow, JobLeaseRow)
+
+
+class PluginRecordRow(Table, tablename="plugin_records"):
+    """A plugin's own record (``ordnung.core.persistence.plugin_store``); its primary key
+    is (plugin, kind, key)."""
+
+    plugin = Varchar(length=64, primary_key=True)
+    kind = Varchar(length=64)
+    key = Varchar(length=200)
+    data = Text()
+    counter = BigInt()
+    updated_at = Timestamptz()
+
+
+class WebhookEndpointRow(Table, tablename="webhook_endpoints"):
+    id = Varchar(length=40, primary_key=True)
+    url = Text()
+    description = Text()
+    event_types = Text()
+    channels = Text()
+    enabled = Boolean()
+    disabled_reason = Text(null=True, default=None)
+    secrets = Text()
+    failing_since = Timestamptz(null=True, default=None)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+    #: ``staff`` or ``customer``: which view of orders the endpoint receives
+    shape = Varchar(length=16)
+
+
+class WebhookDeliveryRow(Table, tablename="webhook_deliveries"):
+    id = Varchar(length=40, primary_key=True)
+    endpoint_id = Varchar(length=40)
+    event_id = Varchar(length=40)
+    type = Varchar(length=64)
+    payload = Text()
+    status = Varchar(length=16)
+    attempts = Integer()
+    next_attempt_at = Timestamptz()
+    retry_from = Timestamptz()
+    last_status = Integer(null=True, default=None)
+    last_error = Text(null=True, default=None)
+    created_at = Timestamptz()
+    delivered_at = Timestamptz(null=True, default=None)
+
+
+class WebhookAttemptRow(Table, tablename="webhook_attempts"):
+    id = Varchar(length=40, primary_key=True)
+    delivery_id = Varchar(length=40)
+    endpoint_id = Varchar(length=40)
+    at = Timestamptz()
+    status_code = Integer(null=True, default=None)
+    latency_ms = Integer()
+    answer = Text()
+    error = Text(null=True, default=None)
+
+
+ALL_TABLES = (*ALL_TABLES, PluginRecordRow, WebhookEndpointRow, WebhookDeliveryRow,
+              WebhookAttemptRow)
+
+#: primary keys of more than one column, in order (the class names the first)
+COMPOSITE_KEYS: dict[str, tuple[str, ...]] = {
+    "external_refs": ("namespace", "reference"),
+    "plugin_records": ("plugin", "kind", "key"),
+}
+
+
+class Index(NamedTuple):
+    """An index the code relies on: its table, columns in order, whether it is unique
+    (a UNIQUE constraint counts as one) and the condition of a partial index."""
+
+    table: str
+    columns: tuple[str, ...]
+    unique: bool = False
+    where: str = ""
+
+
+#: every index but the primary keys', by name (a UNIQUE constraint: by its constraint's)
+INDEXES: dict[str, Index] = {
+    "variants_barcode": Index("variants", ("barcode",)),
+    "variants_product": Index("variants", ("product_id",)),
+    "stock_levels_sku_location": Index("stock_levels", ("sku", "location_id"), unique=True),
+    "stock_movements_sku": Index("stock_movements", ("sku", "location_id")),
+    "stock_movements_order": Index("stock_movements", ("order_id",)),
+    "customers_email": Index("customers", ("email",)),
+    "orders_number": Index("orders", ("number",), unique=True),
+    "orders_customer": Index("orders", ("customer_id", "id")),
+    "orders_status": Index("orders", ("status", "priority")),
+    "orders_email": Index("orders", ("email",)),
+    "orders_authorizing": Index("orders", ("authorizing_since",),
+                                where="authorizing_since IS NOT NULL"),
+    "events_order": Index("events", ("order_id", "seq")),
+    "outbox_pending": Index("outbox", ("id",), where="dispatched_at IS NULL"),
+    "outbox_webhooks_pending": Index("outbox", ("id",), where="webhooks_at IS NULL"),
+    "outbox_broker_pending": Index("outbox", ("id",), where="broker_at IS NULL"),
+    "reaction_failures_once": Index("reaction_failures", ("outbox_id", "hook", "plugin"),
+                                    unique=True),
+    "reaction_failures_due": Index("reaction_failures", ("next_attempt_at",),
+                                   where="resolved_at IS NULL"),
+    "api_keys_secret_hash": Index("api_keys", ("secret_hash",)),
+    "api_keys_customer": Index("api_keys", ("customer_id",)),
+    "customer_sessions_access": Index("customer_sessions", ("access_hash",)),
+    "customer_sessions_refresh": Index("customer_sessions", ("refresh_hash",)),
+    "customer_sessions_previous": Index("customer_sessions", ("previous_refresh_hash",)),
+    "customer_sessions_customer": Index("customer_sessions", ("customer_id",)),
+    "account_tokens_hash": Index("account_tokens", ("token_hash",)),
+    "account_tokens_customer": Index("account_tokens", ("customer_id", "purpose")),
+    "order_shipments_order": Index("order_shipments", ("order_id",)),
+    "order_returns_order": Index("order_returns", ("order_id",)),
+    "webhook_deliveries_due": Index("webhook_deliveries", ("status", "next_attempt_at")),
+    "webhook_deliveries_endpoint": Index("webhook_deliveries",
+                                         ("endpoint_id", "status", "id")),
+    "webhook_attempts_delivery": Index("webhook_attempts", ("delivery_id", "id")),
+}

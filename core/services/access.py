@@ -16,22 +16,12 @@ from datetime import timedelta
 from ordnung.core.domain.access import ADMIN_SCOPES, ApiKey, IssuedKey, Kind, Principal
 from ordnung.core.domain.common import new_id, utcnow
 from ordnung.core.errors import Forbidden, InvalidInput, NotFound
-from ordnung.core.persistence.tables import ApiKeyRow
+from ordnung.core.persistence.api_keys import ApiKeyStore
 from ordnung.core.runtime import Runtime
 
 PREFIX = {"admin": "sk", "storefront": "pk", "customer": "ct"}
 #: the prefix of a signed-in customer's access token (looked up among sessions, not keys)
 SESSION_PREFIX = "ca_"
-
-_VERIFY_KEY = (
-    "SELECT k.id, k.kind, k.scopes, k.channel, k.customer_id FROM api_keys k "
-    "LEFT JOIN customers c ON c.id = k.customer_id "
-    "WHERE k.secret_hash = {} AND k.revoked_at IS NULL "
-    "AND (k.expires_at IS NULL OR k.expires_at > {}) "
-    # customer tokens issued before they had an expiry expire by their age
-    "AND (k.kind <> 'customer' OR k.expires_at IS NOT NULL OR k.created_at > {}) "
-    "AND (c.id IS NULL OR NOT c.erased)")
-
 
 def token_hash(secret: str) -> str:
     """How a random secret (key, token) is stored: SHA-256. The secrets carry 192 random
@@ -55,6 +45,7 @@ def check_subset(scopes: Iterable[str], issuer: frozenset[str] | None, verb: str
 class AccessService:
     def __init__(self, rt: Runtime, *, customer_token_ttl: int = 86_400) -> None:
         self.rt = rt
+        self.keys = ApiKeyStore(rt.db)
         self.customer_token_ttl = timedelta(seconds=customer_token_ttl)
 
     async def issue(self, kind: Kind, *, name: str = "", scopes: Iterable[str] = (),
@@ -92,10 +83,9 @@ class AccessService:
             raise InvalidInput("a key must be at least 16 characters", field="secret")
         now = utcnow()
         expires_at = now + self.customer_token_ttl if kind == "customer" else None
-        await ApiKeyRow.insert(ApiKeyRow(
-            id=key_id, secret_hash=_hash(token), kind=kind, name=name,
-            scopes=",".join(scope_list), channel=channel, customer_id=customer_id,
-            created_at=now, revoked_at=None, expires_at=expires_at)).run()
+        await self.keys.insert(key_id=key_id, secret_hash=_hash(token), kind=kind, name=name,
+                               scopes=",".join(scope_list), channel=channel,
+                               customer_id=customer_id, created_at=now, expires_at=expires_at)
         key = ApiKey(id=key_id, kind=kind, name=name, scopes=scope_list, channel=channel,
                      customer_id=customer_id, created_at=now, expires_at=expires_at)
         return IssuedKey(key=key, secret=token)
@@ -111,10 +101,9 @@ class AccessService:
                 return None
             return Principal(key_id=session["id"], kind="customer", channel=session["channel"],
                              customer_id=session["customer_id"], session=True)
-        rows = await self.rt.db.fetch(_VERIFY_KEY, digest, now, now - self.customer_token_ttl)
-        if not rows:
+        row = await self.keys.live(digest, now, now - self.customer_token_ttl)
+        if row is None:
             return None
-        row = rows[0]
         return Principal(key_id=row["id"], kind=row["kind"],
                          scopes=frozenset(s for s in row["scopes"].split(",") if s),
                          channel=row["channel"], customer_id=row["customer_id"])
@@ -123,18 +112,15 @@ class AccessService:
         """Revoke a key; ``issuer`` as in ``issue``: a key revokes only keys whose scopes
         it holds all of (so it cannot lock out a stronger one)."""
         if issuer is not None:
-            found = await ApiKeyRow.select(ApiKeyRow.scopes).where(
-                ApiKeyRow.id == key_id).run()
-            if not found:
+            found = await self.keys.scopes(key_id)
+            if found is None:
                 raise NotFound("api key", key_id)
-            check_subset([s for s in found[0]["scopes"].split(",") if s], issuer, "revoke")
-        rows = await ApiKeyRow.update({ApiKeyRow.revoked_at: utcnow()}).where(
-            ApiKeyRow.id == key_id).returning(ApiKeyRow.id).run()
-        if not rows:
+            check_subset([s for s in found.split(",") if s], issuer, "revoke")
+        if not await self.keys.revoke(key_id, utcnow()):
             raise NotFound("api key", key_id)
 
     async def list(self) -> builtins.list[ApiKey]:
-        rows = await ApiKeyRow.select().order_by(ApiKeyRow.id).run()
+        rows = await self.keys.all()
         return [ApiKey(id=r["id"], kind=r["kind"], name=r["name"],
                        scopes=[s for s in r["scopes"].split(",") if s], channel=r["channel"],
                        customer_id=r["customer_id"], created_at=r["created_at"],
@@ -147,5 +133,4 @@ class AccessService:
         if principal is None:
             await self.issue("admin", name=name, scopes=ADMIN_SCOPES, secret=secret)
         elif principal.kind == "admin" and principal.scopes != set(ADMIN_SCOPES):
-            await ApiKeyRow.update({ApiKeyRow.scopes: ",".join(sorted(ADMIN_SCOPES))}).where(
-                ApiKeyRow.id == principal.key_id).run()
+            await self.keys.set_scopes(principal.key_id, ",".join(sorted(ADMIN_SCOPES)))

@@ -13,13 +13,14 @@
 
 from __future__ import annotations
 
-from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.engine.base import Engine
+from typing import TYPE_CHECKING
 
-from ordnung.migrations.raw import piccolo_forwards, run_statements
+from ordnung.migrations.raw import run_statements
+
+if TYPE_CHECKING:
+    from ordnung.core.persistence.database import Database
 
 ID = "2026-11-30T03:00:00:000000"
-VERSION = "1.38.0"
 DESCRIPTION = "job leases; orders with an authorization in flight"
 
 STATEMENTS = [
@@ -36,11 +37,7 @@ STATEMENTS = [
 ]
 
 
-async def apply(engine: Engine) -> None:
-    """Run this migration's statements on ``engine`` (inside the caller's transaction)."""
-    await run_statements(engine, STATEMENTS)
+async def apply(db: Database) -> None:
+    """Run this migration's statements on ``db`` (inside the caller's transaction)."""
+    await run_statements(db, STATEMENTS)
 
-
-async def forwards() -> MigrationManager:
-    """Entry point for piccolo's own ``piccolo migrations forwards ordnung``."""
-    return piccolo_forwards(ID, DESCRIPTION, apply)

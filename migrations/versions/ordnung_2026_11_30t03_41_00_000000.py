@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
-from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.engine.base import Engine
+from ordnung.migrations.raw import run_statements
 
-from ordnung.migrations.raw import piccolo_forwards, run_statements
+if TYPE_CHECKING:
+    from ordnung.core.persistence.database import Database
 
 ID = "2026-11-30T03:41:00:000000"
-VERSION = "1.38.0"
 DESCRIPTION = "shipments and returns look-up tables for the lists across orders"
 
 STATEMENTS = [
@@ -46,51 +45,38 @@ STATEMENTS = [
 BATCH = 500
 
 
-def _text(value: Any) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
+_ORDERS_WITH_PARTS = (
+    "SELECT id, data FROM orders WHERE id > {} AND "
+    "(data LIKE '%\"shipments\":[{%' OR data LIKE '%\"returns\":[{%') ORDER BY id LIMIT {}")
+_SHIPMENT_COLUMNS = ("id", "order_id", "status", "carrier", "created_at", "updated_at")
+_RETURN_COLUMNS = ("id", "order_id", "status", "created_at", "updated_at")
 
 
-def _moment(value: str) -> str:
-    """A stored ISO timestamp as the literal both databases read (UTC, as piccolo
-    writes them on SQLite)."""
-    return _text(datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC))
+def _moment(value: str) -> datetime:
+    """A timestamp of an order document (ISO text) as the time it stands for, in UTC."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
 
 
-async def _backfill(engine: Engine) -> None:
+async def _backfill(db: Database) -> None:
     last = ""
     while True:
-        rows = await engine.run_ddl(
-            "SELECT id, data FROM orders WHERE id > " + _text(last) + " AND "
-            "(data LIKE '%\"shipments\":[{%' OR data LIKE '%\"returns\":[{%') "
-            f"ORDER BY id LIMIT {BATCH}")
+        rows = await db.run(_ORDERS_WITH_PARTS, last, BATCH)
         if not rows:
             return
         for row in rows:
             order = json.loads(row["data"])
             updated = _moment(order["updated_at"])
-            shipments = [f"({_text(s['id'])}, {_text(order['id'])}, "
-                         f"{_text(s.get('status', 'pending'))}, {_text(s.get('carrier', ''))},"
-                         f" {_moment(s['created_at'])}, {updated})"
-                         for s in order.get("shipments", [])]
-            returns = [f"({_text(r['id'])}, {_text(order['id'])}, "
-                       f"{_text(r.get('status', 'requested'))}, {_moment(r['created_at'])}, "
-                       f"{updated})" for r in order.get("returns", [])]
-            if shipments:
-                await engine.run_ddl("INSERT INTO order_shipments (id, order_id, status, "
-                                     "carrier, created_at, updated_at) VALUES "
-                                     + ", ".join(shipments))
-            if returns:
-                await engine.run_ddl("INSERT INTO order_returns (id, order_id, status, "
-                                     "created_at, updated_at) VALUES " + ", ".join(returns))
+            await db.insert_rows("order_shipments", _SHIPMENT_COLUMNS, [
+                (s["id"], order["id"], s.get("status", "pending"), s.get("carrier", ""),
+                 _moment(s["created_at"]), updated) for s in order.get("shipments", [])])
+            await db.insert_rows("order_returns", _RETURN_COLUMNS, [
+                (r["id"], order["id"], r.get("status", "requested"), _moment(r["created_at"]),
+                 updated) for r in order.get("returns", [])])
         last = rows[-1]["id"]
 
 
-async def apply(engine: Engine) -> None:
-    """Run this migration's statements on ``engine`` (inside the caller's transaction)."""
-    await run_statements(engine, STATEMENTS)
-    await _backfill(engine)
+async def apply(db: Database) -> None:
+    """Run this migration's statements on ``db`` (inside the caller's transaction)."""
+    await run_statements(db, STATEMENTS)
+    await _backfill(db)
 
-
-async def forwards() -> MigrationManager:
-    """Entry point for piccolo's own ``piccolo migrations forwards ordnung``."""
-    return piccolo_forwards(ID, DESCRIPTION, apply)
