@@ -54,8 +54,9 @@ def test_the_growth_scenario_seeds_in_bulk_and_reads_at_each_size() -> None:
     assert isinstance(sizes, list) and [s["size"] for s in sizes] == [1500, 3000], report
     for step in sizes:
         assert step["placement"]["errors"] == 0, step
-        assert set(step["reads"]) == {"order_list", "order_list_deep", "customer_history",
-                                      "fulfilment_queue", "timeline", "availability"}, step
+        assert set(step["reads"]) == {
+            "order_list", "order_list_states", "order_list_deep", "customer_history",
+            "fulfilment_queue", "timeline", "availability"}, step
         # the seeded backlog fills the queue's page; the history is there to be read
         assert step["reads"]["fulfilment_queue"]["items"] == 100, step
         assert step["reads"]["order_list_deep"]["items"] == 50, step
