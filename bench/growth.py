@@ -47,7 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @dataclass(frozen=True)
 class Read:
-    """One read a shop makes all day: a path per request (fed by the samples), whose key."""
+    """One read a shop makes all day: the path of its n-th request (spread over the sampled
+    orders and customers), asked with the admin key or, for shoppers' reads, a storefront
+    key."""
 
     name: str
     path: Callable[[int], str]
