@@ -126,7 +126,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                      if status >= 500 or (status >= 400 and args.scenario != "hot-sku"))
     return {
         "scenario": args.scenario, "api": args.api, "db": args.db, "workers": args.workers,
-        "concurrency": args.concurrency, "orders": args.orders, "succeeded": successes,
+        "concurrency": args.concurrency, "orders": args.orders, "duration_s": args.duration,
+        "succeeded": successes,
         "orders_per_s": round(orders_per_s, 1),
         "attempts_per_s": round(sum(outcome.statuses.values()) / outcome.elapsed_s, 1)
         if outcome.elapsed_s else 0.0,
