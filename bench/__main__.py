@@ -1,12 +1,14 @@
 """``python -m bench SCENARIO``: benchmark a real server and print one JSON line of figures.
 
 Scenarios: ``placement`` (one-shot order create), ``checkout`` (the cart flow request by
-request; ``--api graphql`` runs the same flow through ``/graphql``) and ``hot-sku`` (a
-flash sale on one scarce SKU). Each run starts ``ordnung serve`` on a fresh database,
-seeds a generated catalogue over the API, warms up, drives ``--orders`` orders at
-``--concurrency``, verifies the database, measures the floor (the same transactions
-straight through the driver) and prints the figures; the last line of stdout is one
-JSON object.
+request; ``--api graphql`` runs the same flow through ``/graphql``), ``guest-checkout``
+(a guest's checkout in six REST requests, for side-by-side comparisons; no floor) and
+``hot-sku`` (a flash sale on one scarce SKU); ``growth`` (bench/growth.py) seeds large
+databases in bulk and times reads and placement at each size. Each run starts ``ordnung
+serve`` on a fresh database, seeds a generated catalogue over the API, warms up, drives
+``--orders`` orders at ``--concurrency``, verifies the database, measures the floor (the
+same transactions straight through the driver) and prints the figures; the last line of
+stdout is one JSON object.
 """
 
 from __future__ import annotations
@@ -24,44 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 
-from bench import floor, load, profile, receivers, server
+from bench import floor, growth, load, profile, receivers, server
+from bench.shop import seed
 
 HOT_UNITS = 1_000
-
-
-async def seed(srv: server.Server, skus: int, units: int, hot_units: int) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=srv.url, headers=srv.admin, timeout=30) as client:
-        async def ok(response: httpx.Response) -> dict[str, Any]:
-            if response.status_code >= 400:
-                raise RuntimeError(f"seeding failed: {response.status_code} {response.text}")
-            body: dict[str, Any] = response.json()
-            return body
-
-        await ok(await client.put("/channels/web", json={"id": "web", "name": "Web"}))
-        await ok(await client.put("/inventory/locations/wh", json={"id": "wh", "name": "WH"}))
-        names = [f"BENCH-{i:03d}" for i in range(skus)]
-        extra = ["BENCH-GIFT", "BENCH-HOT"]
-        prices: dict[str, int] = {}
-        for i, sku in enumerate([*names, *extra]):
-            price = prices[sku] = 0 if sku == "BENCH-GIFT" else 2000 + (i * 137) % 4000
-            product = {"id": sku.lower(), "name": sku, "variants": [{
-                "sku": sku, "product_id": sku.lower(), "name": sku, "barcode": f"40{i:011d}",
-                "prices": {"EUR": price}, "weight_grams": 200}]}
-            await ok(await client.put(f"/catalogue/products/{sku.lower()}", json=product))
-            stock = hot_units if sku == "BENCH-HOT" else units
-            if stock <= 0:
-                continue
-            await ok(await client.post("/inventory/adjustments", json={
-                "sku": sku, "location_id": "wh", "delta": stock, "kind": "receive"}))
-        key = await ok(await client.post("/admin/keys", json={
-            "kind": "storefront", "channel": "web", "name": "bench"}))
-        gift = server.GIFT_SETTINGS["free_gift"]["tiers"][0]
-        catalogue = floor.Catalogue({s: prices[s] for s in names}, gift["sku"],
-                                    gift["threshold"])
-        return {"skus": names, "catalogue": catalogue,
-                "storefront": {"Authorization": f"Bearer {key['secret']}"}}
 
 
 async def verify(database_url: str, ids: list[str]) -> dict[str, int]:
@@ -124,6 +93,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 attempt = load.graphql_checkout(headers, shop["skus"])
             elif args.scenario == "checkout":
                 attempt = load.checkout(headers, shop["skus"])
+            elif args.scenario == "guest-checkout":
+                attempt = load.guest_checkout(headers, shop["skus"])
             else:
                 attempt = load.hot(headers, "BENCH-HOT")
             if args.warmup and args.scenario != "hot-sku":
@@ -136,7 +107,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             sampling = (profile.sampling(srv.worker_pids(), args.profile) if args.profile
                         else contextlib.nullcontext())
             with sampling:
-                outcome = await load.drive(srv.url, attempt, args.orders, args.concurrency)
+                outcome = await load.drive(srv.url, attempt, args.orders, args.concurrency,
+                                           args.duration)
             await asyncio.sleep(0.6)
             statements = srv.statements() - before
             cpu_after = srv.cpu_seconds()
@@ -145,8 +117,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         checks = await verify(url, outcome.order_ids)
         payload = await sample_payload(url)
         floor_orders = args.floor_orders or min(args.orders, 5_000)
-        floor_rate = await asyncio.to_thread(floor.floor_per_s, url, floor_orders,
-                                             args.concurrency, payload, shop["catalogue"])
+        floor_rate = 0.0 if args.scenario == "guest-checkout" else await asyncio.to_thread(
+            floor.floor_per_s, url, floor_orders, args.concurrency, payload, shop["catalogue"])
     successes = outcome.statuses.get(201, 0)
     orders_per_s = successes / outcome.elapsed_s if outcome.elapsed_s else 0.0
     errors = sum(n for status, n in outcome.statuses.items() if status >= 400)
@@ -154,16 +126,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                      if status >= 500 or (status >= 400 and args.scenario != "hot-sku"))
     return {
         "scenario": args.scenario, "api": args.api, "db": args.db, "workers": args.workers,
-        "concurrency": args.concurrency, "orders": args.orders, "succeeded": successes,
+        "concurrency": args.concurrency, "orders": args.orders, "duration_s": args.duration,
+        "succeeded": successes,
         "orders_per_s": round(orders_per_s, 1),
-        "attempts_per_s": round(args.orders / outcome.elapsed_s, 1) if outcome.elapsed_s else 0.0,
+        "attempts_per_s": round(sum(outcome.statuses.values()) / outcome.elapsed_s, 1)
+        if outcome.elapsed_s else 0.0,
         "p50_ms": outcome.percentile(50), "p99_ms": outcome.percentile(99),
         "errors": errors, "unexpected_errors": unexpected,
         "error_types": dict(outcome.problem_types),
         "oversold": checks["oversold"], "ledger_discrepancies": checks["ledger_discrepancies"],
         "lost_orders": checks["lost_orders"],
-        "floor_per_s": round(floor_rate, 1),
-        "ratio": round(orders_per_s / floor_rate, 3) if floor_rate else 0.0,
+        "floor_per_s": round(floor_rate, 1) if floor_rate else None,
+        "ratio": round(orders_per_s / floor_rate, 3) if floor_rate else None,
         "sql_per_order": round(statements / successes, 2) if successes else None,
         "server_cpu_ms_per_order": round((cpu_after - cpu_before) * 1000 / successes, 2)
         if successes and cpu_before is not None and cpu_after is not None else None,
@@ -178,14 +152,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench",
                                      description="Benchmark a real ordnung server.")
-    parser.add_argument("scenario", choices=["placement", "checkout", "hot-sku"])
+    parser.add_argument("scenario", choices=["placement", "checkout", "guest-checkout",
+                                             "hot-sku", "growth"])
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--api", choices=["rest", "graphql"], default="rest",
                         help="checkout: the cart flow over REST or over GraphQL")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--orders", type=int, default=None,
-                        help="orders to time (default 2000; hot-sku: 10000 attempts)")
+                        help="orders to time (default 2000; hot-sku: 10000 attempts; "
+                             "growth: 400 placements per size)")
+    parser.add_argument("--duration", type=float, default=None, metavar="S",
+                        help="stop starting orders after S seconds (--orders is then a cap; "
+                             "guest-checkout's default: 20 s)")
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--webhooks", type=int, default=0, metavar="N",
                         help="register N webhook endpoints for every event type, the last "
@@ -195,9 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="sample the workers with py-spy during the timed load; "
                              "stacks go to DIR, a summary to stderr")
+    growth.add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.scenario == "growth":
+        return growth.main(args)
+    if args.scenario == "guest-checkout" and args.duration is None and args.orders is None:
+        args.duration = 20.0
     if args.orders is None:
-        args.orders = 10_000 if args.scenario == "hot-sku" else 2_000
+        args.orders = 1_000_000 if args.duration else \
+            10_000 if args.scenario == "hot-sku" else 2_000
     started = time.perf_counter()
     result = asyncio.run(run(args))
     result["wall_s"] = round(time.perf_counter() - started, 1)

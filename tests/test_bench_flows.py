@@ -36,3 +36,28 @@ def test_a_bench_scenario_places_every_order(scenario: str, api: str) -> None:
     assert report["succeeded"] == 12 and report["errors"] == 0, report
     assert report["oversold"] == 0 and report["lost_orders"] == 0, report
     assert report["ledger_discrepancies"] == 0, report
+
+
+def test_the_guest_checkout_places_every_order_in_six_requests() -> None:
+    report = run_bench("guest-checkout", "--workers", "1", "--concurrency", "4",
+                       "--orders", "12", "--warmup", "0")
+    assert report["succeeded"] == 12 and report["errors"] == 0, report
+    assert report["oversold"] == 0 and report["lost_orders"] == 0, report
+    assert report["ledger_discrepancies"] == 0, report
+    assert report["floor_per_s"] is None, report  # a cart flow has no floor to compare
+
+
+def test_the_growth_scenario_seeds_in_bulk_and_reads_at_each_size() -> None:
+    report = run_bench("growth", "--workers", "1", "--sizes", "1500,3000", "--reads", "3",
+                       "--orders", "8", "--concurrency", "2")
+    sizes = report["sizes"]
+    assert isinstance(sizes, list) and [s["size"] for s in sizes] == [1500, 3000], report
+    for step in sizes:
+        assert step["placement"]["errors"] == 0, step
+        assert set(step["reads"]) == {
+            "order_list", "order_list_states", "order_list_deep", "customer_history",
+            "fulfilment_queue", "timeline", "availability"}, step
+        # the seeded backlog fills the queue's page; the history is there to be read
+        assert step["reads"]["fulfilment_queue"]["items"] == 100, step
+        assert step["reads"]["order_list_deep"]["items"] == 50, step
+        assert step["reads"]["timeline"]["items"] >= 3, step

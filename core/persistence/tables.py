@@ -381,6 +381,8 @@ INDEXES: dict[str, Index] = {
     "orders_number": Index("orders", ("number",), unique=True),
     "orders_customer": Index("orders", ("customer_id", "id")),
     "orders_status": Index("orders", ("status", "priority")),
+    "orders_status_id": Index("orders", ("status", "id")),
+    "orders_channel_id": Index("orders", ("channel", "id")),
     "orders_email": Index("orders", ("email",)),
     "orders_authorizing": Index("orders", ("authorizing_since",),
                                 where="authorizing_since IS NOT NULL"),
