@@ -34,7 +34,7 @@ import contextlib
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
@@ -242,6 +242,18 @@ class IdempotencyService:
             for _ in range(3):
                 if await self.store.insert_claim(record, fingerprint, owner, self.lease_s):
                     return Proceed(Claim(self, key, owner, earlier_effect=False))
+                # a repeat: read first, since a finished or running first attempt (the
+                # usual cases) is answered from the row; only a free key is taken over
+                row = await self.store.read_claim(record)
+                if row is None:  # given back between our statements: claim it again
+                    continue
+                if row["fingerprint"] != fingerprint:
+                    return Mismatch()
+                if row["state"] == "done":
+                    return Replay(_stored(row))
+                left = row["lease_left"]
+                if left is not None and float(left) > 0:
+                    return Busy(max(1, min(RETRY_AFTER_S, math.ceil(float(left)))))
                 taken = await self.store.take_over(record, fingerprint, owner, self.lease_s)
                 if taken is not None:
                     effect_by, outcome = taken
@@ -249,18 +261,6 @@ class IdempotencyService:
                              earlier_effect=bool(effect_by))
                     return Proceed(Claim(self, key, owner, earlier_effect=bool(effect_by),
                                          earlier_outcome=outcome if effect_by else ""))
-                row = await self.store.read_claim(record)
-                if row is None:  # given back between our statements: claim it again
-                    continue
-                if row["fingerprint"] != fingerprint:
-                    return Mismatch()
-                if row["state"] == "done":
-                    headers = msgspec.json.decode(row["headers"] or "[]",
-                                                  type=list[tuple[str, str]])
-                    return Replay(StoredAnswer(int(row["status"]), headers,
-                                               str(row["result"]).encode()))
-                left = float(row["lease_left"] or 0)
-                return Busy(max(1, min(RETRY_AFTER_S, math.ceil(left))))
         return Busy(RETRY_AFTER_S)
 
     async def cleanup(self, step: Callable[[], Awaitable[T]]) -> T | None:
@@ -277,6 +277,11 @@ class IdempotencyService:
                     return None
                 await asyncio.sleep(pause)
         return None
+
+
+def _stored(row: dict[str, Any]) -> StoredAnswer:
+    headers = msgspec.json.decode(row["headers"] or "[]", type=list[tuple[str, str]])
+    return StoredAnswer(int(row["status"]), headers, str(row["result"]).encode())
 
 
 def claim_for(key: str | None) -> Claim | None:
