@@ -17,8 +17,10 @@ invalid input, a refused key, out of stock, an internal error, a database blip â
 gives its key back at once and can be retried with it. A request that changed
 something keeps its answer for every repeat, except a 5xx (the client never learnt
 the outcome): the key is then left for the next repeat to take over at once, and
-that repeat runs through the engine again, whose own idempotency (a placement
-finds its order by the same key) answers the outcome. An operation without such
+that repeat runs through the engine again, which answers the outcome: a placement
+notes its order on the key's record in the statement that proves the claim
+(``Claim.outcome``), and the repeat that takes the key over finds it there
+(``Claim.earlier_outcome``). An operation without such
 a way to finish what an earlier attempt started refuses the repeat
 (``IdempotencyInterrupted``) rather than doing it twice.
 
