@@ -26,7 +26,7 @@ from litestar.types import ASGIApp
 from ordnung.api.asgi import Message, Receive, Scope, Send
 from ordnung.api.intake import send_problem
 from ordnung.core.domain.access import Principal
-from ordnung.core.services.idempotency import Busy, Mismatch, Proceed, Replay
+from ordnung.core.services.idempotency import Busy, Claim, Mismatch, Proceed, Replay
 
 HEADER = b"idempotency-key"
 CART_TOKEN = b"x-cart-token"
@@ -73,6 +73,26 @@ async def _read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
+async def _answer_without_running(send: Send, begun: Replay | Mismatch | Busy) -> None:
+    """A repeat: the kept answer, or why the request cannot run now."""
+    if isinstance(begun, Replay):
+        answer = begun.answer
+        headers = [(name.encode("latin-1"), value.encode("latin-1"))
+                   for name, value in answer.headers]
+        await send({"type": "http.response.start", "status": answer.status, "headers": [
+            *headers, (b"content-length", str(len(answer.body)).encode()),
+            (b"idempotent-replayed", b"true")]})
+        await send({"type": "http.response.body", "body": answer.body})
+    elif isinstance(begun, Mismatch):
+        await send_problem(send, 422, "idempotency-mismatch",
+                           "Idempotency key reused with another request",
+                           "this Idempotency-Key was already used with a different request")
+    else:
+        await send_problem(send, 409, "conflict", "Conflict with the current state",
+                           "a request with this Idempotency-Key is still being processed; "
+                           "retry later", [(b"retry-after", str(begun.retry_after).encode())])
+
+
 class IdempotencyMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app: Any = app
@@ -95,29 +115,14 @@ class IdempotencyMiddleware:
         engine = scope["app"].state.engine
         begun = await engine.idempotency.begin(f"{key_scope(principal, scope)}:{raw_key}",
                                                request_fingerprint(scope, body))
-        if isinstance(begun, Replay):
-            answer = begun.answer
-            headers = [(name.encode("latin-1"), value.encode("latin-1"))
-                       for name, value in answer.headers]
-            await send({"type": "http.response.start", "status": answer.status, "headers": [
-                *headers, (b"content-length", str(len(answer.body)).encode()),
-                (b"idempotent-replayed", b"true")]})
-            await send({"type": "http.response.body", "body": answer.body})
+        if not isinstance(begun, Proceed):
+            await _answer_without_running(send, begun)
             return
-        if isinstance(begun, Mismatch):
-            await send_problem(send, 422, "idempotency-mismatch",
-                               "Idempotency key reused with another request",
-                               "this Idempotency-Key was already used with a different "
-                               "request")
-            return
-        if isinstance(begun, Busy):
-            await send_problem(send, 409, "conflict", "Conflict with the current state",
-                               "a request with this Idempotency-Key is still being "
-                               "processed; retry later",
-                               [(b"retry-after", str(begun.retry_after).encode())])
-            return
-        assert isinstance(begun, Proceed)
-        claim = begun.claim
+        await self._run(begun.claim, scope, body, receive, send)
+
+    async def _run(self, claim: Claim, scope: Scope, body: bytes, receive: Receive,
+                   send: Send) -> None:
+        """Run the request under its claim, handing its answer to the claim as it goes."""
         delivered = False
 
         async def replay_receive() -> Message:

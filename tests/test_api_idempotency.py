@@ -6,8 +6,10 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 
 from ordnung.core import hookimpl
+from ordnung.core.persistence import journal
 from tests.api_support import (
     Api,
     api_client,
@@ -190,3 +192,42 @@ async def test_a_server_error_is_not_stored_so_the_client_may_retry(database_url
         assert retry.status_code == 201, retry.text
         assert REPLAYED not in retry.headers
         assert await api.order_count() == 1 and await api.available("MUG") == 99
+
+
+#: statements of one warm ``POST /orders`` with an Idempotency-Key (three lines, a card
+#: payment, and the one statement marking its outbox rows delivered) and of its replay:
+#: the key's claim, its fence (which also notes the order) and the kept answer are the
+#: only idempotency work; the placement neither looks the key up nor keeps a record of
+#: its own, and a replay reads the kept answer once
+PLACEMENT_STATEMENTS = 18
+REPLAY_STATEMENTS = 3
+
+
+async def statements_of(api: Api, request: Any) -> tuple[int, httpx.Response]:
+    journal = api.engine.runtime.journal
+    await journal.flush_marks()
+    before = api.engine.db.statements
+    response = await request
+    await journal.flush_marks()
+    return api.engine.db.statements - before, response
+
+
+async def test_a_keyed_placement_and_its_replay_cost_a_fixed_number_of_statements(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the delivered marks are written by a timer that may fire in the middle: held back,
+    # they are written by one statement when counted
+    monkeypatch.setattr(journal, "MARK_DELAY_S", 3600.0)
+    shop = await api.storefront("web")
+    body = order_body(("SHIRT-M", 1), ("MUG", 2), ("POSTER", 1))
+    await api.place_order(shop, body, idempotency_key="warm-up")
+    placed, first = await statements_of(api, api.post_order(shop, body,
+                                                            idempotency_key="counted"))
+    assert first.status_code == 201 and REPLAYED not in first.headers, first.text
+    replayed, again = await statements_of(api, api.post_order(shop, body,
+                                                              idempotency_key="counted"))
+    assert again.headers[REPLAYED] == "true" and again.content == first.content
+    print(f"SQL statements of a keyed placement and of its replay: {placed}, {replayed}")
+    assert placed <= PLACEMENT_STATEMENTS
+    assert replayed <= REPLAY_STATEMENTS
+    rows = await api.engine.db.fetch("SELECT key FROM idempotency_records")
+    assert all(row["key"].startswith("request:") for row in rows), rows

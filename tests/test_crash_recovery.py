@@ -360,6 +360,19 @@ async def test_a_killed_worker_loses_no_order_and_leaks_no_stock(
 REACTED_KINDS = frozenset({"inventory.availability_changed"})
 
 
+def placed_by(record: dict[str, Any]) -> str | None:
+    """The order a key's record names: the one its placement noted while pending, or the
+    one its kept answer names (a decline names the cancelled order)."""
+    if record["state"] != "done":
+        return str(record["result"]) or None
+    answer = json.loads(record["result"])
+    if record["status"] == 201:
+        return str(answer["id"])
+    if record["status"] == 402:
+        return str(answer["order_id"])
+    return None
+
+
 async def check_database(database_url: str, attempts: list[Attempt]) -> list[str]:
     """Every invariant the crash must not break; returns what is wrong (empty: nothing)."""
     async with Database(database_url).session() as db:
@@ -372,8 +385,9 @@ async def check_database(database_url: str, attempts: list[Attempt]) -> list[str
         moves = await db.fetch("SELECT sku, location_id, kind, on_hand_delta, reserved_delta, "
                                "order_id FROM stock_movements")
         levels = await db.fetch("SELECT sku, location_id, on_hand, reserved FROM stock_levels")
-        placed_keys = await db.fetch(
-            "SELECT key, result FROM idempotency_records WHERE key LIKE 'place:%'")
+        keyed = await db.fetch(
+            "SELECT key, state, status, result FROM idempotency_records "
+            "WHERE key LIKE 'request:%'")
         pending_http = await db.fetch(
             "SELECT key FROM idempotency_records WHERE key LIKE 'request:%' "
             "AND state <> 'done'")
@@ -390,7 +404,7 @@ async def check_database(database_url: str, attempts: list[Attempt]) -> list[str
         problems.append(f"orders told to a client but not in the database: {sorted(missing)}")
     if unknown := set(orders) - set(told):
         problems.append(f"orders no client was told about: {sorted(unknown)}")
-    by_key = {r["key"].rsplit(":", 1)[1]: r["result"] for r in placed_keys}
+    by_key = {r["key"].rsplit(":", 1)[1]: placed_by(r) for r in keyed}
     for attempt in attempts:
         if by_key.get(attempt.key) != attempt.order_id:
             problems.append(f"{attempt.key}: told {attempt.status} {attempt.order_id}, the "
@@ -426,7 +440,7 @@ async def check_database(database_url: str, attempts: list[Attempt]) -> list[str
                              ("stock_movements", [m["order_id"] for m in moves])):
         if orphans := {o for o in order_ids if o is not None and o not in orders}:
             problems.append(f"{table} of orders that do not exist: {sorted(orphans)}")
-    if orphans := {r["result"] for r in placed_keys} - set(orders):
+    if orphans := {o for o in by_key.values() if o is not None} - set(orders):
         problems.append(f"idempotency keys naming orders that do not exist: {sorted(orphans)}")
     if undelivered := [row["id"] for row in outbox if row["undelivered"]]:
         problems.append(f"outbox rows never delivered: {undelivered}")

@@ -25,6 +25,7 @@ from ordnung.core.persistence.plugin_store import PluginStore
 from ordnung.core.services.payments import RESUME_AUTHORIZATION_AFTER, STALE_IN_FLIGHT
 from ordnung.plugins.payments.sandbox import SandboxGateway
 from tests.api_support import (
+    BERLIN,
     Api,
     api_client,
     api_fixture,  # noqa: F401  (the ``api`` fixture)
@@ -283,6 +284,42 @@ async def test_a_repeat_after_a_crash_past_the_order_answers_the_order(
         assert again.headers[REPLAYED] == "true" and again.content == final.content
         assert len(authorizations(api)) == 1
         assert await pending_keys(api) == 0
+
+
+async def test_a_repeat_finds_the_order_of_a_cart_whose_placement_wrote_before_its_order(
+        database_url: str) -> None:
+    """A customer placing a guest cart adopts it first (a write of its own, before the
+    placement's transaction, which proves the claim already): the placement still notes
+    its order on the key's record, and the repeat after the crash answers that order
+    and places no other."""
+    async with api_client(database_url,
+                          plugins=[(CrashingGateway, "sandbox", {}),
+                                   *builtin_plugins()[1:]]) as api:
+        shop = await api.storefront("web")
+        cart_id = (await api.new_cart(shop))["id"]
+        holding = api.holding(shop, cart_id)
+        expect(await api.client.post(f"/carts/{cart_id}/lines", json={"sku": "MUG"},
+                                     headers=holding), 200)
+        expect(await api.client.put(f"/carts/{cart_id}/addresses",
+                                    json={"shipping": BERLIN, "email": "kim@example.com"},
+                                    headers=holding), 200)
+        expect(await api.client.put(f"/carts/{cart_id}/shipping-method",
+                                    json={"method": "flat_rate:standard"}, headers=holding),
+               200)
+        _, signed_in = await api.customer()
+        headers = {**api.holding(signed_in, cart_id), "Idempotency-Key": "adopt-and-place"}
+        path = f"/carts/{cart_id}/order"
+        body = {"payment": {"gateway": "sandbox", "token": "tok_success"}}
+        await send_dying(api, path, body, headers)
+        assert await api.order_count() == 1
+        order_id = (await api.engine.db.fetch("SELECT id FROM orders"))[0]["id"]
+        noted = await api.engine.db.fetch(
+            "SELECT result FROM idempotency_records WHERE state = 'pending'")
+        assert [row["result"] for row in noted] == [order_id]
+        repeat = await api.client.post(path, json=body, headers=headers)
+        assert repeat.status_code == 201, repeat.text
+        assert await api.order_count() == 1
+        assert repeat.json()["id"] == order_id
 
 
 async def test_a_repeat_after_a_crash_that_cannot_be_resolved_is_refused_not_redone(

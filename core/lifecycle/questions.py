@@ -45,6 +45,19 @@ class Lifecycle:
         while part of the authorization may still be captured."""
         return self.payment.target(payment.status, "refund_all") is not None
 
+    def payment_preference(self, payment: Stateful,
+                           capability: str) -> tuple[bool, bool, bool] | None:
+        """How apt ``payment`` is for an operation that names no payment (capture, refund,
+        void): None if its state does not allow ``capability``; otherwise, lower first.
+        Money a gateway answered for comes first, then money collected outside any
+        gateway, then a payment the gateway has still to confirm, the unanswered last."""
+        status = payment.status
+        if not self.payment.allows(status, capability):
+            return None
+        return (self.payment.allows(status, "authorize"),
+                self.payment.went_through(status, "await_payment"),
+                self.payment.is_initial(status))
+
     # -- shipments ----------------------------------------------------------------
     def shipment_live(self, shipment: Stateful) -> bool:
         return not self.shipment.went_through(shipment.status, "cancel")

@@ -9,9 +9,12 @@ One table, ``idempotency_records``, two kinds of row:
   process's own clock (servers' clocks drift apart; the database is the one clock
   they share). ``effect_by`` names the claim whose writes committed first: a request
   that changed nothing leaves it empty and gives its key back, one that changed
-  something keeps it. ``done`` rows hold the answer to replay.
-- ``place:<key>``: a placement's result (the order id), written in the placement's
-  own transaction, so that a repeat finds the order whatever happened to the answer.
+  something keeps it, and with it (in ``result``, while pending) what those writes
+  made: a placement's order id, so that a repeat that takes the key over finds the
+  order whatever happened to the answer. ``done`` rows hold the answer to replay.
+- ``place:<key>``: a placement's result (the order id) for a caller of the engine that
+  holds no claim (a placement under a claim keeps it in the claim's own row), written
+  in the placement's own transaction.
 """
 
 from __future__ import annotations
@@ -43,15 +46,18 @@ _INSERT_CLAIM = (
 _TAKE_OVER = (
     "UPDATE idempotency_records SET owner = {}, lease_until = <later> "
     "WHERE key = {} AND fingerprint = {} AND state = 'pending' "
-    "AND (lease_until IS NULL OR lease_until < <now>) RETURNING effect_by")
+    "AND (lease_until IS NULL OR lease_until < <now>) RETURNING effect_by, result")
 _READ_CLAIM = ("SELECT fingerprint, state, status, headers, result, <left> AS lease_left "
                "FROM idempotency_records WHERE key = {}")
 _RENEW = ("UPDATE idempotency_records SET lease_until = <later> "
           "WHERE key = {} AND owner = {} AND state = 'pending' RETURNING key")
 _FENCE = (
-    "UPDATE idempotency_records SET effect_by = CASE WHEN effect_by = '' THEN {} "
-    "ELSE effect_by END, lease_until = <later> "
+    "UPDATE idempotency_records SET result = CASE WHEN effect_by = '' THEN {} ELSE result "
+    "END, effect_by = CASE WHEN effect_by = '' THEN {} ELSE effect_by END, "
+    "lease_until = <later> "
     "WHERE key = {} AND owner = {} AND state = 'pending' RETURNING effect_by")
+_OUTCOME = ("UPDATE idempotency_records SET result = {} "
+            "WHERE key = {} AND owner = {} AND state = 'pending' RETURNING key")
 _COMPLETE = (
     "UPDATE idempotency_records SET state = 'done', owner = '', lease_until = NULL, "
     "status = {}, headers = {}, result = {} "
@@ -104,12 +110,12 @@ class IdempotencyStore:
         return bool(rows)
 
     async def take_over(self, key: str, print_: str, owner: str,
-                        lease_s: float) -> str | None:
+                        lease_s: float) -> tuple[str, str] | None:
         """Claim a pending key whose lease has run out (or was given up): its holder
-        died or failed. Returns ``effect_by`` (empty if nothing was committed), or None
-        if the key is not free to take."""
+        died or failed. Returns ``effect_by`` (empty if nothing was committed) and what
+        those writes made (see ``fence``), or None if the key is not free to take."""
         rows = await self.db.run(self._take_over, owner, float(lease_s), key, print_)
-        return str(rows[0]["effect_by"]) if rows else None
+        return (str(rows[0]["effect_by"]), str(rows[0]["result"] or "")) if rows else None
 
     async def read_claim(self, key: str) -> dict[str, Any] | None:
         """The record as a duplicate sees it, with the seconds its lease has left."""
@@ -119,13 +125,20 @@ class IdempotencyStore:
         rows = await self.db.run(self._renew, float(lease_s), key, owner)
         return bool(rows)
 
-    async def fence(self, key: str, owner: str, lease_s: float) -> str | None:
+    async def fence(self, key: str, owner: str, lease_s: float,
+                    outcome: str = "") -> str | None:
         """Prove the claim is still held and mark it as having an effect; run it in the
-        transaction of the write it guards (it commits or rolls back with it). Returns
-        ``effect_by``: ``owner`` unless an earlier holder's writes committed first; None
-        if the claim is no longer held."""
-        rows = await self.db.run(self._fence, owner, float(lease_s), key, owner)
+        transaction of the write it guards (it commits or rolls back with it). The first
+        effect also records ``outcome``, what the guarded writes make (a placement's
+        order id), in the same statement. Returns ``effect_by``: ``owner`` unless an
+        earlier holder's writes committed first; None if the claim is no longer held."""
+        rows = await self.db.run(self._fence, outcome, owner, float(lease_s), key, owner)
         return str(rows[0]["effect_by"]) if rows else None
+
+    async def note_outcome(self, key: str, owner: str, outcome: str) -> bool:
+        """Record ``outcome`` on a claim whose first effect came before it was known; run
+        it in the transaction of the writes that make it."""
+        return bool(await self.db.run(_OUTCOME, outcome, key, owner))
 
     async def complete(self, key: str, owner: str, status: int, headers: str,
                        body: str) -> bool:

@@ -216,10 +216,15 @@ class CartService:
 
     async def place(self, cart_id: str, *, payment: PaymentInput | None = None,
                     client: dict[str, str] | None = None, idempotency_key: str | None = None,
-                    actor: str = "system") -> Order:
+                    actor: str = "system", cart: Cart | None = None) -> Order:
         """Place the cart as an order. Placing a placed cart again returns its order; if the
-        payment is declined the order is cancelled and the cart reopens for another try."""
-        cart = await self.rt.carts.get(cart_id)
+        payment is declined the order is cancelled and the cart reopens for another try.
+
+        ``cart``: the cart as the caller has just read it (a route checking who holds
+        it), so that it is not read again; the placement locks and checks it anew when
+        it records the order."""
+        if cart is None or cart.id != cart_id:
+            cart = await self.rt.carts.get(cart_id)
         if not cart.is_open and cart.order_id:
             return await self.rt.orders.get(cart.order_id)
         request = PlaceOrder(

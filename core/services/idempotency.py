@@ -17,8 +17,10 @@ invalid input, a refused key, out of stock, an internal error, a database blip â
 gives its key back at once and can be retried with it. A request that changed
 something keeps its answer for every repeat, except a 5xx (the client never learnt
 the outcome): the key is then left for the next repeat to take over at once, and
-that repeat runs through the engine again, whose own idempotency (a placement
-finds its order by the same key) answers the outcome. An operation without such
+that repeat runs through the engine again, which answers the outcome: a placement
+notes its order on the key's record in the statement that proves the claim
+(``Claim.outcome``), and the repeat that takes the key over finds it there
+(``Claim.earlier_outcome``). An operation without such
 a way to finish what an earlier attempt started refuses the repeat
 (``IdempotencyInterrupted``) rather than doing it twice.
 
@@ -34,7 +36,7 @@ import contextlib
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
@@ -98,7 +100,7 @@ class Claim:
     """The right to run one request under its key, for as long as the lease is renewed."""
 
     def __init__(self, service: IdempotencyService, key: str, owner: str,
-                 earlier_effect: bool) -> None:
+                 earlier_effect: bool, earlier_outcome: str = "") -> None:
         self.service = service
         #: the key as the caller gave it (scoped to the caller by the adapter)
         self.key = key
@@ -106,6 +108,11 @@ class Claim:
         self.owner = owner
         #: an earlier attempt under this key committed writes and never answered
         self.earlier_effect = earlier_effect
+        #: ... and what those writes made, as it recorded it (a placement's order id)
+        self.earlier_outcome = earlier_outcome
+        #: what this attempt's first write makes, recorded with the fence in the same
+        #: transaction (a placement sets its order id before it writes)
+        self.outcome = ""
         #: an engine operation found its own record of that earlier attempt and will
         #: answer its outcome (it may write to finish it)
         self.resolving = False
@@ -128,7 +135,7 @@ class Claim:
         token = WRITE_FENCE.set(None)
         try:
             effect_by = await self.service.store.fence(self.record, self.owner,
-                                                       self.service.lease_s)
+                                                       self.service.lease_s, self.outcome)
         finally:
             WRITE_FENCE.reset(token)
         if effect_by is None:
@@ -144,6 +151,20 @@ class Claim:
             self.effect_committed = True  # autocommit: the write follows at once
         else:
             self._fenced.append(transaction)
+
+    async def note_outcome(self, outcome: str) -> None:
+        """Record what this attempt makes (a placement's order id), in the transaction
+        that makes it: with the fence if that is still to come, else by itself (an
+        earlier write of this attempt already proved the claim)."""
+        self.outcome = outcome
+        transaction = self.service.db.in_transaction()
+        if self.effect_committed or (transaction is not None
+                                     and any(t is transaction for t in self._fenced)):
+            token = WRITE_FENCE.set(None)
+            try:
+                await self.service.store.note_outcome(self.record, self.owner, outcome)
+            finally:
+                WRITE_FENCE.reset(token)
 
     def committed(self, transaction: object) -> None:
         if any(t is transaction for t in self._fenced):
@@ -223,24 +244,25 @@ class IdempotencyService:
             for _ in range(3):
                 if await self.store.insert_claim(record, fingerprint, owner, self.lease_s):
                     return Proceed(Claim(self, key, owner, earlier_effect=False))
-                effect_by = await self.store.take_over(record, fingerprint, owner,
-                                                       self.lease_s)
-                if effect_by is not None:
-                    log.info("idempotency key taken over", key=key,
-                             earlier_effect=bool(effect_by))
-                    return Proceed(Claim(self, key, owner, earlier_effect=bool(effect_by)))
+                # a repeat: read first, since a finished or running first attempt (the
+                # usual cases) is answered from the row; only a free key is taken over
                 row = await self.store.read_claim(record)
                 if row is None:  # given back between our statements: claim it again
                     continue
                 if row["fingerprint"] != fingerprint:
                     return Mismatch()
                 if row["state"] == "done":
-                    headers = msgspec.json.decode(row["headers"] or "[]",
-                                                  type=list[tuple[str, str]])
-                    return Replay(StoredAnswer(int(row["status"]), headers,
-                                               str(row["result"]).encode()))
-                left = float(row["lease_left"] or 0)
-                return Busy(max(1, min(RETRY_AFTER_S, math.ceil(left))))
+                    return Replay(_stored(row))
+                left = row["lease_left"]
+                if left is not None and float(left) > 0:
+                    return Busy(max(1, min(RETRY_AFTER_S, math.ceil(float(left)))))
+                taken = await self.store.take_over(record, fingerprint, owner, self.lease_s)
+                if taken is not None:
+                    effect_by, outcome = taken
+                    log.info("idempotency key taken over", key=key,
+                             earlier_effect=bool(effect_by))
+                    return Proceed(Claim(self, key, owner, earlier_effect=bool(effect_by),
+                                         earlier_outcome=outcome if effect_by else ""))
         return Busy(RETRY_AFTER_S)
 
     async def cleanup(self, step: Callable[[], Awaitable[T]]) -> T | None:
@@ -259,14 +281,30 @@ class IdempotencyService:
         return None
 
 
+def _stored(row: dict[str, Any]) -> StoredAnswer:
+    headers = msgspec.json.decode(row["headers"] or "[]", type=list[tuple[str, str]])
+    return StoredAnswer(int(row["status"]), headers, str(row["result"]).encode())
+
+
+def claim_for(key: str | None) -> Claim | None:
+    """The claim this task's request holds on ``key`` (scoped as the adapter scopes it),
+    if it holds one: an engine operation under it records its own outcome on the claim
+    (``Claim.note_outcome``) and finds an earlier attempt's there
+    (``Claim.earlier_outcome``), with no record or look-up of its own."""
+    claim = WRITE_FENCE.get()
+    if key is not None and isinstance(claim, Claim) and claim.key == key:
+        return claim
+    return None
+
+
 def resolving(key: str, *, settled: bool = True) -> None:
     """Called by an engine operation that found its own record of an earlier attempt
     under ``key`` and answers that attempt's outcome: the current claim may then write
     (to finish what the earlier attempt started) although that attempt had written.
     ``settled=False``: the outcome is not final yet (work still in flight); the answer
     goes to the client but is not kept, so a later repeat asks again."""
-    claim = WRITE_FENCE.get()
-    if isinstance(claim, Claim) and claim.key == key:
+    claim = claim_for(key)
+    if claim is not None:
         claim.resolving = True
         if not settled:
             claim.unsettled = True

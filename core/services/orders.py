@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 import structlog
 
 from ordnung.core.contexts import PricingContext, RiskContext
+from ordnung.core.domain.carts import PricedCart
 from ordnung.core.domain.common import new_id, order_number, utcnow
 from ordnung.core.domain.customers import Customer
 from ordnung.core.domain.events import Event
@@ -27,12 +29,12 @@ from ordnung.core.errors_db import is_unique_violation
 from ordnung.core.invariants import payment_secured
 from ordnung.core.lifecycle import CORE_MACHINES
 from ordnung.core.observe import Metrics, counts_placements
-from ordnung.core.persistence.idempotency import fingerprint
 from ordnung.core.pricing import Buyer, PricingPipeline
 from ordnung.core.requests import PlaceOrder
 from ordnung.core.runtime import OrderChange, Runtime, bound
 from ordnung.core.services.idempotency import resolving
 from ordnung.core.services.payments import RESUME_AUTHORIZATION_AFTER
+from ordnung.core.services.placement_key import PlacementKey, Replayed
 from ordnung.core.validation import check_bounds
 
 if TYPE_CHECKING:
@@ -72,12 +74,28 @@ class OrderService:
         either yields an order whose payment is authorized or pending
         confirmation, or holds nothing.
         """
-        print_ = fingerprint(msgspec.json.encode(request) + (cart_id or "").encode())
-        key = f"place:{idempotency_key}" if idempotency_key else None
-        if key:
-            existing = await self.rt.idempotency.lookup(key, print_)
-            if existing:
-                return await self._replay(existing, request, actor, idempotency_key)
+        key = PlacementKey(self.rt.idempotency, idempotency_key, request, cart_id)
+        earlier = await key.earlier()
+        if earlier is not None:
+            return await self._replay(earlier, request, actor, idempotency_key)
+        draft = await self._draft(request)
+        with bound(order_id=draft.order_id):
+            change = await self._commit(draft, request, actor, key, cart_id)
+            if isinstance(change, str):
+                return await self._replay(change, request, actor, idempotency_key)
+            order = change.order
+            log.info("order placed", number=order.number, total=order.totals.total,
+                     status=order.status)
+            await self.rt.deliver(change.events, order)
+            if request.payment is not None and order.payments:
+                order = await self.payments.run_authorization(
+                    order.id, order.payments[-1].id, request.payment.token, one_shot=True,
+                    actor=actor, order=order)
+            return order
+
+    async def _draft(self, request: PlaceOrder) -> _Draft:
+        """Everything a placement settles before it writes: the checks, the buyer, the
+        price, and the plugins' verdict on it."""
         channel, currency = await self.channels.currency_for(request.channel, request.currency)
         if not request.lines:
             raise InvalidInput("an order needs at least one line", field="lines")
@@ -95,46 +113,42 @@ class OrderService:
             strict=True)
         priced = pricing.result()
         await self._validate(pricing.context())  # the lines as pricing's last step left them
+        return _Draft(order_id=new_id("ord"), channel=channel.id, currency=currency,
+                      customer=customer, email=email, now=now, priced=priced)
 
-        order_id = new_id("ord")
-        with bound(order_id=order_id):
-            for attempt in range(3):
-                order = Order(
-                    id=order_id, number=order_number(), channel=channel.id,
-                    customer_id=customer.id if customer else None, email=email,
-                    status=self.rt.lifecycle.order.initial,
-                    currency=currency, prices_include_tax=priced.prices_include_tax,
-                    lines=[msgspec.structs.replace(line) for line in priced.lines],
-                    adjustments=list(priced.adjustments), shipping=priced.shipping,
-                    shipping_address=request.shipping_address,
-                    billing_address=request.billing_address or request.shipping_address,
-                    codes=list(request.codes), totals=priced.totals,
-                    explanation=list(priced.explanation), metadata=dict(request.metadata),
-                    created_at=now, updated_at=now)
-                try:
-                    change = await self._record(order, request, customer, actor, key, print_,
-                                                cart_id)
-                    break
-                except _Replay as replay:
-                    return await self._replay(replay.order_id, request, actor, idempotency_key)
-                except Exception as exc:
-                    if not is_unique_violation(exc):
-                        raise
-                    if key:
-                        existing = await self.rt.idempotency.lookup(key, print_)
-                        if existing:
-                            return await self._replay(existing, request, actor, idempotency_key)
-                    if attempt == 2:
-                        raise Conflict("could not allocate an order number; retry") from exc
-            log.info("order placed", number=order.number, total=order.totals.total,
-                     status=order.status)
-            await self.rt.deliver(change.events, change.order)
-            order = change.order
-            if request.payment is not None and order.payments:
-                order = await self.payments.run_authorization(
-                    order.id, order.payments[-1].id, request.payment.token, one_shot=True,
-                    actor=actor, order=order)
-            return order
+    def _order(self, draft: _Draft, request: PlaceOrder) -> Order:
+        priced, now = draft.priced, draft.now
+        return Order(
+            id=draft.order_id, number=order_number(), channel=draft.channel,
+            customer_id=draft.customer.id if draft.customer else None, email=draft.email,
+            status=self.rt.lifecycle.order.initial,
+            currency=draft.currency, prices_include_tax=priced.prices_include_tax,
+            lines=[msgspec.structs.replace(line) for line in priced.lines],
+            adjustments=list(priced.adjustments), shipping=priced.shipping,
+            shipping_address=request.shipping_address,
+            billing_address=request.billing_address or request.shipping_address,
+            codes=list(request.codes), totals=priced.totals,
+            explanation=list(priced.explanation), metadata=dict(request.metadata),
+            created_at=now, updated_at=now)
+
+    async def _commit(self, draft: _Draft, request: PlaceOrder, actor: str,
+                      key: PlacementKey, cart_id: str | None) -> OrderChange | str:
+        """Record the order (a fresh number if one collides); or the id of the order a
+        concurrent duplicate under the same key committed first."""
+        collision: Exception | None = None
+        for _ in range(3):
+            try:
+                return await self._record(self._order(draft, request), request,
+                                          draft.customer, actor, key, cart_id)
+            except Replayed as replay:
+                return replay.order_id
+            except Exception as exc:
+                if not is_unique_violation(exc):
+                    raise
+                collision = exc
+                if (existing := await key.duplicate()) is not None:
+                    return existing
+        raise Conflict("could not allocate an order number; retry") from collision
 
     async def _validate(self, ctx: PricingContext) -> None:
         """Let plugins refuse the priced order before anything is written."""
@@ -166,20 +180,12 @@ class OrderService:
             resolving(idempotency_key)
         order = await self.rt.orders.get(order_id)
         payment = order.payments[0] if order.payments else None
-        lifecycle = self.rt.lifecycle
-        if request.payment is not None and payment is not None and (
-                lifecycle.payment_declined(payment) or (lifecycle.payment_voided(payment)
-                                                        and payment.failure_reason != "")):
-            # declined, or voided unanswered by the reconciliation job: the placement
-            # holds nothing, as a decline would have left it
-            raise PaymentDeclined(payment.gateway, payment.failure_reason or "declined",
-                                  order_id=order.id, payment_id=payment.id,
-                                  order_status=order.status)
-        if (request.payment is None or payment is None or payment.in_flight != "authorize"
-                or payment.operations != 1 or payment.in_flight_since is None
-                or utcnow() - payment.in_flight_since < RESUME_AUTHORIZATION_AFTER):
-            if (idempotency_key and request.payment is not None and payment is not None
-                    and payment.in_flight and lifecycle.payment_unanswered(payment)):
+        if request.payment is None or payment is None:
+            return order
+        self._decline_again(order, payment)
+        if not _authorization_to_resume(payment):
+            if (idempotency_key and payment.in_flight
+                    and self.rt.lifecycle.payment_unanswered(payment)):
                 resolving(idempotency_key, settled=False)
             return order
         log.warning("resuming an authorization its placement left in flight",
@@ -188,14 +194,20 @@ class OrderService:
             order.id, payment.id, request.payment.token, one_shot=True, actor=actor,
             order=order)
 
+    def _decline_again(self, order: Order, payment: Payment) -> None:
+        """Declined, or voided unanswered by the reconciliation job: the placement holds
+        nothing, as a decline would have left it, and answers as the decline did."""
+        lifecycle = self.rt.lifecycle
+        if lifecycle.payment_declined(payment) or (lifecycle.payment_voided(payment)
+                                                   and payment.failure_reason != ""):
+            raise PaymentDeclined(payment.gateway, payment.failure_reason or "declined",
+                                  order_id=order.id, payment_id=payment.id,
+                                  order_status=order.status)
+
     async def _record(self, order: Order, request: PlaceOrder, customer: Customer | None,
-                      actor: str, key: str | None, print_: str,
-                      cart_id: str | None) -> OrderChange:
+                      actor: str, key: PlacementKey, cart_id: str | None) -> OrderChange:
         async with self.rt.db.transaction():
-            if key:
-                existing = await self.rt.idempotency.lookup(key, print_)
-                if existing:  # a concurrent duplicate committed first
-                    raise _Replay(existing)
+            await key.begin(order.id)
             change = OrderChange(self.rt, order, actor)
             await change.transition("order", order, "place",
                                     data={"number": order.number, "total": order.totals.total,
@@ -231,8 +243,7 @@ class OrderService:
                 version = cart.version
                 cart.placed_as(order.id, utcnow())
                 await self.rt.carts.save(cart, version)
-            if key:
-                await self.rt.idempotency.store(key, print_, order.id)
+            await key.end(order.id)
         return change
 
     @staticmethod
@@ -363,9 +374,22 @@ class OrderService:
         return (await self.rt.change_order(order_id, actor, work))[1]
 
 
-class _Replay(Exception):
-    """Inside the placement transaction: a duplicate request committed first."""
+@dataclass(frozen=True)
+class _Draft:
+    """A priced, validated placement not yet written."""
 
-    def __init__(self, order_id: str) -> None:
-        super().__init__(order_id)
-        self.order_id = order_id
+    order_id: str
+    channel: str
+    currency: str
+    customer: Customer | None
+    email: str
+    now: datetime
+    priced: PricedCart
+
+
+def _authorization_to_resume(payment: Payment) -> bool:
+    """The placement's own authorization, left in flight long enough that its attempt
+    is taken to have died before recording the gateway's answer."""
+    return (payment.in_flight == "authorize" and payment.operations == 1
+            and payment.in_flight_since is not None
+            and utcnow() - payment.in_flight_since >= RESUME_AUTHORIZATION_AFTER)

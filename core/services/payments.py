@@ -496,14 +496,10 @@ class PaymentService:
     def _pick(self, order: Order, payment_id: str | None, capability: str) -> Payment:
         if payment_id is not None:
             return order.payment(payment_id)
-        wanted = {"capture": ("authorized", "partially_captured", "awaiting_payment"),
-                  "refund": ("captured", "partially_captured", "partially_refunded"),
-                  "void": ("authorized", "partially_captured", "awaiting_payment",
-                           "awaiting_confirmation", "pending")}[capability]
-        for status in wanted:
-            for p in order.payments:
-                if p.status == status:
-                    return p
+        ranked = [(rank, index, p) for index, p in enumerate(order.payments)
+                  if (rank := self.rt.lifecycle.payment_preference(p, capability)) is not None]
+        if ranked:
+            return min(ranked, key=lambda entry: entry[:2])[2]
         machine = self.rt.machines["payment"]
         for p in order.payments:
             if capability == "capture" and machine.allows(p.status, "authorize"):
