@@ -1,11 +1,11 @@
 """``ordnung demo``: one order's whole life, printed as a human reads it.
 
-The demo builds a small shop on the embedded SQLite database, loads the demo
-shop's plugins through the ``ordnung`` entry-point group (exactly as a third
-party's plugins are found), and walks one order from placement to a refunded
-return: place with the sandbox gateway, capture, ship (pick, pack with scans,
-the carrier creates the tracking number), deliver, return one unit with
-restock, refund. Then it prints the order, how it was priced, its timeline and
+The demo seeds a small shop (``demo_flow_catalogue`` of ``ordnung.testing.catalogue``) on
+the embedded SQLite database, loads the demo shop's plugins through the ``ordnung``
+entry-point group (exactly as a third party's plugins are found), and walks one order
+from placement to a refunded return: place with the sandbox gateway, capture, ship
+(pick, pack with scans, the carrier creates the tracking number), deliver, return one
+unit with restock, refund. Then it prints the order, how it was priced, its timeline and
 the stock levels.
 """
 
@@ -16,25 +16,21 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ordnung.api.seed import demo_plugins
+from ordnung.api.seed import DEMO_PLUGIN_SETTINGS, demo_plugins
 from ordnung.core import (
-    Address,
     CartLine,
-    Channel,
     Engine,
     EngineConfig,
-    Location,
     Money,
     PaymentInput,
     PlaceOrder,
-    Product,
     ReturnLineInput,
-    Variant,
 )
 from ordnung.core.config import env_json_object
 from ordnung.core.domain.events import Event
 from ordnung.core.domain.inventory import StockLevel
 from ordnung.core.domain.orders import Order
+from ordnung.testing.catalogue import SHOPPER, demo_flow_catalogue, seed_catalogue
 
 ENV_PLUGIN_SETTINGS = "ORDNUNG_PLUGIN_SETTINGS"
 
@@ -44,28 +40,8 @@ LOCALE = "en"
 DEFAULT_DEMO_URL = "sqlite:///ordnung-demo.db"
 DEFAULT_DEMO_FILE = "ordnung-demo.db"
 
-#: the free gift: a tote bag for orders from EUR 50.00
-GIFT_SKU = "GIFT-TOTE"
-GIFT_THRESHOLD = 5_000
-
-SHOPPER = Address(name="Erika Mustermann", line1="Heidestraße 17", city="Köln",
-                  postal_code="51147", country="DE", email="erika@example.com")
-
-PRODUCTS = [
-    Product(id="shirt", name="T-shirt", variants=[
-        Variant(sku="SHIRT-M", product_id="shirt", name="T-shirt M", barcode="4006381333931",
-                prices={"EUR": 2500}, weight_grams=200)]),
-    Product(id="mug", name="Mug", variants=[
-        Variant(sku="MUG", product_id="mug", name="Mug", barcode="4006381333948",
-                prices={"EUR": 1200}, weight_grams=350, tax_class="reduced")]),
-    Product(id="poster", name="Poster", variants=[
-        Variant(sku="POSTER", product_id="poster", name="Poster", prices={"EUR": 4000},
-                weight_grams=100)]),
-    Product(id="tote", name="Tote bag", variants=[
-        Variant(sku=GIFT_SKU, product_id="tote", name="Tote bag", prices={"EUR": 0},
-                weight_grams=80, given_only=True)]),
-]
-STOCK = {"SHIRT-M": 100, "MUG": 40, "POSTER": 15, GIFT_SKU: 10}
+#: the shop the order goes through (``ordnung.testing.catalogue``)
+SHOP = demo_flow_catalogue()
 
 #: who does what in the demo (the timeline's "actor" column)
 CUSTOMER = "customer:erika@example.com"
@@ -79,22 +55,9 @@ def demo_config(database_url: str) -> EngineConfig:
     if ``ORDNUNG_PLUGIN_SETTINGS`` configures a mail server for it), a free-gift tier."""
     settings = env_json_object(ENV_PLUGIN_SETTINGS, os.environ.get(ENV_PLUGIN_SETTINGS) or "{}")
     settings = {name: value for name, value in settings.items() if name == "email"}
-    settings["free_gift"] = {"tiers": [{"threshold": GIFT_THRESHOLD, "currency": "EUR",
-                                        "sku": GIFT_SKU, "name": "tote bag"}]}
+    settings.update(DEMO_PLUGIN_SETTINGS)
     return EngineConfig(database_url=database_url, plugins=demo_plugins(settings),
                         plugin_settings=settings, load_entry_points=True)
-
-
-async def seed(engine: Engine) -> None:
-    """Two sales channels, one warehouse, three products and a gift, with stock."""
-    await engine.channels.upsert(Channel(id="web", name="Web shop", kind="web"))
-    await engine.channels.upsert(Channel(id="etsy", name="Etsy", kind="marketplace"))
-    await engine.inventory.upsert_location(Location(id="wh1", name="Main warehouse"))
-    for product in PRODUCTS:
-        await engine.catalog.upsert_product(product)
-    for sku, quantity in STOCK.items():
-        await engine.inventory.adjust(sku, "wh1", quantity, kind="receive",
-                                      reason="opening stock", actor=STAFF)
 
 
 async def run_order(engine: Engine) -> Order:
@@ -224,10 +187,10 @@ async def run_demo(database_url: str, echo: Callable[[str], None] = print) -> Or
         echo(f"ordnung demo — database {engine.db.kind}, plugins loaded through entry "
              f"points: {', '.join(engine.host.names())}")
         echo("")
-        await seed(engine)
+        await seed_catalogue(engine, SHOP)
         order = await run_order(engine)
         timeline = await engine.orders.timeline(order.id)
-        levels = await engine.inventory.levels([p.variants[0].sku for p in PRODUCTS])
+        levels = await engine.inventory.levels(SHOP.skus())
         sections = [format_order(order), format_timeline(timeline, order.currency),
                     format_stock(levels), format_channels(engine)]
         for section in sections:

@@ -23,7 +23,7 @@ import msgspec
 from litestar import Litestar
 
 from ordnung.api.rate_limits import WriteLimits
-from ordnung.api.seed import demo_plugins
+from ordnung.api.seed import DEMO_PLUGIN_SETTINGS, demo_plugins
 from ordnung.api.settings import HttpSettings
 from ordnung.core.config import env_json_object
 from ordnung.core.domain.access import ADMIN_SCOPES
@@ -42,11 +42,6 @@ MIN_ADMIN_KEY = 16
 ENV_LOG_LEVEL = "ORDNUNG_LOG_LEVEL"
 ENV_LOG_JSON = "ORDNUNG_LOG_JSON"
 ENV_SHUTDOWN_GRACE = "ORDNUNG_SHUTDOWN_GRACE_SECONDS"
-
-#: the demo's loyalty rule: a tote bag from EUR 50.00
-DEMO_PLUGIN_SETTINGS: dict[str, dict[str, Any]] = {"free_gift": {"tiers": [
-    {"threshold": 5000, "currency": "EUR", "sku": "GIFT-TOTE", "name": "tote bag"}]}}
-
 
 
 class DemoKeys(msgspec.Struct, frozen=True, kw_only=True):

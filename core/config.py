@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import msgspec
@@ -108,6 +109,45 @@ WEBHOOK_NUMBERS = ("webhooks_timeout_s", "webhooks_retry_for_s", "webhooks_backo
                    "webhooks_backoff_max_s", "webhooks_disable_after_s",
                    "webhooks_rotation_grace_s", "webhooks_interval_s",
                    "broker_backoff_base_s", "broker_backoff_max_s")
+
+def _text(variable: str, raw: str) -> str:
+    return raw
+
+
+def _names(variable: str, raw: str) -> list[str]:
+    """A comma list, blanks dropped (``ORDNUNG_PLUGINS=sandbox, manual,``)."""
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def _networks(variable: str, raw: str) -> list[str]:
+    return check_networks(variable, _names(variable, raw))
+
+
+def _account(variable: str, raw: str) -> int | str:
+    return env_account_setting(variable.removeprefix("ORDNUNG_").lower(), raw)
+
+
+#: how ``EngineConfig.from_env`` reads each field from ``ORDNUNG_<FIELD>`` (a reader gets
+#: the variable's name, for its error, and its text), in the order they are read
+ENV_READERS: tuple[tuple[str, Callable[[str, str], Any]], ...] = (
+    ("database_url", _text),
+    ("plugins", _names),
+    ("plugin_settings", env_json_object),
+    ("idempotency_lease_seconds", env_number),
+    ("reconcile_grace_s", env_number),
+    ("reconcile_interval_s", env_number),
+    *((name, env_number) for name in DB_TIME_SETTINGS),
+    *((name, env_number) for name in WEBHOOK_NUMBERS),
+    ("webhooks_allow_private", env_bool),
+    ("require_tax", env_bool),
+    *((name, _account) for name in ACCOUNT_SETTINGS),
+    ("trusted_proxies", _networks),
+)
+
+
+def env_variable(field: str) -> str:
+    return f"ORDNUNG_{field.upper()}"
+
 
 #: a count of seconds or characters that must be above zero
 Positive = Annotated[int, msgspec.Meta(gt=0)]
@@ -219,45 +259,13 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         ``ORDNUNG_RECONCILE_INTERVAL_S``, ``ORDNUNG_TRUSTED_PROXIES`` (comma list), the
         database timeouts (``ORDNUNG_DB_CONNECT_TIMEOUT_S`` ...; see ``DB_TIME_SETTINGS``),
         the account settings (``ORDNUNG_ACCESS_TOKEN_TTL`` ...; see ``ACCOUNT_SETTINGS``)
-        and the input limits (``ORDNUNG_MAX_*``; see ``ordnung.core.limits``)."""
-        values: dict[str, Any] = {}
+        the webhook and broker timings (see ``WEBHOOK_NUMBERS``) and the input limits
+        (``ORDNUNG_MAX_*``; see ``ordnung.core.limits``): ``ENV_READERS`` lists them. An
+        empty variable counts as unset."""
         env = os.environ
-        if env.get("ORDNUNG_DATABASE_URL"):
-            values["database_url"] = env["ORDNUNG_DATABASE_URL"]
-        if env.get("ORDNUNG_PLUGINS"):
-            values["plugins"] = [p.strip() for p in env["ORDNUNG_PLUGINS"].split(",")
-                                 if p.strip()]
-        if env.get("ORDNUNG_PLUGIN_SETTINGS"):
-            values["plugin_settings"] = env_json_object("ORDNUNG_PLUGIN_SETTINGS",
-                                                        env["ORDNUNG_PLUGIN_SETTINGS"])
-        if env.get("ORDNUNG_IDEMPOTENCY_LEASE_SECONDS"):
-            values["idempotency_lease_seconds"] = env_number(
-                "ORDNUNG_IDEMPOTENCY_LEASE_SECONDS", env["ORDNUNG_IDEMPOTENCY_LEASE_SECONDS"])
-        for name in ("reconcile_grace_s", "reconcile_interval_s"):
-            variable = f"ORDNUNG_{name.upper()}"
-            if env.get(variable):
-                values[name] = env_number(variable, env[variable])
-        for name in DB_TIME_SETTINGS:
-            raw = env.get(f"ORDNUNG_{name.upper()}")
-            if raw:
-                values[name] = env_number(f"ORDNUNG_{name.upper()}", raw)
-        for name in WEBHOOK_NUMBERS:
-            raw = env.get(f"ORDNUNG_{name.upper()}")
-            if raw:
-                values[name] = env_number(f"ORDNUNG_{name.upper()}", raw)
-        if env.get("ORDNUNG_WEBHOOKS_ALLOW_PRIVATE"):
-            values["webhooks_allow_private"] = env_bool("ORDNUNG_WEBHOOKS_ALLOW_PRIVATE",
-                                                        env["ORDNUNG_WEBHOOKS_ALLOW_PRIVATE"])
-        if env.get("ORDNUNG_REQUIRE_TAX"):
-            values["require_tax"] = env_bool("ORDNUNG_REQUIRE_TAX", env["ORDNUNG_REQUIRE_TAX"])
-        for name in ACCOUNT_SETTINGS:
-            raw = env.get(f"ORDNUNG_{name.upper()}")
-            if raw:
-                values[name] = env_account_setting(name, raw)
-        if env.get("ORDNUNG_TRUSTED_PROXIES"):
-            values["trusted_proxies"] = check_networks(
-                "ORDNUNG_TRUSTED_PROXIES",
-                [p.strip() for p in env["ORDNUNG_TRUSTED_PROXIES"].split(",") if p.strip()])
+        values: dict[str, Any] = {
+            name: read(env_variable(name), raw) for name, read in ENV_READERS
+            if (raw := env.get(env_variable(name)))}
         values["limits"] = InputLimits.from_env()
         values.update(overrides)
         try:

@@ -7,6 +7,8 @@ time, so even a bug here cannot commit an impossible order.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+
 from ordnung.core.domain.orders import Order
 from ordnung.core.errors import InvariantViolation
 
@@ -22,23 +24,31 @@ def payment_secured(order: Order) -> bool:
     return sum(p.authorized for p in live) >= order.totals.total
 
 
-def check_order(order: Order) -> None:
-    problems: list[str] = []
-    t = order.totals
+def _payment_amounts(order: Order) -> Iterator[str]:
+    """Each payment refunds at most what it captured and captures at most what it holds."""
     for p in order.payments:
         if not 0 <= p.refunded <= p.captured <= p.authorized:
-            problems.append(f"payment {p.id}: refunded {p.refunded} <= captured {p.captured} "
-                            f"<= authorized {p.authorized} does not hold")
+            yield (f"payment {p.id}: refunded {p.refunded} <= captured {p.captured} "
+                   f"<= authorized {p.authorized} does not hold")
         if p.awaiting and (p.authorized or p.captured):
-            problems.append(f"payment {p.id} is {p.status}: it holds no money until it is "
-                            "confirmed")
+            yield f"payment {p.id} is {p.status}: it holds no money until it is confirmed"
+
+
+def _payment_totals(order: Order) -> Iterator[str]:
+    """The order's payment figures are the sums over its payments, within its total."""
+    t = order.totals
     authorized = sum(p.authorized for p in order.payments)
     captured = sum(p.captured for p in order.payments)
     refunded = sum(p.refunded for p in order.payments)
     if authorized > t.total:
-        problems.append(f"authorized {authorized} exceeds total {t.total}")
+        yield f"authorized {authorized} exceeds total {t.total}"
     if not (t.authorized == authorized and t.paid == captured and t.refunded == refunded):
-        problems.append("payment totals disagree with the payments")
+        yield "payment totals disagree with the payments"
+
+
+def _price_totals(order: Order) -> Iterator[str]:
+    """The totals are lines + adjustments + shipping (+ tax), never below zero."""
+    t = order.totals
     subtotal = sum(line.line_total for line in order.lines)
     discounts = sum(a.amount for a in order.adjustments)
     shipping = order.shipping.price if order.shipping else 0
@@ -46,19 +56,28 @@ def check_order(order: Order) -> None:
     expected_total = subtotal + discounts + shipping + (0 if order.prices_include_tax else tax)
     if (t.subtotal, t.discounts, t.shipping, t.tax, t.total) != (
             subtotal, discounts, shipping, tax, expected_total):
-        problems.append("totals are not lines + adjustments + shipping + tax")
+        yield "totals are not lines + adjustments + shipping + tax"
     if sum(line.discount for line in order.lines) != discounts:
-        problems.append("line discounts do not add up to the adjustments")
+        yield "line discounts do not add up to the adjustments"
     if t.total < 0:
-        problems.append("total below zero")
+        yield "total below zero"
+
+
+def _line_quantities(order: Order) -> Iterator[str]:
+    """A line ships at most what is still ordered, returns at most what shipped, and
+    reserves at most what is still ordered."""
     for line in order.lines:
         if not 0 <= line.shipped <= line.quantity - line.cancelled:
-            problems.append(f"line {line.id}: shipped {line.shipped} exceeds ordered "
-                            f"{line.quantity} - cancelled {line.cancelled}")
+            yield (f"line {line.id}: shipped {line.shipped} exceeds ordered "
+                   f"{line.quantity} - cancelled {line.cancelled}")
         if not 0 <= line.returned <= line.shipped:
-            problems.append(f"line {line.id}: returned {line.returned} exceeds shipped")
+            yield f"line {line.id}: returned {line.returned} exceeds shipped"
         if sum(a.quantity for a in line.allocations) > line.quantity - line.cancelled:
-            problems.append(f"line {line.id}: more reserved than ordered")
+            yield f"line {line.id}: more reserved than ordered"
+
+
+def _shipment_quantities(order: Order) -> Iterator[str]:
+    """The shipments that are not cancelled hold at most what each line still orders."""
     in_shipments: dict[str, int] = {}
     for shipment in order.shipments:
         if shipment.status == "cancelled":
@@ -67,7 +86,17 @@ def check_order(order: Order) -> None:
             in_shipments[sl.line_id] = in_shipments.get(sl.line_id, 0) + sl.quantity
     for line in order.lines:
         if in_shipments.get(line.id, 0) > line.quantity - line.cancelled:
-            problems.append(f"line {line.id}: shipments hold more than ordered")
+            yield f"line {line.id}: shipments hold more than ordered"
+
+
+#: the checks ``check_order`` runs, in the order their problems are reported
+ORDER_CHECKS: tuple[Callable[[Order], Iterable[str]], ...] = (
+    _payment_amounts, _payment_totals, _price_totals, _line_quantities, _shipment_quantities)
+
+
+def check_order(order: Order) -> None:
+    """Raise ``InvariantViolation`` naming every problem any of ``ORDER_CHECKS`` finds."""
+    problems = [problem for check in ORDER_CHECKS for problem in check(order)]
     if problems:
         raise InvariantViolation("; ".join(problems), order_id=order.id, problems=problems)
 

@@ -25,14 +25,11 @@ from typing import Any, TypeVar
 from ordnung.core import (
     Address,
     CartLine,
-    Channel,
     Engine,
     EngineConfig,
-    Location,
     PaymentInput,
     PlaceOrder,
     Product,
-    Variant,
     hookimpl,
 )
 from ordnung.core.contexts import PricingContext
@@ -41,6 +38,14 @@ from ordnung.core.domain.common import utcnow
 from ordnung.core.domain.orders import Order
 from ordnung.core.domain.payments import GatewayResult, PaymentMethod, PaymentRequest
 from ordnung.core.domain.pricing import GiftLine, LineTax, ShippingQuote, TaxAnswer
+from ordnung.testing.catalogue import (
+    KIT_CHANNEL,
+    KIT_PRODUCTS,
+    KIT_STOCK,
+    SHOPPER,
+    kit_catalogue,
+    seed_catalogue,
+)
 
 T = TypeVar("T")
 
@@ -53,34 +58,8 @@ KIT_SHIPPING_PRICE = 500
 KIT_TAX_RATE = "0.1"
 HELPERS = ("payment", "carrier", "tax")
 
-KIT_ADDRESS = Address(name="Erika Mustermann", line1="Heidestraße 17", city="Berlin",
-                      postal_code="51147", country="DE", email="erika@example.com")
-KIT_EMAIL = "erika@example.com"
-
-
-def _variant(sku: str, name: str, eur: int, usd: int, gbp: int, grams: int,
-             tax_class: str = "standard", barcode: str = "",
-             given_only: bool = False) -> Variant:
-    return Variant(sku=sku, product_id=sku.lower(), name=name, barcode=barcode,
-                   prices={"EUR": eur, "USD": usd, "GBP": gbp, "CHF": eur},
-                   weight_grams=grams, tax_class=tax_class, given_only=given_only)
-
-
-#: the kit catalogue (prices in minor units)
-KIT_PRODUCTS: tuple[Product, ...] = tuple(
-    Product(id=v.product_id, name=v.name, variants=[v]) for v in (
-        _variant("KIT-SHIRT", "T-shirt", 2500, 2900, 2200, 200, barcode="4006381333931"),
-        _variant("KIT-MUG", "Mug", 1200, 1400, 1000, 350, tax_class="reduced"),
-        _variant("KIT-POSTER", "Poster", 4000, 4500, 3500, 100),
-        _variant("KIT-HEAVY", "Cast-iron pan", 9900, 10900, 8900, 12_000),
-        # never sold on its own: a loyalty plugin gives it (free_gift tiers, KitGift)
-        _variant("KIT-GIFT", "Tote bag (gift)", 0, 0, 0, 80, given_only=True),
-    ))
-#: stock in the kit's one warehouse ``kit-wh``
-KIT_STOCK: Mapping[str, int] = {"KIT-SHIRT": 1000, "KIT-MUG": 1000, "KIT-POSTER": 1000,
-                                "KIT-HEAVY": 100, "KIT-GIFT": 100}
-KIT_LOCATION = "kit-wh"
-KIT_CHANNEL = "web"
+KIT_ADDRESS = SHOPPER
+KIT_EMAIL = SHOPPER.email
 
 
 # --------------------------------------------------------------------------- helper plugins
@@ -182,17 +161,8 @@ class Shop:
 
     async def seed(self, products: Iterable[Product] = KIT_PRODUCTS,
                    stock: Mapping[str, int] = KIT_STOCK) -> None:
-        engine = self.engine
-        await engine.channels.upsert(Channel(id=KIT_CHANNEL, name="Kit web shop", kind="web",
-                                             currency=self.currency,
-                                             currencies=["EUR", "USD", "GBP", "CHF"]))
-        await engine.inventory.upsert_location(Location(id=KIT_LOCATION, name="Kit warehouse"))
-        for product in products:
-            await engine.catalog.upsert_product(product)
-        for sku, quantity in stock.items():
-            if quantity:
-                await engine.inventory.adjust(sku, KIT_LOCATION, quantity, kind="receive",
-                                              reason="kit stock")
+        await seed_catalogue(self.engine, kit_catalogue(currency=self.currency,
+                                                        products=products, stock=stock))
 
     def request(self, *lines: tuple[str, int], codes: Sequence[str] = (),
                 customer_id: str | None = None, email: str = KIT_EMAIL,

@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from ordnung.core import Engine, EngineConfig
+from ordnung.testing.shop import reset_database
 from tests.databases import fresh_pg_database
 from tests.support import builtin_plugins, seed_shop
 
@@ -40,24 +40,12 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
-async def _reset_pg(url: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        tables = [r["tablename"] for r in await conn.fetch(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-            "AND tablename <> 'migration'")]
-        if tables:
-            await conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE")
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
 def database_url(tmp_path: Path, request: pytest.FixtureRequest) -> str:
     """A clean database for one test."""
     if TEST_DB == "postgres":
         url: str = request.getfixturevalue("pg_url")
-        asyncio.run(_reset_pg(url))
+        asyncio.run(reset_database(url))
         return url
     return f"sqlite:///{tmp_path / 'ordnung.db'}"
 

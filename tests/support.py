@@ -1,20 +1,10 @@
-"""Shared test helpers: the built-in plugins and a small seeded shop."""
+"""Shared test helpers: the built-in plugins and the test shop of ``ordnung.testing.catalogue``."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ordnung.core import (
-    Address,
-    CartLine,
-    Channel,
-    Engine,
-    Location,
-    PaymentInput,
-    PlaceOrder,
-    Product,
-    Variant,
-)
+from ordnung.core import CartLine, Engine, PaymentInput, PlaceOrder
 from ordnung.core.domain.orders import Order
 from ordnung.plugins.carriers.flat_rate import FlatRate
 from ordnung.plugins.channels.channel_log import ChannelLog
@@ -22,17 +12,22 @@ from ordnung.plugins.loyalty.free_gift import FreeGift
 from ordnung.plugins.payments.manual import ManualPayments
 from ordnung.plugins.payments.sandbox import SandboxGateway
 from ordnung.plugins.tax.table_tax import TableTax
+from ordnung.testing.catalogue import (
+    SHOPPER,
+    SUITE_GIFT_THRESHOLD,
+    gift_settings,
+    seed_catalogue,
+    suite_catalogue,
+)
 
-GIFT_THRESHOLD = 10_000  # EUR 100.00
+GIFT_THRESHOLD = SUITE_GIFT_THRESHOLD  # EUR 100.00
 
-BERLIN = Address(name="Erika Mustermann", line1="Heidestraße 17", city="Berlin",
-                 postal_code="51147", country="DE", email="erika@example.com")
+BERLIN = SHOPPER
 
 
 def builtin_plugins(settings: dict[str, dict[str, Any]] | None = None) -> list[Any]:
     settings = settings or {}
-    gift = settings.get("free_gift", {"tiers": [
-        {"threshold": GIFT_THRESHOLD, "currency": "EUR", "sku": "GIFT-TOTE", "name": "tote bag"}]})
+    gift = settings.get("free_gift", gift_settings(GIFT_THRESHOLD))
     return [
         (SandboxGateway, "sandbox", settings.get("sandbox", {})),
         (ManualPayments, "manual", settings.get("manual", {})),
@@ -44,33 +39,9 @@ def builtin_plugins(settings: dict[str, dict[str, Any]] | None = None) -> list[A
 
 
 async def seed_shop(engine: Engine, *, shirts: int = 500) -> None:
-    """Channels web/etsy/ebay/pos, two warehouses, a few products with stock."""
-    for cid, name in (("web", "Web shop"), ("etsy", "Etsy"), ("ebay", "eBay"), ("pos", "POS")):
-        await engine.channels.upsert(Channel(id=cid, name=name, kind=cid,
-                                             currencies=["EUR", "USD"]))
-    await engine.inventory.upsert_location(Location(id="wh1", name="Main warehouse", priority=10))
-    await engine.inventory.upsert_location(Location(id="wh2", name="Overflow", priority=20))
-    products = [
-        Product(id="shirt", name="T-shirt", variants=[
-            Variant(sku="SHIRT-M", product_id="shirt", name="T-shirt M", barcode="4006381333931",
-                    prices={"EUR": 2500, "USD": 2900}, weight_grams=200)]),
-        Product(id="mug", name="Mug", variants=[
-            Variant(sku="MUG", product_id="mug", name="Mug", barcode="4006381333948",
-                    prices={"EUR": 1200}, weight_grams=350, tax_class="reduced")]),
-        Product(id="poster", name="Poster", variants=[
-            Variant(sku="POSTER", product_id="poster", name="Poster", prices={"EUR": 4000},
-                    weight_grams=100)]),
-        Product(id="tote", name="Tote bag", variants=[
-            Variant(sku="GIFT-TOTE", product_id="tote", name="Tote bag", prices={"EUR": 0},
-                    weight_grams=80, given_only=True)]),
-    ]
-    for product in products:
-        await engine.catalog.upsert_product(product)
-    await engine.inventory.adjust("SHIRT-M", "wh1", shirts, kind="receive")
-    await engine.inventory.adjust("MUG", "wh1", 50, kind="receive")
-    await engine.inventory.adjust("MUG", "wh2", 50, kind="receive")
-    await engine.inventory.adjust("POSTER", "wh1", 20, kind="receive")
-    await engine.inventory.adjust("GIFT-TOTE", "wh1", 10, kind="receive")
+    """The test suite's shop (``suite_catalogue``): channels web/etsy/ebay/pos, warehouses
+    wh1 and wh2, SHIRT-M (``shirts`` in stock), MUG, POSTER and the GIFT-TOTE."""
+    await seed_catalogue(engine, suite_catalogue(shirts=shirts))
 
 
 def order_request(*lines: tuple[str, int], token: str | None = "tok_success",

@@ -65,7 +65,8 @@ from ordnung.core.lifecycle import CORE_MACHINES
 from ordnung.plugins.carriers.flat_rate import FlatRate
 from ordnung.plugins.channels.channel_log import ChannelLog
 from ordnung.plugins.payments.sandbox import SandboxGateway
-from tests.conftest import TEST_DB, _reset_pg
+from ordnung.testing.shop import reset_database
+from tests.conftest import TEST_DB
 from tests.support import GIFT_THRESHOLD, builtin_plugins, order_request, seed_shop, ship_all
 
 T = TypeVar("T")
@@ -989,7 +990,7 @@ STATEFUL_SETTINGS = settings(
 async def start_engine(url: str, plugins: list[Any], *, seed: bool) -> Engine:
     """Start an engine as conftest's make_engine does; empty (PostgreSQL) and seed first."""
     if seed and TEST_DB == "postgres":
-        await _reset_pg(url)
+        await reset_database(url)
     engine = Engine(EngineConfig(database_url=url, load_entry_points=False), plugins=plugins)
     await engine.start()
     try:
