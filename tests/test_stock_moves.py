@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ordnung.core import Engine
+from ordnung.core.errors import OutOfStock
 from tests.support import order_request
 
 
@@ -18,4 +21,25 @@ async def test_orders_and_inventory_move_stock_through_the_ledger(engine: Engine
     assert all(m.reason.startswith("order ") for m in moves if m.kind == "reserve")
     counted = [m for m in await engine.inventory.movements(sku="POSTER") if m.kind == "count"]
     assert [(m.on_hand_delta, m.order_id) for m in counted] == [(-3, None)]
+    assert await engine.inventory.ledger_discrepancies() == []
+
+
+async def test_a_placement_reserves_all_its_lines_or_none(engine: Engine) -> None:
+    before = await engine.inventory.levels()
+    with pytest.raises(OutOfStock) as caught:
+        await engine.orders.place(order_request(("MUG", 2), ("POSTER", 21), ("SHIRT-M", 1)))
+    assert [(s["sku"], s["requested"], s["available"]) for s in caught.value.shortages] == [
+        ("POSTER", 21, 20)]
+    assert await engine.inventory.levels() == before
+    assert await engine.inventory.ledger_discrepancies() == []
+
+
+async def test_a_line_that_fits_no_single_location_is_spread_over_them(engine: Engine) -> None:
+    """MUG has 50 units at wh1 and 50 at wh2: 60 cannot come from one level."""
+    order = await engine.orders.place(order_request(("MUG", 60), ("POSTER", 1)))
+    allocations = {ln.sku: sorted((a.location_id, a.quantity) for a in ln.allocations)
+                   for ln in order.lines}
+    assert allocations == {"MUG": [("wh1", 50), ("wh2", 10)], "POSTER": [("wh1", 1)],
+                           "GIFT-TOTE": [("wh1", 1)]}  # the order earned the free gift
+    assert await engine.inventory.available(["MUG", "POSTER"]) == {"MUG": 40, "POSTER": 19}
     assert await engine.inventory.ledger_discrepancies() == []
