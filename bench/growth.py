@@ -92,13 +92,14 @@ EXPLAINED = {
     "fulfilment_queue_after": (
         "SELECT data FROM (" + " UNION ALL ".join(
             f"SELECT * FROM (SELECT data, priority, id FROM orders WHERE status = '{state}' "
-            + (f"AND priority = (SELECT priority FROM orders WHERE id = ?) AND id > ? "
-               f"ORDER BY id LIMIT 100) AS same{n}" if same else
+            + ("AND priority >= (SELECT priority FROM orders WHERE id = ?) "
+               "AND priority <= (SELECT priority FROM orders WHERE id = ?) AND id > ? "
+               f"ORDER BY priority DESC, id LIMIT 100) AS same{n}" if same else
                f"AND priority < (SELECT priority FROM orders WHERE id = ?) "
                f"ORDER BY priority DESC, id LIMIT 100) AS lower{n}")
             for n, state in enumerate(("processing", "partially_fulfilled"))
             for same in (True, False))
-        + ") AS queue ORDER BY priority DESC, id LIMIT 100", ("orders",) * 6),
+        + ") AS queue ORDER BY priority DESC, id LIMIT 100", ("orders",) * 8),
     "timeline": ("SELECT data FROM events WHERE order_id = ? ORDER BY seq, id", ("orders",)),
     "availability": ("SELECT s.sku, SUM(s.on_hand - s.reserved) AS available FROM "
                      "stock_levels s JOIN locations l ON l.id = s.location_id WHERE l.active "

@@ -60,9 +60,13 @@ _PRIORITY = "SELECT priority FROM orders WHERE id = {}"
 #: cursor however deep the page (a keyset on two directions in one range could not).
 _QUEUE_FIRST = ("SELECT data, priority, id FROM orders WHERE status = {} "
                 "ORDER BY priority DESC, id LIMIT {}")
+#: the cursor's priority is bounded on both sides rather than equated: an equality would
+#: let PostgreSQL's generic plan walk the primary key from the cursor (ordered by id too)
+#: and filter, instead of the queue index
 _QUEUE_SAME = ("SELECT data, priority, id FROM orders WHERE status = {} "
-               "AND priority = (SELECT priority FROM orders WHERE id = {}) AND id > {} "
-               "ORDER BY id LIMIT {}")
+               "AND priority >= (SELECT priority FROM orders WHERE id = {}) "
+               "AND priority <= (SELECT priority FROM orders WHERE id = {}) AND id > {} "
+               "ORDER BY priority DESC, id LIMIT {}")
 _QUEUE_LOWER = ("SELECT data, priority, id FROM orders WHERE status = {} "
                 "AND priority < (SELECT priority FROM orders WHERE id = {}) "
                 "ORDER BY priority DESC, id LIMIT {}")
@@ -176,7 +180,7 @@ class OrderStore:
                 args += [state, limit]
             else:
                 parts += [_QUEUE_SAME, _QUEUE_LOWER]
-                args += [state, after, after, limit, state, after, limit]
+                args += [state, after, after, after, limit, state, after, limit]
         sql = _QUEUE.format(parts=" UNION ALL ".join(
             _QUEUE_PART.format(part, n) for n, part in enumerate(parts)))
         rows = await self.db.run(sql, *args, limit)
