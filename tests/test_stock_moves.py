@@ -6,6 +6,7 @@ import pytest
 
 from ordnung.core import Engine
 from ordnung.core.errors import OutOfStock
+from ordnung.core.persistence.stock import Want
 from tests.support import order_request
 
 
@@ -43,3 +44,22 @@ async def test_a_line_that_fits_no_single_location_is_spread_over_them(engine: E
                            "GIFT-TOTE": [("wh1", 1)]}  # the order earned the free gift
     assert await engine.inventory.available(["MUG", "POSTER"]) == {"MUG": 40, "POSTER": 19}
     assert await engine.inventory.ledger_discrepancies() == []
+
+
+async def test_reserving_costs_one_statement_and_a_miss_is_not_tried_twice(
+        engine: Engine) -> None:
+    """One statement for every line that fits; a SKU's only line that it missed goes
+    straight to the spread over the levels (read the levels, take the 19 there, read
+    them again, give the 19 back, read what is available), not to the same attempt
+    again."""
+    stock = engine.runtime.stock
+    async with engine.db.transaction():
+        before = engine.db.statements
+        outcome = await stock.reserve([Want("a", "MUG", 2), Want("b", "POSTER", 1),
+                                       Want("c", "GIFT-TOTE", 1, optional=True)])
+        assert engine.db.statements - before == 1
+        assert not outcome.shortages and not outcome.skipped
+        before = engine.db.statements
+        outcome = await stock.reserve([Want("d", "POSTER", 20)])
+        assert engine.db.statements - before == 1 + 5
+        assert outcome.shortages == [{"sku": "POSTER", "requested": 20, "available": 19}]

@@ -160,8 +160,10 @@ class StockStore:
             raise InvalidInput("quantity must be positive", field="quantity")
         outcome = ReserveOutcome(allocations={}, skipped=[], shortages=[])
         totals: dict[str, int] = {}
+        lines: dict[str, int] = {}
         for want in wants:
             totals[want.sku] = totals.get(want.sku, 0) + want.quantity
+            lines[want.sku] = lines.get(want.sku, 0) + 1
         reserved = await self._reserve_all(totals) if totals else {}
         unknown: set[str] = set()  # SKUs reserved by a split: availability not returned
         for want in sorted(wants, key=lambda w: (w.sku, w.optional, w.key)):
@@ -171,7 +173,9 @@ class StockStore:
                                                             quantity=want.quantity)]
                 outcome.available[want.sku] = int(row["available"])
             else:
-                await self._reserve_one(want, outcome, unknown)
+                # a SKU's only want was just tried whole at its first level with room
+                await self._reserve_one(want, outcome, unknown,
+                                        tried_whole=lines[want.sku] == 1)
         return outcome
 
     async def _reserve_all(self, totals: dict[str, int]) -> dict[str, dict[str, Any]]:
@@ -189,12 +193,12 @@ class StockStore:
         rows = await self.db.fetch(sql, *[v for sku in skus for v in (sku, totals[sku])])
         return {row["sku"]: row for row in rows}
 
-    async def _reserve_one(self, want: Want, outcome: ReserveOutcome,
-                           unknown: set[str]) -> None:
-        """Reserve one want on its own: at its first level with room, else spread over
-        the levels in priority order."""
-        rows = await self.db.fetch(_FAST_RESERVE, want.quantity, want.sku, want.quantity,
-                                   want.quantity)
+    async def _reserve_one(self, want: Want, outcome: ReserveOutcome, unknown: set[str],
+                           *, tried_whole: bool) -> None:
+        """Reserve one want on its own: at its first level with room (unless that was just
+        tried), else spread over the levels in priority order."""
+        rows = [] if tried_whole else await self.db.fetch(
+            _FAST_RESERVE, want.quantity, want.sku, want.quantity, want.quantity)
         if rows:
             outcome.allocations[want.key] = [Allocation(location_id=rows[0]["location_id"],
                                                         quantity=want.quantity)]
