@@ -62,8 +62,9 @@ RETURNING location_id, on_hand - reserved + (
 #: the row is written is missing from the answer (``_reserve_one`` then tries it alone).
 #: ``{values}`` is one ``_BULK_VALUE`` per SKU. On PostgreSQL ``{lock}`` first locks every
 #: level of the wanted SKUs in (SKU, location) order, the order every other stock change
-#: keeps: the statement cannot deadlock with another, and the fallback of a missed SKU
-#: only touches rows this transaction already holds.
+#: keeps (by code point, as Python sorts, whatever the database's collation): the
+#: statement cannot deadlock with another, and the fallback of a missed SKU only touches
+#: rows this transaction already holds.
 _BULK_RESERVE = """
 WITH wanted (sku, qty) AS (VALUES {values}),
 pick AS {materialized} (
@@ -87,8 +88,8 @@ RETURNING stock_levels.sku, stock_levels.location_id,
 """
 _BULK_VALUE = "(CAST({} AS VARCHAR(64)), CAST({} AS BIGINT))"
 _BULK_LOCK = (",\nlocked AS MATERIALIZED (SELECT s.id FROM stock_levels s "
-              "WHERE s.sku IN (SELECT sku FROM wanted) ORDER BY s.sku, s.location_id "
-              "FOR UPDATE)")
+              "WHERE s.sku IN (SELECT sku FROM wanted) "
+              'ORDER BY s.sku COLLATE "C", s.location_id COLLATE "C" FOR UPDATE)')
 _BULK_LOCKED = " AND stock_levels.id IN (SELECT id FROM locked)"
 
 _GUARDED_RESERVE = """
