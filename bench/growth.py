@@ -82,8 +82,24 @@ EXPLAINED = {
                         "ORDER BY id DESC LIMIT 50", ("deep",)),
     "customer_history": ("SELECT data FROM orders WHERE customer_id = ? ORDER BY id DESC "
                          "LIMIT 50", ("customers",)),
-    "fulfilment_queue": ("SELECT data FROM orders WHERE status IN ('processing', "
-                         "'partially_fulfilled') ORDER BY priority DESC, id LIMIT 100", ()),
+    "fulfilment_queue": (
+        "SELECT data FROM ("
+        "SELECT * FROM (SELECT data, priority, id FROM orders WHERE status = 'processing' "
+        "ORDER BY priority DESC, id LIMIT 100) AS part0 UNION ALL "
+        "SELECT * FROM (SELECT data, priority, id FROM orders "
+        "WHERE status = 'partially_fulfilled' ORDER BY priority DESC, id LIMIT 100) AS part1"
+        ") AS queue ORDER BY priority DESC, id LIMIT 100", ()),
+    "fulfilment_queue_after": (
+        "SELECT data FROM (" + " UNION ALL ".join(
+            f"SELECT * FROM (SELECT data, priority, id FROM orders WHERE status = '{state}' "
+            + ("AND priority >= (SELECT priority FROM orders WHERE id = ?) "
+               "AND priority <= (SELECT priority FROM orders WHERE id = ?) AND id > ? "
+               f"ORDER BY priority DESC, id LIMIT 100) AS same{n}" if same else
+               f"AND priority < (SELECT priority FROM orders WHERE id = ?) "
+               f"ORDER BY priority DESC, id LIMIT 100) AS lower{n}")
+            for n, state in enumerate(("processing", "partially_fulfilled"))
+            for same in (True, False))
+        + ") AS queue ORDER BY priority DESC, id LIMIT 100", ("orders",) * 8),
     "timeline": ("SELECT data FROM events WHERE order_id = ? ORDER BY seq, id", ("orders",)),
     "availability": ("SELECT s.sku, SUM(s.on_hand - s.reserved) AS available FROM "
                      "stock_levels s JOIN locations l ON l.id = s.location_id WHERE l.active "

@@ -340,6 +340,49 @@ async def test_no_oversell_across_processes(make_engine: Any, database_url: str,
     assert allocated == layout
 
 
+OTHER = "HOT-B"
+
+
+async def test_placements_of_two_skus_in_opposite_line_orders_neither_deadlock_nor_oversell(
+        make_engine: Any, database_url: str, tmp_path: Path) -> None:
+    """Every line of a placement is reserved by one statement; its rows are locked in one
+    order whatever the order of the lines, and a SKU that has to be split over locations
+    (2 units over 25/25) is reserved on rows the statement already locked."""
+    seeder: Engine = await make_engine()
+    await seed_shop(seeder)
+    await seeder.catalog.upsert_product(Product(id="hot", name="Hot items", variants=[
+        Variant(sku=sku, product_id="hot", name=sku, prices={"EUR": 1000}, weight_grams=100)
+        for sku in (HOT, OTHER)]))
+    await seeder.inventory.adjust(HOT, "wh1", 100, kind="receive")
+    await seeder.inventory.adjust(OTHER, "wh1", 25, kind="receive")
+    await seeder.inventory.adjust(OTHER, "wh2", 25, kind="receive")
+    await seeder.stop()
+
+    forward, backward = [[HOT, 1], [OTHER, 2]], [[OTHER, 2], [HOT, 1]]
+    jobs = [{"url": database_url, "lines": forward if i % 2 else backward, "count": 20}
+            for i in range(WORKERS)]
+    reports, _ = await run_workers(jobs, tmp_path)
+
+    errors = other_errors(reports)
+    assert not errors, format_errors(errors)
+    ok = [oid for r in reports for oid in r["ok"]]
+    refused = [s for r in reports for s in r["out_of_stock"]]
+    assert len(ok) == 25
+    assert len(refused) == WORKERS * 20 - 25
+    assert all([s["sku"] for s in shortages] == [OTHER] for shortages in refused)
+
+    engine: Engine = await make_engine()
+    assert await engine.inventory.available([HOT, OTHER]) == {HOT: 75, OTHER: 0}
+    levels = {(lv.sku, lv.location_id): (lv.on_hand, lv.reserved)
+              for lv in await engine.inventory.levels([HOT, OTHER])}
+    assert levels == {(HOT, "wh1"): (100, 25), (OTHER, "wh1"): (25, 25),
+                      (OTHER, "wh2"): (25, 25)}
+    assert await engine.inventory.ledger_discrepancies() == []
+    for order in await all_orders(engine):
+        assert {ln.sku: sum(a.quantity for a in ln.allocations) for ln in order.lines} == {
+            HOT: 1, OTHER: 2}
+
+
 # ---------------------------------------------------------------------------------------------
 # 2. concurrent duplicates with one idempotency key
 # ---------------------------------------------------------------------------------------------

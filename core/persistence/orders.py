@@ -53,9 +53,25 @@ _AUTHORIZING_ORDER = "SELECT data, authorizing_since FROM orders WHERE id = {}"
 _CLEAR_AUTHORIZING = ("UPDATE orders SET authorizing_since = NULL "
                       "WHERE id = {} AND version = {}")
 _PRIORITY = "SELECT priority FROM orders WHERE id = {}"
-_QUEUE = ("SELECT data FROM orders WHERE status IN ({states}){after} "
-          "ORDER BY priority DESC, id LIMIT {{}}")
-_QUEUE_AFTER = " AND (priority < {} OR (priority = {} AND id > {}))"
+#: the fulfilment queue is one statement: each state's part is a range of the index
+#: ``orders_queue (status, priority DESC, id)`` read in the queue's order and cut at the
+#: page size, and the parts are merged. After a cursor each state has two parts, the rest
+#: of the cursor's priority and the lower priorities, so no part reads rows before the
+#: cursor however deep the page (a keyset on two directions in one range could not).
+_QUEUE_FIRST = ("SELECT data, priority, id FROM orders WHERE status = {} "
+                "ORDER BY priority DESC, id LIMIT {}")
+#: the cursor's priority is bounded on both sides rather than equated: an equality would
+#: let PostgreSQL's generic plan walk the primary key from the cursor (ordered by id too)
+#: and filter, instead of the queue index
+_QUEUE_SAME = ("SELECT data, priority, id FROM orders WHERE status = {} "
+               "AND priority >= (SELECT priority FROM orders WHERE id = {}) "
+               "AND priority <= (SELECT priority FROM orders WHERE id = {}) AND id > {} "
+               "ORDER BY priority DESC, id LIMIT {}")
+_QUEUE_LOWER = ("SELECT data, priority, id FROM orders WHERE status = {} "
+                "AND priority < (SELECT priority FROM orders WHERE id = {}) "
+                "ORDER BY priority DESC, id LIMIT {}")
+_QUEUE = "SELECT data FROM ({parts}) AS queue ORDER BY priority DESC, id LIMIT {{}}"
+_QUEUE_PART = "SELECT * FROM ({}) AS part{}"
 _RECENT_BY_CUSTOMER = ("SELECT COUNT(*) AS n FROM orders "
                        "WHERE customer_id = {} AND created_at >= {}")
 _RECENT_BY_EMAIL = "SELECT COUNT(*) AS n FROM orders WHERE email = {} AND created_at >= {}"
@@ -156,16 +172,20 @@ class OrderStore:
         decides where the page continues)."""
         if not states:
             return []
-        args: list[Any] = list(states)
-        placeholders = ", ".join("{}" for _ in states)
-        sql = _QUEUE.format(states=placeholders, after="")
-        if after is not None:
-            row = await self.db.fetch_one(_PRIORITY, after)
-            if row is None:
-                raise NotFound("order", after)
-            args += [row["priority"], row["priority"], after]
-            sql = _QUEUE.format(states=placeholders, after=_QUEUE_AFTER)
+        args: list[Any] = []
+        parts: list[str] = []
+        for state in states:
+            if after is None:
+                parts.append(_QUEUE_FIRST)
+                args += [state, limit]
+            else:
+                parts += [_QUEUE_SAME, _QUEUE_LOWER]
+                args += [state, after, after, after, limit, state, after, limit]
+        sql = _QUEUE.format(parts=" UNION ALL ".join(
+            _QUEUE_PART.format(part, n) for n, part in enumerate(parts)))
         rows = await self.db.run(sql, *args, limit)
+        if not rows and after is not None and await self.db.fetch_one(_PRIORITY, after) is None:
+            raise NotFound("order", after)
         return [decode(r["data"], Order) for r in rows]
 
     async def count_recent(self, *, customer_id: str | None, email: str,

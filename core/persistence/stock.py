@@ -2,8 +2,9 @@
 
 Every change is one guarded UPDATE whose WHERE clause re-checks availability
 at the moment the row is written, so two processes can never both take the
-last unit; the CHECK constraint on ``stock_levels`` backs it. Rows are always
-touched in a fixed order (SKU, then location priority, then location id), so
+last unit; the CHECK constraint on ``stock_levels`` backs it. A placement reserves
+all its lines in one statement, which first locks the levels of its SKUs in a
+fixed order (SKU, then location), the order every other change keeps, so
 concurrent placements cannot deadlock each other. Each change appends a
 ledger movement in the same transaction.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
@@ -54,6 +56,41 @@ RETURNING location_id, on_hand - reserved + (
     WHERE o.sku = stock_levels.sku AND ol.active AND o.id <> stock_levels.id
 ) AS available
 """
+
+#: every want's SKU, its total quantity and the first level with room for it (in location
+#: priority order), all reserved by one UPDATE; a SKU whose level has no room any more when
+#: the row is written is missing from the answer (``_reserve_one`` then tries it alone).
+#: ``{values}`` is one ``_BULK_VALUE`` per SKU. On PostgreSQL ``{lock}`` first locks every
+#: level of the wanted SKUs in (SKU, location) order, the order every other stock change
+#: keeps (by code point, as Python sorts, whatever the database's collation): the
+#: statement cannot deadlock with another, and the fallback of a missed SKU only touches
+#: rows this transaction already holds.
+_BULK_RESERVE = """
+WITH wanted (sku, qty) AS (VALUES {values}),
+pick AS {materialized} (
+    SELECT wanted.qty AS qty, (
+        SELECT s.id FROM stock_levels s JOIN locations l ON l.id = s.location_id
+        WHERE s.sku = wanted.sku AND l.active
+          AND (s.allow_backorder OR s.on_hand - s.reserved >= wanted.qty)
+        ORDER BY l.priority, l.id LIMIT 1
+    ) AS id FROM wanted
+){lock}
+UPDATE stock_levels SET reserved = stock_levels.reserved + pick.qty
+FROM pick
+WHERE stock_levels.id = pick.id{locked}
+  AND (stock_levels.allow_backorder OR stock_levels.on_hand - stock_levels.reserved >= pick.qty)
+RETURNING stock_levels.sku, stock_levels.location_id,
+    stock_levels.on_hand - stock_levels.reserved + (
+        SELECT COALESCE(SUM(o.on_hand - o.reserved), 0)
+        FROM stock_levels o JOIN locations ol ON ol.id = o.location_id
+        WHERE o.sku = stock_levels.sku AND ol.active AND o.id <> stock_levels.id
+    ) AS available
+"""
+_BULK_VALUE = "(CAST({} AS VARCHAR(64)), CAST({} AS BIGINT))"
+_BULK_LOCK = (",\nlocked AS MATERIALIZED (SELECT s.id FROM stock_levels s "
+              "WHERE s.sku IN (SELECT sku FROM wanted) "
+              'ORDER BY s.sku COLLATE "C", s.location_id COLLATE "C" FOR UPDATE)')
+_BULK_LOCKED = " AND stock_levels.id IN (SELECT id FROM locked)"
 
 _GUARDED_RESERVE = """
 UPDATE stock_levels SET reserved = reserved + {}
@@ -107,43 +144,83 @@ class StockStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._on_hand_locked = _ON_HAND + db.lock_suffix
+        #: the one-statement reservation, by its number of SKUs
+        self._bulk: dict[int, str] = {}
 
     # -- reservations -------------------------------------------------------------
     async def reserve(self, wants: Sequence[Want]) -> ReserveOutcome:
-        """Reserve every want, in SKU order; call inside a transaction.
+        """Reserve every want; call inside a transaction.
 
-        Required wants that cannot be met are reported in ``shortages`` (the
-        caller raises and the transaction rolls back); optional ones are skipped.
+        One statement reserves all SKUs whose first level with room can take the
+        total wanted of that SKU; the rest (spread over locations, or short) are
+        tried want by want, in SKU order. Required wants that cannot be met are
+        reported in ``shortages`` (the caller raises and the transaction rolls back,
+        taking the other reservations with it); optional ones are skipped.
         """
+        if any(want.quantity <= 0 for want in wants):
+            raise InvalidInput("quantity must be positive", field="quantity")
         outcome = ReserveOutcome(allocations={}, skipped=[], shortages=[])
+        totals: dict[str, int] = {}
+        lines: dict[str, int] = {}
+        for want in wants:
+            totals[want.sku] = totals.get(want.sku, 0) + want.quantity
+            lines[want.sku] = lines.get(want.sku, 0) + 1
+        reserved = await self._reserve_all(totals) if totals else {}
         unknown: set[str] = set()  # SKUs reserved by a split: availability not returned
         for want in sorted(wants, key=lambda w: (w.sku, w.optional, w.key)):
-            if want.quantity <= 0:
-                raise InvalidInput("quantity must be positive", field="quantity")
-            rows = await self.db.fetch(_FAST_RESERVE, want.quantity, want.sku, want.quantity,
-                                       want.quantity)
-            if rows:
-                outcome.allocations[want.key] = [Allocation(location_id=rows[0]["location_id"],
+            row = reserved.get(want.sku)
+            if row is not None:
+                outcome.allocations[want.key] = [Allocation(location_id=row["location_id"],
                                                             quantity=want.quantity)]
-                if want.sku not in unknown:
-                    outcome.available[want.sku] = int(rows[0]["available"])
-                continue
-            unknown.add(want.sku)
-            outcome.available.pop(want.sku, None)
-            allocations, short_by = await self._reserve_split(want)
-            if short_by == 0:
-                outcome.allocations[want.key] = allocations
-                continue
-            # undo the partial split for this want before reporting it
-            for alloc in allocations:
-                await self._shift(want.sku, alloc.location_id, 0, -alloc.quantity)
-            if want.optional:
-                outcome.skipped.append(want.key)
+                outcome.available[want.sku] = int(row["available"])
             else:
-                available = await self.available([want.sku])
-                outcome.shortages.append({"sku": want.sku, "requested": want.quantity,
-                                          "available": max(available.get(want.sku, 0), 0)})
+                # a SKU's only want was just tried whole at its first level with room
+                await self._reserve_one(want, outcome, unknown,
+                                        tried_whole=lines[want.sku] == 1)
         return outcome
+
+    async def _reserve_all(self, totals: dict[str, int]) -> dict[str, dict[str, Any]]:
+        """Reserve each SKU's total at its first level with room, in one statement;
+        the rows reserved, by SKU."""
+        skus = sorted(totals)
+        sql = self._bulk.get(len(skus))
+        if sql is None:
+            sql = _BULK_RESERVE.format(
+                values=", ".join(_BULK_VALUE for _ in skus),
+                materialized="MATERIALIZED" if self.db.is_postgres else "",
+                lock=_BULK_LOCK if self.db.is_postgres else "",
+                locked=_BULK_LOCKED if self.db.is_postgres else "")
+            self._bulk[len(skus)] = sql
+        rows = await self.db.fetch(sql, *[v for sku in skus for v in (sku, totals[sku])])
+        return {row["sku"]: row for row in rows}
+
+    async def _reserve_one(self, want: Want, outcome: ReserveOutcome, unknown: set[str],
+                           *, tried_whole: bool) -> None:
+        """Reserve one want on its own: at its first level with room (unless that was just
+        tried), else spread over the levels in priority order."""
+        rows = [] if tried_whole else await self.db.fetch(
+            _FAST_RESERVE, want.quantity, want.sku, want.quantity, want.quantity)
+        if rows:
+            outcome.allocations[want.key] = [Allocation(location_id=rows[0]["location_id"],
+                                                        quantity=want.quantity)]
+            if want.sku not in unknown:
+                outcome.available[want.sku] = int(rows[0]["available"])
+            return
+        unknown.add(want.sku)
+        outcome.available.pop(want.sku, None)
+        allocations, short_by = await self._reserve_split(want)
+        if short_by == 0:
+            outcome.allocations[want.key] = allocations
+            return
+        # undo the partial split for this want before reporting it
+        for alloc in allocations:
+            await self._shift(want.sku, alloc.location_id, 0, -alloc.quantity)
+        if want.optional:
+            outcome.skipped.append(want.key)
+        else:
+            available = await self.available([want.sku])
+            outcome.shortages.append({"sku": want.sku, "requested": want.quantity,
+                                      "available": max(available.get(want.sku, 0), 0)})
 
     async def _reserve_split(self, want: Want) -> tuple[list[Allocation], int]:
         """Spread a want over locations in priority order; returns what is still missing."""

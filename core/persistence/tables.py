@@ -383,6 +383,9 @@ INDEXES: dict[str, Index] = {
     "orders_status": Index("orders", ("status", "priority")),
     "orders_status_id": Index("orders", ("status", "id")),
     "orders_channel_id": Index("orders", ("channel", "id")),
+    #: the fulfilment queue's order; priority is descending in the index (the schema
+    #: comparison reads columns, not their direction)
+    "orders_queue": Index("orders", ("status", "priority", "id")),
     "orders_email": Index("orders", ("email",)),
     "orders_authorizing": Index("orders", ("authorizing_since",),
                                 where="authorizing_since IS NOT NULL"),
