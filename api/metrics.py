@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from litestar import Request, Response, get
@@ -133,15 +132,8 @@ class HttpMetricsMiddleware:
 
 async def database_families(engine: Engine) -> list[GaugeMetricFamily]:
     """Figures read from the database at scrape time (the same from every worker)."""
-    backlog = await engine.db.fetch(
-        "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox "
-        "WHERE dispatched_at IS NULL")
-    failures = await engine.db.fetch(
-        "SELECT COUNT(*) AS n FROM reaction_failures WHERE resolved_at IS NULL")
-    count = int(backlog[0]["n"])
-    oldest = backlog[0]["oldest"]
-    if isinstance(oldest, str):  # SQLite hands back the stored text
-        oldest = datetime.fromisoformat(oldest)
+    count, oldest = await engine.runtime.gauges.backlog()
+    failures = await engine.runtime.gauges.open_failures()
     age = max(0.0, (utcnow() - oldest).total_seconds()) if count and oldest else 0.0
     families = [
         GaugeMetricFamily("ordnung_outbox_backlog", "Events not yet delivered to their "
@@ -149,7 +141,7 @@ async def database_families(engine: Engine) -> list[GaugeMetricFamily]:
         GaugeMetricFamily("ordnung_outbox_oldest_undelivered_seconds", "Age of the oldest "
                           "undelivered event (0 when there is none)", value=age),
         GaugeMetricFamily("ordnung_reaction_failures_open", "Failed plugin reactions not "
-                          "yet resolved", value=int(failures[0]["n"])),
+                          "yet resolved", value=failures),
     ]
     return families
 

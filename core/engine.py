@@ -108,7 +108,7 @@ class Engine:
                                         tells_brokers=bool(publishers))
             self.dispatcher = rt.dispatcher
             self.broker_worker = BrokerWorker(
-                self.db, publishers, interval_s=self.config.webhooks_interval_s,
+                rt.outbox, publishers, interval_s=self.config.webhooks_interval_s,
                 timeout_s=self.config.webhooks_timeout_s,
                 backoff_base_s=self.config.broker_backoff_base_s,
                 backoff_max_s=self.config.broker_backoff_max_s)
@@ -132,7 +132,7 @@ class Engine:
             self.reconcile = ReconcileService(rt, self.payments,
                                               grace_s=self.config.reconcile_grace_s,
                                               interval_s=self.config.reconcile_interval_s)
-            self.webhooks = WebhookService(self.db, self.config)
+            self.webhooks = WebhookService(rt.webhooks, self.config)
             self.webhook_worker = WebhookWorker(rt, self.config)
             self._started = True
             await self.host.call("ordnung_plugin_started",

@@ -36,10 +36,14 @@ from ordnung.core.persistence.customers import CustomerStore
 from ordnung.core.persistence.database import Database
 from ordnung.core.persistence.idempotency import IdempotencyStore
 from ordnung.core.persistence.journal import Journal, event
+from ordnung.core.persistence.metrics import MetricsStore
 from ordnung.core.persistence.order_parts import OrderPartStore
 from ordnung.core.persistence.orders import OrderStore
+from ordnung.core.persistence.outbox import OutboxStore
 from ordnung.core.persistence.plugin_store import PluginStore
 from ordnung.core.persistence.stock import StockStore, Want
+from ordnung.core.persistence.webhook_deliveries import DeliveryStore
+from ordnung.core.persistence.webhooks import WebhookStore
 from ordnung.core.plugin_host import PluginHost
 from ordnung.core.stock_moves import StockMoves
 
@@ -80,6 +84,11 @@ class Runtime:
                                tells_webhooks=tells_webhooks, tells_brokers=tells_brokers)
         self.idempotency = IdempotencyStore(db)
         self.accounts = AccountStore(db)
+        self.outbox = OutboxStore(db)
+        self.webhooks = WebhookStore(db)
+        self.webhook_deliveries = DeliveryStore(db)
+        #: figures read for the metrics endpoint
+        self.gauges = MetricsStore(db)
         self.dispatcher = Dispatcher(plugins, self.journal, self.orders, self.stock,
                                      self.catalog)
         self.metrics: Metrics = NoMetrics()

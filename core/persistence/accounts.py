@@ -15,6 +15,8 @@ _INSERT_PASSWORD = ("INSERT INTO customer_credentials (customer_id, password_has
                     "created_at, updated_at) VALUES ({}, {}, {}, {})")
 _DELETE_PASSWORD = "DELETE FROM customer_credentials WHERE customer_id = {}"
 
+_LOCK_ADDRESS = "SELECT pg_advisory_xact_lock(hashtext({}))"
+
 _OPEN_SESSION = (
     "INSERT INTO customer_sessions (id, customer_id, channel, access_hash, access_expires_at, "
     "refresh_hash, previous_refresh_hash, refresh_expires_at, created_at, refreshed_at, "
@@ -53,6 +55,12 @@ _SPEND_TOKEN = (
 class AccountStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    async def lock_address(self, email: str) -> None:
+        """Hold the e-mail address until the transaction ends, so that of two
+        registrations of one address one wins (SQLite runs one writer at a time)."""
+        if self.db.is_postgres:
+            await self.db.run(_LOCK_ADDRESS, email)
 
     # -- credentials ------------------------------------------------------------------
     async def password_hash(self, customer_id: str) -> str | None:

@@ -87,9 +87,7 @@ class AccountService:
         self._check_password(password)
         password_hash = await asyncio.to_thread(self.hasher.hash, password)
         async with self.rt.db.transaction():
-            if self.rt.db.is_postgres:  # two registrations of one address: one wins
-                await self.rt.db.fetch("SELECT pg_advisory_xact_lock(hashtext({}))",
-                                       email.strip().lower())
+            await self.rt.accounts.lock_address(email.strip().lower())
             customer = await self.customers.create(email=email, name=name, registered=True)
             await self.rt.accounts.set_password(customer.id, password_hash)
             tokens = await self._open_session(customer.id, channel)

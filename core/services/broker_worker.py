@@ -24,8 +24,8 @@ import structlog
 from ordnung.core.domain.common import new_id
 from ordnung.core.domain.events import Event
 from ordnung.core.persistence.codec import decode
-from ordnung.core.persistence.database import Database
 from ordnung.core.persistence.leases import JobLeases
+from ordnung.core.persistence.outbox import OutboxStore
 
 log = structlog.get_logger("ordnung.broker")
 
@@ -35,16 +35,17 @@ BATCH = 200
 
 
 class BrokerWorker:
-    def __init__(self, db: Database, publishers: Sequence[tuple[str, Any]], *,
+    def __init__(self, outbox: OutboxStore, publishers: Sequence[tuple[str, Any]], *,
                  interval_s: float, timeout_s: float, backoff_base_s: float,
                  backoff_max_s: float) -> None:
-        self.db = db
+        self.outbox = outbox
+        self.db = outbox.db
         self.publishers = list(publishers)
         self.interval_s = interval_s
         self.timeout_s = timeout_s
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
-        self.leases = JobLeases(db)
+        self.leases = JobLeases(outbox.db)
         self.owner = new_id("job")
         #: consecutive failed rounds (drives the backoff)
         self.failures = 0
@@ -66,8 +67,7 @@ class BrokerWorker:
         with self.db.outside_transaction():
             if not await self.leases.take(JOB, self.owner, self.lease_s):
                 return 0
-            rows = await self.db.run(
-                f"SELECT id, payload FROM outbox WHERE broker_at IS NULL ORDER BY id LIMIT {BATCH}")
+            rows = await self.outbox.unpublished(BATCH)
             if not rows:
                 return 0
             events = [decode(r["payload"], Event) for r in rows]
@@ -78,9 +78,7 @@ class BrokerWorker:
                 except Exception as exc:
                     raise PublishFailed(name, exc) from exc
             ids = [r["id"] for r in rows]
-            await self.db.run(
-                f"UPDATE outbox SET broker_at = {self.db.sql_now()} WHERE id IN ("
-                + ", ".join("{}" for _ in ids) + ")", *ids)
+            await self.outbox.mark_published(ids)
             return len(ids)
 
     async def loop(self) -> None:

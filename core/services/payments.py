@@ -9,6 +9,7 @@ the payment; (3) in a transaction, apply the answer and clear the mark.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, Literal, cast
 
@@ -322,17 +323,8 @@ class PaymentService:
             return payment.id, value
 
         (pid, value), order = await self.rt.change_order(order_id, actor, start)
-        payment = order.payment(pid)
-        result = await self._call(payment.gateway, "ordnung_capture",
-                                  self._request(order, payment, value, "capture"))
 
-        async def apply(change: OrderChange) -> None:
-            p = change.order.payment(pid)
-            self._clear(p)
-            if result.outcome != "approved":
-                change.emit("payment.capture_failed", machine="payment", entity_id=p.id,
-                            data={"amount": value, "reason": result.reason})
-                return
+        async def captured(change: OrderChange, p: Payment, result: GatewayResult) -> None:
             if p.awaiting:  # staff received the money: the capture is the confirmation
                 p.authorized = p.captured + value
             p.captured += value
@@ -341,11 +333,7 @@ class PaymentService:
             event_name = "capture_all" if p.captured >= p.authorized else "capture_partial"
             await change.transition("payment", p, event_name, data={"amount": value})
 
-        _, order = await self.rt.change_order(order_id, actor, apply)
-        if result.outcome != "approved":
-            raise PaymentDeclined(payment.gateway, result.reason or "capture refused",
-                                  order_id=order_id, payment_id=pid)
-        return order
+        return await self._settle(order, pid, value, "capture", actor, captured)
 
     # -- refund -------------------------------------------------------------------
     async def refund(self, order_id: str, *, amount: int | None = None,
@@ -371,25 +359,37 @@ class PaymentService:
 
     async def _finish_refund(self, order: Order, pid: str, value: int, reason: str,
                              actor: str) -> Order:
-        payment = order.payment(pid)
-        result = await self._call(payment.gateway, "ordnung_refund",
-                                  self._request(order, payment, value, "refund"))
-
-        async def apply(change: OrderChange) -> None:
-            p = change.order.payment(pid)
-            self._clear(p)
-            if result.outcome != "approved":
-                change.emit("payment.refund_failed", machine="payment", entity_id=p.id,
-                            data={"amount": value, "reason": result.reason})
-                return
+        async def refunded(change: OrderChange, p: Payment, _: GatewayResult) -> None:
             p.refunded += value
             full = p.refunded >= p.captured and self.rt.lifecycle.refund_may_close(p)
             await change.transition("payment", p, "refund_all" if full else "refund_partial",
                                     data={"amount": value, "reason": reason})
 
+        return await self._settle(order, pid, value, "refund", actor, refunded)
+
+    async def _settle(self, order: Order, pid: str, value: int,
+                      operation: Literal["capture", "refund"], actor: str,
+                      approved: Callable[[OrderChange, Payment, GatewayResult], Awaitable[None]]
+                      ) -> Order:
+        """Ask the payment's gateway to capture or refund ``value``, then record its
+        answer in a change of its own: ``approved``, or a ``payment.<operation>_failed``
+        event and ``PaymentDeclined``."""
+        payment = order.payment(pid)
+        result = await self._call(payment.gateway, f"ordnung_{operation}",
+                                  self._request(order, payment, value, operation))
+
+        async def apply(change: OrderChange) -> None:
+            p = change.order.payment(pid)
+            self._clear(p)
+            if result.outcome != "approved":
+                change.emit(f"payment.{operation}_failed", machine="payment", entity_id=p.id,
+                            data={"amount": value, "reason": result.reason})
+                return
+            await approved(change, p, result)
+
         _, order = await self.rt.change_order(order.id, actor, apply)
         if result.outcome != "approved":
-            raise PaymentDeclined(payment.gateway, result.reason or "refund refused",
+            raise PaymentDeclined(payment.gateway, result.reason or f"{operation} refused",
                                   order_id=order.id, payment_id=pid)
         return order
 

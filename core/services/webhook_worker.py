@@ -74,6 +74,8 @@ class WebhookWorker:
     def __init__(self, rt: Runtime, config: EngineConfig) -> None:
         self.rt = rt
         self.db = rt.db
+        self.outbox = rt.outbox
+        self.queue = rt.webhook_deliveries
         self.config = config
         self.leases = JobLeases(rt.db)
         self.owner = new_id("job")
@@ -111,52 +113,33 @@ class WebhookWorker:
     # -- fan-out ----------------------------------------------------------------------
     async def fan_out(self) -> int:
         async with self.db.transaction():
-            # a second worker (whose lease ran out mid-round) skips rows being fanned out
-            # rather than making deliveries of them under other ids
-            lock = " FOR UPDATE SKIP LOCKED" if self.db.is_postgres else ""
-            rows = await self.db.run(
-                "SELECT id, payload FROM outbox WHERE webhooks_at IS NULL ORDER BY id "
-                f"LIMIT {FANOUT_BATCH}{lock}")
+            rows = await self.outbox.untold(FANOUT_BATCH)
             if not rows:
                 return 0
-            endpoints = [dict(r) for r in await self.db.run(
-                "SELECT id, event_types, channels, shape FROM webhook_endpoints "
-                "WHERE enabled = {}",
-                True)]
-            for ep in endpoints:
-                ep["event_types"] = json.loads(ep["event_types"])
-                ep["channels"] = set(json.loads(ep["channels"]))
+            endpoints = [Target.of(row) for row in await self.queue.enabled_endpoints()]
             deliveries: list[tuple[Any, ...]] = []
             if endpoints:
                 for row in rows:
-                    ev = decode(row["payload"], Event)
-                    shaped: dict[str, list[tuple[dict[str, Any], str | None]]] = {}
-                    for ep in endpoints:
-                        if ep["shape"] not in shaped:  # read the order once per shape
-                            shaped[ep["shape"]] = await self._messages(ev, ep["shape"])
-                        for message, channel in shaped[ep["shape"]]:
-                            if not matches(ep["event_types"], message["type"]):
-                                continue
-                            if ep["channels"] and channel not in ep["channels"]:
-                                continue
-                            delivery_id = new_id("msg")
-                            body = json.dumps({"id": delivery_id, **message},
-                                              separators=(",", ":"))
-                            deliveries.append((delivery_id, ep["id"], ev.id,
-                                               message["type"], body))
-            now = self.db.sql_now()
-            for start in range(0, len(deliveries), 100):
-                await self.db.insert_rows(
-                    "webhook_deliveries",
-                    ("id", "endpoint_id", "event_id", "type", "payload"),
-                    deliveries[start:start + 100],
-                    computed={"status": "'pending'", "attempts": "0", "next_attempt_at": now,
-                              "retry_from": now, "created_at": now})
-            ids = [r["id"] for r in rows]
-            await self.db.run(
-                f"UPDATE outbox SET webhooks_at = {now} WHERE id IN ("
-                + ", ".join("{}" for _ in ids) + ")", *ids)
+                    deliveries += await self._deliveries(decode(row["payload"], Event),
+                                                         endpoints)
+            await self.queue.add(deliveries)
+            await self.outbox.mark_told([r["id"] for r in rows])
         return len(deliveries)
+
+    async def _deliveries(self, ev: Event, endpoints: list[Target]) -> list[tuple[Any, ...]]:
+        """One event's deliveries: (id, endpoint, event, type, body) for every message
+        each endpoint wants, its order read once per shape."""
+        shaped: dict[str, list[tuple[dict[str, Any], str | None]]] = {}
+        out: list[tuple[Any, ...]] = []
+        for ep in endpoints:
+            if ep.shape not in shaped:
+                shaped[ep.shape] = await self._messages(ev, ep.shape)
+            for message, channel in shaped[ep.shape]:
+                if ep.wants(message["type"], channel):
+                    delivery_id = new_id("msg")
+                    body = json.dumps({"id": delivery_id, **message}, separators=(",", ":"))
+                    out.append((delivery_id, ep.id, ev.id, message["type"], body))
+        return out
 
     async def _messages(self, ev: Event, shape: str
                         ) -> list[tuple[dict[str, Any], str | None]]:
@@ -168,59 +151,39 @@ class WebhookWorker:
             return []
         base = {"type": kind, "created_at": ev.at.isoformat(), "version": PAYLOAD_VERSION}
         if kind == "availability.changed":
-            skus = [str(s) for s in ev.data.get("skus", [])]
-            available = await self.rt.stock.available(skus)
-            channels = await self.rt.catalog.active_channel_ids()
-            return [({**base, "data": {"sku": sku, "channel": channel,
-                                       "available": int(available[sku]),
-                                       "order_id": ev.order_id}}, channel)
-                    for sku in skus for channel in channels]
+            return [({**base, "data": data}, channel)
+                    for data, channel in await self._availability(ev)]
         order: Order | None = None
         if ev.order_id:
             with contextlib.suppress(NotFound):
                 order = await self.rt.orders.get(ev.order_id)
         if order is None:
             return [({**base, "data": {"event_id": ev.id, "entity_id": ev.entity_id}}, None)]
-        if kind == "notification.sent":
-            return [({**base, "data": {**ev.data, "order_id": order.id,
-                                       "order_number": order.number}}, order.channel)]
-        view: Order | CustomerOrder = customer_order(order) if shape == "customer" else order
-        data: Any = msgspec.to_builtins(view)
-        parts: dict[str, list[Any]] = {"payment": list(view.payments),
-                                       "shipment": list(view.shipments),
-                                       "return": list(view.returns)}
-        part = parts.get(ev.machine or "")
-        if part is not None:
-            found = next((p for p in part if p.id == ev.entity_id), None)
-            data = {**msgspec.to_builtins(found), "order_id": order.id} if found else {
-                "id": ev.entity_id, "order_id": order.id}
-        return [({**base, "data": data}, order.channel)]
+        return [({**base, "data": order_data(ev, kind, order, shape)}, order.channel)]
+
+    async def _availability(self, ev: Event) -> list[tuple[dict[str, Any], str]]:
+        """What is available now of each SKU the event names, once per active channel."""
+        skus = [str(s) for s in ev.data.get("skus", [])]
+        available = await self.rt.stock.available(skus)
+        channels = await self.rt.catalog.active_channel_ids()
+        return [({"sku": sku, "channel": channel, "available": int(available[sku]),
+                  "order_id": ev.order_id}, channel)
+                for sku in skus for channel in channels]
 
     # -- sending ----------------------------------------------------------------------
     async def send_due(self) -> tuple[int, int]:
         # longer than the request may take, and the recording after it
         timeout = self.config.webhooks_timeout_s
-        claim = timeout + max(5.0, timeout)
-        lock = " FOR UPDATE SKIP LOCKED" if self.db.is_postgres else ""
         async with self.db.transaction():
-            rows = await self.db.run(
-                f"UPDATE webhook_deliveries SET next_attempt_at = {self.db.sql_now(claim)} "
-                "WHERE id IN (SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e "
-                "ON e.id = d.endpoint_id WHERE d.status = 'pending' AND e.enabled = {} AND "
-                f"d.next_attempt_at <= {self.db.sql_now()} ORDER BY d.next_attempt_at "
-                f"LIMIT {SEND_BATCH}{lock}) RETURNING id, endpoint_id, payload, attempts",
-                True)
+            rows = await self.queue.claim_due(timeout + max(5.0, timeout), SEND_BATCH)
         if not rows:
             return 0, 0
-        endpoints = {r["id"]: dict(r) for r in await self.db.run(
-            "SELECT id, url, secrets FROM webhook_endpoints WHERE id IN ("
-            + ", ".join("{}" for _ in rows) + ")", *[r["endpoint_id"] for r in rows])}
+        endpoints = await self.queue.signing([r["endpoint_id"] for r in rows])
         now = await self.leases.now()
         async with httpx.AsyncClient(timeout=self.config.webhooks_timeout_s,
                                      follow_redirects=False) as client:
             results = await asyncio.gather(*[
-                self._send(client, dict(r), endpoints.get(r["endpoint_id"]), now)
-                for r in rows])
+                self._send(client, r, endpoints.get(r["endpoint_id"]), now) for r in rows])
         outcomes = [o for o in results if o is not None]
         await self._record(outcomes)
         sent = sum(o.ok for o in outcomes)
@@ -272,48 +235,81 @@ class WebhookWorker:
         """Write one round's attempts and their consequences in one transaction: the
         successes with a statement each for all, the failures one by one (each has its
         own backed-off next attempt)."""
-        now = self.db.sql_now()
         done = [o for o in outcomes if o.ok]
         failed = [o for o in outcomes if not o.ok]
-        disabled: list[Any] = []
         async with self.db.transaction():
-            await self.db.insert_rows(
-                "webhook_attempts", ("id", "delivery_id", "endpoint_id", "status_code",
-                                     "latency_ms", "answer", "error"),
-                [(new_id("wha"), o.row["id"], o.endpoint_id, o.status, o.latency_ms, o.answer,
-                  o.error) for o in outcomes], computed={"at": now})
-            for code in sorted({o.status for o in done if o.status is not None}):
-                ids = [o.row["id"] for o in done if o.status == code]
-                await self.db.run(
-                    f"UPDATE webhook_deliveries SET status = 'delivered', delivered_at = {now}, "
-                    "attempts = attempts + 1, last_status = {}, last_error = NULL WHERE id IN ("
-                    + ", ".join("{}" for _ in ids) + ")", code, *ids)
-            if done:
-                endpoints = sorted({o.endpoint_id for o in done})
-                await self.db.run(
-                    "UPDATE webhook_endpoints SET failing_since = NULL WHERE id IN ("
-                    + ", ".join("{}" for _ in endpoints) + ") AND failing_since IS NOT NULL",
-                    *endpoints)
-            give_up = self.db.sql_now(-self.config.webhooks_retry_for_s)
-            for o in failed:
-                attempts = int(o.row["attempts"]) + 1
-                await self.db.run(
-                    "UPDATE webhook_deliveries SET attempts = {}, last_status = {}, "
-                    "last_error = {}, next_attempt_at = "
-                    f"{self.db.sql_now(self.backoff_s(attempts))}, status = CASE WHEN "
-                    f"retry_from < {give_up} THEN 'failed' ELSE 'pending' END WHERE id = {{}}",
-                    attempts, o.status, o.error, o.row["id"])
-            for endpoint_id in sorted({o.endpoint_id for o in failed}):
-                last = next(o for o in reversed(failed) if o.endpoint_id == endpoint_id)
-                await self.db.run(
-                    f"UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, "
-                    f"{now}) WHERE id = {{}}", endpoint_id)
-                reason = (f"every attempt failed for more than "
-                          f"{self.config.webhooks_disable_after_s:g} s; last: {last.error}")[:1000]
-                disabled += await self.db.run(
-                    "UPDATE webhook_endpoints SET enabled = {}, disabled_reason = {}, "
-                    f"updated_at = {now} WHERE id = {{}} AND enabled = {{}} AND failing_since"
-                    f" < {self.db.sql_now(-self.config.webhooks_disable_after_s)} RETURNING id",
-                    False, reason, endpoint_id, True)
-        for row in disabled:
-            log.warning("webhook endpoint disabled", endpoint_id=row["id"])
+            await self.queue.add_attempts([
+                (new_id("wha"), o.row["id"], o.endpoint_id, o.status, o.latency_ms, o.answer,
+                 o.error) for o in outcomes])
+            await self._record_done(done)
+            disabled = await self._record_failed(failed)
+        for endpoint_id in disabled:
+            log.warning("webhook endpoint disabled", endpoint_id=endpoint_id)
+
+    async def _record_done(self, done: list[Outcome]) -> None:
+        """Delivered, one statement per status code; their endpoints' failure streaks end."""
+        for code in sorted({o.status for o in done if o.status is not None}):
+            await self.queue.delivered(code, [o.row["id"] for o in done if o.status == code])
+        if done:
+            await self.queue.recovered(sorted({o.endpoint_id for o in done}))
+
+    async def _record_failed(self, failed: list[Outcome]) -> list[str]:
+        """Each failure backs off (or gives up); each failing endpoint starts or keeps
+        its streak, and is disabled when it has lasted too long. The ids disabled."""
+        for o in failed:
+            attempts = int(o.row["attempts"]) + 1
+            await self.queue.retry_or_fail(
+                o.row["id"], attempts=attempts, status=o.status, error=o.error,
+                retry_in_s=self.backoff_s(attempts),
+                retry_for_s=self.config.webhooks_retry_for_s)
+        last = {o.endpoint_id: o for o in failed}  # each endpoint's last failure
+        disabled = []
+        for endpoint_id in sorted(last):
+            await self.queue.failing(endpoint_id)
+            if await self.queue.disable_if_failing(
+                    endpoint_id, for_s=self.config.webhooks_disable_after_s,
+                    reason=self._disabled_reason(last[endpoint_id])):
+                disabled.append(endpoint_id)
+        return disabled
+
+    def _disabled_reason(self, last: Outcome) -> str:
+        return (f"every attempt failed for more than "
+                f"{self.config.webhooks_disable_after_s:g} s; last: {last.error}")[:1000]
+
+
+@dataclass(frozen=True)
+class Target:
+    """An enabled endpoint as fan-out matches events against it."""
+
+    id: str
+    event_types: list[str]
+    channels: frozenset[str]
+    shape: str
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> Target:
+        return cls(id=row["id"], event_types=json.loads(row["event_types"]),
+                   channels=frozenset(json.loads(row["channels"])), shape=row["shape"])
+
+    def wants(self, kind: str, channel: str | None) -> bool:
+        """Its types match, and it listens to every channel or to this one."""
+        return matches(self.event_types, kind) and (not self.channels
+                                                     or channel in self.channels)
+
+
+def order_data(ev: Event, kind: str, order: Order, shape: str) -> Any:
+    """The ``data`` of an order's event: a notification's own data, the payment,
+    shipment or return the event is about, or else the whole order, in ``shape``."""
+    if kind == "notification.sent":
+        return {**ev.data, "order_id": order.id, "order_number": order.number}
+    view: Order | CustomerOrder = customer_order(order) if shape == "customer" else order
+    parts: dict[str, list[Any]] = {"payment": list(view.payments),
+                                   "shipment": list(view.shipments),
+                                   "return": list(view.returns)}
+    part = parts.get(ev.machine or "")
+    if part is None:
+        return msgspec.to_builtins(view)
+    found = next((p for p in part if p.id == ev.entity_id), None)
+    if found is None:
+        return {"id": ev.entity_id, "order_id": order.id}
+    return {**msgspec.to_builtins(found), "order_id": order.id}

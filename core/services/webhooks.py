@@ -24,8 +24,8 @@ from ordnung.core.domain.webhooks import (
     new_secret,
 )
 from ordnung.core.errors import InvalidInput, NotFound
-from ordnung.core.persistence.database import Database
 from ordnung.core.persistence.leases import JobLeases
+from ordnung.core.persistence.webhooks import WebhookStore
 from ordnung.core.services.webhook_guard import check_url
 
 _UNSET: Any = object()
@@ -71,6 +71,12 @@ def _shape(value: Any) -> str:
     return str(value)
 
 
+def _check_description(value: Any) -> Any:
+    if len(value) > 500:
+        raise InvalidInput("description is longer than 500 characters", field="description")
+    return value
+
+
 def _text_list(value: Any, field: str, *, limit: int = 50) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) and 0 < len(v) <= 64
                                               for v in value):
@@ -81,16 +87,17 @@ def _text_list(value: Any, field: str, *, limit: int = 50) -> list[str]:
 
 
 class WebhookService:
-    def __init__(self, db: Database, config: EngineConfig) -> None:
-        self.db = db
+    def __init__(self, store: WebhookStore, config: EngineConfig) -> None:
+        self.store = store
+        self.db = store.db
         self.config = config
-        self.clock = JobLeases(db)
+        self.clock = JobLeases(store.db)
 
     async def _row(self, endpoint_id: str) -> dict[str, Any]:
-        rows = await self.db.run("SELECT * FROM webhook_endpoints WHERE id = {}", endpoint_id)
-        if not rows:
+        row = await self.store.endpoint(endpoint_id)
+        if row is None:
             raise NotFound("webhook endpoint", endpoint_id)
-        return dict(rows[0])
+        return row
 
     async def _types(self, value: Any) -> list[str]:
         types = _text_list(value, "event_types")
@@ -110,17 +117,13 @@ class WebhookService:
         types = await self._types(event_types)
         chans = _text_list(channels or [], "channels")
         shape = _shape(shape)
-        if len(description) > 500:
-            raise InvalidInput("description is longer than 500 characters", field="description")
+        _check_description(description)
         secret = new_secret()
         endpoint_id = new_id("whep")
-        now = self.db.sql_now()
-        await self.db.run(
-            "INSERT INTO webhook_endpoints (id, url, description, event_types, channels, "
-            "enabled, disabled_reason, secrets, failing_since, created_at, updated_at, shape) "
-            f"VALUES ({{}}, {{}}, {{}}, {{}}, {{}}, {{}}, NULL, {{}}, NULL, {now}, {now}, {{}})",
-            endpoint_id, url, description, json.dumps(types), json.dumps(chans), bool(enabled),
-            json.dumps([{"secret": secret, "expires_at": None}]), shape)
+        await self.store.insert(
+            endpoint_id=endpoint_id, url=url, description=description,
+            event_types=json.dumps(types), channels=json.dumps(chans), enabled=bool(enabled),
+            secrets=json.dumps([{"secret": secret, "expires_at": None}]), shape=shape)
         shown = await self.get(endpoint_id)
         return WebhookEndpointCreated(**msgspec.structs.asdict(shown), secret=secret)
 
@@ -130,10 +133,7 @@ class WebhookService:
     async def endpoints(self, *, after: str | None = None,
                         limit: int = 50) -> list[WebhookEndpoint]:
         now = await self.clock.now()
-        rows = await self.db.run(
-            "SELECT * FROM webhook_endpoints WHERE id > {} ORDER BY id LIMIT {}",
-            after or "", int(limit))
-        return [endpoint_of(dict(r), now) for r in rows]
+        return [endpoint_of(r, now) for r in await self.store.endpoints(after or "", limit)]
 
     async def update(self, endpoint_id: str, *, url: str = _UNSET, event_types: Any = _UNSET,
                      channels: Any = _UNSET, description: Any = _UNSET,
@@ -141,46 +141,27 @@ class WebhookService:
         """Change what is given. Enabling an endpoint clears the reason it was disabled
         for and its failure streak."""
         await self._row(endpoint_id)
-        sets: list[str] = []
-        args: list[Any] = []
+        changes: dict[str, Any] = {}
         if url is not _UNSET:
             await check_url(url, allow_private=self.config.webhooks_allow_private)
-            sets.append("url = {}")
-            args.append(url)
+            changes["url"] = url
         if event_types is not _UNSET:
-            sets.append("event_types = {}")
-            args.append(json.dumps(await self._types(event_types)))
+            changes["event_types"] = json.dumps(await self._types(event_types))
         if channels is not _UNSET:
-            sets.append("channels = {}")
-            args.append(json.dumps(_text_list(channels or [], "channels")))
+            changes["channels"] = json.dumps(_text_list(channels or [], "channels"))
         if description is not _UNSET:
-            if len(description) > 500:
-                raise InvalidInput("description is longer than 500 characters",
-                                   field="description")
-            sets.append("description = {}")
-            args.append(description)
+            changes["description"] = _check_description(description)
         if shape is not _UNSET:
-            sets.append("shape = {}")
-            args.append(_shape(shape))
+            changes["shape"] = _shape(shape)
         if enabled is not _UNSET:
-            sets.append("enabled = {}")
-            args.append(bool(enabled))
-            if enabled:
-                sets += ["disabled_reason = NULL", "failing_since = NULL"]
-        if sets:
-            await self.db.run(
-                f"UPDATE webhook_endpoints SET {', '.join(sets)}, updated_at = "
-                f"{self.db.sql_now()} WHERE id = {{}}", *args, endpoint_id)
+            changes["enabled"] = bool(enabled)
+        await self.store.update(endpoint_id, changes, clear_failure=bool(changes.get("enabled")))
         return await self.get(endpoint_id)
 
     async def delete(self, endpoint_id: str) -> None:
         """Remove the endpoint with its deliveries and their log."""
         await self._row(endpoint_id)
-        async with self.db.transaction():
-            await self.db.run("DELETE FROM webhook_attempts WHERE endpoint_id = {}", endpoint_id)
-            await self.db.run("DELETE FROM webhook_deliveries WHERE endpoint_id = {}",
-                              endpoint_id)
-            await self.db.run("DELETE FROM webhook_endpoints WHERE id = {}", endpoint_id)
+        await self.store.delete(endpoint_id)
 
     async def rotate(self, endpoint_id: str, grace_s: float | None = None
                      ) -> WebhookEndpointCreated:
@@ -196,10 +177,8 @@ class WebhookService:
             kept = [{"secret": s, "expires_at": expires}
                     for s in live_secrets(row["secrets"], now)[:1]] if grace > 0 else []
             secret = new_secret()
-            await self.db.run(
-                "UPDATE webhook_endpoints SET secrets = {}, updated_at = "
-                f"{self.db.sql_now()} WHERE id = {{}}",
-                json.dumps([{"secret": secret, "expires_at": None}, *kept]), endpoint_id)
+            await self.store.set_secrets(
+                endpoint_id, json.dumps([{"secret": secret, "expires_at": None}, *kept]))
         shown = await self.get(endpoint_id)
         return WebhookEndpointCreated(**msgspec.structs.asdict(shown), secret=secret)
 
@@ -207,46 +186,28 @@ class WebhookService:
     async def deliveries(self, endpoint_id: str, *, status: str | None = None,
                          after: str | None = None, limit: int = 50) -> list[WebhookDelivery]:
         await self._row(endpoint_id)
-        where = "endpoint_id = {} AND id > {}"
-        args: list[Any] = [endpoint_id, after or ""]
-        if status is not None:
-            where += " AND status = {}"
-            args.append(status)
-        rows = await self.db.run(
-            f"SELECT * FROM webhook_deliveries WHERE {where} ORDER BY id LIMIT {{}}",
-            *args, int(limit))
-        return [delivery_of(dict(r)) for r in rows]
+        rows = await self.store.deliveries(endpoint_id, status=status, after=after or "",
+                                           limit=limit)
+        return [delivery_of(r) for r in rows]
 
     async def delivery(self, endpoint_id: str, delivery_id: str) -> WebhookDelivery:
-        rows = await self.db.run(
-            "SELECT * FROM webhook_deliveries WHERE id = {} AND endpoint_id = {}",
-            delivery_id, endpoint_id)
-        if not rows:
+        row = await self.store.delivery(endpoint_id, delivery_id)
+        if row is None:
             raise NotFound("webhook delivery", delivery_id)
-        attempts = await self.db.run(
-            "SELECT * FROM webhook_attempts WHERE delivery_id = {} ORDER BY id", delivery_id)
-        found = delivery_of(dict(rows[0]), payload=True)
+        found = delivery_of(row, payload=True)
         found.attempt_log = [WebhookAttempt(
             id=a["id"], at=moment(a["at"]) or found.created_at, status_code=a["status_code"],
             latency_ms=int(a["latency_ms"]), answer=a["answer"], error=a["error"])
-            for a in attempts]
+            for a in await self.store.attempts(delivery_id)]
         return found
 
     async def redeliver(self, endpoint_id: str, delivery_id: str | None = None) -> int:
         """Send failed deliveries again (one, or every failed one of the endpoint): they
         are pending again, due now, with a fresh retry period. Returns how many."""
         await self._row(endpoint_id)
-        where = "endpoint_id = {} AND status = 'failed'"
-        args: list[Any] = [endpoint_id]
         if delivery_id is not None:
             await self.delivery(endpoint_id, delivery_id)
-            where = "endpoint_id = {} AND id = {} AND status <> 'pending'"
-            args.append(delivery_id)
-        now = self.db.sql_now()
-        rows = await self.db.run(
-            f"UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = {now}, "
-            f"retry_from = {now} WHERE {where} RETURNING id", *args)
-        return len(rows)
+        return await self.store.redeliver(endpoint_id, delivery_id)
 
 
 def delivery_of(row: dict[str, Any], *, payload: bool = False) -> WebhookDelivery:

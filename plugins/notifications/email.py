@@ -234,38 +234,30 @@ class EmailNotifications(WithContext["EmailNotifications.Settings"]):
         return True
 
     async def _deliver(self, key: str, order: Order, mail: Mail) -> str:
-        s = self.settings
-        domain = s.from_address.rsplit("@", 1)[1]
-        message = EmailMessage()
-        message["Subject"] = mail.subject
-        message["From"] = formataddr((s.shop_name, s.from_address))
-        message["To"] = order.email
-        if s.reply_to:
-            message["Reply-To"] = s.reply_to
-        message["Date"] = format_datetime(utcnow())
-        # stable per notice: a copy sent twice is recognisably the same message
-        message["Message-ID"] = f"<{key.replace(':', '.')}@{domain}>"
-        message.set_content(render_text(mail))
-        if s.html:
-            message.add_alternative(render_html(mail), subtype="html")
-        password = os.environ.get(s.password_env, "") if s.password_env else s.password
+        # the id is stable per notice: a copy sent twice is recognisably the same message
+        message = self._message(mail, to=order.email, local_id=key.replace(":", "."))
         try:
-            await aiosmtplib.send(
-                message, hostname=s.host, port=s.port, username=s.username or None,
-                password=password or None, use_tls=s.use_tls, start_tls=s.starttls,
-                validate_certs=s.validate_certs, cert_bundle=s.ca_file or None,
-                timeout=s.timeout)
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = [error.code for error in exc.recipients]
-            if codes and all(500 <= code < 600 for code in codes):
-                raise Refused("; ".join(f"{e.code} {e.message}" for e in exc.recipients)) \
-                    from None
-            raise MailNotSent(f"the {key.split(':')[1]} e-mail for order {order.number} was "
-                              f"not sent: {type(exc).__name__}: {exc}") from exc
+            await self._send(message)
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise MailNotSent(f"the {key.split(':')[1]} e-mail for order {order.number} was "
                               f"not sent: {type(exc).__name__}: {exc}") from exc
         return str(message["Message-ID"])
+
+    def _message(self, mail: Mail, *, to: str, local_id: str) -> EmailMessage:
+        """The e-mail of ``mail`` to ``to``: plain text, and HTML beside it if set."""
+        s = self.settings
+        message = EmailMessage()
+        message["Subject"] = mail.subject
+        message["From"] = formataddr((s.shop_name, s.from_address))
+        message["To"] = to
+        if s.reply_to:
+            message["Reply-To"] = s.reply_to
+        message["Date"] = format_datetime(utcnow())
+        message["Message-ID"] = f"<{local_id}@{s.from_address.rsplit('@', 1)[1]}>"
+        message.set_content(render_text(mail))
+        if s.html:
+            message.add_alternative(render_html(mail), subtype="html")
+        return message
 
     # -- account notices -------------------------------------------------------------------
     @hookimpl
@@ -273,18 +265,7 @@ class EmailNotifications(WithContext["EmailNotifications.Settings"]):
         if notice.kind not in self.settings.notices:
             return None
         mail = self._account_mail(notice)
-        s = self.settings
-        message = EmailMessage()
-        message["Subject"] = mail.subject
-        message["From"] = formataddr((s.shop_name, s.from_address))
-        message["To"] = notice.email
-        if s.reply_to:
-            message["Reply-To"] = s.reply_to
-        message["Date"] = format_datetime(utcnow())
-        message["Message-ID"] = f"<{new_id('acct')}@{s.from_address.rsplit('@', 1)[1]}>"
-        message.set_content(render_text(mail))
-        if s.html:
-            message.add_alternative(render_html(mail), subtype="html")
+        message = self._message(mail, to=notice.email, local_id=new_id("acct"))
         try:
             await self._send(message)
         except Refused as refused:
@@ -299,6 +280,8 @@ class EmailNotifications(WithContext["EmailNotifications.Settings"]):
         return True
 
     async def _send(self, message: EmailMessage) -> None:
+        """Hand the message to the mail server: ``Refused`` when it refuses every
+        recipient for good (5xx), its own error otherwise."""
         s = self.settings
         password = os.environ.get(s.password_env, "") if s.password_env else s.password
         try:

@@ -50,7 +50,7 @@ import hmac
 import json
 import os
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -166,6 +166,27 @@ class Charge(msgspec.Struct, kw_only=True):
         if self.status == "authorized":
             return self.authorized - self.captured - self.released
         return 0
+
+    @property
+    def refundable(self) -> int:
+        return self.captured - self.refunded
+
+    def capture(self, amount: int) -> None:
+        """An adopted charge was authorized elsewhere: its authorization covers at least
+        what is captured."""
+        self.captured += amount
+        if self.adopted:
+            self.authorized = max(self.authorized, self.captured)
+
+    def refund(self, amount: int) -> None:
+        """An adopted charge: what is refunded was captured."""
+        self.refunded += amount
+        if self.adopted:
+            self.captured = max(self.captured, self.refunded)
+
+
+#: what an amount to capture or refund must not exceed, as a decline names it
+_LEFT = {"capture": "capturable", "refund": "refundable"}
 
 
 class SandboxGateway:
@@ -322,16 +343,7 @@ class SandboxGateway:
 
     def _capture(self, request: PaymentRequest) -> GatewayResult:
         charge = self._charge(request)
-        if request.amount <= 0 or (request.amount > charge.capturable and not charge.adopted):
-            result = GatewayResult(
-                outcome="declined", reference=charge.reference,
-                reason=f"cannot capture {request.amount}: {charge.capturable} is capturable")
-        else:
-            charge.captured += request.amount
-            if charge.adopted:
-                charge.authorized = max(charge.authorized, charge.captured)
-            result = GatewayResult(outcome="approved", reference=charge.reference)
-        return self._record(charge, "capture", request.amount, result, request.idempotency_key)
+        return self._move(charge, request, "capture", charge.capturable, charge.capture)
 
     @hookimpl
     def ordnung_refund(self, request: PaymentRequest) -> GatewayResult:
@@ -339,17 +351,20 @@ class SandboxGateway:
 
     def _refund(self, request: PaymentRequest) -> GatewayResult:
         charge = self._charge(request)
-        refundable = charge.captured - charge.refunded
-        if request.amount <= 0 or (request.amount > refundable and not charge.adopted):
+        return self._move(charge, request, "refund", charge.refundable, charge.refund)
+
+    def _move(self, charge: Charge, request: PaymentRequest, action: Literal["capture", "refund"],
+              left: int, move: Callable[[int], None]) -> GatewayResult:
+        """Capture or refund the amount asked for if there is that much ``left``; an
+        adopted charge, whose limits are not known here, takes any positive amount."""
+        if request.amount <= 0 or (request.amount > left and not charge.adopted):
             result = GatewayResult(
                 outcome="declined", reference=charge.reference,
-                reason=f"cannot refund {request.amount}: {refundable} is refundable")
+                reason=f"cannot {action} {request.amount}: {left} is {_LEFT[action]}")
         else:
-            charge.refunded += request.amount
-            if charge.adopted:
-                charge.captured = max(charge.captured, charge.refunded)
+            move(request.amount)
             result = GatewayResult(outcome="approved", reference=charge.reference)
-        return self._record(charge, "refund", request.amount, result, request.idempotency_key)
+        return self._record(charge, action, request.amount, result, request.idempotency_key)
 
     @hookimpl
     def ordnung_void(self, request: PaymentRequest) -> GatewayResult:
