@@ -186,11 +186,11 @@ class CartController(Controller):
         if principal.kind == "customer" and cart.customer_id is None:
             # a guest cart whose token a signed-in customer holds becomes theirs: so does
             # the order, which then shows among the customer's orders
-            await engine_of(request).carts.adopt(cart_id, principal.customer_id or "")
+            cart = await engine_of(request).carts.adopt(cart_id, principal.customer_id or "")
         client = client_facts(request, principal, data.client)
         order = await engine_of(request).carts.place(
             cart_id, payment=data.payment, client=client, actor=caller(request).actor,
-            idempotency_key=idempotency_key(request))
+            idempotency_key=idempotency_key(request), cart=cart)
         return created(order_view(request, order), f"/orders/{order.id}")
 
     @post("/{cart_id:str}/order/stream-tokens", status_code=201, responses=problems(404, 409),

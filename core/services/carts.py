@@ -244,10 +244,10 @@ class CartService:
 
     async def place(self, cart_id: str, *, payment: PaymentInput | None = None,
                     client: dict[str, str] | None = None, idempotency_key: str | None = None,
-                    actor: str = "system") -> Order:
+                    actor: str = "system", cart: Cart | None = None) -> Order:
         """Place the cart as an order. Placing a placed cart again returns its order; if the
         payment is declined the order is cancelled and the cart reopens for another try."""
-        cart = await self.rt.carts.get(cart_id)
+        cart = await self._loaded(cart_id, cart)
         if not cart.is_open and cart.order_id:
             return await self.rt.orders.get(cart.order_id)
         request = PlaceOrder(
