@@ -93,3 +93,49 @@ async def test_a_cart_changed_after_the_token_check_is_a_conflict(
         assert response.status_code == 409, response.text
         stored = await carts.get(cart["id"])
         assert [(ln.sku, ln.quantity) for ln in stored.lines] == [("POSTER", 1)]
+
+
+#: the same steps through GraphQL: a query is a POST too, so it is counted as a write
+GRAPHQL_BUDGET = {"create": 3, "line": 5, "address": 5, "quotes": 3, "method": 5}
+ADDRESS = {"name": BERLIN["name"], "line1": BERLIN["line1"], "city": BERLIN["city"],
+           "postalCode": BERLIN["postal_code"], "country": BERLIN["country"]}
+
+
+async def test_the_cart_steps_through_graphql_cost_what_they_cost_over_rest(
+        database_url: str) -> None:
+    async with api_client(database_url) as api:
+        shop = await api.storefront("web")
+
+        async def gql(step: str, headers: dict[str, str], query: str,
+                      **variables: Any) -> Any:
+            spent, body = await cost(api, lambda: api.client.post(
+                "/graphql", json={"query": query, "variables": variables}, headers=headers),
+                200)
+            assert "errors" not in body, body
+            costs[step].append(spent)
+            return body["data"]
+
+        costs: dict[str, list[int]] = {step: [] for step in GRAPHQL_BUDGET}
+        create = "mutation { createCart(channel: \"web\") { cart { id } cartToken } }"
+        await gql("create", shop, create)  # the channels are read once, then kept
+        costs["create"].clear()
+        created = (await gql("create", shop, create))["createCart"]
+        cid = created["cart"]["id"]
+        holding = {**shop, "X-Cart-Token": created["cartToken"]}
+        for sku in ("SHIRT-M", "MUG", "POSTER"):
+            await gql("line", holding, "mutation($c: String!, $s: String!) { addCartLine("
+                      "cartId: $c, sku: $s, quantity: 1) { id } }", c=cid, s=sku)
+        await gql("address", holding, "mutation($c: String!, $a: AddressInput!) { "
+                  "setCartAddresses(cartId: $c, shipping: $a, email: \"kim@example.com\") "
+                  "{ id } }", c=cid, a=ADDRESS)
+        await gql("quotes", holding, "query($c: String!) { cart(id: $c) { shippingQuotes "
+                  "{ method } } }", c=cid)
+        data = await gql("method", holding, "mutation($c: String!) { setCartShippingMethod("
+                         "cartId: $c, method: \"flat_rate:standard\") { lines { sku quantity } } }",
+                         c=cid)
+
+        print(f"SQL statements per cart step (GraphQL): {costs}")
+        assert {step: max(spent) for step, spent in costs.items()} == GRAPHQL_BUDGET
+        assert [ln["sku"] for ln in data["setCartShippingMethod"]["lines"]] == [
+            "SHIRT-M", "MUG", "POSTER"]
+        assert (await api.engine.carts.get(cid)).version == 5  # one save per change
