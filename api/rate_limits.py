@@ -159,6 +159,25 @@ class WriteRateLimitMiddleware:
                 counts.append((self.per_address, "writes-address", address))
         return counts
 
+    async def refusal(self, scope: Scope, principal: Principal, engine: Engine
+                      ) -> tuple[RateLimitItem, str, float] | None:
+        """Raise every count of this request at once (the fixed window of ``limits``'
+        ``FixedWindowRateLimiter``, in one statement); the first over its limit, with the
+        seconds until its window is over, or None."""
+        counted = self.counted(scope, principal, engine)
+        if not counted:
+            return None
+        keys = [item.key_for(namespace, identifier) for item, namespace, identifier in counted]
+        with engine.db.outside_transaction():
+            counts = await self.storage(engine).incr_many(
+                [Hit(key, item.get_expiry()) for key, (item, _, _) in zip(
+                    keys, counted, strict=True)])
+        for key, (item, namespace, _) in zip(keys, counted, strict=True):
+            count = counts[key]
+            if count.hits > item.amount:
+                return item, namespace, count.expires_at.timestamp() - time.time()
+        return None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         principal = scope.get("user")
         if scope["type"] != "http" or scope["method"] not in WRITES \
@@ -166,25 +185,15 @@ class WriteRateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         engine: Engine = scope["app"].state.engine
-        counted = self.counted(scope, principal, engine)
-        if counted:
-            # the fixed window of ``limits``' FixedWindowRateLimiter, every count at once
-            keys = [item.key_for(namespace, identifier)
-                    for item, namespace, identifier in counted]
-            with engine.db.outside_transaction():
-                counts = await self.storage(engine).incr_many(
-                    [Hit(key, item.get_expiry()) for key, (item, _, _) in zip(
-                        keys, counted, strict=True)])
-            for key, (item, namespace, _) in zip(keys, counted, strict=True):
-                count = counts[key]
-                if count.hits <= item.amount:
-                    continue
-                retry_after = max(1, math.ceil(count.expires_at.timestamp() - time.time()))
-                log.info("rate limited", limit=str(item), scope=namespace,
-                         method=scope["method"], path=scope["path"])
-                await send_problem(send, 429, "rate-limited", "Too many requests",
-                                   f"too many writes {LABELS[namespace]} (at most {item}); "
-                                   f"try again in {retry_after} s",
-                                   [(b"retry-after", str(retry_after).encode())])
-                return
-        await self.app(scope, receive, send)
+        refused = await self.refusal(scope, principal, engine)
+        if refused is None:
+            await self.app(scope, receive, send)
+            return
+        item, namespace, seconds_left = refused
+        retry_after = max(1, math.ceil(seconds_left))
+        log.info("rate limited", limit=str(item), scope=namespace,
+                 method=scope["method"], path=scope["path"])
+        await send_problem(send, 429, "rate-limited", "Too many requests",
+                           f"too many writes {LABELS[namespace]} (at most {item}); "
+                           f"try again in {retry_after} s",
+                           [(b"retry-after", str(retry_after).encode())])
