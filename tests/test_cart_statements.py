@@ -139,3 +139,30 @@ async def test_the_cart_steps_through_graphql_cost_what_they_cost_over_rest(
         assert [ln["sku"] for ln in data["setCartShippingMethod"]["lines"]] == [
             "SHIRT-M", "MUG", "POSTER"]
         assert (await api.engine.carts.get(cid)).version == 5  # one save per change
+
+
+async def test_a_customer_checking_out_a_guest_cart_over_graphql_orders_it_as_theirs(
+        database_url: str) -> None:
+    """The cart the checkout places is the adopted one, not the guest's copy the token
+    check read."""
+    async with api_client(database_url) as api:
+        shop = await api.storefront("web")
+        cart = await api.new_cart(shop)
+        cid = cart["id"]
+        held = api.holding(shop, cid)
+        expect(await api.client.post(f"/carts/{cid}/lines", json={"sku": "MUG"},
+                                     headers=held), 200)
+        expect(await api.client.put(f"/carts/{cid}/addresses",
+                                    json={"shipping": BERLIN, "email": "erika@example.com"},
+                                    headers=held), 200)
+        expect(await api.client.put(f"/carts/{cid}/shipping-method",
+                                    json={"method": "flat_rate:standard"}, headers=held), 200)
+        erika, token = await api.customer("erika@example.com")
+        body = expect(await api.client.post("/graphql", headers=api.holding(token, cid), json={
+            "query": "mutation($c: String!) { checkout(cartId: $c, payment: {gateway: "
+                     "\"sandbox\", token: \"tok_success\"}) { id } }",
+            "variables": {"c": cid}}), 200)
+        assert "errors" not in body, body
+        order = await api.engine.orders.get(body["data"]["checkout"]["id"])
+        assert order.customer_id == erika["id"]
+        assert (await api.engine.carts.get(cid)).customer_id == erika["id"]

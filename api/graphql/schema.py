@@ -585,11 +585,11 @@ class ShopMutation:
         engine = _engine(info)
         data = checked(engine, PlaceCartIn, payment=payment)
         if principal.kind == "customer" and cart.customer_id is None:
-            await engine.carts.adopt(cart_id, principal.customer_id or "")
+            cart = await engine.carts.adopt(cart_id, principal.customer_id or "")
         request = _request(info)
         order = await engine.carts.place(
             cart_id, payment=data.payment, client=client_facts(request, principal, data.client),
-            actor=principal.actor, idempotency_key=idempotency_key(request))
+            actor=principal.actor, idempotency_key=idempotency_key(request), cart=cart)
         return _order_view(info, order)
 
     @strawberry.mutation(description="A stream token for this order's live status (a "
