@@ -17,6 +17,11 @@ the counts. Who is counted:
   (``ordnung.api.client_ip``): a client's own ``X-Forwarded-For`` is never believed.
   Admin keys are not counted per address: their address is their server's.
 
+All the counts a write is part of are raised together, in one statement
+(``DatabaseStorage.incr_many``), and the write is refused if any of them is over its
+limit; a refused write counts against every one of them, as it does against the limit
+that refused it.
+
 Each setting is a rate in the ``limits`` notation (``120/minute``, ``10/second``) or
 ``off``. The layer sits behind authentication (an unknown key is a 401, not counted)
 and behind ``Idempotency-Key`` handling, so the replay of a stored answer is not
@@ -35,7 +40,6 @@ from typing import Any
 import msgspec
 import structlog
 from limits import RateLimitItem, parse
-from limits.aio.strategies import FixedWindowRateLimiter
 from litestar.types import ASGIApp
 
 from ordnung.api.asgi import Receive, Scope, Send
@@ -46,7 +50,7 @@ from ordnung.api.problems import WRITES
 from ordnung.core import Engine
 from ordnung.core.domain.access import Principal
 from ordnung.core.errors import ConfigError
-from ordnung.core.persistence.rate_limits import DatabaseStorage
+from ordnung.core.persistence.rate_limits import DatabaseStorage, Hit
 
 log = structlog.get_logger("ordnung.http")
 
@@ -126,12 +130,12 @@ class WriteRateLimitMiddleware:
         self.per_caller = self.limits.item("writes")
         self.per_key = self.limits.item("writes_per_key")
         self.per_address = self.limits.item("writes_per_address")
-        self._limiter: tuple[Engine, FixedWindowRateLimiter] | None = None
+        self._storage: tuple[Engine, DatabaseStorage] | None = None
 
-    def limiter(self, engine: Engine) -> FixedWindowRateLimiter:
-        if self._limiter is None or self._limiter[0] is not engine:
-            self._limiter = (engine, FixedWindowRateLimiter(DatabaseStorage(engine.db)))
-        return self._limiter[1]
+    def storage(self, engine: Engine) -> DatabaseStorage:
+        if self._storage is None or self._storage[0] is not engine:
+            self._storage = (engine, DatabaseStorage(engine.db))
+        return self._storage[1]
 
     def counted(self, scope: Scope, principal: Principal, engine: Engine
                 ) -> list[tuple[RateLimitItem, str, str]]:
@@ -155,6 +159,25 @@ class WriteRateLimitMiddleware:
                 counts.append((self.per_address, "writes-address", address))
         return counts
 
+    async def refusal(self, scope: Scope, principal: Principal, engine: Engine
+                      ) -> tuple[RateLimitItem, str, float] | None:
+        """Raise every count of this request at once (the fixed window of ``limits``'
+        ``FixedWindowRateLimiter``, in one statement); the first over its limit, with the
+        seconds until its window is over, or None."""
+        counted = self.counted(scope, principal, engine)
+        if not counted:
+            return None
+        keys = [item.key_for(namespace, identifier) for item, namespace, identifier in counted]
+        with engine.db.outside_transaction():
+            counts = await self.storage(engine).incr_many(
+                [Hit(key, item.get_expiry()) for key, (item, _, _) in zip(
+                    keys, counted, strict=True)])
+        for key, (item, namespace, _) in zip(keys, counted, strict=True):
+            count = counts[key]
+            if count.hits > item.amount:
+                return item, namespace, count.expires_at.timestamp() - time.time()
+        return None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         principal = scope.get("user")
         if scope["type"] != "http" or scope["method"] not in WRITES \
@@ -162,19 +185,15 @@ class WriteRateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         engine: Engine = scope["app"].state.engine
-        limiter = self.limiter(engine)
-        for item, namespace, identifier in self.counted(scope, principal, engine):
-            with engine.db.outside_transaction():
-                passed = await limiter.hit(item, namespace, identifier)
-                if passed:
-                    continue
-                stats = await limiter.get_window_stats(item, namespace, identifier)
-            retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-            log.info("rate limited", limit=str(item), scope=namespace,
-                     method=scope["method"], path=scope["path"])
-            await send_problem(send, 429, "rate-limited", "Too many requests",
-                               f"too many writes {LABELS[namespace]} (at most {item}); "
-                               f"try again in {retry_after} s",
-                               [(b"retry-after", str(retry_after).encode())])
+        refused = await self.refusal(scope, principal, engine)
+        if refused is None:
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        item, namespace, seconds_left = refused
+        retry_after = max(1, math.ceil(seconds_left))
+        log.info("rate limited", limit=str(item), scope=namespace,
+                 method=scope["method"], path=scope["path"])
+        await send_problem(send, 429, "rate-limited", "Too many requests",
+                           f"too many writes {LABELS[namespace]} (at most {item}); "
+                           f"try again in {retry_after} s",
+                           [(b"retry-after", str(retry_after).encode())])

@@ -10,6 +10,7 @@ import itertools
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,11 @@ import httpx
 import pytest
 
 from ordnung.api.rate_limits import WriteLimits
+from ordnung.core import Engine
 from ordnung.core.domain.access import ADMIN_SCOPES
+from ordnung.core.domain.common import utcnow
 from ordnung.core.errors import ConfigError
+from ordnung.core.persistence.rate_limits import DatabaseStorage, Hit
 from tests.api_support import Api, api_client, expect, expect_problem
 from tests.serve_support import ADMIN_KEY as SERVE_KEY
 from tests.serve_support import running_server
@@ -127,6 +131,45 @@ async def test_shopper_addresses_count_through_trusted_proxies_only(
                 **shop, "X-Forwarded-For": f"198.51.100.{n}"}), 201)
         assert_limited(await api.client.post("/carts", json={}, headers={
             **shop, "X-Forwarded-For": "198.51.100.9"}))
+
+
+async def test_a_write_raises_all_its_counts_in_one_statement(database_url: str) -> None:
+    """Per cart token and per address at once: one upsert; the write is refused by
+    whichever count is over, and a refused write counted against both."""
+    limits = only(writes="2/minute", writes_per_address="4/minute")
+    async with api_client(database_url, rate_limits=limits) as api:
+        shop = await api.storefront()
+        first = await api.new_cart(shop)  # the address: 1
+        holding = api.holding(shop, first["id"])
+        for _ in range(2):  # the cart token: 1, 2; the address: 2, 3
+            expect(await api.client.post(f"/carts/{first['id']}/lines",
+                                         json={"sku": "MUG"}, headers=holding), 200)
+        before = api.engine.db.statements
+        refused = await api.client.post(f"/carts/{first['id']}/lines", json={"sku": "MUG"},
+                                        headers=holding)  # the token: 3; the address: 4
+        assert_limited(refused)
+        assert "with this cart token" in refused.json()["detail"]
+        assert api.engine.db.statements - before == 2  # the key, then both counts
+        # the refused write counted against the address too: its fifth write is refused
+        refused = await api.client.post("/carts", json={}, headers=shop)
+        assert_limited(refused)
+        assert "from this address" in refused.json()["detail"]
+        counts = {r["key"].split("/")[1]: r["hits"] for r in await api.engine.db.fetch(
+            "SELECT key, hits FROM rate_limits")}
+        assert counts == {"writes-cart": 3, "writes-address": 5}
+
+
+async def test_a_counter_starts_again_when_its_window_is_over(engine: Engine) -> None:
+    storage = DatabaseStorage(engine.db)
+    counts = await storage.incr_many([Hit("a", 60), Hit("b", 60, 2), Hit("a", 60)])
+    assert {k: c.hits for k, c in counts.items()} == {"a": 2, "b": 2}
+    assert counts["a"].expires_at > utcnow()
+    await engine.db.run("UPDATE rate_limits SET expires_at = {} WHERE key = {}",
+                        utcnow() - timedelta(seconds=1), "b")
+    counts = await storage.incr_many([Hit("a", 60), Hit("b", 60)])
+    assert {k: c.hits for k, c in counts.items()} == {"a": 3, "b": 1}
+    assert await storage.incr("b", 60) == 2
+    assert await storage.incr_many([]) == {}
 
 
 async def test_a_replay_is_not_counted_and_a_429_is_not_kept_for_the_key(

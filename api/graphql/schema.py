@@ -273,7 +273,7 @@ class Query(WebhookQuery):
                                 line_id=e.line_id,
                                 amount=None if e.amount is None
                                 else Money.of(e.amount, cart.currency))
-                for e in await _engine(info).carts.explain(cart_id)]
+                for e in await _engine(info).carts.explain(cart_id, cart=cart)]
 
     @strawberry.field(description="The ways to pay that the gateway plugins offer for "
                                   "this order (a customer token for its own, or staff "
@@ -525,55 +525,56 @@ class ShopMutation:
     @strawberry.mutation(description="Add units of a SKU (merged with its line).")
     async def add_cart_line(self, info: Info, cart_id: str, sku: str,
                             quantity: int = 1) -> Cart:
-        await _cart(info, cart_id)
+        cart = await _cart(info, cart_id)
         data = checked(_engine(info), LineIn, sku=sku, quantity=quantity)
-        return Cart.of(await _engine(info).carts.add_line(cart_id, data.sku, data.quantity))
+        return Cart.of(await _engine(info).carts.add_line(cart_id, data.sku, data.quantity,
+                                                          cart=cart))
 
     @strawberry.mutation(description="Set the quantity of a SKU's line.")
     async def set_cart_line(self, info: Info, cart_id: str, sku: str, quantity: int) -> Cart:
-        await _cart(info, cart_id)
+        cart = await _cart(info, cart_id)
         data = checked(_engine(info), QuantityIn, quantity=quantity)
         checked(_engine(info), LineIn, sku=sku)
-        return Cart.of(await _engine(info).carts.set_line(cart_id, sku, data.quantity))
+        return Cart.of(await _engine(info).carts.set_line(cart_id, sku, data.quantity,
+                                                          cart=cart))
 
     @strawberry.mutation(description="Remove a SKU's line.")
     async def remove_cart_line(self, info: Info, cart_id: str, sku: str) -> Cart:
-        await _cart(info, cart_id)
+        cart = await _cart(info, cart_id)
         checked(_engine(info), LineIn, sku=sku)
-        return Cart.of(await _engine(info).carts.remove_line(cart_id, sku))
+        return Cart.of(await _engine(info).carts.remove_line(cart_id, sku, cart=cart))
 
     @strawberry.mutation(description="Set the shipping and billing address and e-mail.")
     async def set_cart_addresses(self, info: Info, cart_id: str,
                                  shipping: AddressInput | None = None,
                                  billing: AddressInput | None = None,
                                  email: str | None = None) -> Cart:
-        await _cart(info, cart_id)
-        carts = _engine(info).carts
+        cart = await _cart(info, cart_id)
         data = checked(_engine(info), AddressesIn, shipping=shipping, billing=billing,
                        email=email)
-        if data.email is not None:
-            await carts.set_contact(cart_id, email=data.email)
-        return Cart.of(await carts.set_addresses(cart_id, shipping=data.shipping,
-                                                 billing=data.billing))
+        return Cart.of(await _engine(info).carts.set_addresses(
+            cart_id, shipping=data.shipping, billing=data.billing, email=data.email,
+            cart=cart))
 
     @strawberry.mutation(description="Choose the shipping method (one of the cart's "
                                      "shippingQuotes).")
     async def set_cart_shipping_method(self, info: Info, cart_id: str, method: str) -> Cart:
-        await _cart(info, cart_id)
+        cart = await _cart(info, cart_id)
         data = checked(_engine(info), ShippingMethodIn, method=method)
-        return Cart.of(await _engine(info).carts.set_shipping_method(cart_id, data.method))
+        return Cart.of(await _engine(info).carts.set_shipping_method(cart_id, data.method,
+                                                                     cart=cart))
 
     @strawberry.mutation(description="Apply a promotion code.")
     async def apply_cart_code(self, info: Info, cart_id: str, code: str) -> Cart:
-        await _cart(info, cart_id)
+        cart = await _cart(info, cart_id)
         data = checked(_engine(info), CodeIn, code=code)
-        return Cart.of(await _engine(info).carts.apply_code(cart_id, data.code))
+        return Cart.of(await _engine(info).carts.apply_code(cart_id, data.code, cart=cart))
 
     @strawberry.mutation(description="Remove a promotion code.")
     async def remove_cart_code(self, info: Info, cart_id: str, code: str) -> Cart:
-        await _cart(info, cart_id)
+        cart = await _cart(info, cart_id)
         checked(_engine(info), CodeIn, code=code)
-        return Cart.of(await _engine(info).carts.remove_code(cart_id, code))
+        return Cart.of(await _engine(info).carts.remove_code(cart_id, code, cart=cart))
 
     @strawberry.mutation(description="Place the cart as an order with its payment. Send "
                                      "an Idempotency-Key header to make retries safe.")
@@ -584,11 +585,11 @@ class ShopMutation:
         engine = _engine(info)
         data = checked(engine, PlaceCartIn, payment=payment)
         if principal.kind == "customer" and cart.customer_id is None:
-            await engine.carts.adopt(cart_id, principal.customer_id or "")
+            cart = await engine.carts.adopt(cart_id, principal.customer_id or "")
         request = _request(info)
         order = await engine.carts.place(
             cart_id, payment=data.payment, client=client_facts(request, principal, data.client),
-            actor=principal.actor, idempotency_key=idempotency_key(request))
+            actor=principal.actor, idempotency_key=idempotency_key(request), cart=cart)
         return _order_view(info, order)
 
     @strawberry.mutation(description="A stream token for this order's live status (a "

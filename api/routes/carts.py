@@ -4,6 +4,9 @@ A guest's cart (created with a storefront key) comes with a secret cart token, i
 creation's answer only; every later call on the cart sends it as ``X-Cart-Token``. A
 customer's cart needs that customer's token; staff (an admin key with ``orders``) reach
 every cart. Anything else answers 404, exactly as for a cart that does not exist.
+
+Each route reads the cart once, for that check, and hands it to the service, which
+changes and saves it with the version it was read at.
 """
 
 from __future__ import annotations
@@ -100,8 +103,9 @@ class CartController(Controller):
                        data: JSONBody[LineIn],
                        cart_token: CartToken = None) -> Cart:
         """Add units of a SKU to the cart (merged with a line of the same SKU)."""
-        await self._cart(request, cart_id, cart_token)
-        return await engine_of(request).carts.add_line(cart_id, data.sku, data.quantity)
+        cart = await self._cart(request, cart_id, cart_token)
+        return await engine_of(request).carts.add_line(cart_id, data.sku, data.quantity,
+                                                        cart=cart)
 
     @put("/{cart_id:str}/lines/{sku:str}", responses=problems(404, 409))
     async def set_line(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
@@ -109,68 +113,67 @@ class CartController(Controller):
                        data: JSONBody[QuantityIn],
                        cart_token: CartToken = None) -> Cart:
         """Set the quantity of a SKU's line in the cart."""
-        await self._cart(request, cart_id, cart_token)
-        return await engine_of(request).carts.set_line(cart_id, sku, data.quantity)
+        cart = await self._cart(request, cart_id, cart_token)
+        return await engine_of(request).carts.set_line(cart_id, sku, data.quantity, cart=cart)
 
     @delete("/{cart_id:str}/lines/{sku:str}", status_code=200, responses=problems(404, 409))
     async def remove_line(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                           sku: FromPath[str],
                           cart_token: CartToken = None) -> Cart:
         """Remove a SKU's line from the cart."""
-        await self._cart(request, cart_id, cart_token)
-        return await engine_of(request).carts.remove_line(cart_id, sku)
+        cart = await self._cart(request, cart_id, cart_token)
+        return await engine_of(request).carts.remove_line(cart_id, sku, cart=cart)
 
     @put("/{cart_id:str}/addresses", responses=problems(404, 409))
     async def addresses(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                         data: JSONBody[AddressesIn],
                         cart_token: CartToken = None) -> Cart:
         """Set the cart's shipping and billing address and contact e-mail."""
-        await self._cart(request, cart_id, cart_token)
-        carts = engine_of(request).carts
-        if data.email is not None:
-            await carts.set_contact(cart_id, email=data.email)
-        return await carts.set_addresses(cart_id, shipping=data.shipping, billing=data.billing)
+        cart = await self._cart(request, cart_id, cart_token)
+        return await engine_of(request).carts.set_addresses(
+            cart_id, shipping=data.shipping, billing=data.billing, email=data.email, cart=cart)
 
     @post("/{cart_id:str}/codes", status_code=200, responses=problems(404))
     async def apply_code(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                          data: JSONBody[CodeIn],
                          cart_token: CartToken = None) -> Cart:
         """Apply a promotion code to the cart."""
-        await self._cart(request, cart_id, cart_token)
-        return await engine_of(request).carts.apply_code(cart_id, data.code)
+        cart = await self._cart(request, cart_id, cart_token)
+        return await engine_of(request).carts.apply_code(cart_id, data.code, cart=cart)
 
     @delete("/{cart_id:str}/codes/{code:str}", status_code=200, responses=problems(404, 409))
     async def remove_code(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                           code: FromPath[str],
                           cart_token: CartToken = None) -> Cart:
         """Remove a promotion code from the cart."""
-        await self._cart(request, cart_id, cart_token)
-        return await engine_of(request).carts.remove_code(cart_id, code)
+        cart = await self._cart(request, cart_id, cart_token)
+        return await engine_of(request).carts.remove_code(cart_id, code, cart=cart)
 
     @get("/{cart_id:str}/shipping-quotes", responses=problems(404))
     async def quotes(self, request: Request[Any, Any, Any],
                      cart_id: FromPath[str],
                      cart_token: CartToken = None) -> list[QuoteOut]:
         """Shipping options and their prices for the cart as it is now."""
-        await self._cart(request, cart_id, cart_token)
+        cart = await self._cart(request, cart_id, cart_token)
         return [QuoteOut(method=m, service=q.service, name=q.name, price=q.price,
                          expected_delivery=q.expected_delivery, tax_class=q.tax_class)
-                for m, q in await engine_of(request).carts.quotes(cart_id)]
+                for m, q in await engine_of(request).carts.quotes(cart_id, cart=cart)]
 
     @put("/{cart_id:str}/shipping-method", responses=problems(404, 409))
     async def shipping_method(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                               data: JSONBody[ShippingMethodIn],
                               cart_token: CartToken = None) -> Cart:
         """Choose the cart's shipping method (one of its shipping quotes)."""
-        await self._cart(request, cart_id, cart_token)
-        return await engine_of(request).carts.set_shipping_method(cart_id, data.method)
+        cart = await self._cart(request, cart_id, cart_token)
+        return await engine_of(request).carts.set_shipping_method(cart_id, data.method,
+                                                                  cart=cart)
 
     @get("/{cart_id:str}/explanation", responses=problems(404))
     async def explanation(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                           cart_token: CartToken = None) -> list[ExplanationStep]:
         """How the cart's price came about, step by step (lines, promotions, shipping, tax)."""
-        await self._cart(request, cart_id, cart_token)
-        return await engine_of(request).carts.explain(cart_id)
+        cart = await self._cart(request, cart_id, cart_token)
+        return await engine_of(request).carts.explain(cart_id, cart=cart)
 
     @post("/{cart_id:str}/order", status_code=201, responses=problems(402, 404),
           response_headers=LOCATION)

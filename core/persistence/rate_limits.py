@@ -5,31 +5,60 @@ storages are per process (memory) or external services (Redis, Memcached, MongoD
 Sign-in throttling must count the attempts of every worker process and machine
 together, and the one store every worker already shares is the database, so the
 counters live in the ``rate_limits`` table: one row per limit and identifier, updated
-by a single upsert whose result is the new count (no read-then-write race).
+by a single upsert whose result is the new count (no read-then-write race). A request
+that several limits count (the write limits: per caller and per address) updates all
+its counters in one multi-row upsert (``incr_many``): one statement per request, not
+one per limit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import cache
 
+import msgspec
 from limits.aio.storage import Storage
 
 from ordnung.core.domain.common import utcnow
 from ordnung.core.persistence.database import Database
 
-_INCREMENT = (
-    "INSERT INTO rate_limits (key, hits, expires_at) VALUES ({}, {}, {}) "
-    "ON CONFLICT (key) DO UPDATE SET "
+#: the upsert's head; one ``_ROW`` per counter follows, then ``_ON_CONFLICT``
+_INCREMENT = "INSERT INTO rate_limits (key, hits, expires_at) VALUES "
+_ROW = "({}, {}, {})"
+_ON_CONFLICT = (
+    " ON CONFLICT (key) DO UPDATE SET "
     "hits = CASE WHEN rate_limits.expires_at <= {} THEN excluded.hits "
     "ELSE rate_limits.hits + excluded.hits END, "
     "expires_at = CASE WHEN rate_limits.expires_at <= {} THEN excluded.expires_at "
     "ELSE rate_limits.expires_at END "
-    "RETURNING hits")
+    "RETURNING key, hits, expires_at")
 _HITS = "SELECT hits FROM rate_limits WHERE key = {} AND expires_at > {}"
 _EXPIRY = "SELECT expires_at FROM rate_limits WHERE key = {}"
 _CHECK = "SELECT 1 AS ok"
 _RESET = "DELETE FROM rate_limits WHERE key <> '' RETURNING key"
 _CLEAR = "DELETE FROM rate_limits WHERE key = {}"
+
+
+@cache
+def _increment(rows: int) -> str:
+    """The upsert of ``rows`` counters (a handful of shapes: one per number of limits)."""
+    return _INCREMENT + ", ".join([_ROW] * rows) + _ON_CONFLICT
+
+
+class Hit(msgspec.Struct, frozen=True):
+    """One counter to raise: its key (``RateLimitItem.key_for``), window and amount."""
+
+    key: str
+    expiry: int
+    amount: int = 1
+
+
+class Count(msgspec.Struct, frozen=True):
+    """A counter after the raise: its hits in the current window and when that ends."""
+
+    hits: int
+    expires_at: datetime
 
 
 class DatabaseStorage(Storage):
@@ -46,10 +75,24 @@ class DatabaseStorage(Storage):
         return ()
 
     async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        return (await self.incr_many([Hit(key, expiry, amount)]))[key].hits
+
+    async def incr_many(self, hits: Sequence[Hit]) -> dict[str, Count]:
+        """Raise every counter in ``hits`` in one statement; each key's new count. A
+        counter whose window is over starts again from the amount, as in ``incr``."""
+        merged: dict[str, Hit] = {}
+        for hit in hits:  # PostgreSQL's upsert may touch a row once per statement
+            seen = merged.get(hit.key)
+            merged[hit.key] = hit if seen is None else Hit(
+                hit.key, seen.expiry, seen.amount + hit.amount)
+        if not merged:
+            return {}
         now = utcnow()
-        rows = await self.db.run(_INCREMENT, key, amount, now + timedelta(seconds=expiry),
-                                 now, now)
-        return int(rows[0]["hits"])
+        args: list[object] = []
+        for hit in merged.values():
+            args += [hit.key, hit.amount, now + timedelta(seconds=hit.expiry)]
+        rows = await self.db.run(_increment(len(merged)), *args, now, now)
+        return {r["key"]: Count(int(r["hits"]), r["expires_at"]) for r in rows}
 
     async def get(self, key: str) -> int:
         row = await self.db.fetch_one(_HITS, key, utcnow())
@@ -69,3 +112,4 @@ class DatabaseStorage(Storage):
 
     async def clear(self, key: str) -> None:
         await self.db.run(_CLEAR, key)
+

@@ -1,4 +1,10 @@
-"""Carts (draft orders): every change re-prices; placing turns one into an order."""
+"""Carts (draft orders): every change re-prices; placing turns one into an order.
+
+A caller that already holds the cart (the API reads it once, to check the caller may use
+it) passes it as ``cart=`` to the changes and reads below, so a request reads the cart
+once; the save still checks the version that read found, so a change made meanwhile by
+another request is a ``Conflict``, as it is without.
+"""
 
 from __future__ import annotations
 
@@ -65,6 +71,14 @@ class CartService:
     async def get(self, cart_id: str) -> Cart:
         return await self.rt.carts.get(cart_id)
 
+    async def _loaded(self, cart_id: str, cart: Cart | None) -> Cart:
+        """``cart`` if the caller read it already, else the cart as stored."""
+        if cart is None:
+            return await self.rt.carts.get(cart_id)
+        if cart.id != cart_id:
+            raise ValueError(f"cart {cart.id} passed for cart {cart_id}")
+        return cart
+
     async def for_caller(self, cart_id: str, caller: Principal,
                          cart_token: str | None = None) -> Cart:
         """The cart if ``caller`` may use it, else ``NotFound`` exactly as for a cart that
@@ -101,10 +115,12 @@ class CartService:
             currency=cart.currency, channel=cart.channel, customer=customer, email=cart.email,
             now=utcnow()), strict=False)
 
-    async def _change(self, cart_id: str, mutate: Callable[[Cart], Awaitable[None] | None]) -> Cart:
-        """Load, change, re-price, save: a failing price leaves the cart as it was."""
+    async def _change(self, cart_id: str, mutate: Callable[[Cart], Awaitable[None] | None],
+                      loaded: Cart | None = None) -> Cart:
+        """Load (unless ``loaded``), change, re-price, save: a failing price leaves the
+        stored cart as it was."""
         with bound(cart_id=cart_id):
-            cart = await self.rt.carts.get(cart_id)
+            cart = await self._loaded(cart_id, loaded)
             if not cart.is_open:
                 raise Conflict(f"cart {cart_id} is {cart.status}; it can no longer change",
                                cart_id=cart_id, order_id=cart.order_id)
@@ -117,17 +133,20 @@ class CartService:
             await self.rt.carts.save(cart, version)
             return cart
 
-    async def set_line(self, cart_id: str, sku: str, quantity: int) -> Cart:
-        """Set the quantity of a SKU (0 removes it)."""
+    async def set_line(self, cart_id: str, sku: str, quantity: int, *,
+                       cart: Cart | None = None) -> Cart:
+        """Set the quantity of a SKU (0 removes it). A new SKU is checked by the pricing
+        that follows (an unknown one is ``NotFound`` there), so the catalogue is read
+        once; only on a full cart is it asked first, so that an unknown SKU stays a 404."""
         most = self.rt.limits.max_quantity_per_line
         if quantity < 0 or quantity > most:
             raise InvalidInput(f"quantity must be between 0 and {most}", field="quantity")
 
         async def mutate(cart: Cart) -> None:
             if quantity and sku not in {ln.sku for ln in cart.lines}:
-                await self.rt.catalog.variant(sku)
                 most_lines = self.rt.limits.max_lines_per_cart
                 if len(cart.lines) >= most_lines:
+                    await self.rt.catalog.variant(sku)
                     raise InvalidInput(f"a cart holds at most {most_lines} lines",
                                        field="lines")
             lines = [ln for ln in cart.lines if ln.sku != sku]
@@ -137,30 +156,36 @@ class CartService:
                 lines.insert(position, CartLine(sku=sku, quantity=quantity))
             cart.lines = lines
 
-        return await self._change(cart_id, mutate)
+        return await self._change(cart_id, mutate, cart)
 
-    async def add_line(self, cart_id: str, sku: str, quantity: int = 1) -> Cart:
+    async def add_line(self, cart_id: str, sku: str, quantity: int = 1, *,
+                       cart: Cart | None = None) -> Cart:
         if quantity <= 0:
             raise InvalidInput("quantity must be positive", field="quantity")
-        cart = await self.rt.carts.get(cart_id)
+        cart = await self._loaded(cart_id, cart)
         current = next((ln.quantity for ln in cart.lines if ln.sku == sku), 0)
-        return await self.set_line(cart_id, sku, current + quantity)
+        return await self.set_line(cart_id, sku, current + quantity, cart=cart)
 
-    async def remove_line(self, cart_id: str, sku: str) -> Cart:
-        cart = await self.rt.carts.get(cart_id)
+    async def remove_line(self, cart_id: str, sku: str, *, cart: Cart | None = None) -> Cart:
+        cart = await self._loaded(cart_id, cart)
         if sku not in {ln.sku for ln in cart.lines}:
             raise NotFound("cart line", sku)
-        return await self.set_line(cart_id, sku, 0)
+        return await self.set_line(cart_id, sku, 0, cart=cart)
 
     async def set_addresses(self, cart_id: str, *, shipping: Address | None = None,
-                            billing: Address | None = None) -> Cart:
+                            billing: Address | None = None, email: str | None = None,
+                            cart: Cart | None = None) -> Cart:
+        """Set the addresses and, with ``email``, the contact e-mail: one change, priced
+        and saved once."""
         def mutate(cart: Cart) -> None:
+            if email is not None:
+                cart.email = email.strip().lower()
             if shipping is not None:
                 cart.shipping_address = shipping
             if billing is not None:
                 cart.billing_address = billing
 
-        return await self._change(cart_id, mutate)
+        return await self._change(cart_id, mutate, cart)
 
     async def set_contact(self, cart_id: str, *, email: str | None = None,
                           customer_id: str | None = None) -> Cart:
@@ -173,7 +198,7 @@ class CartService:
 
         return await self._change(cart_id, mutate)
 
-    async def apply_code(self, cart_id: str, code: str) -> Cart:
+    async def apply_code(self, cart_id: str, code: str, *, cart: Cart | None = None) -> Cart:
         code = code.strip()
         if not code:
             raise InvalidInput("empty code", field="code")
@@ -185,16 +210,17 @@ class CartService:
                     raise InvalidInput(f"a cart takes at most {most} codes", field="codes")
                 cart.codes = [*cart.codes, code]
 
-        return await self._change(cart_id, mutate)
+        return await self._change(cart_id, mutate, cart)
 
-    async def remove_code(self, cart_id: str, code: str) -> Cart:
+    async def remove_code(self, cart_id: str, code: str, *, cart: Cart | None = None) -> Cart:
         def mutate(cart: Cart) -> None:
             cart.codes = [c for c in cart.codes if c != code]
 
-        return await self._change(cart_id, mutate)
+        return await self._change(cart_id, mutate, cart)
 
-    async def set_shipping_method(self, cart_id: str, method: str) -> Cart:
-        cart = await self.rt.carts.get(cart_id)
+    async def set_shipping_method(self, cart_id: str, method: str, *,
+                                  cart: Cart | None = None) -> Cart:
+        cart = await self._loaded(cart_id, cart)
         available = [m for m, _ in (cart.priced.quotes if cart.priced else [])]
         if method not in available:
             raise InvalidInput(f"shipping method {method!r} is not available "
@@ -204,14 +230,16 @@ class CartService:
         def mutate(cart: Cart) -> None:
             cart.shipping_method = method
 
-        return await self._change(cart_id, mutate)
+        return await self._change(cart_id, mutate, cart)
 
-    async def quotes(self, cart_id: str) -> list[tuple[str, ShippingQuote]]:
-        cart = await self.rt.carts.get(cart_id)
+    async def quotes(self, cart_id: str, *, cart: Cart | None = None
+                     ) -> list[tuple[str, ShippingQuote]]:
+        cart = await self._loaded(cart_id, cart)
         return list(cart.priced.quotes) if cart.priced else []
 
-    async def explain(self, cart_id: str) -> list[ExplanationStep]:
-        cart = await self.rt.carts.get(cart_id)
+    async def explain(self, cart_id: str, *, cart: Cart | None = None
+                      ) -> list[ExplanationStep]:
+        cart = await self._loaded(cart_id, cart)
         return list(cart.priced.explanation) if cart.priced else []
 
     async def place(self, cart_id: str, *, payment: PaymentInput | None = None,
@@ -223,8 +251,7 @@ class CartService:
         ``cart``: the cart as the caller has just read it (a route checking who holds
         it), so that it is not read again; the placement locks and checks it anew when
         it records the order."""
-        if cart is None or cart.id != cart_id:
-            cart = await self.rt.carts.get(cart_id)
+        cart = await self._loaded(cart_id, cart)
         if not cart.is_open and cart.order_id:
             return await self.rt.orders.get(cart.order_id)
         request = PlaceOrder(
