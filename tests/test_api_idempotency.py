@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from ordnung.core import hookimpl
+from ordnung.core.persistence import catalog as catalog_store
 from ordnung.core.persistence import journal
 from tests.api_support import (
     Api,
@@ -206,10 +207,10 @@ REPLAY_STATEMENTS = 3
 async def statements_of(api: Api, request: Any) -> tuple[int, httpx.Response]:
     journal = api.engine.runtime.journal
     await journal.flush_marks()
-    before = api.engine.db.statements
-    response = await request
-    await journal.flush_marks()
-    return api.engine.db.statements - before, response
+    with api.engine.db.tally() as spent:
+        response = await request
+        await journal.flush_marks()
+    return spent.statements, response
 
 
 async def test_a_keyed_placement_and_its_replay_cost_a_fixed_number_of_statements(
@@ -217,6 +218,8 @@ async def test_a_keyed_placement_and_its_replay_cost_a_fixed_number_of_statement
     # the delivered marks are written by a timer that may fire in the middle: held back,
     # they are written by one statement when counted
     monkeypatch.setattr(journal, "MARK_DELAY_S", 3600.0)
+    # and the active channels, reread a second after the last read, are read once
+    monkeypatch.setattr(catalog_store, "CHANNELS_TTL_S", 3600.0)
     shop = await api.storefront("web")
     body = order_body(("SHIRT-M", 1), ("MUG", 2), ("POSTER", 1))
     await api.place_order(shop, body, idempotency_key="warm-up")

@@ -23,9 +23,9 @@ BUDGET = {"create": 3, "line": 5, "address": 5, "quotes": 2, "method": 5}
 async def cost(api: Api, request: Callable[[], Awaitable[httpx.Response]],
                status: int) -> tuple[int, Any]:
     """The statements ``request`` ran, and its answer's body."""
-    before = api.engine.db.statements
-    body = expect(await request(), status)
-    return api.engine.db.statements - before, body
+    with api.engine.db.tally() as spent:
+        body = expect(await request(), status)
+    return spent.statements, body
 
 
 async def test_each_cart_step_of_a_guest_checkout_stays_within_its_statements(

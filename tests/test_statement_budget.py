@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+
 from ordnung.core import Engine
+from ordnung.core.persistence import catalog as catalog_store
 from tests.support import order_request
+
+
+@pytest.fixture(autouse=True)
+def channels_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The active channels are read again a second after the last read: a reread in the
+    middle of a count would be one statement more than the placement costs."""
+    monkeypatch.setattr(catalog_store, "CHANNELS_TTL_S", 3600.0)
 
 
 async def placement_cost(engine: Engine, *lines: tuple[str, int]) -> int:
     """Statements of one placement, including the (batched) delivered marks of its events."""
     await engine.runtime.journal.flush_marks()
-    before = engine.db.statements
-    await engine.orders.place(order_request(*lines, token=None, gateway="manual",
-                                            method="bank_transfer"))
-    await engine.runtime.journal.flush_marks()
-    return engine.db.statements - before
+    with engine.db.tally() as spent:
+        await engine.orders.place(order_request(*lines, token=None, gateway="manual",
+                                                method="bank_transfer"))
+        await engine.runtime.journal.flush_marks()
+    return spent.statements
 
 
 async def test_placement_statements_are_bounded_and_the_same_for_more_lines(engine: Engine) -> None:
@@ -23,3 +35,24 @@ async def test_placement_statements_are_bounded_and_the_same_for_more_lines(engi
     print(f"statements per placement with payment: 1 line {one}, 3 lines {three}")
     assert three == one  # every line is reserved by the same one statement
     assert three <= 13
+
+
+async def test_a_tally_counts_the_work_and_not_what_runs_beside_it(engine: Engine) -> None:
+    """What a pinned cost counts: the statements of the work and of the tasks it starts,
+    not those of a loop the engine started before (a clock measurement, a worker's poll)
+    that happen to run at the same time."""
+    db = engine.db
+    go_on = asyncio.Event()
+
+    async def beside() -> None:
+        await go_on.wait()
+        await db.run("SELECT 1 AS ok")
+
+    loop = asyncio.create_task(beside())
+    with db.tally() as spent:
+        await db.run("SELECT 1 AS ok")
+        go_on.set()
+        await loop
+        await asyncio.create_task(db.run("SELECT 2 AS ok"))
+    await db.run("SELECT 3 AS ok")
+    assert spent.statements == 2

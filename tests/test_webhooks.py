@@ -237,10 +237,10 @@ async def test_receiver_down_then_up_gets_everything_and_duplicates_share_the_id
 
 async def placement_statements(api: Api) -> int:
     await api.engine.runtime.journal.flush_marks()
-    before = api.engine.db.statements
-    await api.place_order(await api.storefront(), order_body(("MUG", 1)))
-    await api.engine.runtime.journal.flush_marks()
-    return api.engine.db.statements - before
+    with api.engine.db.tally() as spent:
+        await api.place_order(await api.storefront(), order_body(("MUG", 1)))
+        await api.engine.runtime.journal.flush_marks()
+    return spent.statements
 
 
 async def test_failing_receivers_get_growing_retries_then_give_up_and_placement_is_unaffected(

@@ -63,6 +63,21 @@ _MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(7251113)"
 _PROBE = "SELECT 1 AS ok"
 
 
+class Tally:
+    """The statements one piece of work ran (``Database.tally``)."""
+
+    __slots__ = ("statements",)
+
+    def __init__(self) -> None:
+        self.statements = 0
+
+
+#: the tally of the work that asked for one; the engine's background loops were started
+#: before it was set, so what they run (the clock's measurement, workers polling) is not
+#: counted, while tasks the work itself starts (the delivered marks of its events) are
+_TALLY: ContextVar[Tally | None] = ContextVar("ordnung_statement_tally", default=None)
+
+
 def where(*filters: tuple[str, Any]) -> tuple[str, list[Any]]:
     """`` WHERE ...`` of the filters whose value is given (not None, not empty) and their
     arguments; a list value fills an ``IN ({})`` clause with one placeholder per item.
@@ -132,6 +147,18 @@ class Database:
     def statements(self) -> int:
         """SQL statements run so far through this database (BEGIN/COMMIT not included)."""
         return self._statements
+
+    @contextlib.contextmanager
+    def tally(self) -> Iterator[Tally]:
+        """Count the statements that this task and the tasks it starts run: what one
+        request or call costs, whatever the engine does beside it at the same time
+        (``statements`` counts everything, for benchmarks)."""
+        tally = Tally()
+        token = _TALLY.set(tally)
+        try:
+            yield tally
+        finally:
+            _TALLY.reset(token)
 
     def pool_use(self) -> tuple[int, int]:
         """(connections open, in use) of this database's pool (for the metrics)."""
@@ -228,6 +255,9 @@ class Database:
         connection, or else the engine's pool."""
         query = self._dialect(sql)
         self._statements += 1
+        tally = _TALLY.get()
+        if tally is not None:
+            tally.statements += 1
         fence = WRITE_FENCE.get()
         if fence is not None and is_write(sql):
             await fence.before_write()
