@@ -753,3 +753,30 @@ async def test_introspection_can_be_turned_off() -> None:
 
 def _unused(_: httpx.Response) -> None:  # keeps httpx imported for type checkers
     return None
+
+
+async def test_one_idempotency_key_covers_one_placement_of_a_document(api: Api) -> None:
+    """Two placements in one document under one key: the key names the first order, so
+    the second is refused as input (422 naming the header, and the order the key made) and
+    places nothing; a repeat of the document replays the answer as it was."""
+    shop = await api.storefront("web")
+    one = ("placeOrder(channel: \"web\", lines: [{sku: \"MUG\", quantity: 1}], email: "
+           "\"erika@example.com\", shippingAddress: $a, shippingMethod: "
+           "\"flat_rate:standard\", payment: {gateway: \"sandbox\", token: \"tok_success\"}) "
+           "{ id }")
+    document = {"query": f"mutation($a: AddressInput!) {{ first: {one} second: {one} }}",
+                "variables": {"a": ADDRESS}}
+    headers = {**shop, "Idempotency-Key": "two-in-one"}
+    response = await api.client.post("/graphql", json=document, headers=headers)
+    body = expect(response, 200)
+    error = only_error(body)  # placeOrder is non-null: the error nulls the whole data
+    assert error["path"] == ["second"], body
+    assert error["extensions"]["status"] == 422, body
+    assert error["extensions"]["type"] == PROBLEMS + "validation", body
+    assert error["extensions"]["field"] == "Idempotency-Key", body
+    assert await api.order_count() == 1
+    placed = error["message"].rsplit(" ", 1)[-1]  # the message names the first's order
+    assert (await api.order(placed, api.admin))["id"] == placed
+    again = await api.client.post("/graphql", json=document, headers=headers)
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert again.json() == body and await api.order_count() == 1
