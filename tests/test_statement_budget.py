@@ -8,14 +8,18 @@ import pytest
 
 from ordnung.core import Engine
 from ordnung.core.persistence import catalog as catalog_store
+from ordnung.core.persistence import journal
 from tests.support import order_request
 
 
 @pytest.fixture(autouse=True)
-def channels_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The active channels are read again a second after the last read: a reread in the
-    middle of a count would be one statement more than the placement costs."""
+def counted_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What would make two counts of the same work differ is held back: the active
+    channels are read again a second after the last read, and delivered events are
+    marked by a timer that may fire between a placement's two transactions (then two
+    UPDATEs, not one); held back, the marks are written by the one flush counted."""
     monkeypatch.setattr(catalog_store, "CHANNELS_TTL_S", 3600.0)
+    monkeypatch.setattr(journal, "MARK_DELAY_S", 3600.0)
 
 
 async def placement_cost(engine: Engine, *lines: tuple[str, int]) -> int:

@@ -27,6 +27,7 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from ordnung.core.persistence import catalog as catalog_store
+from ordnung.core.persistence import journal
 from ordnung.core.services.webhook_guard import UnsafeUrl, pin_url
 from tests.api_support import ADMIN_KEY, Api, api_client, bearer, expect, expect_problem, order_body
 from tests.serve_support import ADMIN_KEY as SERVE_KEY
@@ -248,6 +249,8 @@ async def test_failing_receivers_get_growing_retries_then_give_up_and_placement_
     # what is read again after some time (the active channels, the database's clock)
     # is read once here: a read between would count as one of a placement's statements
     monkeypatch.setattr(catalog_store, "CHANNELS_TTL_S", 3600.0)
+    # and delivered events are marked by the one flush counted, not by a timer as well
+    monkeypatch.setattr(journal, "MARK_DELAY_S", 3600.0)
     with receiving() as failing, receiving() as hanging:
         failing.mode, hanging.mode = "fail", "hang"
         async with webhook_api(database_url, webhooks_timeout_s=0.3,

@@ -63,6 +63,16 @@ _MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(7251113)"
 _PROBE = "SELECT 1 AS ok"
 
 
+def insert_sql(table: str, columns: Sequence[str], rows: int,
+               computed: dict[str, str] | None = None) -> str:
+    """A multi-row INSERT of ``rows`` rows of ``columns`` (``{}`` placeholders), and the
+    ``computed`` columns set to the same SQL expression in every row."""
+    extra = computed or {}
+    row = "(" + ", ".join(["{}"] * len(columns) + list(extra.values())) + ")"
+    return (f"INSERT INTO {table} ({', '.join((*columns, *extra))}) VALUES "
+            + ", ".join(row for _ in range(rows)))
+
+
 class Tally:
     """The statements one piece of work ran (``Database.tally``)."""
 
@@ -293,11 +303,7 @@ class Database:
         ``computed`` columns set to the same SQL expression in every row."""
         if not rows:
             return []
-        extra = computed or {}
-        columns = (*columns, *extra)
-        row = "(" + ", ".join(["{}"] * (len(columns) - len(extra)) + list(extra.values())) + ")"
-        sql = (f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-               + ", ".join(row for _ in rows) + (f" {suffix}" if suffix else ""))
+        sql = insert_sql(table, columns, len(rows), computed) + (f" {suffix}" if suffix else "")
         return await self.run(sql, *[value for r in rows for value in r])
 
     def _dialect(self, sql: str) -> str:

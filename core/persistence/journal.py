@@ -21,7 +21,7 @@ import structlog
 from ordnung.core.domain.common import new_id, utcnow
 from ordnung.core.domain.events import Event
 from ordnung.core.persistence.codec import decode, encode
-from ordnung.core.persistence.database import Database, where
+from ordnung.core.persistence.database import Database, insert_sql, where
 
 LEASE = timedelta(seconds=30)
 #: how long delivered events wait to be marked, so that one UPDATE marks many
@@ -101,17 +101,24 @@ class Journal:
             return
         now = utcnow()
         payloads = [encode(e) for e in events]
-        await self.db.insert_rows(
-            "events", _EVENT_COLUMNS,
-            [(e.id, e.order_id, e.seq, e.kind, e.actor, data, e.at)
-             for e, data in zip(events, payloads, strict=True)])
-        rows = []
+        timeline = [(e.id, e.order_id, e.seq, e.kind, e.actor, data, e.at)
+                    for e, data in zip(events, payloads, strict=True)]
+        outbox = []
         for e, data in zip(events, payloads, strict=True):
             reacts, tells = self.reacts_to(e), self.tells_webhooks(e)
             if reacts or tells or self.tells_brokers:
-                rows.append((e.id, e.kind, e.order_id, data, now, None if reacts else now, 1,
-                             None if tells else now, None if self.tells_brokers else now))
-        await self.db.insert_rows("outbox", _OUTBOX_COLUMNS, rows,
+                outbox.append((e.id, e.kind, e.order_id, data, now, None if reacts else now,
+                               1, None if tells else now, None if self.tells_brokers else now))
+        if outbox and self.db.is_postgres:
+            # one round trip: the events as a data-modifying WITH of the outbox's INSERT
+            # (SQLite has no such WITH, and its statements cost no round trip)
+            sql = (f"WITH timeline AS ({insert_sql('events', _EVENT_COLUMNS, len(timeline))}) "
+                   + insert_sql("outbox", _OUTBOX_COLUMNS, len(outbox), self._outbox_claimed))
+            await self.db.run(sql, *(v for r in timeline for v in r),
+                              *(v for r in outbox for v in r))
+            return
+        await self.db.insert_rows("events", _EVENT_COLUMNS, timeline)
+        await self.db.insert_rows("outbox", _OUTBOX_COLUMNS, outbox,
                                   computed=self._outbox_claimed)
 
     async def timeline(self, order_id: str) -> list[Event]:
