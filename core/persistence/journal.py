@@ -99,16 +99,10 @@ class Journal:
         change's transaction."""
         if not events:
             return
-        now = utcnow()
         payloads = [encode(e) for e in events]
         timeline = [(e.id, e.order_id, e.seq, e.kind, e.actor, data, e.at)
                     for e, data in zip(events, payloads, strict=True)]
-        outbox = []
-        for e, data in zip(events, payloads, strict=True):
-            reacts, tells = self.reacts_to(e), self.tells_webhooks(e)
-            if reacts or tells or self.tells_brokers:
-                outbox.append((e.id, e.kind, e.order_id, data, now, None if reacts else now,
-                               1, None if tells else now, None if self.tells_brokers else now))
+        outbox = self._outbox_rows(events, payloads)
         if outbox and self.db.is_postgres:
             # one round trip: the events as a data-modifying WITH of the outbox's INSERT
             # (SQLite has no such WITH, and its statements cost no round trip)
@@ -120,6 +114,19 @@ class Journal:
         await self.db.insert_rows("events", _EVENT_COLUMNS, timeline)
         await self.db.insert_rows("outbox", _OUTBOX_COLUMNS, outbox,
                                   computed=self._outbox_claimed)
+
+    def _outbox_rows(self, events: Sequence[Event], payloads: list[str]
+                     ) -> list[tuple[Any, ...]]:
+        """The outbox rows of the events something reacts to; what needs no one is
+        written already done (dispatched, told to webhooks, told to brokers)."""
+        now = utcnow()
+        rows = []
+        for e, data in zip(events, payloads, strict=True):
+            reacts, tells = self.reacts_to(e), self.tells_webhooks(e)
+            if reacts or tells or self.tells_brokers:
+                rows.append((e.id, e.kind, e.order_id, data, now, None if reacts else now,
+                             1, None if tells else now, None if self.tells_brokers else now))
+        return rows
 
     async def timeline(self, order_id: str) -> list[Event]:
         rows = await self.db.run(_TIMELINE, order_id)
