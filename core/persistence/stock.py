@@ -326,10 +326,11 @@ class StockStore:
                               ) -> tuple[list[Allocation], int]:
         """Spread a want over the slices no other transaction holds, without waiting.
 
-        Waiting for a slice while holding others could deadlock with a placement doing the
-        same the other way round; so a try that falls short gives its slices back (the
-        savepoint) and tries again a moment later, until the committed figures say the
-        units are not there. Only after ``SPREAD_TRIES`` does it wait (``_spread``)."""
+        The transaction already holds its other lines' levels: waiting for a slice now
+        could close a circle with a transaction that holds the slice and waits for one of
+        those (another placement, a release). So a try that falls short gives its slices
+        back (the savepoint) and tries again a moment later, until the committed figures
+        say the units are not there. Only after ``SPREAD_TRIES`` does it wait."""
         for attempt in range(SPREAD_TRIES):
             if attempt:
                 await asyncio.sleep(random.uniform(0.001, 0.003) * min(attempt, 10))
