@@ -113,7 +113,8 @@ RETURNING location_id
 #: a guarded reservation of a slice that no other transaction holds (none: held or full)
 _GUARDED_RESERVE_FREE = """
 UPDATE stock_levels SET reserved = reserved + {}
-WHERE id = (SELECT id FROM stock_levels WHERE id = {} FOR UPDATE SKIP LOCKED)
+WHERE id = (SELECT id FROM stock_levels WHERE id = {}
+            AND (allow_backorder OR on_hand - reserved >= {}) FOR UPDATE SKIP LOCKED)
   AND (allow_backorder OR on_hand - reserved >= {})
 RETURNING location_id
 """
@@ -199,6 +200,7 @@ class StockStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._slices_locked = _SLICES + db.lock_suffix
+        self._guarded_free = _GUARDED_RESERVE_FREE if db.is_postgres else _GUARDED_RESERVE
         self._fast_reserve = _FAST_RESERVE.replace(
             "{skip}", " FOR UPDATE OF s SKIP LOCKED" if db.is_postgres else "")
         self._shift_one = _SHIFT_ONE.replace(
@@ -235,8 +237,7 @@ class StockStore:
             else:
                 # a SKU's only want was just tried whole at its first level with room
                 await self._reserve_one(want, outcome, unknown,
-                                        tried_whole=lines[want.sku] == 1,
-                                        alone=len(wants) == 1)
+                                        tried_whole=lines[want.sku] == 1)
         return outcome
 
     async def _reserve_all(self, totals: dict[str, int]) -> dict[str, dict[str, Any]]:
@@ -256,7 +257,7 @@ class StockStore:
         return {row["sku"]: row for row in rows}
 
     async def _reserve_one(self, want: Want, outcome: ReserveOutcome, unknown: set[str],
-                           *, tried_whole: bool, alone: bool) -> None:
+                           *, tried_whole: bool) -> None:
         """Reserve one want on its own: at its first level with room (unless that was just
         tried), else spread over the levels in priority order."""
         rows = [] if tried_whole else await self.db.fetch(
@@ -269,7 +270,7 @@ class StockStore:
             return
         unknown.add(want.sku)
         outcome.available.pop(want.sku, None)
-        allocations, short_by = await self._reserve_split(want, alone=alone)
+        allocations, short_by = await self._reserve_split(want)
         if short_by == 0:
             outcome.allocations[want.key] = allocations
             return
@@ -283,14 +284,10 @@ class StockStore:
             outcome.shortages.append({"sku": want.sku, "requested": want.quantity,
                                       "available": max(available.get(want.sku, 0), 0)})
 
-    async def _reserve_split(self, want: Want, *, alone: bool
-                             ) -> tuple[list[Allocation], int]:
-        """Spread a want over locations in priority order; returns what is still missing.
-
-        A reservation of one want ``alone`` holds no other level, so it may wait for the
-        slices others hold: nobody can be waiting for it."""
+    async def _reserve_split(self, want: Want) -> tuple[list[Allocation], int]:
+        """Spread a want over locations in priority order; returns what is still missing."""
         levels = await self.db.fetch(_LEVELS_FOR_SKU, want.sku)
-        if self.db.is_postgres and not alone and any(level["slice"] for level in levels):
+        if self.db.is_postgres and any(level["slice"] for level in levels):
             return await self._reserve_sliced(want, levels)
         return await self._spread(want, levels)
 
@@ -299,25 +296,32 @@ class StockStore:
         """Take what each level has, in order, waiting for levels another transaction
         holds (an unsliced SKU's are already this transaction's: see ``_BULK_RESERVE``).
         Once a pass takes nothing it stops, unless the figures it read showed enough (the
-        slice it waited for was emptied by the one it waited for: read again)."""
+        slice it waited for was emptied by the one it waited for: read again). It waits only
+        for levels after every one it holds, in the order of the read (as every spread
+        does), so spreads never wait for each other in a circle; a level before one it
+        holds is only taken if no one else holds it."""
         remaining = want.quantity
         allocations: list[Allocation] = []
+        held: set[str] = set()
         for attempt in range(SPREAD_TRIES):
             if attempt:
                 levels = await self.db.fetch(_LEVELS_FOR_SKU, want.sku)
             enough = sum(_take(level, remaining) for level in levels) >= remaining
+            last = max((i for i, level in enumerate(levels) if level["id"] in held), default=-1)
             progressed = False
-            for level in levels:
+            for i, level in enumerate(levels):
                 if remaining == 0:
                     break
                 take = _take(level, remaining)
                 if take <= 0:
                     continue
-                rows = await self.db.fetch(_GUARDED_RESERVE, take, level["id"], take)
-                if rows:
+                sql = _GUARDED_RESERVE if i > last else self._guarded_free
+                if await self.db.fetch(sql, *self._guarded_args(sql, take, level["id"])):
                     allocations = _merged(allocations, level["location_id"], take)
                     remaining -= take
                     progressed = True
+                    held.add(level["id"])
+                    last = max(last, i)
             if remaining == 0 or not (progressed or enough):
                 break
         return allocations, remaining
@@ -326,11 +330,12 @@ class StockStore:
                               ) -> tuple[list[Allocation], int]:
         """Spread a want over the slices no other transaction holds, without waiting.
 
-        The transaction already holds its other lines' levels: waiting for a slice now
-        could close a circle with a transaction that holds the slice and waits for one of
-        those (another placement, a release). So a try that falls short gives its slices
-        back (the savepoint) and tries again a moment later, until the committed figures
-        say the units are not there. Only after ``SPREAD_TRIES`` does it wait."""
+        The transaction may already hold rows it does not know of (its other lines'
+        levels; a slice a locking read locked, then found emptied): waiting for a slice
+        now could close a circle with a transaction that holds the slice and waits for
+        one of those. So a try that falls short gives its slices back (the savepoint) and
+        tries again a moment later, until the committed figures say the units are not
+        there. Only after ``SPREAD_TRIES`` does it wait."""
         for attempt in range(SPREAD_TRIES):
             if attempt:
                 await asyncio.sleep(random.uniform(0.001, 0.003) * min(attempt, 10))
@@ -342,8 +347,9 @@ class StockStore:
             allocations: list[Allocation] = []
             for level in levels:
                 take = _take(level, remaining)
-                if take > 0 and await self.db.fetch(_GUARDED_RESERVE_FREE, take, level["id"],
-                                                    take):
+                if take > 0 and await self.db.fetch(
+                        self._guarded_free, *self._guarded_args(self._guarded_free, take,
+                                                                level["id"])):
                     allocations = _merged(allocations, level["location_id"], take)
                     remaining -= take
             if remaining == 0:
@@ -351,6 +357,13 @@ class StockStore:
                 return allocations, 0
             await self.db.run(_SPREAD_ROLLBACK)
         return await self._spread(want, await self.db.fetch(_LEVELS_FOR_SKU, want.sku))
+
+    @staticmethod
+    def _guarded_args(sql: str, take: int, level_id: str) -> tuple[object, ...]:
+        """The arguments of a guarded reservation (the free one checks room twice)."""
+        if sql is _GUARDED_RESERVE:
+            return (take, level_id, take)
+        return (take, level_id, take, take)
 
     async def _shift(self, sku: str, location_id: str, on_hand: int, reserved: int) -> None:
         """Apply deltas to one level, refusing anything the invariants forbid.
