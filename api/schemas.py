@@ -49,6 +49,12 @@ class CountIn(In):
     reason: str = "count"
 
 
+class SlicesIn(In):
+    sku: NonEmpty
+    location_id: NonEmpty
+    slices: int
+
+
 # -- customers ---------------------------------------------------------------------------
 class CustomerIn(In):
     email: NonEmpty

@@ -31,6 +31,8 @@ from bench import floor, growth, load, profile, receivers, server
 from bench.shop import seed
 
 HOT_UNITS = 1_000
+#: slices of the hot SKU's level: about the placements that run at once (README, Inventory)
+HOT_SLICES = 8
 
 
 async def verify(database_url: str, ids: list[str]) -> dict[str, int]:
@@ -52,7 +54,9 @@ async def verify(database_url: str, ids: list[str]) -> dict[str, int]:
         ledger = (await fetch(
             "SELECT COUNT(*) FROM (SELECT s.sku, s.location_id, s.on_hand, s.reserved, "
             "COALESCE(SUM(m.on_hand_delta), 0) AS oh, COALESCE(SUM(m.reserved_delta), 0) AS rs "
-            "FROM stock_levels s LEFT JOIN stock_movements m ON m.sku = s.sku "
+            "FROM (SELECT sku, location_id, SUM(on_hand) AS on_hand, SUM(reserved) AS reserved "
+            "FROM stock_levels GROUP BY sku, location_id) s "
+            "LEFT JOIN stock_movements m ON m.sku = s.sku "
             "AND m.location_id = s.location_id AND m.location_id <> 'floor' "
             "GROUP BY s.sku, s.location_id, s.on_hand, s.reserved) x "
             "WHERE x.on_hand <> x.oh OR x.reserved <> x.rs"))[0][0]
@@ -84,7 +88,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     async with server.fresh_database(args.db) as url:
         async with server.running_server(url, args.workers, env) as srv, hooks:
             hot_units = HOT_UNITS if args.scenario == "hot-sku" else 0
-            shop = await seed(srv, skus=50, units=1_000_000, hot_units=hot_units)
+            shop = await seed(srv, skus=50, units=1_000_000, hot_units=hot_units,
+                              hot_slices=args.slices)
             await hooks.register(srv.url, srv.admin)
             headers = shop["storefront"]
             if args.scenario == "placement":
@@ -127,6 +132,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "scenario": args.scenario, "api": args.api, "db": args.db, "workers": args.workers,
         "concurrency": args.concurrency, "orders": args.orders, "duration_s": args.duration,
+        "hot_slices": args.slices if args.scenario == "hot-sku" else None,
         "succeeded": successes,
         "orders_per_s": round(orders_per_s, 1),
         "attempts_per_s": round(sum(outcome.statuses.values()) / outcome.elapsed_s, 1)
@@ -166,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="stop starting orders after S seconds (--orders is then a cap; "
                              "guest-checkout's default: 20 s)")
     parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--slices", type=int, default=HOT_SLICES, metavar="N",
+                        help="hot-sku: the hot SKU's level in N slices (1: one row; "
+                             f"default {HOT_SLICES}, as the README recommends)")
     parser.add_argument("--webhooks", type=int, default=0, metavar="N",
                         help="register N webhook endpoints for every event type, the last "
                              "one down (nothing listens), the others answering 204")

@@ -1,5 +1,6 @@
 """The generated catalogue every scenario sells: products with prices, stock in one
-location, the gift the free-gift rule adds, a storefront key for the ``web`` channel."""
+location (the hot SKU's level in slices, if asked), the gift the free-gift rule adds, a
+storefront key for the ``web`` channel."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import httpx
 from bench import floor, server
 
 
-async def seed(srv: server.Server, skus: int, units: int, hot_units: int) -> dict[str, Any]:
+async def seed(srv: server.Server, skus: int, units: int, hot_units: int,
+               hot_slices: int = 1) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=srv.url, headers=srv.admin, timeout=30) as client:
         async def ok(response: httpx.Response) -> dict[str, Any]:
             if response.status_code >= 400:
@@ -34,6 +36,9 @@ async def seed(srv: server.Server, skus: int, units: int, hot_units: int) -> dic
                 continue
             await ok(await client.post("/inventory/adjustments", json={
                 "sku": sku, "location_id": "wh", "delta": stock, "kind": "receive"}))
+            if sku == "BENCH-HOT" and hot_slices > 1:
+                await ok(await client.put("/inventory/slices", json={
+                    "sku": sku, "location_id": "wh", "slices": hot_slices}))
         key = await ok(await client.post("/admin/keys", json={
             "kind": "storefront", "channel": "web", "name": "bench"}))
         gift: dict[str, Any] = server.GIFT_SETTINGS["free_gift"]["tiers"][0]

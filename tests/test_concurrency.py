@@ -267,16 +267,21 @@ def format_errors(errors: Sequence[dict[str, str]]) -> str:
 # ---------------------------------------------------------------------------------------------
 # 1. no oversell across processes
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("layout", "quantity"), [
-    pytest.param({"wh1": 50}, 1, id="one-location"),
-    pytest.param({"wh1": 30, "wh2": 20}, 1, id="two-locations"),
+@pytest.mark.parametrize(("layout", "quantity", "slices"), [
+    pytest.param({"wh1": 50}, 1, 1, id="one-location"),
+    pytest.param({"wh1": 30, "wh2": 20}, 1, 1, id="two-locations"),
     # 2 units per order over 25/25: after 12 orders per location one unit is left in
     # each, and the 25th order only succeeds by splitting its line over both
-    pytest.param({"wh1": 25, "wh2": 25}, 2, id="split-line"),
+    pytest.param({"wh1": 25, "wh2": 25}, 2, 1, id="split-line"),
+    # the hot level in 8 slices: each placement takes a slice no other one holds
+    pytest.param({"wh1": 50}, 1, 8, id="one-location-sliced"),
+    # 2 units over slices of 3 or 4 units: slices run down to one unit, which only
+    # a line split over slices (and over locations) can sell
+    pytest.param({"wh1": 25, "wh2": 25}, 2, 7, id="split-line-sliced"),
 ])
 async def test_no_oversell_across_processes(make_engine: Any, database_url: str,
                                             tmp_path: Path, layout: dict[str, int],
-                                            quantity: int) -> None:
+                                            quantity: int, slices: int) -> None:
     assert sum(layout.values()) == HOT_STOCK
     seeder: Engine = await make_engine()
     await seed_shop(seeder)
@@ -285,6 +290,7 @@ async def test_no_oversell_across_processes(make_engine: Any, database_url: str,
                 weight_grams=100)]))
     for location_id, units in layout.items():
         await seeder.inventory.adjust(HOT, location_id, units, kind="receive")
+        await seeder.inventory.set_slices(HOT, location_id, slices)
     assert (await seeder.inventory.available([HOT]))[HOT] == HOT_STOCK
     await seeder.stop()
 
@@ -343,8 +349,14 @@ async def test_no_oversell_across_processes(make_engine: Any, database_url: str,
 OTHER = "HOT-B"
 
 
+@pytest.mark.parametrize("slices", [
+    pytest.param(1, id="unsliced"),
+    # HOT-B's levels in slices: its split takes slices no other placement holds, and gives
+    # them back to try again rather than wait while it holds HOT's row
+    pytest.param(5, id="sliced"),
+])
 async def test_placements_of_two_skus_in_opposite_line_orders_neither_deadlock_nor_oversell(
-        make_engine: Any, database_url: str, tmp_path: Path) -> None:
+        make_engine: Any, database_url: str, tmp_path: Path, slices: int) -> None:
     """Every line of a placement is reserved by one statement; its rows are locked in one
     order whatever the order of the lines, and a SKU that has to be split over locations
     (2 units over 25/25) is reserved on rows the statement already locked."""
@@ -356,6 +368,8 @@ async def test_placements_of_two_skus_in_opposite_line_orders_neither_deadlock_n
     await seeder.inventory.adjust(HOT, "wh1", 100, kind="receive")
     await seeder.inventory.adjust(OTHER, "wh1", 25, kind="receive")
     await seeder.inventory.adjust(OTHER, "wh2", 25, kind="receive")
+    for location_id in ("wh1", "wh2"):
+        await seeder.inventory.set_slices(OTHER, location_id, slices)
     await seeder.stop()
 
     forward, backward = [[HOT, 1], [OTHER, 2]], [[OTHER, 2], [HOT, 1]]

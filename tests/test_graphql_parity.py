@@ -62,6 +62,7 @@ MIRRORED = {
     "POST /orders/{order_id:str}/transitions": "Mutation.transitionOrder",
     "POST /orders/{order_id:str}/payments": "Mutation.authorizePayment",
     "POST /inventory/counts": "Mutation.countInventory",
+    "PUT /inventory/slices": "Mutation.setInventorySlices",
     "POST /inventory/adjustments": "Mutation.adjustInventory",
     "GET /inventory/movements": "Query.inventoryMovements",
     "PUT /inventory/locations/{location_id:str}": "Mutation.putLocation",

@@ -133,6 +133,7 @@ from ordnung.api.schemas import (
     ShipmentIn,
     ShippingMethodIn,
     SignInIn,
+    SlicesIn,
     TokenIn,
     TransitionIn,
     VerifyEmailIn,
@@ -962,6 +963,16 @@ class InventoryMutation:
         return _level(await _engine(info).inventory.count(
             data.sku, data.location_id, data.counted, reason=data.reason,
             actor=principal.actor))
+
+    @strawberry.mutation(description="Cut a stock level into slices (staff, 'inventory'): "
+                                     "placements of a hot SKU stop waiting for each other.")
+    async def set_inventory_slices(self, info: Info, sku: str, location_id: str,
+                                   slices: int) -> StockLevel:
+        require_admin(_caller(info), "inventory")
+        data = checked(_engine(info), SlicesIn, sku=sku, location_id=location_id,
+                       slices=slices)
+        return _level(await _engine(info).inventory.set_slices(data.sku, data.location_id,
+                                                              data.slices))
 
     @strawberry.mutation(description="Create or replace a sales channel (staff, "
                                      "'catalogue').")

@@ -18,7 +18,7 @@ from ordnung.api.routes.common import (
     created,
     engine_of,
 )
-from ordnung.api.schemas import AdjustIn, CountIn, MovementPage
+from ordnung.api.schemas import AdjustIn, CountIn, MovementPage, SlicesIn
 from ordnung.core.domain.inventory import Channel, Location, StockLevel
 from ordnung.core.errors import InvalidInput
 
@@ -71,6 +71,14 @@ class InventoryController(Controller):
             data.sku, data.location_id, data.counted, reason=data.reason,
             actor=caller(request).actor)
         return created(level, level_url(level))
+
+    @put("/slices", responses=problems(404))
+    async def slices(self, request: Request[Any, Any, Any], data: JSONBody[SlicesIn]
+                     ) -> StockLevel:
+        """Cut a level into slices (1: one row again) so placements of a hot SKU do not
+        wait for each other; the level's figures do not change."""
+        return await engine_of(request).inventory.set_slices(data.sku, data.location_id,
+                                                             data.slices)
 
     @get("/movements")
     async def movements(self, request: Request[Any, Any, Any], sku: FromQuery[str | None] = None,

@@ -7,10 +7,17 @@ all its lines in one statement, which first locks the levels of its SKUs in a
 fixed order (SKU, then location), the order every other change keeps, so
 concurrent placements cannot deadlock each other. Each change appends a
 ledger movement in the same transaction.
+
+A hot level (the free gift, a flash-sale SKU) can be cut into slices: rows of the same
+(SKU, location) told apart by ``slice``, whose sums are the level (``set_slices``). A
+placement takes one slice with room that no other transaction holds (``SKIP LOCKED``), so
+orders of that SKU no longer wait for each other; every reader adds the slices up.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -48,7 +55,7 @@ UPDATE stock_levels SET reserved = reserved + {}
 WHERE id = (
     SELECT s.id FROM stock_levels s JOIN locations l ON l.id = s.location_id
     WHERE s.sku = {} AND l.active AND (s.allow_backorder OR s.on_hand - s.reserved >= {})
-    ORDER BY l.priority, l.id LIMIT 1
+    ORDER BY l.priority, l.id, random() LIMIT 1{skip}
 ) AND (allow_backorder OR on_hand - reserved >= {})
 RETURNING location_id, on_hand - reserved + (
     SELECT COALESCE(SUM(o.on_hand - o.reserved), 0)
@@ -64,20 +71,22 @@ RETURNING location_id, on_hand - reserved + (
 #: level of the wanted SKUs in (SKU, location) order, the order every other stock change
 #: keeps (by code point, as Python sorts, whatever the database's collation): the
 #: statement cannot deadlock with another, and the fallback of a missed SKU only touches
-#: rows this transaction already holds.
+#: rows this transaction already holds. A sliced SKU's levels are not locked first: once
+#: the others are held (``gate``), one of its slices with room that no other transaction
+#: holds is picked at random and locked (``SKIP LOCKED``: no wait, so no deadlock either).
 _BULK_RESERVE = """
-WITH wanted (sku, qty) AS (VALUES {values}),
+WITH wanted (sku, qty) AS (VALUES {values}){lock},
 pick AS {materialized} (
     SELECT wanted.qty AS qty, (
         SELECT s.id FROM stock_levels s JOIN locations l ON l.id = s.location_id
         WHERE s.sku = wanted.sku AND l.active
           AND (s.allow_backorder OR s.on_hand - s.reserved >= wanted.qty)
-        ORDER BY l.priority, l.id LIMIT 1
-    ) AS id FROM wanted
-){lock}
+        ORDER BY l.priority, l.id, random() LIMIT 1{skip_locked}
+    ) AS id FROM wanted{gate}
+)
 UPDATE stock_levels SET reserved = stock_levels.reserved + pick.qty
 FROM pick
-WHERE stock_levels.id = pick.id{locked}
+WHERE stock_levels.id = pick.id
   AND (stock_levels.allow_backorder OR stock_levels.on_hand - stock_levels.reserved >= pick.qty)
 RETURNING stock_levels.sku, stock_levels.location_id,
     stock_levels.on_hand - stock_levels.reserved + (
@@ -88,9 +97,12 @@ RETURNING stock_levels.sku, stock_levels.location_id,
 """
 _BULK_VALUE = "(CAST({} AS VARCHAR(64)), CAST({} AS BIGINT))"
 _BULK_LOCK = (",\nlocked AS MATERIALIZED (SELECT s.id FROM stock_levels s "
-              "WHERE s.sku IN (SELECT sku FROM wanted) "
+              "WHERE s.sku IN (SELECT sku FROM wanted) AND NOT EXISTS ("
+              "SELECT 1 FROM stock_levels h WHERE h.sku = s.sku AND h.slice > 0) "
               'ORDER BY s.sku COLLATE "C", s.location_id COLLATE "C" FOR UPDATE)')
-_BULK_LOCKED = " AND stock_levels.id IN (SELECT id FROM locked)"
+_BULK_SKIP_LOCKED = " FOR UPDATE OF s SKIP LOCKED"
+#: the picks start once every unsliced level is locked (a projection waits for its join)
+_BULK_GATE = " CROSS JOIN (SELECT COUNT(*) AS n FROM locked) gate"
 
 _GUARDED_RESERVE = """
 UPDATE stock_levels SET reserved = reserved + {}
@@ -98,26 +110,60 @@ WHERE id = {} AND (allow_backorder OR on_hand - reserved >= {})
 RETURNING location_id
 """
 
+#: a guarded reservation of a slice that no other transaction holds (none: held or full)
+_GUARDED_RESERVE_FREE = """
+UPDATE stock_levels SET reserved = reserved + {}
+WHERE id = (SELECT id FROM stock_levels WHERE id = {}
+            AND (allow_backorder OR on_hand - reserved >= {}) FOR UPDATE SKIP LOCKED)
+  AND (allow_backorder OR on_hand - reserved >= {})
+RETURNING location_id
+"""
+#: a sliced spread runs in this savepoint: giving up gives its slices back to the others
+_SPREAD_SAVEPOINT = "SAVEPOINT stock_spread"
+_SPREAD_RELEASE = "RELEASE SAVEPOINT stock_spread"
+_SPREAD_ROLLBACK = "ROLLBACK TO SAVEPOINT stock_spread"
+#: tries of a sliced spread over the slices free at the time, before it waits for them
+SPREAD_TRIES = 30
+
 _LEVELS_FOR_SKU = """
-SELECT s.id, s.location_id, s.on_hand - s.reserved AS available, s.allow_backorder
+SELECT s.id, s.location_id, s.slice, s.on_hand - s.reserved AS available, s.allow_backorder
 FROM stock_levels s JOIN locations l ON l.id = s.location_id
 WHERE s.sku = {} AND l.active
-ORDER BY l.priority, l.id
+ORDER BY l.priority, l.id, s.slice
 """
 
+_SHIFT_GUARD = ("on_hand + {} >= 0 AND reserved + {} >= 0 "
+                "AND (allow_backorder OR on_hand + {} >= reserved + {})")
+#: a move onto an unsliced level (the row of slice 0 when the level has no other)
 _SHIFT = (
     "UPDATE stock_levels SET on_hand = on_hand + {}, reserved = reserved + {} "
-    "WHERE id = {} AND on_hand + {} >= 0 AND reserved + {} >= 0 "
-    "AND (allow_backorder OR on_hand + {} >= reserved + {}) RETURNING id")
-_ON_HAND = "SELECT on_hand FROM stock_levels WHERE id = {}"
+    "WHERE id = {} AND " + _SHIFT_GUARD + " AND NOT EXISTS (SELECT 1 FROM stock_levels o "
+    "WHERE o.sku = stock_levels.sku AND o.location_id = stock_levels.location_id "
+    "AND o.slice > 0) RETURNING id")
+#: a move that takes units (release, ship, write-off) from one slice that has them, picked
+#: at random among those no other transaction holds; ``{skip}`` is empty on SQLite
+_SHIFT_ONE = (
+    "UPDATE stock_levels SET on_hand = on_hand + {}, reserved = reserved + {} "
+    "WHERE id = (SELECT id FROM stock_levels WHERE sku = {} AND location_id = {} AND "
+    + _SHIFT_GUARD + " ORDER BY random() LIMIT 1{skip}) AND " + _SHIFT_GUARD
+    + " RETURNING id")
+#: every slice of a level, locked in slice order (the whole level changes at once)
+_SLICES = ("SELECT id, slice, on_hand, reserved, allow_backorder FROM stock_levels "
+           "WHERE sku = {} AND location_id = {} ORDER BY slice")
+_SET_SLICE = "UPDATE stock_levels SET on_hand = {}, reserved = {} WHERE id = {}"
+_INSERT_SLICE = ("INSERT INTO stock_levels (id, sku, location_id, on_hand, reserved, "
+                 "allow_backorder, slice) VALUES ({}, {}, {}, {}, {}, {}, {})")
+_DELETE_SLICES = "DELETE FROM stock_levels WHERE sku = {} AND location_id = {} AND slice >= {}"
 _LEVEL_EXISTS = "SELECT id FROM stock_levels WHERE id = {}"
 _INSERT_LEVEL = ("INSERT INTO stock_levels (id, sku, location_id, on_hand, reserved, "
                  "allow_backorder) VALUES ({}, {}, {}, 0, 0, {})")
 _SET_BACKORDER = "UPDATE stock_levels SET allow_backorder = {} WHERE sku = {}"
-_LEVEL = "SELECT on_hand, reserved FROM stock_levels WHERE id = {}"
-#: the levels list: filters are added to it, then ``_LEVELS_ORDER``
-_LEVELS = "SELECT sku, location_id, on_hand, reserved FROM stock_levels"
-_LEVELS_ORDER = " ORDER BY sku, location_id"
+_LEVEL = ("SELECT COUNT(*) AS n, SUM(on_hand) AS on_hand, SUM(reserved) AS reserved "
+          "FROM stock_levels WHERE sku = {} AND location_id = {}")
+#: the levels list (its slices added up): filters are added to it, then ``_LEVELS_ORDER``
+_LEVELS = "SELECT sku, location_id, SUM(on_hand) AS on_hand, SUM(reserved) AS reserved " \
+    "FROM stock_levels"
+_LEVELS_ORDER = " GROUP BY sku, location_id ORDER BY sku, location_id"
 _AVAILABLE = (
     "SELECT s.sku, SUM(s.on_hand - s.reserved) AS available FROM stock_levels s "
     "JOIN locations l ON l.id = s.location_id "
@@ -131,19 +177,34 @@ _LEDGER_BALANCE = (
     "SELECT s.sku, s.location_id, s.on_hand, s.reserved, "
     "COALESCE(SUM(m.on_hand_delta), 0) AS ledger_on_hand, "
     "COALESCE(SUM(m.reserved_delta), 0) AS ledger_reserved "
-    "FROM stock_levels s LEFT JOIN stock_movements m "
+    "FROM (SELECT sku, location_id, SUM(on_hand) AS on_hand, SUM(reserved) AS reserved "
+    "FROM stock_levels GROUP BY sku, location_id) s LEFT JOIN stock_movements m "
     "ON m.sku = s.sku AND m.location_id = s.location_id "
     "GROUP BY s.sku, s.location_id, s.on_hand, s.reserved")
 
 
-def level_id(sku: str, location_id: str) -> str:
-    return f"{sku}@{location_id}"
+def level_id(sku: str, location_id: str, slice_no: int = 0) -> str:
+    """A level's row id: slice 0 keeps the id levels had before slices."""
+    base = f"{sku}@{location_id}"
+    return base if slice_no == 0 else f"{base}#{slice_no}"
+
+
+def spread(total: int, count: int) -> list[int]:
+    """``total`` over ``count`` slices as evenly as can be, the larger parts first: spread
+    on hand and reserved alike and no slice holds more reserved than on hand when the
+    level does not."""
+    return [total // count + (1 if i < total % count else 0) for i in range(count)]
 
 
 class StockStore:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._on_hand_locked = _ON_HAND + db.lock_suffix
+        self._slices_locked = _SLICES + db.lock_suffix
+        self._guarded_free = _GUARDED_RESERVE_FREE if db.is_postgres else _GUARDED_RESERVE
+        self._fast_reserve = _FAST_RESERVE.replace(
+            "{skip}", " FOR UPDATE OF s SKIP LOCKED" if db.is_postgres else "")
+        self._shift_one = _SHIFT_ONE.replace(
+            "{skip}", " FOR UPDATE SKIP LOCKED" if db.is_postgres else "")
         #: the one-statement reservation, by its number of SKUs
         self._bulk: dict[int, str] = {}
 
@@ -189,7 +250,8 @@ class StockStore:
                 values=", ".join(_BULK_VALUE for _ in skus),
                 materialized="MATERIALIZED" if self.db.is_postgres else "",
                 lock=_BULK_LOCK if self.db.is_postgres else "",
-                locked=_BULK_LOCKED if self.db.is_postgres else "")
+                skip_locked=_BULK_SKIP_LOCKED if self.db.is_postgres else "",
+                gate=_BULK_GATE if self.db.is_postgres else "")
             self._bulk[len(skus)] = sql
         rows = await self.db.fetch(sql, *[v for sku in skus for v in (sku, totals[sku])])
         return {row["sku"]: row for row in rows}
@@ -199,7 +261,7 @@ class StockStore:
         """Reserve one want on its own: at its first level with room (unless that was just
         tried), else spread over the levels in priority order."""
         rows = [] if tried_whole else await self.db.fetch(
-            _FAST_RESERVE, want.quantity, want.sku, want.quantity, want.quantity)
+            self._fast_reserve, want.quantity, want.sku, want.quantity, want.quantity)
         if rows:
             outcome.allocations[want.key] = [Allocation(location_id=rows[0]["location_id"],
                                                         quantity=want.quantity)]
@@ -224,39 +286,139 @@ class StockStore:
 
     async def _reserve_split(self, want: Want) -> tuple[list[Allocation], int]:
         """Spread a want over locations in priority order; returns what is still missing."""
+        levels = await self.db.fetch(_LEVELS_FOR_SKU, want.sku)
+        if self.db.is_postgres and any(level["slice"] for level in levels):
+            return await self._reserve_sliced(want, levels)
+        return await self._spread(want, levels)
+
+    async def _spread(self, want: Want, levels: list[dict[str, Any]]
+                      ) -> tuple[list[Allocation], int]:
+        """Take what each level has, in order, waiting for levels another transaction
+        holds (an unsliced SKU's are already this transaction's: see ``_BULK_RESERVE``).
+        Once a pass takes nothing it stops, unless the figures it read showed enough (the
+        slice it waited for was emptied by the one it waited for: read again). It waits only
+        for levels after every one it holds, in the order of the read (as every spread
+        does), so spreads never wait for each other in a circle; a level before one it
+        holds is only taken if no one else holds it."""
         remaining = want.quantity
         allocations: list[Allocation] = []
-        for _attempt in range(3):
-            levels = await self.db.fetch(_LEVELS_FOR_SKU, want.sku)
+        held: set[str] = set()
+        for attempt in range(SPREAD_TRIES):
+            if attempt:
+                levels = await self.db.fetch(_LEVELS_FOR_SKU, want.sku)
+            enough = sum(_take(level, remaining) for level in levels) >= remaining
+            last = max((i for i, level in enumerate(levels) if level["id"] in held), default=-1)
             progressed = False
-            for level in levels:
+            for i, level in enumerate(levels):
                 if remaining == 0:
                     break
-                take = remaining if level["allow_backorder"] else min(remaining,
-                                                                      level["available"])
+                take = _take(level, remaining)
                 if take <= 0:
                     continue
-                rows = await self.db.fetch(_GUARDED_RESERVE, take, level["id"], take)
-                if rows:
-                    allocations.append(Allocation(location_id=level["location_id"],
-                                                  quantity=take))
+                sql = _GUARDED_RESERVE if i > last else self._guarded_free
+                if await self.db.fetch(sql, *self._guarded_args(sql, take, level["id"])):
+                    allocations = _merged(allocations, level["location_id"], take)
                     remaining -= take
                     progressed = True
-            if remaining == 0 or not progressed:
+                    held.add(level["id"])
+                    last = max(last, i)
+            if remaining == 0 or not (progressed or enough):
                 break
         return allocations, remaining
 
+    async def _reserve_sliced(self, want: Want, levels: list[dict[str, Any]]
+                              ) -> tuple[list[Allocation], int]:
+        """Spread a want over the slices no other transaction holds, without waiting.
+
+        The transaction may already hold rows it does not know of (its other lines'
+        levels; a slice a locking read locked, then found emptied): waiting for a slice
+        now could close a circle with a transaction that holds the slice and waits for
+        one of those. So a try that falls short gives its slices back (the savepoint) and
+        tries again a moment later, until the committed figures say the units are not
+        there. Only after ``SPREAD_TRIES`` does it wait."""
+        for attempt in range(SPREAD_TRIES):
+            if attempt:
+                await asyncio.sleep(random.uniform(0.001, 0.003) * min(attempt, 10))
+                levels = await self.db.fetch(_LEVELS_FOR_SKU, want.sku)
+            if sum(_take(level, want.quantity) for level in levels) < want.quantity:
+                return [], want.quantity
+            await self.db.run(_SPREAD_SAVEPOINT)
+            remaining = want.quantity
+            allocations: list[Allocation] = []
+            for level in levels:
+                take = _take(level, remaining)
+                if take > 0 and await self.db.fetch(
+                        self._guarded_free, *self._guarded_args(self._guarded_free, take,
+                                                                level["id"])):
+                    allocations = _merged(allocations, level["location_id"], take)
+                    remaining -= take
+            if remaining == 0:
+                await self.db.run(_SPREAD_RELEASE)
+                return allocations, 0
+            await self.db.run(_SPREAD_ROLLBACK)
+        return await self._spread(want, await self.db.fetch(_LEVELS_FOR_SKU, want.sku))
+
+    @staticmethod
+    def _guarded_args(sql: str, take: int, level_id: str) -> tuple[object, ...]:
+        """The arguments of a guarded reservation (the free one checks room twice)."""
+        if sql is _GUARDED_RESERVE:
+            return (take, level_id, take)
+        return (take, level_id, take, take)
+
     async def _shift(self, sku: str, location_id: str, on_hand: int, reserved: int) -> None:
-        """Apply deltas to one level, refusing anything the invariants forbid."""
-        rows = await self.db.run(_SHIFT, on_hand, reserved, level_id(sku, location_id),
-                                 on_hand, reserved, on_hand, reserved)
+        """Apply deltas to one level, refusing anything the invariants forbid.
+
+        An unsliced level takes them in one guarded statement; a move that takes units goes
+        to one slice that has them; anything else (a receipt onto slices, a release no one
+        slice holds) locks the level's slices and spreads the new totals over them."""
+        if on_hand > 0 or reserved > 0:
+            rows = await self.db.run(_SHIFT, on_hand, reserved, level_id(sku, location_id),
+                                     on_hand, reserved, on_hand, reserved)
+        else:
+            guard = (on_hand, reserved, on_hand, reserved)
+            rows = await self.db.run(self._shift_one, on_hand, reserved, sku, location_id,
+                                     *guard, *guard)
         if not rows:
-            level = await self.level(sku, location_id)
+            await self._respread(sku, location_id, on_hand, reserved)
+
+    async def _respread(self, sku: str, location_id: str, on_hand: int, reserved: int,
+                        count: int | None = None) -> None:
+        """Lock every slice of the level, apply the deltas to its totals and spread them
+        over ``count`` slices (default: as many as it has)."""
+        rows = await self.db.run(self._slices_locked, sku, location_id)
+        if not rows:
+            raise NotFound("stock level", level_id(sku, location_id))
+        total_on_hand = sum(int(r["on_hand"]) for r in rows) + on_hand
+        total_reserved = sum(int(r["reserved"]) for r in rows) + reserved
+        backorder = bool(rows[0]["allow_backorder"])
+        if total_on_hand < 0 or total_reserved < 0 or (
+                not backorder and total_reserved > total_on_hand):
             raise InvalidInput(
                 f"stock of {sku} at {location_id} cannot change by on_hand {on_hand:+d}, "
-                f"reserved {reserved:+d} (on hand {level.on_hand}, reserved {level.reserved})",
+                f"reserved {reserved:+d} (on hand {total_on_hand - on_hand}, "
+                f"reserved {total_reserved - reserved})",
                 field="quantity", sku=sku, location_id=location_id,
             )
+        count = count or len(rows)
+        have = {int(r["slice"]): (int(r["on_hand"]), int(r["reserved"])) for r in rows}
+        if count < len(rows):
+            await self.db.run(_DELETE_SLICES, sku, location_id, count)
+        for slice_no, (hand, held) in enumerate(zip(spread(total_on_hand, count),
+                                                    spread(total_reserved, count),
+                                                    strict=True)):
+            if slice_no not in have:
+                await self.db.run(_INSERT_SLICE, level_id(sku, location_id, slice_no), sku,
+                                  location_id, hand, held, backorder, slice_no)
+            elif have[slice_no] != (hand, held):
+                await self.db.run(_SET_SLICE, hand, held,
+                                  level_id(sku, location_id, slice_no))
+
+    async def set_slices(self, sku: str, location_id: str, count: int) -> None:
+        """Cut a level into ``count`` slices (1: one row again), its units spread evenly;
+        call inside a transaction."""
+        if count < 1:
+            raise InvalidInput("a level needs at least one slice", field="slices")
+        await self._respread(sku, location_id, 0, 0, count)
 
     async def apply(self, changes: Iterable[tuple[str, str, int, int]]) -> None:
         """Apply ``(sku, location, on_hand_delta, reserved_delta)`` changes in lock order."""
@@ -266,12 +428,14 @@ class StockStore:
 
     async def set_on_hand(self, sku: str, location_id: str, counted: int) -> int:
         """Set on hand to a counted figure; returns the delta applied."""
-        rows = await self.db.run(self._on_hand_locked, level_id(sku, location_id))
+        rows = await self.db.run(self._slices_locked, sku, location_id)
         if not rows:
             raise NotFound("stock level", level_id(sku, location_id))
-        delta = counted - rows[0]["on_hand"]
-        if delta:
+        delta = counted - sum(int(r["on_hand"]) for r in rows)
+        if delta and len(rows) == 1:
             await self._shift(sku, location_id, delta, 0)
+        elif delta:
+            await self._respread(sku, location_id, delta, 0)
         return int(delta)
 
     # -- levels -------------------------------------------------------------------
@@ -287,11 +451,11 @@ class StockStore:
         await self.db.run(_SET_BACKORDER, allow, sku)
 
     async def level(self, sku: str, location_id: str) -> StockLevel:
-        r = await self.db.fetch_one(_LEVEL, level_id(sku, location_id))
-        if r is None:
+        r = await self.db.fetch_one(_LEVEL, sku, location_id)
+        if r is None or not r["n"]:
             raise NotFound("stock level", level_id(sku, location_id))
-        return StockLevel(sku=sku, location_id=location_id, on_hand=r["on_hand"],
-                          reserved=r["reserved"])
+        return StockLevel(sku=sku, location_id=location_id, on_hand=int(r["on_hand"]),
+                          reserved=int(r["reserved"]))
 
     async def levels(self, skus: Sequence[str] | None = None,
                      location_id: str | None = None) -> list[StockLevel]:
@@ -300,8 +464,9 @@ class StockStore:
         clause, args = where(("sku IN ({})", list(skus) if skus is not None else None),
                              ("location_id = {}", location_id))
         rows = await self.db.run(_LEVELS + clause + _LEVELS_ORDER, *args)
-        return [StockLevel(sku=r["sku"], location_id=r["location_id"], on_hand=r["on_hand"],
-                           reserved=r["reserved"]) for r in rows]
+        return [StockLevel(sku=r["sku"], location_id=r["location_id"],
+                           on_hand=int(r["on_hand"]), reserved=int(r["reserved"]))
+                for r in rows]
 
     async def available(self, skus: Sequence[str]) -> dict[str, int]:
         """Available units per SKU over all active locations (the same for every channel)."""
@@ -330,7 +495,8 @@ class StockStore:
 
     async def ledger_balance(self) -> list[dict[str, int | str]]:
         """Rows where the level disagrees with the sum of its movements (should be none)."""
-        rows = await self.db.fetch(_LEDGER_BALANCE)
+        rows = [{**r, "on_hand": int(r["on_hand"]), "reserved": int(r["reserved"])}
+                for r in await self.db.fetch(_LEDGER_BALANCE)]
         return [r for r in rows if r["on_hand"] != r["ledger_on_hand"]
                 or r["reserved"] != r["ledger_reserved"]]
 
@@ -341,3 +507,19 @@ def movement(sku: str, location_id: str, kind: str, on_hand: int, reserved: int,
     return Movement(id=new_id("mv"), sku=sku, location_id=location_id, kind=kind,
                     on_hand_delta=on_hand, reserved_delta=reserved, order_id=order_id,
                     reason=reason, actor=actor, at=at or utcnow())
+
+
+def _take(level: dict[str, Any], wanted: int) -> int:
+    """What a level can give towards ``wanted`` by its figures."""
+    return wanted if level["allow_backorder"] else min(wanted, int(level["available"]))
+
+
+def _merged(allocations: list[Allocation], location_id: str, quantity: int) -> list[Allocation]:
+    """``allocations`` with ``quantity`` more at ``location_id`` (slices of one location
+    make one allocation)."""
+    for i, alloc in enumerate(allocations):
+        if alloc.location_id == location_id:
+            return [*allocations[:i], Allocation(location_id=location_id,
+                                                 quantity=alloc.quantity + quantity),
+                    *allocations[i + 1:]]
+    return [*allocations, Allocation(location_id=location_id, quantity=quantity)]

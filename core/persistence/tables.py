@@ -55,6 +55,8 @@ class StockLevelRow(Table, tablename="stock_levels"):
     on_hand = BigInt()
     reserved = BigInt()
     allow_backorder = Boolean()
+    #: a level is its slices' rows added up; 0 is the row every level has
+    slice = Integer()
 
 
 class MovementRow(Table, tablename="stock_movements"):
@@ -374,7 +376,8 @@ class Index(NamedTuple):
 INDEXES: dict[str, Index] = {
     "variants_barcode": Index("variants", ("barcode",)),
     "variants_product": Index("variants", ("product_id",)),
-    "stock_levels_sku_location": Index("stock_levels", ("sku", "location_id"), unique=True),
+    "stock_levels_sku_location_slice": Index("stock_levels", ("sku", "location_id", "slice"),
+                                             unique=True),
     "stock_movements_sku": Index("stock_movements", ("sku", "location_id")),
     "stock_movements_order": Index("stock_movements", ("order_id",)),
     "customers_email": Index("customers", ("email",)),

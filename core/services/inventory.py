@@ -12,6 +12,9 @@ from ordnung.core.persistence.journal import event
 from ordnung.core.runtime import Runtime
 from ordnung.core.stock_moves import StockMoves
 
+#: more slices than concurrent placements buys nothing and costs every reader a row each
+MAX_SLICES = 64
+
 
 class InventoryService:
     def __init__(self, rt: Runtime) -> None:
@@ -61,6 +64,19 @@ class InventoryService:
                 events = await self._record(moves, sku, location_id, "count", delta, reason,
                                             actor)
         await self.rt.deliver(events, None)
+        return await self.rt.stock.level(sku, location_id)
+
+    async def set_slices(self, sku: str, location_id: str, slices: int) -> StockLevel:
+        """Cut a level into ``slices`` rows (1 undoes it) so placements of a hot SKU stop
+        queueing on one row: each takes a slice no other placement holds. The units are
+        spread evenly; the level's totals, its ledger and availability do not change."""
+        if not 1 <= slices <= MAX_SLICES:
+            raise InvalidInput(f"slices must be between 1 and {MAX_SLICES}", field="slices")
+        variant = await self.rt.catalog.variant(sku)
+        await self.rt.catalog.location(location_id)
+        async with self.rt.db.transaction():
+            await self.rt.stock.ensure_level(sku, location_id, variant.allow_backorder)
+            await self.rt.stock.set_slices(sku, location_id, slices)
         return await self.rt.stock.level(sku, location_id)
 
     async def _record(self, moves: StockMoves, sku: str, location_id: str, kind: str,
