@@ -3,11 +3,13 @@
 Scenarios: ``placement`` (one-shot order create), ``checkout`` (the cart flow request by
 request; ``--api graphql`` runs the same flow through ``/graphql``), ``guest-checkout``
 (a guest's checkout in six REST requests, for side-by-side comparisons; no floor) and
-``hot-sku`` (a flash sale on one scarce SKU); ``growth`` (bench/growth.py) seeds large
-databases in bulk and times reads and placement at each size. Each run starts ``ordnung
-serve`` on a fresh database, seeds a generated catalogue over the API, warms up, drives
-``--orders`` orders at ``--concurrency``, verifies the database, measures the floor (the
-same transactions straight through the driver) and prints the figures; the last line of
+``hot-sku`` (a flash sale on one scarce SKU); ``hot-row`` (bench/hot_row.py: that SKU's
+reservations straight through the store, as one row and in slices, no server);
+``growth`` (bench/growth.py) seeds large databases in bulk and times reads and
+placement at each size. Each run starts ``ordnung serve`` on a fresh database, seeds a
+generated catalogue over the API, warms up, drives ``--orders`` orders at
+``--concurrency``, verifies the database, measures the floor (the same transactions
+straight through the driver) and prints the figures; the last line of
 stdout is one JSON object.
 """
 
@@ -27,7 +29,7 @@ from typing import Any
 
 import asyncpg
 
-from bench import floor, growth, load, profile, receivers, server
+from bench import floor, growth, hot_row, load, profile, receivers, server
 from bench.shop import seed
 
 HOT_UNITS = 1_000
@@ -159,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench",
                                      description="Benchmark a real ordnung server.")
     parser.add_argument("scenario", choices=["placement", "checkout", "guest-checkout",
-                                             "hot-sku", "growth"])
+                                             "hot-sku", "hot-row", "growth"])
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--api", choices=["rest", "graphql"], default="rest",
                         help="checkout: the cart flow over REST or over GraphQL")
@@ -184,9 +186,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="sample the workers with py-spy during the timed load; "
                              "stacks go to DIR, a summary to stderr")
     growth.add_arguments(parser)
+    hot_row.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.scenario == "growth":
         return growth.main(args)
+    if args.scenario == "hot-row":
+        return hot_row.main(args)
     if args.scenario == "guest-checkout" and args.duration is None and args.orders is None:
         args.duration = 20.0
     if args.orders is None:

@@ -61,3 +61,10 @@ def test_the_growth_scenario_seeds_in_bulk_and_reads_at_each_size() -> None:
         assert step["reads"]["fulfilment_queue"]["items"] == 100, step
         assert step["reads"]["order_list_deep"]["items"] == 50, step
         assert step["reads"]["timeline"]["items"] >= 3, step
+
+
+def test_the_hot_row_scenario_sells_exactly_the_stock_as_one_row_and_in_slices() -> None:
+    report = run_bench("hot-row", "--orders", "60", "--concurrency", "4", "--hold-ms", "0",
+                       "--slice-counts", "4")
+    assert report["slices"] == 4 and report["attempts"] == 60, report
+    assert report["sold"] == report["units"] == 20 and report["exact"] is True, report
