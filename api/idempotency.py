@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 from litestar.types import ASGIApp
 
-from ordnung.api.asgi import Message, Receive, Scope, Send
+from ordnung.api.asgi import Message, Receive, Scope, Send, replaying
 from ordnung.api.intake import send_problem
 from ordnung.core.domain.access import Principal
 from ordnung.core.services.idempotency import Busy, Claim, Mismatch, Proceed, Replay
@@ -123,15 +123,6 @@ class IdempotencyMiddleware:
     async def _run(self, claim: Claim, scope: Scope, body: bytes, receive: Receive,
                    send: Send) -> None:
         """Run the request under its claim, handing its answer to the claim as it goes."""
-        delivered = False
-
-        async def replay_receive() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
         status = 500
         kept: list[tuple[str, str]] = []
         chunks: list[bytes] = []
@@ -152,4 +143,4 @@ class IdempotencyMiddleware:
             await send(message)
 
         async with claim.running():
-            await self.app(scope, replay_receive, capture_send)
+            await self.app(scope, replaying(body, receive), capture_send)

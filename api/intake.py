@@ -27,7 +27,7 @@ import msgspec
 import structlog
 from litestar.types import ASGIApp
 
-from ordnung.api.asgi import Message, Receive, Scope, Send
+from ordnung.api.asgi import Receive, Scope, Send, replaying
 from ordnung.api.settings import HttpSettings
 
 log = structlog.get_logger("ordnung.http")
@@ -115,16 +115,7 @@ class RequestIntakeMiddleware:
                                f"the JSON body nests arrays and objects deeper than {depth} "
                                "levels")
             return
-        delivered = False
-
-        async def replay() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
     async def _read(self, scope: Scope, receive: Receive, send: Send,
                     limit: int) -> bytes | None:
