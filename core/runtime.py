@@ -33,7 +33,7 @@ from ordnung.core.persistence.carts import CartStore
 from ordnung.core.persistence.catalog import CatalogStore
 from ordnung.core.persistence.codec import decode, encode
 from ordnung.core.persistence.customers import CustomerStore
-from ordnung.core.persistence.database import Database
+from ordnung.core.persistence.database import Database, Statement
 from ordnung.core.persistence.idempotency import IdempotencyStore
 from ordnung.core.persistence.journal import Journal, event
 from ordnung.core.persistence.metrics import MetricsStore
@@ -234,10 +234,15 @@ class OrderChange:
         refresh_money_totals(self.order)
         check_order(self.order)
         self.order.updated_at = utcnow()
+        # the order's row, its look-up rows, its ledger rows, its events and their outbox
+        # rows: written together (one statement on PostgreSQL); none reads another's
         if insert:
-            await self.rt.orders.insert(self.order)
+            first = self.rt.orders.inserting(self.order)
+            parts: list[Statement] = []
         else:
-            await self.rt.orders.save(self.order, self._version)
-            await self.rt.order_parts.record(self.order)
-        await self.stock.record()
-        await self.rt.journal.append(self.events)
+            first = self.rt.orders.saving(self.order, self._version)
+            parts = self.rt.order_parts.recording(self.order)
+        rows = await self.rt.db.run_together(
+            [first, *parts, *self.stock.recording(), *self.rt.journal.appending(self.events)])
+        if not insert:
+            self.rt.orders.saved(self.order, rows[0])

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ordnung.core.domain.inventory import Movement
+from ordnung.core.persistence.database import Statement
 from ordnung.core.persistence.stock import ReserveOutcome, StockStore, Want, movement
 
 
@@ -60,3 +61,7 @@ class StockMoves:
     async def record(self) -> None:
         """Write the movements' ledger rows; inside the transaction that moved the stock."""
         await self.stock.record(self.movements)
+
+    def recording(self) -> list[Statement]:
+        """The statement ``record`` runs, if any (to run with the change's other writes)."""
+        return self.stock.recording(self.movements)

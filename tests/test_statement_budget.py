@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 
@@ -60,3 +61,23 @@ async def test_a_tally_counts_the_work_and_not_what_runs_beside_it(engine: Engin
         await asyncio.create_task(db.run("SELECT 2 AS ok"))
     await db.run("SELECT 3 AS ok")
     assert spent.statements == 2
+
+
+async def test_writes_run_together_are_one_statement_on_postgresql(engine: Engine) -> None:
+    """A change's writes (the order, its ledger rows, its events and outbox rows) go to
+    PostgreSQL as one statement, which still tells what each part returned: a save that
+    found the order changed returns no row, and the change is refused."""
+    db = engine.db
+    future = datetime(2999, 1, 1, tzinfo=UTC)
+    upsert = ("INSERT INTO rate_limits (key, hits, expires_at) VALUES ({}, 1, {}), "
+              "({}, 1, {}) RETURNING key")
+    missing = "UPDATE rate_limits SET hits = hits + 1 WHERE key = {} RETURNING key"
+    plain = "INSERT INTO rate_limits (key, hits, expires_at) VALUES ({}, 1, {})"
+    async with db.transaction():
+        with db.tally() as spent:
+            counts = await db.run_together([(upsert, ["a", future, "b", future]),
+                                            (missing, ["nobody"]), (plain, ["c", future])])
+    assert counts == [2, 0, 0]
+    assert spent.statements == (1 if db.is_postgres else 3)
+    rows = await db.fetch("SELECT key FROM rate_limits ORDER BY key")
+    assert [r["key"] for r in rows] == ["a", "b", "c"]

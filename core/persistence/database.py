@@ -73,6 +73,17 @@ def insert_sql(table: str, columns: Sequence[str], rows: int,
             + ", ".join(row for _ in range(rows)))
 
 
+#: one statement of a batch of writes (``Database.run_together``): its portable SQL
+#: (``{}`` placeholders) and its arguments
+Statement = tuple[str, Sequence[Any]]
+
+
+def rows_statement(table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                   computed: dict[str, str] | None = None) -> Statement:
+    """The multi-row INSERT of ``rows`` (tuples in ``columns`` order) as a statement."""
+    return insert_sql(table, columns, len(rows), computed), [v for r in rows for v in r]
+
+
 class Tally:
     """The statements one piece of work ran (``Database.tally``)."""
 
@@ -286,6 +297,32 @@ class Database:
             return list(transaction.connection.run(query, args))
         return list(await self.engine.run_autocommit(query, args))
 
+    async def run_together(self, statements: Sequence[Statement]) -> list[int]:
+        """Run writes that need nothing from one another, in this order; how many rows
+        each one's ``RETURNING`` gave (0 for one without).
+
+        On PostgreSQL they go as one statement, one round trip: each a data-modifying
+        ``WITH`` of a final ``SELECT`` that counts what the returning ones returned.
+        They share one snapshot, so none may read what another writes (the order's row,
+        its ledger rows, its events and outbox rows of one change do not). On SQLite,
+        whose statements cost no round trip and which has no such ``WITH``, one by one."""
+        if not self.is_postgres or len(statements) < 2:
+            return [len(await self.run(sql, *args)) for sql, args in statements]
+        parts: list[str] = []
+        counts: list[str] = []
+        values: list[Any] = []
+        for i, (sql, args) in enumerate(statements):
+            if sql.lstrip()[:4].upper() == "WITH":
+                raise ValueError("a statement run together must not begin with WITH")
+            parts.append(f"w{i} AS ({sql})")
+            returning = "RETURNING" in sql.upper()
+            counts.append(f"(SELECT COUNT(*) FROM w{i})" if returning else "0")
+            values.extend(args)
+        rows = await self.run("WITH " + ", ".join(parts) + " SELECT "
+                              + ", ".join(f"{c} AS n{i}" for i, c in enumerate(counts)),
+                              *values)
+        return [int(rows[0][f"n{i}"]) for i in range(len(statements))]
+
     def sql_now(self, plus_s: float = 0) -> str:
         """SQL for the database's own clock, ``plus_s`` seconds on (a literal, not a
         parameter), as a timestamp its columns compare with: for lease decisions that
@@ -303,8 +340,8 @@ class Database:
         ``computed`` columns set to the same SQL expression in every row."""
         if not rows:
             return []
-        sql = insert_sql(table, columns, len(rows), computed) + (f" {suffix}" if suffix else "")
-        return await self.run(sql, *[value for r in rows for value in r])
+        sql, args = rows_statement(table, columns, rows, computed)
+        return await self.run(sql + (f" {suffix}" if suffix else ""), *args)
 
     def _dialect(self, sql: str) -> str:
         """``{}`` placeholders as the driver wants them (``$1``... or ``?``), cached."""

@@ -12,6 +12,7 @@ with the same key at once), and to refuse writes once its lease was lost to a re
 
 from __future__ import annotations
 
+import re
 from contextvars import ContextVar
 from typing import Protocol
 
@@ -27,7 +28,10 @@ class WriteFence(Protocol):
 WRITE_FENCE: ContextVar[WriteFence | None] = ContextVar("ordnung_write_fence", default=None)
 
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLAC", "UPSERT")
+#: a statement that begins with WITH writes if one of its parts does
+_MODIFIES = re.compile(r"\b(INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
 
 
 def is_write(sql: str) -> bool:
-    return sql.lstrip()[:6].upper() in _WRITES
+    head = sql.lstrip()[:6].upper()
+    return head in _WRITES or (head[:4] == "WITH" and _MODIFIES.search(sql) is not None)

@@ -21,7 +21,7 @@ import structlog
 from ordnung.core.domain.common import new_id, utcnow
 from ordnung.core.domain.events import Event
 from ordnung.core.persistence.codec import decode, encode
-from ordnung.core.persistence.database import Database, insert_sql, where
+from ordnung.core.persistence.database import Database, Statement, rows_statement, where
 
 LEASE = timedelta(seconds=30)
 #: how long delivered events wait to be marked, so that one UPDATE marks many
@@ -99,21 +99,21 @@ class Journal:
         change's transaction."""
         if not events:
             return
+        await self.db.run_together(self.appending(events))
+
+    def appending(self, events: Sequence[Event]) -> list[Statement]:
+        """The statements ``append`` runs (to run with the change's other writes)."""
+        if not events:
+            return []
         payloads = [encode(e) for e in events]
-        timeline = [(e.id, e.order_id, e.seq, e.kind, e.actor, data, e.at)
-                    for e, data in zip(events, payloads, strict=True)]
+        statements = [rows_statement(
+            "events", _EVENT_COLUMNS, [(e.id, e.order_id, e.seq, e.kind, e.actor, data, e.at)
+                                       for e, data in zip(events, payloads, strict=True)])]
         outbox = self._outbox_rows(events, payloads)
-        if outbox and self.db.is_postgres:
-            # one round trip: the events as a data-modifying WITH of the outbox's INSERT
-            # (SQLite has no such WITH, and its statements cost no round trip)
-            sql = (f"WITH timeline AS ({insert_sql('events', _EVENT_COLUMNS, len(timeline))}) "
-                   + insert_sql("outbox", _OUTBOX_COLUMNS, len(outbox), self._outbox_claimed))
-            await self.db.run(sql, *(v for r in timeline for v in r),
-                              *(v for r in outbox for v in r))
-            return
-        await self.db.insert_rows("events", _EVENT_COLUMNS, timeline)
-        await self.db.insert_rows("outbox", _OUTBOX_COLUMNS, outbox,
-                                  computed=self._outbox_claimed)
+        if outbox:
+            statements.append(rows_statement("outbox", _OUTBOX_COLUMNS, outbox,
+                                             self._outbox_claimed))
+        return statements
 
     def _outbox_rows(self, events: Sequence[Event], payloads: list[str]
                      ) -> list[tuple[Any, ...]]:

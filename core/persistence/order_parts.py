@@ -18,7 +18,7 @@ from typing import Any
 
 from ordnung.core.domain.orders import Order
 from ordnung.core.persistence.codec import decode
-from ordnung.core.persistence.database import Database, where
+from ordnung.core.persistence.database import Database, Statement, where
 
 _UPSERT = {
     "order_shipments": (
@@ -38,26 +38,33 @@ _ORDER_OF = {table: f"SELECT order_id FROM {table} WHERE id = {{}}" for table in
 _ORDERS = "SELECT data FROM orders WHERE id IN ({})"
 
 
+def _upsert(table: str, rows: list[tuple[Any, ...]]) -> Statement:
+    width = len(rows[0])
+    values = ", ".join("(" + ", ".join(["{}"] * width) + ")" for _ in rows)
+    return _UPSERT[table].format(values), [value for row in rows for value in row]
+
+
 class OrderPartStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
     async def record(self, order: Order) -> None:
         """Upsert the look-up rows of the order's shipments and returns."""
-        if order.shipments:
-            await self._upsert("order_shipments", [
-                (s.id, order.id, s.status, s.carrier, s.created_at, order.updated_at)
-                for s in order.shipments])
-        if order.returns:
-            await self._upsert("order_returns", [
-                (r.id, order.id, r.status, r.created_at, order.updated_at)
-                for r in order.returns])
+        await self.db.run_together(self.recording(order))
 
-    async def _upsert(self, table: str, rows: list[tuple[Any, ...]]) -> None:
-        width = len(rows[0])
-        values = ", ".join("(" + ", ".join(["{}"] * width) + ")" for _ in rows)
-        await self.db.run(_UPSERT[table].format(values),
-                          *[value for row in rows for value in row])
+    @staticmethod
+    def recording(order: Order) -> list[Statement]:
+        """The statements ``record`` runs (to run with the change's other writes)."""
+        statements = []
+        if order.shipments:
+            statements.append(_upsert("order_shipments", [
+                (s.id, order.id, s.status, s.carrier, s.created_at, order.updated_at)
+                for s in order.shipments]))
+        if order.returns:
+            statements.append(_upsert("order_returns", [
+                (r.id, order.id, r.status, r.created_at, order.updated_at)
+                for r in order.returns]))
+        return statements
 
     async def page(self, table: str, *, status: Sequence[str] | None = None,
                    order_id: str | None = None, carrier: str | None = None,

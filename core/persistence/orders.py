@@ -9,7 +9,7 @@ from typing import Any
 from ordnung.core.domain.orders import Order
 from ordnung.core.errors import Conflict, NotFound
 from ordnung.core.persistence.codec import decode, encode
-from ordnung.core.persistence.database import Database, where
+from ordnung.core.persistence.database import Database, Statement, where
 
 
 def _money_columns(order: Order) -> dict[str, int]:
@@ -101,22 +101,37 @@ class OrderStore:
         self._get_locked = _GET + db.lock_suffix
 
     async def insert(self, order: Order) -> None:
+        await self.db.run(*self.inserting(order))
+
+    def inserting(self, order: Order) -> Statement:
+        """The statement that inserts a new order (to run alone or with its change's other
+        writes)."""
         money = _money_columns(order)
-        await self.db.run(
-            self._insert, order.id, order.number, order.channel, order.customer_id,
-            order.email, order.status, order.currency, order.priority, encode(order),
-            order.version, order.created_at, order.updated_at, money["total"],
-            money["authorized"], money["captured"], money["refunded"], authorizing(order))
+        return self._insert, (
+            order.id, order.number, order.channel, order.customer_id, order.email,
+            order.status, order.currency, order.priority, encode(order), order.version,
+            order.created_at, order.updated_at, money["total"], money["authorized"],
+            money["captured"], money["refunded"], authorizing(order))
 
     async def save(self, order: Order, expected_version: int) -> None:
         """Write the new state; refuses if someone else saved since we read (version check)."""
+        sql, args = self.saving(order, expected_version)
+        self.saved(order, len(await self.db.run(sql, *args)))
+
+    def saving(self, order: Order, expected_version: int) -> Statement:
+        """The statement that saves the order's new state if its version is still
+        ``expected_version`` (it returns the row it saved); pass the rows it returned to
+        ``saved``."""
         order.version = expected_version + 1
         money = _money_columns(order)
-        rows = await self.db.run(
-            self._save, order.status, order.priority, order.email, order.customer_id,
-            money["total"], money["authorized"], money["captured"], money["refunded"],
-            encode(order), order.version, order.updated_at, authorizing(order), order.id,
-            expected_version)
+        return self._save, (
+            order.status, order.priority, order.email, order.customer_id, money["total"],
+            money["authorized"], money["captured"], money["refunded"], encode(order),
+            order.version, order.updated_at, authorizing(order), order.id, expected_version)
+
+    @staticmethod
+    def saved(order: Order, rows: int) -> None:
+        """Refuse the change if the save found the order changed since it was read."""
         if not rows:
             raise Conflict(f"order {order.id} was changed concurrently; retry",
                            order_id=order.id)

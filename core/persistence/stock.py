@@ -27,7 +27,7 @@ import msgspec
 from ordnung.core.domain.common import new_id, utcnow
 from ordnung.core.domain.inventory import Allocation, Movement, StockLevel
 from ordnung.core.errors import InvalidInput, NotFound
-from ordnung.core.persistence.database import Database, where
+from ordnung.core.persistence.database import Database, Statement, rows_statement, where
 
 
 class Want(msgspec.Struct, frozen=True):
@@ -479,12 +479,18 @@ class StockStore:
 
     # -- ledger -------------------------------------------------------------------
     async def record(self, movements: Sequence[Movement]) -> None:
+        await self.db.run_together(self.recording(movements))
+
+    @staticmethod
+    def recording(movements: Sequence[Movement]) -> list[Statement]:
+        """The statement that writes the movements' ledger rows, if there are any (to
+        run with the change's other writes)."""
         if not movements:
-            return
-        await self.db.insert_rows(
+            return []
+        return [rows_statement(
             "stock_movements", _MOVEMENT_COLUMNS,
             [(m.id, m.sku, m.location_id, m.kind, m.on_hand_delta, m.reserved_delta,
-              m.order_id, m.reason, m.actor, m.at) for m in movements])
+              m.order_id, m.reason, m.actor, m.at) for m in movements])]
 
     async def movements(self, sku: str | None = None, order_id: str | None = None,
                         limit: int = 500, after: str | None = None) -> list[Movement]:
