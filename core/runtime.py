@@ -148,6 +148,8 @@ class OrderChange:
         self.events: list[Event] = []
         #: every stock movement of this change goes through here
         self.stock = StockMoves(runtime.stock, actor=actor, order_id=order.id)
+        #: further rows the change writes with the order (its external references)
+        self.writes: list[Statement] = []
         self._version = order.version
 
     # -- state machines -------------------------------------------------------------
@@ -216,6 +218,12 @@ class OrderChange:
             "ordnung_release_resources", order=self.order,
             each=lambda plugin: {"store": self.rt.plugin_store(plugin)})
 
+    def remember(self, namespace: str, reference: str, entity_id: str) -> None:
+        """Map a gateway reference or a tracking number to this order and ``entity_id``
+        (first writer wins), written with the change."""
+        self.writes.append(self.rt.orders.remembering(namespace, reference, self.order.id,
+                                                      entity_id))
+
     # -- commit -------------------------------------------------------------------------
     async def advance(self) -> None:
         """Fire ``payment_secured`` when the payments allow and the state has that edge."""
@@ -234,8 +242,9 @@ class OrderChange:
         refresh_money_totals(self.order)
         check_order(self.order)
         self.order.updated_at = utcnow()
-        # the order's row, its look-up rows, its ledger rows, its events and their outbox
-        # rows: written together (one statement on PostgreSQL); none reads another's
+        # the order's row, its look-up rows, its references, its ledger rows, its events
+        # and their outbox rows: written together (one statement on PostgreSQL), none
+        # reading what another writes
         if insert:
             first = self.rt.orders.inserting(self.order)
             parts: list[Statement] = []
@@ -243,6 +252,7 @@ class OrderChange:
             first = self.rt.orders.saving(self.order, self._version)
             parts = self.rt.order_parts.recording(self.order)
         rows = await self.rt.db.run_together(
-            [first, *parts, *self.stock.recording(), *self.rt.journal.appending(self.events)])
+            [first, *parts, *self.writes, *self.stock.recording(),
+             *self.rt.journal.appending(self.events)])
         if not insert:
             self.rt.orders.saved(self.order, rows[0])

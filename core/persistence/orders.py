@@ -232,10 +232,13 @@ class OrderStore:
         return [r["id"] for r in rows]
 
     # -- external references ---------------------------------------------------------
-    async def remember_reference(self, namespace: str, reference: str, order_id: str,
-                                 entity_id: str) -> None:
-        """Map a gateway reference or tracking number to its order (first writer wins)."""
-        await self.db.run(_REMEMBER_REFERENCE, namespace, reference, order_id, entity_id)
+    @staticmethod
+    def remembering(namespace: str, reference: str, order_id: str,
+                    entity_id: str) -> Statement:
+        """The statement that maps a gateway reference or tracking number to its order
+        (first writer wins); written with the change that learnt it
+        (``OrderChange.remember``)."""
+        return _REMEMBER_REFERENCE, (namespace, reference, order_id, entity_id)
 
     async def find_reference(self, namespace: str, reference: str) -> tuple[str, str] | None:
         row = await self.db.fetch_one(_FIND_REFERENCE, namespace, reference)

@@ -226,8 +226,7 @@ class FulfilmentService:
             shipment.tracking_number = number
             shipment.label_url = label.label_url if label else ""
             shipment.shipped_at = utcnow()
-            await self.rt.orders.remember_reference("tracking", number, change.order.id,
-                                                    shipment.id)
+            change.remember("tracking", number, shipment.id)
             await change.transition("shipment", shipment, "ship",
                                     data={"carrier": shipment.carrier,
                                           "tracking_number": number,

@@ -179,9 +179,7 @@ class PaymentService:
                             data={**note, "outcome": result.outcome})
             if result.reference:
                 p.reference = result.reference
-                await self.rt.orders.remember_reference(f"payment:{p.gateway}",
-                                                        result.reference, order_id,
-                                                        payment_id)
+                change.remember(f"payment:{p.gateway}", result.reference, payment_id)
             if result.outcome == "approved":
                 p.authorized = min(result.amount or p.amount, p.amount)
                 p.grants_terms = result.grants_terms
