@@ -180,17 +180,24 @@ class Api:
         token = self.cart_tokens.get(cart_id)
         return {**headers, CART_TOKEN: token} if token else dict(headers)
 
-    async def placed_cart(self, headers: dict[str, str], sku: str = "MUG") -> str:
-        """A cart taken through the whole flow (line, address, shipping, order); its id."""
+    async def ready_cart(self, headers: dict[str, str], sku: str = "MUG",
+                         email: str = "kim@example.com") -> tuple[str, dict[str, str]]:
+        """A cart with a line, an address and a shipping method, ready to order: its id,
+        and ``headers`` holding its token."""
         cid: str = (await self.new_cart(headers))["id"]
         headers = self.holding(headers, cid)
         expect(await self.client.post(f"/carts/{cid}/lines", json={"sku": sku},
                                       headers=headers), 200)
         expect(await self.client.put(f"/carts/{cid}/addresses",
-                                     json={"shipping": BERLIN, "email": "kim@example.com"},
+                                     json={"shipping": BERLIN, "email": email},
                                      headers=headers), 200)
         expect(await self.client.put(f"/carts/{cid}/shipping-method",
                                      json={"method": "flat_rate:standard"}, headers=headers), 200)
+        return cid, headers
+
+    async def placed_cart(self, headers: dict[str, str], sku: str = "MUG") -> str:
+        """A cart taken through the whole flow (line, address, shipping, order); its id."""
+        cid, headers = await self.ready_cart(headers, sku)
         expect(await self.client.post(f"/carts/{cid}/order", json={
             "payment": {"gateway": "sandbox", "token": "tok_success"}}, headers=headers), 201)
         return cid

@@ -147,16 +147,7 @@ async def test_a_customer_checking_out_a_guest_cart_over_graphql_orders_it_as_th
     check read."""
     async with api_client(database_url) as api:
         shop = await api.storefront("web")
-        cart = await api.new_cart(shop)
-        cid = cart["id"]
-        held = api.holding(shop, cid)
-        expect(await api.client.post(f"/carts/{cid}/lines", json={"sku": "MUG"},
-                                     headers=held), 200)
-        expect(await api.client.put(f"/carts/{cid}/addresses",
-                                    json={"shipping": BERLIN, "email": "erika@example.com"},
-                                    headers=held), 200)
-        expect(await api.client.put(f"/carts/{cid}/shipping-method",
-                                    json={"method": "flat_rate:standard"}, headers=held), 200)
+        cid, _ = await api.ready_cart(shop, email="erika@example.com")
         erika, token = await api.customer("erika@example.com")
         body = expect(await api.client.post("/graphql", headers=api.holding(token, cid), json={
             "query": "mutation($c: String!) { checkout(cartId: $c, payment: {gateway: "

@@ -25,7 +25,6 @@ from ordnung.core.persistence.plugin_store import PluginStore
 from ordnung.core.services.payments import RESUME_AUTHORIZATION_AFTER, STALE_IN_FLIGHT
 from ordnung.plugins.payments.sandbox import SandboxGateway
 from tests.api_support import (
-    BERLIN,
     Api,
     api_client,
     api_fixture,  # noqa: F401  (the ``api`` fixture)
@@ -296,16 +295,7 @@ async def test_a_repeat_finds_the_order_of_a_cart_whose_placement_wrote_before_i
                           plugins=[(CrashingGateway, "sandbox", {}),
                                    *builtin_plugins()[1:]]) as api:
         shop = await api.storefront("web")
-        cart_id = (await api.new_cart(shop))["id"]
-        holding = api.holding(shop, cart_id)
-        expect(await api.client.post(f"/carts/{cart_id}/lines", json={"sku": "MUG"},
-                                     headers=holding), 200)
-        expect(await api.client.put(f"/carts/{cart_id}/addresses",
-                                    json={"shipping": BERLIN, "email": "kim@example.com"},
-                                    headers=holding), 200)
-        expect(await api.client.put(f"/carts/{cart_id}/shipping-method",
-                                    json={"method": "flat_rate:standard"}, headers=holding),
-               200)
+        cart_id, _ = await api.ready_cart(shop)
         _, signed_in = await api.customer()
         headers = {**api.holding(signed_in, cart_id), "Idempotency-Key": "adopt-and-place"}
         path = f"/carts/{cart_id}/order"
