@@ -249,8 +249,8 @@ class CartService:
         payment is declined the order is cancelled and the cart reopens for another try.
 
         ``cart``: the cart as the caller has just read it (a route checking who holds
-        it), so that it is not read again; the placement locks and checks it anew when
-        it records the order."""
+        it), so that it is not read again; its version guards the placement's mark, so a
+        cart changed or placed since it was read is refused, not placed as read."""
         cart = await self._loaded(cart_id, cart)
         if not cart.is_open and cart.order_id:
             return await self.rt.orders.get(cart.order_id)
@@ -262,7 +262,7 @@ class CartService:
             client=dict(client or {}))
         try:
             return await self.orders.place(request, idempotency_key=idempotency_key,
-                                           actor=actor, cart_id=cart_id)
+                                           actor=actor, cart_id=cart_id, cart=cart)
         except PaymentDeclined:
             # the order was cancelled and its stock released: let the customer pay again
             cart = await self.rt.carts.get(cart_id)

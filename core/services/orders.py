@@ -12,7 +12,7 @@ import msgspec
 import structlog
 
 from ordnung.core.contexts import PricingContext, RiskContext
-from ordnung.core.domain.carts import PricedCart
+from ordnung.core.domain.carts import Cart, PricedCart
 from ordnung.core.domain.common import new_id, order_number, utcnow
 from ordnung.core.domain.customers import Customer
 from ordnung.core.domain.events import Event
@@ -66,13 +66,17 @@ class OrderService:
     # -- placement ----------------------------------------------------------------
     @counts_placements
     async def place(self, request: PlaceOrder, *, idempotency_key: str | None = None,
-                    actor: str = "system", cart_id: str | None = None) -> Order:
+                    actor: str = "system", cart_id: str | None = None,
+                    cart: Cart | None = None) -> Order:
         """Price, validate, reserve and record an order; then authorize its payment.
 
         With a payment, a decline cancels the order and releases its stock, and
         ``PaymentDeclined`` is raised (naming the order): a one-shot placement
         either yields an order whose payment is authorized or pending
         confirmation, or holds nothing.
+
+        ``cart_id``: the cart this order is placed from, marked placed with it; ``cart``:
+        that cart as the caller read it for this request (its version guards the mark).
         """
         key = PlacementKey(self.rt.idempotency, idempotency_key, request, cart_id)
         earlier = await key.earlier()
@@ -80,7 +84,7 @@ class OrderService:
             return await self._replay(earlier, request, actor, idempotency_key)
         draft = await self._draft(request)
         with bound(order_id=draft.order_id):
-            change = await self._commit(draft, request, actor, key, cart_id)
+            change = await self._commit(draft, request, actor, key, cart_id, cart)
             if isinstance(change, str):
                 return await self._replay(change, request, actor, idempotency_key)
             order = change.order
@@ -132,14 +136,15 @@ class OrderService:
             created_at=now, updated_at=now)
 
     async def _commit(self, draft: _Draft, request: PlaceOrder, actor: str,
-                      key: PlacementKey, cart_id: str | None) -> OrderChange | str:
+                      key: PlacementKey, cart_id: str | None,
+                      cart: Cart | None) -> OrderChange | str:
         """Record the order (a fresh number if one collides); or the id of the order a
         concurrent duplicate under the same key committed first."""
         collision: Exception | None = None
         for _ in range(3):
             try:
                 return await self._record(self._order(draft, request), request,
-                                          draft.customer, actor, key, cart_id)
+                                          draft.customer, actor, key, cart_id, cart)
             except Replayed as replay:
                 return replay.order_id
             except Exception as exc:
@@ -205,7 +210,8 @@ class OrderService:
                                   order_status=order.status)
 
     async def _record(self, order: Order, request: PlaceOrder, customer: Customer | None,
-                      actor: str, key: PlacementKey, cart_id: str | None) -> OrderChange:
+                      actor: str, key: PlacementKey, cart_id: str | None,
+                      cart: Cart | None) -> OrderChange:
         async with self.rt.db.transaction():
             await key.begin(order.id)
             change = OrderChange(self.rt, order, actor)
@@ -236,15 +242,35 @@ class OrderService:
                 each=lambda plugin: {"store": self.rt.plugin_store(plugin)})
             await change.commit(insert=True)
             if cart_id:
-                cart = await self.rt.carts.get(cart_id, for_update=True)
-                if not cart.is_open:
-                    raise Conflict(f"cart {cart_id} was already placed", cart_id=cart_id,
-                                   order_id=cart.order_id)
-                version = cart.version
-                cart.placed_as(order.id, utcnow())
-                await self.rt.carts.save(cart, version)
+                await self._mark_placed(cart_id, cart, order.id)
             await key.end(order.id)
         return change
+
+    async def _mark_placed(self, cart_id: str, read: Cart | None, order_id: str) -> None:
+        """Mark the cart placed as ``order_id``, in the placement's transaction.
+
+        ``read``: the cart as the placement read it before pricing. Its version guards
+        the save, so a cart that another placement took, or that changed after it was
+        priced, is refused (and the whole placement rolled back) without being read
+        again here; only that refusal reads it, to say which. Without it, the cart is
+        read and locked first."""
+        cart = (msgspec.structs.replace(read) if read is not None
+                else await self.rt.carts.get(cart_id, for_update=True))
+        if cart.is_open:
+            version = cart.version
+            cart.placed_as(order_id, utcnow())
+            try:
+                await self.rt.carts.save(cart, version)
+                return
+            except Conflict:
+                if read is None:
+                    raise
+                cart = await self.rt.carts.get(cart_id)
+                if cart.is_open:
+                    raise Conflict(f"cart {cart_id} changed while it was being placed; "
+                                   f"place it again", cart_id=cart_id) from None
+        raise Conflict(f"cart {cart_id} was already placed", cart_id=cart_id,
+                       order_id=cart.order_id)
 
     @staticmethod
     def _drop_gifts(order: Order, skipped: set[str]) -> None:
