@@ -383,7 +383,6 @@ INDEXES: dict[str, Index] = {
     "customers_email": Index("customers", ("email",)),
     "orders_number": Index("orders", ("number",), unique=True),
     "orders_customer": Index("orders", ("customer_id", "id")),
-    "orders_status": Index("orders", ("status", "priority")),
     "orders_status_id": Index("orders", ("status", "id")),
     "orders_channel_id": Index("orders", ("channel", "id")),
     #: the fulfilment queue's order; priority is descending in the index (the schema
