@@ -47,6 +47,12 @@ _PAGE = "SELECT data FROM orders"
 _CUSTOMER_IS, _STATUS_IN, _CHANNEL_IS, _BEFORE = (
     "customer_id = {}", "status IN ({})", "channel = {}", "id < {}")
 _PAGE_END = " ORDER BY id DESC LIMIT {}"
+_STATUS_IS = "status = {}"
+#: a list over several statuses: one part per status, each a range of ``orders_status_id
+#: (status, id)`` read newest first and cut at the page size, merged by id
+_PAGE_IDS = "SELECT data, id FROM orders"
+_PAGE_PART = "SELECT * FROM ({part}) AS part{n}"
+_PAGE_MERGED = "SELECT data FROM ({parts}) AS merged ORDER BY id DESC LIMIT {{}}"
 _AUTHORIZING_BEFORE = ("SELECT id FROM orders WHERE authorizing_since IS NOT NULL "
                        "AND authorizing_since < {} ORDER BY authorizing_since LIMIT {}")
 _AUTHORIZING_ORDER = "SELECT data, authorizing_since FROM orders WHERE id = {}"
@@ -151,10 +157,27 @@ class OrderStore:
     async def page(self, *, customer_id: str | None = None, status: Sequence[str] | None = None,
                    channel: str | None = None, after: str | None = None,
                    limit: int = 50) -> list[Order]:
-        """Newest first; ``after`` is the id of the last order of the previous page."""
-        clause, args = where((_CUSTOMER_IS, customer_id), (_STATUS_IN, list(status or ())),
-                             (_CHANNEL_IS, channel), (_BEFORE, after))
-        rows = await self.db.run(_PAGE + clause + _PAGE_END, *args, limit)
+        """Newest first; ``after`` is the id of the last order of the previous page.
+
+        With several statuses, each status's part is read on its own, newest first and
+        cut at the page size, and the parts are merged (``_PAGE_MERGED``): a list of
+        common states then reads about a page per state, however many orders of other
+        states (the backlog, the history) lie between its matches."""
+        states = sorted(set(status or ()))
+        if len(states) < 2:
+            clause, args = where((_CUSTOMER_IS, customer_id), (_STATUS_IN, states),
+                                 (_CHANNEL_IS, channel), (_BEFORE, after))
+            rows = await self.db.run(_PAGE + clause + _PAGE_END, *args, limit)
+            return [decode(r["data"], Order) for r in rows]
+        parts: list[str] = []
+        args = []
+        for n, state in enumerate(states):
+            clause, part_args = where((_CUSTOMER_IS, customer_id), (_STATUS_IS, state),
+                                      (_CHANNEL_IS, channel), (_BEFORE, after))
+            parts.append(_PAGE_PART.format(n=n, part=_PAGE_IDS + clause + _PAGE_END))
+            args += [*part_args, limit]
+        rows = await self.db.run(_PAGE_MERGED.format(parts=" UNION ALL ".join(parts)),
+                                 *args, limit)
         return [decode(r["data"], Order) for r in rows]
 
     async def authorizing_before(self, cutoff: datetime, limit: int = 100) -> list[str]:

@@ -317,6 +317,13 @@ class OrderService:
                    limit: int = 50) -> list[Order]:
         if not 1 <= limit <= 200:
             raise InvalidInput("limit must be between 1 and 200", field="limit")
+        known = self.rt.lifecycle.order.states
+        unknown = sorted({s for s in status or () if s not in known})
+        if unknown:
+            # a misspelt status would list nothing, silently; and each status is one
+            # part of the list's statement, so only the lifecycle's own are taken
+            raise InvalidInput(f"unknown order status {', '.join(map(repr, unknown))} "
+                               f"(known: {', '.join(sorted(known))})", field="status")
         return await self.rt.orders.page(customer_id=customer_id, status=status,
                                          channel=channel, after=after, limit=limit)
 
