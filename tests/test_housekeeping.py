@@ -256,3 +256,17 @@ async def test_a_pass_deletes_in_bounded_batches(make_engine: Any,
     assert (await engine.run_housekeeping())["rate_limits"] == 20
     assert (await engine.run_housekeeping())["rate_limits"] == 5
     assert await count(engine, "rate_limits") == 0
+
+
+async def test_the_background_maintenance_runs_the_pass(make_engine: Any) -> None:
+    writer: Engine = await make_engine()
+    await aged_counters(writer, 5)
+    await DatabaseStorage(writer.db).incr_many([Hit("test/live", 60)])
+
+    server: Engine = await make_engine(background_tasks=True)
+    for _ in range(200):  # its first maintenance round runs a pass at once
+        if await count(server, "rate_limits") == 1:
+            break
+        await asyncio.sleep(0.05)
+    rows = await server.db.fetch("SELECT key FROM rate_limits")
+    assert [r["key"] for r in rows] == ["test/live"]
