@@ -141,7 +141,8 @@ def _retention(variable: str, raw: str) -> float:
 
 #: how long the housekeeping pass keeps what the engine needs only for a while, in
 #: seconds, each ``ORDNUNG_<NAME>``; 0 or ``off`` keeps those rows for ever
-RETENTION_SETTINGS = ("idempotency_retention_s", "session_retention_s", "cart_retention_s")
+RETENTION_SETTINGS = ("idempotency_retention_s", "session_retention_s", "cart_retention_s",
+                      "outbox_retention_s")
 
 
 #: how ``EngineConfig.from_env`` reads each field from ``ORDNUNG_<FIELD>`` (a reader gets
@@ -270,6 +271,9 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: seconds a guest's cart, and any cart that became an order, is kept after its last
     #: change; 0 keeps them for ever
     cart_retention_s: Annotated[float, msgspec.Meta(ge=0)] = 30 * 86_400.0
+    #: seconds an event's outbox row is kept once its reactions ran and the webhook and
+    #: broker workers took it (the event stays in its timeline); 0 keeps them for ever
+    outbox_retention_s: Annotated[float, msgspec.Meta(ge=0)] = 7 * 86_400.0
 
     def __post_init__(self) -> None:
         from limits import parse  # the setting is a rate in the limiter's own notation
@@ -298,7 +302,7 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         the webhook and broker timings (see ``WEBHOOK_NUMBERS``), the housekeeping
         settings (``ORDNUNG_HOUSEKEEPING_INTERVAL_S``, ``ORDNUNG_HOUSEKEEPING_BATCH``, and
         the retentions ``ORDNUNG_IDEMPOTENCY_RETENTION_S``, ``ORDNUNG_SESSION_RETENTION_S``,
-        ``ORDNUNG_CART_RETENTION_S``) and the input limits
+        ``ORDNUNG_CART_RETENTION_S``, ``ORDNUNG_OUTBOX_RETENTION_S``) and the input limits
         (``ORDNUNG_MAX_*``; see ``ordnung.core.limits``): ``ENV_READERS`` lists them. An
         empty variable counts as unset."""
         env = os.environ

@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 
 from ordnung.api.rate_limits import WriteLimits
-from ordnung.core import Engine
+from ordnung.core import Engine, hookimpl
 from ordnung.core.domain.common import utcnow
 from ordnung.core.persistence.rate_limits import DatabaseStorage, Hit
 from ordnung.core.services import housekeeping
 from ordnung.core.services.idempotency import Busy, Proceed
 from tests.api_support import BERLIN, CART_TOKEN, Api, api_client, bearer, expect, expect_problem
+from tests.support import builtin_plugins, paid_order, seed_shop
 from tests.test_edge_accounts import accounts_api, register, sign_in
 
 LONG_AGO = timedelta(days=400)
@@ -270,3 +271,58 @@ async def test_the_background_maintenance_runs_the_pass(make_engine: Any) -> Non
         await asyncio.sleep(0.05)
     rows = await server.db.fetch("SELECT key FROM rate_limits")
     assert [r["key"] for r in rows] == ["test/live"]
+
+
+class Unreachable:
+    """Tells every event to a service that is down: each reaction fails, is recorded and
+    retried later."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.told: list[str] = []
+
+    @hookimpl
+    async def ordnung_on_event(self, event: Any) -> None:
+        if self.down and event.kind == "order.placed":
+            raise ConnectionError("the service is down")
+        self.told.append(event.kind)
+
+
+async def test_outbox_rows_go_once_done_and_a_failed_reaction_keeps_its_own(
+        make_engine: Any) -> None:
+    unreachable = Unreachable()
+    plugins = [*builtin_plugins(), (unreachable, "forwarder")]
+    keeper: Engine = await make_engine(plugins=plugins)
+    await seed_shop(keeper)
+    order = await paid_order(keeper, ("MUG", 1))
+    await keeper.runtime.journal.flush_marks()
+    rows = await count(keeper, "outbox")
+    timeline = len(await keeper.runtime.journal.timeline(order.id))
+    assert rows > 1
+
+    # a week by default: the events of a moment ago keep their rows
+    assert (await keeper.run_housekeeping())["outbox"] == 0
+    await keeper.housekeeping.release()
+
+    # with a retention of a millisecond every row its workers are done with goes: not
+    # those the webhook worker has yet to take, nor the failed reaction's event, which
+    # its retry needs
+    sweeper: Engine = await make_engine(plugins=plugins, outbox_retention_s=0.001)
+    await asyncio.sleep(0.01)
+    untold = len(await sweeper.runtime.outbox.untold(100))
+    assert untold >= 1
+    assert (await sweeper.run_housekeeping())["outbox"] == rows - untold
+    await sweeper.webhook_worker.fan_out()  # no endpoint: the events are told to none
+    assert await sweeper.runtime.outbox.untold(100) == []
+    assert (await sweeper.run_housekeeping())["outbox"] == untold - 1
+    assert await count(sweeper, "outbox") == 1
+    # the timeline is history and stays whole
+    assert len(await sweeper.runtime.journal.timeline(order.id)) == timeline
+    # staff still see what failed, and the retry delivers it once the service is back
+    failed = await sweeper.runtime.journal.failures(resolved=False)
+    assert [(f["kind"], f["order_id"]) for f in failed] == [("order.placed", order.id)]
+    unreachable.down = False
+    await sweeper.db.run("UPDATE reaction_failures SET next_attempt_at = {}",
+                         utcnow() - timedelta(seconds=1))
+    assert (await sweeper.run_maintenance())["retried_ok"] == 1
+    assert "order.placed" in unreachable.told

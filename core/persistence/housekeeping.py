@@ -12,9 +12,16 @@ condition is checked again on the row as it is when deleted.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from ordnung.core.persistence.database import Database
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+#: the prefix of the ids of the kinds judged by their ids' time
+_ID_PREFIX = {"outbox": "ev"}
+_NOW = {"postgres": "SELECT now() AS now",
+        "sqlite": "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now') AS now"}
 
 #: the database's clock ``{}`` seconds ago (the argument of ``_ago``), per dialect
 _AGO = {
@@ -30,7 +37,9 @@ _DELETE = ("DELETE FROM <table> WHERE <key> IN (SELECT <key> FROM <table> WHERE 
 
 class Kind(NamedTuple):
     """Rows of one table that may go: ``where`` names ``<now>`` (the database's clock)
-    and ``<cutoff>`` (that clock minus the kind's retention, a parameter)."""
+    and ``<cutoff>`` (that clock minus the kind's retention, a parameter) or
+    ``<id_before>`` (the first id made at that time, for a table whose ids are its
+    order of creation)."""
 
     table: str
     key: str
@@ -38,8 +47,8 @@ class Kind(NamedTuple):
 
     @property
     def aged(self) -> bool:
-        """Whether the condition takes a retention (``<cutoff>``)."""
-        return "<cutoff>" in self.where
+        """Whether the condition takes a retention."""
+        return "<cutoff>" in self.where or "<id_before>" in self.where
 
 
 #: what the pass deletes, by the name it reports it under
@@ -62,6 +71,14 @@ KINDS: dict[str, Kind] = {
     # ... and a customer's cart that became an order as long ago (an open one is theirs
     # to come back to)
     "placed_carts": Kind("carts", "id", "status = 'placed' AND updated_at < <cutoff>"),
+    # an event's outbox row once every worker is done with it (its reactions ran, the
+    # webhook and broker workers took it) and no failed reaction needs it to retry or to
+    # be shown; the event itself stays in the timeline. Ids sort by creation, so the
+    # primary key finds the old rows and no index on the hot path is needed.
+    "outbox": Kind("outbox", "id",
+                   "id < <id_before> AND dispatched_at IS NOT NULL AND webhooks_at IS NOT NULL "
+                   "AND broker_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM reaction_failures "
+                   "f WHERE f.outbox_id = outbox.id)"),
 }
 
 
@@ -73,16 +90,44 @@ class HousekeepingStore:
             name: (_DELETE.replace("<where>", kind.where)
                    .replace("<table>", kind.table).replace("<key>", kind.key)
                    .replace("<lock>", lock).replace("<now>", db.sql_now())
-                   .replace("<cutoff>", _AGO[db.kind]))
+                   .replace("<cutoff>", _AGO[db.kind]).replace("<id_before>", "{}"))
             for name, kind in KINDS.items()}
 
     def _ago(self, seconds: float) -> object:
         """The argument of an ``_AGO`` clock: seconds, or SQLite's date modifier."""
         return float(seconds) if self.db.is_postgres else f"{-float(seconds):+} seconds"
 
-    async def prune(self, name: str, limit: int, retention_s: float = 0.0) -> int:
+    async def now(self) -> datetime:
+        """The database's clock (for the kinds judged by their ids' time)."""
+        row = await self.db.fetch_one(_NOW[self.db.kind])
+        value = row["now"] if row else None
+        if isinstance(value, datetime):  # PostgreSQL
+            return value.astimezone(UTC)
+        return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
+
+    async def prune(self, name: str, limit: int, retention_s: float = 0.0,
+                    now: datetime | None = None) -> int:
         """Delete up to ``limit`` rows of kind ``name`` (past ``retention_s`` where the
-        kind has one); how many went."""
-        args: tuple[object, ...] = (self._ago(retention_s),) if KINDS[name].aged else ()
+        kind has one; ``now``: the database's clock, for the kinds judged by their ids);
+        how many went."""
+        kind = KINDS[name]
+        args: tuple[object, ...] = ()
+        if "<id_before>" in kind.where:
+            at = (now or await self.now()) - timedelta(seconds=retention_s)
+            args = (id_floor(_ID_PREFIX[name], at),)
+        elif kind.aged:
+            args = (self._ago(retention_s),)
         rows = await self.db.run(self._deletes[name], *args, int(limit), *args)
         return len(rows)
+
+
+def id_floor(prefix: str, at: datetime) -> str:
+    """The smallest id ``new_id(prefix)`` makes at ``at``: every id made before sorts
+    below it, every one made from then on above (the same layout: the milliseconds in
+    the first 48 of 130 bits, Crockford base32, lower case)."""
+    value = int(at.timestamp() * 1000) << 80
+    chars = []
+    for _ in range(26):
+        value, rem = divmod(value, 32)
+        chars.append(_CROCKFORD[rem])
+    return f"{prefix}_{''.join(reversed(chars)).lower()}"

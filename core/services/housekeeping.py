@@ -3,7 +3,8 @@ grow with traffic.
 
 Some rows are needed for a time and then never again: a rate limiter's counter once its
 window is over, an ``Idempotency-Key``'s record once repeats are no longer expected,
-customer sessions and tokens once expired or revoked, carts nobody came back to. Kept
+customer sessions and tokens once expired or revoked, carts nobody came back to, an
+event's outbox row once every worker is done with it. Kept
 for ever they would grow with every request, and the indexes of their tables with them.
 History (orders, their events, stock movements, webhook attempts) is never touched here.
 
@@ -19,6 +20,7 @@ time do it, and the holder keeps it while it lives.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 import structlog
 
@@ -51,6 +53,7 @@ class HousekeepingService:
             "customer_tokens": config.session_retention_s,
             "guest_carts": config.cart_retention_s,
             "placed_carts": config.cart_retention_s,
+            "outbox": config.outbox_retention_s,
         }
         #: this process, as the lease's holder
         self.owner = new_id("job")
@@ -69,10 +72,11 @@ class HousekeepingService:
         with self.db.outside_transaction():
             if not await self.leases.take(JOB, self.owner, self.lease_s):
                 return deleted
+            now = await self.store.now()
             for kind in KINDS:
                 if KINDS[kind].aged and not self.retention_s.get(kind):
                     continue  # kept for ever by the settings
-                count, held = await self._prune(kind)
+                count, held = await self._prune(kind, now)
                 deleted[kind] = count
                 if not held:
                     break  # a slow pass lost the lease: the new holder goes on
@@ -81,14 +85,15 @@ class HousekeepingService:
                      **{kind: n for kind, n in deleted.items() if n})
         return deleted
 
-    async def _prune(self, kind: str) -> tuple[int, bool]:
+    async def _prune(self, kind: str, now: datetime) -> tuple[int, bool]:
         """Delete ``kind``'s rows batch by batch: how many, and whether the lease is
         still held."""
         total = 0
         for n in range(MAX_BATCHES):
             if n and not await self.leases.take(JOB, self.owner, self.lease_s):
                 return total, False
-            count = await self.store.prune(kind, self.batch, self.retention_s.get(kind, 0.0))
+            count = await self.store.prune(kind, self.batch, self.retention_s.get(kind, 0.0),
+                                           now)
             total += count
             if count < self.batch:
                 break
