@@ -326,3 +326,23 @@ async def test_outbox_rows_go_once_done_and_a_failed_reaction_keeps_its_own(
                          utcnow() - timedelta(seconds=1))
     assert (await sweeper.run_maintenance())["retried_ok"] == 1
     assert "order.placed" in unreachable.told
+
+
+async def test_a_cart_order_repeated_after_its_key_went_answers_the_same_order(
+        database_url: str) -> None:
+    async with api_client(database_url) as api:
+        shop = await api.storefront("web")
+        cid, headers = await api.ready_cart(shop)
+        body = {"payment": {"gateway": "sandbox", "token": "tok_success"}}
+        keyed = {**headers, "Idempotency-Key": "cart-order-1"}
+        order = expect(await api.client.post(f"/carts/{cid}/order", json=body,
+                                             headers=keyed), 201)
+        # a day on, the key's record is gone but the cart (kept 30 days) still knows its
+        # order: the repeat is a new request, and it answers that order, not a second one
+        await age(api.engine, "idempotency_records", "created_at")
+        done = await api.engine.run_housekeeping()
+        assert (done["idempotency_records"], done["guest_carts"]) == (1, 0)
+        again = expect(await api.client.post(f"/carts/{cid}/order", json=body,
+                                             headers=keyed), 201)
+        assert again["id"] == order["id"]
+        assert await api.order_count() == 1
