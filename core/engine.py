@@ -16,7 +16,7 @@ Services: ``catalog``, ``inventory``, ``channels``, ``customers``, ``carts``,
 ``webhooks`` (endpoints told of changes by signed HTTP requests, and their delivery log;
 ``webhook_worker`` delivers in the background), ``housekeeping`` (deletes what is kept
 only for a while: rate-limit counters, old idempotency records, expired sessions and
-tokens, abandoned carts).
+tokens, abandoned carts, outbox rows every worker is done with).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ condition is checked again on the row as it is when deleted.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from ordnung.core.persistence.database import Database
@@ -20,8 +20,6 @@ from ordnung.core.persistence.database import Database
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 #: the prefix of the ids of the kinds judged by their ids' time
 _ID_PREFIX = {"outbox": "ev"}
-_NOW = {"postgres": "SELECT now() AS now",
-        "sqlite": "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now') AS now"}
 
 #: the database's clock ``{}`` seconds ago (the argument of ``_ago``), per dialect
 _AGO = {
@@ -97,23 +95,15 @@ class HousekeepingStore:
         """The argument of an ``_AGO`` clock: seconds, or SQLite's date modifier."""
         return float(seconds) if self.db.is_postgres else f"{-float(seconds):+} seconds"
 
-    async def now(self) -> datetime:
-        """The database's clock (for the kinds judged by their ids' time)."""
-        row = await self.db.fetch_one(_NOW[self.db.kind])
-        value = row["now"] if row else None
-        if isinstance(value, datetime):  # PostgreSQL
-            return value.astimezone(UTC)
-        return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
-
-    async def prune(self, name: str, limit: int, retention_s: float = 0.0,
-                    now: datetime | None = None) -> int:
+    async def prune(self, name: str, limit: int, retention_s: float,
+                    now: datetime) -> int:
         """Delete up to ``limit`` rows of kind ``name`` (past ``retention_s`` where the
-        kind has one; ``now``: the database's clock, for the kinds judged by their ids);
-        how many went."""
+        kind has one; ``now``: the database's clock as read for the pass, for the kinds
+        judged by their ids' time); how many went."""
         kind = KINDS[name]
         args: tuple[object, ...] = ()
         if "<id_before>" in kind.where:
-            at = (now or await self.now()) - timedelta(seconds=retention_s)
+            at = now - timedelta(seconds=retention_s)
             args = (id_floor(_ID_PREFIX[name], at),)
         elif kind.aged:
             args = (self._ago(retention_s),)

@@ -72,7 +72,7 @@ class HousekeepingService:
         with self.db.outside_transaction():
             if not await self.leases.take(JOB, self.owner, self.lease_s):
                 return deleted
-            now = await self.store.now()
+            now = await self.leases.now()
             for kind in KINDS:
                 if KINDS[kind].aged and not self.retention_s.get(kind):
                     continue  # kept for ever by the settings
