@@ -15,7 +15,7 @@ from ordnung.migrations.raw import run_statements
 if TYPE_CHECKING:
     from ordnung.core.persistence.database import Database
 
-ID = "2026-11-30T13:00:00:000000"
+ID = "2026-11-30T13:30:00:000000"
 DESCRIPTION = "housekeeping indexes: expiries and last changes of short-lived rows"
 
 STATEMENTS = [
