@@ -127,6 +127,24 @@ def _account(variable: str, raw: str) -> int | str:
     return env_account_setting(variable.removeprefix("ORDNUNG_").lower(), raw)
 
 
+def _whole(variable: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(variable, f"expected a whole number, got {raw!r}") from None
+
+
+def _retention(variable: str, raw: str) -> float:
+    """Seconds, or ``off`` (the same as 0: that part of the housekeeping is not done)."""
+    return 0.0 if raw.strip().lower() == "off" else env_number(variable, raw)
+
+
+#: how long the housekeeping pass keeps what the engine needs only for a while, in
+#: seconds, each ``ORDNUNG_<NAME>``; 0 or ``off`` keeps those rows for ever
+RETENTION_SETTINGS = ("idempotency_retention_s", "session_retention_s", "cart_retention_s",
+                      "outbox_retention_s")
+
+
 #: how ``EngineConfig.from_env`` reads each field from ``ORDNUNG_<FIELD>`` (a reader gets
 #: the variable's name, for its error, and its text), in the order they are read
 ENV_READERS: tuple[tuple[str, Callable[[str, str], Any]], ...] = (
@@ -142,6 +160,9 @@ ENV_READERS: tuple[tuple[str, Callable[[str, str], Any]], ...] = (
     ("require_tax", env_bool),
     *((name, _account) for name in ACCOUNT_SETTINGS),
     ("trusted_proxies", _networks),
+    ("housekeeping_interval_s", env_number),
+    ("housekeeping_batch", _whole),
+    *((name, _retention) for name in RETENTION_SETTINGS),
 )
 
 
@@ -234,6 +255,25 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: a broker (NATS ...) failed to confirm a batch of events (exponential, jittered)
     broker_backoff_base_s: Annotated[float, msgspec.Meta(gt=0)] = 1.0
     broker_backoff_max_s: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    #: seconds between two housekeeping passes (it runs with the other background tasks,
+    #: in every server process, one at a time under a lease): what the engine keeps only
+    #: for a while is deleted once its time is over
+    housekeeping_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    #: rows one delete of the housekeeping pass takes at most (it repeats while full, up
+    #: to a bound per pass), so that a sweep never holds many locks or one for long
+    housekeeping_batch: Annotated[int, msgspec.Meta(gt=0)] = 1_000
+    #: seconds an ``Idempotency-Key``'s record is kept (a repeat within them replays; a
+    #: key reused later is a new request); 0 keeps them for ever
+    idempotency_retention_s: Annotated[float, msgspec.Meta(ge=0)] = 86_400.0
+    #: seconds an expired or revoked customer session, an expired one-time account token
+    #: and an expired customer token issued by staff are kept; 0 keeps them for ever
+    session_retention_s: Annotated[float, msgspec.Meta(ge=0)] = 86_400.0
+    #: seconds a guest's cart, and any cart that became an order, is kept after its last
+    #: change; 0 keeps them for ever
+    cart_retention_s: Annotated[float, msgspec.Meta(ge=0)] = 30 * 86_400.0
+    #: seconds an event's outbox row is kept once its reactions ran and the webhook and
+    #: broker workers took it (the event stays in its timeline); 0 keeps them for ever
+    outbox_retention_s: Annotated[float, msgspec.Meta(ge=0)] = 7 * 86_400.0
 
     def __post_init__(self) -> None:
         from limits import parse  # the setting is a rate in the limiter's own notation
@@ -259,7 +299,10 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         ``ORDNUNG_RECONCILE_INTERVAL_S``, ``ORDNUNG_TRUSTED_PROXIES`` (comma list), the
         database timeouts (``ORDNUNG_DB_CONNECT_TIMEOUT_S`` ...; see ``DB_TIME_SETTINGS``),
         the account settings (``ORDNUNG_ACCESS_TOKEN_TTL`` ...; see ``ACCOUNT_SETTINGS``)
-        the webhook and broker timings (see ``WEBHOOK_NUMBERS``) and the input limits
+        the webhook and broker timings (see ``WEBHOOK_NUMBERS``), the housekeeping
+        settings (``ORDNUNG_HOUSEKEEPING_INTERVAL_S``, ``ORDNUNG_HOUSEKEEPING_BATCH``, and
+        the retentions ``ORDNUNG_IDEMPOTENCY_RETENTION_S``, ``ORDNUNG_SESSION_RETENTION_S``,
+        ``ORDNUNG_CART_RETENTION_S``, ``ORDNUNG_OUTBOX_RETENTION_S``) and the input limits
         (``ORDNUNG_MAX_*``; see ``ordnung.core.limits``): ``ENV_READERS`` lists them. An
         empty variable counts as unset."""
         env = os.environ

@@ -14,7 +14,9 @@ Services: ``catalog``, ``inventory``, ``channels``, ``customers``, ``carts``,
 ``idempotency`` (request keys for the REST and GraphQL adapters), ``reconcile``
 (finishes placements a crashed process left with an authorization in flight),
 ``webhooks`` (endpoints told of changes by signed HTTP requests, and their delivery log;
-``webhook_worker`` delivers in the background).
+``webhook_worker`` delivers in the background), ``housekeeping`` (deletes what is kept
+only for a while: rate-limit counters, old idempotency records, expired sessions and
+tokens, abandoned carts, outbox rows every worker is done with).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from ordnung.core.services.catalog import CatalogService
 from ordnung.core.services.channels import ChannelService
 from ordnung.core.services.customers import CustomerService
 from ordnung.core.services.fulfilment import FulfilmentService
+from ordnung.core.services.housekeeping import HousekeepingService
 from ordnung.core.services.idempotency import IdempotencyService
 from ordnung.core.services.inventory import InventoryService
 from ordnung.core.services.orders import OrderService
@@ -134,6 +137,7 @@ class Engine:
                                               interval_s=self.config.reconcile_interval_s)
             self.webhooks = WebhookService(rt.webhooks, self.config)
             self.webhook_worker = WebhookWorker(rt, self.config)
+            self.housekeeping = HousekeepingService(self.db, self.config)
             self._started = True
             await self.host.call("ordnung_plugin_started",
                                  each=lambda name: {"context": plugin_context(self, name)})
@@ -181,13 +185,27 @@ class Engine:
         ok, failed = await self.dispatcher.retry_failed()
         return {"swept": swept, "retried_ok": ok, "retried_failed": failed}
 
+    async def run_housekeeping(self) -> dict[str, int]:
+        """One housekeeping pass now: rows deleted, by kind (empty if another process
+        holds the job's lease). The background maintenance runs one every
+        ``housekeeping_interval_s``."""
+        return await self.housekeeping.run_once()
+
     async def _maintenance_loop(self, interval: float = 5.0) -> None:
-        while True:
-            try:
-                await self.run_maintenance()
-            except Exception as exc:  # keep the loop alive; the next round retries
-                log.warning("maintenance round failed", error=repr(exc))
-            await asyncio.sleep(interval)
+        try:
+            while True:
+                try:
+                    await self.run_maintenance()
+                except Exception as exc:  # keep the loop alive; the next round retries
+                    log.warning("maintenance round failed", error=repr(exc))
+                try:
+                    await self.housekeeping.run_when_due()
+                except Exception as exc:  # the database may be away: the next pass retries
+                    log.warning("housekeeping pass failed", error=repr(exc))
+                await asyncio.sleep(interval)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.housekeeping.release())
 
     def observe_with(self, metrics: Metrics | None = None, tracer: Tracer | None = None) -> None:
         """Report placements, committed events and failed reactions to ``metrics``, and

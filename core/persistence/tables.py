@@ -413,4 +413,15 @@ INDEXES: dict[str, Index] = {
     "webhook_deliveries_endpoint": Index("webhook_deliveries",
                                          ("endpoint_id", "status", "id")),
     "webhook_attempts_delivery": Index("webhook_attempts", ("delivery_id", "id")),
+    #: the housekeeping pass's deletes (``ordnung.core.persistence.housekeeping``)
+    "rate_limits_expires": Index("rate_limits", ("expires_at",)),
+    "idempotency_records_created": Index("idempotency_records", ("created_at",)),
+    "customer_sessions_refresh_expires": Index("customer_sessions", ("refresh_expires_at",)),
+    "customer_sessions_revoked": Index("customer_sessions", ("revoked_at",),
+                                       where="revoked_at IS NOT NULL"),
+    "account_tokens_expires": Index("account_tokens", ("expires_at",)),
+    "api_keys_expires": Index("api_keys", ("kind", "expires_at"),
+                              where="expires_at IS NOT NULL"),
+    "carts_guest_updated": Index("carts", ("updated_at",), where="customer_id IS NULL"),
+    "carts_status_updated": Index("carts", ("status", "updated_at")),
 }
