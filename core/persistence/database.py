@@ -13,7 +13,9 @@ queried through the table classes, whose binding to an engine is global, so each
 Write transactions on SQLite are IMMEDIATE (take the write lock up front) so
 read-then-write never fails with "database is locked"; on PostgreSQL rows are
 locked with ``SELECT ... FOR UPDATE`` (``lock_suffix``) where an aggregate is read
-for change.
+for change. A PostgreSQL transaction aborted for a concurrent one (deadlock,
+serialization failure) raises ``TransientConflict``, which ``retrying`` answers by
+running the unit of work again.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from piccolo.engine.sqlite import TransactionType
 
 from ordnung.core.domain.common import utcnow
 from ordnung.core.errors import InvalidInput
-from ordnung.core.errors_db import is_unavailable, unavailable
+from ordnung.core.errors_db import is_transient, is_unavailable, transient, unavailable
 from ordnung.core.persistence import clock
 from ordnung.core.persistence.fence import WRITE_FENCE, is_write
 from ordnung.core.persistence.postgres_engine import TimedPostgresEngine, Timeouts
@@ -229,8 +231,15 @@ class Database:
             transaction = self.engine.transaction(transaction_type=TransactionType.immediate)
         else:
             transaction = self.engine.transaction()
-        async with transaction as joined:
-            yield joined
+        try:
+            async with transaction as joined:
+                yield joined
+        except Exception as exc:
+            # PostgreSQL aborted it for a concurrent one (a statement's deadlock is
+            # already converted by ``run``; a serialization failure may come at COMMIT)
+            if is_transient(exc):
+                raise transient(exc) from exc
+            raise
         fence = WRITE_FENCE.get()
         if fence is not None and outermost:
             fence.committed(transaction)
@@ -284,14 +293,16 @@ class Database:
             await fence.before_write()
         transaction: Any = self.engine.current_transaction.get()
         if isinstance(self.engine, _PostgresEngine):
-            if transaction is None:
-                return list(await self.engine.run_pooled(query, args))
             try:
+                if transaction is None:
+                    return list(await self.engine.run_pooled(query, args))
                 return list(await transaction.connection.fetch(query, *args))
             except Exception as exc:
-                if is_unavailable(exc):
+                if transaction is not None and is_unavailable(exc):
                     await self.engine.connection_failed()
                     raise unavailable(exc) from exc
+                if is_transient(exc):  # the transaction lost to a concurrent one
+                    raise transient(exc) from exc
                 raise
         if transaction is not None:
             return list(transaction.connection.run(query, args))
