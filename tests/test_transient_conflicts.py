@@ -84,6 +84,14 @@ def warnings_of(logs: str) -> list[dict[str, Any]]:
     return [line for line in lines if line.get("event") == RETRY_WARNING]
 
 
+async def retries_counted(api: Api, sqlstate: str) -> float:
+    """The metrics' count of units of work run again after ``sqlstate``."""
+    text = (await api.client.get("/metrics", headers=api.admin)).text
+    sample = f'ordnung_transaction_retries_total{{sqlstate="{sqlstate}"}} '
+    return sum(float(line[len(sample):]) for line in text.splitlines()
+               if line.startswith(sample))
+
+
 async def reserved(api: Api) -> dict[str, int]:
     totals: dict[str, int] = {}
     for (sku, _), (_, held) in (await api.levels()).items():
@@ -96,6 +104,7 @@ async def test_a_placement_whose_transaction_lost_a_deadlock_is_placed_once(
         api: Api, database_url: str) -> None:
     shop = await api.storefront()
     before = await reserved(api)
+    counted = await retries_counted(api, "40P01")
     with captured_logs("INFO") as logs:
         response = await deadlocked(database_url, api.post_order(
             shop, order_body((FIRST, 1), (SECOND, 1))))
@@ -111,6 +120,7 @@ async def test_a_placement_whose_transaction_lost_a_deadlock_is_placed_once(
     assert [call[0] for call in api.plugin("sandbox").calls] == ["authorize"]
     retried = warnings_of(logs.getvalue())
     assert [w["sqlstate"] for w in retried] == ["40P01"], logs.getvalue()
+    assert await retries_counted(api, "40P01") == counted + 1
 
 
 @needs_postgres
