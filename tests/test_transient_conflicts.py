@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
@@ -21,10 +22,12 @@ import asyncpg
 import httpx
 import pytest
 
+from ordnung.api.rate_limits import WriteLimits
 from tests.api_support import (
     BERLIN,
     PROBLEM_BASE,
     Api,
+    api_client,
     api_fixture,  # noqa: F401
     captured_logs,
     expect,
@@ -34,6 +37,7 @@ from tests.api_support import (
 
 POSTGRES = os.environ.get("ORDNUNG_TEST_DB", "sqlite") == "postgres"
 needs_postgres = pytest.mark.skipif(not POSTGRES, reason="row locks of a second client")
+needs_sqlite = pytest.mark.skipif(POSTGRES, reason="SQLite's one write lock")
 
 #: the server locks stock levels in SKU order: MUG before SHIRT-M
 FIRST, SECOND = "MUG", "SHIRT-M"
@@ -79,6 +83,18 @@ async def deadlocked(database_url: str, request: Awaitable[httpx.Response]
     return await asyncio.wait_for(sent, 30)
 
 
+def place_mutation() -> dict[str, Any]:
+    """A GraphQL ``placeOrder`` of FIRST and SECOND, paid with the sandbox."""
+    query = ("mutation($a: AddressInput!) { placeOrder(channel: \"web\", lines: ["
+             f"{{sku: \"{FIRST}\", quantity: 1}}, {{sku: \"{SECOND}\", quantity: 1}}], "
+             "email: \"erika@example.com\", shippingAddress: $a, shippingMethod: "
+             "\"flat_rate:standard\", payment: {gateway: \"sandbox\", token: "
+             "\"tok_success\"}) { id } }")
+    address = {"name": BERLIN["name"], "line1": BERLIN["line1"], "city": BERLIN["city"],
+               "postalCode": BERLIN["postal_code"], "country": BERLIN["country"]}
+    return {"query": query, "variables": {"a": address}}
+
+
 def warnings_of(logs: str) -> list[dict[str, Any]]:
     lines = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
     return [line for line in lines if line.get("event") == RETRY_WARNING]
@@ -105,11 +121,16 @@ async def test_a_placement_whose_transaction_lost_a_deadlock_is_placed_once(
     shop = await api.storefront()
     before = await reserved(api)
     counted = await retries_counted(api, "40P01")
+    body = order_body((FIRST, 1), (SECOND, 1))
     with captured_logs("INFO") as logs:
         response = await deadlocked(database_url, api.post_order(
-            shop, order_body((FIRST, 1), (SECOND, 1))))
+            shop, body, idempotency_key="lost-a-deadlock"))
     order = expect(response, 201)
     assert order["status"] != "cancelled"
+    assert await api.order_count() == 1
+    # the key names the order the committed try made, not the one the lost try began
+    repeat = await api.place_order(shop, body, idempotency_key="lost-a-deadlock")
+    assert repeat["id"] == order["id"]
     assert await api.order_count() == 1
     after = await reserved(api)
     assert after[FIRST] == before[FIRST] + 1 and after[SECOND] == before[SECOND] + 1
@@ -158,8 +179,9 @@ async def test_a_deadlock_on_every_try_answers_409_and_leaves_nothing(
     monkeypatch.setattr(retrying, "TRIES", 1)
     shop = await api.storefront()
     before = await api.levels()
+    body = order_body((FIRST, 1), (SECOND, 1))
     response = await deadlocked(database_url, api.post_order(
-        shop, order_body((FIRST, 1), (SECOND, 1))))
+        shop, body, idempotency_key="lost-every-try"))
     problem = expect_problem(response, 409, "conflict")
     assert problem["retry"] is True
     assert response.headers["Retry-After"] == "1"
@@ -167,6 +189,10 @@ async def test_a_deadlock_on_every_try_answers_409_and_leaves_nothing(
     assert await api.levels() == before
     assert await api.engine.inventory.ledger_discrepancies() == []
     assert api.plugin("sandbox").calls == []
+    # nothing was changed, so the key was given back: the same request goes through
+    monkeypatch.undo()
+    placed = await api.place_order(shop, body, idempotency_key="lost-every-try")
+    assert await api.order_count() == 1 and placed["status"] != "cancelled"
 
 
 @needs_postgres
@@ -176,18 +202,38 @@ async def test_graphql_answers_the_exhausted_retries_as_rest_does(
 
     monkeypatch.setattr(retrying, "TRIES", 1)
     shop = await api.storefront()
-    place = ("mutation($a: AddressInput!) { placeOrder(channel: \"web\", lines: ["
-             f"{{sku: \"{FIRST}\", quantity: 1}}, {{sku: \"{SECOND}\", quantity: 1}}], "
-             "email: \"erika@example.com\", shippingAddress: $a, shippingMethod: "
-             "\"flat_rate:standard\", payment: {gateway: \"sandbox\", token: "
-             "\"tok_success\"}) { id } }")
-    address = {"name": BERLIN["name"], "line1": BERLIN["line1"], "city": BERLIN["city"],
-               "postalCode": BERLIN["postal_code"], "country": BERLIN["country"]}
     response = await deadlocked(database_url, api.client.post(
-        "/graphql", json={"query": place, "variables": {"a": address}}, headers=shop))
+        "/graphql", json=place_mutation(), headers=shop))
     body = expect(response, 200)
     assert len(body["errors"]) == 1, body
     extensions = body["errors"][0]["extensions"]
     assert extensions["type"] == PROBLEM_BASE + "conflict", body
     assert extensions["status"] == 409 and extensions["retry"] is True, body
     assert await api.order_count() == 0
+
+
+@needs_sqlite
+async def test_sqlite_writer_that_never_gets_the_write_lock_is_unavailable_not_500(
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite's equivalent: another process holds the one write lock for longer than the
+    lock timeout. REST and GraphQL both answer database-unavailable, never internal."""
+    monkeypatch.setenv("ORDNUNG_SQLITE_LOCK_TIMEOUT_SECONDS", "0.3")
+    unlimited = WriteLimits(writes="off", writes_per_key="off", writes_per_address="off")
+    async with api_client(database_url, rate_limits=unlimited) as api:
+        shop = await api.storefront()
+        holder = sqlite3.connect(database_url.removeprefix("sqlite:///"),
+                                 isolation_level=None, timeout=10)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            rest = await api.post_order(shop, order_body((FIRST, 1), (SECOND, 1)))
+            graphql = await api.client.post("/graphql", json=place_mutation(), headers=shop)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        expect_problem(rest, 503, "database-unavailable")
+        assert rest.headers["Retry-After"] == "2"
+        body = expect(graphql, 200)
+        extensions = body["errors"][0]["extensions"]
+        assert extensions["type"] == PROBLEM_BASE + "database-unavailable", body
+        assert extensions["status"] == 503, body
+        assert await api.order_count() == 0

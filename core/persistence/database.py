@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import importlib
 import pkgutil
+import sqlite3
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextvars import ContextVar
 from typing import Any
@@ -119,6 +120,12 @@ def where(*filters: tuple[str, Any]) -> tuple[str, list[Any]]:
             clauses.append(clause)
             args.append(value)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def _sqlite_locked(exc: BaseException) -> bool:
+    """SQLite's ``database is locked``: another process held the lock for the whole lock
+    timeout (the engine's ``DatabaseUnavailable``, to every adapter)."""
+    return isinstance(exc, sqlite3.OperationalError) and is_unavailable(exc)
 
 
 class _PostgresEngine(TimedPostgresEngine):
@@ -239,6 +246,8 @@ class Database:
             # already converted by ``run``; a serialization failure may come at COMMIT)
             if is_transient(exc):
                 raise transient(exc) from exc
+            if _sqlite_locked(exc):  # another process held the write lock throughout
+                raise unavailable(exc) from exc
             raise
         fence = WRITE_FENCE.get()
         if fence is not None and outermost:
@@ -304,9 +313,14 @@ class Database:
                 if is_transient(exc):  # the transaction lost to a concurrent one
                     raise transient(exc) from exc
                 raise
-        if transaction is not None:
-            return list(transaction.connection.run(query, args))
-        return list(await self.engine.run_autocommit(query, args))
+        try:
+            if transaction is not None:
+                return list(transaction.connection.run(query, args))
+            return list(await self.engine.run_autocommit(query, args))
+        except sqlite3.OperationalError as exc:
+            if _sqlite_locked(exc):
+                raise unavailable(exc) from exc
+            raise
 
     async def run_together(self, statements: Sequence[Statement]) -> list[int]:
         """Run writes that need nothing from one another, in this order; how many rows
