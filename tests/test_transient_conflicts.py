@@ -65,12 +65,18 @@ async def other_client(database_url: str) -> AsyncIterator[asyncpg.Connection]:
         await connection.close(timeout=10)
 
 
-async def deadlocked(database_url: str, request: Awaitable[httpx.Response]
-                     ) -> httpx.Response:
-    """Send ``request`` into a deadlock over the stock levels of FIRST and SECOND, which
-    the server's transaction loses; the request's answer."""
+#: a lock statement and its arguments
+Lock = tuple[str, tuple[Any, ...]]
+
+
+async def deadlocked(database_url: str, request: Awaitable[httpx.Response],
+                     first: Lock = (_LOCK_LEVELS, (FIRST,)),
+                     second: Lock = (_LOCK_LEVELS, (SECOND,))) -> httpx.Response:
+    """Send ``request`` into a deadlock over the rows ``first`` and ``second`` lock (the
+    server locks them in this order; by default the stock levels of FIRST and SECOND),
+    which the server's transaction loses; the request's answer."""
     async with other_client(database_url) as client:
-        await client.execute(_LOCK_LEVELS, SECOND, timeout=10)
+        await client.execute(second[0], *second[1], timeout=10)
         sent = asyncio.ensure_future(request)
         deadline = time.monotonic() + 20
         while not await client.fetchval(_SERVER_WAITING, timeout=10):
@@ -79,7 +85,7 @@ async def deadlocked(database_url: str, request: Awaitable[httpx.Response]
             await asyncio.sleep(0.02)
         # the server holds FIRST and waits for SECOND: asking for FIRST closes the circle;
         # PostgreSQL aborts the server's transaction and this lock is granted
-        await client.execute(_LOCK_LEVELS, FIRST, timeout=30)
+        await client.execute(first[0], *first[1], timeout=30)
     return await asyncio.wait_for(sent, 30)
 
 
@@ -166,6 +172,31 @@ async def test_a_cancellation_whose_transaction_lost_a_deadlock_releases_once(
     assert [e["kind"] for e in timeline["items"]].count("order.cancelled") == 1
     voids = [call for call in api.plugin("sandbox").calls if call[0] == "void"]
     assert len(voids) == 1
+    assert [w["sqlstate"] for w in warnings_of(logs.getvalue())] == ["40P01"]
+
+
+@needs_postgres
+async def test_a_stock_count_whose_transaction_lost_a_deadlock_is_counted_once(
+        api: Api, database_url: str) -> None:
+    """An admin's count of a sliced level locks its slices in order; an operator's SQL
+    session holding the second and then asking for the first makes the count the
+    victim. It is run again, and the ledger holds one count."""
+    expect(await api.client.put("/inventory/slices", json={
+        "sku": FIRST, "location_id": "wh1", "slices": 2}, headers=api.admin), 200)
+    slice_of = "SELECT id FROM stock_levels WHERE sku = $1 AND location_id = $2 " \
+               "AND slice = $3 FOR UPDATE"
+    before = (await api.levels())[FIRST, "wh1"]
+    with captured_logs("INFO") as logs:
+        response = await deadlocked(database_url, api.client.post(
+            "/inventory/counts", json={"sku": FIRST, "location_id": "wh1",
+                                       "counted": before[0] + 7}, headers=api.admin),
+            first=(slice_of, (FIRST, "wh1", 0)), second=(slice_of, (FIRST, "wh1", 1)))
+    expect(response, 201)
+    assert (await api.levels())[FIRST, "wh1"] == (before[0] + 7, before[1])
+    counts = [m for m in await api.engine.inventory.movements(sku=FIRST)
+              if m.kind == "count"]
+    assert [m.on_hand_delta for m in counts] == [7]
+    assert await api.engine.inventory.ledger_discrepancies() == []
     assert [w["sqlstate"] for w in warnings_of(logs.getvalue())] == ["40P01"]
 
 
