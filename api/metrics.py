@@ -2,8 +2,8 @@
 
 What an operator watches: requests by route and status with their latency; placement
 attempts by outcome; committed events by kind (orders placed, payments by outcome...);
-failed plugin reactions; the outbox backlog and the age of its oldest undelivered
-event; database connections open and in use.
+failed plugin reactions; transactions run again after a deadlock; the outbox backlog
+and the age of its oldest undelivered event; database connections open and in use.
 
 With several worker processes (``ordnung serve --workers N``) every worker keeps its
 own counters, so a scrape that reached one worker would see a fraction of them.
@@ -61,6 +61,10 @@ EVENTS = Counter("ordnung_events", "Committed events by kind (order.placed, "
                  "payment.captured, shipment.shipped ...)", ["kind"])
 PAYMENTS = Counter("ordnung_payments", "Payment state changes by outcome (authorized, "
                    "captured, refunded, voided, failed ...)", ["outcome"])
+TRANSACTION_RETRIES = Counter(
+    "ordnung_transaction_retries", "Units of work run again because the database aborted "
+    "their transaction for a concurrent one, by SQLSTATE (40P01 deadlock, 40001 "
+    "serialization failure)", ["sqlstate"])
 REACTION_FAILURES = Counter("ordnung_reaction_failures", "Plugin reactions that raised "
                             "(each is recorded and retried)", ["plugin", "hook"])
 DB_OPEN = Gauge("ordnung_db_connections_open", "Database connections open",
@@ -83,6 +87,9 @@ class PrometheusMetrics:
 
     def reaction_failed(self, plugin: str, hook: str) -> None:
         REACTION_FAILURES.labels(plugin, hook).inc()
+
+    def transaction_retried(self, sqlstate: str) -> None:
+        TRANSACTION_RETRIES.labels(sqlstate).inc()
 
 
 def pool_use(engine: Engine) -> tuple[int, int]:

@@ -27,7 +27,7 @@ from litestar.plugins import ReceiveRoutePlugin
 from litestar.routes import BaseRoute, HTTPRoute
 
 from ordnung.core.errors import DatabaseUnavailable, OrdnungError, RateLimited
-from ordnung.core.errors_db import is_unavailable
+from ordnung.core.errors_db import TransientConflict, is_unavailable
 from ordnung.core.persistence.sqlite_engine import disk_full
 
 BASE = "https://ordnung.dev/problems/"
@@ -112,7 +112,7 @@ def handle_ordnung_error(request: Request[Any, Any, Any],
     elif status >= 500:
         log.error("engine error", error_type=exc.type, detail=exc.detail)
     response = problem(exc.type, status, exc.detail, request.url.path, **extra)
-    if isinstance(exc, (RateLimited, DatabaseUnavailable)):
+    if isinstance(exc, (RateLimited, DatabaseUnavailable, TransientConflict)):
         response.headers["Retry-After"] = str(exc.retry_after)
     return response
 
@@ -249,9 +249,11 @@ DESCRIPTIONS = {
     404: "No such resource, or not the caller's (not-found)",
     408: "The request body did not arrive within the body timeout (request-timeout)",
     409: "Conflicts with the current state: conflict, illegal-transition, guard-veto, "
-         "out-of-stock or invariant-violation; for a POST also an Idempotency-Key whose "
-         "first request is still running (conflict, with Retry-After) or was cut off after "
-         "it had changed something (idempotency-interrupted)",
+         "out-of-stock or invariant-violation; a change that collided with concurrent "
+         "changes on every try and was not made (conflict with \"retry\": true, and "
+         "Retry-After); for a POST also an Idempotency-Key whose first request is still "
+         "running (conflict, with Retry-After) or was cut off after it had changed "
+         "something (idempotency-interrupted)",
     413: "The request body is larger than the server accepts (request-too-large)",
     422: "The request is not valid (validation, tax-unavailable, currency-mismatch, "
          "currency-not-sold, idempotency-mismatch); nothing was changed",
@@ -292,6 +294,8 @@ class ProblemDocs(ReceiveRoutePlugin):
     from a route's own work: 401 and 403 from authentication and guards; 422 for a body
     or parameter that fails validation or that the database refuses (PostgreSQL takes no
     NUL character, not even in a look-up); 409 and 422 for a POST's ``Idempotency-Key``;
+    409 for every write that touches the database (its transaction lost to concurrent
+    ones on every try: ``TransientConflict``);
     408 and 413 from request intake for a route that takes a body; 429 for every
     authenticated write (POST, PATCH, PUT, DELETE) over one of the write rate limits; 503
     when the database does not answer in time (every route but those marked
@@ -315,6 +319,8 @@ class ProblemDocs(ReceiveRoutePlugin):
                 shared.add(429)  # the write rate limits (ordnung.api.rate_limits)
             if handler.opt.get("database", True):
                 shared.add(503)
+                if handler.http_methods & WRITES:
+                    shared.add(409)  # lost to concurrent transactions on every try
             handler.responses = {**problems(*sorted(shared)), **(handler.responses or {})}
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ordnung.core.errors import DatabaseUnavailable
+from typing import Any
+
+from ordnung.core.errors import Conflict, DatabaseUnavailable
 
 
 def is_unique_violation(exc: BaseException) -> bool:
@@ -50,5 +52,45 @@ def unavailable(exc: BaseException) -> DatabaseUnavailable:
     """The engine's error for ``exc`` (an ``is_unavailable`` one), chained to it."""
     error = DatabaseUnavailable(
         f"the database is not available ({type(exc).__name__}); try again shortly")
+    error.__cause__ = exc
+    return error
+
+
+#: SQLSTATEs of a transaction PostgreSQL aborted so that a concurrent one could go on:
+#: nothing it did is kept, and the same work run again succeeds. SQLite has no such
+#: error: its write transactions take the one write lock up front (``BEGIN IMMEDIATE``)
+#: and never wait for another lock before they commit, so it cannot deadlock; a writer
+#: that waited too long for that lock is ``is_unavailable`` ("database is locked").
+TRANSIENT_SQLSTATES = {"40001": "serialization_failure", "40P01": "deadlock_detected"}
+
+
+def transient_sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE if ``exc`` is asyncpg's ``SerializationError`` or
+    ``DeadlockDetectedError`` (the transaction lost to a concurrent one), else None."""
+    sqlstate: Any = getattr(exc, "sqlstate", None)
+    return sqlstate if sqlstate in TRANSIENT_SQLSTATES else None
+
+
+def is_transient(exc: BaseException) -> bool:
+    return transient_sqlstate(exc) is not None
+
+
+class TransientConflict(Conflict):
+    """The database aborted the transaction in favour of a concurrent one (a deadlock
+    victim, a serialization failure). Nothing of it was kept; the engine runs the whole
+    unit of work again (``ordnung.core.persistence.retrying``), and raises this only when
+    every try lost: the client may send the request again after ``retry_after`` seconds.
+    A ``conflict`` to clients, like a concurrent change that outlasted its retries."""
+
+    def __init__(self, sqlstate: str, detail: str = "") -> None:
+        super().__init__(detail or "the change collided with concurrent changes to the same "
+                         "records and was not made; send the request again", retry=True)
+        self.sqlstate = sqlstate
+        self.retry_after = 1
+
+
+def transient(exc: BaseException) -> TransientConflict:
+    """The engine's error for ``exc`` (an ``is_transient`` one), chained to it."""
+    error = TransientConflict(transient_sqlstate(exc) or "40001")
     error.__cause__ = exc
     return error

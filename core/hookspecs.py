@@ -28,7 +28,10 @@ Phases:
   transaction is open (pricing, gateway and carrier calls: no row stays locked
   while a remote service answers). Raising fails the operation.
 * **in-transaction**: called while the core's database transaction is open.
-  Raising aborts the whole operation; nothing is written, no stock is held.
+  Raising aborts the whole operation; nothing is written, no stock is held. A
+  transaction the database aborted for a concurrent one is run again, and the hook
+  called again (its first call's writes rolled back): write only through the given
+  store, call nothing outside the database.
 * **after-commit**: called once the change is committed. Raising does not
   undo anything: the failure is recorded and the call is retried later with
   backoff (at-least-once; make the implementation idempotent).

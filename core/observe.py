@@ -1,11 +1,12 @@
 """What the engine reports about itself while it works: metrics and trace spans.
 
 The core counts a few things an operator watches (placements by outcome, committed
-events, failed plugin reactions) and opens a span around every plugin hook call
-without knowing who listens: it calls a ``Metrics`` object and a ``Tracer``, which do
-nothing unless the host installs them (``ordnung serve`` installs Prometheus metrics,
-and OpenTelemetry tracing when asked; an embedding application may install its own
-with ``Engine.observe_with``). No metrics or tracing library is imported here.
+events, failed plugin reactions, transactions run again after a deadlock) and opens a
+span around every plugin hook call without knowing who listens: it calls a ``Metrics``
+object and a ``Tracer``, which do nothing unless the host installs them (``ordnung
+serve`` installs Prometheus metrics, and OpenTelemetry tracing when asked; an embedding
+application may install its own with ``Engine.observe_with``). No metrics or tracing
+library is imported here.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ class Metrics(Protocol):
     def reaction_failed(self, plugin: str, hook: str) -> None:
         """A plugin's after-commit reaction raised (it is recorded and retried)."""
 
+    def transaction_retried(self, sqlstate: str) -> None:
+        """A unit of work is run again because the database aborted its transaction for
+        a concurrent one (``sqlstate``: ``40P01`` deadlock, ``40001`` serialization
+        failure). Optional: a sink without it is not told."""
+
 
 class Tracer(Protocol):
     def span(self, name: str, attributes: Mapping[str, str]) -> AbstractContextManager[object]:
@@ -50,6 +56,9 @@ class NoMetrics:
         return None
 
     def reaction_failed(self, plugin: str, hook: str) -> None:
+        return None
+
+    def transaction_retried(self, sqlstate: str) -> None:
         return None
 
 

@@ -23,6 +23,7 @@ from ordnung.core.domain.events import Event
 from ordnung.core.domain.orders import Order
 from ordnung.core.domain.webhooks import tells_webhooks
 from ordnung.core.errors import Conflict, OutOfStock, TransitionVetoed
+from ordnung.core.errors_db import TransientConflict
 from ordnung.core.invariants import check_order, payment_secured, refresh_money_totals
 from ordnung.core.lifecycle.machine import Machine
 from ordnung.core.lifecycle.questions import Lifecycle
@@ -41,6 +42,7 @@ from ordnung.core.persistence.order_parts import OrderPartStore
 from ordnung.core.persistence.orders import OrderStore
 from ordnung.core.persistence.outbox import OutboxStore
 from ordnung.core.persistence.plugin_store import PluginStore
+from ordnung.core.persistence.retrying import again, in_transaction
 from ordnung.core.persistence.stock import StockStore, Want
 from ordnung.core.persistence.webhook_deliveries import DeliveryStore
 from ordnung.core.persistence.webhooks import WebhookStore
@@ -104,6 +106,24 @@ class Runtime:
             if reason:
                 raise TransitionVetoed(ctx.machine, ctx.event, plugin, str(reason))
 
+    async def transactionally(self, unit: Callable[[], Awaitable[T]]) -> T:
+        """``await unit()`` in one transaction, run again whole if the database aborts it
+        for a concurrent one (``ordnung.core.persistence.retrying``): ``unit`` reads
+        afresh what it changes and does nothing outside the database."""
+        return await in_transaction(self.db, unit, on_retry=self.transaction_retried)
+
+    async def again(self, exc: TransientConflict, lost: int) -> None:
+        """Between tries of a unit of work whose transaction the database aborted: wait,
+        or raise ``exc`` when the tries are spent (see ``retrying.again``)."""
+        await again(self.db, exc, lost, self.transaction_retried)
+
+    def transaction_retried(self, sqlstate: str) -> None:
+        """Count a unit of work run again (a metrics sink written before this figure
+        existed has no such method: it is skipped)."""
+        count = getattr(self.metrics, "transaction_retried", None)
+        if count is not None:
+            count(sqlstate)
+
     async def change_order(self, order_id: str, actor: str,
                            work: Callable[[OrderChange], Awaitable[T]],
                            *, retries: int = 3, known: Order | None = None) -> tuple[T, Order]:
@@ -111,12 +131,16 @@ class Runtime:
 
         ``known`` is the order as the caller just committed it: the first attempt works on
         a copy of it instead of reading the order again, and the version check of the
-        save turns a concurrent change into a retry on a freshly locked read."""
+        save turns a concurrent change into a retry on a freshly locked read. A
+        transaction the database aborted for a concurrent one (a deadlock) is run again
+        the same way, on a fresh read, up to ``retrying.TRIES`` times: ``work`` must
+        leave side effects outside the database to its caller."""
         with bound(order_id=order_id):
-            for attempt in range(retries):
+            stale = lost = 0
+            while True:
                 try:
                     async with self.db.transaction():
-                        if attempt == 0 and known is not None and known.id == order_id:
+                        if not stale + lost and known is not None and known.id == order_id:
                             order = decode(encode(known), Order)
                         else:
                             order = await self.orders.get(order_id, for_update=True)
@@ -124,10 +148,14 @@ class Runtime:
                         result = await work(change)
                         await change.commit(insert=False)
                     break
+                except TransientConflict as exc:
+                    lost += 1
+                    await self.again(exc, lost)
                 except Conflict:
-                    if attempt == retries - 1:
+                    stale += 1
+                    if stale >= retries:
                         raise
-                    log.info("order changed concurrently; retrying", attempt=attempt + 1)
+                    log.info("order changed concurrently; retrying", attempt=stale)
             await self.deliver(change.events, change.order)
             return result, change.order
 

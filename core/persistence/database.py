@@ -13,7 +13,9 @@ queried through the table classes, whose binding to an engine is global, so each
 Write transactions on SQLite are IMMEDIATE (take the write lock up front) so
 read-then-write never fails with "database is locked"; on PostgreSQL rows are
 locked with ``SELECT ... FOR UPDATE`` (``lock_suffix``) where an aggregate is read
-for change.
+for change. A PostgreSQL transaction aborted for a concurrent one (deadlock,
+serialization failure) raises ``TransientConflict``, which ``retrying`` answers by
+running the unit of work again.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import asyncio
 import contextlib
 import importlib
 import pkgutil
+import sqlite3
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextvars import ContextVar
 from typing import Any
@@ -32,7 +35,7 @@ from piccolo.engine.sqlite import TransactionType
 
 from ordnung.core.domain.common import utcnow
 from ordnung.core.errors import InvalidInput
-from ordnung.core.errors_db import is_unavailable, unavailable
+from ordnung.core.errors_db import is_transient, is_unavailable, transient, unavailable
 from ordnung.core.persistence import clock
 from ordnung.core.persistence.fence import WRITE_FENCE, is_write
 from ordnung.core.persistence.postgres_engine import TimedPostgresEngine, Timeouts
@@ -117,6 +120,12 @@ def where(*filters: tuple[str, Any]) -> tuple[str, list[Any]]:
             clauses.append(clause)
             args.append(value)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def _sqlite_locked(exc: BaseException) -> bool:
+    """SQLite's ``database is locked``: another process held the lock for the whole lock
+    timeout (the engine's ``DatabaseUnavailable``, to every adapter)."""
+    return isinstance(exc, sqlite3.OperationalError) and is_unavailable(exc)
 
 
 class _PostgresEngine(TimedPostgresEngine):
@@ -229,8 +238,17 @@ class Database:
             transaction = self.engine.transaction(transaction_type=TransactionType.immediate)
         else:
             transaction = self.engine.transaction()
-        async with transaction as joined:
-            yield joined
+        try:
+            async with transaction as joined:
+                yield joined
+        except Exception as exc:
+            # PostgreSQL aborted it for a concurrent one (a statement's deadlock is
+            # already converted by ``run``; a serialization failure may come at COMMIT)
+            if is_transient(exc):
+                raise transient(exc) from exc
+            if _sqlite_locked(exc):  # another process held the write lock throughout
+                raise unavailable(exc) from exc
+            raise
         fence = WRITE_FENCE.get()
         if fence is not None and outermost:
             fence.committed(transaction)
@@ -284,18 +302,25 @@ class Database:
             await fence.before_write()
         transaction: Any = self.engine.current_transaction.get()
         if isinstance(self.engine, _PostgresEngine):
-            if transaction is None:
-                return list(await self.engine.run_pooled(query, args))
             try:
+                if transaction is None:
+                    return list(await self.engine.run_pooled(query, args))
                 return list(await transaction.connection.fetch(query, *args))
             except Exception as exc:
-                if is_unavailable(exc):
+                if transaction is not None and is_unavailable(exc):
                     await self.engine.connection_failed()
                     raise unavailable(exc) from exc
+                if is_transient(exc):  # the transaction lost to a concurrent one
+                    raise transient(exc) from exc
                 raise
-        if transaction is not None:
-            return list(transaction.connection.run(query, args))
-        return list(await self.engine.run_autocommit(query, args))
+        try:
+            if transaction is not None:
+                return list(transaction.connection.run(query, args))
+            return list(await self.engine.run_autocommit(query, args))
+        except sqlite3.OperationalError as exc:
+            if _sqlite_locked(exc):
+                raise unavailable(exc) from exc
+            raise
 
     async def run_together(self, statements: Sequence[Statement]) -> list[int]:
         """Run writes that need nothing from one another, in this order; how many rows

@@ -22,6 +22,7 @@ from ordnung.core.domain.common import new_id, utcnow
 from ordnung.core.domain.events import Event
 from ordnung.core.persistence.codec import decode, encode
 from ordnung.core.persistence.database import Database, Statement, rows_statement, where
+from ordnung.core.persistence.retrying import in_transaction
 
 LEASE = timedelta(seconds=30)
 #: how long delivered events wait to be marked, so that one UPDATE marks many
@@ -183,8 +184,8 @@ class Journal:
         The lease is judged and renewed on the database's clock, in the statement: a
         sweeper whose own clock runs ahead must not take what a live writer holds."""
         await self.flush_marks()
-        async with self.db.transaction():
-            rows = await self.db.run(self._claim_stale, int(limit))
+        rows = await in_transaction(self.db, lambda: self.db.run(self._claim_stale,
+                                                                  int(limit)))
         return [decode(r["payload"], Event) for r in sorted(rows, key=lambda r: r["id"])]
 
     async def pending_count(self) -> int:

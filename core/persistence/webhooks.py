@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ordnung.core.persistence.database import Database, where
+from ordnung.core.persistence.retrying import in_transaction
 
 _ENDPOINT = "SELECT * FROM webhook_endpoints WHERE id = {}"
 _ENDPOINTS = "SELECT * FROM webhook_endpoints WHERE id > {} ORDER BY id LIMIT {}"
@@ -78,9 +79,11 @@ class WebhookStore:
 
     async def delete(self, endpoint_id: str) -> None:
         """The endpoint with its deliveries and their log, in one transaction."""
-        async with self.db.transaction():
+        async def unit() -> None:
             for statement in _DELETE:
                 await self.db.run(statement, endpoint_id)
+
+        await in_transaction(self.db, unit)
 
     # -- the delivery log -------------------------------------------------------------
     async def deliveries(self, endpoint_id: str, *, status: str | None, after: str,

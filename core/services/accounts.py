@@ -86,11 +86,13 @@ class AccountService:
         await self._throttle_address(client_address)
         self._check_password(password)
         password_hash = await asyncio.to_thread(self.hasher.hash, password)
-        async with self.rt.db.transaction():
+        async def unit() -> tuple[Customer, SessionTokens]:
             await self.rt.accounts.lock_address(email.strip().lower())
             customer = await self.customers.create(email=email, name=name, registered=True)
             await self.rt.accounts.set_password(customer.id, password_hash)
-            tokens = await self._open_session(customer.id, channel)
+            return customer, await self._open_session(customer.id, channel)
+
+        customer, tokens = await self.rt.transactionally(unit)
         log.info("customer registered", customer_id=customer.id)
         await self._send_token(customer, "email_verification", channel)
         return customer, tokens
@@ -167,13 +169,16 @@ class AccountService:
         of the customer ends; the address counts as verified (the token came from it)."""
         self._check_password(password)
         password_hash = await asyncio.to_thread(self.hasher.hash, password)
-        async with self.rt.db.transaction():
+        async def unit() -> Customer:
             customer = await self._spend(token, "password_reset")
             await self.rt.accounts.set_password(customer.id, password_hash)
             await self.rt.accounts.revoke_sessions(customer.id, "password-reset")
             if not customer.email_verified:
                 customer.email_verified = True
                 await self.rt.customers.save(customer)
+            return customer
+
+        customer = await self.rt.transactionally(unit)
         log.info("password reset", customer_id=customer.id)
 
     # -- e-mail verification ----------------------------------------------------------------
@@ -187,10 +192,13 @@ class AccountService:
         return True
 
     async def verify_email(self, token: str) -> Customer:
-        async with self.rt.db.transaction():
+        async def unit() -> Customer:
             customer = await self._spend(token, "email_verification")
             customer.email_verified = True
             await self.rt.customers.save(customer)
+            return customer
+
+        customer = await self.rt.transactionally(unit)
         log.info("e-mail verified", customer_id=customer.id)
         return customer
 

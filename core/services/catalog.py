@@ -15,10 +15,12 @@ class CatalogService:
     async def upsert_product(self, product: Product) -> Product:
         for variant in product.variants:
             self._check(variant, product.id)
-        async with self.rt.db.transaction():
+        async def unit() -> None:
             await self.rt.catalog.upsert_product(product)
             for variant in product.variants:
                 await self.rt.stock.set_backorder(variant.sku, variant.allow_backorder)
+
+        await self.rt.transactionally(unit)
         return await self.rt.catalog.product(product.id)
 
     @staticmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 import msgspec
@@ -9,6 +10,7 @@ import msgspec
 from ordnung.core.domain.addresses import Address
 from ordnung.core.domain.common import new_id, utcnow
 from ordnung.core.domain.customers import Customer
+from ordnung.core.domain.events import Event
 from ordnung.core.domain.views import customer_order
 from ordnung.core.errors import Conflict, InvalidInput, NotFound
 from ordnung.core.persistence.journal import event
@@ -91,39 +93,47 @@ class CustomerService:
         if customer.erased:
             return customer
         await self.rt.plugins.call("ordnung_erase_customer_data", customer=customer)
-        events = []
-        async with self.rt.db.transaction():
-            for order_id in await self.rt.orders.ids_for_customer(customer_id, customer.email):
-                order = await self.rt.orders.get(order_id, for_update=True)
-                version = order.version
-                order.email = ""
-                order.shipping_address = _anonymise(order.shipping_address)
-                order.billing_address = _anonymise(order.billing_address)
-                order.event_seq += 1
-                ev = event("customer.erased", order_id=order.id, seq=order.event_seq,
-                           actor=actor, entity_id=customer_id,
-                           data={"note": "personal data anonymised; financial record kept"})
-                events.append(ev)
-                order.updated_at = utcnow()
-                await self.rt.orders.save(order, version)
-            for cart in await self.rt.carts.for_customer(customer_id):
-                cart_version = cart.version
-                cart.email = ""
-                cart.shipping_address = _anonymise(cart.shipping_address)
-                cart.billing_address = _anonymise(cart.billing_address)
-                cart.updated_at = utcnow()
-                await self.rt.carts.save(cart, cart_version)
-            # in the same transaction: once the erasure is committed no token, session,
-            # password or e-mailed link of the customer opens anything, on any worker
-            await self.rt.accounts.revoke_everything(customer_id, reason="erased")
-            erased = Customer(id=customer.id, email=f"{customer.id}@erased.invalid",
-                              name="", phone="", tags=[], addresses=[], consents={},
-                              registered=False, erased=True, created_at=customer.created_at)
-            await self.rt.customers.save(erased)
-            events.append(event("customer.erased", actor=actor, entity_id=customer_id))
-            await self.rt.journal.append(events)
+        erased, events = await self.rt.transactionally(
+            lambda: self._erase(customer, actor))
         await self.rt.deliver(events, None)
         return erased
+
+    async def _erase(self, customer: Customer, actor: str
+                     ) -> tuple[Customer, builtins.list[Event]]:
+        """The erasure's writes, in its transaction (run again whole if the database
+        aborts it for a concurrent one): every order and cart read afresh here."""
+        customer_id = customer.id
+        events: builtins.list[Event] = []
+        for order_id in await self.rt.orders.ids_for_customer(customer_id, customer.email):
+            order = await self.rt.orders.get(order_id, for_update=True)
+            version = order.version
+            order.email = ""
+            order.shipping_address = _anonymise(order.shipping_address)
+            order.billing_address = _anonymise(order.billing_address)
+            order.event_seq += 1
+            ev = event("customer.erased", order_id=order.id, seq=order.event_seq,
+                       actor=actor, entity_id=customer_id,
+                       data={"note": "personal data anonymised; financial record kept"})
+            events.append(ev)
+            order.updated_at = utcnow()
+            await self.rt.orders.save(order, version)
+        for cart in await self.rt.carts.for_customer(customer_id):
+            cart_version = cart.version
+            cart.email = ""
+            cart.shipping_address = _anonymise(cart.shipping_address)
+            cart.billing_address = _anonymise(cart.billing_address)
+            cart.updated_at = utcnow()
+            await self.rt.carts.save(cart, cart_version)
+        # in the same transaction: once the erasure is committed no token, session,
+        # password or e-mailed link of the customer opens anything, on any worker
+        await self.rt.accounts.revoke_everything(customer_id, reason="erased")
+        erased = Customer(id=customer.id, email=f"{customer.id}@erased.invalid",
+                          name="", phone="", tags=[], addresses=[], consents={},
+                          registered=False, erased=True, created_at=customer.created_at)
+        await self.rt.customers.save(erased)
+        events.append(event("customer.erased", actor=actor, entity_id=customer_id))
+        await self.rt.journal.append(events)
+        return erased, events
 
 
 def _anonymise(address: Address | None) -> Address | None:

@@ -40,11 +40,13 @@ class InventoryService:
             raise InvalidInput("delta must not be zero", field="delta")
         variant = await self.rt.catalog.variant(sku)
         await self.rt.catalog.location(location_id)
-        async with self.rt.db.transaction():
+        async def unit() -> list[Event]:
             await self.rt.stock.ensure_level(sku, location_id, variant.allow_backorder)
             moves = StockMoves(self.rt.stock, actor=actor)
             await moves.move(kind, sku, location_id, delta, 0, reason)
-            events = await self._record(moves, sku, location_id, kind, delta, reason, actor)
+            return await self._record(moves, sku, location_id, kind, delta, reason, actor)
+
+        events = await self.rt.transactionally(unit)
         await self.rt.deliver(events, None)
         return await self.rt.stock.level(sku, location_id)
 
@@ -55,14 +57,15 @@ class InventoryService:
             raise InvalidInput("a count cannot be negative", field="counted")
         variant = await self.rt.catalog.variant(sku)
         await self.rt.catalog.location(location_id)
-        async with self.rt.db.transaction():
+        async def unit() -> list[Event]:
             await self.rt.stock.ensure_level(sku, location_id, variant.allow_backorder)
             moves = StockMoves(self.rt.stock, actor=actor)
             delta = await moves.count(sku, location_id, counted, reason)
-            events = []
-            if delta:
-                events = await self._record(moves, sku, location_id, "count", delta, reason,
-                                            actor)
+            if not delta:
+                return []
+            return await self._record(moves, sku, location_id, "count", delta, reason, actor)
+
+        events = await self.rt.transactionally(unit)
         await self.rt.deliver(events, None)
         return await self.rt.stock.level(sku, location_id)
 
@@ -74,9 +77,11 @@ class InventoryService:
             raise InvalidInput(f"slices must be between 1 and {MAX_SLICES}", field="slices")
         variant = await self.rt.catalog.variant(sku)
         await self.rt.catalog.location(location_id)
-        async with self.rt.db.transaction():
+        async def unit() -> None:
             await self.rt.stock.ensure_level(sku, location_id, variant.allow_backorder)
             await self.rt.stock.set_slices(sku, location_id, slices)
+
+        await self.rt.transactionally(unit)
         return await self.rt.stock.level(sku, location_id)
 
     async def _record(self, moves: StockMoves, sku: str, location_id: str, kind: str,

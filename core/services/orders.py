@@ -25,7 +25,7 @@ from ordnung.core.errors import (
     PaymentDeclined,
     ValidationFailed,
 )
-from ordnung.core.errors_db import is_unique_violation
+from ordnung.core.errors_db import TransientConflict, is_unique_violation
 from ordnung.core.invariants import payment_secured
 from ordnung.core.lifecycle import CORE_MACHINES
 from ordnung.core.observe import Metrics, counts_placements
@@ -139,21 +139,30 @@ class OrderService:
                       key: PlacementKey, cart_id: str | None,
                       cart: Cart | None) -> OrderChange | str:
         """Record the order (a fresh number if one collides); or the id of the order a
-        concurrent duplicate under the same key committed first."""
-        collision: Exception | None = None
-        for _ in range(3):
+        concurrent duplicate under the same key committed first.
+
+        Each try builds the order afresh from the draft: a try whose transaction the
+        database aborted for a concurrent one (a deadlock over stock rows) is run again
+        whole, and what it changed in memory (allocations, gifts dropped, a hold) goes
+        with it. The payment is authorized after the try that committed, never in one."""
+        collisions = lost = 0
+        while True:
             try:
                 return await self._record(self._order(draft, request), request,
                                           draft.customer, actor, key, cart_id, cart)
             except Replayed as replay:
                 return replay.order_id
+            except TransientConflict as exc:
+                lost += 1
+                await self.rt.again(exc, lost)
             except Exception as exc:
                 if not is_unique_violation(exc):
                     raise
-                collision = exc
                 if (existing := await key.duplicate()) is not None:
                     return existing
-        raise Conflict("could not allocate an order number; retry") from collision
+                collisions += 1
+                if collisions >= 3:
+                    raise Conflict("could not allocate an order number; retry") from exc
 
     async def _validate(self, ctx: PricingContext) -> None:
         """Let plugins refuse the priced order before anything is written."""

@@ -112,18 +112,19 @@ class WebhookWorker:
 
     # -- fan-out ----------------------------------------------------------------------
     async def fan_out(self) -> int:
-        async with self.db.transaction():
-            rows = await self.outbox.untold(FANOUT_BATCH)
-            if not rows:
-                return 0
-            endpoints = [Target.of(row) for row in await self.queue.enabled_endpoints()]
-            deliveries: list[tuple[Any, ...]] = []
-            if endpoints:
-                for row in rows:
-                    deliveries += await self._deliveries(decode(row["payload"], Event),
-                                                         endpoints)
-            await self.queue.add(deliveries)
-            await self.outbox.mark_told([r["id"] for r in rows])
+        return await self.rt.transactionally(self._fan_out)
+
+    async def _fan_out(self) -> int:
+        rows = await self.outbox.untold(FANOUT_BATCH)
+        if not rows:
+            return 0
+        endpoints = [Target.of(row) for row in await self.queue.enabled_endpoints()]
+        deliveries: list[tuple[Any, ...]] = []
+        if endpoints:
+            for row in rows:
+                deliveries += await self._deliveries(decode(row["payload"], Event), endpoints)
+        await self.queue.add(deliveries)
+        await self.outbox.mark_told([r["id"] for r in rows])
         return len(deliveries)
 
     async def _deliveries(self, ev: Event, endpoints: list[Target]) -> list[tuple[Any, ...]]:
@@ -174,8 +175,8 @@ class WebhookWorker:
     async def send_due(self) -> tuple[int, int]:
         # longer than the request may take, and the recording after it
         timeout = self.config.webhooks_timeout_s
-        async with self.db.transaction():
-            rows = await self.queue.claim_due(timeout + max(5.0, timeout), SEND_BATCH)
+        rows = await self.rt.transactionally(
+            lambda: self.queue.claim_due(timeout + max(5.0, timeout), SEND_BATCH))
         if not rows:
             return 0, 0
         endpoints = await self.queue.signing([r["endpoint_id"] for r in rows])
@@ -237,12 +238,14 @@ class WebhookWorker:
         own backed-off next attempt)."""
         done = [o for o in outcomes if o.ok]
         failed = [o for o in outcomes if not o.ok]
-        async with self.db.transaction():
+        async def unit() -> list[str]:
             await self.queue.add_attempts([
                 (new_id("wha"), o.row["id"], o.endpoint_id, o.status, o.latency_ms, o.answer,
                  o.error) for o in outcomes])
             await self._record_done(done)
-            disabled = await self._record_failed(failed)
+            return await self._record_failed(failed)
+
+        disabled = await self.rt.transactionally(unit)
         for endpoint_id in disabled:
             log.warning("webhook endpoint disabled", endpoint_id=endpoint_id)
 

@@ -25,6 +25,7 @@ from ordnung.core.domain.webhooks import (
 )
 from ordnung.core.errors import InvalidInput, NotFound
 from ordnung.core.persistence.leases import JobLeases
+from ordnung.core.persistence.retrying import in_transaction
 from ordnung.core.persistence.webhooks import WebhookStore
 from ordnung.core.services.webhook_guard import check_url
 
@@ -170,7 +171,7 @@ class WebhookService:
         grace = self.config.webhooks_rotation_grace_s if grace_s is None else grace_s
         if grace < 0 or grace > 30 * 86_400:
             raise InvalidInput("grace_s must be between 0 and 30 days", field="grace_s")
-        async with self.db.transaction():
+        async def unit() -> str:
             row = await self._row(endpoint_id)
             now = await self.clock.now()
             expires = (now + timedelta(seconds=grace)).isoformat()
@@ -179,6 +180,9 @@ class WebhookService:
             secret = new_secret()
             await self.store.set_secrets(
                 endpoint_id, json.dumps([{"secret": secret, "expires_at": None}, *kept]))
+            return secret
+
+        secret = await in_transaction(self.db, unit)
         shown = await self.get(endpoint_id)
         return WebhookEndpointCreated(**msgspec.structs.asdict(shown), secret=secret)
 
