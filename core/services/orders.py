@@ -271,6 +271,8 @@ class OrderService:
             try:
                 await self.rt.carts.save(cart, version)
                 return
+            except TransientConflict:
+                raise  # the transaction is gone: the placement runs again
             except Conflict:
                 if read is None:
                     raise
