@@ -151,6 +151,30 @@ async def test_a_placement_whose_transaction_lost_a_deadlock_is_placed_once(
 
 
 @needs_postgres
+async def test_a_cart_placement_that_lost_a_deadlock_at_the_cart_is_placed_once(
+        api: Api, database_url: str) -> None:
+    """The placement locks the cart's stock, then marks the cart placed; an operator's
+    session holding the cart and then asking for the stock makes the mark the victim.
+    The placement runs again from the cart as the request read it."""
+    shop = await api.storefront()
+    cid, headers = await api.ready_cart(shop, FIRST)
+    before = await reserved(api)
+    cart_row = "SELECT id FROM carts WHERE id = $1 FOR UPDATE"
+    with captured_logs("INFO") as logs:
+        response = await deadlocked(database_url, api.client.post(
+            f"/carts/{cid}/order", json={"payment": {"gateway": "sandbox",
+                                                     "token": "tok_success"}},
+            headers=headers), second=(cart_row, (cid,)))
+    order = expect(response, 201)
+    assert await api.order_count() == 1
+    cart = expect(await api.client.get(f"/carts/{cid}", headers=headers), 200)
+    assert (cart["status"], cart["order_id"]) == ("placed", order["id"])
+    assert (await reserved(api))[FIRST] == before[FIRST] + 1
+    assert await api.engine.inventory.ledger_discrepancies() == []
+    assert [w["sqlstate"] for w in warnings_of(logs.getvalue())] == ["40P01"]
+
+
+@needs_postgres
 async def test_a_cancellation_whose_transaction_lost_a_deadlock_releases_once(
         api: Api, database_url: str) -> None:
     shop = await api.storefront()
