@@ -76,8 +76,11 @@ def reads(samples: dict[str, list[str]]) -> list[Read]:
 EXPLAINED = {
     "order_list": ("SELECT data FROM orders WHERE status IN ('cancelled') AND channel = 'app' "
                    "ORDER BY id DESC LIMIT 50", ()),
-    "order_list_states": ("SELECT data FROM orders WHERE status IN ('delivered', "
-                          "'cancelled') ORDER BY id DESC LIMIT 50", ()),
+    "order_list_states": ("SELECT data FROM (" + " UNION ALL ".join(
+        f"SELECT * FROM (SELECT data, id FROM orders WHERE status = '{state}' "
+        f"ORDER BY id DESC LIMIT 50) AS part{n}"
+        for n, state in enumerate(("cancelled", "delivered")))
+        + ") AS merged ORDER BY id DESC LIMIT 50", ()),
     "order_list_deep": ("SELECT data FROM orders WHERE status IN ('delivered') AND id < ? "
                         "ORDER BY id DESC LIMIT 50", ("deep",)),
     "customer_history": ("SELECT data FROM orders WHERE customer_id = ? ORDER BY id DESC "

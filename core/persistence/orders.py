@@ -50,7 +50,7 @@ _PAGE_END = " ORDER BY id DESC LIMIT {}"
 _STATUS_IS = "status = {}"
 #: a list over several statuses: one part per status, each a range of ``orders_status_id
 #: (status, id)`` read newest first and cut at the page size, merged by id
-_PAGE_IDS = "SELECT data, id FROM orders"
+_PAGE_ROWS = "SELECT data, id FROM orders"
 _PAGE_PART = "SELECT * FROM ({part}) AS part{n}"
 _PAGE_MERGED = "SELECT data FROM ({parts}) AS merged ORDER BY id DESC LIMIT {{}}"
 _AUTHORIZING_BEFORE = ("SELECT id FROM orders WHERE authorizing_since IS NOT NULL "
@@ -174,7 +174,7 @@ class OrderStore:
         for n, state in enumerate(states):
             clause, part_args = where((_CUSTOMER_IS, customer_id), (_STATUS_IS, state),
                                       (_CHANNEL_IS, channel), (_BEFORE, after))
-            parts.append(_PAGE_PART.format(n=n, part=_PAGE_IDS + clause + _PAGE_END))
+            parts.append(_PAGE_PART.format(n=n, part=_PAGE_ROWS + clause + _PAGE_END))
             args += [*part_args, limit]
         rows = await self.db.run(_PAGE_MERGED.format(parts=" UNION ALL ".join(parts)),
                                  *args, limit)
