@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bench.templates import Template
+from ordnung.core.config import EngineConfig
 
 #: the tables a placed order writes to, and the column naming the order
 ORDER_TABLES: dict[str, str] = {
@@ -25,6 +26,12 @@ ORDER_TABLES: dict[str, str] = {
     "order_returns": "order_id", "external_refs": "order_id", "stock_movements": "order_id"}
 #: outbox marks a copy carries as done, or the restarted server would publish the history
 OUTBOX_DONE = ("dispatched_at", "webhooks_at", "broker_at")
+#: a shop's outbox holds the events of its last days only: the housekeeping pass deletes
+#: a row once every worker is done with it and it is older than the outbox retention
+#: (``EngineConfig.outbox_retention_s``), so older copies get none, as in a running shop
+#: (otherwise the first passes of the bench's server would delete the history's rows
+#: while the reads are timed)
+OUTBOX_KEPT = timedelta(seconds=EngineConfig().outbox_retention_s)
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 _TOKEN = re.compile(
@@ -242,6 +249,8 @@ def batch_rows(plan: Plan, serials: range,
             assert template.customer_row is not None
             rows = [*rows, template.customer_row]
         for row in rows:
+            if row.table == "outbox" and -copy.moved_by > OUTBOX_KEPT:
+                continue  # housekeeping deleted it long ago
             entry = out.get(row.table)
             if entry is None:
                 entry = out[row.table] = (row.columns, [])
