@@ -215,6 +215,7 @@ class Engine:
         if metrics is not None:
             self.runtime.metrics = metrics
             self.dispatcher.metrics = metrics
+            self.housekeeping.metrics = metrics
         if tracer is not None:
             self.host.tracer = tracer
 
