@@ -133,7 +133,7 @@ class Runtime:
         a copy of it instead of reading the order again, and the version check of the
         save turns a concurrent change into a retry on a freshly locked read. A
         transaction the database aborted for a concurrent one (a deadlock) is run again
-        the same way, on a fresh read, up to ``retrying.TRIES`` times: ``work`` must
+        the same way, on a fresh read, up to ``db.transaction_tries`` times: ``work`` must
         leave side effects outside the database to its caller."""
         with bound(order_id=order_id):
             stale = lost = 0
