@@ -46,6 +46,7 @@ class Kept(msgspec.Struct, frozen=True):
     generation: int
     session: bool
 
+
 def token_hash(secret: str) -> str:
     """How a random secret (key, token) is stored: SHA-256. The secrets carry 192 random
     bits, so a slow password hash would add nothing but CPU time per request."""
