@@ -23,7 +23,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp
 
 from ordnung.api.access import AccessDocs
-from ordnung.api.auth import PUBLIC_PATHS, BearerAuthMiddleware
+from ordnung.api.auth import PUBLIC_PATHS, BearerAuthMiddleware, ConfirmCredentialMiddleware
 from ordnung.api.decoding import strict_input
 from ordnung.api.docs_pages import docs_assets_router, docs_render_plugins
 from ordnung.api.draining import DrainMiddleware
@@ -153,13 +153,16 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
 
     # outermost first: request intake (the body, whole and within limits), then
     # authentication, then idempotency, then the write rate limits (behind idempotency, so
-    # a replayed answer is not counted again); the request log wraps the whole app, below
+    # a replayed answer is not counted again), then the confirmation of a credential the
+    # worker kept (after the statements that bring its generation back); the request log
+    # wraps the whole app, below
     middleware: list[Any] = [DefineMiddleware(cast(Any, RequestIntakeMiddleware),
                                               settings=http or HttpSettings.from_env()),
                              DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS),
                              IdempotencyMiddleware,
                              DefineMiddleware(cast(Any, WriteRateLimitMiddleware),
-                                              limits=rate_limits or WriteLimits.from_env())]
+                                              limits=rate_limits or WriteLimits.from_env()),
+                             ConfirmCredentialMiddleware]
     with warnings.catch_warnings():
         # strawberry's litestar controller leaves its dependencies to be inferred, which
         # litestar 2 still does (and warns of, for 3.0): nothing an operator can act on

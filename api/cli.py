@@ -1,5 +1,5 @@
-"""The ``ordnung`` command line: ``serve``, ``demo``, ``migrate``, ``plugins`` and
-``--version``."""
+"""The ``ordnung`` command line: ``serve``, ``demo``, ``migrate``, ``housekeeping``,
+``plugins`` and ``--version``."""
 
 from __future__ import annotations
 
@@ -105,6 +105,42 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             print(f"  {migration_id}")
     else:
         print("nothing to apply: the database is up to date")
+    return 0
+
+
+async def _housekeeping(url: str) -> tuple[dict[str, int], float]:
+    """One pass through an engine built from the same ``ORDNUNG_*`` settings as ``serve``
+    (plugins, retentions, batch size), so that it deletes exactly what the server's own
+    passes would; the rows deleted by kind, and the server's interval."""
+    from ordnung.core import Engine, EngineConfig
+
+    engine = Engine(EngineConfig.from_env(database_url=url, pool_size=2))
+    await engine.start()  # applies pending migrations, as serve does
+    try:
+        return await engine.run_housekeeping(), engine.config.housekeeping_interval_s
+    finally:
+        try:
+            # a server waits for the lease no longer than it must
+            await engine.housekeeping.release()
+        finally:
+            await engine.stop()
+
+
+def cmd_housekeeping(args: argparse.Namespace) -> int:
+    from ordnung.core.persistence.database import DEFAULT_URL
+
+    url = args.database_url or os.environ.get(ENV_DATABASE_URL) or DEFAULT_URL
+    with quiet_logs():
+        deleted, interval_s = asyncio.run(_housekeeping(url))
+    print(f"database: {redact(url)}")
+    if not deleted:
+        print("nothing done: another process holds the housekeeping lease (a running "
+              f"server does a pass every {interval_s:g} s)")
+        return 0
+    print(f"deleted {sum(deleted.values())} row(s) past their time:")
+    width = max(len(kind) for kind in deleted)
+    for kind, count in deleted.items():
+        print(f"  {kind + ':':<{width + 1}} {count}")
     return 0
 
 
@@ -300,6 +336,18 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--database-url", metavar="URL",
                          help=f"overrides {ENV_DATABASE_URL}")
     migrate.set_defaults(handler=cmd_migrate)
+
+    housekeeping = commands.add_parser(
+        "housekeeping", help="delete what is kept only for a while, once, now",
+        description=f"Run one housekeeping pass on {ENV_DATABASE_URL} (default "
+                    "sqlite:///ordnung.db) with the same ORDNUNG_* settings as serve "
+                    "(retentions, batch size): delete expired rate-limit counters, "
+                    "Idempotency-Key records, sessions and tokens, abandoned carts and "
+                    "outbox rows, and print the rows deleted by kind. Does nothing while "
+                    "another process (a running server) holds the housekeeping lease.")
+    housekeeping.add_argument("--database-url", metavar="URL",
+                              help=f"overrides {ENV_DATABASE_URL}")
+    housekeeping.set_defaults(handler=cmd_housekeeping)
 
     plugins = commands.add_parser(
         "plugins", help="list installed plugins, their hooks and settings",

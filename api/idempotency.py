@@ -24,6 +24,7 @@ import msgspec
 from litestar.types import ASGIApp
 
 from ordnung.api.asgi import Message, Receive, Scope, Send, replaying
+from ordnung.api.auth import confirmed
 from ordnung.api.intake import send_problem
 from ordnung.core.domain.access import Principal
 from ordnung.core.services.idempotency import Busy, Claim, Mismatch, Proceed, Replay
@@ -116,6 +117,8 @@ class IdempotencyMiddleware:
         begun = await engine.idempotency.begin(f"{key_scope(principal, scope)}:{raw_key}",
                                                request_fingerprint(scope, body))
         if not isinstance(begun, Proceed):
+            # a kept answer goes only to a credential that is still good
+            await confirmed(scope, principal)
             await _answer_without_running(send, begun)
             return
         await self._run(begun.claim, scope, body, receive, send)

@@ -2,8 +2,9 @@
 
 What an operator watches: requests by route and status with their latency; placement
 attempts by outcome; committed events by kind (orders placed, payments by outcome...);
-failed plugin reactions; transactions run again after a deadlock; the outbox backlog
-and the age of its oldest undelivered event; database connections open and in use.
+failed plugin reactions; transactions run again after a deadlock; rows the housekeeping
+deleted, by kind; the outbox backlog and the age of its oldest undelivered event; database
+connections open and in use.
 
 With several worker processes (``ordnung serve --workers N``) every worker keeps its
 own counters, so a scrape that reached one worker would see a fraction of them.
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from litestar import Request, Response, get
@@ -65,6 +66,10 @@ TRANSACTION_RETRIES = Counter(
     "ordnung_transaction_retries", "Units of work run again because the database aborted "
     "their transaction for a concurrent one, by SQLSTATE (40P01 deadlock, 40001 "
     "serialization failure)", ["sqlstate"])
+HOUSEKEEPING_DELETED = Counter(
+    "ordnung_housekeeping_deleted", "Rows the housekeeping deleted once their time was over, "
+    "by kind (rate_limits, idempotency_records, sessions_expired, guest_carts, outbox ...)",
+    ["kind"])
 REACTION_FAILURES = Counter("ordnung_reaction_failures", "Plugin reactions that raised "
                             "(each is recorded and retried)", ["plugin", "hook"])
 DB_OPEN = Gauge("ordnung_db_connections_open", "Database connections open",
@@ -90,6 +95,10 @@ class PrometheusMetrics:
 
     def transaction_retried(self, sqlstate: str) -> None:
         TRANSACTION_RETRIES.labels(sqlstate).inc()
+
+    def housekeeping_deleted(self, deleted: Mapping[str, int]) -> None:
+        for kind, count in deleted.items():
+            HOUSEKEEPING_DELETED.labels(kind).inc(count)
 
 
 def pool_use(engine: Engine) -> tuple[int, int]:

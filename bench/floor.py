@@ -1,12 +1,14 @@
 """The floor: the minimal placement transactions run straight through the database driver.
 
-What a placement commits, without the engine. Transaction 1 reserves stock with one
-guarded UPDATE per line (the same SKU mix as the load, plus the gift line where the
-gift rule adds one) and inserts the order, its ledger movements, its events and the
-outbox row of the one event a plugin reacts to (the availability push). Transaction 2
-records the payment authorization: the gateway reference, the order update and its
-events. Same concurrency as the HTTP run; the ratio of the two is how close ordnung
-gets to the database. Both drivers run the same statements (``placement``).
+What a placement commits, without the engine. Transaction 1 reserves stock for all of
+its lines in one guarded UPDATE, as the engine does (the same SKU mix as the load, plus
+the gift line where the gift rule adds one; on PostgreSQL its rows locked in SKU order
+first, as the engine locks them), and inserts the order, its ledger movements, its
+events and the outbox row of the one event a plugin reacts to (the availability push).
+Transaction 2 records the payment authorization: the gateway reference, the order
+update and its events. Same concurrency as the HTTP run; the ratio of the two is how
+close ordnung gets to the database. Both drivers run the same statements
+(``placement``), but for that lock order.
 """
 
 from __future__ import annotations
@@ -36,24 +38,44 @@ def _ids(n: int) -> list[str]:
 @dataclass(frozen=True)
 class Statement:
     """One statement ({} placeholders) run once per row of arguments; a reservation
-    (``returns``) must hand back a row, or the floor ran out of stock."""
+    (``reserves``) must hand back one row per SKU of its arguments, each SKU once, or
+    the floor ran out of stock."""
 
     sql: str
     rows: list[tuple[Any, ...]]
-    returns: bool = False
+    reserves: bool = False
 
 
-def placement(order_id: str, lines: list[str], payload: str,
-              now: Any) -> list[list[Statement]]:
+def reserved_all(statement_args: tuple[Any, ...], returned: list[Any]) -> bool:
+    """Whether a reservation's answer (rows whose first column is the SKU) holds every
+    SKU it was asked for, once: a line left out had no stock, and a SKU twice would be
+    reserved on two levels."""
+    return sorted(row[0] for row in returned) == sorted(statement_args)
+
+
+def reserve_sql(lines: int, *, postgres: bool) -> str:
+    """All of a placement's lines (distinct SKUs, one unit each) in one guarded UPDATE.
+
+    On PostgreSQL its rows are first locked in SKU order, as the engine's reservation
+    locks them: an UPDATE alone takes its rows in the order its scan meets them, which
+    every update of a row changes, and two placements would deadlock. SQLite has one
+    writer at a time and nothing to order."""
+    skus = ", ".join("{}" for _ in range(lines))
+    where = (f"id IN (SELECT id FROM stock_levels WHERE sku IN ({skus}) ORDER BY sku "
+             "FOR UPDATE)" if postgres else f"sku IN ({skus})")
+    return (f"UPDATE stock_levels SET reserved = reserved + 1 WHERE {where} "
+            "AND (allow_backorder OR on_hand - reserved >= 1) RETURNING sku")
+
+
+def placement(order_id: str, lines: list[str], payload: str, now: Any, *,
+              postgres: bool) -> list[list[Statement]]:
     """The two transactions of one placement."""
     data = payload[:400]
     events1, events2 = _ids(EVENTS_TX1), _ids(EVENTS_TX2)
     event_sql = ("INSERT INTO events (id, order_id, seq, kind, data, at) "
                  "VALUES ({}, {}, {}, 'floor', {}, {})")
     return [[
-        Statement("UPDATE stock_levels SET reserved = reserved + 1 WHERE sku = {} "
-                  "AND (allow_backorder OR on_hand - reserved >= 1) RETURNING location_id",
-                  [(sku,) for sku in lines], returns=True),
+        Statement(reserve_sql(len(lines), postgres=postgres), [tuple(lines)], reserves=True),
         Statement("INSERT INTO orders (id, number, channel, email, status, currency, priority, "
                   "total, data, version, created_at, updated_at) VALUES ({}, {}, 'web', '', "
                   "'placed', 'EUR', 0, 0, {}, 1, {}, {})",
@@ -109,12 +131,13 @@ async def postgres_floor(url: str, orders: int, concurrency: int, payload: str,
 
     async def one(conn: asyncpg.Connection) -> None:
         order_id = _ids(1)[0]
-        for transaction in placement(order_id, shop.lines(rng), payload, now):
+        for transaction in placement(order_id, shop.lines(rng), payload, now, postgres=True):
             async with conn.transaction():
                 for st in transaction:
-                    if st.returns:
+                    if st.reserves:
                         for args in st.rows:
-                            assert await conn.fetchrow(_numbered(st.sql), *args) is not None
+                            assert reserved_all(args, await conn.fetch(_numbered(st.sql),
+                                                                       *args))
                     elif st.rows:
                         await conn.executemany(_numbered(st.sql), st.rows)
 
@@ -145,17 +168,25 @@ def sqlite_floor(path: str, orders: int, concurrency: int, payload: str,
             remaining[0] -= 1
             return shop.lines(rng)
 
+    failures: list[BaseException] = []
+
     def worker() -> None:
+        try:
+            work()
+        except BaseException as exc:  # a thread's error would only be printed: report it
+            failures.append(exc)
+
+    def work() -> None:
         conn = sqlite3.connect(path, timeout=60, isolation_level=None)
         conn.execute("PRAGMA synchronous = NORMAL")
         while (lines := take()) is not None:
-            for transaction in placement(_ids(1)[0], lines, payload, now):
+            for transaction in placement(_ids(1)[0], lines, payload, now, postgres=False):
                 conn.execute("BEGIN IMMEDIATE")
                 for st in transaction:
                     sql = st.sql.replace("{}", "?")
-                    if st.returns:
+                    if st.reserves:
                         for args in st.rows:
-                            assert conn.execute(sql, args).fetchone() is not None
+                            assert reserved_all(args, conn.execute(sql, args).fetchall())
                     elif st.rows:
                         conn.executemany(sql, st.rows)
                 conn.execute("COMMIT")
@@ -167,7 +198,10 @@ def sqlite_floor(path: str, orders: int, concurrency: int, payload: str,
         t.start()
     for t in threads:
         t.join()
-    return orders / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    if failures:
+        raise failures[0]
+    return orders / elapsed
 
 
 def floor_per_s(database_url: str, orders: int, concurrency: int, payload: str,

@@ -74,14 +74,14 @@ def reads(samples: dict[str, list[str]]) -> list[Read]:
 
 #: the statements behind each read, for ``--explain`` (as the stores write them)
 EXPLAINED = {
-    "order_list": ("SELECT data FROM orders WHERE status IN ('cancelled') AND channel = 'app' "
+    "order_list": ("SELECT data FROM orders WHERE channel = 'app' AND status = 'cancelled' "
                    "ORDER BY id DESC LIMIT 50", ()),
     "order_list_states": ("SELECT data FROM (" + " UNION ALL ".join(
         f"SELECT * FROM (SELECT data, id FROM orders WHERE status = '{state}' "
         f"ORDER BY id DESC LIMIT 50) AS part{n}"
         for n, state in enumerate(("cancelled", "delivered")))
         + ") AS merged ORDER BY id DESC LIMIT 50", ()),
-    "order_list_deep": ("SELECT data FROM orders WHERE status IN ('delivered') AND id < ? "
+    "order_list_deep": ("SELECT data FROM orders WHERE id < ? AND status = 'delivered' "
                         "ORDER BY id DESC LIMIT 50", ("deep",)),
     "customer_history": ("SELECT data FROM orders WHERE customer_id = ? ORDER BY id DESC "
                          "LIMIT 50", ("customers",)),

@@ -13,6 +13,7 @@ import msgspec
 from ordnung.core.errors import ConfigError
 from ordnung.core.limits import InputLimits
 from ordnung.core.persistence.database import DEFAULT_URL
+from ordnung.core.persistence.retrying import TRIES
 
 #: the spellings ``ORDNUNG_*`` switches accept; anything else is a mistake, not "true"
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
@@ -163,6 +164,7 @@ ENV_READERS: tuple[tuple[str, Callable[[str, str], Any]], ...] = (
     ("housekeeping_interval_s", env_number),
     ("housekeeping_batch", _whole),
     *((name, _retention) for name in RETENTION_SETTINGS),
+    ("transaction_tries", _whole),
 )
 
 
@@ -274,6 +276,10 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: seconds an event's outbox row is kept once its reactions ran and the webhook and
     #: broker workers took it (the event stays in its timeline); 0 keeps them for ever
     outbox_retention_s: Annotated[float, msgspec.Meta(ge=0)] = 7 * 86_400.0
+    #: tries in all of a unit of work whose transaction the database aborted for a
+    #: concurrent one (deadlock, serialization failure) before ``TransientConflict``
+    #: reaches the caller (409); 1 runs it once and never again
+    transaction_tries: Annotated[int, msgspec.Meta(ge=1)] = TRIES
 
     def __post_init__(self) -> None:
         from limits import parse  # the setting is a rate in the limiter's own notation
@@ -302,7 +308,8 @@ class EngineConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         the webhook and broker timings (see ``WEBHOOK_NUMBERS``), the housekeeping
         settings (``ORDNUNG_HOUSEKEEPING_INTERVAL_S``, ``ORDNUNG_HOUSEKEEPING_BATCH``, and
         the retentions ``ORDNUNG_IDEMPOTENCY_RETENTION_S``, ``ORDNUNG_SESSION_RETENTION_S``,
-        ``ORDNUNG_CART_RETENTION_S``, ``ORDNUNG_OUTBOX_RETENTION_S``) and the input limits
+        ``ORDNUNG_CART_RETENTION_S``, ``ORDNUNG_OUTBOX_RETENTION_S``),
+        ``ORDNUNG_TRANSACTION_TRIES`` and the input limits
         (``ORDNUNG_MAX_*``; see ``ordnung.core.limits``): ``ENV_READERS`` lists them. An
         empty variable counts as unset."""
         env = os.environ

@@ -76,7 +76,8 @@ class Engine:
         c = self.config
         self.db = Database(c.database_url, pool_size=c.pool_size, timeouts=Timeouts(
             connect=c.db_connect_timeout_s, acquire=c.db_acquire_timeout_s,
-            statement=c.db_statement_timeout_s, clock_sync=c.db_clock_sync_s))
+            statement=c.db_statement_timeout_s, clock_sync=c.db_clock_sync_s),
+            transaction_tries=c.transaction_tries)
         self._started = False
         self._background: list[asyncio.Task[None]] = []
 
@@ -215,6 +216,7 @@ class Engine:
         if metrics is not None:
             self.runtime.metrics = metrics
             self.dispatcher.metrics = metrics
+            self.housekeeping.metrics = metrics
         if tracer is not None:
             self.host.tracer = tracer
 

@@ -71,9 +71,11 @@ def contract_of(hook: str) -> HookContract:
         raise KeyError(f"no hook spec named {hook!r}") from None
 
 
-def after_commit_hooks() -> list[str]:
-    """The hooks the dispatcher runs once a change is committed, as the specs declare."""
-    return [c.name for c in contracts().values() if c.phase == "after-commit"]
+@cache
+def after_commit_hooks() -> tuple[str, ...]:
+    """The hooks the dispatcher runs once a change is committed, as the specs declare
+    (asked for every event: worked out once)."""
+    return tuple(c.name for c in contracts().values() if c.phase == "after-commit")
 
 
 def _without_none(tp: Any) -> Any:

@@ -1,12 +1,12 @@
 """What the engine reports about itself while it works: metrics and trace spans.
 
 The core counts a few things an operator watches (placements by outcome, committed
-events, failed plugin reactions, transactions run again after a deadlock) and opens a
-span around every plugin hook call without knowing who listens: it calls a ``Metrics``
-object and a ``Tracer``, which do nothing unless the host installs them (``ordnung
-serve`` installs Prometheus metrics, and OpenTelemetry tracing when asked; an embedding
-application may install its own with ``Engine.observe_with``). No metrics or tracing
-library is imported here.
+events, failed plugin reactions, transactions run again after a deadlock, rows the
+housekeeping deleted) and opens a span around every plugin hook call without knowing
+who listens: it calls a ``Metrics`` object and a ``Tracer``, which do nothing unless the
+host installs them (``ordnung serve`` installs Prometheus metrics, and OpenTelemetry
+tracing when asked; an embedding application may install its own with
+``Engine.observe_with``). No metrics or tracing library is imported here.
 """
 
 from __future__ import annotations
@@ -40,6 +40,11 @@ class Metrics(Protocol):
         a concurrent one (``sqlstate``: ``40P01`` deadlock, ``40001`` serialization
         failure). Optional: a sink without it is not told."""
 
+    def housekeeping_deleted(self, deleted: Mapping[str, int]) -> None:
+        """A housekeeping pass deleted these rows, by kind (``rate_limits``,
+        ``idempotency_records`` ...; 0 for a kind it found nothing of). Optional: a sink
+        without it is not told."""
+
 
 class Tracer(Protocol):
     def span(self, name: str, attributes: Mapping[str, str]) -> AbstractContextManager[object]:
@@ -59,6 +64,9 @@ class NoMetrics:
         return None
 
     def transaction_retried(self, sqlstate: str) -> None:
+        return None
+
+    def housekeeping_deleted(self, deleted: Mapping[str, int]) -> None:
         return None
 
 

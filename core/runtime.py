@@ -133,7 +133,7 @@ class Runtime:
         a copy of it instead of reading the order again, and the version check of the
         save turns a concurrent change into a retry on a freshly locked read. A
         transaction the database aborted for a concurrent one (a deadlock) is run again
-        the same way, on a fresh read, up to ``retrying.TRIES`` times: ``work`` must
+        the same way, on a fresh read, up to ``db.transaction_tries`` times: ``work`` must
         leave side effects outside the database to its caller."""
         with bound(order_id=order_id):
             stale = lost = 0
@@ -259,7 +259,10 @@ class OrderChange:
                 self.order):
             await self.transition("order", self.order, "payment_secured")
 
-    async def commit(self, *, insert: bool) -> None:
+    async def commit(self, *, insert: bool, also: Sequence[Statement] = ()) -> list[int]:
+        """Write the change: the order's row and everything that goes with it, in one
+        statement on PostgreSQL. ``also``: further writes of the caller's to run with
+        them; how many rows each one's ``RETURNING`` gave (a guarded save's check)."""
         await self.advance()
         moved = self.stock.availability
         if moved:
@@ -280,7 +283,9 @@ class OrderChange:
             first = self.rt.orders.saving(self.order, self._version)
             parts = self.rt.order_parts.recording(self.order)
         rows = await self.rt.db.run_together(
-            [first, *parts, *self.writes, *self.stock.recording(),
+            [first, *parts, *self.writes, *also, *self.stock.recording(),
              *self.rt.journal.appending(self.events)])
         if not insert:
             self.rt.orders.saved(self.order, rows[0])
+        start = 1 + len(parts) + len(self.writes)
+        return rows[start:start + len(also)]

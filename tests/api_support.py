@@ -37,6 +37,7 @@ from ordnung.api.rate_limits import WriteLimits
 from ordnung.core import Engine, EngineConfig
 from ordnung.core.domain.access import ADMIN_SCOPES
 from ordnung.core.logging import configure_logging
+from ordnung.core.persistence.generations import ACCESS, raise_generation
 from tests.support import builtin_plugins, seed_shop
 
 T = TypeVar("T")
@@ -224,6 +225,14 @@ class Api:
     def plugin(self, name: str) -> Any:
         """The registered plugin object (e.g. ``api.plugin("sandbox").calls``)."""
         return self.engine.host.pm.get_plugin(name)
+
+    async def edit_credentials(self, sql: str, *args: Any) -> None:
+        """Change credentials with SQL, outside the engine, as the README tells an
+        operator to: with the ``access`` generation raised in the same transaction, so
+        that no worker keeps using what the statement changed."""
+        async with self.engine.db.transaction():
+            await self.engine.db.run(sql, *args)
+            await raise_generation(self.engine.db, ACCESS)
 
     async def order_count(self) -> int:
         """How many orders exist (the engine's own count, not limited by paging)."""

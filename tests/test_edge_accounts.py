@@ -338,8 +338,8 @@ async def test_access_and_refresh_tokens_expire(database_url: str) -> None:
         session = (await register(api, shop))["session"]
         me = bearer(session["access_token"])
         expect(await api.client.get("/orders", headers=me), 200)
-        await api.engine.db.run("UPDATE customer_sessions SET access_expires_at = created_at "
-                                "WHERE id = {}", session["session_id"])
+        await api.edit_credentials("UPDATE customer_sessions SET access_expires_at = "
+                                   "created_at WHERE id = {}", session["session_id"])
         expect_problem(await api.client.get("/orders", headers=me), 401, "unauthorized")
         # the refresh token still buys a new access token ...
         renewed = expect(await api.client.post("/accounts/sessions/refresh", json={

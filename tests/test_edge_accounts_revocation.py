@@ -125,12 +125,13 @@ async def test_customer_tokens_issued_by_staff_expire(database_url: str) -> None
         rows = await api.engine.db.fetch(
             "SELECT id, created_at FROM api_keys WHERE customer_id IS NOT NULL")
         legacy_row = max(rows, key=lambda r: r["created_at"])
-        await api.engine.db.run("UPDATE api_keys SET expires_at = NULL WHERE id = {}",
-                                legacy_row["id"])
+        await api.edit_credentials("UPDATE api_keys SET expires_at = NULL WHERE id = {}",
+                                   legacy_row["id"])
         expect(await api.client.get("/orders", headers=legacy), 200)
-        await api.engine.db.run("UPDATE api_keys SET created_at = {} WHERE id = {}",
-                                legacy_row["created_at"].replace(
-                                    year=legacy_row["created_at"].year - 1), legacy_row["id"])
+        await api.edit_credentials("UPDATE api_keys SET created_at = {} WHERE id = {}",
+                                   legacy_row["created_at"].replace(
+                                       year=legacy_row["created_at"].year - 1),
+                                   legacy_row["id"])
         expect_problem(await api.client.get("/orders", headers=legacy), 401, "unauthorized")
         # admin and storefront keys do not expire
         listed = expect(await api.client.get("/admin/keys", headers=api.admin), 200)
@@ -139,5 +140,5 @@ async def test_customer_tokens_issued_by_staff_expire(database_url: str) -> None
 
 async def expire(api: Api, key_id: str) -> None:
     """Move a key's expiry into the past (what a clock would do in a day)."""
-    await api.engine.db.run("UPDATE api_keys SET expires_at = created_at WHERE id = {}",
-                            key_id)
+    await api.edit_credentials("UPDATE api_keys SET expires_at = created_at WHERE id = {}",
+                               key_id)

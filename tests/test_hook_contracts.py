@@ -137,7 +137,7 @@ def test_the_plan_is_computed_once_per_hook_until_plugins_change() -> None:
 
 def test_the_after_commit_set_is_what_the_specs_declare() -> None:
     declared = [c.name for c in contracts().values() if c.phase == "after-commit"]
-    assert declared == after_commit_hooks()
+    assert tuple(declared) == after_commit_hooks()
     assert set(declared) == {"ordnung_after_transition", "ordnung_on_event",
                              "ordnung_availability_changed"}
     dispatcher = Dispatcher(PluginHost(), None, None, None, None)  # type: ignore[arg-type]

@@ -10,10 +10,15 @@ is live still works.
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import subprocess
+import sys
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from ordnung.api.rate_limits import WriteLimits
 from ordnung.core import Engine, hookimpl
@@ -346,3 +351,63 @@ async def test_a_cart_order_repeated_after_its_key_went_answers_the_same_order(
                                              headers=keyed), 201)
         assert again["id"] == order["id"]
         assert await api.order_count() == 1
+
+
+async def deleted_counted(api: Api) -> dict[str, float]:
+    """``ordnung_housekeeping_deleted_total`` by kind, as ``GET /metrics`` answers it."""
+    response = await api.client.get("/metrics", headers=api.admin)
+    assert response.status_code == 200, response.text
+    return {sample.labels["kind"]: sample.value
+            for family in text_string_to_metric_families(response.text)
+            for sample in family.samples
+            if sample.name == "ordnung_housekeeping_deleted_total"}
+
+
+async def test_metrics_count_what_each_pass_deleted_by_kind(database_url: str) -> None:
+    async with api_client(database_url) as api:
+        shop = await api.storefront("web")
+        await api.new_cart(shop)
+        await age(api.engine, "carts", "updated_at")
+        await aged_counters(api.engine, 7)
+        before = await deleted_counted(api)
+
+        done = await api.engine.run_housekeeping()
+        assert done["guest_carts"] == 1 and done["rate_limits"] >= 7
+
+        after = await deleted_counted(api)
+        # every kind the pass looked at has its series, the ones it found nothing of too
+        assert set(done) <= set(after)
+        assert {kind: after[kind] - before.get(kind, 0.0) for kind in done} == done
+        # a pass that finds nothing adds nothing
+        assert not any((await api.engine.run_housekeeping()).values())
+        assert await deleted_counted(api) == after
+
+
+def run_housekeeping_command(database_url: str) -> subprocess.CompletedProcess[str]:
+    """``ordnung housekeeping`` as an operator runs it, with nothing but the database's
+    address from the environment (a developer's own ``ORDNUNG_*`` must not leak in)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDNUNG_")}
+    env["ORDNUNG_DATABASE_URL"] = database_url
+    return subprocess.run([sys.executable, "-m", "ordnung.api.cli", "housekeeping"],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+async def test_the_housekeeping_command_runs_one_pass_and_prints_it(make_engine: Any) -> None:
+    server: Engine = await make_engine()
+    # a running server's process holds the job: the command leaves the rows to it
+    assert await server.run_housekeeping()
+    await aged_counters(server, 3)
+    held = await asyncio.to_thread(run_housekeeping_command, server.config.database_url)
+    assert held.returncode == 0, held.stderr
+    assert "nothing done: another process holds the housekeeping lease" in held.stdout
+    assert await count(server, "rate_limits") == 3
+
+    await server.housekeeping.release()  # the server stopped
+    result = await asyncio.to_thread(run_housekeeping_command, server.config.database_url)
+    assert result.returncode == 0, result.stderr
+    assert "deleted 3 row(s) past their time:" in result.stdout
+    assert re.search(r"^  rate_limits: +3$", result.stdout, re.MULTILINE), result.stdout
+    assert re.search(r"^  guest_carts: +0$", result.stdout, re.MULTILINE), result.stdout
+    assert await count(server, "rate_limits") == 0
+    # the command gave the lease back: the next server's pass does not wait for it
+    assert await server.run_housekeeping()

@@ -16,13 +16,20 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
+from ordnung.api.cli import main
 from ordnung.api.rate_limits import WriteLimits
+from ordnung.core import Engine, EngineConfig
+from ordnung.core.errors import ConfigError
+from ordnung.core.errors_db import TransientConflict
+from ordnung.core.persistence import retrying
+from ordnung.core.persistence.retrying import in_transaction
 from tests.api_support import (
     BERLIN,
     PROBLEM_BASE,
@@ -46,6 +53,7 @@ _SERVER_WAITING = (
     "SELECT COUNT(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
     "WHERE NOT l.granted AND a.datname = current_database() AND a.pid <> pg_backend_pid()")
 RETRY_WARNING = "transaction aborted by the database to resolve a conflict; running it again"
+GIVE_UP_WARNING = "transaction aborted by the database on every try; giving up"
 
 
 @asynccontextmanager
@@ -101,9 +109,13 @@ def place_mutation() -> dict[str, Any]:
     return {"query": query, "variables": {"a": address}}
 
 
-def warnings_of(logs: str) -> list[dict[str, Any]]:
+def logged(logs: str, event: str) -> list[dict[str, Any]]:
     lines = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
-    return [line for line in lines if line.get("event") == RETRY_WARNING]
+    return [line for line in lines if line.get("event") == event]
+
+
+def warnings_of(logs: str) -> list[dict[str, Any]]:
+    return logged(logs, RETRY_WARNING)
 
 
 async def retries_counted(api: Api, sqlstate: str) -> float:
@@ -226,43 +238,108 @@ async def test_a_stock_count_whose_transaction_lost_a_deadlock_is_counted_once(
 
 @needs_postgres
 async def test_a_deadlock_on_every_try_answers_409_and_leaves_nothing(
-        api: Api, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ordnung.core.persistence import retrying
-
-    monkeypatch.setattr(retrying, "TRIES", 1)
-    shop = await api.storefront()
-    before = await api.levels()
-    body = order_body((FIRST, 1), (SECOND, 1))
-    response = await deadlocked(database_url, api.post_order(
-        shop, body, idempotency_key="lost-every-try"))
-    problem = expect_problem(response, 409, "conflict")
-    assert problem["retry"] is True
-    assert response.headers["Retry-After"] == "1"
-    assert await api.order_count() == 0
-    assert await api.levels() == before
-    assert await api.engine.inventory.ledger_discrepancies() == []
-    assert api.plugin("sandbox").calls == []
-    # nothing was changed, so the key was given back: the same request goes through
-    monkeypatch.undo()
-    placed = await api.place_order(shop, body, idempotency_key="lost-every-try")
-    assert await api.order_count() == 1 and placed["status"] != "cancelled"
+        database_url: str) -> None:
+    # one try in all (``ORDNUNG_TRANSACTION_TRIES=1``): the one deadlock spends them
+    async with api_client(database_url, transaction_tries=1) as api:
+        shop = await api.storefront()
+        before = await api.levels()
+        counted = await retries_counted(api, "40P01")
+        body = order_body((FIRST, 1), (SECOND, 1))
+        with captured_logs("INFO") as logs:
+            response = await deadlocked(database_url, api.post_order(
+                shop, body, idempotency_key="lost-every-try"))
+        problem = expect_problem(response, 409, "conflict")
+        assert problem["retry"] is True
+        assert response.headers["Retry-After"] == "1"
+        assert await api.order_count() == 0
+        assert await api.levels() == before
+        assert await api.engine.inventory.ledger_discrepancies() == []
+        assert api.plugin("sandbox").calls == []
+        # the configured number was honoured: not run again, given up after one try
+        assert warnings_of(logs.getvalue()) == []
+        assert [line["tries"] for line in logged(logs.getvalue(), GIVE_UP_WARNING)] == [1]
+        assert await retries_counted(api, "40P01") == counted
+        # nothing was changed, so the key was given back: the same request goes through
+        placed = await api.place_order(shop, body, idempotency_key="lost-every-try")
+        assert await api.order_count() == 1 and placed["status"] != "cancelled"
 
 
 @needs_postgres
-async def test_graphql_answers_the_exhausted_retries_as_rest_does(
-        api: Api, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ordnung.core.persistence import retrying
+async def test_the_configured_tries_are_the_tries_a_unit_of_work_gets(
+        database_url: str) -> None:
+    """Two tries: the deadlock that one try could not survive costs a second, then the
+    placement goes through; the warning names the configured number."""
+    async with api_client(database_url, transaction_tries=2) as api:
+        shop = await api.storefront()
+        counted = await retries_counted(api, "40P01")
+        with captured_logs("INFO") as logs:
+            response = await deadlocked(database_url, api.post_order(
+                shop, order_body((FIRST, 1), (SECOND, 1))))
+        expect(response, 201)
+        assert await api.order_count() == 1
+        retried = warnings_of(logs.getvalue())
+        assert [(w["attempt"], w["tries"]) for w in retried] == [(2, 2)], logs.getvalue()
+        assert logged(logs.getvalue(), GIVE_UP_WARNING) == []
+        assert await retries_counted(api, "40P01") == counted + 1
 
-    monkeypatch.setattr(retrying, "TRIES", 1)
-    shop = await api.storefront()
-    response = await deadlocked(database_url, api.client.post(
-        "/graphql", json=place_mutation(), headers=shop))
-    body = expect(response, 200)
-    assert len(body["errors"]) == 1, body
-    extensions = body["errors"][0]["extensions"]
-    assert extensions["type"] == PROBLEM_BASE + "conflict", body
-    assert extensions["status"] == 409 and extensions["retry"] is True, body
-    assert await api.order_count() == 0
+
+@needs_postgres
+async def test_graphql_answers_the_exhausted_retries_as_rest_does(database_url: str) -> None:
+    async with api_client(database_url, transaction_tries=1) as api:
+        shop = await api.storefront()
+        response = await deadlocked(database_url, api.client.post(
+            "/graphql", json=place_mutation(), headers=shop))
+        body = expect(response, 200)
+        assert len(body["errors"]) == 1, body
+        extensions = body["errors"][0]["extensions"]
+        assert extensions["type"] == PROBLEM_BASE + "conflict", body
+        assert extensions["status"] == 409 and extensions["retry"] is True, body
+        assert await api.order_count() == 0
+
+
+@pytest.mark.parametrize("tries", [1, 3])
+async def test_a_unit_of_work_is_run_as_often_as_configured_and_no_more(
+        make_engine: Any, tries: int) -> None:
+    """Every caller of ``retrying`` on the engine's database gets the configured tries
+    (here a unit that loses every time, on either database)."""
+    engine: Engine = await make_engine(transaction_tries=tries)
+    runs = 0
+
+    async def unit() -> None:
+        nonlocal runs
+        runs += 1
+        await engine.db.fetch("SELECT 1 AS one")
+        raise TransientConflict("40P01")
+
+    with pytest.raises(TransientConflict):
+        await in_transaction(engine.db, unit)
+    assert runs == tries
+
+
+@pytest.mark.parametrize("raw, tries", [("1", 1), (" 6 ", 6)])
+def test_transaction_tries_is_read_from_its_variable(
+        monkeypatch: pytest.MonkeyPatch, raw: str, tries: int) -> None:
+    monkeypatch.setenv("ORDNUNG_TRANSACTION_TRIES", raw)
+    assert EngineConfig.from_env().transaction_tries == tries
+    monkeypatch.delenv("ORDNUNG_TRANSACTION_TRIES")
+    assert EngineConfig.from_env().transaction_tries == retrying.TRIES == 4
+
+
+@pytest.mark.parametrize("raw", ["0", "-2", "two", "2.5"])
+def test_a_transaction_tries_that_cannot_work_is_refused_naming_the_variable(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        raw: str) -> None:
+    monkeypatch.setenv("ORDNUNG_TRANSACTION_TRIES", raw)
+    with pytest.raises(ConfigError) as refused:
+        EngineConfig.from_env()
+    assert refused.value.setting == "ORDNUNG_TRANSACTION_TRIES"
+    # a server (or any command) does not start with it, and says why in one line
+    monkeypatch.setenv("ORDNUNG_DATABASE_URL", "sqlite:///never-created.db")
+    monkeypatch.chdir(tmp_path)
+    assert main(["housekeeping"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ordnung housekeeping: ORDNUNG_TRANSACTION_TRIES: "), err
+    assert list(tmp_path.iterdir()) == []
 
 
 @needs_sqlite

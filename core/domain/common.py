@@ -16,6 +16,9 @@ import time
 from datetime import UTC, datetime, timedelta
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+#: every ten bits as two lower-case Crockford characters, and where an id's 13 pairs sit
+_PAIRS = tuple(a + b for a in _CROCKFORD.lower() for b in _CROCKFORD.lower())
+_SHIFTS = tuple(range(120, -1, -10))
 
 
 #: seconds this process's clock is pretended to be off; only for tests that prove skew
@@ -56,11 +59,8 @@ def new_id(prefix: str) -> str:
     """
     millis = int((time.time() + _SKEW_S + _offset_s) * 1000)
     value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        value, rem = divmod(value, 32)
-        chars.append(_CROCKFORD[rem])
-    return f"{prefix}_{''.join(reversed(chars)).lower()}"
+    # 26 Crockford characters, two (ten bits) at a time: on every write's path
+    return f"{prefix}_{''.join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])}"
 
 
 def order_number() -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 from ordnung.core.domain.common import utcnow
 from ordnung.core.persistence.database import Database
+from ordnung.core.persistence.generations import ACCESS, OBSERVED_COLUMNS, raise_generation
 
 _PASSWORD = "SELECT password_hash FROM customer_credentials WHERE customer_id = {}"
 _UPDATE_PASSWORD = ("UPDATE customer_credentials SET password_hash = {}, updated_at = {} "
@@ -22,7 +23,8 @@ _OPEN_SESSION = (
     "refresh_hash, previous_refresh_hash, refresh_expires_at, created_at, refreshed_at, "
     "revoked_at, revoked_reason) VALUES ({}, {}, {}, {}, {}, {}, NULL, {}, {}, {}, NULL, '')")
 _SESSION_BY_ACCESS = (
-    "SELECT s.id, s.customer_id, s.channel FROM customer_sessions s "
+    "SELECT s.id, s.customer_id, s.channel, s.access_expires_at, "
+    f"{OBSERVED_COLUMNS} FROM customer_sessions s "
     "JOIN customers c ON c.id = s.customer_id "
     "WHERE s.access_hash = {} AND s.revoked_at IS NULL AND s.access_expires_at > {} "
     "AND NOT c.erased")
@@ -82,39 +84,58 @@ class AccountStore:
 
     async def session_by_access(self, access_hash: str, now: datetime) -> dict[str, Any] | None:
         """The live session whose access token hashes to ``access_hash`` (its customer not
-        erased), or None. Runs on every request a signed-in customer makes."""
+        erased), or None, with the generations it was read at. Runs on a request whose
+        token the worker has not kept (``AccessService.verify``)."""
         return await self.db.fetch_one(_SESSION_BY_ACCESS, access_hash, now)
 
     async def rotate(self, *, refresh_hash: str, now: datetime, access_hash: str,
                      access_expires_at: datetime, new_refresh_hash: str,
                      refresh_expires_at: datetime) -> dict[str, Any] | None:
         """Spend a live refresh token for new tokens, in one guarded statement (of two
-        concurrent refreshes with one token, one wins). The session, or None."""
-        return await self.db.fetch_one(
-            _ROTATE, access_hash, access_expires_at, refresh_hash, new_refresh_hash,
-            refresh_expires_at, now, refresh_hash, now)
+        concurrent refreshes with one token, one wins). The session, or None. The old
+        access token stops working: kept copies of it are stale."""
+        async with self.db.transaction():
+            session = await self.db.fetch_one(
+                _ROTATE, access_hash, access_expires_at, refresh_hash, new_refresh_hash,
+                refresh_expires_at, now, refresh_hash, now)
+            if session is not None:
+                await raise_generation(self.db, ACCESS)
+            return session
 
     async def revoke_reused(self, refresh_hash: str) -> str | None:
         """A refresh token that was already spent came back: someone holds a copy. End the
         session it belonged to; its id, or None if the token is unknown."""
-        row = await self.db.fetch_one(_REVOKE_REUSED, utcnow(), refresh_hash)
-        return str(row["id"]) if row else None
+        async with self.db.transaction():
+            row = await self.db.fetch_one(_REVOKE_REUSED, utcnow(), refresh_hash)
+            if row is not None:
+                await raise_generation(self.db, ACCESS)
+            return str(row["id"]) if row else None
 
     async def revoke_session(self, session_id: str, reason: str) -> bool:
-        return bool(await self.db.run(_REVOKE_SESSION, utcnow(), reason, session_id))
+        async with self.db.transaction():
+            revoked = bool(await self.db.run(_REVOKE_SESSION, utcnow(), reason, session_id))
+            if revoked:
+                await raise_generation(self.db, ACCESS)
+            return revoked
 
     async def revoke_sessions(self, customer_id: str, reason: str) -> int:
         """End every session of the customer; how many were live."""
-        return len(await self.db.run(_REVOKE_SESSIONS, utcnow(), reason, customer_id))
+        async with self.db.transaction():
+            revoked = len(await self.db.run(_REVOKE_SESSIONS, utcnow(), reason, customer_id))
+            if revoked:
+                await raise_generation(self.db, ACCESS)
+            return revoked
 
     async def revoke_everything(self, customer_id: str, reason: str) -> None:
         """Sessions, customer tokens issued by staff, pending one-time tokens and the
         password: nothing of the customer's opens a door any more (erasure)."""
         now = utcnow()
-        await self.revoke_sessions(customer_id, reason)
-        await self.db.run(_REVOKE_KEYS, now, customer_id)
-        await self.db.run(_SPEND_ALL_TOKENS, now, customer_id)
-        await self.db.run(_DELETE_PASSWORD, customer_id)
+        async with self.db.transaction():
+            await self.revoke_sessions(customer_id, reason)
+            await self.db.run(_REVOKE_KEYS, now, customer_id)
+            await self.db.run(_SPEND_ALL_TOKENS, now, customer_id)
+            await self.db.run(_DELETE_PASSWORD, customer_id)
+            await raise_generation(self.db, ACCESS)
 
     # -- one-time tokens ------------------------------------------------------------------
     async def add_token(self, *, token_id: str, token_hash: str, purpose: str,

@@ -6,11 +6,13 @@ from datetime import datetime
 from typing import Any
 
 from ordnung.core.persistence.database import Database
+from ordnung.core.persistence.generations import ACCESS, OBSERVED_COLUMNS, raise_generation
 
 _INSERT = ("INSERT INTO api_keys (id, secret_hash, kind, name, scopes, channel, customer_id, "
            "created_at, revoked_at, expires_at) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, NULL, {})")
 _VERIFY = (
-    "SELECT k.id, k.kind, k.scopes, k.channel, k.customer_id FROM api_keys k "
+    "SELECT k.id, k.kind, k.scopes, k.channel, k.customer_id, k.created_at, k.expires_at, "
+    f"{OBSERVED_COLUMNS} FROM api_keys k "
     "LEFT JOIN customers c ON c.id = k.customer_id "
     "WHERE k.secret_hash = {} AND k.revoked_at IS NULL "
     "AND (k.expires_at IS NULL OR k.expires_at > {}) "
@@ -38,7 +40,8 @@ class ApiKeyStore:
                    legacy_issued_after: datetime) -> dict[str, Any] | None:
         """The live key whose secret hashes to ``secret_hash``: not revoked, not expired
         (customer tokens from before expiries: issued after ``legacy_issued_after``), its
-        customer not erased. Runs on every request with a key."""
+        customer not erased, with the generations (``OBSERVED_COLUMNS``) it was read at.
+        Runs on a request whose key the worker has not kept (``AccessService.verify``)."""
         return await self.db.fetch_one(_VERIFY, secret_hash, now, legacy_issued_after)
 
     async def scopes(self, key_id: str) -> str | None:
@@ -46,10 +49,16 @@ class ApiKeyStore:
         return str(row["scopes"]) if row else None
 
     async def revoke(self, key_id: str, now: datetime) -> bool:
-        return bool(await self.db.run(_REVOKE, now, key_id))
+        async with self.db.transaction():
+            revoked = bool(await self.db.run(_REVOKE, now, key_id))
+            if revoked:  # every worker's kept copy of the key is stale
+                await raise_generation(self.db, ACCESS)
+            return revoked
 
     async def all(self) -> list[dict[str, Any]]:
         return await self.db.fetch(_ALL)
 
     async def set_scopes(self, key_id: str, scopes: str) -> None:
-        await self.db.run(_SET_SCOPES, scopes, key_id)
+        async with self.db.transaction():
+            await self.db.run(_SET_SCOPES, scopes, key_id)
+            await raise_generation(self.db, ACCESS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ordnung.core.domain.carts import Cart
 from ordnung.core.errors import Conflict, NotFound
 from ordnung.core.persistence.codec import decode, encode
-from ordnung.core.persistence.database import Database
+from ordnung.core.persistence.database import Database, Statement
 
 _INSERT = ("INSERT INTO carts (id, customer_id, channel, status, data, version, created_at, "
            "updated_at, token_hash) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {})")
@@ -45,11 +45,18 @@ class CartStore:
         return decode(rows[0]["data"], Cart)
 
     async def save(self, cart: Cart, expected_version: int) -> None:
-        cart.version = expected_version + 1
-        rows = await self.db.run(_SAVE, cart.customer_id, cart.status, encode(cart),
-                                 cart.version, cart.updated_at, cart.id, expected_version)
-        if not rows:
+        sql, args = self.saving(cart, expected_version)
+        if not await self.db.run(sql, *args):
             raise Conflict(f"cart {cart.id} was changed concurrently; retry", cart_id=cart.id)
+
+    @staticmethod
+    def saving(cart: Cart, expected_version: int) -> Statement:
+        """``save`` as a statement to run with a change's other writes
+        (``Database.run_together``): it returns a row only if the cart was still at
+        ``expected_version``, which the caller must check."""
+        cart.version = expected_version + 1
+        return _SAVE, [cart.customer_id, cart.status, encode(cart), cart.version,
+                       cart.updated_at, cart.id, expected_version]
 
     async def for_customer(self, customer_id: str) -> list[Cart]:
         rows = await self.db.run(_FOR_CUSTOMER, customer_id)

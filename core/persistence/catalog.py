@@ -1,4 +1,12 @@
-"""Products, variants, locations and channels: small, read-mostly tables."""
+"""Products, variants, locations and channels: small, read-mostly tables.
+
+Variants are read on every cart change and placement and change rarely, so a worker
+keeps the ones it read, each with the ``catalog`` generation it was read at
+(``ordnung.core.persistence.generations``), and every write to a variant raises that
+generation in its own transaction. A request uses a kept variant only if the request
+has seen the same generation (a statement it ran anyway brought it back), so a price
+change is seen by the next request on every worker; outside a request every read goes to
+the database."""
 
 from __future__ import annotations
 
@@ -11,6 +19,10 @@ from ordnung.core.domain.inventory import Channel, Location
 from ordnung.core.errors import NotFound
 from ordnung.core.persistence.codec import decode, encode
 from ordnung.core.persistence.database import Database
+from ordnung.core.persistence.generations import CATALOG, OBSERVED, raise_generation
+
+#: variants a worker keeps at most (the oldest kept goes first)
+KEPT_MAX = 50_000
 
 #: how long the active channel ids are reused for availability pushes: a channel
 #: switched on or off elsewhere (another worker process) is seen within this time
@@ -28,7 +40,8 @@ _UPDATE_VARIANT = ("UPDATE variants SET product_id = {}, barcode = {}, active = 
                    "WHERE sku = {}")
 _INSERT_VARIANT = ("INSERT INTO variants (sku, product_id, barcode, active, data) "
                    "VALUES ({}, {}, {}, {}, {})")
-_VARIANTS = "SELECT data FROM variants WHERE sku IN ({})"
+_VARIANTS = ("SELECT data, (SELECT value FROM generations WHERE name = 'catalog') "
+             "AS catalog_generation FROM variants WHERE sku IN ({})")
 _LOCATION_EXISTS = "SELECT 1 AS found FROM locations WHERE id = {}"
 _UPDATE_LOCATION = "UPDATE locations SET name = {}, priority = {}, active = {} WHERE id = {}"
 _INSERT_LOCATION = ("INSERT INTO locations (id, name, priority, active) "
@@ -44,6 +57,8 @@ class CatalogStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._active_channels: tuple[float, list[str]] = (float("-inf"), [])
+        #: variants by SKU, with the ``catalog`` generation each was read at
+        self._kept: dict[str, tuple[int, Variant]] = {}
 
     async def upsert_product(self, product: Product) -> None:
         """Insert or replace a product and its variants (variants are never deleted)."""
@@ -58,20 +73,43 @@ class CatalogStore:
             await self.upsert_variant(variant)
 
     async def upsert_variant(self, variant: Variant) -> None:
-        exists = await self.db.run(_VARIANT_EXISTS, variant.sku)
-        if exists:
-            await self.db.run(_UPDATE_VARIANT, variant.product_id, variant.barcode,
-                              variant.active, encode(variant), variant.sku)
-        else:
-            await self.db.run(_INSERT_VARIANT, variant.sku, variant.product_id,
-                              variant.barcode, variant.active, encode(variant))
+        """Insert or replace a variant; every worker's kept variants are stale after."""
+        async with self.db.transaction():
+            exists = await self.db.run(_VARIANT_EXISTS, variant.sku)
+            if exists:
+                await self.db.run(_UPDATE_VARIANT, variant.product_id, variant.barcode,
+                                  variant.active, encode(variant), variant.sku)
+            else:
+                await self.db.run(_INSERT_VARIANT, variant.sku, variant.product_id,
+                                  variant.barcode, variant.active, encode(variant))
+            await raise_generation(self.db, CATALOG)
 
     async def variants(self, skus: Sequence[str]) -> dict[str, Variant]:
+        """The variants of ``skus`` that exist, from what this worker kept when the
+        request has seen their generation, else read (and kept)."""
         if not skus:
             return {}
         wanted = sorted(set(skus))
+        seen = OBSERVED.get()
+        current = seen.catalog if seen is not None else None
+        if current is not None:
+            found: dict[str, Variant] = {}
+            for sku in wanted:
+                kept = self._kept.get(sku)
+                if kept is None or kept[0] != current:
+                    break
+                found[sku] = kept[1]
+            else:
+                return found
         rows = await self.db.run(_VARIANTS.format(", ".join("{}" for _ in wanted)), *wanted)
-        return {v.sku: v for v in (decode(r["data"], Variant) for r in rows)}
+        read: dict[str, Variant] = {}
+        for row in rows:
+            variant = decode(row["data"], Variant)
+            read[variant.sku] = variant
+            if len(self._kept) >= KEPT_MAX and variant.sku not in self._kept:
+                del self._kept[next(iter(self._kept))]
+            self._kept[variant.sku] = (int(row["catalog_generation"] or 0), variant)
+        return read
 
     async def variant(self, sku: str) -> Variant:
         found = await self.variants([sku])

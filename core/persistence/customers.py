@@ -6,6 +6,7 @@ from ordnung.core.domain.customers import Customer
 from ordnung.core.errors import NotFound
 from ordnung.core.persistence.codec import decode, encode
 from ordnung.core.persistence.database import Database
+from ordnung.core.persistence.generations import ACCESS, raise_generation
 
 _INSERT = ("INSERT INTO customers (id, email, erased, data, created_at) "
            "VALUES ({}, {}, {}, {}, {})")
@@ -25,8 +26,16 @@ class CustomerStore:
                           encode(customer), customer.created_at)
 
     async def save(self, customer: Customer) -> None:
-        await self.db.run(_SAVE, customer.email, customer.erased, encode(customer),
-                          customer.id)
+        """An erased customer's credentials stop working with the erasure: kept copies of
+        them are stale."""
+        if not customer.erased:
+            await self.db.run(_SAVE, customer.email, customer.erased, encode(customer),
+                              customer.id)
+            return
+        async with self.db.transaction():
+            await self.db.run(_SAVE, customer.email, customer.erased, encode(customer),
+                              customer.id)
+            await raise_generation(self.db, ACCESS)
 
     async def get(self, customer_id: str) -> Customer:
         row = await self.db.fetch_one(_GET, customer_id)

@@ -40,6 +40,7 @@ from ordnung.core.persistence import clock
 from ordnung.core.persistence.fence import WRITE_FENCE, is_write
 from ordnung.core.persistence.postgres_engine import TimedPostgresEngine, Timeouts
 from ordnung.core.persistence.postgres_transaction import SafePostgresTransaction
+from ordnung.core.persistence.retrying import TRIES
 from ordnung.core.persistence.sqlite_engine import PooledSQLiteEngine, SQLiteSettings
 
 log = structlog.get_logger("ordnung.db")
@@ -156,10 +157,13 @@ def engine_for_url(url: str, pool_size: int = 8) -> Driver:
 
 class Database:
     def __init__(self, url: str = DEFAULT_URL, pool_size: int = 8,
-                 timeouts: Timeouts | None = None) -> None:
+                 timeouts: Timeouts | None = None, transaction_tries: int = TRIES) -> None:
         self.url = url
         self.pool_size = pool_size
         self.timeouts = timeouts or Timeouts()
+        #: tries of a unit of work the database aborted for a concurrent one, for every
+        #: caller of ``retrying`` on this database (``EngineConfig.transaction_tries``)
+        self.transaction_tries = transaction_tries
         self.engine = engine_for_url(url, pool_size)
         if isinstance(self.engine, _PostgresEngine):
             self.engine.timeouts = self.timeouts

@@ -25,6 +25,7 @@ from typing import Any
 from ordnung.core.domain.common import utcnow
 from ordnung.core.errors import IdempotencyMismatch
 from ordnung.core.persistence.database import Database
+from ordnung.core.persistence.generations import OBSERVED_COLUMNS, observe
 
 #: the database's clock in SQL, per dialect: ``now``, ``later`` (``{}`` seconds on) and
 #: ``left`` (seconds a lease has left); filled into the statements once per store
@@ -42,13 +43,14 @@ _STORE = ("INSERT INTO idempotency_records (key, fingerprint, state, effect_by, 
           "created_at) VALUES ({}, {}, 'done', 'engine', {}, {})")
 _INSERT_CLAIM = (
     "INSERT INTO idempotency_records (key, fingerprint, state, owner, lease_until, created_at) "
-    "VALUES ({}, {}, 'pending', {}, <later>, {}) ON CONFLICT (key) DO NOTHING RETURNING key")
+    "VALUES ({}, {}, 'pending', {}, <later>, {}) ON CONFLICT (key) DO NOTHING "
+    f"RETURNING key, {OBSERVED_COLUMNS}")
 _TAKE_OVER = (
     "UPDATE idempotency_records SET owner = {}, lease_until = <later> "
     "WHERE key = {} AND fingerprint = {} AND state = 'pending' "
     "AND (lease_until IS NULL OR lease_until < <now>) RETURNING effect_by, result")
-_READ_CLAIM = ("SELECT fingerprint, state, status, headers, result, <left> AS lease_left "
-               "FROM idempotency_records WHERE key = {}")
+_READ_CLAIM = ("SELECT fingerprint, state, status, headers, result, <left> AS lease_left, "
+               f"{OBSERVED_COLUMNS} FROM idempotency_records WHERE key = {{}}")
 _RENEW = ("UPDATE idempotency_records SET lease_until = <later> "
           "WHERE key = {} AND owner = {} AND state = 'pending' RETURNING key")
 _FENCE = (
@@ -104,9 +106,12 @@ class IdempotencyStore:
 
     # -- request claims -----------------------------------------------------------------
     async def insert_claim(self, key: str, print_: str, owner: str, lease_s: float) -> bool:
-        """Claim a key nobody has used: True if this call created the record."""
+        """Claim a key nobody has used: True if this call created the record. (The
+        request learns the generations from it: ``ordnung.core.persistence.generations``.)"""
         rows = await self.db.run(self._insert_claim, key, print_, owner, float(lease_s),
                                  utcnow())
+        if rows:
+            observe(rows[0])
         return bool(rows)
 
     async def take_over(self, key: str, print_: str, owner: str,
@@ -118,8 +123,11 @@ class IdempotencyStore:
         return (str(rows[0]["effect_by"]), str(rows[0]["result"] or "")) if rows else None
 
     async def read_claim(self, key: str) -> dict[str, Any] | None:
-        """The record as a duplicate sees it, with the seconds its lease has left."""
-        return await self.db.fetch_one(self._read_claim, key)
+        """The record as a duplicate sees it, with the seconds its lease has left (and
+        the generations, for the request)."""
+        row = await self.db.fetch_one(self._read_claim, key)
+        observe(row)
+        return row
 
     async def renew(self, key: str, owner: str, lease_s: float) -> bool:
         rows = await self.db.run(self._renew, float(lease_s), key, owner)

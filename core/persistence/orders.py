@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -42,12 +43,16 @@ _STAMP = "CASE WHEN {{}} THEN {now} ELSE NULL END"
 _KEEP = "CASE WHEN {{}} THEN COALESCE(authorizing_since, {now}) ELSE NULL END"
 _GET = "SELECT data FROM orders WHERE id = {}"
 _BY_NUMBER = "SELECT data FROM orders WHERE number = {}"
-#: the order list: filters are added in this order, then ``_PAGE_END``
+#: the order list: filters are added in this order, then the status, then ``_PAGE_END``
 _PAGE = "SELECT data FROM orders"
-_CUSTOMER_IS, _STATUS_IN, _CHANNEL_IS, _BEFORE = (
-    "customer_id = {}", "status IN ({})", "channel = {}", "id < {}")
+_CUSTOMER_IS, _CHANNEL_IS, _BEFORE = ("customer_id = {}", "channel = {}", "id < {}")
 _PAGE_END = " ORDER BY id DESC LIMIT {}"
+#: a status written into the list's statement as a literal (see ``page_statement``)
+_STATUS_LITERAL = "status = '{}'"
 _STATUS_IS = "status = {}"
+#: state names that are safe as a literal between single quotes: no quote, no backslash,
+#: no brace (the statements' placeholders)
+_LITERAL_STATE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 #: a list over several statuses: one part per status, each a range of ``orders_status_id
 #: (status, id)`` read newest first and cut at the page size, merged by id
 _PAGE_ROWS = "SELECT data, id FROM orders"
@@ -92,6 +97,69 @@ _REMEMBER_REFERENCE = ("INSERT INTO external_refs (namespace, reference, order_i
                        "VALUES ({}, {}, {}, {}) ON CONFLICT DO NOTHING")
 _FIND_REFERENCE = ("SELECT order_id, entity_id FROM external_refs "
                    "WHERE namespace = {} AND reference = {}")
+
+
+def page_statement(*, customer_id: str | None = None, status: Sequence[str] | None = None,
+                   channel: str | None = None, after: str | None = None,
+                   limit: int = 50) -> Statement:
+    """The order list's one statement for a page (``OrderStore.page``).
+
+    Each status is written into the statement as a literal, not passed as an argument:
+    asyncpg prepares every statement and PostgreSQL may then keep a generic plan, planned
+    without the arguments. With the status an argument, that plan cannot tell a rare
+    status from a common one and may walk the primary key newest first and filter, which
+    reads every newer order of other states (the backlog, thousands) for a page of a rare
+    one. With the status in the text, each status has its own statement and plan, and a
+    page reads about a page through ``orders_status_id``. The statuses are the lifecycle's
+    states (the service refuses others), a small closed set, so the statements stay few;
+    a name that could not be quoted safely goes as an argument instead."""
+    states = sorted(set(status or ()))
+    if len(states) < 2:
+        clause, args = _page_filters(customer_id, states[0] if states else None, channel,
+                                     after)
+        return _PAGE + clause + _PAGE_END, [*args, limit]
+    parts: list[str] = []
+    args = []
+    for n, state in enumerate(states):
+        clause, part_args = _page_filters(customer_id, state, channel, after)
+        parts.append(_PAGE_PART.format(n=n, part=_PAGE_ROWS + clause + _PAGE_END))
+        args += [*part_args, limit]
+    return _PAGE_MERGED.format(parts=" UNION ALL ".join(parts)), [*args, limit]
+
+
+def _page_filters(customer_id: str | None, state: str | None, channel: str | None,
+                  after: str | None) -> tuple[str, list[Any]]:
+    """`` WHERE ...`` of a page (or a part of one) and its arguments, the state last."""
+    clause, args = where((_CUSTOMER_IS, customer_id), (_CHANNEL_IS, channel),
+                         (_BEFORE, after))
+    if state is None:
+        return clause, args
+    clause += " AND " if clause else " WHERE "
+    if _LITERAL_STATE.fullmatch(state):
+        return clause + _STATUS_LITERAL.format(state), args
+    return clause + _STATUS_IS, [*args, state]
+
+
+def queue_statement(states: Sequence[str], *, limit: int = 100,
+                    after: str | None = None) -> Statement:
+    """The fulfilment queue's one statement for a page of ``states`` (not empty).
+
+    Unlike the order list's, its states stay arguments: each part's only range is
+    ``orders_queue (status, priority DESC, id)``, which gives the queue's order itself,
+    so even PostgreSQL's generic plan (planned without the arguments) reads a page per
+    part there, however rare the state."""
+    args: list[Any] = []
+    parts: list[str] = []
+    for state in states:
+        if after is None:
+            parts.append(_QUEUE_FIRST)
+            args += [state, limit]
+        else:
+            parts += [_QUEUE_SAME, _QUEUE_LOWER]
+            args += [state, after, after, after, limit, state, after, limit]
+    sql = _QUEUE.format(parts=" UNION ALL ".join(
+        _QUEUE_PART.format(part, n) for n, part in enumerate(parts)))
+    return sql, [*args, limit]
 
 
 class OrderStore:
@@ -163,21 +231,9 @@ class OrderStore:
         cut at the page size, and the parts are merged (``_PAGE_MERGED``): a list of
         common states then reads about a page per state, however many orders of other
         states (the backlog, the history) lie between its matches."""
-        states = sorted(set(status or ()))
-        if len(states) < 2:
-            clause, args = where((_CUSTOMER_IS, customer_id), (_STATUS_IN, states),
-                                 (_CHANNEL_IS, channel), (_BEFORE, after))
-            rows = await self.db.run(_PAGE + clause + _PAGE_END, *args, limit)
-            return [decode(r["data"], Order) for r in rows]
-        parts: list[str] = []
-        args = []
-        for n, state in enumerate(states):
-            clause, part_args = where((_CUSTOMER_IS, customer_id), (_STATUS_IS, state),
-                                      (_CHANNEL_IS, channel), (_BEFORE, after))
-            parts.append(_PAGE_PART.format(n=n, part=_PAGE_ROWS + clause + _PAGE_END))
-            args += [*part_args, limit]
-        rows = await self.db.run(_PAGE_MERGED.format(parts=" UNION ALL ".join(parts)),
-                                 *args, limit)
+        sql, args = page_statement(customer_id=customer_id, status=status, channel=channel,
+                                   after=after, limit=limit)
+        rows = await self.db.run(sql, *args)
         return [decode(r["data"], Order) for r in rows]
 
     async def authorizing_before(self, cutoff: datetime, limit: int = 100) -> list[str]:
@@ -210,18 +266,8 @@ class OrderStore:
         decides where the page continues)."""
         if not states:
             return []
-        args: list[Any] = []
-        parts: list[str] = []
-        for state in states:
-            if after is None:
-                parts.append(_QUEUE_FIRST)
-                args += [state, limit]
-            else:
-                parts += [_QUEUE_SAME, _QUEUE_LOWER]
-                args += [state, after, after, after, limit, state, after, limit]
-        sql = _QUEUE.format(parts=" UNION ALL ".join(
-            _QUEUE_PART.format(part, n) for n, part in enumerate(parts)))
-        rows = await self.db.run(sql, *args, limit)
+        sql, args = queue_statement(states, limit=limit, after=after)
+        rows = await self.db.run(sql, *args)
         if not rows and after is not None and await self.db.fetch_one(_PRIORITY, after) is None:
             raise NotFound("order", after)
         return [decode(r["data"], Order) for r in rows]

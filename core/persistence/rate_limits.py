@@ -22,6 +22,7 @@ from limits.aio.storage import Storage
 
 from ordnung.core.domain.common import utcnow
 from ordnung.core.persistence.database import Database
+from ordnung.core.persistence.generations import OBSERVED_COLUMNS, observe
 
 #: the upsert's head; one ``_ROW`` per counter follows, then ``_ON_CONFLICT``
 _INCREMENT = "INSERT INTO rate_limits (key, hits, expires_at) VALUES "
@@ -32,7 +33,7 @@ _ON_CONFLICT = (
     "ELSE rate_limits.hits + excluded.hits END, "
     "expires_at = CASE WHEN rate_limits.expires_at <= {} THEN excluded.expires_at "
     "ELSE rate_limits.expires_at END "
-    "RETURNING key, hits, expires_at")
+    f"RETURNING key, hits, expires_at, {OBSERVED_COLUMNS}")
 _HITS = "SELECT hits FROM rate_limits WHERE key = {} AND expires_at > {}"
 _EXPIRY = "SELECT expires_at FROM rate_limits WHERE key = {}"
 _CHECK = "SELECT 1 AS ok"
@@ -92,6 +93,8 @@ class DatabaseStorage(Storage):
         for hit in merged.values():
             args += [hit.key, hit.amount, now + timedelta(seconds=hit.expiry)]
         rows = await self.db.run(_increment(len(merged)), *args, now, now)
+        if rows:  # the request learns the generations here (``...persistence.generations``)
+            observe(rows[0])
         return {r["key"]: Count(int(r["hits"]), r["expires_at"]) for r in rows}
 
     async def get(self, key: str) -> int:

@@ -12,8 +12,9 @@ only by the outermost one: a block that joined an enclosing transaction re-raise
 the enclosing unit decides. Each try must start over from fresh reads: an object the
 failed try changed in memory is thrown away, never reused; side effects outside the
 database (a gateway call, an e-mail) belong before or after the transaction, never in
-the unit, so that a try that lost does not repeat them. Once ``TRIES`` tries lost,
-``TransientConflict`` goes to the caller (the API answers 409 ``conflict`` with
+the unit, so that a try that lost does not repeat them. Once the database's
+``transaction_tries`` (``TRIES`` unless configured) tries lost, ``TransientConflict``
+goes to the caller (the API answers 409 ``conflict`` with
 ``Retry-After``).
 """
 
@@ -22,18 +23,22 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 
 from ordnung.core.errors_db import TransientConflict
-from ordnung.core.persistence.database import Database
+
+if TYPE_CHECKING:  # the database takes its default number of tries from here
+    from ordnung.core.persistence.database import Database
 
 log = structlog.get_logger("ordnung.db")
 
 T = TypeVar("T")
 
-#: tries of one unit of work before ``TransientConflict`` reaches the caller
+#: tries of one unit of work before ``TransientConflict`` reaches the caller, unless
+#: the database was given another number (``EngineConfig.transaction_tries``,
+#: ``ORDNUNG_TRANSACTION_TRIES``): ``Database.transaction_tries`` is what counts
 TRIES = 4
 #: the first pause between tries (seconds), doubled for each further one, up to
 #: ``MAX_PAUSE_S``; each is drawn between half of it and all of it, so that the two
@@ -59,13 +64,14 @@ async def again(db: Database, exc: TransientConflict, lost: int,
     it: only its outermost unit can run again)."""
     if db.in_transaction() is not None:
         raise exc
-    if lost >= TRIES:
+    tries = db.transaction_tries
+    if lost >= tries:
         log.warning("transaction aborted by the database on every try; giving up",
                     sqlstate=exc.sqlstate, tries=lost)
         raise exc
     pause = pause_s(lost)
     log.warning("transaction aborted by the database to resolve a conflict; running it again",
-                sqlstate=exc.sqlstate, attempt=lost + 1, tries=TRIES,
+                sqlstate=exc.sqlstate, attempt=lost + 1, tries=tries,
                 pause_ms=round(pause * 1000, 1))
     if on_retry is not None:
         on_retry(exc.sqlstate)

@@ -47,6 +47,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -56,6 +57,19 @@ from piccolo.engine.sqlite import SQLiteEngine, SQLiteTransaction, TransactionTy
 from ordnung.core.errors import ConfigError
 
 log = structlog.get_logger("ordnung.db")
+
+
+def _datetime_in(value: datetime) -> str:
+    """A datetime as piccolo stores it in SQLite (in UTC, ``str``), without converting
+    one that is in UTC already: every write's timestamps pass through here."""
+    if value.tzinfo is not None and value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return str(value)
+
+
+# replaces piccolo's adapter (registered when its engine module was imported), whose
+# output this keeps
+sqlite3.register_adapter(datetime, _datetime_in)
 
 #: open connections per process: one per concurrent transaction, plus reads around them
 POOL_SIZE = 4

@@ -355,6 +355,17 @@ class WebhookAttemptRow(Table, tablename="webhook_attempts"):
 ALL_TABLES = (*ALL_TABLES, PluginRecordRow, WebhookEndpointRow, WebhookDeliveryRow,
               WebhookAttemptRow)
 
+
+class GenerationRow(Table, tablename="generations"):
+    """A counter raised by every write that makes kept credentials or variants stale
+    (``ordnung.core.persistence.generations``)."""
+
+    name = Varchar(length=32, primary_key=True)
+    value = BigInt()
+
+
+ALL_TABLES = (*ALL_TABLES, GenerationRow)
+
 #: primary keys of more than one column, in order (the class names the first)
 COMPOSITE_KEYS: dict[str, tuple[str, ...]] = {
     "external_refs": ("namespace", "reference"),

@@ -1,8 +1,14 @@
 """API keys and customer tokens: issued once, stored hashed, verified per request.
 
-Every request looks its key up in the database: there is no cache, so revoking a key,
-erasing a customer or signing out takes effect on every worker process before the call
-that did it returns. The look-up is one indexed statement.
+A worker keeps the credentials it has looked up (by the hash of the secret), each with
+the ``access`` generation it was read at (``ordnung.core.persistence.generations``).
+Revoking a key, ending or rotating a session, changing a key's scopes and erasing a
+customer raise that generation in their own transaction, and a request uses a kept
+credential only once it has seen the generation unchanged (``confirm``, before the
+request's handler runs). So revoking a key, erasing a customer or signing out takes
+effect on every worker process before the call that did it returns, as when every
+request looked its key up, and most requests no longer run the look-up: the generation
+comes back with a statement the request runs anyway.
 """
 
 from __future__ import annotations
@@ -11,17 +17,35 @@ import builtins
 import hashlib
 import secrets
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
 
 from ordnung.core.domain.access import ADMIN_SCOPES, ApiKey, IssuedKey, Kind, Principal
 from ordnung.core.domain.common import new_id, utcnow
 from ordnung.core.errors import Forbidden, InvalidInput, NotFound
+from ordnung.core.persistence import generations
 from ordnung.core.persistence.api_keys import ApiKeyStore
+from ordnung.core.persistence.generations import ACCESS, OBSERVED
 from ordnung.core.runtime import Runtime
 
 PREFIX = {"admin": "sk", "storefront": "pk", "customer": "ct"}
 #: the prefix of a signed-in customer's access token (looked up among sessions, not keys)
 SESSION_PREFIX = "ca_"
+#: credentials a worker keeps at most (the oldest kept goes first)
+KEPT_MAX = 10_000
+
+
+class Kept(msgspec.Struct, frozen=True):
+    """A credential as a worker keeps it: whom it stands for, until when it is good
+    by itself (None: until revoked), and the ``access`` generation it was read at."""
+
+    principal: Principal
+    expires_at: datetime | None
+    generation: int
+    session: bool
+
 
 def token_hash(secret: str) -> str:
     """How a random secret (key, token) is stored: SHA-256. The secrets carry 192 random
@@ -47,6 +71,8 @@ class AccessService:
         self.rt = rt
         self.keys = ApiKeyStore(rt.db)
         self.customer_token_ttl = timedelta(seconds=customer_token_ttl)
+        #: looked-up credentials by the hash of their secret (see the module docstring)
+        self._kept: dict[str, Kept] = {}
 
     async def issue(self, kind: Kind, *, name: str = "", scopes: Iterable[str] = (),
                     channel: str | None = None, customer_id: str | None = None,
@@ -92,21 +118,66 @@ class AccessService:
 
     async def verify(self, token: str) -> Principal | None:
         """The principal for a bearer token, or None: unknown, revoked, expired, or the
-        token of an erased customer. Looked up afresh on every call (no cache)."""
+        token of an erased customer. In a request (``generations.OBSERVED`` set) a
+        credential this worker has kept is returned without a statement, pending
+        ``confirm``; otherwise it is looked up."""
         digest = _hash(token)
         now = utcnow()
-        if token.startswith(SESSION_PREFIX):
-            session = await self.rt.accounts.session_by_access(digest, now)
-            if session is None:
-                return None
-            return Principal(key_id=session["id"], kind="customer", channel=session["channel"],
-                             customer_id=session["customer_id"], session=True)
-        row = await self.keys.live(digest, now, now - self.customer_token_ttl)
+        seen = OBSERVED.get()
+        if seen is not None:
+            kept = self._kept.get(digest)
+            if kept is not None and (kept.expires_at is None or kept.expires_at > now):
+                seen.pending = (digest, kept.generation)
+                return kept.principal
+        return await self._look_up(digest, token.startswith(SESSION_PREFIX), now)
+
+    async def confirm(self, principal: Principal) -> Principal | None:
+        """The principal a request may act as, once the credential ``verify`` returned
+        from what this worker kept is known to be current: the same principal if the
+        ``access`` generation is still the one it was read at, else the credential as
+        looked up again now (None: no longer good). A no-op for a credential that was
+        looked up in this request. Call before the request's handler runs."""
+        seen = OBSERVED.get()
+        if seen is None or seen.pending is None:
+            return principal
+        digest, read_at = seen.pending
+        seen.pending = None
+        if seen.access is None:
+            await generations.read(self.rt.db)
+        if seen.access == read_at:
+            return principal
+        kept = self._kept.pop(digest, None)
+        session = kept.session if kept is not None else principal.session
+        return await self._look_up(digest, session, utcnow())
+
+    async def _look_up(self, digest: str, session: bool, now: datetime) -> Principal | None:
+        """Look the credential up, keep it (or forget it), and note the generations."""
+        row: dict[str, Any] | None
+        if session:
+            row = await self.rt.accounts.session_by_access(digest, now)
+        else:
+            row = await self.keys.live(digest, now, now - self.customer_token_ttl)
         if row is None:
+            self._kept.pop(digest, None)
             return None
-        return Principal(key_id=row["id"], kind=row["kind"],
-                         scopes=frozenset(s for s in row["scopes"].split(",") if s),
-                         channel=row["channel"], customer_id=row["customer_id"])
+        generations.observe(row)
+        if session:
+            principal = Principal(key_id=row["id"], kind="customer", channel=row["channel"],
+                                  customer_id=row["customer_id"], session=True)
+            expires_at = row["access_expires_at"]
+        else:
+            principal = Principal(key_id=row["id"], kind=row["kind"],
+                                  scopes=frozenset(s for s in row["scopes"].split(",") if s),
+                                  channel=row["channel"], customer_id=row["customer_id"])
+            expires_at = row["expires_at"]
+            if expires_at is None and row["kind"] == "customer":
+                # issued before tokens had an expiry: good for the lifetime from issue
+                expires_at = row["created_at"] + self.customer_token_ttl
+        if len(self._kept) >= KEPT_MAX:
+            del self._kept[next(iter(self._kept))]
+        self._kept[digest] = Kept(principal, expires_at,
+                                  generations.generation(row, ACCESS), session)
+        return principal
 
     async def revoke(self, key_id: str, *, issuer: frozenset[str] | None = None) -> None:
         """Revoke a key; ``issuer`` as in ``issue``: a key revokes only keys whose scopes

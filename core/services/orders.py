@@ -29,6 +29,7 @@ from ordnung.core.errors_db import TransientConflict, is_unique_violation
 from ordnung.core.invariants import payment_secured
 from ordnung.core.lifecycle import CORE_MACHINES
 from ordnung.core.observe import Metrics, counts_placements
+from ordnung.core.persistence.database import Statement
 from ordnung.core.pricing import Buyer, PricingPipeline
 from ordnung.core.requests import PlaceOrder
 from ordnung.core.runtime import OrderChange, Runtime, bound
@@ -249,39 +250,50 @@ class OrderService:
             await self.rt.plugins.call(
                 "ordnung_claim_resources", order=order,
                 each=lambda plugin: {"store": self.rt.plugin_store(plugin)})
-            await change.commit(insert=True)
-            if cart_id:
+            marking = self._marking(cart, order.id) if cart_id else None
+            marked = await change.commit(insert=True, also=[marking] if marking else [])
+            if cart_id and marking is None:
                 await self._mark_placed(cart_id, cart, order.id)
+            elif cart_id and not marked[0]:
+                raise await self._not_placeable(cart_id)
             await key.end(order.id)
         return change
 
-    async def _mark_placed(self, cart_id: str, read: Cart | None, order_id: str) -> None:
-        """Mark the cart placed as ``order_id``, in the placement's transaction.
+    def _marking(self, read: Cart | None, order_id: str) -> Statement | None:
+        """The write that marks the cart the placement read before pricing (``read``)
+        as placed as ``order_id``, guarded by that read's version, to run with the
+        order's own writes: a cart that another placement took, or that changed after
+        it was priced, matches nothing, and the whole placement is refused and rolled
+        back without the cart being read again (only the refusal reads it, to say
+        which). None without an open read: ``_mark_placed`` then does it."""
+        if read is None or not read.is_open:
+            return None
+        cart = msgspec.structs.replace(read)
+        version = cart.version
+        cart.placed_as(order_id, utcnow())
+        return self.rt.carts.saving(cart, version)
 
-        ``read``: the cart as the placement read it before pricing. Its version guards
-        the save, so a cart that another placement took, or that changed after it was
-        priced, is refused (and the whole placement rolled back) without being read
-        again here; only that refusal reads it, to say which. Without it, the cart is
-        read and locked first."""
-        cart = (msgspec.structs.replace(read) if read is not None
-                else await self.rt.carts.get(cart_id, for_update=True))
+    async def _not_placeable(self, cart_id: str) -> Conflict:
+        """Why the guarded mark of ``_marking`` matched nothing."""
+        cart = await self.rt.carts.get(cart_id)
         if cart.is_open:
-            version = cart.version
-            cart.placed_as(order_id, utcnow())
-            try:
-                await self.rt.carts.save(cart, version)
-                return
-            except TransientConflict:
-                raise  # the transaction is gone: the placement runs again
-            except Conflict:
-                if read is None:
-                    raise
-                cart = await self.rt.carts.get(cart_id)
-                if cart.is_open:
-                    raise Conflict(f"cart {cart_id} changed while it was being placed; "
-                                   f"place it again", cart_id=cart_id) from None
-        raise Conflict(f"cart {cart_id} was already placed", cart_id=cart_id,
-                       order_id=cart.order_id)
+            return Conflict(f"cart {cart_id} changed while it was being placed; "
+                            f"place it again", cart_id=cart_id)
+        return Conflict(f"cart {cart_id} was already placed", cart_id=cart_id,
+                        order_id=cart.order_id)
+
+    async def _mark_placed(self, cart_id: str, read: Cart | None, order_id: str) -> None:
+        """Mark the cart placed as ``order_id`` in the placement's transaction, when the
+        placement had no open read of it: the cart is read and locked first (or, read
+        already placed, refused)."""
+        cart = read if read is not None else await self.rt.carts.get(cart_id, for_update=True)
+        if not cart.is_open:
+            raise Conflict(f"cart {cart_id} was already placed", cart_id=cart_id,
+                           order_id=cart.order_id)
+        cart = msgspec.structs.replace(cart)
+        version = cart.version
+        cart.placed_as(order_id, utcnow())
+        await self.rt.carts.save(cart, version)
 
     @staticmethod
     def _drop_gifts(order: Order, skipped: set[str]) -> None:

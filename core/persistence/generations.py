@@ -1,0 +1,91 @@
+"""Generations: shared counters that let a worker keep what it read and still never
+serve it stale.
+
+Two things are read on nearly every request and change rarely: the caller's credential
+(an API key, a customer token, a signed-in session) and the catalogue's variants. Each
+has a counter in the ``generations`` table, raised in the *same transaction* as every
+write that could make a kept copy wrong: ``access`` by revoking a key or a session,
+rotating a session's tokens, changing a key's scopes or erasing a customer;
+``catalog`` by any write to a variant. A worker keeps a copy together with the
+generation it was read at, and uses the copy only in a request that has seen the same
+generation.
+
+A request learns the current generations without a statement of its own: the first
+statement it runs anyway (the write's rate-limit count, an Idempotency-Key claim, the
+credential look-up on a miss) returns them beside its own columns (``OBSERVED_COLUMNS``),
+and ``observe`` records them for the rest of the request. Only a request that ran none
+of those (a read) asks for them on their own, in place of the look-up it saves. So a
+revocation that has committed is seen by the next request on every worker, as before
+the copies were kept; a worker never trusts a clock or a time to live.
+
+A missing row counts as generation 0 (tests empty every table between runs; the first
+raise inserts the row).
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Any
+
+from ordnung.core.persistence.database import Database
+
+ACCESS = "access"
+CATALOG = "catalog"
+
+#: columns any statement may add to what it returns, so the request sees the
+#: generations as of that statement
+OBSERVED_COLUMNS = (
+    "(SELECT value FROM generations WHERE name = 'access') AS access_generation, "
+    "(SELECT value FROM generations WHERE name = 'catalog') AS catalog_generation")
+_READ = f"SELECT {OBSERVED_COLUMNS}"
+_RAISE = ("INSERT INTO generations (name, value) VALUES ({}, 1) "
+          "ON CONFLICT (name) DO UPDATE SET value = generations.value + 1")
+
+
+class Observed:
+    """The generations one request has seen (None: not yet), and the credential it
+    still has to confirm against them."""
+
+    __slots__ = ("access", "catalog", "pending")
+
+    def __init__(self) -> None:
+        self.access: int | None = None
+        self.catalog: int | None = None
+        #: (token hash, the access generation its kept copy was read at), until confirmed
+        self.pending: tuple[str, int] | None = None
+
+
+#: the generations seen by the request this task serves; None outside a request (then
+#: nothing kept is used: every read goes to the database)
+OBSERVED: ContextVar[Observed | None] = ContextVar("ordnung_observed_generations",
+                                                   default=None)
+
+
+def observe(row: Any) -> None:
+    """Record the generations in ``row`` (a mapping with ``OBSERVED_COLUMNS``) for the
+    request being served, if any."""
+    seen = OBSERVED.get()
+    if seen is not None and row is not None:
+        seen.access = int(row["access_generation"] or 0)
+        seen.catalog = int(row["catalog_generation"] or 0)
+
+
+def generation(row: Any, name: str) -> int:
+    """The generation ``name`` in ``row`` (a mapping with ``OBSERVED_COLUMNS``)."""
+    return int(row[f"{name}_generation"] or 0)
+
+
+async def read(db: Database) -> Observed:
+    """The current generations in a statement of their own (a request that ran no other),
+    recorded for the request as well."""
+    row = (await db.run(_READ))[0]
+    observe(row)
+    seen = Observed()
+    seen.access, seen.catalog = generation(row, ACCESS), generation(row, CATALOG)
+    return seen
+
+
+async def raise_generation(db: Database, name: str) -> None:
+    """Raise ``name`` by one; call inside the transaction of the write it stands for, so
+    that both commit or neither does."""
+    await db.run(_RAISE, name)
