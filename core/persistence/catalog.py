@@ -90,17 +90,9 @@ class CatalogStore:
         if not skus:
             return {}
         wanted = sorted(set(skus))
-        seen = OBSERVED.get()
-        current = seen.catalog if seen is not None else None
-        if current is not None:
-            found: dict[str, Variant] = {}
-            for sku in wanted:
-                kept = self._kept.get(sku)
-                if kept is None or kept[0] != current:
-                    break
-                found[sku] = kept[1]
-            else:
-                return found
+        kept = self._current(wanted)
+        if kept is not None:
+            return kept
         rows = await self.db.run(_VARIANTS.format(", ".join("{}" for _ in wanted)), *wanted)
         read: dict[str, Variant] = {}
         for row in rows:
@@ -110,6 +102,20 @@ class CatalogStore:
                 del self._kept[next(iter(self._kept))]
             self._kept[variant.sku] = (int(row["catalog_generation"] or 0), variant)
         return read
+
+    def _current(self, skus: Sequence[str]) -> dict[str, Variant] | None:
+        """Every one of ``skus`` as kept at the generation this request has seen, or
+        None (outside a request, or one of them not kept at it)."""
+        seen = OBSERVED.get()
+        if seen is None or seen.catalog is None:
+            return None
+        found: dict[str, Variant] = {}
+        for sku in skus:
+            kept = self._kept.get(sku)
+            if kept is None or kept[0] != seen.catalog:
+                return None
+            found[sku] = kept[1]
+        return found
 
     async def variant(self, sku: str) -> Variant:
         found = await self.variants([sku])
