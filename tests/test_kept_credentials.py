@@ -8,6 +8,7 @@ on its very next request: a revocation that has returned is in force everywhere.
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,7 +24,7 @@ from tests.api_support import (
     order_body,
 )
 from tests.support import builtin_plugins
-from tests.test_edge_accounts import Mailbox, register
+from tests.test_edge_accounts import Mailbox, register, sign_in
 
 
 @asynccontextmanager
@@ -179,6 +180,79 @@ async def test_a_kept_key_and_kept_variants_cost_no_statement(database_url: str)
         finally:
             api.engine.db.run = original  # type: ignore[method-assign]
         assert not [s for s in sql if "FROM api_keys" in s or "FROM variants" in s], sql
+
+
+class Credential:
+    """A token in the interleaving below, and whether it should open the door."""
+
+    def __init__(self, headers: dict[str, str], live: bool = True, *,
+                 key_id: str | None = None, refresh_token: str | None = None) -> None:
+        self.headers, self.live = headers, live
+        self.key_id, self.refresh_token = key_id, refresh_token
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_random_interleavings_on_two_workers_never_let_an_ended_credential_in(
+        database_url: str, seed: int) -> None:
+    """Staff tokens and sessions are issued, used, revoked, signed out and refreshed
+    at random on either worker; every read and write on either worker answers as the
+    credential stands at that moment (a seeded walk: a failure names its seed)."""
+    rng = random.Random(seed)
+    async with two_workers(database_url) as workers:
+        shop = await workers[0].storefront("web")
+        customer = (await register(workers[0], shop))["customer"]
+        tokens: list[Credential] = []
+        answered: list[int] = []
+
+        async def issue(api: Api) -> None:
+            if rng.random() < 0.5:
+                issued = expect(await api.client.post(
+                    f"/customers/{customer['id']}/tokens", json={}, headers=api.admin), 201)
+                tokens.append(Credential(bearer(issued["secret"]), key_id=issued["key"]["id"]))
+            else:
+                session = expect(await sign_in(api, shop), 201)
+                tokens.append(Credential(bearer(session["access_token"]),
+                                         refresh_token=session["refresh_token"]))
+
+        async def use(api: Api, token: Credential) -> None:
+            wanted = 200 if token.live else 401
+            if rng.random() < 0.5:
+                response = await api.client.get("/orders", headers=token.headers)
+            else:
+                response = await api.client.post("/carts", json={"channel": "web"},
+                                                 headers=token.headers)
+                wanted = 201 if token.live else 401
+            assert response.status_code == wanted, (seed, response.text)
+            answered.append(response.status_code)
+
+        async def end(api: Api, token: Credential) -> None:
+            if token.key_id is not None:
+                expect(await api.client.delete(f"/admin/keys/{token.key_id}",
+                                               headers=api.admin), 204)
+                token.live = False
+            elif token.live and rng.random() < 0.5:
+                expect(await api.client.delete("/accounts/sessions/current",
+                                               headers=token.headers), 204)
+                token.live = False
+            elif token.live:  # a refresh: the old access token dies, a new one lives
+                renewed = expect(await api.client.post("/accounts/sessions/refresh", json={
+                    "refresh_token": token.refresh_token}, headers=shop), 200)
+                token.live = False
+                tokens.append(Credential(bearer(renewed["access_token"]),
+                                         refresh_token=renewed["refresh_token"]))
+
+        await issue(workers[0])
+        for _ in range(60):
+            api = workers[rng.randrange(2)]
+            roll = rng.random()
+            if roll < 0.15:
+                await issue(api)
+            elif roll < 0.35:
+                await end(api, rng.choice(tokens))
+            else:
+                await use(api, rng.choice(tokens))
+        # the walk let live credentials in and turned ended ones away, on both workers
+        assert 401 in answered and {200, 201} & set(answered), answered
 
 
 #: the modules whose writes to credentials and variants raise the generations (each
