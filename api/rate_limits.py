@@ -27,6 +27,10 @@ Each setting is a rate in the ``limits`` notation (``120/minute``, ``10/second``
 and behind ``Idempotency-Key`` handling, so the replay of a stored answer is not
 counted again; a 429 is never kept as a key's answer (``ordnung.core.services.
 idempotency``), so the same request with the same key passes once the window is over.
+
+The counting statement also brings back the generations that confirm a key this worker
+kept (``ordnung.core.persistence.generations``): a kept key revoked meanwhile is counted
+by the statement that then finds it revoked, and answers 401 before anything runs.
 """
 
 from __future__ import annotations
