@@ -19,7 +19,13 @@ from ordnung.core.domain.inventory import Channel, Location
 from ordnung.core.errors import NotFound
 from ordnung.core.persistence.codec import decode, encode
 from ordnung.core.persistence.database import Database
-from ordnung.core.persistence.generations import CATALOG, OBSERVED, raise_generation
+from ordnung.core.persistence.generations import (
+    CATALOG,
+    OBSERVED,
+    column,
+    generation,
+    raise_generation,
+)
 
 #: variants a worker keeps at most (the oldest kept goes first)
 KEPT_MAX = 50_000
@@ -40,8 +46,7 @@ _UPDATE_VARIANT = ("UPDATE variants SET product_id = {}, barcode = {}, active = 
                    "WHERE sku = {}")
 _INSERT_VARIANT = ("INSERT INTO variants (sku, product_id, barcode, active, data) "
                    "VALUES ({}, {}, {}, {}, {})")
-_VARIANTS = ("SELECT data, (SELECT value FROM generations WHERE name = 'catalog') "
-             "AS catalog_generation FROM variants WHERE sku IN ({})")
+_VARIANTS = f"SELECT data, {column(CATALOG)} FROM variants WHERE sku IN ({{}})"
 _LOCATION_EXISTS = "SELECT 1 AS found FROM locations WHERE id = {}"
 _UPDATE_LOCATION = "UPDATE locations SET name = {}, priority = {}, active = {} WHERE id = {}"
 _INSERT_LOCATION = ("INSERT INTO locations (id, name, priority, active) "
@@ -100,7 +105,7 @@ class CatalogStore:
             read[variant.sku] = variant
             if len(self._kept) >= KEPT_MAX and variant.sku not in self._kept:
                 del self._kept[next(iter(self._kept))]
-            self._kept[variant.sku] = (int(row["catalog_generation"] or 0), variant)
+            self._kept[variant.sku] = (generation(row, CATALOG), variant)
         return read
 
     def _current(self, skus: Sequence[str]) -> dict[str, Variant] | None:

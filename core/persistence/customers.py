@@ -28,14 +28,11 @@ class CustomerStore:
     async def save(self, customer: Customer) -> None:
         """An erased customer's credentials stop working with the erasure: kept copies of
         them are stale."""
-        if not customer.erased:
-            await self.db.run(_SAVE, customer.email, customer.erased, encode(customer),
-                              customer.id)
-            return
         async with self.db.transaction():
             await self.db.run(_SAVE, customer.email, customer.erased, encode(customer),
                               customer.id)
-            await raise_generation(self.db, ACCESS)
+            if customer.erased:
+                await raise_generation(self.db, ACCESS)
 
     async def get(self, customer_id: str) -> Customer:
         row = await self.db.fetch_one(_GET, customer_id)

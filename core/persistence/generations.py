@@ -32,11 +32,17 @@ from ordnung.core.persistence.database import Database
 ACCESS = "access"
 CATALOG = "catalog"
 
+
+
+def column(name: str) -> str:
+    """The generation ``name`` as a column (``<name>_generation``) a statement may add
+    to what it returns."""
+    return f"(SELECT value FROM generations WHERE name = '{name}') AS {name}_generation"
+
+
 #: columns any statement may add to what it returns, so the request sees the
 #: generations as of that statement
-OBSERVED_COLUMNS = (
-    "(SELECT value FROM generations WHERE name = 'access') AS access_generation, "
-    "(SELECT value FROM generations WHERE name = 'catalog') AS catalog_generation")
+OBSERVED_COLUMNS = f"{column(ACCESS)}, {column(CATALOG)}"
 _READ = f"SELECT {OBSERVED_COLUMNS}"
 _RAISE = ("INSERT INTO generations (name, value) VALUES ({}, 1) "
           "ON CONFLICT (name) DO UPDATE SET value = generations.value + 1")
@@ -75,14 +81,10 @@ def generation(row: Any, name: str) -> int:
     return int(row[f"{name}_generation"] or 0)
 
 
-async def read(db: Database) -> Observed:
-    """The current generations in a statement of their own (a request that ran no other),
-    recorded for the request as well."""
-    row = (await db.run(_READ))[0]
-    observe(row)
-    seen = Observed()
-    seen.access, seen.catalog = generation(row, ACCESS), generation(row, CATALOG)
-    return seen
+async def read(db: Database) -> None:
+    """Record the current generations for the request, read in a statement of their own
+    (for a request that ran no statement that brings them back)."""
+    observe((await db.run(_READ))[0])
 
 
 async def raise_generation(db: Database, name: str) -> None:
