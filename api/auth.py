@@ -25,7 +25,7 @@ from ordnung.api.asgi import Receive, Scope, Send
 from ordnung.core import Engine
 from ordnung.core.domain.access import Principal
 from ordnung.core.errors import InvalidCredentials, InvalidInput, NotFound
-from ordnung.core.persistence.generations import OBSERVED, Observed
+from ordnung.core.persistence.generations import Observed
 from ordnung.core.requests import PlaceOrder
 
 PUBLIC_PATHS = ["/health", "/schema"]
@@ -53,11 +53,8 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # what this request sees of the generations (``ordnung.core.persistence.
         # generations``), for this request only
-        token = OBSERVED.set(Observed())
-        try:
+        with Observed().serving():
             await super().__call__(scope, receive, send)
-        finally:
-            OBSERVED.reset(token)
 
     async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]
                                    ) -> AuthenticationResult:

@@ -8,13 +8,18 @@ on its very next request: a revocation that has returned is in force everywhere.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import msgspec
 import pytest
 
+from ordnung.core import Engine
+from ordnung.core.persistence.generations import Observed
+from ordnung.core.persistence.generations import read as read_generations
 from tests.api_support import (
     Api,
     api_client,
@@ -274,3 +279,26 @@ def test_only_the_modules_that_raise_the_generations_write_what_workers_keep() -
     found = {str(path.relative_to(root)) for folder in ("core", "api", "plugins", "plugin")
              for path in (root / folder).rglob("*.py") if writes.search(path.read_text())}
     assert found <= _RAISERS, sorted(found - _RAISERS)
+
+
+async def test_work_that_outlives_its_request_reads_variants_afresh(engine: Engine) -> None:
+    """A task a request starts (a plugin's reaction, a delivery) carries the request's
+    context, generations and all; once the request is over it must not go on trusting
+    them, or it would price from a variant changed since."""
+    resume = asyncio.Event()
+    prices: list[int] = []
+
+    async def outlives_the_request() -> None:
+        await resume.wait()
+        prices.append((await engine.catalog.variant("MUG")).prices["EUR"])
+
+    with Observed().serving():
+        await read_generations(engine.db)
+        assert (await engine.catalog.variant("MUG")).prices["EUR"] == 1200  # kept
+        task = asyncio.create_task(outlives_the_request())
+    mug = await engine.catalog.product("mug")
+    await engine.catalog.upsert_product(msgspec.structs.replace(mug, variants=[
+        msgspec.structs.replace(v, prices={"EUR": 1500}) for v in mug.variants]))
+    resume.set()
+    await task
+    assert prices == [1500]

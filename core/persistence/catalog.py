@@ -21,8 +21,8 @@ from ordnung.core.persistence.codec import decode, encode
 from ordnung.core.persistence.database import Database
 from ordnung.core.persistence.generations import (
     CATALOG,
-    OBSERVED,
     column,
+    current,
     generation,
     raise_generation,
 )
@@ -111,7 +111,7 @@ class CatalogStore:
     def _current(self, skus: Sequence[str]) -> dict[str, Variant] | None:
         """Every one of ``skus`` as kept at the generation this request has seen, or
         None (outside a request, or one of them not kept at it)."""
-        seen = OBSERVED.get()
+        seen = current()
         if seen is None or seen.catalog is None:
             return None
         found: dict[str, Variant] = {}

@@ -24,6 +24,8 @@ raise inserts the row).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -50,15 +52,29 @@ _RAISE = ("INSERT INTO generations (name, value) VALUES ({}, 1) "
 
 class Observed:
     """The generations one request has seen (None: not yet), and the credential it
-    still has to confirm against them."""
+    still has to confirm against them. Closed when the request's answer has gone: a
+    task the request started carries this object in its context, and must not go on
+    trusting the generations the request saw (``current``)."""
 
-    __slots__ = ("access", "catalog", "pending")
+    __slots__ = ("access", "catalog", "open", "pending")
 
     def __init__(self) -> None:
         self.access: int | None = None
         self.catalog: int | None = None
         #: (token hash, the access generation its kept copy was read at), until confirmed
         self.pending: tuple[str, int] | None = None
+        self.open = True
+
+    @contextmanager
+    def serving(self) -> Iterator[Observed]:
+        """The generations of the request served inside the block (``OBSERVED``), closed
+        once it is over."""
+        token = OBSERVED.set(self)
+        try:
+            yield self
+        finally:
+            self.open = False
+            OBSERVED.reset(token)
 
 
 #: the generations seen by the request this task serves; None outside a request (then
@@ -67,10 +83,17 @@ OBSERVED: ContextVar[Observed | None] = ContextVar("ordnung_observed_generations
                                                    default=None)
 
 
+def current() -> Observed | None:
+    """What the request this task serves has seen, while it is being served; None
+    outside a request, and in work that outlives its request."""
+    seen = OBSERVED.get()
+    return seen if seen is not None and seen.open else None
+
+
 def observe(row: Any) -> None:
     """Record the generations in ``row`` (a mapping with ``OBSERVED_COLUMNS``) for the
     request being served, if any."""
-    seen = OBSERVED.get()
+    seen = current()
     if seen is not None and row is not None:
         seen.access = int(row["access_generation"] or 0)
         seen.catalog = int(row["catalog_generation"] or 0)

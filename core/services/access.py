@@ -27,7 +27,7 @@ from ordnung.core.domain.common import new_id, utcnow
 from ordnung.core.errors import Forbidden, InvalidInput, NotFound
 from ordnung.core.persistence import generations
 from ordnung.core.persistence.api_keys import ApiKeyStore
-from ordnung.core.persistence.generations import ACCESS, OBSERVED
+from ordnung.core.persistence.generations import ACCESS, current
 from ordnung.core.runtime import Runtime
 
 PREFIX = {"admin": "sk", "storefront": "pk", "customer": "ct"}
@@ -118,12 +118,12 @@ class AccessService:
 
     async def verify(self, token: str) -> Principal | None:
         """The principal for a bearer token, or None: unknown, revoked, expired, or the
-        token of an erased customer. In a request (``generations.OBSERVED`` set) a
+        token of an erased customer. In a request (``generations.current()``) a
         credential this worker has kept is returned without a statement, pending
         ``confirm``; otherwise it is looked up."""
         digest = _hash(token)
         now = utcnow()
-        seen = OBSERVED.get()
+        seen = current()
         if seen is not None:
             kept = self._kept.get(digest)
             if kept is not None and (kept.expires_at is None or kept.expires_at > now):
@@ -137,7 +137,7 @@ class AccessService:
         ``access`` generation is still the one it was read at, else the credential as
         looked up again now (None: no longer good). A no-op for a credential that was
         looked up in this request. Call before the request's handler runs."""
-        seen = OBSERVED.get()
+        seen = current()
         if seen is None or seen.pending is None:
             return principal
         digest, read_at = seen.pending
