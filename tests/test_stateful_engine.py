@@ -61,7 +61,7 @@ from ordnung.core.errors import (
     PaymentDeclined,
 )
 from ordnung.core.invariants import payment_secured
-from ordnung.core.lifecycle import CORE_MACHINES
+from ordnung.core.lifecycle import CORE_MACHINES, Lifecycle
 from ordnung.plugins.carriers.flat_rate import FlatRate
 from ordnung.plugins.channels.channel_log import ChannelLog
 from ordnung.plugins.payments.sandbox import SandboxGateway
@@ -77,6 +77,7 @@ EXPECTED_ERRORS = (IllegalTransition, InvariantViolation, InvalidInput, OutOfSto
 
 ORDER = CORE_MACHINES["order"]
 PAYMENT = CORE_MACHINES["payment"]
+LIFECYCLE = Lifecycle(CORE_MACHINES)
 
 SKUS = ["SHIRT-M", "MUG", "POSTER", "GIFT-TOTE"]
 #: variants never sold on their own (the free tote bag): only the gift rule adds them
@@ -157,17 +158,12 @@ def _encode(order: Order) -> bytes:
 
 
 def pickable(order: Order, capability: str) -> Payment | None:
-    """The payment an operation without ``payment_id`` works on (the documented order)."""
-    wanted = {"capture": ("authorized", "partially_captured", "awaiting_payment",
-                          "awaiting_confirmation", "pending"),
-              "refund": ("captured", "partially_captured", "partially_refunded"),
-              "void": ("authorized", "partially_captured", "awaiting_payment",
-                       "awaiting_confirmation", "pending")}[capability]
-    for status in wanted:
-        for p in order.payments:
-            if p.status == status:
-                return p
-    return None
+    """The payment an operation without ``payment_id`` works on, by the lifecycle's
+    documented preference (``Lifecycle.payment_preference``: money a gateway answered
+    for first, the unanswered last), the earliest made among equals."""
+    ranked = [(rank, index, p) for index, p in enumerate(order.payments)
+              if (rank := LIFECYCLE.payment_preference(p, capability)) is not None]
+    return min(ranked, key=lambda entry: entry[:2])[2] if ranked else None
 
 
 def can_capture(order: Order, amount: int | None,
