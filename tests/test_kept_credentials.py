@@ -166,7 +166,8 @@ async def test_a_price_changed_on_one_worker_is_charged_by_another_at_once(
 
 async def test_a_kept_key_and_kept_variants_cost_no_statement(database_url: str) -> None:
     """The second placement with the same key and SKUs neither looks the key up nor
-    reads the variants: the write's rate-limit count brings both generations back."""
+    reads the variants: one small statement brings both generations back (the write is
+    counted from the worker's share of its rate limits)."""
     async with api_client(database_url) as api:
         shop = await api.storefront("web")
         sql: list[str] = []

@@ -38,6 +38,7 @@ from ordnung.core.errors import InvalidInput
 from ordnung.core.errors_db import is_transient, is_unavailable, transient, unavailable
 from ordnung.core.persistence import clock
 from ordnung.core.persistence.fence import WRITE_FENCE, is_write
+from ordnung.core.persistence.generations import OBSERVED
 from ordnung.core.persistence.postgres_engine import TimedPostgresEngine, Timeouts
 from ordnung.core.persistence.postgres_transaction import SafePostgresTransaction
 from ordnung.core.persistence.retrying import TRIES
@@ -296,6 +297,9 @@ class Database:
         The driver is called directly (not through piccolo's query builder, whose
         per-value conversion cost more CPU than the statements): a transaction's own
         connection, or else the engine's pool."""
+        seen = OBSERVED.get()
+        if seen is not None and seen.gate is not None and is_write(sql):
+            await seen.through_gate()  # a kept credential confirmed before the first write
         query = self._dialect(sql)
         self._statements += 1
         tally = _TALLY.get()

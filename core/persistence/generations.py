@@ -10,13 +10,21 @@ rotating a session's tokens, changing a key's scopes or erasing a customer;
 generation it was read at, and uses the copy only in a request that has seen the same
 generation.
 
-A request learns the current generations without a statement of its own: the first
-statement it runs anyway (the write's rate-limit count, an Idempotency-Key claim, the
-credential look-up on a miss) returns them beside its own columns (``OBSERVED_COLUMNS``),
-and ``observe`` records them for the rest of the request. Only a request that ran none
-of those (a read) asks for them on their own, in place of the look-up it saves. So a
-revocation that has committed is seen by the next request on every worker, as before
-the copies were kept; a worker never trusts a clock or a time to live.
+A request learns the current generations without a statement of its own: a statement
+it runs anyway (the write's rate-limit count, an Idempotency-Key claim, the credential
+look-up on a miss, the read of the cart it works on) returns them beside its own columns
+(``OBSERVED_COLUMNS``), and ``observe`` records them for the rest of the request.
+
+A kept credential must be confirmed against them before the request changes anything
+and before its answer goes out. When no statement has brought them by the time the
+route runs, the confirmation waits at a *gate* (``Observed.gate``): ``Database.run``
+passes it before the request's first write, and the HTTP layer before the first byte
+of the answer. Usually a read the route makes first (its cart) has brought the
+generations by then and the gate costs nothing; else it asks for them in one statement
+of its own, in place of the look-up it saves. So a revocation that has committed is
+seen by the next request on every worker, as before the copies were kept: nothing is
+written for it and nothing answered to it; a worker never trusts a clock or a time to
+live.
 
 A missing row counts as generation 0 (tests empty every table between runs; the first
 raise inserts the row).
@@ -24,12 +32,14 @@ raise inserts the row).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ordnung.core.persistence.database import Database
+if TYPE_CHECKING:
+    from ordnung.core.persistence.database import Database
 
 ACCESS = "access"
 CATALOG = "catalog"
@@ -56,14 +66,32 @@ class Observed:
     task the request started carries this object in its context, and must not go on
     trusting the generations the request saw (``current``)."""
 
-    __slots__ = ("access", "catalog", "open", "pending")
+    __slots__ = ("_passing", "access", "catalog", "gate", "open", "pending")
 
     def __init__(self) -> None:
         self.access: int | None = None
         self.catalog: int | None = None
         #: (token hash, the access generation its kept copy was read at), until confirmed
         self.pending: tuple[str, int] | None = None
+        #: what must run before the request's first write and its answer (the kept
+        #: credential's confirmation, deferred until a statement brings the generations)
+        self.gate: Callable[[], Awaitable[None]] | None = None
+        self._passing: asyncio.Lock | None = None
         self.open = True
+
+    async def through_gate(self) -> None:
+        """Run the gate, once for the request even if tasks it started write at the same
+        time: nobody passes before it has passed. A gate that raised stays shut (it
+        raises again for every later write)."""
+        if self.gate is None:
+            return
+        if self._passing is None:
+            self._passing = asyncio.Lock()
+        async with self._passing:
+            gate = self.gate
+            if gate is not None:
+                await gate()
+                self.gate = None
 
     @contextmanager
     def serving(self) -> Iterator[Observed]:
