@@ -7,16 +7,23 @@ anyway (``ordnung.core.persistence.generations``):
 
 * a write's rate-limit count or its Idempotency-Key claim, which run before the route:
   the credential is confirmed before the route runs, as if it had been looked up;
-* otherwise the first read the route makes of what it works on (its cart). The
-  confirmation then waits at the request's gate, which ``Database.run`` passes before
-  the first write and this layer before the first byte of the answer. If no statement
-  has brought the generation by then, the gate asks for it in one statement.
+* otherwise a statement the route makes anyway: the read of its cart, or the stock
+  reservation of a placement. The confirmation then waits at the request's gate, which
+  ``Database.run`` passes before the first write (just after it, for a write inside a
+  transaction that brings the generation back itself: a refusal rolls it back), and
+  this layer before the first byte of the answer. If no statement has brought the
+  generation by then, the gate asks for it in one statement.
+
+Until the gate, the route may also have priced with variants the worker kept, at a
+``catalog`` generation it had not yet seen (``Observed.assume_catalog``); the gate
+checks that generation too.
 
 A credential that is no longer good answers 401, and nothing was written for it (its
 first write is where the gate stopped it; a transaction it had begun rolls back). A
 credential whose scopes changed meanwhile is looked up again, and the route is run
-once more as the credential now stands: until the gate, it had only read, so running it
-again is safe; its guards then decide with the current scopes.
+once more as the credential now stands (its guards then decide with the current
+scopes); so is a route that priced with variants changed meanwhile. Until the gate
+nothing was written (or it is rolled back), so running it again is safe.
 """
 
 from __future__ import annotations
@@ -37,8 +44,8 @@ REVOKED = "unknown or revoked key"
 
 
 class CredentialChanged(Exception):
-    """The kept credential's scopes changed before the route wrote or answered: run the
-    route again as the credential now stands (never seen outside this module)."""
+    """The kept credential's scopes, or the variants the route used, changed before the
+    route committed or answered: run the route again (never seen outside this module)."""
 
 
 class _Deferred:
@@ -56,8 +63,8 @@ class _Deferred:
             found = await self.engine.access.confirm(self.principal, self.seen)
             if found is None:
                 self.refused = NotAuthorizedException(REVOKED)
-            elif found != self.principal:
-                self.changed = found
+            elif found != self.principal or self.seen.stale():
+                self.changed = found  # or the variants it used changed: run it again
         if self.refused is not None:
             raise self.refused
         if self.changed is not None:
@@ -114,7 +121,7 @@ class ConfirmCredentialMiddleware:
             raise gate.refused  # nothing was sent: the 401 of an unknown key
         if gate.changed is not None:
             scope["user"] = scope["auth"] = gate.changed
-            seen.gate = None
+            seen.gate = seen.assumed = None
             await self.app(scope, _again(heard, receive), send)
 
 
