@@ -61,6 +61,10 @@ async def test_a_storefront_key_revoked_elsewhere_changes_no_cart_and_places_not
         expect_problem(await c.post(f"/carts/{cart_id}/order", json={
             "payment": {"gateway": "sandbox", "token": "tok_success"}}, headers=holding),
             401, "unauthorized")
+        # a new cart: its insert brought the generation back, and is rolled back
+        carts = await second.engine.db.fetch("SELECT COUNT(*) AS n FROM carts")
+        expect_problem(await c.post("/carts", json={}, headers=shop), 401, "unauthorized")
+        assert await second.engine.db.fetch("SELECT COUNT(*) AS n FROM carts") == carts
         assert (await second.engine.carts.get(cart_id)).version == before
         assert await second.order_count() == orders
         assert await second.levels() == levels

@@ -9,7 +9,8 @@ from ordnung.core.persistence.database import Database, Statement
 from ordnung.core.persistence.generations import OBSERVED_COLUMNS, observe
 
 _INSERT = ("INSERT INTO carts (id, customer_id, channel, status, data, version, created_at, "
-           "updated_at, token_hash) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {})")
+           "updated_at, token_hash) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}) "
+           f"RETURNING {OBSERVED_COLUMNS}")
 #: a cart's reads bring the generations back (``...persistence.generations``): a
 #: request working on a cart needs no statement of its own to confirm a kept key
 _WITH_TOKEN = f"SELECT data, token_hash, {OBSERVED_COLUMNS} FROM carts WHERE id = {{}}"
@@ -26,9 +27,13 @@ class CartStore:
         self._get_locked = _GET + db.lock_suffix
 
     async def insert(self, cart: Cart, token_hash: str | None = None) -> None:
-        await self.db.run(_INSERT, cart.id, cart.customer_id, cart.channel, cart.status,
-                          encode(cart), cart.version, cart.created_at, cart.updated_at,
-                          token_hash)
+        """In a transaction of its own: the insert brings the generations back, and a
+        request whose kept key they show revoked rolls it back (``...generations``)."""
+        async with self.db.transaction():
+            rows = await self.db.run(_INSERT, cart.id, cart.customer_id, cart.channel,
+                                     cart.status, encode(cart), cart.version,
+                                     cart.created_at, cart.updated_at, token_hash)
+            observe(rows[0])
 
     async def get_with_token(self, cart_id: str) -> tuple[Cart, str | None]:
         """The cart and the hash of its guest token (None for customers' carts)."""
