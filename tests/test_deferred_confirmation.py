@@ -32,7 +32,7 @@ async def ready_guest_cart(api: Api, headers: dict[str, str]) -> tuple[str, dict
     return cart["id"], holding
 
 
-async def counted_statements(api: Api) -> int:
+async def counted_writes(api: Api) -> int:
     rows = await api.engine.db.fetch("SELECT SUM(hits) AS n FROM rate_limits")
     return int(rows[0]["n"] or 0)
 
@@ -43,7 +43,7 @@ async def test_a_storefront_key_revoked_elsewhere_changes_no_cart_and_places_not
         issued = await first.issue_key("storefront", channel="web")
         shop = bearer(issued["secret"])
         cart_id, holding = await ready_guest_cart(second, shop)
-        counted = await counted_statements(second)
+        counted = await counted_writes(second)
         before = (await second.engine.carts.get(cart_id)).version
         levels, orders = await second.levels(), await second.order_count()
         await first.revoke(issued["key"]["id"])
@@ -55,7 +55,7 @@ async def test_a_storefront_key_revoked_elsewhere_changes_no_cart_and_places_not
         # counted from the worker's share (no counting statement ran): the cart read
         # brought the new generation, the key was looked up again and found revoked
         assert spent.statements == 2
-        assert await counted_statements(second) == counted
+        assert await counted_writes(second) == counted
         expect_problem(await c.get(f"/carts/{cart_id}", headers=holding), 401,
                        "unauthorized")
         expect_problem(await c.post(f"/carts/{cart_id}/order", json={
