@@ -39,9 +39,11 @@ def is_ide_page(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
     """A browser's request for the GraphiQL page without a key: ``GET /graphql`` asking
     for HTML, with no query to run (strawberry answers it with the page, which holds no
     data, and runs nothing). Every query the page then sends needs a key."""
-    return (connection.scope.get("method") == "GET" and connection.url.path == GRAPHQL_PATH
-            and "query" not in connection.query_params
+    # the cheap tests first: most requests carry a key (the URL is built only without)
+    return (connection.scope.get("method") == "GET"
             and "authorization" not in connection.headers
+            and connection.url.path == GRAPHQL_PATH
+            and "query" not in connection.query_params
             and "text/html" in connection.headers.get("accept", ""))
 
 
