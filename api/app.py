@@ -23,7 +23,8 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp
 
 from ordnung.api.access import AccessDocs
-from ordnung.api.auth import PUBLIC_PATHS, BearerAuthMiddleware, ConfirmCredentialMiddleware
+from ordnung.api.auth import PUBLIC_PATHS, BearerAuthMiddleware
+from ordnung.api.confirming import ConfirmCredentialMiddleware
 from ordnung.api.decoding import strict_input
 from ordnung.api.docs_pages import docs_assets_router, docs_render_plugins
 from ordnung.api.draining import DrainMiddleware
@@ -44,6 +45,7 @@ from ordnung.api.problems import (
     handle_unexpected,
 )
 from ordnung.api.rate_limits import WriteLimits, WriteRateLimitMiddleware
+from ordnung.api.rate_shares import Shares
 from ordnung.api.routes.accounts import AccountController
 from ordnung.api.routes.admin import AdminController
 from ordnung.api.routes.carts import CartController
@@ -161,7 +163,8 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
                              DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS),
                              IdempotencyMiddleware,
                              DefineMiddleware(cast(Any, WriteRateLimitMiddleware),
-                                              limits=rate_limits or WriteLimits.from_env()),
+                                              limits=rate_limits or WriteLimits.from_env(),
+                                              shares=Shares()),
                              ConfirmCredentialMiddleware]
     with warnings.catch_warnings():
         # strawberry's litestar controller leaves its dependencies to be inferred, which

@@ -21,7 +21,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
 from ordnung.api.access import declare
-from ordnung.api.asgi import Receive, Scope, Send
+from ordnung.api.asgi import Scope
 from ordnung.core import Engine
 from ordnung.core.domain.access import Principal
 from ordnung.core.errors import InvalidCredentials, InvalidInput, NotFound
@@ -39,16 +39,18 @@ def is_ide_page(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
     """A browser's request for the GraphiQL page without a key: ``GET /graphql`` asking
     for HTML, with no query to run (strawberry answers it with the page, which holds no
     data, and runs nothing). Every query the page then sends needs a key."""
-    return (connection.scope.get("method") == "GET" and connection.url.path == GRAPHQL_PATH
-            and "query" not in connection.query_params
+    # the cheap tests first: most requests carry a key (the URL is built only without)
+    return (connection.scope.get("method") == "GET"
             and "authorization" not in connection.headers
+            and connection.url.path == GRAPHQL_PATH
+            and "query" not in connection.query_params
             and "text/html" in connection.headers.get("accept", ""))
 
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
     """Who is calling. A credential the worker kept is taken as it was kept and
-    confirmed later in the request (``ConfirmCredentialMiddleware``), once a statement
-    the request runs anyway has brought the ``access`` generation back."""
+    confirmed later in the request (``ordnung.api.confirming``), once a statement the
+    request runs anyway has brought the ``access`` generation back."""
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # what this request sees of the generations (``ordnung.core.persistence.
@@ -77,25 +79,8 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         return AuthenticationResult(user=principal, auth=principal)
 
 
-class ConfirmCredentialMiddleware:
-    """The innermost layer before the route: a credential that ``BearerAuthMiddleware``
-    took from what the worker kept is confirmed current (``AccessService.confirm``),
-    or the request answers 401 as if it had been looked up. Usually free: the write's
-    rate-limit count or its Idempotency-Key claim brought the generation back; a read
-    asks for it in one statement, in place of the look-up."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        principal = scope.get("user")
-        if isinstance(principal, Principal):
-            await confirmed(scope, principal)
-        await self.app(scope, receive, send)
-
-
 async def confirmed(scope: Scope, principal: Principal) -> Principal:
-    """``principal`` confirmed current (see ``ConfirmCredentialMiddleware``); the request
+    """``principal`` confirmed current (see ``ordnung.api.confirming``); the request
     acts as the credential looked up again if it changed; 401 if it is no longer good."""
     engine: Engine = scope["app"].state.engine
     current = await engine.access.confirm(principal)

@@ -106,6 +106,46 @@ def pool_use(engine: Engine) -> tuple[int, int]:
     return engine.db.pool_use()
 
 
+#: the (open, in use) figures last written to the pool gauges by this process (a
+#: forked child starts with gauges of its own: it writes its first figures)
+_pool_written: list[tuple[int, int] | None] = [None]
+os.register_at_fork(after_in_child=lambda: _pool_written.__setitem__(0, None))
+
+
+def record_pool(engine: Engine) -> tuple[int, int]:
+    """Set the pool gauges to ``engine``'s figures; a gauge already showing its figure
+    is not written again (in multiprocess mode each write goes to a shared file)."""
+    figures = pool_use(engine)
+    if figures != _pool_written[0]:
+        DB_OPEN.set(figures[0])
+        DB_IN_USE.set(figures[1])
+        _pool_written[0] = figures
+    return figures
+
+
+class RequestSeries:
+    """The request counter's and the latency histogram's series, looked up once each.
+
+    ``labels(...)`` builds the label tuple and takes the metric's lock on every call;
+    the series it returns stays the same for the life of the process (nothing here
+    removes one), so each is kept by its labels."""
+
+    def __init__(self) -> None:
+        self.counters: dict[tuple[str, str, int], Any] = {}
+        self.latencies: dict[tuple[str, str], Any] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        counter = self.counters.get((method, route, status))
+        if counter is None:
+            counter = self.counters[method, route, status] = REQUESTS.labels(
+                method, route, str(status))
+        counter.inc()
+        latency = self.latencies.get((method, route))
+        if latency is None:
+            latency = self.latencies[method, route] = LATENCY.labels(method, route)
+        latency.observe(seconds)
+
+
 def route_of(scope: Scope) -> str:
     """The route's template (``/orders/{order_id:str}``), set by litestar's router; a
     path no route serves has none."""
@@ -118,6 +158,7 @@ class HttpMetricsMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app: Any = app
+        self.series = RequestSeries()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -136,14 +177,11 @@ class HttpMetricsMiddleware:
             await self.app(scope, receive, observe)
         finally:
             method = scope["method"] if scope["method"] in METHODS else "other"
-            route = route_of(scope)
-            REQUESTS.labels(method, route, str(status or 500)).inc()
-            LATENCY.labels(method, route).observe(time.perf_counter() - started)
+            self.series.observe(method, route_of(scope), status or 500,
+                                time.perf_counter() - started)
             engine = getattr(getattr(scope.get("app"), "state", None), "engine", None)
             if isinstance(engine, Engine) and engine.db.engine is not None:
-                opened, in_use = pool_use(engine)
-                DB_OPEN.set(opened)
-                DB_IN_USE.set(in_use)
+                record_pool(engine)
 
 
 async def database_families(engine: Engine) -> list[GaugeMetricFamily]:
@@ -174,9 +212,7 @@ class _Families:
 async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Prometheus metrics of every worker (text format)."""
     engine: Engine = request.app.state.engine
-    opened, in_use = pool_use(engine)
-    DB_OPEN.set(opened)
-    DB_IN_USE.set(in_use)
+    record_pool(engine)
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

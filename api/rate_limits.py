@@ -17,10 +17,13 @@ the counts. Who is counted:
   (``ordnung.api.client_ip``): a client's own ``X-Forwarded-For`` is never believed.
   Admin keys are not counted per address: their address is their server's.
 
-All the counts a write is part of are raised together, in one statement
-(``DatabaseStorage.incr_many``), and the write is refused if any of them is over its
-limit; a refused write counts against every one of them, as it does against the limit
-that refused it.
+A worker takes its counts in shares (``ordnung.api.rate_shares``): most writes are
+counted against what it took, without a statement. The counts a write has no share of
+left are raised together, in one statement (``DatabaseStorage.incr_many``), and the
+write is refused if any of them is over its limit; a refused write counts against every
+one of them, as it does against the limit that refused it. A limit of up to 31 writes a
+window is counted exactly, write by write; a larger one may lose up to a sixteenth of
+itself per worker and window to writes a worker took and was not sent.
 
 Each setting is a rate in the ``limits`` notation (``120/minute``, ``10/second``) or
 ``off``. The layer sits behind authentication (an unknown key is a 401, not counted)
@@ -28,9 +31,11 @@ and behind ``Idempotency-Key`` handling, so the replay of a stored answer is not
 counted again; a 429 is never kept as a key's answer (``ordnung.core.services.
 idempotency``), so the same request with the same key passes once the window is over.
 
-The counting statement also brings back the generations that confirm a key this worker
-kept (``ordnung.core.persistence.generations``): a kept key revoked meanwhile is counted
-by the statement that then finds it revoked, and answers 401 before anything runs.
+The counting statement, when it runs, also brings back the generations that confirm a
+key this worker kept (``ordnung.core.persistence.generations``): a kept key revoked
+meanwhile is counted by the statement that then finds it revoked, and answers 401
+before anything runs. A write counted from a share confirms its key later, before it
+writes (``ordnung.api.confirming``).
 """
 
 from __future__ import annotations
@@ -38,7 +43,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import time
 from typing import Any
 
 import msgspec
@@ -51,10 +55,11 @@ from ordnung.api.client_ip import FORWARDED_FOR, connection_ip, networks
 from ordnung.api.idempotency import CART_TOKEN
 from ordnung.api.intake import send_problem
 from ordnung.api.problems import WRITES
+from ordnung.api.rate_shares import Shares
 from ordnung.core import Engine
 from ordnung.core.domain.access import Principal
 from ordnung.core.errors import ConfigError
-from ordnung.core.persistence.rate_limits import DatabaseStorage, Hit
+from ordnung.core.persistence.rate_limits import DatabaseStorage
 
 log = structlog.get_logger("ordnung.http")
 
@@ -128,13 +133,17 @@ class WriteRateLimitMiddleware:
     """Refuses a write over any of its caller's limits with 429 ``rate-limited`` and
     ``Retry-After`` (seconds until the window that refused it is over)."""
 
-    def __init__(self, app: ASGIApp, limits: WriteLimits | None = None) -> None:
+    def __init__(self, app: ASGIApp, limits: WriteLimits | None = None,
+                 shares: Shares | None = None) -> None:
+        """``shares``: the worker's shares of its counts, one for the whole app (litestar
+        builds this layer once per route)."""
         self.app: Any = app
         self.limits = limits or WriteLimits.from_env()
         self.per_caller = self.limits.item("writes")
         self.per_key = self.limits.item("writes_per_key")
         self.per_address = self.limits.item("writes_per_address")
         self._storage: tuple[Engine, DatabaseStorage] | None = None
+        self.shares = shares if shares is not None else Shares()
 
     def storage(self, engine: Engine) -> DatabaseStorage:
         if self._storage is None or self._storage[0] is not engine:
@@ -165,22 +174,15 @@ class WriteRateLimitMiddleware:
 
     async def refusal(self, scope: Scope, principal: Principal, engine: Engine
                       ) -> tuple[RateLimitItem, str, float] | None:
-        """Raise every count of this request at once (the fixed window of ``limits``'
-        ``FixedWindowRateLimiter``, in one statement); the first over its limit, with the
+        """Count this write against each of its limits (from the worker's shares, or
+        all the counts it has no share of left raised in one statement: the fixed window
+        of ``limits``' ``FixedWindowRateLimiter``); the first over its limit, with the
         seconds until its window is over, or None."""
         counted = self.counted(scope, principal, engine)
         if not counted:
             return None
-        keys = [item.key_for(namespace, identifier) for item, namespace, identifier in counted]
         with engine.db.outside_transaction():
-            counts = await self.storage(engine).incr_many(
-                [Hit(key, item.get_expiry()) for key, (item, _, _) in zip(
-                    keys, counted, strict=True)])
-        for key, (item, namespace, _) in zip(keys, counted, strict=True):
-            count = counts[key]
-            if count.hits > item.amount:
-                return item, namespace, count.expires_at.timestamp() - time.time()
-        return None
+            return await self.shares.count(self.storage(engine), counted)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         principal = scope.get("user")

@@ -9,8 +9,9 @@ once, then hands the events to the dispatcher.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+import contextvars
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
@@ -59,11 +60,31 @@ class Stateful(Protocol):
     status: str
 
 
-@contextlib.contextmanager
-def bound(**values: Any) -> Iterator[None]:
+class _Bound:
+    """The block of ``bound``: its ids set on entry, their context variables reset to
+    what they were on exit.
+
+    structlog's ``bound_contextvars`` copies the whole context to save what it
+    overwrites, through two generator context managers; a placement enters such a block
+    half a dozen times. Resetting the tokens restores the same values (an id bound
+    outside the block again, none where there was none)."""
+
+    __slots__ = ("_tokens", "_values")
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = values
+        self._tokens: Mapping[str, contextvars.Token[Any]] = {}
+
+    def __enter__(self) -> None:
+        self._tokens = structlog.contextvars.bind_contextvars(**self._values)
+
+    def __exit__(self, *exc_info: object) -> None:
+        structlog.contextvars.reset_contextvars(**self._tokens)
+
+
+def bound(**values: Any) -> AbstractContextManager[None]:
     """Bind ids (order_id, cart_id...) to every log line inside the block."""
-    with structlog.contextvars.bound_contextvars(**{k: v for k, v in values.items() if v}):
-        yield
+    return _Bound({k: v for k, v in values.items() if v})
 
 
 class Runtime:

@@ -99,10 +99,15 @@ class _Walker:
     def struct(self, value: msgspec.Struct, path: str) -> None:
         for name, required in _fields_of(type(value)):
             item = getattr(value, name)
+            if item is None:  # an optional field left out: nothing to check
+                continue
             where = f"{path}.{name}" if path else name
             if required and item == "":
                 raise InvalidInput(f"{where} must not be empty", field=where)
-            self.visit(item, where, name)
+            if type(item) is str:  # most fields: straight to the text rules
+                self.text(item, where, name)
+            else:
+                self.visit(item, where, name)
         if isinstance(value, Address):
             wrong = address_problem(value)
             if wrong is not None:
@@ -110,9 +115,12 @@ class _Walker:
                 raise InvalidInput(f"{where}: {wrong[1]}", field=where)
 
     def items(self, value: list[Any] | tuple[Any, ...], path: str, name: str) -> None:
-        limit, what = {"lines": (self.limits.max_lines_per_order, "lines"),
-                       "codes": (self.limits.max_codes_per_cart, "codes")}.get(
-            name, (self.limits.max_items, "entries"))
+        if name == "lines":
+            limit, what = self.limits.max_lines_per_order, "lines"
+        elif name == "codes":
+            limit, what = self.limits.max_codes_per_cart, "codes"
+        else:
+            limit, what = self.limits.max_items, "entries"
         if len(value) > limit:
             raise InvalidInput(f"{path}: at most {limit} {what}", field=path)
         for index, item in enumerate(value):
@@ -150,7 +158,9 @@ class _Walker:
                      else limits.max_email_length if name in EMAIL_FIELDS
                      else limits.max_address_field_length if name in ADDRESS_FIELDS
                      else limits.max_text_length)
-            self.check(value, path, _CONTROL, limit, "value")
+            # most strings of a request: passed here, ``check`` words a breach
+            if len(value) > limit or _CONTROL.search(value) is not None:
+                self.check(value, path, _CONTROL, limit, "value")
 
     @staticmethod
     def check(value: str, path: str, forbidden: re.Pattern[str], limit: int | None,

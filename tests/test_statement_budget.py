@@ -10,6 +10,7 @@ import pytest
 from ordnung.core import Engine
 from ordnung.core.persistence import catalog as catalog_store
 from ordnung.core.persistence import journal
+from tests.api_support import api_client, expect, order_body
 from tests.support import order_request
 
 
@@ -81,3 +82,20 @@ async def test_writes_run_together_are_one_statement_on_postgresql(engine: Engin
     assert spent.statements == (1 if db.is_postgres else 3)
     rows = await db.fetch("SELECT key FROM rate_limits ORDER BY key")
     assert [r["key"] for r in rows] == ["a", "b", "c"]
+
+
+async def test_a_placement_through_the_app_reads_nothing_it_keeps(database_url: str) -> None:
+    """``POST /orders`` with a key the worker kept, counted from its share of the rate
+    limits: the stock reservation brings the generations back that confirm the key and
+    the kept variants, so the placement is its writes only. On PostgreSQL one statement
+    per transaction besides the reservation, on SQLite one per table. (Its events'
+    delivered marks are written later, with other orders' marks.)"""
+    async with api_client(database_url) as api:
+        await api.engine.db.run("UPDATE stock_levels SET on_hand = 1000")
+        shop = await api.storefront("web")
+        body = order_body(("SHIRT-M", 1), ("MUG", 1), ("POSTER", 1))
+        expect(await api.client.post("/orders", json=body, headers=shop), 201)
+        await api.engine.runtime.journal.flush_marks()
+        with api.engine.db.tally() as spent:  # its events' delivered marks come later,
+            expect(await api.client.post("/orders", json=body, headers=shop), 201)
+        assert spent.statements == (3 if api.engine.db.is_postgres else 9)

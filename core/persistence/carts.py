@@ -6,12 +6,16 @@ from ordnung.core.domain.carts import Cart
 from ordnung.core.errors import Conflict, NotFound
 from ordnung.core.persistence.codec import decode, encode
 from ordnung.core.persistence.database import Database, Statement
+from ordnung.core.persistence.generations import OBSERVED_COLUMNS, observe
 
 _INSERT = ("INSERT INTO carts (id, customer_id, channel, status, data, version, created_at, "
-           "updated_at, token_hash) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {})")
-_WITH_TOKEN = "SELECT data, token_hash FROM carts WHERE id = {}"
+           "updated_at, token_hash) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}) "
+           f"RETURNING {OBSERVED_COLUMNS}")
+#: a cart's reads bring the generations back (``...persistence.generations``): a
+#: request working on a cart needs no statement of its own to confirm a kept key
+_WITH_TOKEN = f"SELECT data, token_hash, {OBSERVED_COLUMNS} FROM carts WHERE id = {{}}"
 _CLEAR_TOKEN = "UPDATE carts SET token_hash = NULL WHERE id = {}"
-_GET = "SELECT data FROM carts WHERE id = {}"
+_GET = f"SELECT data, {OBSERVED_COLUMNS} FROM carts WHERE id = {{}}"
 _SAVE = ("UPDATE carts SET customer_id = {}, status = {}, data = {}, version = {}, "
          "updated_at = {} WHERE id = {} AND version = {} RETURNING id")
 _FOR_CUSTOMER = "SELECT data FROM carts WHERE customer_id = {}"
@@ -23,15 +27,21 @@ class CartStore:
         self._get_locked = _GET + db.lock_suffix
 
     async def insert(self, cart: Cart, token_hash: str | None = None) -> None:
-        await self.db.run(_INSERT, cart.id, cart.customer_id, cart.channel, cart.status,
-                          encode(cart), cart.version, cart.created_at, cart.updated_at,
-                          token_hash)
+        """In a transaction of its own: the insert brings the generations back, and a
+        request whose kept key they show revoked rolls it back (``...generations``)."""
+        async with self.db.transaction():
+            rows = await self.db.run(_INSERT, cart.id, cart.customer_id, cart.channel,
+                                     cart.status, encode(cart), cart.version,
+                                     cart.created_at, cart.updated_at, token_hash)
+            observe(rows[0])
 
     async def get_with_token(self, cart_id: str) -> tuple[Cart, str | None]:
         """The cart and the hash of its guest token (None for customers' carts)."""
-        row = await self.db.fetch_one(_WITH_TOKEN, cart_id)
-        if row is None:
+        rows = await self.db.run(_WITH_TOKEN, cart_id)
+        if not rows:
             raise NotFound("cart", cart_id)
+        row = rows[0]
+        observe(row)
         return decode(row["data"], Cart), row["token_hash"]
 
     async def clear_token(self, cart_id: str) -> None:
@@ -42,6 +52,7 @@ class CartStore:
         rows = await self.db.run(self._get_locked if for_update else _GET, cart_id)
         if not rows:
             raise NotFound("cart", cart_id)
+        observe(rows[0])
         return decode(rows[0]["data"], Cart)
 
     async def save(self, cart: Cart, expected_version: int) -> None:

@@ -21,11 +21,13 @@ from ordnung.core.persistence.codec import decode, encode
 from ordnung.core.persistence.database import Database
 from ordnung.core.persistence.generations import (
     CATALOG,
-    column,
+    OBSERVED_COLUMNS,
     current,
     generation,
+    observe,
     raise_generation,
 )
+from ordnung.core.persistence.generations import read as read_generations
 
 #: variants a worker keeps at most (the oldest kept goes first)
 KEPT_MAX = 50_000
@@ -46,7 +48,7 @@ _UPDATE_VARIANT = ("UPDATE variants SET product_id = {}, barcode = {}, active = 
                    "WHERE sku = {}")
 _INSERT_VARIANT = ("INSERT INTO variants (sku, product_id, barcode, active, data) "
                    "VALUES ({}, {}, {}, {}, {})")
-_VARIANTS = f"SELECT data, {column(CATALOG)} FROM variants WHERE sku IN ({{}})"
+_VARIANTS = f"SELECT data, {OBSERVED_COLUMNS} FROM variants WHERE sku IN ({{}})"
 _LOCATION_EXISTS = "SELECT 1 AS found FROM locations WHERE id = {}"
 _UPDATE_LOCATION = "UPDATE locations SET name = {}, priority = {}, active = {} WHERE id = {}"
 _INSERT_LOCATION = ("INSERT INTO locations (id, name, priority, active) "
@@ -98,7 +100,20 @@ class CatalogStore:
         kept = self._current(wanted)
         if kept is not None:
             return kept
+        seen = current()
+        if seen is not None and seen.catalog is None and all(s in self._kept for s in wanted):
+            at = {self._kept[s][0] for s in wanted}
+            if len(at) == 1 and seen.assume_catalog(next(iter(at))):
+                # checked before the request writes or answers (its gate)
+                return {s: self._kept[s][1] for s in wanted}
+            # all kept, the generation not yet seen: ask for it (a smaller statement)
+            await read_generations(self.db)
+            kept = self._current(wanted)
+            if kept is not None:
+                return kept
         rows = await self.db.run(_VARIANTS.format(", ".join("{}" for _ in wanted)), *wanted)
+        if rows:
+            observe(rows[0])
         read: dict[str, Variant] = {}
         for row in rows:
             variant = decode(row["data"], Variant)

@@ -38,6 +38,7 @@ from ordnung.core.errors import InvalidInput
 from ordnung.core.errors_db import is_transient, is_unavailable, transient, unavailable
 from ordnung.core.persistence import clock
 from ordnung.core.persistence.fence import WRITE_FENCE, is_write
+from ordnung.core.persistence.generations import CARRIED, OBSERVED, Observed, observe
 from ordnung.core.persistence.postgres_engine import TimedPostgresEngine, Timeouts
 from ordnung.core.persistence.postgres_transaction import SafePostgresTransaction
 from ordnung.core.persistence.retrying import TRIES
@@ -296,6 +297,25 @@ class Database:
         The driver is called directly (not through piccolo's query builder, whose
         per-value conversion cost more CPU than the statements): a transaction's own
         connection, or else the engine's pool."""
+        seen = OBSERVED.get()
+        if seen is not None and seen.gate is not None and is_write(sql):
+            return await self._gated(seen, sql, args)
+        return await self._run(sql, args)
+
+    async def _gated(self, seen: Observed, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        """A write of a request whose kept copies wait at its gate (``...generations``):
+        the gate is passed before it, or, for a write inside a transaction that brings
+        the generations back itself, just after it (a refusal rolls it back)."""
+        if CARRIED in sql and self.engine.current_transaction.get() is not None:
+            rows = await self._run(sql, args)
+            if rows:
+                observe(rows[0])
+            await seen.through_gate()
+            return rows
+        await seen.through_gate()
+        return await self._run(sql, args)
+
+    async def _run(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
         query = self._dialect(sql)
         self._statements += 1
         tally = _TALLY.get()

@@ -10,13 +10,26 @@ rotating a session's tokens, changing a key's scopes or erasing a customer;
 generation it was read at, and uses the copy only in a request that has seen the same
 generation.
 
-A request learns the current generations without a statement of its own: the first
-statement it runs anyway (the write's rate-limit count, an Idempotency-Key claim, the
-credential look-up on a miss) returns them beside its own columns (``OBSERVED_COLUMNS``),
-and ``observe`` records them for the rest of the request. Only a request that ran none
-of those (a read) asks for them on their own, in place of the look-up it saves. So a
-revocation that has committed is seen by the next request on every worker, as before
-the copies were kept; a worker never trusts a clock or a time to live.
+A request learns the current generations without a statement of its own: a statement
+it runs anyway (the write's rate-limit count, an Idempotency-Key claim, the credential
+look-up on a miss, the read of the cart it works on) returns them beside its own columns
+(``OBSERVED_COLUMNS``), and ``observe`` records them for the rest of the request.
+
+A kept credential must be confirmed against them before the request changes anything
+and before its answer goes out. When no statement has brought them by the time the
+route runs, the confirmation waits at a *gate* (``Observed.gate``): ``Database.run``
+passes it before the request's first write, and the HTTP layer before the first byte
+of the answer (a write inside a transaction that brings the generations back itself,
+such as a placement's stock reservation, passes it just after: a refusal rolls the
+transaction back). Usually a
+statement the route makes anyway (its cart's read, its stock reservation) has brought
+the generations by then and the gate costs nothing; else it asks for them in one
+statement of its own, in place of the look-up it saves. While a gate is set, kept
+variants may be used before their generation is known (``Observed.assume_catalog``):
+the gate checks that too, and the route runs again if they were stale. So a revocation
+that has committed is seen by the next request on every worker, as before the copies
+were kept: nothing is written for it and nothing answered to it; a worker never trusts
+a clock or a time to live.
 
 A missing row counts as generation 0 (tests empty every table between runs; the first
 raise inserts the row).
@@ -24,12 +37,14 @@ raise inserts the row).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ordnung.core.persistence.database import Database
+if TYPE_CHECKING:
+    from ordnung.core.persistence.database import Database
 
 ACCESS = "access"
 CATALOG = "catalog"
@@ -45,6 +60,8 @@ def column(name: str) -> str:
 #: columns any statement may add to what it returns, so the request sees the
 #: generations as of that statement
 OBSERVED_COLUMNS = f"{column(ACCESS)}, {column(CATALOG)}"
+#: in a statement that brings the generations back
+CARRIED = f"AS {ACCESS}_generation"
 _READ = f"SELECT {OBSERVED_COLUMNS}"
 _RAISE = ("INSERT INTO generations (name, value) VALUES ({}, 1) "
           "ON CONFLICT (name) DO UPDATE SET value = generations.value + 1")
@@ -56,14 +73,50 @@ class Observed:
     task the request started carries this object in its context, and must not go on
     trusting the generations the request saw (``current``)."""
 
-    __slots__ = ("access", "catalog", "open", "pending")
+    __slots__ = ("_passing", "access", "assumed", "catalog", "gate", "open", "pending")
 
     def __init__(self) -> None:
         self.access: int | None = None
         self.catalog: int | None = None
         #: (token hash, the access generation its kept copy was read at), until confirmed
         self.pending: tuple[str, int] | None = None
+        #: what must run before the request's first write and its answer (the kept
+        #: credential's confirmation, deferred until a statement brings the generations)
+        self.gate: Callable[[], Awaitable[None]] | None = None
+        #: the catalog generation kept variants were used at before the request had seen
+        #: one (``assume_catalog``); the gate checks it
+        self.assumed: int | None = None
+        self._passing: asyncio.Lock | None = None
         self.open = True
+
+    def assume_catalog(self, generation: int) -> bool:
+        """Use variants kept at ``generation`` before the request has seen the catalog's,
+        to be checked at the gate (``stale``). Only while a gate is set (someone will
+        check before anything is written or answered), and at one generation a request."""
+        if self.gate is None or self.catalog is not None:
+            return False
+        if self.assumed is None:
+            self.assumed = generation
+        return self.assumed == generation
+
+    def stale(self) -> bool:
+        """The request used kept variants at a catalog generation it now knows is gone."""
+        return self.assumed is not None and self.catalog is not None \
+            and self.catalog != self.assumed
+
+    async def through_gate(self) -> None:
+        """Run the gate, once for the request even if tasks it started write at the same
+        time: nobody passes before it has passed. A gate that raised stays shut (it
+        raises again for every later write)."""
+        if self.gate is None:
+            return
+        if self._passing is None:
+            self._passing = asyncio.Lock()
+        async with self._passing:
+            gate = self.gate
+            if gate is not None:
+                await gate()
+                self.gate = None
 
     @contextmanager
     def serving(self) -> Iterator[Observed]:

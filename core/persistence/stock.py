@@ -28,6 +28,7 @@ from ordnung.core.domain.common import new_id, utcnow
 from ordnung.core.domain.inventory import Allocation, Movement, StockLevel
 from ordnung.core.errors import InvalidInput, NotFound
 from ordnung.core.persistence.database import Database, Statement, rows_statement, where
+from ordnung.core.persistence.generations import OBSERVED_COLUMNS, observe
 
 
 class Want(msgspec.Struct, frozen=True):
@@ -93,7 +94,7 @@ RETURNING stock_levels.sku, stock_levels.location_id,
         SELECT COALESCE(SUM(o.on_hand - o.reserved), 0)
         FROM stock_levels o JOIN locations ol ON ol.id = o.location_id
         WHERE o.sku = stock_levels.sku AND ol.active AND o.id <> stock_levels.id
-    ) AS available
+    ) AS available, {observed}
 """
 _BULK_VALUE = "(CAST({} AS VARCHAR(64)), CAST({} AS BIGINT))"
 _BULK_LOCK = (",\nlocked AS MATERIALIZED (SELECT s.id FROM stock_levels s "
@@ -251,9 +252,11 @@ class StockStore:
                 materialized="MATERIALIZED" if self.db.is_postgres else "",
                 lock=_BULK_LOCK if self.db.is_postgres else "",
                 skip_locked=_BULK_SKIP_LOCKED if self.db.is_postgres else "",
-                gate=_BULK_GATE if self.db.is_postgres else "")
+                gate=_BULK_GATE if self.db.is_postgres else "", observed=OBSERVED_COLUMNS)
             self._bulk[len(skus)] = sql
         rows = await self.db.fetch(sql, *[v for sku in skus for v in (sku, totals[sku])])
+        if rows:  # the placement's first statement: it confirms what the request kept
+            observe(rows[0])
         return {row["sku"]: row for row in rows}
 
     async def _reserve_one(self, want: Want, outcome: ReserveOutcome, unknown: set[str],

@@ -13,29 +13,45 @@ from fractions import Fraction
 
 import msgspec
 
-from ordnung.core.domain.money import round_ratio
+from ordnung.core.domain.money import round_quotient
 from ordnung.core.domain.orders import OrderLine
 from ordnung.core.domain.pricing import LineTax, TaxAnswer
 from ordnung.core.errors import PluginError, TaxUnavailable
 from ordnung.core.pricing.state import PricingServices, PricingState
 
+#: the rates read so far, by their text: a shop answers a handful of rates for every
+#: line of every pricing, and reading one (a ``Fraction`` parse and two comparisons)
+#: cost more than the tax computed with it
+_RATES: dict[str, Fraction] = {}
+#: a bound on the rates kept, should a plugin answer ever-new ones
+_MAX_KEPT_RATES = 1024
+
 
 def parse_rate(rate: str, plugin: str) -> Fraction:
+    known = _RATES.get(rate) if type(rate) is str else None
+    if known is not None:
+        return known
     try:
         value = Fraction(rate)
     except (ValueError, ZeroDivisionError) as exc:
         raise PluginError(plugin, f"tax rate {rate!r} is not a decimal number") from exc
     if value < 0 or value > 1:
         raise PluginError(plugin, f"tax rate {rate!r} is outside 0..1")
+    if type(rate) is str and len(_RATES) < _MAX_KEPT_RATES:
+        _RATES[rate] = value
     return value
 
 
 def tax_amount(base: int, rate: Fraction, inclusive: bool) -> int:
+    """The rounding rule above, on integers: with ``rate = n / d``, exclusive tax is
+    ``round(base · n / d)`` and the inclusive net ``round(base · d / (d + n))``, the
+    same quotients the ``Fraction`` arithmetic would reduce and round."""
     if base <= 0 or rate == 0:
         return 0
+    numerator, denominator = rate.numerator, rate.denominator
     if inclusive:
-        return base - round_ratio(Fraction(base) / (1 + rate))
-    return round_ratio(base * rate)
+        return base - round_quotient(base * denominator, denominator + numerator)
+    return round_quotient(base * numerator, denominator)
 
 
 def no_tax_answer(state: PricingState, services: PricingServices) -> None:

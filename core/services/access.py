@@ -27,7 +27,7 @@ from ordnung.core.domain.common import new_id, utcnow
 from ordnung.core.errors import Forbidden, InvalidInput, NotFound
 from ordnung.core.persistence import generations
 from ordnung.core.persistence.api_keys import ApiKeyStore
-from ordnung.core.persistence.generations import ACCESS, current
+from ordnung.core.persistence.generations import ACCESS, Observed, current
 from ordnung.core.runtime import Runtime
 
 PREFIX = {"admin": "sk", "storefront": "pk", "customer": "ct"}
@@ -131,13 +131,15 @@ class AccessService:
                 return kept.principal
         return await self._look_up(digest, token.startswith(SESSION_PREFIX), now)
 
-    async def confirm(self, principal: Principal) -> Principal | None:
+    async def confirm(self, principal: Principal,
+                      seen: Observed | None = None) -> Principal | None:
         """The principal a request may act as, once the credential ``verify`` returned
         from what this worker kept is known to be current: the same principal if the
         ``access`` generation is still the one it was read at, else the credential as
         looked up again now (None: no longer good). A no-op for a credential that was
-        looked up in this request. Call before the request's handler runs."""
-        seen = current()
+        looked up in this request. Call before the request changes anything or answers;
+        ``seen``: what the request has seen (default: the request this task serves)."""
+        seen = seen if seen is not None else current()
         if seen is None or seen.pending is None:
             return principal
         digest, read_at = seen.pending
