@@ -97,20 +97,9 @@ class CatalogStore:
         if not skus:
             return {}
         wanted = sorted(set(skus))
-        kept = self._current(wanted)
+        kept = self._current(wanted) or await self._unconfirmed(wanted)
         if kept is not None:
             return kept
-        seen = current()
-        if seen is not None and seen.catalog is None and all(s in self._kept for s in wanted):
-            at = {self._kept[s][0] for s in wanted}
-            if len(at) == 1 and seen.assume_catalog(next(iter(at))):
-                # checked before the request writes or answers (its gate)
-                return {s: self._kept[s][1] for s in wanted}
-            # all kept, the generation not yet seen: ask for it (a smaller statement)
-            await read_generations(self.db)
-            kept = self._current(wanted)
-            if kept is not None:
-                return kept
         rows = await self.db.run(_VARIANTS.format(", ".join("{}" for _ in wanted)), *wanted)
         if rows:
             observe(rows[0])
@@ -122,6 +111,21 @@ class CatalogStore:
                 del self._kept[next(iter(self._kept))]
             self._kept[variant.sku] = (generation(row, CATALOG), variant)
         return read
+
+    async def _unconfirmed(self, skus: Sequence[str]) -> dict[str, Variant] | None:
+        """Every one of ``skus`` as kept, in a request that has not seen the catalog's
+        generation yet: at the generation they were kept at, if the request's gate will
+        check it (``Observed.assume_catalog``), else once the generation is read (a
+        smaller statement than the variants). None if one of them is not kept."""
+        seen = current()
+        if seen is None or seen.catalog is not None \
+                or not all(sku in self._kept for sku in skus):
+            return None
+        at = {self._kept[sku][0] for sku in skus}
+        if len(at) == 1 and seen.assume_catalog(at.pop()):
+            return {sku: self._kept[sku][1] for sku in skus}
+        await read_generations(self.db)
+        return self._current(skus)
 
     def _current(self, skus: Sequence[str]) -> dict[str, Variant] | None:
         """Every one of ``skus`` as kept at the generation this request has seen, or
