@@ -21,15 +21,14 @@ route runs, the confirmation waits at a *gate* (``Observed.gate``): ``Database.r
 passes it before the request's first write, and the HTTP layer before the first byte
 of the answer (a write inside a transaction that brings the generations back itself,
 such as a placement's stock reservation, passes it just after: a refusal rolls the
-transaction back). Usually a
-statement the route makes anyway (its cart's read, its stock reservation) has brought
-the generations by then and the gate costs nothing; else it asks for them in one
-statement of its own, in place of the look-up it saves. While a gate is set, kept
-variants may be used before their generation is known (``Observed.assume_catalog``):
-the gate checks that too, and the route runs again if they were stale. So a revocation
-that has committed is seen by the next request on every worker, as before the copies
-were kept: nothing is written for it and nothing answered to it; a worker never trusts
-a clock or a time to live.
+transaction back). Usually a statement the route makes anyway (its cart's read, its
+stock reservation) has brought the generations by then and the gate costs nothing;
+else it asks for them in one statement of its own, in place of the look-up it saves.
+While a gate is set, kept variants may be used before their generation is known
+(``Observed.assume_catalog``): the gate checks that too, and the route runs again if
+they were stale. So a revocation that has committed is seen by the next request on
+every worker, as before the copies were kept: nothing is written for it and nothing
+answered to it; a worker never trusts a clock or a time to live.
 
 A missing row counts as generation 0 (tests empty every table between runs; the first
 raise inserts the row).
