@@ -117,7 +117,8 @@ class Engine:
                 backoff_base_s=self.config.broker_backoff_base_s,
                 backoff_max_s=self.config.broker_backoff_max_s)
             self.pipeline = PricingPipeline(self.host, rt.catalog.variants, rt.stock.available,
-                                            require_tax=self.config.require_tax)
+                                            require_tax=self.config.require_tax,
+                                            plenty=rt.stock.hints.plenty)
             self.catalog = CatalogService(rt)
             self.inventory = InventoryService(rt)
             self.channels = ChannelService(rt)

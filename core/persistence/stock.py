@@ -29,6 +29,7 @@ from ordnung.core.domain.inventory import Allocation, Movement, StockLevel
 from ordnung.core.errors import InvalidInput, NotFound
 from ordnung.core.persistence.database import Database, Statement, rows_statement, where
 from ordnung.core.persistence.generations import OBSERVED_COLUMNS, observe
+from ordnung.core.persistence.stock_hints import StockHints
 
 
 class Want(msgspec.Struct, frozen=True):
@@ -208,6 +209,8 @@ class StockStore:
             "{skip}", " FOR UPDATE SKIP LOCKED" if db.is_postgres else "")
         #: the one-statement reservation, by its number of SKUs
         self._bulk: dict[int, str] = {}
+        #: what this worker last learned of SKUs' availability (``stock_hints``)
+        self.hints = StockHints()
 
     # -- reservations -------------------------------------------------------------
     async def reserve(self, wants: Sequence[Want]) -> ReserveOutcome:
@@ -239,6 +242,7 @@ class StockStore:
                 # a SKU's only want was just tried whole at its first level with room
                 await self._reserve_one(want, outcome, unknown,
                                         tried_whole=lines[want.sku] == 1)
+        self.hints.learn(outcome.available)
         return outcome
 
     async def _reserve_all(self, totals: dict[str, int]) -> dict[str, dict[str, Any]]:
@@ -374,6 +378,8 @@ class StockStore:
         An unsliced level takes them in one guarded statement; a move that takes units goes
         to one slice that has them; anything else (a receipt onto slices, a release no one
         slice holds) locks the level's slices and spreads the new totals over them."""
+        if on_hand < reserved:  # fewer units available than this worker last learned
+            self.hints.forget((sku,))
         if on_hand > 0 or reserved > 0:
             rows = await self.db.run(_SHIFT, on_hand, reserved, level_id(sku, location_id),
                                      on_hand, reserved, on_hand, reserved)
@@ -435,6 +441,8 @@ class StockStore:
         if not rows:
             raise NotFound("stock level", level_id(sku, location_id))
         delta = counted - sum(int(r["on_hand"]) for r in rows)
+        if delta < 0:
+            self.hints.forget((sku,))
         if delta and len(rows) == 1:
             await self._shift(sku, location_id, delta, 0)
         elif delta:
@@ -478,6 +486,7 @@ class StockStore:
         rows = await self.db.run(_AVAILABLE.format(", ".join("{}" for _ in skus)), *skus)
         out = {sku: 0 for sku in skus}
         out.update({r["sku"]: int(r["available"]) for r in rows})
+        self.hints.learn(out)
         return out
 
     # -- ledger -------------------------------------------------------------------

@@ -1,5 +1,9 @@
 """Step 3, gifts: the gift lines promotions granted, zero-priced and reserved like any
-line, or skipped (and explained) when out of stock."""
+line, or skipped (and explained) when out of stock.
+
+A gift's stock is read unless this worker saw plenty of it a moment ago (a stock hint,
+``ordnung.core.persistence.stock_hints``); a gift added on a hint is listed in
+``state.assumed``, for the placement's reservation to confirm."""
 
 from __future__ import annotations
 
@@ -27,15 +31,26 @@ def add_gift(state: PricingState, plugin: str, gift: GiftLine, variant: Variant,
 async def add_gifts(state: PricingState, services: PricingServices) -> None:
     if not state.gifts:
         return
-    skus = [gift.sku for _, gift in state.gifts]
-    variants = await services.variants(skus)
-    availability = await services.stock(skus)
+    wanted: dict[str, int] = {}
+    for _, gift in state.gifts:
+        wanted[gift.sku] = wanted.get(gift.sku, 0) + gift.quantity
+    variants = await services.variants(list(wanted))
+    plenty = services.plenty if state.hints else None
+    assumed = {sku for sku, quantity in wanted.items()
+               if plenty is not None and plenty(sku, quantity)}
+    unsure = [sku for sku in wanted if sku not in assumed and sku in variants
+              and not variants[sku].allow_backorder]
+    availability = await services.stock(unsure) if unsure else {}
     lines = list(state.lines)
     for plugin, gift in state.gifts:
         variant = variants.get(gift.sku)
         if variant is None or gift.quantity <= 0:
             raise PluginError(plugin, f"gift {gift.sku!r} is not a valid variant")
-        if not variant.allow_backorder and availability.get(gift.sku, 0) < gift.quantity:
+        if variant.allow_backorder:
+            pass
+        elif gift.sku in assumed:
+            state.assumed.add(gift.sku)
+        elif availability.get(gift.sku, 0) < gift.quantity:
             state.explain("promotions", plugin,
                           f"gift {gift.sku} skipped: out of stock ({gift.reason})")
             continue

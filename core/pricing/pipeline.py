@@ -15,6 +15,7 @@ from ordnung.core.pricing.state import (
     Buyer,
     PricingServices,
     PricingState,
+    StockHint,
     StockLookup,
     VariantLookup,
 )
@@ -31,13 +32,15 @@ STEPS: tuple[Step, ...] = (price_lines, apply_promotions, add_gifts, quote_shipp
 
 class PricingPipeline:
     def __init__(self, plugins: PluginHost, variants: VariantLookup, stock: StockLookup,
-                 require_tax: bool = True) -> None:
-        self.services = PricingServices(plugins, variants, stock, require_tax)
+                 require_tax: bool = True, plenty: StockHint | None = None) -> None:
+        self.services = PricingServices(plugins, variants, stock, require_tax, plenty)
 
-    async def run(self, basket: Basket, buyer: Buyer, *, strict: bool) -> PricingState:
+    async def run(self, basket: Basket, buyer: Buyer, *, strict: bool,
+                  hints: bool = True) -> PricingState:
         """Price a basket and keep the state, for a caller that asks plugins more about
-        the priced cart (placement validates it with the context pricing ended with)."""
-        state = PricingState(basket, buyer, strict=strict)
+        the priced cart (placement validates it with the context pricing ended with).
+        ``hints=False``: read every gift's stock (a placement whose hint was wrong)."""
+        state = PricingState(basket, buyer, strict=strict, hints=hints)
         for step in STEPS:
             await step(state, self.services)
         return state

@@ -65,6 +65,9 @@ class Buyer(msgspec.Struct, kw_only=True, frozen=True):
 
 VariantLookup = Callable[[Sequence[str]], Awaitable[dict[str, Variant]]]
 StockLookup = Callable[[Sequence[str]], Awaitable[dict[str, int]]]
+#: whether a quantity of a SKU may be taken to be in stock without reading it (a hint:
+#: see ``ordnung.core.persistence.stock_hints``)
+StockHint = Callable[[str, int], bool]
 
 
 class PricingServices(msgspec.Struct, frozen=True):
@@ -74,6 +77,7 @@ class PricingServices(msgspec.Struct, frozen=True):
     variants: VariantLookup
     stock: StockLookup
     require_tax: bool = True
+    plenty: StockHint | None = None
 
 
 class PricingState:
@@ -85,11 +89,16 @@ class PricingState:
     get frozen snapshots, so a later step cannot change what an earlier hook saw).
     """
 
-    def __init__(self, basket: Basket, buyer: Buyer, *, strict: bool) -> None:
+    def __init__(self, basket: Basket, buyer: Buyer, *, strict: bool,
+                 hints: bool = True) -> None:
         Money.zero(buyer.currency)  # validates the currency code
         self.basket = basket
         self.buyer = buyer
         self.strict = strict
+        #: whether stock hints may stand in for reading a gift's stock
+        self.hints = hints
+        #: gift SKUs added on a hint, without their stock being read
+        self.assumed: set[str] = set()
         self.currency = buyer.currency
         self.lines: list[OrderLine] = []
         self.subtotal = 0

@@ -84,8 +84,16 @@ class OrderService:
         if earlier is not None:
             return await self._replay(earlier, request, actor, idempotency_key)
         draft = await self._draft(request)
+        try:
+            with bound(order_id=draft.order_id):
+                change = await self._commit(draft, request, actor, key, cart_id, cart)
+        except _HintedGiftGone:
+            # nothing was written: priced again with the gift's stock read, the order
+            # goes without the gift (and without its weight in the shipping price)
+            draft = await self._draft(request, hints=False)
+            with bound(order_id=draft.order_id):
+                change = await self._commit(draft, request, actor, key, cart_id, cart)
         with bound(order_id=draft.order_id):
-            change = await self._commit(draft, request, actor, key, cart_id, cart)
             if isinstance(change, str):
                 return await self._replay(change, request, actor, idempotency_key)
             order = change.order
@@ -98,9 +106,10 @@ class OrderService:
                     actor=actor, order=order)
             return order
 
-    async def _draft(self, request: PlaceOrder) -> _Draft:
+    async def _draft(self, request: PlaceOrder, *, hints: bool = True) -> _Draft:
         """Everything a placement settles before it writes: the checks, the buyer, the
-        price, and the plugins' verdict on it."""
+        price, and the plugins' verdict on it. ``hints=False``: every gift's stock is
+        read (see ``stock_hints``)."""
         channel, currency = await self.channels.currency_for(request.channel, request.currency)
         if not request.lines:
             raise InvalidInput("an order needs at least one line", field="lines")
@@ -115,11 +124,12 @@ class OrderService:
         now = utcnow()
         pricing = await self.pipeline.run(request, Buyer(
             currency=currency, channel=channel.id, customer=customer, email=email, now=now),
-            strict=True)
+            strict=True, hints=hints)
         priced = pricing.result()
         await self._validate(pricing.context())  # the lines as pricing's last step left them
         return _Draft(order_id=new_id("ord"), channel=channel.id, currency=currency,
-                      customer=customer, email=email, now=now, priced=priced)
+                      customer=customer, email=email, now=now, priced=priced,
+                      assumed=frozenset(pricing.assumed))
 
     def _order(self, draft: _Draft, request: PlaceOrder) -> Order:
         priced, now = draft.priced, draft.now
@@ -150,7 +160,8 @@ class OrderService:
         while True:
             try:
                 return await self._record(self._order(draft, request), request,
-                                          draft.customer, actor, key, cart_id, cart)
+                                          draft.customer, actor, key, cart_id, cart,
+                                          draft.assumed)
             except Replayed as replay:
                 return replay.order_id
             except TransientConflict as exc:
@@ -221,7 +232,7 @@ class OrderService:
 
     async def _record(self, order: Order, request: PlaceOrder, customer: Customer | None,
                       actor: str, key: PlacementKey, cart_id: str | None,
-                      cart: Cart | None) -> OrderChange:
+                      cart: Cart | None, assumed: frozenset[str]) -> OrderChange:
         async with self.rt.db.transaction():
             await key.begin(order.id)
             change = OrderChange(self.rt, order, actor)
@@ -246,6 +257,8 @@ class OrderService:
             # as possible, so a hot SKU's row is held for as short a time as possible.
             skipped = await change.reserve_lines(f"order {order.number}")
             if skipped:
+                if assumed & {ln.sku for ln in order.lines if ln.id in skipped}:
+                    raise _HintedGiftGone
                 self._drop_gifts(order, set(skipped))
             await self.rt.plugins.call(
                 "ordnung_claim_resources", order=order,
@@ -441,6 +454,13 @@ class _Draft:
     email: str
     now: datetime
     priced: PricedCart
+    #: gift SKUs priced in on a stock hint (their stock not read)
+    assumed: frozenset[str] = frozenset()
+
+
+class _HintedGiftGone(Exception):
+    """A gift added on a stock hint was out of stock at the reservation: the placement
+    is rolled back and priced again, its gifts' stock read."""
 
 
 def _authorization_to_resume(payment: Payment) -> bool:
