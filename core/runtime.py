@@ -305,7 +305,8 @@ class OrderChange:
             parts = self.rt.order_parts.recording(self.order)
         rows = await self.rt.db.run_together(
             [first, *parts, *self.writes, *also, *self.stock.recording(),
-             *self.rt.journal.appending(self.events)])
+             *self.rt.journal.appending(self.events)],
+            guarded=not insert and not also)  # ``also``'s checks need the transaction
         if not insert:
             self.rt.orders.saved(self.order, rows[0])
         start = 1 + len(parts) + len(self.writes)

@@ -39,10 +39,13 @@ from ordnung.core.errors_db import is_transient, is_unavailable, transient, unav
 from ordnung.core.persistence import clock
 from ordnung.core.persistence.fence import WRITE_FENCE, is_write
 from ordnung.core.persistence.generations import CARRIED, OBSERVED, Observed, observe
-from ordnung.core.persistence.postgres_engine import TimedPostgresEngine, Timeouts
+from ordnung.core.persistence.postgres_engine import TimedPostgresEngine, Timeouts, discard
 from ordnung.core.persistence.postgres_transaction import SafePostgresTransaction
 from ordnung.core.persistence.retrying import TRIES
 from ordnung.core.persistence.sqlite_engine import PooledSQLiteEngine, SQLiteSettings
+
+#: what a guarded ``run_together`` that refuses itself raises (``division_by_zero``)
+_DIVISION_BY_ZERO = "22012"
 
 log = structlog.get_logger("ordnung.db")
 
@@ -297,25 +300,30 @@ class Database:
         The driver is called directly (not through piccolo's query builder, whose
         per-value conversion cost more CPU than the statements): a transaction's own
         connection, or else the engine's pool."""
+        return await self._statement(sql, args)
+
+    async def _statement(self, sql: str, args: tuple[Any, ...],
+                         alone: bool = False) -> list[Any]:
         seen = OBSERVED.get()
         if seen is not None and seen.gate is not None and is_write(sql):
-            return await self._gated(seen, sql, args)
-        return await self._run(sql, args)
+            return await self._gated(seen, sql, args, alone)
+        return await self._run(sql, args, alone)
 
-    async def _gated(self, seen: Observed, sql: str, args: tuple[Any, ...]) -> list[Any]:
+    async def _gated(self, seen: Observed, sql: str, args: tuple[Any, ...],
+                     alone: bool = False) -> list[Any]:
         """A write of a request whose kept copies wait at its gate (``...generations``):
         the gate is passed before it, or, for a write inside a transaction that brings
         the generations back itself, just after it (a refusal rolls it back)."""
-        if CARRIED in sql and self.engine.current_transaction.get() is not None:
+        if CARRIED in sql and not alone and self.engine.current_transaction.get() is not None:
             rows = await self._run(sql, args)
             if rows:
                 observe(rows[0])
             await seen.through_gate()
             return rows
         await seen.through_gate()
-        return await self._run(sql, args)
+        return await self._run(sql, args, alone)
 
-    async def _run(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
+    async def _run(self, sql: str, args: tuple[Any, ...], alone: bool = False) -> list[Any]:
         query = self._dialect(sql)
         self._statements += 1
         tally = _TALLY.get()
@@ -326,17 +334,7 @@ class Database:
             await fence.before_write()
         transaction: Any = self.engine.current_transaction.get()
         if isinstance(self.engine, _PostgresEngine):
-            try:
-                if transaction is None:
-                    return list(await self.engine.run_pooled(query, args))
-                return list(await transaction.connection.fetch(query, *args))
-            except Exception as exc:
-                if transaction is not None and is_unavailable(exc):
-                    await self.engine.connection_failed()
-                    raise unavailable(exc) from exc
-                if is_transient(exc):  # the transaction lost to a concurrent one
-                    raise transient(exc) from exc
-                raise
+            return await self._run_postgres(self.engine, transaction, query, args, alone)
         try:
             if transaction is not None:
                 return list(transaction.connection.run(query, args))
@@ -346,7 +344,28 @@ class Database:
                 raise unavailable(exc) from exc
             raise
 
-    async def run_together(self, statements: Sequence[Statement]) -> list[int]:
+    @staticmethod
+    async def _run_postgres(engine: _PostgresEngine, transaction: Any, query: str,
+                            args: tuple[Any, ...], alone: bool) -> list[Any]:
+        if transaction is not None and not transaction.begun and not (
+                alone and transaction.may_run_alone()):
+            await transaction.begin_now()  # BEGIN goes with the first statement
+        try:
+            if transaction is None:
+                return list(await engine.run_pooled(query, args))
+            if not transaction.begun:
+                return await transaction.run_alone(query, args)
+            return list(await transaction.connection.fetch(query, *args))
+        except Exception as exc:
+            if transaction is not None and is_unavailable(exc):
+                await engine.connection_failed()
+                raise unavailable(exc) from exc
+            if is_transient(exc):  # the transaction lost to a concurrent one
+                raise transient(exc) from exc
+            raise
+
+    async def run_together(self, statements: Sequence[Statement], *,
+                           guarded: bool = False) -> list[int]:
         """Run writes that need nothing from one another, in this order; how many rows
         each one's ``RETURNING`` gave (0 for one without).
 
@@ -354,7 +373,15 @@ class Database:
         ``WITH`` of a final ``SELECT`` that counts what the returning ones returned.
         They share one snapshot, so none may read what another writes (the order's row,
         its ledger rows, its events and outbox rows of one change do not). On SQLite,
-        whose statements cost no round trip and which has no such ``WITH``, one by one."""
+        whose statements cost no round trip and which has no such ``WITH``, one by one.
+
+        ``guarded``: the first is a guarded save (a version check) whose caller raises,
+        and so rolls the transaction back, when it returned no row. On PostgreSQL the
+        statement then refuses itself whole when the guard matched nothing (its final
+        ``SELECT`` divides by the guard's count, and the error aborts every part), so a
+        transaction that has run nothing else yet runs it on its own, without ``BEGIN``
+        and ``COMMIT``: it is the transaction's last statement, and the caller raises
+        as before (the counts all 0)."""
         if not self.is_postgres or len(statements) < 2:
             return [len(await self.run(sql, *args)) for sql, args in statements]
         parts: list[str] = []
@@ -367,10 +394,22 @@ class Database:
             returning = "RETURNING" in sql.upper()
             counts.append(f"(SELECT COUNT(*) FROM w{i})" if returning else "0")
             values.extend(args)
-        rows = await self.run("WITH " + ", ".join(parts) + " SELECT "
-                              + ", ".join(f"{c} AS n{i}" for i, c in enumerate(counts)),
-                              *values)
-        return [int(rows[0][f"n{i}"]) for i in range(len(statements))]
+        select = ", ".join(f"{c} AS n{i}" for i, c in enumerate(counts))
+        sql = "WITH " + ", ".join(parts) + " SELECT " + select
+        if not guarded:
+            return self._counts(await self.run(sql, *values), len(statements))
+        sql += ", 1 / (SELECT COUNT(*) FROM w0) AS guard"
+        try:
+            rows = await self._statement(sql, tuple(values), alone=True)
+        except Exception as exc:
+            if getattr(exc, "sqlstate", None) != _DIVISION_BY_ZERO:
+                raise
+            return [0] * len(statements)  # the guard matched nothing: nothing was written
+        return self._counts(rows, len(statements))
+
+    @staticmethod
+    def _counts(rows: list[Any], n: int) -> list[int]:
+        return [int(rows[0][f"n{i}"]) for i in range(n)]
 
     def sql_now(self, plus_s: float = 0) -> str:
         """SQL for the database's own clock, ``plus_s`` seconds on (a literal, not a
@@ -418,7 +457,7 @@ class Database:
                 try:
                     await connection.fetchval("SELECT 1", timeout=within)
                 except Exception:
-                    connection.terminate()
+                    discard(connection)
                     raise
         except Exception as exc:
             if not is_unavailable(exc):

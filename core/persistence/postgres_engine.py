@@ -11,6 +11,7 @@ once on a fresh connection.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,15 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     statements of a checkout run outside a transaction; the engine leaves no session
     state behind (no ``SET``, ``LISTEN``, cursor or session-level advisory lock: its
     advisory locks are transaction-scoped), so there is nothing to undo."""
+
+
+def discard(connection: Any) -> None:
+    """End a pooled connection found dead or frozen, at once. When the server closed it
+    first, asyncpg has already taken it back from its holder and the proxy refuses every
+    call (``InterfaceError``): then there is nothing left to end, and that refusal must
+    not replace the error that brought us here."""
+    with contextlib.suppress(asyncpg.InterfaceError):
+        connection.terminate()
 
 
 def _is_read(query: str) -> bool:
@@ -105,7 +115,7 @@ class TimedPostgresEngine(PostgresEngine):
                         return await connection.fetch(query, *(args or ()))
                     except Exception as exc:
                         if is_unavailable(exc):  # resetting it would wait as long again
-                            connection.terminate()
+                            discard(connection)
                         raise
             except Exception as exc:
                 if not is_unavailable(exc):

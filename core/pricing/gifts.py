@@ -7,6 +7,8 @@ A gift's stock is read unless this worker saw plenty of it a moment ago (a stock
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ordnung.core.domain.catalog import Variant
 from ordnung.core.domain.orders import OrderLine
 from ordnung.core.domain.pricing import Adjustment, GiftLine
@@ -35,25 +37,40 @@ async def add_gifts(state: PricingState, services: PricingServices) -> None:
     for _, gift in state.gifts:
         wanted[gift.sku] = wanted.get(gift.sku, 0) + gift.quantity
     variants = await services.variants(list(wanted))
-    plenty = services.plenty if state.hints else None
-    assumed = {sku for sku, quantity in wanted.items()
-               if plenty is not None and plenty(sku, quantity)}
-    unsure = [sku for sku in wanted if sku not in assumed and sku in variants
-              and not variants[sku].allow_backorder]
-    availability = await services.stock(unsure) if unsure else {}
+    in_stock = await _stock_check(state, services, wanted, variants)
     lines = list(state.lines)
     for plugin, gift in state.gifts:
         variant = variants.get(gift.sku)
         if variant is None or gift.quantity <= 0:
             raise PluginError(plugin, f"gift {gift.sku!r} is not a valid variant")
-        if variant.allow_backorder:
-            pass
-        elif gift.sku in assumed:
-            state.assumed.add(gift.sku)
-        elif availability.get(gift.sku, 0) < gift.quantity:
+        if not in_stock(variant, gift.quantity):
             state.explain("promotions", plugin,
                           f"gift {gift.sku} skipped: out of stock ({gift.reason})")
             continue
         add_gift(state, plugin, gift, variant, lines)
     if len(lines) != len(state.lines):
         state.set_lines(lines)
+
+
+async def _stock_check(state: PricingState, services: PricingServices,
+                       wanted: dict[str, int], variants: dict[str, Variant]
+                       ) -> Callable[[Variant, int], bool]:
+    """Whether a quantity of a gift is in stock: always for a backorderable one; on the
+    hint for one this worker saw plenty of a moment ago (noted in ``state.assumed``);
+    else as its stock, read now for every such gift at once, says."""
+    plenty = services.plenty if state.hints else None
+    assumed = {sku for sku, quantity in wanted.items()
+               if plenty is not None and plenty(sku, quantity)}
+    unsure = [sku for sku in wanted if sku not in assumed and sku in variants
+              and not variants[sku].allow_backorder]
+    availability = await services.stock(unsure) if unsure else {}
+
+    def in_stock(variant: Variant, quantity: int) -> bool:
+        if variant.allow_backorder:
+            return True
+        if variant.sku in assumed:
+            state.assumed.add(variant.sku)
+            return True
+        return availability.get(variant.sku, 0) >= quantity
+
+    return in_stock
