@@ -21,6 +21,7 @@ writing to that worker before it has spent its share.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 
@@ -61,38 +62,63 @@ class Shares:
 
     def __init__(self) -> None:
         self._held: dict[str, Share] = {}
+        #: the counts a share is being taken of, and what the writes waiting for it await
+        self._taking: dict[str, asyncio.Event] = {}
 
     async def count(self, storage: DatabaseStorage,
                     counted: Sequence[tuple[RateLimitItem, str, str]]
                     ) -> tuple[RateLimitItem, str, float] | None:
         """Count one write against each of ``counted`` ((limit, namespace, identifier));
         the first limit that refuses it, with the seconds until its window ends, or None.
-        A refused write counts against every one of its counts, as one let through."""
-        now = time.time()
-        takes: list[tuple[str, RateLimitItem, str, int]] = []
-        for item, namespace, identifier in counted:
-            key = item.key_for(namespace, identifier)
-            held = self._held.get(key)
-            if held is not None and held.until > now and held.left > 0:
-                held.left -= 1  # spent at once: a concurrent write cannot spend it too
-                continue
-            takes.append((key, item, namespace, share_size(item, held, now)))
+        A refused write counts against every one of its counts, as one let through.
+
+        A write that finds its worker taking a share of one of its counts waits for that
+        share and spends from it: concurrent writes that each took a share of their own
+        would count many shares against the caller for a few writes (and each share
+        taken would replace the last), refusing a busy caller far below its limit."""
+        spent: set[str] = set()
+        while True:
+            now = time.time()
+            takes: list[tuple[str, RateLimitItem, str, int]] = []
+            waits: list[asyncio.Event] = []
+            for item, namespace, identifier in counted:
+                key = item.key_for(namespace, identifier)
+                if key in spent:
+                    continue
+                held = self._held.get(key)
+                if held is not None and held.until > now and held.left > 0:
+                    held.left -= 1  # spent at once: a concurrent write cannot spend it too
+                    spent.add(key)
+                elif (taking := self._taking.get(key)) is not None:
+                    waits.append(taking)
+                else:
+                    takes.append((key, item, namespace, share_size(item, held, now)))
+            if not waits:
+                break
+            for taking in waits:
+                await taking.wait()
         if not takes:
             return None
-        counts = await storage.incr_many([Hit(key, item.get_expiry(), amount)
-                                          for key, item, _, amount in takes])
-        refused: tuple[RateLimitItem, str, float] | None = None
-        for key, item, namespace, amount in takes:
-            count = counts[key]
-            until = count.expires_at.timestamp()
-            granted = min(amount, item.amount - (count.hits - amount))
-            if granted <= 0:
-                self._held.pop(key, None)
-                if refused is None:
-                    refused = (item, namespace, until - now)
-                continue
-            self._keep(key, Share(granted - 1, until, count.hits), now)
-        return refused
+        for key, *_ in takes:
+            self._taking[key] = asyncio.Event()
+        try:
+            counts = await storage.incr_many([Hit(key, item.get_expiry(), amount)
+                                              for key, item, _, amount in takes])
+            refused: tuple[RateLimitItem, str, float] | None = None
+            for key, item, namespace, amount in takes:
+                count = counts[key]
+                until = count.expires_at.timestamp()
+                granted = min(amount, item.amount - (count.hits - amount))
+                if granted <= 0:
+                    self._held.pop(key, None)
+                    if refused is None:
+                        refused = (item, namespace, until - now)
+                    continue
+                self._keep(key, Share(granted - 1, until, count.hits), now)
+            return refused
+        finally:  # the writes waiting for these shares spend from them, or take their own
+            for key, *_ in takes:
+                self._taking.pop(key).set()
 
     def _keep(self, key: str, share: Share, now: float) -> None:
         held = self._held

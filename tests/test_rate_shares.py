@@ -20,6 +20,7 @@ import pytest
 from ordnung.api.rate_limits import WriteLimits
 from ordnung.api.rate_shares import MAX_SHARE, Share, share_size
 from ordnung.core.domain.common import utcnow
+from ordnung.core.persistence.rate_limits import DatabaseStorage
 from tests.api_support import Api, api_client, bearer
 
 
@@ -113,3 +114,27 @@ def test_shares_are_a_sixteenth_of_the_limit_and_shrink_near_it() -> None:
     assert share_size(item, Share(0, until=100.0, hits=110), now=50.0) == 2
     assert share_size(item, Share(0, until=100.0, hits=119), now=50.0) == 1
     assert share_size(item, Share(0, until=100.0, hits=119), now=100.0) == 7  # a new window
+
+
+async def test_concurrent_writes_on_one_worker_spend_one_share_between_them(
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writes that reach a worker together while it has no share left wait for the one
+    share being taken: had each taken its own, 64 concurrent writes would count 64
+    shares (1,280 writes) against a caller allowed 320, and most would be refused."""
+    taking = DatabaseStorage.incr_many
+
+    async def a_moment_away(self: DatabaseStorage, hits: Any) -> Any:
+        # the count is a round trip away, as on a busy server (SQLite's is not, here)
+        await asyncio.sleep(0.02)
+        return await taking(self, hits)
+
+    monkeypatch.setattr(DatabaseStorage, "incr_many", a_moment_away)
+    async with workers(database_url, 1, "320/minute") as (api,):
+        headers = bearer((await api.issue_key("admin", scopes=["customers"]))["secret"])
+        before = await shared_hits(api)
+        share = share_size(per_key("320/minute").item("writes_per_key"), None, 0)
+        for _ in range(3):  # each wave spends the share left and takes more
+            statuses = await asyncio.gather(*(write(api, headers) for _ in range(64)))
+            assert statuses == [404] * 64
+        counted = await shared_hits(api) - before
+        assert 3 * 64 <= counted <= 3 * 64 + share, counted
