@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         args.orders = 1_000_000 if args.duration else \
             10_000 if args.scenario == "hot-sku" else 2_000
     started = time.perf_counter()
-    result = asyncio.run(run(args))
+    result = load.run(run(args))
     result["wall_s"] = round(time.perf_counter() - started, 1)
     for key in ("orders_per_s", "p50_ms", "p99_ms", "floor_per_s", "ratio", "sql_per_order",
                 "server_cpu_ms_per_order", "load_cpu_ms_per_order", "errors", "oversold"):

@@ -25,6 +25,8 @@ from typing import Any
 
 import asyncpg
 
+from bench import load
+
 LINES = 3  # lines per order, as in the placement scenario
 EVENTS_TX1 = 3  # order.placed, payment.created, inventory.availability_changed
 OUTBOX_TX1 = 1  # only the availability change has a reaction (channel_log)
@@ -207,6 +209,6 @@ def sqlite_floor(path: str, orders: int, concurrency: int, payload: str,
 def floor_per_s(database_url: str, orders: int, concurrency: int, payload: str,
                 shop: Catalogue) -> float:
     if database_url.startswith("postgres"):
-        return asyncio.run(postgres_floor(database_url, orders, concurrency, payload, shop))
+        return load.run(postgres_floor(database_url, orders, concurrency, payload, shop))
     path = database_url.split("sqlite:///", 1)[1]
     return sqlite_floor(path, orders, concurrency, payload, shop)

@@ -270,7 +270,7 @@ def main(args: argparse.Namespace) -> int:
     if args.orders is None:
         args.orders = 400
     started = time.perf_counter()
-    results = asyncio.run(run(args, sizes))
+    results = load.run(run(args, sizes))
     print(table(results), file=sys.stderr)
     print(json.dumps({"scenario": "growth", "db": args.db, "workers": args.workers,
                       "concurrency": args.concurrency, "placement_orders": args.orders,
