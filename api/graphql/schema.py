@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, cast
 
 import msgspec
@@ -208,6 +208,16 @@ async def _cart(info: Info, cart_id: str) -> CartStruct:
     require_shopper_or_admin(principal, "orders")
     token = _request(info).headers.get(CART_TOKEN_HEADER)
     return await _engine(info).carts.for_caller(cart_id, principal, token)
+
+
+async def _changed(info: Info, cart_id: str,
+                   change: Callable[[CartStruct], Awaitable[CartStruct]]) -> Cart:
+    """``change`` made to the cart if the caller holds it, else the same not-found as
+    REST (``CartService.change_as``: from the copy this worker kept when it is current)."""
+    principal = _caller(info)
+    require_shopper_or_admin(principal, "orders")
+    token = _request(info).headers.get(CART_TOKEN_HEADER)
+    return Cart.of(await _engine(info).carts.change_as(cart_id, principal, token, change))
 
 
 def _stream_token(t: StreamTokenStruct) -> StreamToken:
@@ -526,56 +536,69 @@ class ShopMutation:
     @strawberry.mutation(description="Add units of a SKU (merged with its line).")
     async def add_cart_line(self, info: Info, cart_id: str, sku: str,
                             quantity: int = 1) -> Cart:
-        cart = await _cart(info, cart_id)
-        data = checked(_engine(info), LineIn, sku=sku, quantity=quantity)
-        return Cart.of(await _engine(info).carts.add_line(cart_id, data.sku, data.quantity,
-                                                          cart=cart))
+        async def change(cart: CartStruct) -> CartStruct:
+            data = checked(_engine(info), LineIn, sku=sku, quantity=quantity)
+            return await _engine(info).carts.add_line(cart_id, data.sku, data.quantity,
+                                                      cart=cart)
+
+        return await _changed(info, cart_id, change)
 
     @strawberry.mutation(description="Set the quantity of a SKU's line.")
     async def set_cart_line(self, info: Info, cart_id: str, sku: str, quantity: int) -> Cart:
-        cart = await _cart(info, cart_id)
-        data = checked(_engine(info), QuantityIn, quantity=quantity)
-        checked(_engine(info), LineIn, sku=sku)
-        return Cart.of(await _engine(info).carts.set_line(cart_id, sku, data.quantity,
-                                                          cart=cart))
+        async def change(cart: CartStruct) -> CartStruct:
+            data = checked(_engine(info), QuantityIn, quantity=quantity)
+            checked(_engine(info), LineIn, sku=sku)
+            return await _engine(info).carts.set_line(cart_id, sku, data.quantity, cart=cart)
+
+        return await _changed(info, cart_id, change)
 
     @strawberry.mutation(description="Remove a SKU's line.")
     async def remove_cart_line(self, info: Info, cart_id: str, sku: str) -> Cart:
-        cart = await _cart(info, cart_id)
-        checked(_engine(info), LineIn, sku=sku)
-        return Cart.of(await _engine(info).carts.remove_line(cart_id, sku, cart=cart))
+        async def change(cart: CartStruct) -> CartStruct:
+            checked(_engine(info), LineIn, sku=sku)
+            return await _engine(info).carts.remove_line(cart_id, sku, cart=cart)
+
+        return await _changed(info, cart_id, change)
 
     @strawberry.mutation(description="Set the shipping and billing address and e-mail.")
     async def set_cart_addresses(self, info: Info, cart_id: str,
                                  shipping: AddressInput | None = None,
                                  billing: AddressInput | None = None,
                                  email: str | None = None) -> Cart:
-        cart = await _cart(info, cart_id)
-        data = checked(_engine(info), AddressesIn, shipping=shipping, billing=billing,
-                       email=email)
-        return Cart.of(await _engine(info).carts.set_addresses(
-            cart_id, shipping=data.shipping, billing=data.billing, email=data.email,
-            cart=cart))
+        async def change(cart: CartStruct) -> CartStruct:
+            data = checked(_engine(info), AddressesIn, shipping=shipping, billing=billing,
+                           email=email)
+            return await _engine(info).carts.set_addresses(
+                cart_id, shipping=data.shipping, billing=data.billing, email=data.email,
+                cart=cart)
+
+        return await _changed(info, cart_id, change)
 
     @strawberry.mutation(description="Choose the shipping method (one of the cart's "
                                      "shippingQuotes).")
     async def set_cart_shipping_method(self, info: Info, cart_id: str, method: str) -> Cart:
-        cart = await _cart(info, cart_id)
-        data = checked(_engine(info), ShippingMethodIn, method=method)
-        return Cart.of(await _engine(info).carts.set_shipping_method(cart_id, data.method,
-                                                                     cart=cart))
+        async def change(cart: CartStruct) -> CartStruct:
+            data = checked(_engine(info), ShippingMethodIn, method=method)
+            return await _engine(info).carts.set_shipping_method(cart_id, data.method,
+                                                                 cart=cart)
+
+        return await _changed(info, cart_id, change)
 
     @strawberry.mutation(description="Apply a promotion code.")
     async def apply_cart_code(self, info: Info, cart_id: str, code: str) -> Cart:
-        cart = await _cart(info, cart_id)
-        data = checked(_engine(info), CodeIn, code=code)
-        return Cart.of(await _engine(info).carts.apply_code(cart_id, data.code, cart=cart))
+        async def change(cart: CartStruct) -> CartStruct:
+            data = checked(_engine(info), CodeIn, code=code)
+            return await _engine(info).carts.apply_code(cart_id, data.code, cart=cart)
+
+        return await _changed(info, cart_id, change)
 
     @strawberry.mutation(description="Remove a promotion code.")
     async def remove_cart_code(self, info: Info, cart_id: str, code: str) -> Cart:
-        cart = await _cart(info, cart_id)
-        checked(_engine(info), CodeIn, code=code)
-        return Cart.of(await _engine(info).carts.remove_code(cart_id, code, cart=cart))
+        async def change(cart: CartStruct) -> CartStruct:
+            checked(_engine(info), CodeIn, code=code)
+            return await _engine(info).carts.remove_code(cart_id, code, cart=cart)
+
+        return await _changed(info, cart_id, change)
 
     @strawberry.mutation(description="Place the cart as an order with its payment. Send "
                                      "an Idempotency-Key header to make retries safe.")

@@ -11,6 +11,7 @@ changes and saves it with the version it was read at.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import msgspec
@@ -74,6 +75,14 @@ class CartController(Controller):
         """The cart if the caller holds it (see the module docstring), else 404."""
         return await engine_of(request).carts.for_caller(cart_id, caller(request), cart_token)
 
+    async def _change(self, request: Request[Any, Any, Any], cart_id: str,
+                      cart_token: str | None, change: Callable[[Cart], Awaitable[Cart]]
+                      ) -> Cart:
+        """``change`` made to the cart if the caller holds it, else 404 (``change_as``:
+        from the copy this worker kept when it is current)."""
+        return await engine_of(request).carts.change_as(cart_id, caller(request), cart_token,
+                                                        change)
+
     @post("/", status_code=201, responses=problems(404), response_headers=LOCATION)
     async def create(self, request: Request[Any, Any, Any],
                      data: JSONBody[CartIn]) -> Response[CreatedCart]:
@@ -103,9 +112,10 @@ class CartController(Controller):
                        data: JSONBody[LineIn],
                        cart_token: CartToken = None) -> Cart:
         """Add units of a SKU to the cart (merged with a line of the same SKU)."""
-        cart = await self._cart(request, cart_id, cart_token)
-        return await engine_of(request).carts.add_line(cart_id, data.sku, data.quantity,
-                                                        cart=cart)
+        carts = engine_of(request).carts
+        return await self._change(
+            request, cart_id, cart_token,
+            lambda cart: carts.add_line(cart_id, data.sku, data.quantity, cart=cart))
 
     @put("/{cart_id:str}/lines/{sku:str}", responses=problems(404, 409))
     async def set_line(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
@@ -113,41 +123,51 @@ class CartController(Controller):
                        data: JSONBody[QuantityIn],
                        cart_token: CartToken = None) -> Cart:
         """Set the quantity of a SKU's line in the cart."""
-        cart = await self._cart(request, cart_id, cart_token)
-        return await engine_of(request).carts.set_line(cart_id, sku, data.quantity, cart=cart)
+        carts = engine_of(request).carts
+        return await self._change(
+            request, cart_id, cart_token,
+            lambda cart: carts.set_line(cart_id, sku, data.quantity, cart=cart))
 
     @delete("/{cart_id:str}/lines/{sku:str}", status_code=200, responses=problems(404, 409))
     async def remove_line(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                           sku: FromPath[str],
                           cart_token: CartToken = None) -> Cart:
         """Remove a SKU's line from the cart."""
-        cart = await self._cart(request, cart_id, cart_token)
-        return await engine_of(request).carts.remove_line(cart_id, sku, cart=cart)
+        carts = engine_of(request).carts
+        return await self._change(
+            request, cart_id, cart_token,
+            lambda cart: carts.remove_line(cart_id, sku, cart=cart))
 
     @put("/{cart_id:str}/addresses", responses=problems(404, 409))
     async def addresses(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                         data: JSONBody[AddressesIn],
                         cart_token: CartToken = None) -> Cart:
         """Set the cart's shipping and billing address and contact e-mail."""
-        cart = await self._cart(request, cart_id, cart_token)
-        return await engine_of(request).carts.set_addresses(
-            cart_id, shipping=data.shipping, billing=data.billing, email=data.email, cart=cart)
+        carts = engine_of(request).carts
+        return await self._change(
+            request, cart_id, cart_token,
+            lambda cart: carts.set_addresses(
+                cart_id, shipping=data.shipping, billing=data.billing, email=data.email, cart=cart))
 
     @post("/{cart_id:str}/codes", status_code=200, responses=problems(404))
     async def apply_code(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                          data: JSONBody[CodeIn],
                          cart_token: CartToken = None) -> Cart:
         """Apply a promotion code to the cart."""
-        cart = await self._cart(request, cart_id, cart_token)
-        return await engine_of(request).carts.apply_code(cart_id, data.code, cart=cart)
+        carts = engine_of(request).carts
+        return await self._change(
+            request, cart_id, cart_token,
+            lambda cart: carts.apply_code(cart_id, data.code, cart=cart))
 
     @delete("/{cart_id:str}/codes/{code:str}", status_code=200, responses=problems(404, 409))
     async def remove_code(self, request: Request[Any, Any, Any], cart_id: FromPath[str],
                           code: FromPath[str],
                           cart_token: CartToken = None) -> Cart:
         """Remove a promotion code from the cart."""
-        cart = await self._cart(request, cart_id, cart_token)
-        return await engine_of(request).carts.remove_code(cart_id, code, cart=cart)
+        carts = engine_of(request).carts
+        return await self._change(
+            request, cart_id, cart_token,
+            lambda cart: carts.remove_code(cart_id, code, cart=cart))
 
     @get("/{cart_id:str}/shipping-quotes", responses=problems(404))
     async def quotes(self, request: Request[Any, Any, Any],
@@ -164,9 +184,10 @@ class CartController(Controller):
                               data: JSONBody[ShippingMethodIn],
                               cart_token: CartToken = None) -> Cart:
         """Choose the cart's shipping method (one of its shipping quotes)."""
-        cart = await self._cart(request, cart_id, cart_token)
-        return await engine_of(request).carts.set_shipping_method(cart_id, data.method,
-                                                                  cart=cart)
+        carts = engine_of(request).carts
+        return await self._change(
+            request, cart_id, cart_token,
+            lambda cart: carts.set_shipping_method(cart_id, data.method, cart=cart))
 
     @get("/{cart_id:str}/explanation", responses=problems(404))
     async def explanation(self, request: Request[Any, Any, Any], cart_id: FromPath[str],

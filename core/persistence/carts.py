@@ -1,4 +1,5 @@
-"""Carts (draft orders) as documents."""
+"""Carts (draft orders) as documents; the ones this worker wrote last are kept
+(``...kept_carts``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from ordnung.core.domain.carts import Cart
 from ordnung.core.errors import Conflict, NotFound
 from ordnung.core.persistence.codec import decode, encode
 from ordnung.core.persistence.database import Database, Statement
-from ordnung.core.persistence.generations import OBSERVED_COLUMNS, observe
+from ordnung.core.persistence.generations import OBSERVED_COLUMNS, observe, write_guards
+from ordnung.core.persistence.kept_carts import KEPT_CARTS, KeptCarts
 
 _INSERT = ("INSERT INTO carts (id, customer_id, channel, status, data, version, created_at, "
            "updated_at, token_hash) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}) "
@@ -19,21 +21,46 @@ _GET = f"SELECT data, {OBSERVED_COLUMNS} FROM carts WHERE id = {{}}"
 _SAVE = ("UPDATE carts SET customer_id = {}, status = {}, data = {}, version = {}, "
          "updated_at = {} WHERE id = {} AND version = {} RETURNING id")
 _FOR_CUSTOMER = "SELECT data FROM carts WHERE customer_id = {}"
+#: a kept copy's save: also guarded by the token hash that decided who may use it
+_SAVE_KEPT = ("UPDATE carts SET customer_id = {}, status = {}, data = {}, version = {}, "
+              "updated_at = {} WHERE id = {} AND version = {} "
+              "AND COALESCE(token_hash, '') = {}")
+#: on PostgreSQL a kept copy's save that matches nothing brings the cart back instead,
+#: in the same statement (it sees the cart as it was before its own update)
+_OR_CURRENT = (f"WITH saved AS ({{}} RETURNING id) "
+               f"SELECT id, NULL AS data, NULL AS token_hash, {OBSERVED_COLUMNS} FROM saved "
+               f"UNION ALL SELECT NULL, data, token_hash, {OBSERVED_COLUMNS} FROM carts "
+               f"WHERE id = {{}} AND NOT EXISTS (SELECT 1 FROM saved)")
+
+
+class StaleCopy(Exception):
+    """A kept copy's save matched nothing: the cart changed, or a kept credential or
+    kept variants are no longer current. Nothing was written. ``current``: the cart and
+    its token hash as stored, when the same statement brought them (PostgreSQL)."""
+
+    def __init__(self, cart_id: str, current: tuple[Cart, str | None] | None) -> None:
+        super().__init__(cart_id)
+        self.current = current
 
 
 class CartStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, kept: int = KEPT_CARTS) -> None:
         self.db = db
         self._get_locked = _GET + db.lock_suffix
+        self.kept = KeptCarts(kept)
 
     async def insert(self, cart: Cart, token_hash: str | None = None) -> None:
         """In a transaction of its own: the insert brings the generations back, and a
         request whose kept key they show revoked rolls it back (``...generations``)."""
+        alone = self.db.in_transaction() is None
+        data = encode(cart)
         async with self.db.transaction():
             rows = await self.db.run(_INSERT, cart.id, cart.customer_id, cart.channel,
-                                     cart.status, encode(cart), cart.version,
+                                     cart.status, data, cart.version,
                                      cart.created_at, cart.updated_at, token_hash)
             observe(rows[0])
+        if alone:  # committed
+            self.kept.keep(cart.id, data, token_hash)
 
     async def get_with_token(self, cart_id: str) -> tuple[Cart, str | None]:
         """The cart and the hash of its guest token (None for customers' carts)."""
@@ -42,10 +69,13 @@ class CartStore:
             raise NotFound("cart", cart_id)
         row = rows[0]
         observe(row)
+        if self.db.in_transaction() is None:  # what is committed, at its version
+            self.kept.keep(cart_id, row["data"], row["token_hash"])
         return decode(row["data"], Cart), row["token_hash"]
 
     async def clear_token(self, cart_id: str) -> None:
         """The cart now belongs to a customer: its guest token no longer opens it."""
+        self.kept.forget(cart_id)
         await self.db.run(_CLEAR_TOKEN, cart_id)
 
     async def get(self, cart_id: str, *, for_update: bool = False) -> Cart:
@@ -56,15 +86,74 @@ class CartStore:
         return decode(rows[0]["data"], Cart)
 
     async def save(self, cart: Cart, expected_version: int) -> None:
-        sql, args = self.saving(cart, expected_version)
-        if not await self.db.run(sql, *args):
+        """Save a change to the cart as read at ``expected_version``; kept when it is a
+        write of its own (a save inside a transaction may yet be rolled back)."""
+        alone = self.db.in_transaction() is None
+        sql, args = self._saving(cart, expected_version)
+        try:
+            saved = await self.db.run(sql, *args)
+        except BaseException:
+            self.kept.forget(cart.id)
+            raise
+        if not saved:
+            self.kept.forget(cart.id)
             raise Conflict(f"cart {cart.id} was changed concurrently; retry", cart_id=cart.id)
+        if alone:
+            self.kept.renew(cart.id, args[2])
+        else:
+            self.kept.forget(cart.id)
 
-    @staticmethod
-    def saving(cart: Cart, expected_version: int) -> Statement:
+    def lend(self, cart_id: str) -> tuple[Cart, str | None] | None:
+        """A copy of the cart as this worker last wrote or read it, and its token hash,
+        for a change to save with ``save_kept``; None if none is kept, or inside a
+        transaction (whose reads must see its own writes)."""
+        if self.db.in_transaction() is not None:
+            return None
+        return self.kept.lend(cart_id)
+
+    async def save_kept(self, cart: Cart, expected_version: int,
+                        token_hash: str | None) -> None:
+        """Save a change made to a lent copy (``lend``) that was at ``expected_version``
+        with ``token_hash``: one statement, guarded by both and by the generations the
+        request's kept credential and variants wait on (``write_guards``). Raises
+        ``StaleCopy`` (nothing written, the copy forgotten) when it matches nothing."""
+        guards, values = write_guards()
+        cart.version = expected_version + 1
+        data = encode(cart)
+        sql = _SAVE_KEPT + guards
+        args: list[object] = [cart.customer_id, cart.status, data, cart.version,
+                              cart.updated_at, cart.id, expected_version, token_hash or "",
+                              *values]
+        if self.db.is_postgres:
+            sql, args = _OR_CURRENT.format(sql, "{}"), [*args, cart.id]
+        else:
+            sql += f" RETURNING id, {OBSERVED_COLUMNS}"
+        try:
+            rows = await self.db.run_confirmed(sql, *args)
+        except BaseException:
+            self.kept.forget(cart.id)  # it may or may not have been written
+            raise
+        if rows and rows[0]["id"] is not None:
+            self.kept.keep(cart.id, data, token_hash)
+            return
+        cart.version = expected_version
+        self.kept.forget(cart.id)
+        current = None
+        if rows:
+            row = rows[0]
+            self.kept.keep(cart.id, row["data"], row["token_hash"])
+            current = decode(row["data"], Cart), row["token_hash"]
+        raise StaleCopy(cart.id, current)
+
+    def saving(self, cart: Cart, expected_version: int) -> Statement:
         """``save`` as a statement to run with a change's other writes
         (``Database.run_together``): it returns a row only if the cart was still at
         ``expected_version``, which the caller must check."""
+        self.kept.forget(cart.id)
+        return self._saving(cart, expected_version)
+
+    @staticmethod
+    def _saving(cart: Cart, expected_version: int) -> Statement:
         cart.version = expected_version + 1
         return _SAVE, [cart.customer_id, cart.status, encode(cart), cart.version,
                        cart.updated_at, cart.id, expected_version]

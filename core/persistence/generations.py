@@ -156,6 +156,27 @@ def generation(row: Any, name: str) -> int:
     return int(row[f"{name}_generation"] or 0)
 
 
+def _still(name: str) -> str:
+    return f" AND COALESCE((SELECT value FROM generations WHERE name = '{name}'), 0) = {{}}"
+
+
+def write_guards() -> tuple[str, list[int]]:
+    """Conditions (``" AND ..."``) and their values for a write that the request runs
+    before its gate (``Database.run_confirmed``): the write matches nothing unless the
+    generations are still those the request's kept credential and kept variants were
+    read at, so it writes only what the gate would let through. Empty where nothing
+    kept waits to be confirmed."""
+    seen = current()
+    if seen is None or seen.gate is None:
+        return "", []
+    sql, values = "", []
+    if seen.pending is not None and seen.access is None:
+        sql, values = _still(ACCESS), [seen.pending[1]]
+    if seen.assumed is not None and seen.catalog is None:
+        sql, values = sql + _still(CATALOG), [*values, seen.assumed]
+    return sql, values
+
+
 async def read(db: Database) -> None:
     """Record the current generations for the request, read in a statement of their own
     (for a request that ran no statement that brings them back)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 
 from ordnung.core.domain.access import Principal
 from ordnung.core.domain.addresses import Address
@@ -18,7 +19,16 @@ from ordnung.core.domain.carts import Cart, CartLine, PricedCart
 from ordnung.core.domain.common import new_id, utcnow
 from ordnung.core.domain.orders import Order
 from ordnung.core.domain.pricing import ExplanationStep, ShippingQuote
-from ordnung.core.errors import Conflict, InvalidInput, NotFound, PaymentDeclined
+from ordnung.core.errors import (
+    Conflict,
+    CurrencyMismatch,
+    InvalidInput,
+    NotForSale,
+    NotFound,
+    PaymentDeclined,
+    ValidationFailed,
+)
+from ordnung.core.persistence.carts import StaleCopy
 from ordnung.core.pricing import Buyer, PricingPipeline
 from ordnung.core.requests import PaymentInput, PlaceOrder
 from ordnung.core.runtime import Runtime, bound
@@ -29,6 +39,14 @@ from ordnung.core.services.orders import OrderService
 
 #: the prefix of a guest cart's token
 CART_TOKEN_PREFIX = "crt_"
+
+#: the kept copy (and its token hash) a change in this task works on (``change_as``)
+_LENT: ContextVar[tuple[Cart, str | None] | None] = ContextVar("ordnung_lent_cart",
+                                                              default=None)
+#: what a change refuses before it writes, and a copy behind the stored cart could
+#: have caused: decided again on the cart as stored
+_RECHECKED = (Conflict, CurrencyMismatch, InvalidInput, NotForSale, NotFound,
+              ValidationFailed)
 
 
 class CartService:
@@ -88,19 +106,53 @@ class CartService:
         may use their own carts, and a guest cart whose token they hold. A storefront
         key may use a guest cart of its own channel whose token it sends."""
         cart, stored_hash = await self.rt.carts.get_with_token(cart_id)
+        if not self._may_use(cart, stored_hash, caller, cart_token):
+            raise NotFound("cart", cart_id)
+        return cart
+
+    @staticmethod
+    def _may_use(cart: Cart, stored_hash: str | None, caller: Principal,
+                 cart_token: str | None) -> bool:
         if caller.kind == "admin":
-            return cart
+            return True
         holds_token = bool(stored_hash and cart_token and hmac.compare_digest(
             stored_hash, token_hash(cart_token)))
         if caller.kind == "customer":
             if cart.customer_id is not None and cart.customer_id == caller.customer_id:
-                return cart
-            if cart.customer_id is None and holds_token:
-                return cart
-        elif caller.kind == "storefront" and cart.channel == caller.channel \
-                and cart.customer_id is None and holds_token:
-            return cart
-        raise NotFound("cart", cart_id)
+                return True
+            return cart.customer_id is None and holds_token
+        return (caller.kind == "storefront" and cart.channel == caller.channel
+                and cart.customer_id is None and holds_token)
+
+    async def change_as(self, cart_id: str, caller: Principal, cart_token: str | None,
+                        change: Callable[[Cart], Awaitable[Cart]]) -> Cart:
+        """Run ``change`` (one of the changes below, given the cart as ``cart=``) on the
+        cart if ``caller`` may use it (``for_caller``), else ``NotFound``.
+
+        It first runs on the copy this worker kept of the cart (``...kept_carts``), if
+        the copy lets the caller in: then the change costs its save alone, and the save
+        matches nothing unless the copy is what is stored. Whatever the copy leads to
+        short of a save (a refusal, or a save that matched nothing) counts for nothing:
+        the change runs again on the cart as stored, as it would without a copy."""
+        lent = self.rt.carts.lend(cart_id)
+        current: tuple[Cart, str | None] | None = None
+        if lent is not None and self._may_use(*lent, caller, cart_token):
+            token = _LENT.set(lent)
+            try:
+                return await change(lent[0])
+            except StaleCopy as stale:
+                current = stale.current
+            except _RECHECKED:
+                pass
+            finally:
+                _LENT.reset(token)
+        if current is None:
+            cart = await self.for_caller(cart_id, caller, cart_token)
+        elif self._may_use(*current, caller, cart_token):
+            cart = current[0]
+        else:
+            raise NotFound("cart", cart_id)
+        return await change(cart)
 
     async def adopt(self, cart_id: str, customer_id: str) -> Cart:
         """A signed-in customer takes over a guest cart they hold the token of: the cart
@@ -130,7 +182,11 @@ class CartService:
                 await result
             cart.priced = await self._price(cart)
             cart.updated_at = utcnow()
-            await self.rt.carts.save(cart, version)
+            lent = _LENT.get()
+            if lent is not None and lent[0] is cart:
+                await self.rt.carts.save_kept(cart, version, lent[1])
+            else:
+                await self.rt.carts.save(cart, version)
             return cart
 
     async def set_line(self, cart_id: str, sku: str, quantity: int, *,
