@@ -11,6 +11,7 @@ migrate again at start, which finds nothing to do (the runner locks).
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import shutil
@@ -58,11 +59,23 @@ def configure_from_env() -> None:
 
 
 def worker_app() -> Litestar:
-    """The uvicorn factory of each worker: logging as the parent said, then the app."""
+    """The uvicorn factory of each worker: logging as the parent said, then the app,
+    whose heap is settled once it has started (``settle_heap``)."""
     from ordnung.api.app import create_app
 
     configure_from_env()
-    return create_app(demo=False)
+    app = create_app(demo=False)
+    app.on_startup.append(settle_heap)
+    return app
+
+
+def settle_heap() -> None:
+    """Move what the started worker holds for good (modules, the app, the plugins, the
+    engine's pools) out of the garbage collector's sight: a full collection otherwise
+    walks those 150,000 objects each time, about 100 ms of a core in which no request
+    moves, several times a minute under load. What requests create is still collected."""
+    gc.collect()
+    gc.freeze()
 
 
 def demo_plugin_settings(current: str | None) -> str:
