@@ -56,6 +56,36 @@ async def test_a_cart_changed_on_another_worker_is_changed_as_stored(
         assert await lines_of(second, cid) == [("MUG", 2), ("POSTER", 1), ("SHIRT-M", 1)]
 
 
+PAY = {"payment": {"gateway": "sandbox", "token": "tok_success"}}
+
+
+async def test_a_cart_changed_on_another_worker_is_placed_as_stored(
+        database_url: str) -> None:
+    async with two_workers(database_url) as (first, second):
+        shop = await first.storefront("web")
+        cid, holding = await first.ready_cart(shop, "MUG")  # the first worker keeps it
+        expect(await add(second, holding, cid, "POSTER"), 200)
+        order = expect(await first.client.post(f"/carts/{cid}/order", json=PAY,
+                                               headers=holding), 201)
+        assert sorted(line["sku"] for line in order["lines"]) == ["MUG", "POSTER"]
+        cart = await second.engine.carts.get(cid)
+        assert cart.status == "placed" and cart.order_id == order["id"]
+        assert await first.order_count() == 1
+
+
+async def test_a_guest_token_cleared_elsewhere_places_no_kept_copy(
+        database_url: str) -> None:
+    async with two_workers(database_url) as (first, second):
+        shop = await first.storefront("web")
+        cid, holding = await first.ready_cart(shop, "MUG")
+        levels = await first.levels()
+        await second.engine.carts.rt.carts.clear_token(cid)
+        expect_problem(await first.client.post(f"/carts/{cid}/order", json=PAY,
+                                               headers=holding), 404, "not-found")
+        assert await first.order_count() == 0 and await first.levels() == levels
+        assert (await second.engine.carts.get(cid)).status == "open"
+
+
 async def test_a_change_made_between_the_copy_and_its_save_is_not_written_over(
         database_url: str) -> None:
     async with api_client(database_url) as api:
@@ -63,17 +93,17 @@ async def test_a_change_made_between_the_copy_and_its_save_is_not_written_over(
         cart = await api.new_cart(shop)
         cid, holding = cart["id"], api.holding(shop, cart["id"])
         store = api.engine.carts.rt.carts
-        save_kept = store.save_kept
+        save_kept = store._save_kept
 
         async def changed_meanwhile(*args: Any) -> None:
             await api.engine.carts.add_line(cid, "POSTER", 1)  # another request, in between
             await save_kept(*args)
 
-        store.save_kept = changed_meanwhile  # type: ignore[method-assign]
+        store._save_kept = changed_meanwhile  # type: ignore[method-assign]
         try:
             body = expect(await add(api, holding, cid, "MUG"), 200)
         finally:
-            del store.save_kept
+            del store._save_kept
         assert [(ln["sku"], ln["quantity"]) for ln in body["lines"]] == [
             ("POSTER", 1), ("MUG", 1)]
         assert await lines_of(api, cid) == [("POSTER", 1), ("MUG", 1)]

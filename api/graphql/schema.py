@@ -604,16 +604,22 @@ class ShopMutation:
                                      "an Idempotency-Key header to make retries safe.")
     async def checkout(self, info: Info, cart_id: str,
                        payment: PaymentInput | None = None) -> Order:
-        cart = await _cart(info, cart_id)
         principal = _caller(info)
+        require_shopper_or_admin(principal, "orders")
         engine = _engine(info)
-        data = checked(engine, PlaceCartIn, payment=payment)
-        if principal.kind == "customer" and cart.customer_id is None:
-            cart = await engine.carts.adopt(cart_id, principal.customer_id or "")
         request = _request(info)
-        order = await engine.carts.place(
-            cart_id, payment=data.payment, client=client_facts(request, principal, data.client),
-            actor=principal.actor, idempotency_key=idempotency_key(request), cart=cart)
+
+        async def place(cart: CartStruct) -> OrderStruct:
+            data = checked(engine, PlaceCartIn, payment=payment)
+            if principal.kind == "customer" and cart.customer_id is None:
+                cart = await engine.carts.adopt(cart_id, principal.customer_id or "")
+            return await engine.carts.place(
+                cart_id, payment=data.payment,
+                client=client_facts(request, principal, data.client), actor=principal.actor,
+                idempotency_key=idempotency_key(request), cart=cart)
+
+        order = await engine.carts.change_as(cart_id, principal,
+                                             request.headers.get(CART_TOKEN_HEADER), place)
         return _order_view(info, order)
 
     @strawberry.mutation(description="A stream token for this order's live status (a "

@@ -12,7 +12,7 @@ changes and saves it with the version it was read at.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
@@ -41,6 +41,7 @@ from ordnung.api.schemas import (
 )
 from ordnung.core.domain.access import StreamToken
 from ordnung.core.domain.carts import Cart
+from ordnung.core.domain.orders import Order
 from ordnung.core.domain.pricing import ExplanationStep, ShippingQuote
 from ordnung.core.errors import Conflict
 
@@ -58,6 +59,8 @@ class CreatedCart(Cart, kw_only=True):
 
 CART_TOKEN_HEADER = "X-Cart-Token"
 #: the cart token of a guest cart, on every route that takes a cart id
+T = TypeVar("T")
+
 CartToken = Annotated[str | None, HeaderParameter(
     name=CART_TOKEN_HEADER, required=False,
     description="The guest cart's token from its creation. Needed with a storefront key; "
@@ -76,8 +79,8 @@ class CartController(Controller):
         return await engine_of(request).carts.for_caller(cart_id, caller(request), cart_token)
 
     async def _change(self, request: Request[Any, Any, Any], cart_id: str,
-                      cart_token: str | None, change: Callable[[Cart], Awaitable[Cart]]
-                      ) -> Cart:
+                      cart_token: str | None, change: Callable[[Cart], Awaitable[T]]
+                      ) -> T:
         """``change`` made to the cart if the caller holds it, else 404 (``change_as``:
         from the copy this worker kept when it is current)."""
         return await engine_of(request).carts.change_as(cart_id, caller(request), cart_token,
@@ -202,16 +205,20 @@ class CartController(Controller):
                     data: JSONBody[PlaceCartIn],
                     cart_token: CartToken = None) -> Response[OrderView]:
         """Place the cart as an order, with its payment; the cart is spent."""
-        cart = await self._cart(request, cart_id, cart_token)
         principal = caller(request)
-        if principal.kind == "customer" and cart.customer_id is None:
-            # a guest cart whose token a signed-in customer holds becomes theirs: so does
-            # the order, which then shows among the customer's orders
-            cart = await engine_of(request).carts.adopt(cart_id, principal.customer_id or "")
+        carts = engine_of(request).carts
         client = client_facts(request, principal, data.client)
-        order = await engine_of(request).carts.place(
-            cart_id, payment=data.payment, client=client, actor=principal.actor,
-            idempotency_key=idempotency_key(request), cart=cart)
+
+        async def place(cart: Cart) -> Order:
+            if principal.kind == "customer" and cart.customer_id is None:
+                # a guest cart whose token a signed-in customer holds becomes theirs: so
+                # does the order, which then shows among the customer's orders
+                cart = await carts.adopt(cart_id, principal.customer_id or "")
+            return await carts.place(
+                cart_id, payment=data.payment, client=client, actor=principal.actor,
+                idempotency_key=idempotency_key(request), cart=cart)
+
+        order = await self._change(request, cart_id, cart_token, place)
         return created(order_view(request, order), f"/orders/{order.id}")
 
     @post("/{cart_id:str}/order/stream-tokens", status_code=201, responses=problems(404, 409),

@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 from ordnung.core.domain.carts import Cart
 from ordnung.core.errors import Conflict, NotFound
 from ordnung.core.persistence.codec import decode, encode
@@ -18,13 +22,15 @@ _INSERT = ("INSERT INTO carts (id, customer_id, channel, status, data, version, 
 _WITH_TOKEN = f"SELECT data, token_hash, {OBSERVED_COLUMNS} FROM carts WHERE id = {{}}"
 _CLEAR_TOKEN = "UPDATE carts SET token_hash = NULL WHERE id = {}"
 _GET = f"SELECT data, {OBSERVED_COLUMNS} FROM carts WHERE id = {{}}"
-_SAVE = ("UPDATE carts SET customer_id = {}, status = {}, data = {}, version = {}, "
-         "updated_at = {} WHERE id = {} AND version = {} RETURNING id")
+_UPDATE = ("UPDATE carts SET customer_id = {}, status = {}, data = {}, version = {}, "
+           "updated_at = {} WHERE id = {} AND version = {}")
+_SAVE = _UPDATE + " RETURNING id"
+#: a save of a lent copy's change is guarded by the token hash that let the caller in
+_TOKEN = " AND COALESCE(token_hash, '') = {}"
 _FOR_CUSTOMER = "SELECT data FROM carts WHERE customer_id = {}"
-#: a kept copy's save: also guarded by the token hash that decided who may use it
-_SAVE_KEPT = ("UPDATE carts SET customer_id = {}, status = {}, data = {}, version = {}, "
-              "updated_at = {} WHERE id = {} AND version = {} "
-              "AND COALESCE(token_hash, '') = {}")
+#: the cart lent to the change this task runs, and its token hash (``lending``)
+_LENT: ContextVar[tuple[Cart, str | None] | None] = ContextVar("ordnung_lent_cart",
+                                                              default=None)
 #: on PostgreSQL a kept copy's save that matches nothing brings the cart back instead,
 #: in the same statement (it sees the cart as it was before its own update)
 _OR_CURRENT = (f"WITH saved AS ({{}} RETURNING id) "
@@ -87,7 +93,12 @@ class CartStore:
 
     async def save(self, cart: Cart, expected_version: int) -> None:
         """Save a change to the cart as read at ``expected_version``; kept when it is a
-        write of its own (a save inside a transaction may yet be rolled back)."""
+        write of its own (a save inside a transaction may yet be rolled back). A change
+        to a lent copy raises ``StaleCopy`` instead of ``Conflict``."""
+        lent = self._lent(cart)
+        if lent is not None:
+            await self._save_kept(cart, expected_version, lent[1])
+            return
         alone = self.db.in_transaction() is None
         sql, args = self._saving(cart, expected_version)
         try:
@@ -103,24 +114,40 @@ class CartStore:
         else:
             self.kept.forget(cart.id)
 
-    def lend(self, cart_id: str) -> tuple[Cart, str | None] | None:
-        """A copy of the cart as this worker last wrote or read it, and its token hash,
-        for a change to save with ``save_kept``; None if none is kept, or inside a
-        transaction (whose reads must see its own writes)."""
-        if self.db.in_transaction() is not None:
-            return None
-        return self.kept.lend(cart_id)
+    @contextmanager
+    def lending(self, cart_id: str) -> Iterator[tuple[Cart, str | None] | None]:
+        """A copy of the cart as this worker last wrote or read it, and its token hash;
+        None if none is kept, or inside a transaction (whose reads must see its own
+        writes). Inside the block, ``save`` of that copy and a placement's mark of it
+        (``saving(..., read=)``) are guarded as a copy's must be."""
+        lent = self.kept.lend(cart_id) if self.db.in_transaction() is None else None
+        token = _LENT.set(lent)
+        try:
+            yield lent
+        finally:
+            _LENT.reset(token)
 
-    async def save_kept(self, cart: Cart, expected_version: int,
-                        token_hash: str | None) -> None:
-        """Save a change made to a lent copy (``lend``) that was at ``expected_version``
-        with ``token_hash``: one statement, guarded by both and by the generations the
-        request's kept credential and variants wait on (``write_guards``). Raises
-        ``StaleCopy`` (nothing written, the copy forgotten) when it matches nothing."""
+    def is_lent(self, cart: Cart) -> bool:
+        """``cart`` is the copy lent to this task's change (``lending``): what it says
+        is only as good as the write it leads to."""
+        return self._lent(cart) is not None
+
+    @staticmethod
+    def _lent(cart: Cart | None) -> tuple[Cart, str | None] | None:
+        lent = _LENT.get()
+        return lent if lent is not None and cart is not None and lent[0] is cart else None
+
+    async def _save_kept(self, cart: Cart, expected_version: int,
+                         token_hash: str | None) -> None:
+        """Save a change made to a lent copy (``lending``) that was at
+        ``expected_version`` with ``token_hash``: one statement, guarded by both and by
+        the generations the request's kept credential and variants wait on
+        (``write_guards``). Raises ``StaleCopy`` (nothing written, the copy forgotten)
+        when it matches nothing."""
         guards, values = write_guards()
         cart.version = expected_version + 1
         data = encode(cart)
-        sql = _SAVE_KEPT + guards
+        sql = _UPDATE + _TOKEN + guards
         args: list[object] = [cart.customer_id, cart.status, data, cart.version,
                               cart.updated_at, cart.id, expected_version, token_hash or "",
                               *values]
@@ -145,12 +172,18 @@ class CartStore:
             current = decode(row["data"], Cart), row["token_hash"]
         raise StaleCopy(cart.id, current)
 
-    def saving(self, cart: Cart, expected_version: int) -> Statement:
+    def saving(self, cart: Cart, expected_version: int, *, read: Cart | None = None
+               ) -> Statement:
         """``save`` as a statement to run with a change's other writes
         (``Database.run_together``): it returns a row only if the cart was still at
-        ``expected_version``, which the caller must check."""
+        ``expected_version``, which the caller must check. ``read``: the cart the
+        change was made from; a lent copy's (``lending``) also guards its token hash."""
         self.kept.forget(cart.id)
-        return self._saving(cart, expected_version)
+        sql, args = self._saving(cart, expected_version)
+        lent = self._lent(read)
+        if lent is None:
+            return sql, args
+        return _UPDATE + _TOKEN + " RETURNING id", [*args, lent[1] or ""]
 
     @staticmethod
     def _saving(cart: Cart, expected_version: int) -> Statement:

@@ -1,9 +1,9 @@
 """The carts a worker wrote last, kept so that the next change to one needs no read.
 
 A guest checkout is a run of small changes to one cart (a line, another line, the
-address, the shipping method), and each used to cost two statements: the read that
-checks who holds the cart, and the save. The worker that saved a cart already holds
-what it saved, so the next change may start from that copy and cost only its save.
+address, the shipping method, the placement), and each used to start with a read that
+checks who holds the cart. The worker that saved or read a cart last already holds
+it, so the next change may start from that copy and cost only its write.
 
 A copy is never trusted, only tried. Its save is guarded by everything the copy
 stands for: the cart's version (any change by anyone raises it), its token hash (which
@@ -12,6 +12,10 @@ their generations, those generations (``...persistence.generations``). A save th
 matches nothing wrote nothing; the copy is dropped and the change runs again on the
 cart as it is read now, as if there had been no copy. On PostgreSQL that same statement
 brings the current cart back, so a stale copy costs what a change without one does.
+
+A placement starts from the copy too: its mark of the cart is guarded by the same
+version and token hash, and a copy that was behind before the request began places
+nothing (``CartService.place``).
 
 What a request answers without a write (the cart, its quotes) is always read: a copy
 could be behind a change another worker made.

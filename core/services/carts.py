@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
+from typing import TypeVar
 
 from ordnung.core.domain.access import Principal
 from ordnung.core.domain.addresses import Address
@@ -25,6 +25,7 @@ from ordnung.core.errors import (
     InvalidInput,
     NotForSale,
     NotFound,
+    OutOfStock,
     PaymentDeclined,
     ValidationFailed,
 )
@@ -40,13 +41,12 @@ from ordnung.core.services.orders import OrderService
 #: the prefix of a guest cart's token
 CART_TOKEN_PREFIX = "crt_"
 
-#: the kept copy (and its token hash) a change in this task works on (``change_as``)
-_LENT: ContextVar[tuple[Cart, str | None] | None] = ContextVar("ordnung_lent_cart",
-                                                              default=None)
-#: what a change refuses before it writes, and a copy behind the stored cart could
-#: have caused: decided again on the cart as stored
-_RECHECKED = (Conflict, CurrencyMismatch, InvalidInput, NotForSale, NotFound,
+#: what a change or a placement refuses before it writes, and a copy behind the stored
+#: cart could have caused: decided again on the cart as stored (a ``Conflict`` is a
+#: change made during the request: a copy behind it raises ``StaleCopy``)
+_RECHECKED = (CurrencyMismatch, InvalidInput, NotForSale, NotFound, OutOfStock,
               ValidationFailed)
+T = TypeVar("T")
 
 
 class CartService:
@@ -125,27 +125,26 @@ class CartService:
                 and cart.customer_id is None and holds_token)
 
     async def change_as(self, cart_id: str, caller: Principal, cart_token: str | None,
-                        change: Callable[[Cart], Awaitable[Cart]]) -> Cart:
-        """Run ``change`` (one of the changes below, given the cart as ``cart=``) on the
-        cart if ``caller`` may use it (``for_caller``), else ``NotFound``.
+                        change: Callable[[Cart], Awaitable[T]]) -> T:
+        """Run ``change`` (one of the changes below, or ``place``, given the cart as
+        ``cart=``) on the cart if ``caller`` may use it (``for_caller``), else
+        ``NotFound``.
 
         It first runs on the copy this worker kept of the cart (``...kept_carts``), if
-        the copy lets the caller in: then the change costs its save alone, and the save
+        the copy lets the caller in: then the change costs no read, and its write
         matches nothing unless the copy is what is stored. Whatever the copy leads to
-        short of a save (a refusal, or a save that matched nothing) counts for nothing:
-        the change runs again on the cart as stored, as it would without a copy."""
-        lent = self.rt.carts.lend(cart_id)
+        short of a write (a refusal, or a write that matched nothing) counts for
+        nothing: the change runs again on the cart as stored, as it would without a
+        copy. A declined payment is not such a refusal: the order was placed."""
         current: tuple[Cart, str | None] | None = None
-        if lent is not None and self._may_use(*lent, caller, cart_token):
-            token = _LENT.set(lent)
-            try:
-                return await change(lent[0])
-            except StaleCopy as stale:
-                current = stale.current
-            except _RECHECKED:
-                pass
-            finally:
-                _LENT.reset(token)
+        with self.rt.carts.lending(cart_id) as lent:
+            if lent is not None and self._may_use(*lent, caller, cart_token):
+                try:
+                    return await change(lent[0])
+                except StaleCopy as stale:
+                    current = stale.current
+                except _RECHECKED:
+                    pass
         if current is None:
             cart = await self.for_caller(cart_id, caller, cart_token)
         elif self._may_use(*current, caller, cart_token):
@@ -174,6 +173,8 @@ class CartService:
         with bound(cart_id=cart_id):
             cart = await self._loaded(cart_id, loaded)
             if not cart.is_open:
+                if self.rt.carts.is_lent(cart):  # the copy may be behind a reopening
+                    raise StaleCopy(cart_id, None)
                 raise Conflict(f"cart {cart_id} is {cart.status}; it can no longer change",
                                cart_id=cart_id, order_id=cart.order_id)
             version = cart.version
@@ -182,11 +183,7 @@ class CartService:
                 await result
             cart.priced = await self._price(cart)
             cart.updated_at = utcnow()
-            lent = _LENT.get()
-            if lent is not None and lent[0] is cart:
-                await self.rt.carts.save_kept(cart, version, lent[1])
-            else:
-                await self.rt.carts.save(cart, version)
+            await self.rt.carts.save(cart, version)
             return cart
 
     async def set_line(self, cart_id: str, sku: str, quantity: int, *,
@@ -306,10 +303,19 @@ class CartService:
 
         ``cart``: the cart as the caller has just read it (a route checking who holds
         it), so that it is not read again; its version guards the placement's mark, so a
-        cart changed or placed since it was read is refused, not placed as read."""
+        cart changed or placed since it was read is refused, not placed as read.
+
+        A copy the worker kept (``change_as``) is as good as a read at the start of the
+        request, if it was current then: a cart changed after that is refused as above.
+        One that was behind already (changed on another worker) places nothing and says
+        so with ``StaleCopy``, and the cart as stored is placed instead."""
         cart = await self._loaded(cart_id, cart)
+        lent = self.rt.carts.is_lent(cart)
         if not cart.is_open and cart.order_id:
+            if lent:  # the copy may be behind a reopening
+                raise StaleCopy(cart_id, None)
             return await self.rt.orders.get(cart.order_id)
+        started = utcnow()
         request = PlaceOrder(
             channel=cart.channel, lines=list(cart.lines), currency=cart.currency,
             customer_id=cart.customer_id, email=cart.email,
@@ -325,4 +331,8 @@ class CartService:
             version = cart.version
             cart.reopen(utcnow())
             await self.rt.carts.save(cart, version)
+            raise
+        except Conflict:
+            if lent and (await self.rt.carts.get(cart_id)).updated_at < started:
+                raise StaleCopy(cart_id, None) from None  # behind before the request began
             raise

@@ -284,7 +284,7 @@ class OrderService:
         cart = msgspec.structs.replace(read)
         version = cart.version
         cart.placed_as(order_id, utcnow())
-        return self.rt.carts.saving(cart, version)
+        return self.rt.carts.saving(cart, version, read=read)
 
     async def _not_placeable(self, cart_id: str) -> Conflict:
         """Why the guarded mark of ``_marking`` matched nothing."""
