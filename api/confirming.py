@@ -7,8 +7,10 @@ anyway (``ordnung.core.persistence.generations``):
 
 * a write's rate-limit count or its Idempotency-Key claim, which run before the route:
   the credential is confirmed before the route runs, as if it had been looked up;
-* otherwise a statement the route makes anyway: the read of its cart, or the stock
-  reservation of a placement. The confirmation then waits at the request's gate, which
+* otherwise a statement the route makes anyway: the read of its cart (or the save of
+  the worker's copy of it, which writes only if the generations are still those the
+  kept copies were read at: ``Database.run_confirmed``), or the stock reservation of a
+  placement. The confirmation then waits at the request's gate, which
   ``Database.run`` passes before the first write (just after it, for a write inside a
   transaction that brings the generation back itself: a refusal rolls it back), and
   this layer before the first byte of the answer. If no statement has brought the

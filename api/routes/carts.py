@@ -5,8 +5,9 @@ creation's answer only; every later call on the cart sends it as ``X-Cart-Token`
 customer's cart needs that customer's token; staff (an admin key with ``orders``) reach
 every cart. Anything else answers 404, exactly as for a cart that does not exist.
 
-Each route reads the cart once, for that check, and hands it to the service, which
-changes and saves it with the version it was read at.
+A read reads the cart once, for that check. A change or a placement starts from the copy
+this worker kept of the cart, if it has one (``CartService.change_as``), else from that
+read; the service changes and saves it with the version it was read at.
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ generation.
 
 A request learns the current generations without a statement of its own: a statement
 it runs anyway (the write's rate-limit count, an Idempotency-Key claim, the credential
-look-up on a miss, the read of the cart it works on) returns them beside its own columns
-(``OBSERVED_COLUMNS``), and ``observe`` records them for the rest of the request.
+look-up on a miss, the read of the cart it works on, the save of a kept cart) returns
+them beside its own columns (``OBSERVED_COLUMNS``), and ``observe`` records them for the
+rest of the request.
 
 A kept credential must be confirmed against them before the request changes anything
 and before its answer goes out. When no statement has brought them by the time the

@@ -1,9 +1,10 @@
 """Carts (draft orders): every change re-prices; placing turns one into an order.
 
 A caller that already holds the cart (the API reads it once, to check the caller may use
-it) passes it as ``cart=`` to the changes and reads below, so a request reads the cart
-once; the save still checks the version that read found, so a change made meanwhile by
-another request is a ``Conflict``, as it is without.
+it, or takes the copy this worker kept: ``change_as``) passes it as ``cart=`` to the
+changes and reads below, so a request reads the cart at most once; the save still checks
+the version that read found, so a change made meanwhile by another request is a
+``Conflict``, as it is without.
 """
 
 from __future__ import annotations
