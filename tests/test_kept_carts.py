@@ -24,6 +24,14 @@ async def lines_of(api: Api, cart_id: str) -> list[tuple[str, int]]:
     return [(ln.sku, ln.quantity) for ln in (await api.engine.carts.get(cart_id)).lines]
 
 
+async def guest_cart(api: Api) -> tuple[dict[str, Any], str, dict[str, str]]:
+    """A new guest cart through ``api`` (which so keeps it): the cart, its id, and the
+    headers of a storefront key holding its token."""
+    shop = await api.storefront("web")
+    cart = await api.new_cart(shop)
+    return cart, cart["id"], api.holding(shop, cart["id"])
+
+
 async def add(api: Api, holding: dict[str, str], cart_id: str, sku: str) -> Any:
     return await api.client.post(f"/carts/{cart_id}/lines", json={"sku": sku, "quantity": 1},
                                  headers=holding)
@@ -32,9 +40,7 @@ async def add(api: Api, holding: dict[str, str], cart_id: str, sku: str) -> Any:
 async def test_a_cart_changed_on_another_worker_is_changed_as_stored(
         database_url: str) -> None:
     async with two_workers(database_url) as (first, second):
-        shop = await first.storefront("web")
-        cart = await first.new_cart(shop)
-        cid, holding = cart["id"], first.holding(shop, cart["id"])
+        cart, cid, holding = await guest_cart(first)
         expect(await add(first, holding, cid, "MUG"), 200)  # the first worker keeps it
         expect(await add(second, holding, cid, "POSTER"), 200)
         expect(await second.client.put(f"/carts/{cid}/addresses", json={"shipping": BERLIN},
@@ -89,9 +95,7 @@ async def test_a_guest_token_cleared_elsewhere_places_no_kept_copy(
 async def test_a_change_made_between_the_copy_and_its_save_is_not_written_over(
         database_url: str) -> None:
     async with api_client(database_url) as api:
-        shop = await api.storefront("web")
-        cart = await api.new_cart(shop)
-        cid, holding = cart["id"], api.holding(shop, cart["id"])
+        _cart, cid, holding = await guest_cart(api)
         store = api.engine.carts.rt.carts
         save_kept = store._save_kept
 
@@ -115,9 +119,7 @@ async def test_a_guest_token_that_no_longer_opens_the_cart_opens_no_kept_copy(
     change to the cart's document: only the token hash in the save's guard stops the
     first worker's copy, which still holds the old hash."""
     async with two_workers(database_url) as (first, second):
-        shop = await first.storefront("web")
-        cart = await first.new_cart(shop)
-        cid, holding = cart["id"], first.holding(shop, cart["id"])
+        _cart, cid, holding = await guest_cart(first)
         expect(await add(first, holding, cid, "MUG"), 200)
         await second.engine.carts.rt.carts.clear_token(cid)
         version = (await second.engine.carts.get(cid)).version
@@ -133,9 +135,7 @@ async def test_a_price_changed_on_another_worker_reprices_a_kept_cart(
     changes the mug's price. The first worker's next change prices with the new price:
     the save of its copy was guarded by the catalog generation it had priced at."""
     async with two_workers(database_url) as (first, second):
-        shop = await first.storefront("web")
-        cart = await first.new_cart(shop)
-        cid, holding = cart["id"], first.holding(shop, cart["id"])
+        _cart, cid, holding = await guest_cart(first)
         body = expect(await add(first, holding, cid, "MUG"), 200)
         assert [ln["unit_price"] for ln in body["priced"]["lines"]] == [1200]
         mug = expect(await second.client.get("/catalogue/products/mug",
@@ -155,9 +155,7 @@ async def test_a_price_changed_on_another_worker_reprices_a_kept_cart(
 async def test_changes_at_once_on_one_worker_lose_none_of_those_answered_200(
         database_url: str) -> None:
     async with api_client(database_url) as api:
-        shop = await api.storefront("web")
-        cart = await api.new_cart(shop)
-        cid, holding = cart["id"], api.holding(shop, cart["id"])
+        cart, cid, holding = await guest_cart(api)
         skus = ["MUG", "POSTER", "SHIRT-M", "MUG", "POSTER"]
         answers = await asyncio.gather(*(add(api, holding, cid, sku) for sku in skus))
         assert {r.status_code for r in answers} <= {200, 409}, [r.text for r in answers]
