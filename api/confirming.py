@@ -30,7 +30,6 @@ nothing was written (or it is rolled back), so running it again is safe.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any, cast
 
 from litestar.exceptions import NotAuthorizedException
@@ -59,6 +58,9 @@ class _Deferred:
         self.seen = seen
         self.refused: NotAuthorizedException | None = None
         self.changed: Principal | None = None
+        #: the gate could not be passed at the answer (the database went away while it
+        #: looked): the answer is held back and this is raised instead
+        self.failed: Exception | None = None
 
     async def __call__(self) -> None:
         if self.refused is None and self.changed is None:
@@ -105,9 +107,13 @@ class ConfirmCredentialMiddleware:
 
         async def answering(message: Message) -> None:
             if message["type"] == "http.response.start":
-                with contextlib.suppress(NotAuthorizedException, CredentialChanged):
+                try:
                     await seen.through_gate()
-            if gate.refused is None and gate.changed is None:
+                except (NotAuthorizedException, CredentialChanged):
+                    pass
+                except Exception as exc:  # e.g. the database is unavailable: a 503
+                    gate.failed = exc
+            if gate.refused is None and gate.changed is None and gate.failed is None:
                 await send(message)
 
         try:
@@ -115,10 +121,12 @@ class ConfirmCredentialMiddleware:
         except (NotAuthorizedException, CredentialChanged):
             if gate.refused is None and gate.changed is None:
                 raise
-        if gate.refused is not None or gate.changed is not None:
+        if gate.refused is not None or gate.changed is not None or gate.failed is not None:
             # what the route answered was held back: nothing has gone out yet (litestar's
             # exception layer below noted a start it saw on the way)
             ScopeState.from_scope(cast(Any, scope)).response_started = False
+        if gate.failed is not None:
+            raise gate.failed  # answered as the error it is, not as a broken answer
         if gate.refused is not None:
             raise gate.refused  # nothing was sent: the 401 of an unknown key
         if gate.changed is not None:

@@ -12,7 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.api_support import BERLIN, Api, bearer, expect, expect_problem
+from ordnung.core.errors import DatabaseUnavailable
+from tests.api_support import (
+    BERLIN,
+    Api,
+    api_client,
+    bearer,
+    expect,
+    expect_problem,
+    order_body,
+)
 from tests.test_kept_credentials import two_workers
 
 
@@ -117,3 +126,31 @@ async def test_a_key_whose_scopes_changed_elsewhere_is_judged_by_its_scopes_now(
         assert sorted(c["email"] for c in listed if c["email"].endswith("@example.com")
                       and c["email"].split("@")[0] in ("one", "two", "three")) == [
             "one@example.com", "three@example.com"]
+
+
+async def test_a_database_gone_at_the_answer_s_confirmation_is_a_503_not_a_500(
+        database_url: str) -> None:
+    """A read ran no statement that brings the generations back, so its kept key is
+    confirmed just before the answer goes out. If the database is unavailable right then
+    (it restarts), the caller gets the 503 it would get from any statement, with
+    nothing of the held-back answer, not a broken 500."""
+    async with api_client(database_url) as api:
+        shop = await api.storefront("web")
+        order = expect(await api.client.post("/orders", json=order_body(("MUG", 1)),
+                                             headers=shop), 201)
+        path = f"/orders/{order['id']}"
+        expect(await api.client.get(path, headers=api.admin), 200)  # the key is kept
+        access = api.engine.access
+        confirm = access.confirm
+
+        async def database_gone(*args: Any) -> Any:
+            raise DatabaseUnavailable("the database is not available (test); try again")
+
+        access.confirm = database_gone  # type: ignore[method-assign]
+        try:
+            response = await api.client.get(path, headers=api.admin)
+        finally:
+            access.confirm = confirm  # type: ignore[method-assign]
+        problem = expect_problem(response, 503, "database-unavailable")
+        assert "not available" in problem["detail"]
+        expect(await api.client.get(path, headers=api.admin), 200)
