@@ -2,15 +2,17 @@
 
 Scenarios: ``placement`` (one-shot order create), ``checkout`` (the cart flow request by
 request; ``--api graphql`` runs the same flow through ``/graphql``), ``guest-checkout``
-(a guest's checkout in six REST requests, for side-by-side comparisons; no floor) and
+(a guest's checkout in six REST requests, for side-by-side comparisons; no floor;
+``steps`` times each of its requests on its own, bench/steps.py) and
 ``hot-sku`` (a flash sale on one scarce SKU); ``hot-row`` (bench/hot_row.py: that SKU's
 reservations straight through the store, as one row and in slices, no server);
 ``growth`` (bench/growth.py) seeds large databases in bulk and times reads and
-placement at each size. Each run starts ``ordnung serve`` on a fresh database, seeds a
-generated catalogue over the API, warms up, drives ``--orders`` orders at
-``--concurrency``, verifies the database, measures the floor (the same transactions
-straight through the driver) and prints the figures; the last line of
-stdout is one JSON object.
+placement at each size; ``bare`` (bench/bare.py) measures a bare litestar handler: the
+framework's own CPU per request on this machine, the unit to read the others' CPU in.
+Each run starts ``ordnung serve`` on a fresh database, seeds a generated catalogue over
+the API, warms up, drives ``--orders`` orders at ``--concurrency``, verifies the
+database, measures the floor (the same transactions straight through the driver) and
+prints the figures; the last line of stdout is one JSON object.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 
 import asyncpg
 
-from bench import floor, growth, hot_row, load, profile, receivers, server
+from bench import bare, floor, growth, hot_row, load, profile, receivers, server, steps
 from bench.shop import seed
 
 HOT_UNITS = 1_000
@@ -164,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench",
                                      description="Benchmark a real ordnung server.")
     parser.add_argument("scenario", choices=["placement", "checkout", "guest-checkout",
-                                             "hot-sku", "hot-row", "growth"])
+                                             "hot-sku", "hot-row", "growth", "bare", "steps"])
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--api", choices=["rest", "graphql"], default="rest",
                         help="checkout: the cart flow over REST or over GraphQL")
@@ -195,6 +197,10 @@ def main(argv: list[str] | None = None) -> int:
         return growth.main(args)
     if args.scenario == "hot-row":
         return hot_row.main(args)
+    if args.scenario == "bare":
+        return bare.main(args)
+    if args.scenario == "steps":
+        return steps.main(args)
     if args.scenario == "guest-checkout" and args.duration is None and args.orders is None:
         args.duration = 20.0
     if args.orders is None:

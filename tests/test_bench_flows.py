@@ -68,3 +68,23 @@ def test_the_hot_row_scenario_sells_exactly_the_stock_as_one_row_and_in_slices()
                        "--slice-counts", "4")
     assert report["slices"] == 4 and report["attempts"] == 60, report
     assert report["sold"] == report["units"] == 20 and report["exact"] is True, report
+
+
+def test_the_bare_scenario_measures_a_bare_handler() -> None:
+    report = run_bench("bare", "--orders", "1000", "--concurrency", "4")
+    assert report["succeeded"] == 1000, report
+    cpu = report["server_cpu_ms_per_request"]
+    assert isinstance(cpu, float) and cpu > 0, report
+
+
+def test_the_steps_scenario_times_each_request_of_the_guest_checkout() -> None:
+    report = run_bench("steps", "--workers", "1", "--concurrency", "4", "--orders", "10")
+    steps = report["steps"]
+    assert isinstance(steps, list), report
+    assert [s["step"] for s in steps] == [
+        "create", "line_first", "line_second", "address", "shipping_method", "read",
+        "order", "health_live"], report
+    for step in steps:
+        assert step["succeeded"] == step["requests"] == 10, step
+    by_name = {s["step"]: s for s in steps}
+    assert by_name["order"]["sql_per_request"] > by_name["read"]["sql_per_request"], report
