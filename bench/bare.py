@@ -21,7 +21,6 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -72,11 +71,6 @@ def app() -> Litestar:
                     openapi_config=None)
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def drive(url: str, requests: int, concurrency: int, pid: int) -> dict[str, Any]:
     rng = random.Random(7)
     skus = [f"BENCH-{i:03d}" for i in range(50)]
@@ -86,9 +80,9 @@ async def drive(url: str, requests: int, concurrency: int, pid: int) -> dict[str
         return response.status_code, {}
 
     await load.drive(url, attempt, min(200, requests), concurrency)
-    before = cpu_seconds(pid)
+    before = server.process_cpu_seconds(pid)
     outcome = await load.drive(url, attempt, requests, concurrency)
-    used = cpu_seconds(pid) - before
+    used = server.process_cpu_seconds(pid) - before
     done = outcome.statuses.get(201, 0)
     return {"scenario": "bare", "requests": requests, "concurrency": concurrency,
             "succeeded": done, "requests_per_s": round(done / outcome.elapsed_s, 1),

@@ -55,17 +55,19 @@ class Server:
     def cpu_seconds(self) -> float | None:
         """CPU time (user + system) the workers have used so far; None off Linux. Per
         order it says what a placement costs the server, however busy the machine is."""
-        total = 0.0
         try:
-            for pid in self.worker_pids():
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            return sum(process_cpu_seconds(pid) for pid in self.worker_pids())
         except (OSError, ValueError, IndexError):
             return None
-        return total
 
     def worker_pids(self) -> list[int]:
         return sorted(int(p.stem) for p in self.stats_dir.glob("*.stats"))
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process ``pid`` has used so far (Linux's ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.asynccontextmanager

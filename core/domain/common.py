@@ -32,7 +32,15 @@ _correction = timedelta(seconds=_SKEW_S)
 #: the value of the last id this process made (ids never go back: ``new_id``)
 _last_id = 0
 _id_lock = threading.Lock()
-os.register_at_fork(after_in_child=lambda: globals().__setitem__("_id_lock", threading.Lock()))
+
+
+def _new_id_lock() -> None:
+    """A forked child starts with a lock of its own (the parent's may be held)."""
+    global _id_lock
+    _id_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_id_lock)
 
 
 def system_now() -> datetime:
