@@ -27,13 +27,11 @@ from ordnung.api.auth import PUBLIC_PATHS, BearerAuthMiddleware
 from ordnung.api.confirming import ConfirmCredentialMiddleware
 from ordnung.api.decoding import strict_input
 from ordnung.api.docs_pages import docs_assets_router, docs_render_plugins
-from ordnung.api.draining import DrainMiddleware
+from ordnung.api.edge import EdgeMiddleware
 from ordnung.api.graphql import graphql_routes
 from ordnung.api.idempotency import IdempotencyMiddleware
 from ordnung.api.intake import RequestIntakeMiddleware
-from ordnung.api.logging_middleware import RequestLogMiddleware
 from ordnung.api.metrics import (
-    HttpMetricsMiddleware,
     PrometheusMetrics,
     metrics_endpoint,
     process_exited,
@@ -156,8 +154,8 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
     # outermost first: request intake (the body, whole and within limits), then
     # authentication, then idempotency, then the write rate limits (behind idempotency, so
     # a replayed answer is not counted again), then the confirmation of a credential the
-    # worker kept (after the statements that bring its generation back); the request log
-    # wraps the whole app, below
+    # worker kept (after the statements that bring its generation back); the outermost
+    # layer wraps the whole app, below
     middleware: list[Any] = [DefineMiddleware(cast(Any, RequestIntakeMiddleware),
                                               settings=http or HttpSettings.from_env()),
                              DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS),
@@ -207,8 +205,7 @@ def create_app(config: EngineConfig | None = None, *, engine: Engine | None = No
             # logging is the process's to configure (ordnung serve, or the embedding app)
             logging_config=None,
         )
-    # outside litestar's exception handling: they see every answer as the client does
-    measured = cast(ASGIApp, HttpMetricsMiddleware(app.asgi_handler))
-    # outermost: a stopping server ends its open event streams (ordnung.api.draining)
-    app.asgi_handler = cast(ASGIApp, DrainMiddleware(RequestLogMiddleware(measured)))
+    # outermost, outside litestar's exception handling (it sees every answer as the
+    # client does): the request id and log line, the metrics, draining (ordnung.api.edge)
+    app.asgi_handler = cast(ASGIApp, EdgeMiddleware(app.asgi_handler))
     return app

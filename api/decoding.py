@@ -39,7 +39,7 @@ async def strict_input(request: Request[Any, Any, Any]) -> None:
     for name, value in request.path_params.items():
         if isinstance(value, str):
             check_parameter(name, value, limits)
-    if not handler.opt.get("own_parameter_checks"):
+    if request.scope.get("query_string") and not handler.opt.get("own_parameter_checks"):
         # the GraphQL endpoint checks its documents' arguments itself (a document in
         # ``?query=`` may span lines and exceed a parameter's length)
         for name, value in request.query_params.multi_items():

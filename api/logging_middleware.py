@@ -1,24 +1,21 @@
 """Request logging: one structured line per request with its id; never headers or bodies.
 
-It wraps the whole application, outside litestar's own exception handling (as
-litestar's OpenTelemetry integration does), because that is the only place that
-sees every request as the client does: a 401 from authentication, a 404 for a path
-no route matches, a 405. Inside it, those answers are exceptions still on their way
-out, and were logged as 500 or not at all. Every answer carries ``x-request-id``
-(the client's own, if it sent one, else a new one), and every line logged while the
-request runs is bound to it.
+The outermost layer (``ordnung.api.edge``) does it, around the whole application and
+outside litestar's own exception handling (as litestar's OpenTelemetry integration
+does), because that is the only place that sees every request as the client does: a
+401 from authentication, a 404 for a path no route matches, a 405. Inside it, those
+answers are exceptions still on their way out, and were logged as 500 or not at all.
+Every answer carries ``x-request-id`` (the client's own, if it sent one, else a new
+one), and every line logged while the request runs is bound to it.
 """
 
 from __future__ import annotations
 
 import os
-import time
-from typing import Any
 
 import structlog
-from litestar.types import ASGIApp
 
-from ordnung.api.asgi import Message, Receive, Scope, Send
+from ordnung.api.asgi import Scope
 
 log = structlog.get_logger("ordnung.http")
 
@@ -45,34 +42,3 @@ def request_id_of(scope: Scope) -> str:
             given = value.decode("latin-1")  # the last one counts
     given = "".join(c for c in given[:MAX_REQUEST_ID] if c.isprintable()) if given else ""
     return given or new_request_id()
-
-
-class RequestLogMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app: Any = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = request_id_of(scope)
-        status: int | None = None
-        started = time.perf_counter()
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []),
-                                      (REQUEST_ID, request_id.encode())]
-            await send(message)
-
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            # status None: no answer was started (the connection ended first)
-            log.info("request", method=scope["method"], path=scope["path"], status=status,
-                     ms=round((time.perf_counter() - started) * 1000, 1))
-            structlog.contextvars.clear_contextvars()

@@ -18,12 +18,10 @@ worker answers.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from litestar import Request, Response, get
-from litestar.types import ASGIApp
+from litestar import Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -36,8 +34,9 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 
-from ordnung.api.asgi import Message, Receive, Scope, Send
+from ordnung.api.asgi import Scope
 from ordnung.api.auth import admin
+from ordnung.api.routes.handlers import get
 from ordnung.core import Engine
 from ordnung.core.domain.common import utcnow
 from ordnung.core.domain.events import Event
@@ -150,38 +149,6 @@ def route_of(scope: Scope) -> str:
     """The route's template (``/orders/{order_id:str}``), set by litestar's router; a
     path no route serves has none."""
     return str(scope.get("path_template") or "unmatched")
-
-
-class HttpMetricsMiddleware:
-    """Counts and times every answer, outside litestar's exception handling (like the
-    request log), so that 401s and unmatched paths are counted as the client saw them."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app: Any = app
-        self.series = RequestSeries()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 0
-
-        async def observe(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, observe)
-        finally:
-            method = scope["method"] if scope["method"] in METHODS else "other"
-            self.series.observe(method, route_of(scope), status or 500,
-                                time.perf_counter() - started)
-            engine = getattr(getattr(scope.get("app"), "state", None), "engine", None)
-            if isinstance(engine, Engine) and engine.db.engine is not None:
-                record_pool(engine)
 
 
 async def database_families(engine: Engine) -> list[GaugeMetricFamily]:

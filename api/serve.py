@@ -55,7 +55,7 @@ def configure_from_env() -> None:
     from ordnung.core.logging import configure_logging
 
     configure_logging(os.environ.get(ENV_LOG_LEVEL, "INFO"),
-                      json=os.environ.get(ENV_LOG_JSON) == "1")
+                      json=os.environ.get(ENV_LOG_JSON) == "1", final=True)
 
 
 def worker_app() -> Litestar:

@@ -70,9 +70,14 @@ def quiet_by_default() -> None:
 
 
 def configure_logging(level: str = "INFO", *, json: bool = False,
-                      stream: TextIO | None = None) -> None:
+                      stream: TextIO | None = None, final: bool = False) -> None:
     """Configure structlog and the standard library's logging for an ordnung process
-    (the CLI and the API server call this), so that every line has one format."""
+    (the CLI and the API server call this), so that every line has one format.
+
+    ``final``: this process keeps this configuration for good (a server's worker), so
+    each logger resolves its configuration once, on first use, instead of on every
+    call: a line below the level then costs a method call and no more. A process
+    that configures again later (tests capturing lines) leaves it False."""
     numeric_level = logging.getLevelNamesMapping()[level.upper()]
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -96,7 +101,7 @@ def configure_logging(level: str = "INFO", *, json: bool = False,
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         logger_factory=structlog.PrintLoggerFactory(out),
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=final,
     )
     # the standard library's records (uvicorn, piccolo, asyncio, warnings) through the
     # same processors and renderer, to the same stream

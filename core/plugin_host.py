@@ -275,7 +275,8 @@ class PluginHost:
         if self.tracer is not None:
             return await self._traced_call(self.tracer, impl, kwargs)
         result = impl.function(*[kwargs[a] for a in impl.argnames])
-        if inspect.isawaitable(result):
+        # most answers are None: they skip isawaitable's slow check against the ABC
+        if result is not None and inspect.isawaitable(result):
             result = await result
         return result
 
@@ -303,6 +304,6 @@ class PluginHost:
             attributes["ordnung.order_id"] = str(order_id)
         with tracer.span(f"{hook} {impl.plugin_name}", attributes):
             result = impl.function(*[kwargs[a] for a in impl.argnames])
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):
                 result = await result
             return result

@@ -11,12 +11,15 @@ import gc
 
 import pytest
 
+from ordnung.api import serve
 from ordnung.api.serve import worker_app
 
 
 async def test_a_worker_settles_its_heap_once_it_has_started(
         database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORDNUNG_DATABASE_URL", database_url)
+    # a worker's logging is configured for good (cached loggers): not this test process's
+    monkeypatch.setattr(serve, "configure_from_env", lambda: None)
     app = worker_app()
     gc.unfreeze()
     try:

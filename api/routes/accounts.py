@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, Response, delete, post
+from litestar import Controller, Request, Response
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 
@@ -19,6 +19,7 @@ from ordnung.api.auth import signed_in_customer, storefront_key
 from ordnung.api.client_ip import FORWARDED_FOR, connection_ip, networks
 from ordnung.api.problems import ACCOUNT_401, MEDIA_TYPE, Problem, problems
 from ordnung.api.routes.common import LOCATION, caller, created, engine_of
+from ordnung.api.routes.handlers import delete, post
 from ordnung.api.schemas import (
     Accepted,
     NewPasswordIn,

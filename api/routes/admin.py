@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, Request, Response
 from litestar.params import FromPath, JSONBody
 
 from ordnung.api.auth import admin
 from ordnung.api.problems import problems
 from ordnung.api.routes.common import LOCATION, caller, created, engine_of
+from ordnung.api.routes.handlers import delete, get, post
 from ordnung.api.schemas import KeyIn, KeyList
 from ordnung.core.domain.access import IssuedKey
 from ordnung.core.errors import InvalidInput

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, post, put
+from litestar import Controller, Request, Response
 from litestar.params import FromPath, HeaderParameter, JSONBody
 
 from ordnung.api.auth import cart_channel, shopper_or_admin
@@ -31,6 +31,7 @@ from ordnung.api.routes.common import (
     idempotency_key,
     order_view,
 )
+from ordnung.api.routes.handlers import delete, get, post, put
 from ordnung.api.schemas import (
     AddressesIn,
     CartIn,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, get, put
+from litestar import Controller, Request
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from ordnung.api.auth import admin, shopper_or_admin
 from ordnung.api.problems import problems
 from ordnung.api.routes.common import check_limit, check_product_cursor, engine_of
+from ordnung.api.routes.handlers import get, put
 from ordnung.api.schemas import ProductPage
 from ordnung.core.domain.catalog import Product
 from ordnung.core.errors import InvalidInput

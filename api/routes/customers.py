@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar import Controller, Request, Response
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from ordnung.api.auth import admin, customer_or_admin
@@ -17,6 +17,7 @@ from ordnung.api.routes.common import (
     created,
     engine_of,
 )
+from ordnung.api.routes.handlers import delete, get, patch, post
 from ordnung.api.schemas import CustomerIn, CustomerPage, CustomerPatch, TokenIn
 from ordnung.core.domain.access import IssuedKey
 from ordnung.core.domain.customers import Customer

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from ordnung.api.auth import admin
@@ -18,6 +18,7 @@ from ordnung.api.routes.common import (
     created,
     engine_of,
 )
+from ordnung.api.routes.handlers import get, post
 from ordnung.api.schemas import OrderPage, PackIn, ShipIn, ShipmentIn, ShipmentPage
 from ordnung.core.domain.orders import Order
 from ordnung.core.domain.shipments import ListedShipment

@@ -16,9 +16,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from litestar import Request, Response, get
+from litestar import Request, Response
 from litestar.openapi.datastructures import ResponseSpec
 
+from ordnung.api.routes.handlers import get
 from ordnung.core import Engine
 from ordnung.core.errors import DatabaseUnavailable
 

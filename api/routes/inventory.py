@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from litestar import Controller, Request, Response, get, post, put
+from litestar import Controller, Request, Response
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from ordnung.api.auth import admin
@@ -18,6 +18,7 @@ from ordnung.api.routes.common import (
     created,
     engine_of,
 )
+from ordnung.api.routes.handlers import get, post, put
 from ordnung.api.schemas import AdjustIn, CountIn, MovementPage, SlicesIn
 from ordnung.core.domain.inventory import Channel, Location, StockLevel
 from ordnung.core.errors import InvalidInput

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response
 from litestar.exceptions import PermissionDeniedException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
@@ -36,6 +36,7 @@ from ordnung.api.routes.common import (
     order_view,
     timeline_view,
 )
+from ordnung.api.routes.handlers import get, post
 from ordnung.api.schemas import (
     CustomerOrderPage,
     EventList,

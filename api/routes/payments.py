@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response
 from litestar.params import FromPath, JSONBody
 
 from ordnung.api.auth import admin, customer_or_admin
 from ordnung.api.problems import problems
 from ordnung.api.routes.common import LOCATION, OrderView, caller, created, engine_of, order_view
+from ordnung.api.routes.handlers import get, post
 from ordnung.api.routes.orders import load_order
 from ordnung.api.schemas import AuthorizeIn, CaptureIn, RefundIn, VoidIn
 from ordnung.core.domain.orders import Order

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request
 from litestar.params import FromPath, FromQuery
 
 from ordnung.api.auth import admin
 from ordnung.api.problems import problems
 from ordnung.api.routes.common import check_cursor, check_limit, engine_of
+from ordnung.api.routes.handlers import get, post
 from ordnung.core.domain.reactions import FailedReaction
 
 

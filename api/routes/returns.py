@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from ordnung.api.auth import admin, customer_or_admin
@@ -20,6 +20,7 @@ from ordnung.api.routes.common import (
     engine_of,
     order_view,
 )
+from ordnung.api.routes.handlers import get, post
 from ordnung.api.routes.orders import load_order
 from ordnung.api.schemas import ReasonIn, ReceiveIn, ReturnIn, ReturnPage, ReturnRefundIn
 from ordnung.core.domain.orders import Order

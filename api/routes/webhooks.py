@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar import Controller, Request, Response
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from ordnung.api.auth import admin
 from ordnung.api.problems import problems
 from ordnung.api.routes.common import LOCATION, check_cursor, check_limit, created, engine_of
+from ordnung.api.routes.handlers import delete, get, patch, post
 from ordnung.core.domain.webhooks import WebhookDelivery, WebhookEndpoint, WebhookEndpointCreated
 
 

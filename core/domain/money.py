@@ -133,10 +133,18 @@ class Money(msgspec.Struct, frozen=True, order=False):
     def format(self) -> str:
         """Locale-free form for logs, explanations and notes read by developers and
         staff everywhere, e.g. ``EUR 12.50`` (``localized`` is the form for customers)."""
-        exp = currency_exponent(self.currency)
-        sign = "-" if self.amount < 0 else ""
-        whole, frac = divmod(abs(self.amount), 10**exp) if exp else (abs(self.amount), 0)
-        return f"{self.currency} {sign}{whole}" + (f".{frac:0{exp}d}" if exp else "")
+        return format_amount(self.amount, self.currency)
+
+
+@lru_cache(maxsize=4096)
+def format_amount(amount: int, currency: str) -> str:
+    """``Money(amount, currency).format()`` without building the ``Money``: a pricing
+    writes a dozen amounts into its explanation, and the same prices and totals recur
+    from one pricing to the next, so the text is kept for the most recent ones."""
+    exp = currency_exponent(currency)
+    sign = "-" if amount < 0 else ""
+    whole, frac = divmod(abs(amount), 10**exp) if exp else (abs(amount), 0)
+    return f"{currency} {sign}{whole}" + (f".{frac:0{exp}d}" if exp else "")
 
 
 def money_sum(items: Iterable[Money], currency: str) -> Money:

@@ -17,7 +17,7 @@ from ordnung.core.domain.addresses import Address
 from ordnung.core.domain.carts import CartLine, PricedCart
 from ordnung.core.domain.catalog import Variant
 from ordnung.core.domain.customers import Customer
-from ordnung.core.domain.money import Money
+from ordnung.core.domain.money import Money, format_amount
 from ordnung.core.domain.orders import OrderLine
 from ordnung.core.domain.pricing import (
     Adjustment,
@@ -113,7 +113,7 @@ class PricingState:
         self._context: PricingContext | None = None
 
     def fmt(self, amount: int) -> str:
-        return Money(amount, self.currency).format()
+        return format_amount(amount, self.currency)
 
     def explain(self, step: str, source: str, message: str, *, amount: int | None = None,
                 line_id: str | None = None) -> None:
