@@ -31,7 +31,7 @@ from typing import Any
 
 import asyncpg
 
-from bench import bare, floor, growth, hot_row, load, profile, receivers, server, steps
+from bench import app, bare, floor, growth, hot_row, load, profile, receivers, server, steps
 from bench.shop import seed
 
 HOT_UNITS = 1_000
@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench",
                                      description="Benchmark a real ordnung server.")
     parser.add_argument("scenario", choices=["placement", "checkout", "guest-checkout",
-                                             "hot-sku", "hot-row", "growth", "bare", "steps"])
+                                             "hot-sku", "hot-row", "growth", "bare", "steps",
+                                             "app"])
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--api", choices=["rest", "graphql"], default="rest",
                         help="checkout: the cart flow over REST or over GraphQL")
@@ -192,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                              "stacks go to DIR, a summary to stderr")
     growth.add_arguments(parser)
     hot_row.add_arguments(parser)
+    app.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.scenario == "growth":
         return growth.main(args)
@@ -201,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         return bare.main(args)
     if args.scenario == "steps":
         return steps.main(args)
+    if args.scenario == "app":
+        return app.main(args)
     if args.scenario == "guest-checkout" and args.duration is None and args.orders is None:
         args.duration = 20.0
     if args.orders is None:

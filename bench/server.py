@@ -27,6 +27,20 @@ GIFT_SETTINGS = {"free_gift": {"tiers": [{"threshold": 10_000, "currency": "EUR"
                                           "sku": "BENCH-GIFT", "name": "bench gift"}]}}
 
 
+def bench_settings(database_url: str) -> dict[str, str]:
+    """The ``ORDNUNG_*`` settings of the benchmark's server: its database, its admin key,
+    the plugins a shop needs for a checkout (with the free gift's tier), warnings only."""
+    return {"ORDNUNG_DATABASE_URL": database_url, "ORDNUNG_ADMIN_KEY": ADMIN_KEY,
+            "ORDNUNG_PLUGIN_SETTINGS": json.dumps(GIFT_SETTINGS),
+            "ORDNUNG_LOG_LEVEL": "WARNING",
+            "ORDNUNG_PLUGINS": "sandbox,manual,flat_rate,table_tax,free_gift,channel_log"}
+
+
+def admin_headers() -> dict[str, str]:
+    """The headers of the benchmark's admin key."""
+    return {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -41,8 +55,7 @@ class Server:
     stats_dir: Path
     process: subprocess.Popen[bytes]
     log_path: Path
-    admin: dict[str, str] = field(default_factory=lambda: {
-        "Authorization": f"Bearer {ADMIN_KEY}"})
+    admin: dict[str, str] = field(default_factory=lambda: admin_headers())
 
     def statements(self) -> int:
         """SQL statements run so far, summed over every worker process."""
@@ -98,11 +111,7 @@ async def running_server(database_url: str, workers: int,
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="ordnung-bench-stats-") as stats:
         log_path = Path(stats) / "server.log"
-        env = {**os.environ, "ORDNUNG_DATABASE_URL": database_url,
-               "ORDNUNG_ADMIN_KEY": ADMIN_KEY, "ORDNUNG_STATS_DIR": stats,
-               "ORDNUNG_PLUGIN_SETTINGS": json.dumps(GIFT_SETTINGS),
-               "ORDNUNG_LOG_LEVEL": "WARNING",
-               "ORDNUNG_PLUGINS": "sandbox,manual,flat_rate,table_tax,free_gift,channel_log",
+        env = {**os.environ, **bench_settings(database_url), "ORDNUNG_STATS_DIR": stats,
                **(extra_env or {})}
         process = _spawn(port, workers, env, log_path)
         server = Server(url=f"http://127.0.0.1:{port}", database_url=database_url,

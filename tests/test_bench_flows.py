@@ -88,3 +88,19 @@ def test_the_steps_scenario_times_each_request_of_the_guest_checkout() -> None:
         assert step["succeeded"] == step["requests"] == 10, step
     by_name = {s["step"]: s for s in steps}
     assert by_name["order"]["sql_per_request"] > by_name["read"]["sql_per_request"], report
+
+
+def test_the_app_scenario_times_each_request_of_the_guest_checkout_in_process() -> None:
+    report = run_bench("app", "--orders", "6", "--rounds", "2")
+    steps = report["steps"]
+    assert isinstance(steps, list), report
+    assert [s["step"] for s in steps] == [
+        "create", "line_first", "line_second", "address", "shipping_method", "read",
+        "order", "health_live"], report
+    for step in steps:
+        assert step["succeeded"] == step["requests"] == 12, step
+        assert step["cpu_us_median"] >= step["cpu_us_per_request"] > 0, step
+    by_name = {s["step"]: s for s in steps}
+    assert by_name["order"]["sql_per_request"] > by_name["read"]["sql_per_request"], report
+    checkout = report["checkout_us"]
+    assert isinstance(checkout, float) and checkout > by_name["order"]["cpu_us_per_request"]

@@ -1,0 +1,191 @@
+"""``python -m bench app``: each request of the guest checkout through the app alone,
+without HTTP, to compare two trees to about a percent.
+
+The server scenarios measure what a deployment pays. On a shared two-core machine their
+CPU figures move by 5 % and more from run to run: the load driver shares the cores, both
+processes run the kernel's network stack, and neighbours come and go. A change worth a
+few percent is lost in that. Here the app's ASGI callable is called directly, in this
+process, one request at a time: a fresh database, the bench server's settings and
+plugins, the same catalogue. Each round makes ``--orders`` new guest carts and times
+every step over all of them, as ``bench steps`` does; the garbage collector is frozen
+after set-up and off while a step is timed. The report gives each step's CPU per
+request on the calling thread (SQLite runs on it; PostgreSQL's own work is not counted),
+in the best round and the median one, its statements per request, and the six requests
+of a guest checkout added up.
+
+Its figures still follow the machine's speed, which drifts on a shared machine, but
+far less than a server's: alternate runs of the two trees decide whether a change is
+cheaper. Quote the server scenarios for what a deployment costs; without uvicorn, the
+network and the other requests in flight a checkout reads about a quarter lower here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import msgspec
+
+from bench import load, server
+from bench.shop import seed_through
+from bench.steps import STEPS, step_body
+
+#: the steps of the six-request guest checkout (``bench guest-checkout``)
+CHECKOUT = ("create", "line_first", "line_second", "address", "shipping_method", "order")
+
+Call = Callable[[str, str, dict[str, str], Any], Awaitable[tuple[int, bytes]]]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="app: rounds of --orders fresh carts; the best and the median "
+                             "round are reported (default 5)")
+
+
+def asgi_caller(app: Any) -> Call:
+    """``call(method, path, headers, body)``: one request straight into ``app``; its
+    status and body."""
+    async def call(method: str, path: str, headers: dict[str, str],
+                   body: Any = None) -> tuple[int, bytes]:
+        raw = b"" if body is None else msgspec.json.encode(body)
+        sent = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        if body is not None:
+            sent += [(b"content-type", b"application/json"),
+                     (b"content-length", str(len(raw)).encode())]
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                 "method": method, "scheme": "http", "path": path,
+                 "raw_path": path.encode(), "query_string": b"", "root_path": "",
+                 "headers": sent, "client": ("127.0.0.1", 40000),
+                 "server": ("127.0.0.1", 8000), "state": {}}
+        messages = [{"type": "http.request", "body": raw, "more_body": False}]
+        answer: dict[str, Any] = {"status": 0, "body": []}
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop()
+            return {"type": "http.disconnect"}  # a request reads its body once
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                answer["body"].append(message.get("body", b""))
+
+        await app(scope, receive, send)
+        return answer["status"], b"".join(answer["body"])
+
+    return call
+
+
+async def timed(name: str, requests: list[Callable[[], Awaitable[tuple[int, bytes]]]],
+                statements: Callable[[], int]) -> dict[str, Any]:
+    """Run ``requests`` one after another with the collector off: CPU µs and statements
+    per request, and how many answered below 400."""
+    gc.disable()
+    try:
+        spent, cpu = statements(), time.thread_time()
+        statuses = [(await request())[0] for request in requests]
+        cpu, spent = time.thread_time() - cpu, statements() - spent
+    finally:
+        gc.enable()
+    return {"step": name, "requests": len(requests),
+            "succeeded": sum(1 for status in statuses if status < 400),
+            "cpu_us": cpu * 1e6 / len(requests), "sql": spent / len(requests)}
+
+
+async def one_round(call: Call, headers: dict[str, str], skus: list[str], carts: int,
+                    statements: Callable[[], int], rng: random.Random, tag: str
+                    ) -> list[dict[str, Any]]:
+    made: list[tuple[str, dict[str, str]]] = []
+
+    def create(n: int) -> Callable[[], Awaitable[tuple[int, bytes]]]:
+        async def request() -> tuple[int, bytes]:
+            status, body = await call("POST", "/carts", headers,
+                                      {"email": f"app-{tag}-{n}@example.com"})
+            if status < 400:
+                cart = msgspec.json.decode(body)
+                made.append((cart["id"], {**headers, "X-Cart-Token": cart["cart_token"]}))
+            return status, body
+        return request
+
+    def request(method: str, target: str, held: dict[str, str], payload: Any
+                ) -> Callable[[], Awaitable[tuple[int, bytes]]]:
+        return lambda: call(method, target, held, payload)
+
+    results = [await timed("create", [create(n) for n in range(carts)], statements)]
+    for name, method, path in STEPS:
+        body = step_body(name, skus, rng)
+        results.append(await timed(name, [
+            request(method, f"/carts/{cart_id}/{path}".rstrip("/"), held, body())
+            for cart_id, held in made], statements))
+    results.append(await timed("health_live", [
+        request("GET", "/health/live", {}, None) for _ in range(carts)], statements))
+    return results
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    carts, rounds = args.orders or 1000, max(1, args.rounds)
+    async with server.fresh_database(args.db) as url:
+        os.environ.update(server.bench_settings(url))
+        from ordnung.api.app import create_app
+        from ordnung.core.logging import configure_logging
+
+        configure_logging("WARNING", final=True)  # as a worker of ``ordnung serve``
+        app = create_app(demo=False)
+        async with app.lifespan():
+            engine = app.state.engine
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]
+                                         base_url="http://app", headers=server.admin_headers(),
+                                         timeout=30) as client:
+                shop = await seed_through(client, skus=50, units=1_000_000, hot_units=0)
+            call = asgi_caller(app)
+            rng = random.Random(17)
+
+            def statements() -> int:
+                return int(engine.db.statements)
+
+            # a round untimed first: every code path loaded, the caches filled
+            await one_round(call, shop["storefront"], shop["skus"], min(carts, 200),
+                            statements, rng, "warm")
+            gc.collect()
+            gc.freeze()  # the started app and the shop: no collection walks them
+            measured = [await one_round(call, shop["storefront"], shop["skus"], carts,
+                                        statements, rng, str(n)) for n in range(rounds)]
+    steps = []
+    for index, first in enumerate(measured[0]):
+        per_round = [r[index] for r in measured]
+        cpu = [r["cpu_us"] for r in per_round]
+        steps.append({"step": first["step"], "requests": carts * rounds,
+                      "succeeded": sum(r["succeeded"] for r in per_round),
+                      "cpu_us_per_request": round(min(cpu), 1),
+                      "cpu_us_median": round(statistics.median(cpu), 1),
+                      "sql_per_request": round(statistics.mean(r["sql"] for r in per_round), 2)})
+    checkout = [sum(r["cpu_us"] for r in one if r["step"] in CHECKOUT) for one in measured]
+    return {"scenario": "app", "db": args.db, "orders": carts, "rounds": rounds,
+            "steps": steps, "checkout_us": round(min(checkout), 1),
+            "checkout_us_median": round(statistics.median(checkout), 1),
+            "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+            "date": datetime.now(UTC).date().isoformat()}
+
+
+def main(args: argparse.Namespace) -> int:
+    result = load.run(run(args))
+    for step in result["steps"]:
+        print(f"{step['step']:>16}: {step['cpu_us_per_request']} µs CPU (median "
+              f"{step['cpu_us_median']}), {step['sql_per_request']} statements",
+              file=sys.stderr)
+    print(f"{'guest checkout':>16}: {result['checkout_us']} µs CPU (median "
+          f"{result['checkout_us_median']})", file=sys.stderr)
+    print(json.dumps(result))
+    return 0 if all(s["succeeded"] == s["requests"] for s in result["steps"]) else 1
