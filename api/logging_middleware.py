@@ -13,11 +13,7 @@ from __future__ import annotations
 
 import os
 
-import structlog
-
 from ordnung.api.asgi import Scope
-
-log = structlog.get_logger("ordnung.http")
 
 #: longest client-sent request id kept (it is echoed and logged)
 MAX_REQUEST_ID = 64
