@@ -13,6 +13,13 @@ request on the calling thread (SQLite runs on it; PostgreSQL's own work is not c
 in the best round and the median one, its statements per request, and the six requests
 of a guest checkout added up.
 
+With ``--wal-pages`` (SQLite) it reports instead how many pages each request writes to
+the write-ahead log: the checkpointer is held off for the run, so the log only grows,
+and its growth over a step divided by the page is that step's count. Every page is
+copied by the commit that wrote it (and once more by the checkpoint), so fewer pages is
+less CPU however busy the machine is: a figure that does not drift. The CPU figures of
+such a run are not comparable with a normal run's (reads walk a growing log).
+
 Its figures still follow the machine's speed, which drifts on a shared machine, but
 far less than a server's: alternate runs of the two trees decide whether a change is
 cheaper. Quote the server scenarios for what a deployment costs; without uvicorn, the
@@ -51,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=5,
                         help="app: rounds of --orders fresh carts; the best and the median "
                              "round are reported (default 5)")
+    parser.add_argument("--wal-pages", action="store_true",
+                        help="app, SQLite: count the pages each request writes to the "
+                             "write-ahead log (the checkpointer held off)")
 
 
 def asgi_caller(app: Any) -> Call:
@@ -88,24 +98,42 @@ def asgi_caller(app: Any) -> Call:
     return call
 
 
+class Counters:
+    """What a step is measured by besides CPU time: the statements run, and the pages
+    written to SQLite's write-ahead log (``wal``: its path, when they are counted)."""
+
+    def __init__(self, statements: Callable[[], int], wal: str | None = None) -> None:
+        self.statements = statements
+        self.wal = wal
+        self.page = 4096
+
+    def pages(self) -> float:
+        """Pages in the log so far (each is stored with a 24-byte frame header)."""
+        if self.wal is None or not os.path.exists(self.wal):
+            return 0.0
+        return os.path.getsize(self.wal) / (self.page + 24)
+
+
 async def timed(name: str, requests: list[Callable[[], Awaitable[tuple[int, bytes]]]],
-                statements: Callable[[], int]) -> dict[str, Any]:
-    """Run ``requests`` one after another with the collector off: CPU µs and statements
-    per request, and how many answered below 400."""
+                counters: Counters) -> dict[str, Any]:
+    """Run ``requests`` one after another with the collector off: CPU µs, statements and
+    log pages per request, and how many answered below 400."""
     gc.disable()
     try:
-        spent, cpu = statements(), time.thread_time()
+        spent, pages, cpu = counters.statements(), counters.pages(), time.thread_time()
         statuses = [(await request())[0] for request in requests]
-        cpu, spent = time.thread_time() - cpu, statements() - spent
+        cpu = time.thread_time() - cpu
+        spent, pages = counters.statements() - spent, counters.pages() - pages
     finally:
         gc.enable()
     return {"step": name, "requests": len(requests),
             "succeeded": sum(1 for status in statuses if status < 400),
-            "cpu_us": cpu * 1e6 / len(requests), "sql": spent / len(requests)}
+            "cpu_us": cpu * 1e6 / len(requests), "sql": spent / len(requests),
+            "pages": pages / len(requests)}
 
 
 async def one_round(call: Call, headers: dict[str, str], skus: list[str], carts: int,
-                    statements: Callable[[], int], rng: random.Random, tag: str
+                    counters: Counters, rng: random.Random, tag: str
                     ) -> list[dict[str, Any]]:
     made: list[tuple[str, dict[str, str]]] = []
 
@@ -123,21 +151,27 @@ async def one_round(call: Call, headers: dict[str, str], skus: list[str], carts:
                 ) -> Callable[[], Awaitable[tuple[int, bytes]]]:
         return lambda: call(method, target, held, payload)
 
-    results = [await timed("create", [create(n) for n in range(carts)], statements)]
+    results = [await timed("create", [create(n) for n in range(carts)], counters)]
     for name, method, path in STEPS:
         body = step_body(name, skus, rng)
         results.append(await timed(name, [
             request(method, f"/carts/{cart_id}/{path}".rstrip("/"), held, body())
-            for cart_id, held in made], statements))
+            for cart_id, held in made], counters))
     results.append(await timed("health_live", [
-        request("GET", "/health/live", {}, None) for _ in range(carts)], statements))
+        request("GET", "/health/live", {}, None) for _ in range(carts)], counters))
     return results
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     carts, rounds = args.orders or 1000, max(1, args.rounds)
+    wal_pages = bool(getattr(args, "wal_pages", False))
+    if wal_pages and args.db != "sqlite":
+        raise SystemExit("--wal-pages counts SQLite's write-ahead log: use --db sqlite")
     async with server.fresh_database(args.db) as url:
         os.environ.update(server.bench_settings(url))
+        if wal_pages:  # no checkpoint for the run: the log only grows
+            os.environ.update({"ORDNUNG_SQLITE_CHECKPOINT_SECONDS": "1000000",
+                               "ORDNUNG_SQLITE_WAL_MAX_BYTES": str(1 << 40)})
         from ordnung.api.app import create_app
         from ordnung.core.logging import configure_logging
 
@@ -152,16 +186,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             call = asgi_caller(app)
             rng = random.Random(17)
 
-            def statements() -> int:
-                return int(engine.db.statements)
+            counters = Counters(lambda: int(engine.db.statements),
+                                url.split(":///", 1)[1] + "-wal" if wal_pages else None)
+            if wal_pages:
+                counters.page = int((await engine.db.fetch("PRAGMA page_size"))[0]
+                                    ["page_size"])
 
             # a round untimed first: every code path loaded, the caches filled
             await one_round(call, shop["storefront"], shop["skus"], min(carts, 200),
-                            statements, rng, "warm")
+                            counters, rng, "warm")
             gc.collect()
             gc.freeze()  # the started app and the shop: no collection walks them
             measured = [await one_round(call, shop["storefront"], shop["skus"], carts,
-                                        statements, rng, str(n)) for n in range(rounds)]
+                                        counters, rng, str(n)) for n in range(rounds)]
     steps = []
     for index, first in enumerate(measured[0]):
         per_round = [r[index] for r in measured]
@@ -170,11 +207,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                       "succeeded": sum(r["succeeded"] for r in per_round),
                       "cpu_us_per_request": round(min(cpu), 1),
                       "cpu_us_median": round(statistics.median(cpu), 1),
-                      "sql_per_request": round(statistics.mean(r["sql"] for r in per_round), 2)})
+                      "sql_per_request": round(statistics.mean(r["sql"] for r in per_round), 2),
+                      **({"wal_pages_per_request": round(statistics.mean(
+                          r["pages"] for r in per_round), 2)} if wal_pages else {})})
     checkout = [sum(r["cpu_us"] for r in one if r["step"] in CHECKOUT) for one in measured]
+    pages = [sum(r["pages"] for r in one if r["step"] in CHECKOUT) for one in measured]
     return {"scenario": "app", "db": args.db, "orders": carts, "rounds": rounds,
             "steps": steps, "checkout_us": round(min(checkout), 1),
             "checkout_us_median": round(statistics.median(checkout), 1),
+            **({"checkout_wal_pages": round(statistics.mean(pages), 1)} if wal_pages else {}),
             "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
             "date": datetime.now(UTC).date().isoformat()}
 
@@ -182,10 +223,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(args: argparse.Namespace) -> int:
     result = load.run(run(args))
     for step in result["steps"]:
+        pages = (f", {step['wal_pages_per_request']} log pages"
+                 if "wal_pages_per_request" in step else "")
         print(f"{step['step']:>16}: {step['cpu_us_per_request']} µs CPU (median "
-              f"{step['cpu_us_median']}), {step['sql_per_request']} statements",
+              f"{step['cpu_us_median']}), {step['sql_per_request']} statements{pages}",
               file=sys.stderr)
+    pages = (f", {result['checkout_wal_pages']} log pages" if "checkout_wal_pages" in result
+             else "")
     print(f"{'guest checkout':>16}: {result['checkout_us']} µs CPU (median "
-          f"{result['checkout_us_median']})", file=sys.stderr)
+          f"{result['checkout_us_median']}){pages}", file=sys.stderr)
     print(json.dumps(result))
     return 0 if all(s["succeeded"] == s["requests"] for s in result["steps"]) else 1

@@ -200,6 +200,7 @@ class OrderChange:
         #: further rows the change writes with the order (its external references)
         self.writes: list[Statement] = []
         self._version = order.version
+        self._stored = runtime.orders.columns(order)
 
     # -- state machines -------------------------------------------------------------
     def machine(self, name: str) -> Machine:
@@ -301,7 +302,7 @@ class OrderChange:
             first = self.rt.orders.inserting(self.order)
             parts: list[Statement] = []
         else:
-            first = self.rt.orders.saving(self.order, self._version)
+            first = self.rt.orders.saving(self.order, self._version, stored=self._stored)
             parts = self.rt.order_parts.recording(self.order)
         rows = await self.rt.db.run_together(
             [first, *parts, *self.writes, *also, *self.stock.recording(),

@@ -105,3 +105,15 @@ def test_the_app_scenario_times_each_request_of_the_guest_checkout_in_process() 
         assert step["cpu_us_median"] >= step["cpu_us_per_request"] > 0, step
     checkout = report["checkout_us"]
     assert isinstance(checkout, float) and checkout > by_name["order"]["cpu_us_per_request"]
+
+
+def test_the_app_scenario_counts_the_log_pages_each_request_writes() -> None:
+    report = run_bench("app", "--orders", "6", "--rounds", "1", "--wal-pages")
+    by_name = each_step_answered(report, 6)
+    # a read writes nothing; a change of a cart within the hour writes its row's page;
+    # a placement writes the order, its events, outbox and stock rows and their indexes
+    assert by_name["read"]["wal_pages_per_request"] == 0, report
+    assert 1 <= by_name["address"]["wal_pages_per_request"] < 3, report
+    assert by_name["order"]["wal_pages_per_request"] > 20, report
+    pages = report["checkout_wal_pages"]
+    assert isinstance(pages, float) and pages > by_name["order"]["wal_pages_per_request"]

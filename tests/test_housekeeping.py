@@ -14,7 +14,7 @@ import os
 import re
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,7 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ordnung.api.rate_limits import WriteLimits
 from ordnung.core import Engine, hookimpl
-from ordnung.core.domain.common import utcnow
+from ordnung.core.domain.common import clock_offset, set_clock_offset, utcnow
+from ordnung.core.persistence.carts import active_hour
 from ordnung.core.persistence.rate_limits import DatabaseStorage, Hit
 from ordnung.core.services import housekeeping
 from ordnung.core.services.idempotency import Busy, Proceed
@@ -182,7 +183,7 @@ async def test_an_abandoned_cart_goes_and_a_recent_one_stays(database_url: str) 
         placed = await api.placed_cart(shop)
         customer, me = await api.customer("kim@example.com")
         customers = (await api.new_cart(me, {"channel": "web"}))["id"]
-        await age(api.engine, "carts", "updated_at", "id IN ({}, {}, {})",
+        await age(api.engine, "carts", "active_at", "id IN ({}, {}, {})",
                   abandoned, placed, customers)
 
         done = await api.engine.run_housekeeping()
@@ -218,13 +219,75 @@ async def test_a_customers_cart_that_became_an_order_goes_after_the_retention(
         order_id = expect(await api.client.post(f"/carts/{placed}/order", json={
             "payment": {"gateway": "sandbox", "token": "tok_success"}}, headers=me),
             201)["id"]
-        await age(api.engine, "carts", "updated_at")
+        await age(api.engine, "carts", "active_at")
 
         assert (await api.engine.run_housekeeping())["placed_carts"] == 1
         expect_problem(await api.client.get(f"/carts/{placed}", headers=me), 404,
                        "not-found")
         # the order it became is history, and stays
         assert (await api.order(order_id))["id"] == order_id
+
+
+async def test_a_cart_goes_only_once_its_retention_ran_out_after_its_last_change(
+        database_url: str) -> None:
+    """A cart's row knows the hour of its last change, not the moment (a checkout's
+    saves leave its indexes alone): housekeeping keeps a cart whose last change may
+    still lie within the retention, and deletes one whose hour is a full hour past it."""
+    retention = timedelta(days=2)
+    async with api_client(database_url, cart_retention_s=retention.total_seconds()) as api:
+        shop = await api.storefront("web")
+        maybe, maybe_headers = await api.ready_cart(shop)
+        idle, idle_headers = await api.ready_cart(shop)
+        cutoff = utcnow() - retention  # a change before it is past the retention
+        # the hour of the cutoff (give or take the test's minute): its cart may have
+        # changed after the cutoff, and stays
+        await age_to(api.engine, maybe, cutoff + timedelta(minutes=1))
+        # the hour before: its cart changed before the cutoff, and goes
+        await age_to(api.engine, idle, cutoff - timedelta(minutes=1) - HOUR)
+
+        assert (await api.engine.run_housekeeping())["guest_carts"] == 1
+        expect(await api.client.get(f"/carts/{maybe}", headers=maybe_headers), 200)
+        expect_problem(await api.client.get(f"/carts/{idle}", headers=idle_headers), 404,
+                       "not-found")
+
+
+async def test_a_change_in_a_later_hour_moves_the_carts_hour(database_url: str) -> None:
+    """The saves of one hour write the cart's row only; the first save of a later hour
+    moves the hour housekeeping goes by (else a cart in use for days would go)."""
+    async with api_client(database_url) as api:
+        shop = await api.storefront("web")
+        cart, headers = await api.ready_cart(shop)
+        first = await active_at(api.engine, cart)
+        assert await add_line(api, cart, headers) == 200
+        if active_hour(utcnow()) == first:  # (unless the hour just turned)
+            assert await active_at(api.engine, cart) == first
+
+        later = clock_offset()
+        set_clock_offset(later + 3 * HOUR.total_seconds())
+        try:
+            assert await add_line(api, cart, headers) == 200
+            moved = active_hour(utcnow())
+        finally:
+            set_clock_offset(later)
+        assert moved - first >= 3 * HOUR
+        assert await active_at(api.engine, cart) == moved
+        stored = expect(await api.client.get(f"/carts/{cart}", headers=headers), 200)
+        assert active_hour(datetime.fromisoformat(stored["updated_at"])) == moved
+
+
+HOUR = timedelta(hours=1)
+
+
+async def age_to(engine: Engine, cart_id: str, at: datetime) -> None:
+    """Make the cart's row say it was last changed in the hour of ``at``."""
+    await engine.db.run("UPDATE carts SET active_at = {} WHERE id = {}", active_hour(at),
+                        cart_id)
+
+
+async def active_at(engine: Engine, cart_id: str) -> datetime:
+    rows = await engine.db.fetch("SELECT active_at FROM carts WHERE id = {}", cart_id)
+    value = rows[0]["active_at"]
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
 
 async def aged_counters(engine: Engine, n: int) -> None:
@@ -367,7 +430,7 @@ async def test_metrics_count_what_each_pass_deleted_by_kind(database_url: str) -
     async with api_client(database_url) as api:
         shop = await api.storefront("web")
         await api.new_cart(shop)
-        await age(api.engine, "carts", "updated_at")
+        await age(api.engine, "carts", "active_at")
         await aged_counters(api.engine, 7)
         before = await deleted_counted(api)
 

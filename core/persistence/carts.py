@@ -6,25 +6,32 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import datetime, timedelta
 
 from ordnung.core.domain.carts import Cart
 from ordnung.core.errors import Conflict, NotFound
+from ordnung.core.persistence.changed_columns import ChangedColumns
 from ordnung.core.persistence.codec import decode, encode
 from ordnung.core.persistence.database import Database, Statement
 from ordnung.core.persistence.generations import OBSERVED_COLUMNS, observe, write_guards
 from ordnung.core.persistence.kept_carts import KEPT_CARTS, KeptCarts
 
+#: a cart row's ``active_at`` is the start of the hour of the cart's last change
+#: (``updated_at`` in its document): the saves of one hour leave it, and the two
+#: housekeeping indexes over it, as they are. Housekeeping keeps a cart one grain past
+#: its retention, so that no cart goes before the retention has run out
+ACTIVITY_GRAIN = timedelta(hours=1)
 _INSERT = ("INSERT INTO carts (id, customer_id, channel, status, data, version, created_at, "
-           "updated_at, token_hash) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}) "
+           "active_at, token_hash) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}) "
            f"RETURNING {OBSERVED_COLUMNS}")
 #: a cart's reads bring the generations back (``...persistence.generations``): a
 #: request working on a cart needs no statement of its own to confirm a kept key
 _WITH_TOKEN = f"SELECT data, token_hash, {OBSERVED_COLUMNS} FROM carts WHERE id = {{}}"
 _CLEAR_TOKEN = "UPDATE carts SET token_hash = NULL WHERE id = {}"
 _GET = f"SELECT data, {OBSERVED_COLUMNS} FROM carts WHERE id = {{}}"
-_UPDATE = ("UPDATE carts SET customer_id = {}, status = {}, data = {}, version = {}, "
-           "updated_at = {} WHERE id = {} AND version = {}")
-_SAVE = _UPDATE + " RETURNING id"
+#: a save names ``customer_id``, ``status`` and ``active_at`` only when they change
+_UPDATES = ChangedColumns("carts", ("customer_id = {}", "status = {}", "active_at = {}"),
+                          "data = {}, version = {}", "WHERE id = {} AND version = {}")
 #: a save of a lent copy's change is guarded by the token hash that let the caller in
 _TOKEN = " AND COALESCE(token_hash, '') = {}"
 _FOR_CUSTOMER = "SELECT data FROM carts WHERE customer_id = {}"
@@ -37,6 +44,15 @@ _OR_CURRENT = (f"WITH saved AS ({{}} RETURNING id) "
                f"SELECT id, NULL AS data, NULL AS token_hash, {OBSERVED_COLUMNS} FROM saved "
                f"UNION ALL SELECT NULL, data, token_hash, {OBSERVED_COLUMNS} FROM carts "
                f"WHERE id = {{}} AND NOT EXISTS (SELECT 1 FROM saved)")
+
+
+#: what a cart's row holds for its indexes (``columns``)
+Columns = tuple[str | None, str, datetime]
+
+
+def active_hour(at: datetime) -> datetime:
+    """The ``active_at`` of a cart last changed at ``at``."""
+    return at.replace(minute=0, second=0, microsecond=0)
 
 
 class StaleCopy(Exception):
@@ -62,8 +78,8 @@ class CartStore:
         data = encode(cart)
         async with self.db.transaction():
             rows = await self.db.run(_INSERT, cart.id, cart.customer_id, cart.channel,
-                                     cart.status, data, cart.version,
-                                     cart.created_at, cart.updated_at, token_hash)
+                                     cart.status, data, cart.version, cart.created_at,
+                                     active_hour(cart.updated_at), token_hash)
             observe(rows[0])
         if alone:  # committed
             self.kept.keep(cart.id, data, token_hash)
@@ -91,16 +107,25 @@ class CartStore:
         observe(rows[0])
         return decode(rows[0]["data"], Cart)
 
-    async def save(self, cart: Cart, expected_version: int) -> None:
-        """Save a change to the cart as read at ``expected_version``; kept when it is a
-        write of its own (a save inside a transaction may yet be rolled back). A change
-        to a lent copy raises ``StaleCopy`` instead of ``Conflict``."""
+    @staticmethod
+    def columns(cart: Cart) -> Columns:
+        """What the row of ``cart`` holds for its indexes: taken from the cart as read,
+        before it changes, it lets a save name only the columns that change."""
+        return cart.customer_id, cart.status, active_hour(cart.updated_at)
+
+    async def save(self, cart: Cart, expected_version: int, *,
+                   stored: Columns | None = None) -> None:
+        """Save a change to the cart as read at ``expected_version`` (``stored``: its
+        ``columns`` as read); kept when it is a write of its own (a save inside a
+        transaction may yet be rolled back). A change to a lent copy raises
+        ``StaleCopy`` instead of ``Conflict``."""
         lent = self._lent(cart)
         if lent is not None:
-            await self._save_kept(cart, expected_version, lent[1])
+            await self._save_kept(cart, expected_version, lent[1], stored)
             return
         alone = self.db.in_transaction() is None
-        sql, args = self._saving(cart, expected_version)
+        sql, args, data = self._saving(cart, expected_version, stored)
+        sql += " RETURNING id"
         try:
             saved = await self.db.run(sql, *args)
         except BaseException:
@@ -110,7 +135,7 @@ class CartStore:
             self.kept.forget(cart.id)
             raise Conflict(f"cart {cart.id} was changed concurrently; retry", cart_id=cart.id)
         if alone:
-            self.kept.renew(cart.id, args[2])
+            self.kept.renew(cart.id, data)
         else:
             self.kept.forget(cart.id)
 
@@ -138,19 +163,16 @@ class CartStore:
         return lent if lent is not None and cart is not None and lent[0] is cart else None
 
     async def _save_kept(self, cart: Cart, expected_version: int,
-                         token_hash: str | None) -> None:
+                         token_hash: str | None, stored: Columns | None) -> None:
         """Save a change made to a lent copy (``lending``) that was at
         ``expected_version`` with ``token_hash``: one statement, guarded by both and by
         the generations the request's kept credential and variants wait on
         (``write_guards``). Raises ``StaleCopy`` (nothing written, the copy forgotten)
         when it matches nothing."""
         guards, values = write_guards()
-        cart.version = expected_version + 1
-        data = encode(cart)
-        sql = _UPDATE + _TOKEN + guards
-        args: list[object] = [cart.customer_id, cart.status, data, cart.version,
-                              cart.updated_at, cart.id, expected_version, token_hash or "",
-                              *values]
+        sql, args, data = self._saving(cart, expected_version, stored)
+        sql += _TOKEN + guards
+        args += [token_hash or "", *values]
         if self.db.is_postgres:
             sql, args = _OR_CURRENT.format(sql, "{}"), [*args, cart.id]
         else:
@@ -179,17 +201,21 @@ class CartStore:
         ``expected_version``, which the caller must check. ``read``: the cart the
         change was made from; a lent copy's (``lending``) also guards its token hash."""
         self.kept.forget(cart.id)
-        sql, args = self._saving(cart, expected_version)
+        sql, args, _ = self._saving(cart, expected_version,
+                                    None if read is None else self.columns(read))
         lent = self._lent(read)
         if lent is None:
-            return sql, args
-        return _UPDATE + _TOKEN + " RETURNING id", [*args, lent[1] or ""]
+            return sql + " RETURNING id", args
+        return sql + _TOKEN + " RETURNING id", [*args, lent[1] or ""]
 
-    @staticmethod
-    def _saving(cart: Cart, expected_version: int) -> Statement:
+    def _saving(self, cart: Cart, expected_version: int, stored: Columns | None
+                ) -> tuple[str, list[object], str]:
+        """The guarded ``UPDATE`` (no ``RETURNING``), its values, and the document it
+        writes."""
         cart.version = expected_version + 1
-        return _SAVE, [cart.customer_id, cart.status, encode(cart), cart.version,
-                       cart.updated_at, cart.id, expected_version]
+        sql, named = _UPDATES.update(stored, self.columns(cart))
+        data = encode(cart)
+        return sql, [*named, data, cart.version, cart.id, expected_version], data
 
     async def for_customer(self, customer_id: str) -> list[Cart]:
         rows = await self.db.run(_FOR_CUSTOMER, customer_id)

@@ -65,10 +65,11 @@ KINDS: dict[str, Kind] = {
     # a customer token issued by staff (``POST /customers/{id}/tokens``) that expired
     "customer_tokens": Kind("api_keys", "id", "kind = 'customer' AND expires_at < <cutoff>"),
     # a guest's cart nobody changed for the retention (open, or placed long ago) ...
-    "guest_carts": Kind("carts", "id", "customer_id IS NULL AND updated_at < <cutoff>"),
+    # (``active_at`` is the hour of the last change: see ``carts.ACTIVITY_GRAIN``)
+    "guest_carts": Kind("carts", "id", "customer_id IS NULL AND active_at < <cutoff>"),
     # ... and a customer's cart that became an order as long ago (an open one is theirs
     # to come back to)
-    "placed_carts": Kind("carts", "id", "status = 'placed' AND updated_at < <cutoff>"),
+    "placed_carts": Kind("carts", "id", "status = 'placed' AND active_at < <cutoff>"),
     # an event's outbox row once every worker is done with it (its reactions ran, the
     # webhook and broker workers took it) and no failed reaction needs it to retry or to
     # be shown; the event itself stays in the timeline. Ids sort by creation, so the

@@ -9,6 +9,7 @@ from typing import Any
 
 from ordnung.core.domain.orders import Order
 from ordnung.core.errors import Conflict, NotFound
+from ordnung.core.persistence.changed_columns import ChangedColumns
 from ordnung.core.persistence.codec import decode, encode
 from ordnung.core.persistence.database import Database, Statement, where
 
@@ -34,11 +35,15 @@ _INSERT_COLUMNS = ("id", "number", "channel", "customer_id", "email", "status", 
 #: ``{stamp}``: whether the order has an operation in flight -> the database's now or NULL
 _INSERT = (f"INSERT INTO orders ({', '.join(_INSERT_COLUMNS)}, authorizing_since) "
            f"VALUES ({', '.join('{}' for _ in _INSERT_COLUMNS)}, {{stamp}})")
-#: ``{keep}``: as ``{stamp}``, keeping the time an operation went in flight
-_SAVE = ("UPDATE orders SET status = {}, priority = {}, email = {}, customer_id = {}, "
-         "total = {}, authorized = {}, captured = {}, refunded = {}, data = {}, "
-         "version = {}, updated_at = {}, authorizing_since = {keep} "
-         "WHERE id = {} AND version = {} RETURNING id")
+#: a save names the indexed columns only when they change; ``{keep}``: as ``{stamp}``,
+#: keeping the time an operation went in flight
+_INDEXED = ("status = {}", "priority = {}", "email = {}", "customer_id = {}",
+            "authorizing_since = {keep}")
+_ALWAYS = ("total = {}, authorized = {}, captured = {}, refunded = {}, data = {}, "
+           "version = {}, updated_at = {}")
+_GUARD = "WHERE id = {} AND version = {} RETURNING id"
+#: what an order's row holds for its indexes (``OrderStore.columns``)
+Columns = tuple[str, int, str, str | None, bool]
 _STAMP = "CASE WHEN {{}} THEN {now} ELSE NULL END"
 _KEEP = "CASE WHEN {{}} THEN COALESCE(authorizing_since, {now}) ELSE NULL END"
 _GET = "SELECT data FROM orders WHERE id = {}"
@@ -171,7 +176,9 @@ class OrderStore:
         self.db = db
         now = db.sql_now()
         self._insert = _INSERT.replace("{stamp}", _STAMP.format(now=now))
-        self._save = _SAVE.replace("{keep}", _KEEP.format(now=now))
+        keep = _KEEP.format(now=now)
+        self._saves = ChangedColumns("orders", [part.replace("{keep}", keep)
+                                                for part in _INDEXED], _ALWAYS, _GUARD)
         self._get_locked = _GET + db.lock_suffix
 
     async def insert(self, order: Order) -> None:
@@ -187,21 +194,32 @@ class OrderStore:
             order.created_at, order.updated_at, money["total"], money["authorized"],
             money["captured"], money["refunded"], authorizing(order))
 
-    async def save(self, order: Order, expected_version: int) -> None:
-        """Write the new state; refuses if someone else saved since we read (version check)."""
-        sql, args = self.saving(order, expected_version)
+    @staticmethod
+    def columns(order: Order) -> Columns:
+        """What the row of ``order`` holds for its indexes: taken from the order as
+        read, before it changes, it lets a save name only the columns that change."""
+        return (order.status, order.priority, order.email, order.customer_id,
+                authorizing(order))
+
+    async def save(self, order: Order, expected_version: int, *,
+                   stored: Columns | None = None) -> None:
+        """Write the new state; refuses if someone else saved since we read (version
+        check). ``stored``: the order's ``columns`` as read."""
+        sql, args = self.saving(order, expected_version, stored=stored)
         self.saved(order, len(await self.db.run(sql, *args)))
 
-    def saving(self, order: Order, expected_version: int) -> Statement:
+    def saving(self, order: Order, expected_version: int, *,
+               stored: Columns | None = None) -> Statement:
         """The statement that saves the order's new state if its version is still
         ``expected_version`` (it returns the row it saved); pass the rows it returned to
-        ``saved``."""
+        ``saved``. ``stored``: the order's ``columns`` as read."""
         order.version = expected_version + 1
         money = _money_columns(order)
-        return self._save, (
-            order.status, order.priority, order.email, order.customer_id, money["total"],
-            money["authorized"], money["captured"], money["refunded"], encode(order),
-            order.version, order.updated_at, authorizing(order), order.id, expected_version)
+        sql, named = self._saves.update(stored, self.columns(order))
+        return sql, (
+            *named, money["total"], money["authorized"], money["captured"],
+            money["refunded"], encode(order), order.version, order.updated_at, order.id,
+            expected_version)
 
     @staticmethod
     def saved(order: Order, rows: int) -> None:

@@ -88,7 +88,8 @@ class CartRow(Table, tablename="carts"):
     data = Text()
     version = Integer()
     created_at = Timestamptz()
-    updated_at = Timestamptz()
+    #: the start of the hour of the cart's last change (``...persistence.carts``)
+    active_at = Timestamptz()
     #: SHA-256 of a guest cart's token; NULL for carts of customers and staff
     token_hash = Varchar(length=64, null=True, default=None)
 
@@ -433,6 +434,6 @@ INDEXES: dict[str, Index] = {
     "account_tokens_expires": Index("account_tokens", ("expires_at",)),
     "api_keys_expires": Index("api_keys", ("kind", "expires_at"),
                               where="expires_at IS NOT NULL"),
-    "carts_guest_updated": Index("carts", ("updated_at",), where="customer_id IS NULL"),
-    "carts_status_updated": Index("carts", ("status", "updated_at")),
+    "carts_guest_active": Index("carts", ("active_at",), where="customer_id IS NULL"),
+    "carts_status_active": Index("carts", ("status", "active_at")),
 }

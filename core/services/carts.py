@@ -178,13 +178,13 @@ class CartService:
                     raise StaleCopy(cart_id, None)
                 raise Conflict(f"cart {cart_id} is {cart.status}; it can no longer change",
                                cart_id=cart_id, order_id=cart.order_id)
-            version = cart.version
+            version, stored = cart.version, self.rt.carts.columns(cart)
             result = mutate(cart)
             if result is not None:
                 await result
             cart.priced = await self._price(cart)
             cart.updated_at = utcnow()
-            await self.rt.carts.save(cart, version)
+            await self.rt.carts.save(cart, version, stored=stored)
             return cart
 
     async def set_line(self, cart_id: str, sku: str, quantity: int, *,
@@ -329,9 +329,9 @@ class CartService:
         except PaymentDeclined:
             # the order was cancelled and its stock released: let the customer pay again
             cart = await self.rt.carts.get(cart_id)
-            version = cart.version
+            version, stored = cart.version, self.rt.carts.columns(cart)
             cart.reopen(utcnow())
-            await self.rt.carts.save(cart, version)
+            await self.rt.carts.save(cart, version, stored=stored)
             raise
         except Conflict:
             if lent and (await self.rt.carts.get(cart_id)).updated_at < started:

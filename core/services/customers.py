@@ -106,7 +106,7 @@ class CustomerService:
         events: builtins.list[Event] = []
         for order_id in await self.rt.orders.ids_for_customer(customer_id, customer.email):
             order = await self.rt.orders.get(order_id, for_update=True)
-            version = order.version
+            version, stored = order.version, self.rt.orders.columns(order)
             order.email = ""
             order.shipping_address = _anonymise(order.shipping_address)
             order.billing_address = _anonymise(order.billing_address)
@@ -116,14 +116,14 @@ class CustomerService:
                        data={"note": "personal data anonymised; financial record kept"})
             events.append(ev)
             order.updated_at = utcnow()
-            await self.rt.orders.save(order, version)
+            await self.rt.orders.save(order, version, stored=stored)
         for cart in await self.rt.carts.for_customer(customer_id):
-            cart_version = cart.version
+            cart_version, cart_stored = cart.version, self.rt.carts.columns(cart)
             cart.email = ""
             cart.shipping_address = _anonymise(cart.shipping_address)
             cart.billing_address = _anonymise(cart.billing_address)
             cart.updated_at = utcnow()
-            await self.rt.carts.save(cart, cart_version)
+            await self.rt.carts.save(cart, cart_version, stored=cart_stored)
         # in the same transaction: once the erasure is committed no token, session,
         # password or e-mailed link of the customer opens anything, on any worker
         await self.rt.accounts.revoke_everything(customer_id, reason="erased")

@@ -29,6 +29,7 @@ import structlog
 from ordnung.core.config import EngineConfig
 from ordnung.core.domain.common import new_id
 from ordnung.core.observe import Metrics, NoMetrics
+from ordnung.core.persistence.carts import ACTIVITY_GRAIN
 from ordnung.core.persistence.database import Database
 from ordnung.core.persistence.housekeeping import KINDS, HousekeepingStore
 from ordnung.core.persistence.leases import JobLeases
@@ -38,6 +39,12 @@ log = structlog.get_logger("ordnung.housekeeping")
 JOB = "housekeeping"
 #: statements per kind and pass at most: a pass stays short whatever the backlog
 MAX_BATCHES = 50
+
+
+def _cart_retention(retention_s: float) -> float:
+    """A cart's row knows the hour of its last change, not the moment: it goes one
+    grain after the retention, so never before the retention has run out."""
+    return retention_s + ACTIVITY_GRAIN.total_seconds() if retention_s else 0.0
 
 
 class HousekeepingService:
@@ -54,8 +61,8 @@ class HousekeepingService:
             "sessions_revoked": config.session_retention_s,
             "account_tokens": config.session_retention_s,
             "customer_tokens": config.session_retention_s,
-            "guest_carts": config.cart_retention_s,
-            "placed_carts": config.cart_retention_s,
+            "guest_carts": _cart_retention(config.cart_retention_s),
+            "placed_carts": _cart_retention(config.cart_retention_s),
             "outbox": config.outbox_retention_s,
         }
         #: told what each pass deleted (``Engine.observe_with``; a sink written before

@@ -303,10 +303,11 @@ class OrderService:
         if not cart.is_open:
             raise Conflict(f"cart {cart_id} was already placed", cart_id=cart_id,
                            order_id=cart.order_id)
+        stored = self.rt.carts.columns(cart)
         cart = msgspec.structs.replace(cart)
         version = cart.version
         cart.placed_as(order_id, utcnow())
-        await self.rt.carts.save(cart, version)
+        await self.rt.carts.save(cart, version, stored=stored)
 
     @staticmethod
     def _drop_gifts(order: Order, skipped: set[str]) -> None:
