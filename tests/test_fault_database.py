@@ -344,9 +344,9 @@ async def test_a_server_with_its_clock_ahead_steals_no_lease(database_url: str,
 
 async def test_a_pooled_connection_comes_back_with_no_transaction_open(
         database_url: str) -> None:
-    """The pool skips asyncpg's reset query on release (the engine keeps no session
-    state); a transaction a failure left open must still be rolled back, so the next
-    user of the connection neither sees nor commits its writes."""
+    """The pool takes no reset step on release (the engine keeps no session state); a
+    connection a failure left inside a transaction must still not serve again with it
+    open, so the next user neither sees nor commits its writes."""
     if not database_url.startswith("postgres"):
         pytest.skip("the pool's release step is PostgreSQL's")
     db = Database(database_url, pool_size=1)

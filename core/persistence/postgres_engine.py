@@ -20,6 +20,7 @@ import asyncpg
 from piccolo.engine.postgres import PostgresEngine
 
 from ordnung.core.errors_db import is_unavailable, unavailable
+from ordnung.core.persistence.pg_pool import LeanPool
 
 
 @dataclass(frozen=True)
@@ -33,27 +34,6 @@ class Timeouts:
     acquire: float = 5.0
     statement: float = 15.0
     clock_sync: float = 10.0
-
-
-class _TimedPool(asyncpg.Pool):
-    """A pool whose ``acquire`` gives up after the acquire timeout (piccolo acquires
-    without one, and a pool whose connections all hang would wait for ever)."""
-
-    acquire_timeout: float | None = None
-
-    def acquire(self, *, timeout: float | None = None) -> Any:
-        return super().acquire(timeout=timeout if timeout is not None
-                               else self.acquire_timeout)
-
-
-async def _keep_session(connection: asyncpg.Connection) -> None:
-    """What a connection needs on its way back to the pool: nothing more than asyncpg's
-    own step before this one, which rolls back a transaction left open. asyncpg's
-    default reset also sends ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET
-    ALL`` on every release, a round trip (and work in the server) for each of the sixty
-    statements of a checkout run outside a transaction; the engine leaves no session
-    state behind (no ``SET``, ``LISTEN``, cursor or session-level advisory lock: its
-    advisory locks are transaction-scoped), so there is nothing to undo."""
 
 
 def discard(connection: Any) -> None:
@@ -81,15 +61,12 @@ class TimedPostgresEngine(PostgresEngine):
         # the statement timeout is the driver's: on running out it stops waiting and asks
         # the server to cancel the statement (no session setting, which poolers such as
         # PgBouncer refuse at connect)
-        pool = _TimedPool(
-            self.config["dsn"], connection_class=asyncpg.Connection,
-            record_class=asyncpg.Record, min_size=kwargs.get("min_size", 1),
-            max_size=kwargs.get("max_size", 8), max_queries=50_000,
-            max_inactive_connection_lifetime=300.0, loop=None, reset=_keep_session,
-            timeout=t.connect or None, command_timeout=t.statement or None)
-        pool.acquire_timeout = t.acquire or None
+        pool = LeanPool(self.config["dsn"], min_size=kwargs.get("min_size", 1),
+                        max_size=kwargs.get("max_size", 8),
+                        connect_timeout=t.connect or None, acquire_timeout=t.acquire or None,
+                        command_timeout=t.statement or None, max_idle_s=300.0)
         try:
-            await pool
+            await pool.start()
         except Exception as exc:
             pool.terminate()
             if is_unavailable(exc):
