@@ -49,7 +49,7 @@ async def verify(database_url: str, ids: list[str]) -> dict[str, int]:
 
         conn = await aiosqlite.connect(database_url.split("sqlite:///", 1)[1])
 
-        async def fetch(sql: str) -> list[Any]:  # type: ignore[misc]
+        async def fetch(sql: str) -> list[Any]:
             cursor = await conn.execute(sql.replace("$", ""))
             return list(await cursor.fetchall())
     try:

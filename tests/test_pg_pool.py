@@ -99,6 +99,28 @@ async def test_after_a_renewal_no_connection_opened_before_it_is_used(pool: Lean
         assert await backend(connection) not in before
 
 
+async def test_it_opens_its_minimum_and_closes_what_sat_idle_too_long(
+        database_url: str) -> None:
+    made = LeanPool(database_url, min_size=2, max_size=2, connect_timeout=5.0,
+                    acquire_timeout=0.5, command_timeout=5.0, max_idle_s=0.05)
+    await made.start()
+    try:
+        assert (made.get_size(), made.get_idle_size()) == (2, 2)
+        old = await made.acquire()
+        pid = await backend(old)
+        made.give_back(old)
+        await asyncio.sleep(0.1)
+        async with made.acquire() as connection:  # both idle ones are too old: a new one
+            assert await backend(connection) != pid
+        for _ in range(50):
+            if old.is_closed():
+                break
+            await asyncio.sleep(0.01)
+        assert old.is_closed() and made.get_size() == 1
+    finally:
+        await made.close()
+
+
 async def test_under_contention_the_pool_never_exceeds_its_size_nor_loses_a_place(
         database_url: str) -> None:
     """Forty callers on three connections, some giving up waiting, some losing their

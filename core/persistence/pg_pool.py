@@ -79,11 +79,14 @@ class LeanPool:
         self._generation = 0
         self._born: dict[Any, int] = {}
         self._closing = False
+        #: graceful closes of idle connections under way (a reference keeps each task)
+        self._closes: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Open ``min_size`` connections (a database that does not answer fails here)."""
-        for _ in range(self.min_size):
-            self.give_back(await self._acquire(self.connect_timeout))
+        opened = [await self._acquire(self.connect_timeout) for _ in range(self.min_size)]
+        for connection in opened:
+            self.give_back(connection)
 
     # -- taking and giving back -------------------------------------------------------
     def acquire(self, *, timeout: float | None = None) -> _Acquiring:
@@ -95,9 +98,12 @@ class LeanPool:
         now = time.monotonic()
         while self._idle:
             connection, since = self._idle.pop()
-            if now - since <= self.max_idle_s and self._usable(connection):
+            if not self._usable(connection):
+                self._drop(connection)
+            elif now - since > self.max_idle_s:
+                self._retire(connection)
+            else:
                 return connection
-            self._drop(connection)
         if self._open < self.max_size:
             self._open += 1
             return await self._open_one()
@@ -164,6 +170,21 @@ class LeanPool:
         if not connection.is_closed():
             connection.terminate()  # also ends a transaction left open, on the server
         self._free_slot()
+
+    def _retire(self, connection: Any) -> None:
+        """Close a healthy connection that sat idle too long, politely, in the background
+        (its server process ends at once rather than on a broken socket)."""
+        self._born.pop(connection, None)
+        task = asyncio.get_running_loop().create_task(self._close_quietly(connection))
+        self._closes.add(task)
+        task.add_done_callback(self._closes.discard)
+        self._free_slot()
+
+    async def _close_quietly(self, connection: Any) -> None:
+        try:
+            await connection.close(timeout=self.connect_timeout or 5.0)
+        except Exception:
+            connection.terminate()
 
     def _free_slot(self) -> None:
         """A counted slot is no longer used: the longest waiter opens a connection in
