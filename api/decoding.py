@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 from litestar import Request
 from litestar.exceptions import ValidationException
+from litestar.utils.scope.state import ScopeState
 
 from ordnung.core import Engine
 from ordnung.core.validation import check_input, check_parameter
@@ -30,7 +31,7 @@ OWN_FIELD = re.compile(r"([a-z_][a-z0-9_]*): ")
 async def strict_input(request: Request[Any, Any, Any]) -> None:
     """Refuse a parameter with a control character, or a body that does not decode
     strictly to the handler's type or breaks an input limit; otherwise let the handler
-    run (it decodes the body again)."""
+    run with the value decoded here."""
     handler = request.scope.get("route_handler")
     if handler is None:
         return None
@@ -68,4 +69,8 @@ async def strict_input(request: Request[Any, Any, Any]) -> None:
     except msgspec.DecodeError as exc:
         raise ValidationException(detail=f"the body is not valid JSON: {exc}") from None
     check_input(value, limits)
+    # the handler's ``data`` is this value: litestar reads a body's JSON once per request
+    # (``Request.json``) and converts it to the handler's type, which for a value of that
+    # type already is a no-op, so the body is not decoded a second time
+    ScopeState.from_scope(request.scope).json = value
     return None

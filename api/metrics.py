@@ -83,11 +83,23 @@ class PrometheusMetrics:
     def placement(self, outcome: PlacementOutcome, channel: str) -> None:
         PLACEMENTS.labels(outcome).inc()
 
+    def __init__(self) -> None:
+        # each series looked up once (see ``RequestSeries``): a placement counts five
+        # events or more
+        self._events: dict[str, Any] = {}
+        self._payments: dict[str, Any] = {}
+
     def events(self, events: Sequence[Event]) -> None:
         for ev in events:
-            EVENTS.labels(ev.kind).inc()
+            series = self._events.get(ev.kind)
+            if series is None:
+                series = self._events[ev.kind] = EVENTS.labels(ev.kind)
+            series.inc()
             if ev.machine == "payment" and ev.to_state:
-                PAYMENTS.labels(ev.to_state).inc()
+                series = self._payments.get(ev.to_state)
+                if series is None:
+                    series = self._payments[ev.to_state] = PAYMENTS.labels(ev.to_state)
+                series.inc()
 
     def reaction_failed(self, plugin: str, hook: str) -> None:
         REACTION_FAILURES.labels(plugin, hook).inc()

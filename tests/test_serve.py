@@ -105,3 +105,19 @@ def test_demo_settings_keep_the_operators_own() -> None:
     assert json.loads(demo_plugin_settings(None)) == DEMO_PLUGIN_SETTINGS
     mine = {"free_gift": {"tiers": []}, "sandbox": {"x": 1}}
     assert json.loads(demo_plugin_settings(json.dumps(mine))) == mine
+
+
+def test_a_started_worker_freezes_its_heap_and_collects_young_objects_less_often() -> None:
+    import gc
+
+    from ordnung.api.serve import YOUNG_COLLECTION_EVERY, settle_heap
+
+    before = gc.get_threshold()
+    try:
+        settle_heap()
+        assert gc.get_freeze_count() > 0  # what the worker holds for good is out of sight
+        assert gc.get_threshold() == (YOUNG_COLLECTION_EVERY, *before[1:])
+        assert before[0] < YOUNG_COLLECTION_EVERY
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import pkgutil
 import sqlite3
@@ -75,10 +76,18 @@ def insert_sql(table: str, columns: Sequence[str], rows: int,
                computed: dict[str, str] | None = None) -> str:
     """A multi-row INSERT of ``rows`` rows of ``columns`` (``{}`` placeholders), and the
     ``computed`` columns set to the same SQL expression in every row."""
-    extra = computed or {}
-    row = "(" + ", ".join(["{}"] * len(columns) + list(extra.values())) + ")"
-    return (f"INSERT INTO {table} ({', '.join((*columns, *extra))}) VALUES "
-            + ", ".join(row for _ in range(rows)))
+    return _insert_sql(table, tuple(columns), rows,
+                       tuple(computed.items()) if computed else ())
+
+
+@functools.lru_cache(maxsize=1024)
+def _insert_sql(table: str, columns: tuple[str, ...], rows: int,
+                computed: tuple[tuple[str, str], ...]) -> str:
+    """``insert_sql``, built once per shape: every change writes its events, outbox rows
+    and stock movements this way, in a few row counts."""
+    row = "(" + ", ".join(["{}"] * len(columns) + [sql for _, sql in computed]) + ")"
+    names = ", ".join((*columns, *(name for name, _ in computed)))
+    return f"INSERT INTO {table} ({names}) VALUES " + ", ".join(row for _ in range(rows))
 
 
 #: one statement of a batch of writes (``Database.run_together``): its portable SQL

@@ -12,6 +12,7 @@ with the same key at once), and to refuse writes once its lease was lost to a re
 
 from __future__ import annotations
 
+import functools
 import re
 from contextvars import ContextVar
 from typing import Protocol
@@ -32,6 +33,9 @@ _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLAC", "UPSERT")
 _MODIFIES = re.compile(r"\b(INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=4096)
 def is_write(sql: str) -> bool:
+    """Whether ``sql`` writes. Asked before every statement; the engine's statements are
+    few and fixed (a batch of rows makes one per row count), so each is looked at once."""
     head = sql.lstrip()[:6].upper()
     return head in _WRITES or (head[:4] == "WITH" and _MODIFIES.search(sql) is not None)
