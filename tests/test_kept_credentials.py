@@ -150,6 +150,43 @@ async def test_a_storefront_key_revoked_elsewhere_places_no_order(database_url: 
         assert await second.levels() == levels
 
 
+async def test_a_kept_key_revoked_elsewhere_makes_no_cart_on_its_next_request(
+        database_url: str) -> None:
+    """A new cart is the revoked key's first request on the worker that kept it: the
+    insert, guarded by the generation the key was kept at, writes nothing, and the key,
+    looked up again, is refused."""
+    async with two_workers(database_url) as (first, second):
+        issued = await first.issue_key("storefront", channel="web")
+        shop = bearer(issued["secret"])
+        expect(await second.client.post("/carts", json={"channel": "web"}, headers=shop),
+               201)
+        count = "SELECT COUNT(*) AS n FROM carts"
+        before = await second.engine.db.fetch(count)
+        await first.revoke(issued["key"]["id"])
+        expect_problem(await second.client.post("/carts", json={"channel": "web"},
+                                                headers=shop), 401, "unauthorized")
+        assert await second.engine.db.fetch(count) == before
+
+
+async def test_a_new_cart_with_a_kept_key_is_made_once_when_another_key_was_revoked(
+        database_url: str) -> None:
+    """The insert of a cart is guarded by the generation its kept key was read at: a
+    revocation of some other key moves that generation, the guarded insert writes
+    nothing, and the key, confirmed afresh, still makes exactly one cart."""
+    async with two_workers(database_url) as (first, second):
+        mine = bearer((await first.issue_key("storefront", channel="web"))["secret"])
+        other = await first.issue_key("storefront", channel="web")
+        expect(await second.client.post("/carts", json={"channel": "web"}, headers=mine),
+               201)
+        count = "SELECT COUNT(*) AS n FROM carts"
+        before = (await second.engine.db.fetch(count))[0]["n"]
+        await first.revoke(other["key"]["id"])
+        cart = expect(await second.client.post("/carts", json={"channel": "web"},
+                                               headers=mine), 201)
+        assert (await second.engine.db.fetch(count))[0]["n"] == before + 1
+        assert (await second.engine.carts.get(cart["id"])).id == cart["id"]
+
+
 async def test_a_price_changed_on_one_worker_is_charged_by_another_at_once(
         database_url: str) -> None:
     async with two_workers(database_url) as (first, second):

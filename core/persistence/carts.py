@@ -13,7 +13,13 @@ from ordnung.core.errors import Conflict, NotFound
 from ordnung.core.persistence.changed_columns import ChangedColumns
 from ordnung.core.persistence.codec import decode, encode
 from ordnung.core.persistence.database import Database, Statement
-from ordnung.core.persistence.generations import OBSERVED_COLUMNS, observe, write_guards
+from ordnung.core.persistence.fence import WRITE_FENCE
+from ordnung.core.persistence.generations import (
+    OBSERVED_COLUMNS,
+    current,
+    observe,
+    write_guards,
+)
 from ordnung.core.persistence.kept_carts import KEPT_CARTS, KeptCarts
 
 #: a cart row's ``active_at`` is the start of the hour of the cart's last change
@@ -21,9 +27,10 @@ from ordnung.core.persistence.kept_carts import KEPT_CARTS, KeptCarts
 #: housekeeping indexes over it, as they are. Housekeeping keeps a cart one grain past
 #: its retention, so that no cart goes before the retention has run out
 ACTIVITY_GRAIN = timedelta(hours=1)
+#: an insert is a ``SELECT`` of its values, so that it may carry ``write_guards``
 _INSERT = ("INSERT INTO carts (id, customer_id, channel, status, data, version, created_at, "
-           "active_at, token_hash) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}) "
-           f"RETURNING {OBSERVED_COLUMNS}")
+           "active_at, token_hash) SELECT {}, {}, {}, {}, {}, {}, {}, {}, {} WHERE 1 = 1")
+_INSERTED = f" RETURNING {OBSERVED_COLUMNS}"
 #: a cart's reads bring the generations back (``...persistence.generations``): a
 #: request working on a cart needs no statement of its own to confirm a kept key
 _WITH_TOKEN = f"SELECT data, token_hash, {OBSERVED_COLUMNS} FROM carts WHERE id = {{}}"
@@ -72,17 +79,31 @@ class CartStore:
         self.kept = KeptCarts(kept)
 
     async def insert(self, cart: Cart, token_hash: str | None = None) -> None:
-        """In a transaction of its own: the insert brings the generations back, and a
-        request whose kept key they show revoked rolls it back (``...generations``)."""
-        alone = self.db.in_transaction() is None
+        """One statement, guarded like a kept cart's save (``run_confirmed``): it writes
+        only if the generations are still those the request's kept credential was read
+        at, and brings them back (``...generations``). If they have moved, nothing was
+        written: the gate decides (a revoked key is refused) and the insert runs again.
+
+        Inside a transaction, or under an Idempotency-Key's fence (whose proof and the
+        insert must commit together), it runs in a transaction whose gate, passed after
+        the insert, rolls it back on a refusal."""
         data = encode(cart)
-        async with self.db.transaction():
-            rows = await self.db.run(_INSERT, cart.id, cart.customer_id, cart.channel,
-                                     cart.status, data, cart.version, cart.created_at,
-                                     active_hour(cart.updated_at), token_hash)
-            observe(rows[0])
-        if alone:  # committed
-            self.kept.keep(cart.id, data, token_hash)
+        args = (cart.id, cart.customer_id, cart.channel, cart.status, data, cart.version,
+                cart.created_at, active_hour(cart.updated_at), token_hash)
+        if self.db.in_transaction() is not None or WRITE_FENCE.get() is not None:
+            alone = self.db.in_transaction() is None
+            async with self.db.transaction():
+                observe((await self.db.run(_INSERT + _INSERTED, *args))[0])
+            if alone:  # committed
+                self.kept.keep(cart.id, data, token_hash)
+            return
+        guards, values = write_guards()
+        if not await self.db.run_confirmed(_INSERT + guards + _INSERTED, *args, *values):
+            seen = current()
+            if seen is not None:
+                await seen.through_gate()
+            observe((await self.db.run(_INSERT + _INSERTED, *args))[0])
+        self.kept.keep(cart.id, data, token_hash)
 
     async def get_with_token(self, cart_id: str) -> tuple[Cart, str | None]:
         """The cart and the hash of its guest token (None for customers' carts)."""
