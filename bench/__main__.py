@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.scenario == "steps":
         return steps.main(args)
     if args.scenario == "app":
-        return app.main(args)
+        return app.main(args, argv)
     if args.scenario == "guest-checkout" and args.duration is None and args.orders is None:
         args.duration = 20.0
     if args.orders is None:

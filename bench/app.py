@@ -20,6 +20,13 @@ copied by the commit that wrote it (and once more by the checkpoint), so fewer p
 less CPU however busy the machine is: a figure that does not drift. The CPU figures of
 such a run are not comparable with a normal run's (reads walk a growing log).
 
+With ``--instructions`` it runs itself again under valgrind's callgrind, instrumenting
+only while a step is timed, and reports the machine instructions each request ran
+(Python and the libraries it calls, SQLite included; the kernel's work, such as the
+log's writes, and PostgreSQL's own are not counted). That count is the same from run to
+run, however busy the machine: two trees are told apart to a tenth of a percent. It
+runs about twenty times slower; a hundred orders and one round are enough.
+
 Its figures still follow the machine's speed, which drifts on a shared machine, but
 far less than a server's: alternate runs of the two trees decide whether a change is
 cheaper. Quote the server scenarios for what a deployment costs; without uvicorn, the
@@ -34,11 +41,16 @@ import json
 import os
 import platform
 import random
+import re
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -61,6 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wal-pages", action="store_true",
                         help="app, SQLite: count the pages each request writes to the "
                              "write-ahead log (the checkpointer held off)")
+    parser.add_argument("--instructions", action="store_true",
+                        help="app: count the instructions each request runs, under "
+                             "valgrind's callgrind (a figure that does not drift)")
 
 
 def asgi_caller(app: Any) -> Call:
@@ -98,14 +113,49 @@ def asgi_caller(app: Any) -> Call:
     return call
 
 
-class Counters:
-    """What a step is measured by besides CPU time: the statements run, and the pages
-    written to SQLite's write-ahead log (``wal``: its path, when they are counted)."""
+#: set (to the folder of callgrind's files) in the run that valgrind runs
+UNDER_CALLGRIND = "ORDNUNG_BENCH_CALLGRIND_DIR"
 
-    def __init__(self, statements: Callable[[], int], wal: str | None = None) -> None:
+
+class Callgrind:
+    """The instructions this process runs inside a step, when it runs under callgrind
+    with instrumentation off (``--instr-atstart=no``): switched on for the step, off
+    after, and the step's count dumped to a file of its own and read back."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+        self.pid = str(os.getpid())
+
+    def _control(self, *options: str) -> None:
+        subprocess.run(["callgrind_control", *options, self.pid], check=True,
+                       capture_output=True, timeout=60)
+
+    def start(self) -> None:
+        self._control("-z")
+        self._control("-i", "on")
+
+    def stop(self, step: str) -> int:
+        self._control("-i", "off")
+        self._control("-d", step)
+        dumps = sorted(self.folder.glob(f"callgrind.{self.pid}.*"),
+                       key=lambda path: int(path.suffix[1:]))
+        totals = re.search(r"^totals: (\d+)", dumps[-1].read_text(), re.MULTILINE)
+        if totals is None:
+            raise RuntimeError(f"no totals in {dumps[-1]}")
+        return int(totals.group(1))
+
+
+class Counters:
+    """What a step is measured by besides CPU time: the statements run, the pages
+    written to SQLite's write-ahead log (``wal``: its path, when they are counted), and
+    the instructions run (``callgrind``, under valgrind)."""
+
+    def __init__(self, statements: Callable[[], int], wal: str | None = None,
+                 callgrind: Callgrind | None = None) -> None:
         self.statements = statements
         self.wal = wal
         self.page = 4096
+        self.callgrind = callgrind
 
     def pages(self) -> float:
         """Pages in the log so far (each is stored with a 24-byte frame header)."""
@@ -119,9 +169,14 @@ async def timed(name: str, requests: list[Callable[[], Awaitable[tuple[int, byte
     """Run ``requests`` one after another with the collector off: CPU µs, statements and
     log pages per request, and how many answered below 400."""
     gc.disable()
+    instructions = 0
     try:
         spent, pages, cpu = counters.statements(), counters.pages(), time.thread_time()
+        if counters.callgrind is not None:
+            counters.callgrind.start()
         statuses = [(await request())[0] for request in requests]
+        if counters.callgrind is not None:
+            instructions = counters.callgrind.stop(name)
         cpu = time.thread_time() - cpu
         spent, pages = counters.statements() - spent, counters.pages() - pages
     finally:
@@ -129,7 +184,7 @@ async def timed(name: str, requests: list[Callable[[], Awaitable[tuple[int, byte
     return {"step": name, "requests": len(requests),
             "succeeded": sum(1 for status in statuses if status < 400),
             "cpu_us": cpu * 1e6 / len(requests), "sql": spent / len(requests),
-            "pages": pages / len(requests)}
+            "pages": pages / len(requests), "instructions": instructions / len(requests)}
 
 
 async def one_round(call: Call, headers: dict[str, str], skus: list[str], carts: int,
@@ -186,8 +241,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             call = asgi_caller(app)
             rng = random.Random(17)
 
+            folder = os.environ.get(UNDER_CALLGRIND)
             counters = Counters(lambda: int(engine.db.statements),
-                                url.split(":///", 1)[1] + "-wal" if wal_pages else None)
+                                url.split(":///", 1)[1] + "-wal" if wal_pages else None,
+                                Callgrind(folder) if folder else None)
             if wal_pages:
                 counters.page = int((await engine.db.fetch("PRAGMA page_size"))[0]
                                     ["page_size"])
@@ -209,28 +266,58 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                       "cpu_us_median": round(statistics.median(cpu), 1),
                       "sql_per_request": round(statistics.mean(r["sql"] for r in per_round), 2),
                       **({"wal_pages_per_request": round(statistics.mean(
-                          r["pages"] for r in per_round), 2)} if wal_pages else {})})
+                          r["pages"] for r in per_round), 2)} if wal_pages else {}),
+                      **({"instructions_per_request": round(statistics.mean(
+                          r["instructions"] for r in per_round))}
+                         if counters.callgrind else {})})
     checkout = [sum(r["cpu_us"] for r in one if r["step"] in CHECKOUT) for one in measured]
     pages = [sum(r["pages"] for r in one if r["step"] in CHECKOUT) for one in measured]
+    instructions = [sum(r["instructions"] for r in one if r["step"] in CHECKOUT)
+                    for one in measured]
     return {"scenario": "app", "db": args.db, "orders": carts, "rounds": rounds,
             "steps": steps, "checkout_us": round(min(checkout), 1),
             "checkout_us_median": round(statistics.median(checkout), 1),
             **({"checkout_wal_pages": round(statistics.mean(pages), 1)} if wal_pages else {}),
+            **({"checkout_instructions": round(statistics.mean(instructions))}
+               if counters.callgrind else {}),
             "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
             "date": datetime.now(UTC).date().isoformat()}
 
 
-def main(args: argparse.Namespace) -> int:
+def under_callgrind(argv: list[str]) -> int:
+    """Run ``python -m bench`` with ``argv`` again under callgrind, instrumentation off
+    until a step switches it on (``Callgrind``); its output passes through."""
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        raise SystemExit("--instructions needs valgrind (Debian: apt-get install valgrind)")
+    with tempfile.TemporaryDirectory(prefix="ordnung-callgrind-") as folder:
+        done = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+             f"--callgrind-out-file={folder}/callgrind.%p", sys.executable, "-m", "bench",
+             *argv], env={**os.environ, UNDER_CALLGRIND: folder},
+            stderr=subprocess.PIPE, text=True, check=False)
+        # valgrind's own lines begin with ==pid==; the bench's report is the rest
+        sys.stderr.write("".join(line for line in done.stderr.splitlines(keepends=True)
+                                 if not line.startswith("==")))
+        return done.returncode
+
+
+def main(args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    if args.instructions and not os.environ.get(UNDER_CALLGRIND):
+        return under_callgrind(argv if argv is not None else sys.argv[1:])
     result = load.run(run(args))
     for step in result["steps"]:
-        pages = (f", {step['wal_pages_per_request']} log pages"
+        extra = (f", {step['wal_pages_per_request']} log pages"
                  if "wal_pages_per_request" in step else "")
+        if "instructions_per_request" in step:
+            extra += f", {step['instructions_per_request'] / 1000:.0f}k instructions"
         print(f"{step['step']:>16}: {step['cpu_us_per_request']} µs CPU (median "
-              f"{step['cpu_us_median']}), {step['sql_per_request']} statements{pages}",
+              f"{step['cpu_us_median']}), {step['sql_per_request']} statements{extra}",
               file=sys.stderr)
-    pages = (f", {result['checkout_wal_pages']} log pages" if "checkout_wal_pages" in result
+    extra = (f", {result['checkout_wal_pages']} log pages" if "checkout_wal_pages" in result
              else "")
+    if "checkout_instructions" in result:
+        extra += f", {result['checkout_instructions'] / 1000:.0f}k instructions"
     print(f"{'guest checkout':>16}: {result['checkout_us']} µs CPU (median "
-          f"{result['checkout_us_median']}){pages}", file=sys.stderr)
+          f"{result['checkout_us_median']}){extra}", file=sys.stderr)
     print(json.dumps(result))
     return 0 if all(s["succeeded"] == s["requests"] for s in result["steps"]) else 1

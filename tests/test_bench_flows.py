@@ -10,6 +10,7 @@ is judged here; the figures are for ``python -m bench`` (BENCHMARKS.md).
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -117,3 +118,16 @@ def test_the_app_scenario_counts_the_log_pages_each_request_writes() -> None:
     assert by_name["order"]["wal_pages_per_request"] > 20, report
     pages = report["checkout_wal_pages"]
     assert isinstance(pages, float) and pages > by_name["order"]["wal_pages_per_request"]
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind")
+def test_the_app_scenario_counts_the_instructions_each_request_runs() -> None:
+    report = run_bench("app", "--orders", "4", "--rounds", "1", "--instructions")
+    by_name = each_step_answered(report, 4)
+    counts = {name: step["instructions_per_request"] for name, step in by_name.items()}
+    # a liveness answer runs the fewest, a read of a cart more, a placement the most
+    assert 0 < counts["health_live"] < counts["read"] < counts["address"] < counts["order"], \
+        report
+    checkout = sum(counts[name] for name in ("create", "line_first", "line_second",
+                                              "address", "shipping_method", "order"))
+    assert report["checkout_instructions"] == pytest.approx(checkout, abs=6), report
