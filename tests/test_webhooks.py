@@ -39,7 +39,8 @@ ADMIN_SERVE = bearer(SERVE_KEY)
 
 
 class Receiver:
-    """An HTTP server recording each request; ``mode``: ok, fail (500) or hang."""
+    """An HTTP server recording each request; ``mode``: ok, fail (500), hang, or slow
+    (answers 204 after 0.3 s)."""
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
@@ -61,6 +62,8 @@ class Receiver:
                                           body))
                 if receiver.mode == "hang":
                     time.sleep(2)
+                elif receiver.mode == "slow":
+                    time.sleep(0.3)
                 code = 500 if receiver.mode == "fail" else 204
                 self.send_response(code)
                 self.send_header("content-length", "0")
@@ -308,6 +311,28 @@ async def test_failing_receivers_get_growing_retries_then_give_up_and_placement_
 
             await rounds(api, all_delivered, limit=200)
             assert delivery["id"] in {h["webhook-id"] for h, _ in failing.received}
+
+
+async def test_a_round_asked_for_while_another_runs_returns_after_it(
+        database_url: str) -> None:
+    """The background loop's round and a caller's share this process's lease: the one
+    asked for second waits for the first, so when a round returns none of this process's
+    requests is still in flight."""
+    with receiving() as receiver:
+        async with webhook_api(database_url, webhooks_interval_s=3600) as api:
+            await endpoint(api, receiver.url)
+            receiver.mode = "slow"
+            await api.place_order(await api.storefront(), order_body(("MUG", 1)))
+            worker = api.engine.webhook_worker
+            first = asyncio.create_task(worker.run_once())
+            for _ in range(200):  # until the first round's requests are on their way
+                if receiver.received:
+                    break
+                await asyncio.sleep(0.01)
+            assert receiver.received, "the first round sent nothing"
+            await worker.run_once()
+            assert first.done(), "a round returned while another's requests were in flight"
+            assert (await first)["sent"] == len(receiver.received)
 
 
 async def test_each_channel_is_told_its_availability(database_url: str) -> None:

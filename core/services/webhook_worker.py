@@ -79,6 +79,8 @@ class WebhookWorker:
         self.config = config
         self.leases = JobLeases(rt.db)
         self.owner = new_id("job")
+        #: one round at a time in this process (see ``run_once``)
+        self._round = asyncio.Lock()
 
     @property
     def lease_s(self) -> float:
@@ -86,12 +88,18 @@ class WebhookWorker:
         return 3 * self.config.webhooks_interval_s + self.config.webhooks_timeout_s + 5
 
     async def run_once(self) -> dict[str, int]:
-        """One round if this process holds the job's lease: fan out, send what is due."""
-        with self.db.outside_transaction():
-            if not await self.leases.take(JOB, self.owner, self.lease_s):
-                return {}
-            fanned = await self.fan_out()
-            sent, failed = await self.send_due()
+        """One round if this process holds the job's lease: fan out, send what is due.
+
+        A round asked for while another runs in this process (the background loop's and
+        a caller's) waits for it: the lease is this process's either way, so the two
+        would otherwise overlap, and a round that returned could leave the other's
+        requests still in flight."""
+        async with self._round:
+            with self.db.outside_transaction():
+                if not await self.leases.take(JOB, self.owner, self.lease_s):
+                    return {}
+                fanned = await self.fan_out()
+                sent, failed = await self.send_due()
         return {"fanned_out": fanned, "sent": sent, "failed": failed}
 
     async def loop(self) -> None:
