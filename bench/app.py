@@ -23,8 +23,8 @@ such a run are not comparable with a normal run's (reads walk a growing log).
 With ``--instructions`` it runs itself again under valgrind's callgrind, instrumenting
 only while a step is timed, and reports the machine instructions each request ran
 (Python and the libraries it calls, SQLite included; the kernel's work, such as the
-log's writes, and PostgreSQL's own are not counted). That count is the same from run to
-run, however busy the machine: two trees are told apart to a tenth of a percent. It
+log's writes, and PostgreSQL's own are not counted). That count stays within half a
+percent from run to run, however busy the machine, so a change of a percent shows. It
 runs about twenty times slower; a hundred orders and one round are enough.
 
 Its figures still follow the machine's speed, which drifts on a shared machine, but
