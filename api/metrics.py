@@ -80,14 +80,14 @@ DB_IN_USE = Gauge("ordnung_db_connections_in_use", "Database connections in use"
 class PrometheusMetrics:
     """The engine's metrics sink (``ordnung.core.observe.Metrics``) for this process."""
 
-    def placement(self, outcome: PlacementOutcome, channel: str) -> None:
-        PLACEMENTS.labels(outcome).inc()
-
     def __init__(self) -> None:
         # each series looked up once (see ``RequestSeries``): a placement counts five
         # events or more
         self._events: dict[str, Any] = {}
         self._payments: dict[str, Any] = {}
+
+    def placement(self, outcome: PlacementOutcome, channel: str) -> None:
+        PLACEMENTS.labels(outcome).inc()
 
     def events(self, events: Sequence[Event]) -> None:
         for ev in events:
