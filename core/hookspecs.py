@@ -359,6 +359,19 @@ def ordnung_parse_tracking(payload: dict[str, Any]) -> Sequence[TrackingUpdate] 
     """
 
 
+@contract("directed", "outside-transaction")
+def ordnung_label_document(tracking_number: str) -> bytes | None:
+    """The printable label of a shipment the carrier shipped, for ``GET /labels``.
+
+    Directed to the carrier plugin named in the URL, with the tracking number its
+    ``ordnung_create_label`` made. Return the document's bytes (a PDF), or ``None``
+    when there is none (an unknown number, or a label erased with its customer's
+    data): the caller gets 404. The ``label_url`` a label answers should point here,
+    ``/labels/<carrier>/<tracking number>``; where the plugin keeps the document (its
+    own store, the carrier's service) is its own affair.
+    """
+
+
 # --------------------------------------------------------------------------- transitions
 
 

@@ -30,7 +30,6 @@ from ordnung.core.errors import InvalidInput, PluginError
 from ordnung.plugins.carriers.free_shipping import FreeShipping
 from ordnung.plugins.carriers.labels import (
     barcode_drawing,
-    fetch_label,
     render_label_pdf,
     unicode_fonts,
 )
@@ -249,7 +248,7 @@ async def test_shipping_makes_a_pdf_label_with_a_scannable_barcode(make_engine: 
     assert tracking.startswith("WB") and len(tracking) == 14
     assert shipment.label_url == f"/labels/weight_bands/{tracking}"
 
-    pdf = await fetch_label(engine, "weight_bands", tracking)
+    pdf = await engine.fulfilment.label("weight_bands", tracking)
     assert pdf is not None and pdf.startswith(b"%PDF-")
     text = pdf_text(pdf)
     for expected in ("SHIP TO", "Jean Dupont", "12 Rue de Rivoli", "75001 Paris", "FR",
@@ -261,7 +260,7 @@ async def test_shipping_makes_a_pdf_label_with_a_scannable_barcode(make_engine: 
     assert decode_barcodes(pdf) == [(zxingcpp.BarcodeFormat.Code128, tracking)]
     widget = barcode_drawing(tracking).contents[0]
     assert (type(widget).__name__, widget.value) == ("BarcodeCode128", tracking)
-    assert await fetch_label(engine, "weight_bands", "WB000000000000") is None
+    assert await engine.fulfilment.label("weight_bands", "WB000000000000") is None
 
 
 async def test_tracking_pushes_move_the_shipment_to_delivered(make_engine: Any) -> None:
@@ -307,7 +306,7 @@ async def test_store_pickup_prints_a_slip_and_collection_delivers(make_engine: A
     shipment = order.shipments[0]
     assert shipment.tracking_number.startswith("PU")
     assert shipment.label_url == f"/labels/store_pickup/{shipment.tracking_number}"
-    pdf = await fetch_label(engine, "store_pickup", shipment.tracking_number)
+    pdf = await engine.fulfilment.label("store_pickup", shipment.tracking_number)
     assert pdf is not None
     text = pdf_text(pdf)
     for expected in ("PICK-UP AT", "Hauptstraße 1", "10115 Berlin", "For: Erika Mustermann",

@@ -12,7 +12,6 @@ from typing import Any
 import msgspec
 
 from ordnung.core import Address, CartLine, Engine, PaymentInput, PlaceOrder
-from ordnung.plugins.carriers.labels import fetch_label
 from ordnung.plugins.carriers.weight_bands import WeightBands
 from ordnung.plugins.payments.sandbox import SandboxGateway
 from ordnung.plugins.privacy.gdpr import Privacy, record_consent
@@ -54,7 +53,7 @@ async def test_export_then_erase_keeps_the_accounts_and_nothing_personal(
         payment=PaymentInput(gateway="sandbox", token="tok_success")))
     order = await ship_all(engine, await engine.payments.capture(order.id))
     tracking = order.shipments[0].tracking_number
-    label = await fetch_label(engine, "weight_bands", tracking)
+    label = await engine.fulfilment.label("weight_bands", tracking)
     assert label is not None
 
     # -- export: everything, with the privacy plugin's part ------------------------------
@@ -92,7 +91,7 @@ async def test_export_then_erase_keeps_the_accounts_and_nothing_personal(
     assert after.shipments[0].tracking_number == tracking
 
     # the label (name and address printed on it) and the plugin's own records are gone
-    assert await fetch_label(engine, "weight_bands", tracking) is None
+    assert await engine.fulfilment.label("weight_bands", tracking) is None
     store = engine.plugin_store("privacy")
     assert await store.records("consent") == []
     receipt = await store.get("erasure", customer.id)

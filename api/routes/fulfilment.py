@@ -140,10 +140,9 @@ async def tracking_webhook(request: Request[Any, Any, Any], carrier: FromPath[st
      tags=["fulfilment"], media_type="application/pdf", responses=problems(404))
 async def shipping_label(request: Request[Any, Any, Any], carrier: FromPath[str],
                          tracking_number: FromPath[str]) -> Response[bytes]:
-    """The printable label (PDF) a carrier plugin made when the shipment shipped."""
-    from ordnung.plugins.carriers.labels import fetch_label
-
-    pdf = await fetch_label(engine_of(request), carrier, tracking_number)
+    """The printable label (PDF) a carrier plugin made when the shipment shipped
+    (``ordnung_label_document``)."""
+    pdf = await engine_of(request).fulfilment.label(carrier, tracking_number)
     if pdf is None:
         raise NotFound("label", f"{carrier}/{tracking_number}")
     return Response(content=pdf, media_type="application/pdf", headers={

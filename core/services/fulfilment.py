@@ -266,6 +266,13 @@ class FulfilmentService:
 
         return (await self.rt.change_order(order_id, actor, work))[1]
 
+    async def label(self, carrier: str, tracking_number: str) -> bytes | None:
+        """The label document ``carrier`` keeps for ``tracking_number``; None when the
+        carrier keeps none (or names no plugin that serves labels)."""
+        document: bytes | None = await self.rt.plugins.call(
+            "ordnung_label_document", to=carrier, tracking_number=tracking_number)
+        return document
+
     async def tracking(self, carrier: str, payload: dict[str, Any], *,
                        actor: str = "system") -> list[str]:
         """Apply a carrier's tracking push; returns the shipment ids it touched."""

@@ -10,8 +10,8 @@
   tracking number; the bytes base64-encoded in the JSON record) and answers
   ``Label(tracking_number, label_url="/labels/<carrier>/<tracking number>")``.
 
-``fetch_label(engine, carrier, tracking_number)`` returns the stored PDF bytes
-(what a ``GET /labels/<carrier>/<tracking>`` route would serve).
+``ordnung_label_document`` answers the stored PDF's bytes for a tracking number
+(what ``GET /labels/<carrier>/<tracking>`` serves).
 
 A label carries the customer's name and address, so the mixin also takes part
 in data erasure: ``ordnung_erase_customer_data`` deletes the labels of the
@@ -175,14 +175,6 @@ def render_label_pdf(*, carrier: str, service: str, heading: str, recipient: lis
     return buffer.getvalue()
 
 
-async def fetch_label(engine: Any, carrier: str, tracking_number: str) -> bytes | None:
-    """The stored label PDF of ``carrier``'s shipment ``tracking_number``, or None."""
-    record = await engine.plugin_store(carrier).get(LABEL_KIND, tracking_number)
-    if record is None:
-        return None
-    return base64.b64decode(record["pdf"])
-
-
 def label_url(carrier: str, tracking_number: str) -> str:
     return f"/labels/{carrier}/{tracking_number}"
 
@@ -271,6 +263,13 @@ class LabelCarrier:
         })
         await store.put(ORDER_INDEX_KIND, f"{order.id}:{tracking}", {})
         return Label(tracking_number=tracking, label_url=label_url(self.name, tracking))
+
+    @hookimpl
+    async def ordnung_label_document(self, tracking_number: str) -> bytes | None:
+        if self.context is None:
+            return None
+        record = await self.context.store.get(LABEL_KIND, tracking_number)
+        return None if record is None else base64.b64decode(record["pdf"])
 
     @hookimpl
     def ordnung_parse_tracking(self, payload: dict[str, Any]) -> list[TrackingUpdate]:
