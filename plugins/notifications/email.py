@@ -98,6 +98,18 @@ class Mail:
     link_label: str = "Track it"
 
 
+def notice_of(event: Event) -> str | None:
+    """Which notice (``Settings.notices``) a transition event may call for, if any."""
+    machine, transition = event.machine or "", event.transition or ""
+    if machine == "order" and transition == "payment_secured":
+        return "confirmation"
+    if machine == "shipment" and event.to_state == "shipped":
+        return "shipped"
+    if machine == "payment" and transition in REFUND_TRANSITIONS:
+        return "refund"
+    return None
+
+
 class EmailNotifications(WithContext["EmailNotifications.Settings"]):
     """E-mails the customer the order confirmation, shipping notice and refund notice (SMTP)."""
 
@@ -174,25 +186,34 @@ class EmailNotifications(WithContext["EmailNotifications.Settings"]):
     async def ordnung_after_transition(self, event: Event, order: Order | None) -> None:
         if order is None or not order.email:
             return  # not an order's event, or the address was erased
-        wanted = self.settings.notices
-        machine, transition = event.machine or "", event.transition or ""
-        if "confirmation" in wanted and machine == "order" and transition == "payment_secured":
-            # fired when the authorized or captured money covers the total (or a payment
-            # grants terms); an order held for review fires it when it is released
-            if order.status not in NOT_CONFIRMED and self.started.engine.payment_secured(order):
-                await self._send_once(f"{order.id}:confirmation", order,
-                                      self._confirmation(order))
-        elif "shipped" in wanted and machine == "shipment" and event.to_state == "shipped":
-            shipment = next((s for s in order.shipments if s.id == event.entity_id), None)
-            if shipment is not None:
-                await self._send_once(f"{order.id}:shipped:{shipment.id}", order,
-                                      self._shipped(order, shipment))
-        elif "refund" in wanted and machine == "payment" and transition in REFUND_TRANSITIONS:
-            amount = int(event.data.get("amount") or 0)
-            if amount > 0:
-                await self._send_once(f"{order.id}:refund:{event.id}", order,
-                                      self._refund(order, amount, str(event.data.get("reason")
-                                                                      or "")))
+        kind = notice_of(event)
+        if kind is None or kind not in self.settings.notices:
+            return
+        found = {"confirmation": self._confirmation_notice, "shipped": self._shipped_notice,
+                 "refund": self._refund_notice}[kind](event, order)
+        if found is not None:
+            key, mail = found
+            await self._send_once(key, order, mail)
+
+    def _confirmation_notice(self, event: Event, order: Order) -> tuple[str, Mail] | None:
+        # payment_secured fires when the authorized or captured money covers the total
+        # (or a payment grants terms); an order held for review fires it when released
+        if order.status in NOT_CONFIRMED or not self.started.engine.payment_secured(order):
+            return None
+        return f"{order.id}:confirmation", self._confirmation(order)
+
+    def _shipped_notice(self, event: Event, order: Order) -> tuple[str, Mail] | None:
+        shipment = next((s for s in order.shipments if s.id == event.entity_id), None)
+        if shipment is None:
+            return None
+        return f"{order.id}:shipped:{shipment.id}", self._shipped(order, shipment)
+
+    def _refund_notice(self, event: Event, order: Order) -> tuple[str, Mail] | None:
+        amount = int(event.data.get("amount") or 0)
+        if amount <= 0:
+            return None
+        return (f"{order.id}:refund:{event.id}",
+                self._refund(order, amount, str(event.data.get("reason") or "")))
 
     async def _send_once(self, key: str, order: Order, mail: Mail) -> bool:
         """Send ``mail`` unless it was sent (or is being sent) already; True if sent now."""
