@@ -93,7 +93,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         async with server.running_server(url, args.workers, env) as srv, hooks:
             hot_units = HOT_UNITS if args.scenario == "hot-sku" else 0
             shop = await seed(srv, skus=50, units=1_000_000, hot_units=hot_units,
-                              hot_slices=args.slices)
+                              hot_slices=args.slices, gift_slices=args.gift_slices)
             await hooks.register(srv.url, srv.admin)
             headers = shop["storefront"]
             if args.scenario == "placement":
@@ -139,6 +139,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "scenario": args.scenario, "api": args.api, "db": args.db, "workers": args.workers,
         "concurrency": args.concurrency, "orders": args.orders, "duration_s": args.duration,
         "hot_slices": args.slices if args.scenario == "hot-sku" else None,
+        "gift_slices": args.gift_slices,
         "succeeded": successes,
         "orders_per_s": round(orders_per_s, 1),
         "attempts_per_s": round(sum(outcome.statuses.values()) / outcome.elapsed_s, 1)
@@ -180,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="stop starting orders after S seconds (--orders is then a cap; "
                              "guest-checkout's default: 20 s)")
     parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--gift-slices", type=int, default=1, metavar="N",
+                        help="placement, checkout, guest-checkout: the free gift's level in "
+                             "N slices, on the server and in the floor (default 1: one row, "
+                             "which every order that earns the gift locks until it commits)")
     parser.add_argument("--slices", type=int, default=HOT_SLICES, metavar="N",
                         help="hot-sku: the hot SKU's level in N slices (1: one row; "
                              f"default {HOT_SLICES}, as the README recommends)")

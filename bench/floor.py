@@ -8,7 +8,8 @@ events and the outbox row of the one event a plugin reacts to (the availability 
 Transaction 2 records the payment authorization: the gateway reference, the order
 update and its events. Same concurrency as the HTTP run; the ratio of the two is how
 close ordnung gets to the database. Both drivers run the same statements
-(``placement``), but for that lock order.
+(``placement``), but for that lock order. With the gift's level in slices
+(``--gift-slices``) the floor takes one slice per order, as the engine does.
 """
 
 from __future__ import annotations
@@ -55,29 +56,49 @@ def reserved_all(statement_args: tuple[Any, ...], returned: list[Any]) -> bool:
     return sorted(row[0] for row in returned) == sorted(statement_args)
 
 
-def reserve_sql(lines: int, *, postgres: bool) -> str:
+def reserve_sql(lines: int, *, postgres: bool, sliced: bool = False) -> str:
     """All of a placement's lines (distinct SKUs, one unit each) in one guarded UPDATE.
 
     On PostgreSQL its rows are first locked in SKU order, as the engine's reservation
     locks them: an UPDATE alone takes its rows in the order its scan meets them, which
     every update of a row changes, and two placements would deadlock. SQLite has one
-    writer at a time and nothing to order."""
-    skus = ", ".join("{}" for _ in range(lines))
+    writer at a time and nothing to order.
+
+    ``sliced``: the last SKU's level is cut into slices; like the engine, take one slice
+    with room at random, on PostgreSQL one that no other transaction holds (``SKIP
+    LOCKED``: no wait for it, and so no deadlock)."""
+    skus = ", ".join("{}" for _ in range(lines - 1 if sliced else lines))
     where = (f"id IN (SELECT id FROM stock_levels WHERE sku IN ({skus}) ORDER BY sku "
              "FOR UPDATE)" if postgres else f"sku IN ({skus})")
+    if sliced:
+        where = f"({where} OR id = ({_free_slice(postgres)}))"
     return (f"UPDATE stock_levels SET reserved = reserved + 1 WHERE {where} "
             "AND (allow_backorder OR on_hand - reserved >= 1) RETURNING sku")
 
 
+def _free_slice(postgres: bool) -> str:
+    return ("SELECT id FROM stock_levels WHERE sku = {} AND on_hand - reserved >= 1 "
+            "ORDER BY random() LIMIT 1" + (" FOR UPDATE SKIP LOCKED" if postgres else ""))
+
+
+#: one unit of a sliced SKU alone: when every slice with room was held by others, the
+#: engine pauses a moment and tries again; so does the floor
+SLICE_AGAIN = ("UPDATE stock_levels SET reserved = reserved + 1 WHERE id = ("
+               + _free_slice(True) + ") RETURNING sku")
+
+
 def placement(order_id: str, lines: list[str], payload: str, now: Any, *,
-              postgres: bool) -> list[list[Statement]]:
-    """The two transactions of one placement."""
+              postgres: bool, sliced: str | None = None) -> list[list[Statement]]:
+    """The two transactions of one placement; ``sliced``: a SKU whose level is in slices."""
     data = payload[:400]
+    slices = sliced is not None and sliced in lines
+    wanted = tuple([s for s in lines if s != sliced] + [sliced]) if slices else tuple(lines)
     events1, events2 = _ids(EVENTS_TX1), _ids(EVENTS_TX2)
     event_sql = ("INSERT INTO events (id, order_id, seq, kind, data, at) "
                  "VALUES ({}, {}, {}, 'floor', {}, {})")
     return [[
-        Statement(reserve_sql(len(lines), postgres=postgres), [tuple(lines)], reserves=True),
+        Statement(reserve_sql(len(lines), postgres=postgres, sliced=slices), [wanted],
+                  reserves=True),
         Statement("INSERT INTO orders (id, number, channel, email, status, currency, priority, "
                   "total, data, version, created_at, updated_at) VALUES ({}, {}, 'web', '', "
                   "'placed', 'EUR', 0, 0, {}, 1, {}, {})",
@@ -109,11 +130,15 @@ class Catalogue:
     """What the floor needs to commit the same reservations as a placement: the SKUs the
     load draws from with their prices, and the gift the gift rule adds at its threshold."""
 
-    def __init__(self, prices: dict[str, int], gift_sku: str, gift_threshold: int) -> None:
+    def __init__(self, prices: dict[str, int], gift_sku: str, gift_threshold: int, *,
+                 gift_slices: int = 1) -> None:
         self.skus = sorted(prices)
         self.prices = prices
         self.gift_sku = gift_sku
         self.gift_threshold = gift_threshold
+        #: the gift's level in slices (``--gift-slices``): reserved on one slice, as the
+        #: engine does
+        self.sliced = gift_sku if gift_slices > 1 else None
 
     def lines(self, rng: random.Random) -> list[str]:
         """One order's SKUs, drawn like the load's, in the engine's fixed lock order."""
@@ -133,13 +158,19 @@ async def postgres_floor(url: str, orders: int, concurrency: int, payload: str,
 
     async def one(conn: asyncpg.Connection) -> None:
         order_id = _ids(1)[0]
-        for transaction in placement(order_id, shop.lines(rng), payload, now, postgres=True):
+        for transaction in placement(order_id, shop.lines(rng), payload, now, postgres=True,
+                                     sliced=shop.sliced):
             async with conn.transaction():
                 for st in transaction:
                     if st.reserves:
                         for args in st.rows:
-                            assert reserved_all(args, await conn.fetch(_numbered(st.sql),
-                                                                       *args))
+                            got = list(await conn.fetch(_numbered(st.sql), *args))
+                            for _ in range(1000):
+                                if shop.sliced not in args or reserved_all(args, got):
+                                    break
+                                await asyncio.sleep(0.001)
+                                got += await conn.fetch(_numbered(SLICE_AGAIN), shop.sliced)
+                            assert reserved_all(args, got)
                     elif st.rows:
                         await conn.executemany(_numbered(st.sql), st.rows)
 
@@ -182,7 +213,8 @@ def sqlite_floor(path: str, orders: int, concurrency: int, payload: str,
         conn = sqlite3.connect(path, timeout=60, isolation_level=None)
         conn.execute("PRAGMA synchronous = NORMAL")
         while (lines := take()) is not None:
-            for transaction in placement(_ids(1)[0], lines, payload, now, postgres=False):
+            for transaction in placement(_ids(1)[0], lines, payload, now, postgres=False,
+                                         sliced=shop.sliced):
                 conn.execute("BEGIN IMMEDIATE")
                 for st in transaction:
                     sql = st.sql.replace("{}", "?")

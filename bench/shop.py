@@ -12,13 +12,13 @@ from bench import floor, server
 
 
 async def seed(srv: server.Server, skus: int, units: int, hot_units: int,
-               hot_slices: int = 1) -> dict[str, Any]:
+               hot_slices: int = 1, gift_slices: int = 1) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=srv.url, headers=srv.admin, timeout=30) as client:
-        return await seed_through(client, skus, units, hot_units, hot_slices)
+        return await seed_through(client, skus, units, hot_units, hot_slices, gift_slices)
 
 
 async def seed_through(client: httpx.AsyncClient, skus: int, units: int, hot_units: int,
-                       hot_slices: int = 1) -> dict[str, Any]:
+                       hot_slices: int = 1, gift_slices: int = 1) -> dict[str, Any]:
     """``seed`` through ``client``: an admin's client of a server, or of an app in this
     process (``bench app``)."""
     async def ok(response: httpx.Response) -> dict[str, Any]:
@@ -43,13 +43,14 @@ async def seed_through(client: httpx.AsyncClient, skus: int, units: int, hot_uni
             continue
         await ok(await client.post("/inventory/adjustments", json={
             "sku": sku, "location_id": "wh", "delta": stock, "kind": "receive"}))
-        if sku == "BENCH-HOT" and hot_slices > 1:
+        slices = {"BENCH-HOT": hot_slices, "BENCH-GIFT": gift_slices}.get(sku, 1)
+        if slices > 1:
             await ok(await client.put("/inventory/slices", json={
-                "sku": sku, "location_id": "wh", "slices": hot_slices}))
+                "sku": sku, "location_id": "wh", "slices": slices}))
     key = await ok(await client.post("/admin/keys", json={
         "kind": "storefront", "channel": "web", "name": "bench"}))
     gift: dict[str, Any] = server.GIFT_SETTINGS["free_gift"]["tiers"][0]
     catalogue = floor.Catalogue({s: prices[s] for s in names}, gift["sku"],
-                                gift["threshold"])
+                                gift["threshold"], gift_slices=gift_slices)
     return {"skus": names, "catalogue": catalogue,
             "storefront": {"Authorization": f"Bearer {key['secret']}"}}

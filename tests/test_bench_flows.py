@@ -10,6 +10,7 @@ is judged here; the figures are for ``python -m bench`` (BENCHMARKS.md).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -21,8 +22,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_bench(*args: str) -> dict[str, object]:
-    done = subprocess.run([sys.executable, "-m", "bench", *args, "--db", "sqlite"],
+def run_bench(*args: str, db: str = "sqlite") -> dict[str, object]:
+    done = subprocess.run([sys.executable, "-m", "bench", *args, "--db", db],
                           cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     report: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -38,6 +39,20 @@ def test_a_bench_scenario_places_every_order(scenario: str, api: str) -> None:
     assert report["succeeded"] == 12 and report["errors"] == 0, report
     assert report["oversold"] == 0 and report["lost_orders"] == 0, report
     assert report["ledger_discrepancies"] == 0, report
+
+
+def test_placement_with_the_gift_in_slices_takes_one_slice_per_order_here_and_in_the_floor(
+        ) -> None:
+    """The gift's level in slices, on the server and in the floor (which must reserve one
+    slice per order too, waiting a moment when others hold every slice)."""
+    report = run_bench("placement", "--workers", "1", "--concurrency", "6", "--orders", "24",
+                       "--warmup", "0", "--floor-orders", "24", "--gift-slices", "3",
+                       db=os.environ.get("ORDNUNG_TEST_DB", "sqlite"))
+    assert report["gift_slices"] == 3, report
+    assert report["succeeded"] == 24 and report["errors"] == 0, report
+    assert report["oversold"] == 0 and report["lost_orders"] == 0, report
+    assert report["ledger_discrepancies"] == 0, report
+    assert report["floor_per_s"], report
 
 
 def test_the_guest_checkout_places_every_order_in_six_requests() -> None:
