@@ -130,6 +130,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         floor_orders = args.floor_orders or min(args.orders, 5_000)
         floor_rate = 0.0 if args.scenario == "guest-checkout" else await asyncio.to_thread(
             floor.floor_per_s, url, floor_orders, args.concurrency, payload, shop["catalogue"])
+        lean_rate = None if args.scenario == "guest-checkout" else await asyncio.to_thread(
+            floor.lean_floor_per_s, url, floor_orders, args.concurrency, payload,
+            shop["catalogue"])
     successes = outcome.statuses.get(201, 0)
     orders_per_s = successes / outcome.elapsed_s if outcome.elapsed_s else 0.0
     errors = sum(n for status, n in outcome.statuses.items() if status >= 400)
@@ -151,6 +154,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "lost_orders": checks["lost_orders"],
         "floor_per_s": round(floor_rate, 1) if floor_rate else None,
         "ratio": round(orders_per_s / floor_rate, 3) if floor_rate else None,
+        "lean_floor_per_s": round(lean_rate, 1) if lean_rate else None,
+        "lean_ratio": round(orders_per_s / lean_rate, 3) if lean_rate else None,
         "sql_per_order": round(statements / successes, 2) if successes else None,
         "server_cpu_ms_per_order": round((cpu_after - cpu_before) * 1000 / successes, 2)
         if successes and cpu_before is not None and cpu_after is not None else None,
@@ -218,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     result = load.run(run(args))
     result["wall_s"] = round(time.perf_counter() - started, 1)
-    for key in ("orders_per_s", "p50_ms", "p99_ms", "floor_per_s", "ratio", "sql_per_order",
+    for key in ("orders_per_s", "p50_ms", "p99_ms", "floor_per_s", "ratio", "lean_floor_per_s",
+                "lean_ratio", "sql_per_order",
                 "server_cpu_ms_per_order", "load_cpu_ms_per_order", "errors", "oversold"):
         print(f"{key:>14}: {result[key]}", file=sys.stderr)
     if args.profile:

@@ -10,6 +10,15 @@ update and its events. Same concurrency as the HTTP run; the ratio of the two is
 close ordnung gets to the database. Both drivers run the same statements
 (``placement``), but for that lock order. With the gift's level in slices
 (``--gift-slices``) the floor takes one slice per order, as the engine does.
+
+On PostgreSQL each transaction above is ``BEGIN``, a statement per table and ``COMMIT``.
+The engine sends fewer round trips than that: its writes of a change go as one
+statement, and where it knows each line's level is its SKU's only one, the reservation
+goes with them and the placement is that one statement, without ``BEGIN`` and
+``COMMIT``. So the floor is also measured in that shape (``lean``): each transaction as
+one statement, the reservation's check in it (the statement refuses itself unless every
+SKU was reserved). Its ratio is how close the engine gets to the leanest form of the
+same work (unsliced gift only).
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -150,9 +160,6 @@ class Catalogue:
 
 async def postgres_floor(url: str, orders: int, concurrency: int, payload: str,
                          shop: Catalogue) -> float:
-    pool = await asyncpg.create_pool(url, min_size=concurrency, max_size=concurrency)
-    assert pool is not None
-    counter = iter(range(orders))
     now = datetime.now(UTC)
     rng = random.Random(11)
 
@@ -174,6 +181,16 @@ async def postgres_floor(url: str, orders: int, concurrency: int, payload: str,
                     elif st.rows:
                         await conn.executemany(_numbered(st.sql), st.rows)
 
+    return await _per_s(url, orders, concurrency, one)
+
+
+async def _per_s(url: str, orders: int, concurrency: int,
+                 one: Callable[[asyncpg.Connection], Awaitable[None]]) -> float:
+    """Orders per second of ``one`` run ``orders`` times by ``concurrency`` connections."""
+    pool = await asyncpg.create_pool(url, min_size=concurrency, max_size=concurrency)
+    assert pool is not None
+    counter = iter(range(orders))
+
     async def worker() -> None:
         async with pool.acquire() as conn:
             for _ in counter:
@@ -184,6 +201,45 @@ async def postgres_floor(url: str, orders: int, concurrency: int, payload: str,
     elapsed = time.perf_counter() - started
     await pool.close()
     return orders / elapsed
+
+
+def one_statement(transaction: list[Statement]) -> tuple[str, list[Any]]:
+    """A transaction of ``placement`` as one PostgreSQL statement ($n placeholders): each
+    statement a data-modifying ``WITH`` (an insert's rows in one ``VALUES``), refused
+    whole unless the reservation returned one row per SKU it was asked for."""
+    parts: list[str] = []
+    values: list[Any] = []
+    guard = "1"
+    for i, st in enumerate(transaction):
+        if not st.rows:
+            continue
+        sql = st.sql
+        if st.reserves:
+            (wanted,) = st.rows
+            guard = f"1 / (CASE WHEN (SELECT COUNT(*) FROM w{i}) = {len(wanted)} THEN 1 ELSE 0 END)"
+        elif " VALUES " in sql:
+            head, row = sql.split(" VALUES ", 1)
+            sql = f"{head} VALUES {', '.join(row for _ in st.rows)}"
+        elif len(st.rows) != 1:
+            raise ValueError(f"one row per statement that is not an insert: {sql}")
+        parts.append(f"w{i} AS ({sql})")
+        values.extend(v for row in st.rows for v in row)
+    return _numbered(f"WITH {', '.join(parts)} SELECT {guard} AS ok"), values
+
+
+async def postgres_lean_floor(url: str, orders: int, concurrency: int, payload: str,
+                              shop: Catalogue) -> float:
+    """The floor's transactions, each as one statement on its own (``one_statement``)."""
+    now = datetime.now(UTC)
+    rng = random.Random(11)
+
+    async def one(conn: asyncpg.Connection) -> None:
+        for transaction in placement(_ids(1)[0], shop.lines(rng), payload, now,
+                                     postgres=True):
+            sql, values = one_statement(transaction)
+            await conn.fetch(sql, *values)
+
+    return await _per_s(url, orders, concurrency, one)
 
 
 def sqlite_floor(path: str, orders: int, concurrency: int, payload: str,
@@ -244,3 +300,12 @@ def floor_per_s(database_url: str, orders: int, concurrency: int, payload: str,
         return load.run(postgres_floor(database_url, orders, concurrency, payload, shop))
     path = database_url.split("sqlite:///", 1)[1]
     return sqlite_floor(path, orders, concurrency, payload, shop)
+
+
+def lean_floor_per_s(database_url: str, orders: int, concurrency: int, payload: str,
+                     shop: Catalogue) -> float | None:
+    """The floor in one statement per transaction; None where it is not measured (SQLite,
+    whose statements cost no round trip; a gift in slices)."""
+    if not database_url.startswith("postgres") or shop.sliced is not None:
+        return None
+    return load.run(postgres_lean_floor(database_url, orders, concurrency, payload, shop))

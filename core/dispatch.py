@@ -13,7 +13,7 @@ arguments are made, and refuses to start when the two disagree.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -54,7 +54,11 @@ def reacts_to(plugins: PluginHost, ev: Event) -> bool:
     return bool(hooks_for(plugins, ev))
 
 
-Arguments = Callable[[Event, Order | None, bool], Awaitable[dict[str, Any]]]
+#: a hook's arguments for an event: the event, its order if at hand, and for a delivery
+#: just after the commit the availability figures the committing statements returned (None:
+#: a late delivery, which reads what it needs afresh)
+Arguments = Callable[[Event, Order | None, Mapping[str, int] | None],
+                     Awaitable[dict[str, Any]]]
 
 
 class Dispatcher:
@@ -86,15 +90,15 @@ class Dispatcher:
         return hooks_for(self.plugins, ev)
 
     async def _arguments(self, hook: str, ev: Event, order: Order | None,
-                         fresh: bool = False) -> dict[str, Any]:
+                         fresh: Mapping[str, int] | None = None) -> dict[str, Any]:
         return await self.arguments[hook](ev, order, fresh)
 
     async def _event_arguments(self, ev: Event, order: Order | None,
-                               fresh: bool) -> dict[str, Any]:
+                               fresh: Mapping[str, int] | None) -> dict[str, Any]:
         return {"event": ev}
 
     async def _transition_arguments(self, ev: Event, order: Order | None,
-                                    fresh: bool) -> dict[str, Any]:
+                                    fresh: Mapping[str, int] | None) -> dict[str, Any]:
         if order is None and ev.order_id:
             try:
                 order = await self.orders.get(ev.order_id)
@@ -103,12 +107,17 @@ class Dispatcher:
         return {"event": ev, "order": order}
 
     async def _availability_arguments(self, ev: Event, order: Order | None,
-                                      fresh: bool) -> dict[str, Any]:
+                                      fresh: Mapping[str, int] | None) -> dict[str, Any]:
         skus = list(ev.data.get("skus", []))
-        known = ev.data.get("available")
-        # just committed: the figures the reserving statements returned are current;
-        # a late delivery (sweep, retry) reads them afresh
-        if fresh and isinstance(known, dict) and all(s in known for s in skus):
+        # just committed: the figures the reserving statements returned are current (in
+        # the event, or told beside it when they came with its own write); a late
+        # delivery (sweep, retry) reads them afresh
+        known: dict[str, int] = {}
+        if fresh is not None:
+            if isinstance(told := ev.data.get("available"), dict):
+                known.update(told)
+            known.update(fresh)
+        if fresh is not None and all(s in known for s in skus):
             available = {s: int(known[s]) for s in skus}
         else:
             available = await self.stock.available(skus)
@@ -118,7 +127,7 @@ class Dispatcher:
                             for s in skus]}
 
     async def _run(self, hook: str, plugin: str, ev: Event, order: Order | None,
-                   fresh: bool) -> bool:
+                   fresh: Mapping[str, int] | None) -> bool:
         try:
             kwargs = await self._arguments(hook, ev, order, fresh)
             await self.plugins.call(hook, to=plugin, **kwargs)
@@ -131,15 +140,17 @@ class Dispatcher:
             return False
 
     async def deliver(self, events: Sequence[Event], order: Order | None = None, *,
-                      fresh: bool = True) -> None:
+                      fresh: bool = True, available: Mapping[str, int] | None = None) -> None:
         """Run every reaction for committed ``events``, then mark them delivered.
-        ``fresh``: the events were committed just now, by this process."""
+        ``fresh``: the events were committed just now, by this process; ``available``:
+        then, units available per SKU as the committing statements returned them."""
         delivered: list[str] = []
+        known = dict(available or {}) if fresh else None
         for ev in events:
             hooks = self._hooks_for(ev)
             for hook in hooks:
                 for plugin in self.plugins.implementers(hook):
-                    await self._run(hook, plugin, ev, order, fresh)
+                    await self._run(hook, plugin, ev, order, known)
             if hooks:  # only events with reactions have an outbox row to mark
                 delivered.append(ev.id)
         self.journal.mark_dispatched_soon(delivered)

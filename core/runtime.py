@@ -180,11 +180,19 @@ class Runtime:
             await self.deliver(change.events, change.order)
             return result, change.order
 
-    async def deliver(self, events: Sequence[Event], order: Order | None) -> None:
-        """Hand committed events to the reactions (and count them)."""
+    async def deliver(self, events: Sequence[Event], order: Order | None, *,
+                      available: Mapping[str, int] | None = None) -> None:
+        """Hand committed events to the reactions (and count them); ``available``: units
+        available per SKU as the committing statements returned them."""
         self.metrics.events(events)
         if events:
-            await self.dispatcher.deliver(events, order)
+            await self.dispatcher.deliver(events, order, available=available)
+
+
+class ReservationRefused(Exception):
+    """The order's writes refused themselves whole: a reservation that went with them
+    (``OrderChange.reserve_lines(with_writes=True)``) found a level without room, or not
+    its SKU's only one any more. Nothing was written; the transaction is over."""
 
 
 class OrderChange:
@@ -240,11 +248,21 @@ class OrderChange:
                          reserved: int, reason: str = "") -> None:
         await self.stock.move(kind, sku, location_id, on_hand, reserved, reason)
 
-    async def reserve_lines(self, reason: str) -> list[str]:
+    async def reserve_lines(self, reason: str, *, with_writes: bool = False) -> list[str]:
         """Reserve every line of a new order (gift lines optional): the allocations go
-        on the lines, a shortage raises ``OutOfStock``; returns the skipped gift lines."""
+        on the lines, a shortage raises ``OutOfStock``; returns the skipped gift lines.
+
+        ``with_writes``: where the worker knows every line's level to be its SKU's only
+        one, the reservation goes with the order's writes, in ``commit``'s statement
+        (``StockMoves.reserve_with_writes``), which raises ``ReservationRefused`` if a
+        level had no room after all: nothing was written, and the caller reserves again
+        without it (a shortage and a gift out of stock are then told as usual)."""
         wants = [Want(key=line.id, sku=line.sku, quantity=line.quantity, optional=line.gift)
                  for line in self.order.lines]
+        if with_writes and (allocations := self.stock.reserve_with_writes(wants, reason)):
+            for line in self.order.lines:
+                line.allocations = allocations[line.id]
+            return []
         outcome = await self.stock.reserve(wants, reason)
         if outcome.shortages:
             raise OutOfStock(outcome.shortages)
@@ -304,11 +322,20 @@ class OrderChange:
         else:
             first = self.rt.orders.saving(self.order, self._version, stored=self._stored)
             parts = self.rt.order_parts.recording(self.order)
+        statements = [first, *parts, *self.writes, *also, *self.stock.recording(),
+                      *self.rt.journal.appending(self.events)]
+        start = 1 + len(parts) + len(self.writes)
+        if self.stock.heading is not None and insert:
+            # the reservation heads the writes, and each of ``also`` must match a row
+            headed = await self.rt.db.run_headed(
+                self.stock.heading, statements, required=range(start, start + len(also)))
+            if not headed.stood:
+                self.stock.refused()
+                raise ReservationRefused
+            self.stock.reserved(headed.returned)
+            return [1] * len(also)
         rows = await self.rt.db.run_together(
-            [first, *parts, *self.writes, *also, *self.stock.recording(),
-             *self.rt.journal.appending(self.events)],
-            guarded=not insert and not also)  # ``also``'s checks need the transaction
+            statements, guarded=not insert and not also)  # ``also``'s checks need the transaction
         if not insert:
             self.rt.orders.saved(self.order, rows[0])
-        start = 1 + len(parts) + len(self.writes)
         return rows[start:start + len(also)]

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ordnung.core.domain.inventory import Movement
-from ordnung.core.persistence.database import Statement
+import msgspec
+
+from ordnung.core.domain.inventory import Allocation, Movement
+from ordnung.core.persistence.database import Heading, Statement
+from ordnung.core.persistence.sole_levels import reserving
 from ordnung.core.persistence.stock import ReserveOutcome, StockStore, Want, movement
 
 
@@ -25,6 +28,8 @@ class StockMoves:
         self.availability: set[str] = set()
         #: availability after these moves, per SKU, where the reserving statement told
         self.known_availability: dict[str, int] = {}
+        #: a reservation that goes with the change's writes (``reserve_with_writes``)
+        self.heading: Heading | None = None
 
     async def move(self, kind: str, sku: str, location_id: str, on_hand: int,
                    reserved: int, reason: str = "") -> None:
@@ -43,6 +48,43 @@ class StockMoves:
                 self._moved("reserve", want.sku, alloc.location_id, 0, alloc.quantity, reason)
         self.known_availability.update(outcome.available)
         return outcome
+
+    def reserve_with_writes(self, wants: Sequence[Want], reason: str
+                            ) -> dict[str, list[Allocation]] | None:
+        """On PostgreSQL, when every SKU of ``wants`` has a level this worker knows to be
+        its only one (``sole_levels``): reserve them with the change's writes, in its one
+        statement (``heading``). The allocations by want, and the movements noted; the
+        statement refuses itself whole if a level has no room or is not its SKU's only
+        one any more (``refused``). None when not known: reserve as usual."""
+        if not self.stock.db.is_postgres or any(want.quantity <= 0 for want in wants):
+            return None
+        totals: dict[str, int] = {}
+        for want in wants:
+            totals[want.sku] = totals.get(want.sku, 0) + want.quantity
+        levels = self.stock.sole.of(totals)
+        if levels is None:
+            return None
+        self.heading = reserving(totals, levels)
+        allocations: dict[str, list[Allocation]] = {}
+        for want in wants:
+            location_id = levels[want.sku][1]
+            allocations[want.key] = [Allocation(location_id=location_id,
+                                                quantity=want.quantity)]
+            self._moved("reserve", want.sku, location_id, 0, want.quantity, reason)
+        return allocations
+
+    def reserved(self, returned: str | None) -> None:
+        """What the statement of ``reserve_with_writes`` returned: units available per
+        SKU (JSON pairs), now known."""
+        available = {str(sku): int(units) for sku, units in
+                     msgspec.json.decode(returned or "[]", type=list[tuple[str, int]])}
+        self.known_availability.update(available)
+        self.stock.hints.learn(available)
+
+    def refused(self) -> None:
+        """The statement of ``reserve_with_writes`` refused itself: its levels are not
+        known any more (the next reservation of them asks the database again)."""
+        self.stock.sole.forget({m.sku for m in self.movements})
 
     async def count(self, sku: str, location_id: str, counted: int, reason: str) -> int:
         """Set on hand to a physical count; returns the difference, which is the move."""

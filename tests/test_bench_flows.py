@@ -55,6 +55,20 @@ def test_placement_with_the_gift_in_slices_takes_one_slice_per_order_here_and_in
     assert report["floor_per_s"], report
 
 
+def test_placement_measures_the_floor_in_one_statement_per_transaction_on_postgresql(
+        ) -> None:
+    """The lean floor (each transaction one statement, refused whole unless every SKU was
+    reserved) runs on PostgreSQL with enough stock for every order; SQLite has none."""
+    db = os.environ.get("ORDNUNG_TEST_DB", "sqlite")
+    report = run_bench("placement", "--workers", "1", "--concurrency", "4", "--orders", "12",
+                       "--warmup", "0", "--floor-orders", "40", db=db)
+    assert report["succeeded"] == 12 and report["errors"] == 0, report
+    if db == "postgres":
+        assert report["lean_floor_per_s"] and report["lean_ratio"], report
+    else:
+        assert report["lean_floor_per_s"] is None and report["lean_ratio"] is None, report
+
+
 def test_the_guest_checkout_places_every_order_in_six_requests() -> None:
     report = run_bench("guest-checkout", "--workers", "1", "--concurrency", "4",
                        "--orders", "12", "--warmup", "0")

@@ -40,8 +40,9 @@ def parcel(*lines: tuple[str, int]) -> dict[str, Any]:
     return order_body(*lines, shipping_method="weight_bands:parcel")
 
 
-#: EUR 77.00: earns no gift
-PLAIN = parcel(("SHIRT-M", 1), ("MUG", 1), ("POSTER", 1))
+#: EUR 90.00: earns no gift; on the levels the gift's placement teaches the worker to be
+#: their SKU's only ones, so both are placed alike (``sole_levels``)
+PLAIN = parcel(("SHIRT-M", 2), ("POSTER", 1))
 
 
 def gift_lines(order: dict[str, Any]) -> list[dict[str, Any]]:

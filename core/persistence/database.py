@@ -28,7 +28,7 @@ import pkgutil
 import sqlite3
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote, urlparse
 
 import structlog
@@ -36,10 +36,23 @@ from piccolo.engine.sqlite import TransactionType
 
 from ordnung.core.domain.common import utcnow
 from ordnung.core.errors import InvalidInput
-from ordnung.core.errors_db import is_transient, is_unavailable, transient, unavailable
+from ordnung.core.errors_db import (
+    is_transient,
+    is_unavailable,
+    is_unique_violation,
+    transient,
+    unavailable,
+)
 from ordnung.core.persistence import clock
 from ordnung.core.persistence.fence import WRITE_FENCE, is_write
-from ordnung.core.persistence.generations import CARRIED, OBSERVED, Observed, observe
+from ordnung.core.persistence.generations import (
+    CARRIED,
+    OBSERVED,
+    OBSERVED_COLUMNS,
+    Observed,
+    observe,
+    write_guards,
+)
 from ordnung.core.persistence.postgres_engine import TimedPostgresEngine, Timeouts, discard
 from ordnung.core.persistence.postgres_transaction import SafePostgresTransaction
 from ordnung.core.persistence.retrying import TRIES
@@ -95,10 +108,43 @@ def _insert_sql(table: str, columns: tuple[str, ...], rows: int,
 Statement = tuple[str, Sequence[Any]]
 
 
+class Headed(NamedTuple):
+    """What ``Database.run_headed`` did: whether the statement stood (else it wrote
+    nothing), and the heading's value (None when a first attempt, whose answer was lost
+    with its connection, is known to have stood)."""
+
+    stood: bool
+    returned: Any = None
+
+
+class Heading(NamedTuple):
+    """Common table expressions that head the writes of ``Database.run_headed``: their
+    SQL ({} placeholders) and arguments, the condition the statement must meet or refuse
+    itself whole, and an expression over them for what it returns."""
+
+    sql: str
+    args: Sequence[Any]
+    condition: str
+    returns: str
+
+
 def rows_statement(table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
                    computed: dict[str, str] | None = None) -> Statement:
     """The multi-row INSERT of ``rows`` (tuples in ``columns`` order) as a statement."""
     return insert_sql(table, columns, len(rows), computed), [v for r in rows for v in r]
+
+
+def _together(statements: Sequence[Statement]) -> tuple[list[str], list[Any]]:
+    """``statements`` as the data-modifying ``WITH`` parts of one statement (``w0``,
+    ``w1``...), and their arguments in order."""
+    parts: list[str] = []
+    values: list[Any] = []
+    for i, (sql, args) in enumerate(statements):
+        if sql.lstrip()[:4].upper() == "WITH":
+            raise ValueError("a statement run together must not begin with WITH")
+        parts.append(f"w{i} AS ({sql})")
+        values.extend(args)
+    return parts, values
 
 
 class Tally:
@@ -408,16 +454,9 @@ class Database:
         as before (the counts all 0)."""
         if not self.is_postgres or len(statements) < 2:
             return [len(await self.run(sql, *args)) for sql, args in statements]
-        parts: list[str] = []
-        counts: list[str] = []
-        values: list[Any] = []
-        for i, (sql, args) in enumerate(statements):
-            if sql.lstrip()[:4].upper() == "WITH":
-                raise ValueError("a statement run together must not begin with WITH")
-            parts.append(f"w{i} AS ({sql})")
-            returning = "RETURNING" in sql.upper()
-            counts.append(f"(SELECT COUNT(*) FROM w{i})" if returning else "0")
-            values.extend(args)
+        parts, values = _together(statements)
+        counts = [f"(SELECT COUNT(*) FROM w{i})" if "RETURNING" in sql.upper() else "0"
+                  for i, (sql, _) in enumerate(statements)]
         select = ", ".join(f"{c} AS n{i}" for i, c in enumerate(counts))
         sql = "WITH " + ", ".join(parts) + " SELECT " + select
         if not guarded:
@@ -430,6 +469,51 @@ class Database:
                 raise
             return [0] * len(statements)  # the guard matched nothing: nothing was written
         return self._counts(rows, len(statements))
+
+    async def run_headed(self, heading: Heading, statements: Sequence[Statement], *,
+                         required: Sequence[int] = ()) -> Headed:
+        """PostgreSQL: ``heading`` and then ``statements`` (writes that need nothing from
+        one another, as ``run_together`` takes them) as one statement, which refuses
+        itself whole unless ``heading.condition`` holds, each of ``statements`` whose
+        index is in ``required`` returned a row, and the generations are still those the
+        request's kept copies were read at (``write_guards``: so it may run before the
+        request's gate, which it then passes for free).
+
+        A transaction that has run nothing yet runs it on its own, without ``BEGIN`` and
+        ``COMMIT``: it must be the transaction's last statement. Its ``statements`` must
+        insert rows of their own (new ids): on a connection found dead it runs once more
+        on a fresh one, and if the first attempt had committed, the second violates
+        those rows' keys and writes nothing, and it stood all the same. In a transaction
+        that has begun, a refusal has aborted it: the caller raises."""
+        parts, values = _together(statements)
+        parts, values = [heading.sql, *parts], [*heading.args, *values]
+        guards, guarded = write_guards()
+        condition = " AND ".join([heading.condition,
+                                  *(f"EXISTS (SELECT 1 FROM w{i})" for i in required)])
+        sql = (f"WITH {', '.join(parts)} SELECT {heading.returns} AS headed, "
+               f"{OBSERVED_COLUMNS}, 1 / (CASE WHEN {condition}{guards} THEN 1 ELSE 0 END) "
+               "AS guard")
+        values.extend(guarded)
+        seen = OBSERVED.get()
+        if seen is not None and seen.gate is not None and seen.access is not None:
+            await seen.through_gate()  # the generations are known: the gate costs nothing
+        try:
+            rows = await self._run(sql, tuple(values), alone=True)
+        except Exception as exc:
+            if getattr(exc, "sqlstate", None) == _DIVISION_BY_ZERO:
+                return Headed(stood=False)
+            transaction = self.in_transaction()
+            if is_unique_violation(exc) and getattr(transaction, "repeated", False):
+                log.info("a statement whose connection died had committed")
+                if seen is not None:
+                    with self.outside_transaction():  # the transaction ran its one statement
+                        await seen.through_gate()
+                return Headed(stood=True)
+            raise
+        observe(rows[0])
+        if seen is not None:
+            await seen.through_gate()
+        return Headed(stood=True, returned=rows[0]["headed"])
 
     @staticmethod
     def _counts(rows: list[Any], n: int) -> list[int]:

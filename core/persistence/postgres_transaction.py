@@ -57,6 +57,8 @@ class SafePostgresTransaction(PostgresTransaction):
         self.begun = False
         #: the block's one statement ran on its own: nothing more may run in it
         self.finished = False
+        #: ... and ran a second time, its first connection found dead
+        self.repeated = False
 
     async def __aenter__(self) -> PostgresTransaction:
         if self.outer is not None:
@@ -98,10 +100,12 @@ class SafePostgresTransaction(PostgresTransaction):
 
     async def run_alone(self, query: str, args: tuple[Any, ...]) -> list[Any]:
         """Run the block's one statement on its own, without ``BEGIN`` and ``COMMIT``.
-        Only a statement that is safe to repeat runs so (a guarded change refuses
-        itself once it has been applied), so on a connection found dead it runs once
-        more on a fresh one, as ``begin_now`` begins once more: the first attempt may
-        have committed before the connection went, and then the second matches nothing."""
+        Only a statement that is safe to repeat runs so, so on a connection found dead
+        it runs once more on a fresh one, as ``begin_now`` begins once more: the first
+        attempt may have committed before the connection went, and then the second
+        refuses itself: a guarded change matches nothing; an insert of the first
+        attempt's own rows violates their keys, which ``repeated`` tells the caller means
+        that the first attempt stood."""
         self.finished = True
         for attempt in (1, 2):
             try:
@@ -115,6 +119,7 @@ class SafePostgresTransaction(PostgresTransaction):
                 self.connection = None
                 log.info("a pooled connection was dead; running on a fresh one")
                 await self._connect()
+                self.repeated = True
         raise AssertionError("unreachable")  # pragma: no cover
 
     def may_run_alone(self) -> bool:

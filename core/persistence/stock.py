@@ -29,6 +29,7 @@ from ordnung.core.domain.inventory import Allocation, Movement, StockLevel
 from ordnung.core.errors import InvalidInput, NotFound
 from ordnung.core.persistence.database import Database, Statement, rows_statement, where
 from ordnung.core.persistence.generations import OBSERVED_COLUMNS, observe
+from ordnung.core.persistence.sole_levels import SOLE_COLUMN, SoleLevels
 from ordnung.core.persistence.stock_hints import StockHints
 
 
@@ -95,7 +96,7 @@ RETURNING stock_levels.sku, stock_levels.location_id,
         SELECT COALESCE(SUM(o.on_hand - o.reserved), 0)
         FROM stock_levels o JOIN locations ol ON ol.id = o.location_id
         WHERE o.sku = stock_levels.sku AND ol.active AND o.id <> stock_levels.id
-    ) AS available, {observed}
+    ) AS available, {sole}{observed}
 """
 _BULK_VALUE = "(CAST({} AS VARCHAR(64)), CAST({} AS BIGINT))"
 _BULK_LOCK = (",\nlocked AS MATERIALIZED (SELECT s.id FROM stock_levels s "
@@ -211,6 +212,8 @@ class StockStore:
         self._bulk: dict[int, str] = {}
         #: what this worker last learned of SKUs' availability (``stock_hints``)
         self.hints = StockHints()
+        #: the levels this worker learned are their SKU's only one (``sole_levels``)
+        self.sole = SoleLevels()
 
     # -- reservations -------------------------------------------------------------
     async def reserve(self, wants: Sequence[Want]) -> ReserveOutcome:
@@ -256,11 +259,14 @@ class StockStore:
                 materialized="MATERIALIZED" if self.db.is_postgres else "",
                 lock=_BULK_LOCK if self.db.is_postgres else "",
                 skip_locked=_BULK_SKIP_LOCKED if self.db.is_postgres else "",
-                gate=_BULK_GATE if self.db.is_postgres else "", observed=OBSERVED_COLUMNS)
+                gate=_BULK_GATE if self.db.is_postgres else "", observed=OBSERVED_COLUMNS,
+                sole=SOLE_COLUMN + ", " if self.db.is_postgres else "")
             self._bulk[len(skus)] = sql
         rows = await self.db.fetch(sql, *[v for sku in skus for v in (sku, totals[sku])])
         if rows:  # the placement's first statement: it confirms what the request kept
             observe(rows[0])
+        if self.db.is_postgres:
+            self.sole.learn(rows)
         return {row["sku"]: row for row in rows}
 
     async def _reserve_one(self, want: Want, outcome: ReserveOutcome, unknown: set[str],
@@ -427,6 +433,7 @@ class StockStore:
         call inside a transaction."""
         if count < 1:
             raise InvalidInput("a level needs at least one slice", field="slices")
+        self.sole.forget((sku,))
         await self._respread(sku, location_id, 0, 0, count)
 
     async def apply(self, changes: Iterable[tuple[str, str, int, int]]) -> None:
@@ -454,6 +461,7 @@ class StockStore:
         """Create the level row if missing; True if it was created."""
         if await self.db.run(_LEVEL_EXISTS, level_id(sku, location_id)):
             return False
+        self.sole.forget((sku,))
         await self.db.run(_INSERT_LEVEL, level_id(sku, location_id), sku, location_id,
                           allow_backorder)
         return True

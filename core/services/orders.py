@@ -32,7 +32,7 @@ from ordnung.core.observe import Metrics, counts_placements
 from ordnung.core.persistence.database import Statement
 from ordnung.core.pricing import Buyer, PricingPipeline
 from ordnung.core.requests import PlaceOrder
-from ordnung.core.runtime import OrderChange, Runtime, bound
+from ordnung.core.runtime import OrderChange, ReservationRefused, Runtime, bound
 from ordnung.core.services.idempotency import resolving
 from ordnung.core.services.payments import RESUME_AUTHORIZATION_AFTER
 from ordnung.core.services.placement_key import PlacementKey, Replayed
@@ -99,7 +99,8 @@ class OrderService:
             order = change.order
             log.info("order placed", number=order.number, total=order.totals.total,
                      status=order.status)
-            await self.rt.deliver(change.events, order)
+            await self.rt.deliver(change.events, order,
+                                  available=change.stock.known_availability)
             if request.payment is not None and order.payments:
                 order = await self.payments.run_authorization(
                     order.id, order.payments[-1].id, request.payment.token, one_shot=True,
@@ -155,15 +156,22 @@ class OrderService:
         Each try builds the order afresh from the draft: a try whose transaction the
         database aborted for a concurrent one (a deadlock over stock rows) is run again
         whole, and what it changed in memory (allocations, gifts dropped, a hold) goes
-        with it. The payment is authorized after the try that committed, never in one."""
+        with it. The payment is authorized after the try that committed, never in one.
+
+        The first try reserves the stock with the order's writes where it can (see
+        ``OrderChange.reserve_lines``); one whose writes refused themselves for that
+        reservation is run again reserving first."""
         collisions = lost = 0
+        with_writes = True
         while True:
             try:
                 return await self._record(self._order(draft, request), request,
                                           draft.customer, actor, key, cart_id, cart,
-                                          draft.assumed)
+                                          draft.assumed, with_writes=with_writes)
             except Replayed as replay:
                 return replay.order_id
+            except ReservationRefused:
+                with_writes = False
             except TransientConflict as exc:
                 lost += 1
                 await self.rt.again(exc, lost)
@@ -232,7 +240,12 @@ class OrderService:
 
     async def _record(self, order: Order, request: PlaceOrder, customer: Customer | None,
                       actor: str, key: PlacementKey, cart_id: str | None,
-                      cart: Cart | None, assumed: frozenset[str]) -> OrderChange:
+                      cart: Cart | None, assumed: frozenset[str], *,
+                      with_writes: bool) -> OrderChange:
+        # the reservation may go with the order's writes when they are the transaction's
+        # last statement: no record of the key's, no cart to read and mark afterwards
+        with_writes = with_writes and key.record is None and (
+            cart_id is None or (cart is not None and cart.is_open))
         async with self.rt.db.transaction():
             await key.begin(order.id)
             change = OrderChange(self.rt, order, actor)
@@ -254,8 +267,10 @@ class OrderService:
             order.priority = sum(int(points) for _, points in await self.rt.plugins.call(
                 "ordnung_fulfilment_priority", order=order, customer=customer))
             # Stock rows are locked from here to the commit (PostgreSQL): reserve as late
-            # as possible, so a hot SKU's row is held for as short a time as possible.
-            skipped = await change.reserve_lines(f"order {order.number}")
+            # as possible, so a hot SKU's row is held for as short a time as possible
+            # (with the writes, it is held for their one statement).
+            skipped = await change.reserve_lines(f"order {order.number}",
+                                                 with_writes=with_writes)
             if skipped:
                 if assumed & {ln.sku for ln in order.lines if ln.id in skipped}:
                     raise _HintedGiftGone
