@@ -216,7 +216,10 @@ def ordnung_claim_resources(order: Order, store: PluginStore) -> None:
     """Claim what the order uses up, atomically with it: a coupon's uses, a budget.
 
     Called at placement, in-transaction, after stock is reserved and before
-    the order is written, collected. ``store`` is this plugin's own
+    the order is written, collected. (Where the engine would reserve with the
+    order's writes, in one statement, it calls this first; a claim that runs a
+    statement makes the placement start again reserving first, so that stock
+    rows are always locked before a claim's.) ``store`` is this plugin's own
     ``PluginStore``; its writes commit or roll back with the order
     (``store.claim(kind, key, limit)`` is a guarded counter). Raise an
     ``ordnung.core.errors.OrdnungError`` (e.g. ``ValidationFailed``) to refuse

@@ -259,3 +259,36 @@ async def test_a_storefront_key_revoked_elsewhere_places_no_order_on_known_level
                        401, "unauthorized")
         assert await second.order_count() == orders
         assert await second.levels() == levels
+
+
+class Budget:
+    """Claims one unit of a budget all orders share: a row every placement locks."""
+
+    @hookimpl
+    async def ordnung_claim_resources(self, order: Any, store: Any) -> None:
+        assert await store.claim("budget", "all")
+
+
+async def test_placements_whose_plugins_claim_never_deadlock_with_each_other(
+        make_engine: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every placement takes its stock rows before the rows a plugin's claim takes: one
+    that would reserve with its writes, after the claims, starts again reserving first
+    when a claim wrote. Without that, a placement of SHIRT-M alone (its level known, so
+    reserved last) and one of SHIRT-M with MUG (two levels: reserved first) lock the
+    shirts' row and the budget's in opposite orders, and deadlock."""
+    engine = await _shop(make_engine, (Budget(), "budget"))
+    await engine.orders.place(order_request(("SHIRT-M", 1), token=None))  # learn its level
+    retried: list[str] = []
+    monkeypatch.setattr(engine.runtime, "transaction_retried", retried.append)
+
+    async def one(n: int) -> None:
+        lines = (("SHIRT-M", 1),) if n % 2 else (("SHIRT-M", 1), ("MUG", 1))
+        await engine.orders.place(order_request(*lines, token=None))
+
+    for _ in range(3):
+        await asyncio.gather(*(one(n) for n in range(12)))
+    assert retried == []
+    assert await engine.plugin_store("budget").count("budget", "all") == 37
+    assert await engine.inventory.available(["SHIRT-M", "MUG"]) == {"SHIRT-M": 500 - 37,
+                                                                     "MUG": 100 - 18}
+    assert await engine.inventory.ledger_discrepancies() == []

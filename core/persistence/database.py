@@ -148,12 +148,14 @@ def _together(statements: Sequence[Statement]) -> tuple[list[str], list[Any]]:
 
 
 class Tally:
-    """The statements one piece of work ran (``Database.tally``)."""
+    """The statements one piece of work ran (``Database.tally``); a tally taken inside
+    another's work (``outer``) counts them for both."""
 
-    __slots__ = ("statements",)
+    __slots__ = ("outer", "statements")
 
-    def __init__(self) -> None:
+    def __init__(self, outer: Tally | None = None) -> None:
         self.statements = 0
+        self.outer = outer
 
 
 #: the tally of the work that asked for one; the engine's background loops were started
@@ -246,7 +248,7 @@ class Database:
         """Count the statements that this task and the tasks it starts run: what one
         request or call costs, whatever the engine does beside it at the same time
         (``statements`` counts everything, for benchmarks)."""
-        tally = Tally()
+        tally = Tally(_TALLY.get())
         token = _TALLY.set(tally)
         try:
             yield tally
@@ -397,8 +399,9 @@ class Database:
         query = self._dialect(sql)
         self._statements += 1
         tally = _TALLY.get()
-        if tally is not None:
+        while tally is not None:
             tally.statements += 1
+            tally = tally.outer
         fence = WRITE_FENCE.get()
         if fence is not None and is_write(sql):
             await fence.before_write()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,6 +47,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger("ordnung.orders")
 
 VELOCITY_WINDOW = timedelta(hours=24)
+#: seconds a worker places every order reserving first after a plugin's claim for an
+#: order without codes ran a statement (such a placement would otherwise start twice)
+CLAIMS_MEMORY_S = 60.0
 #: the core's own order events, reached through their operations ("complete" has no work
 #: attached, so staff may fire it directly)
 CORE_ORDER_EVENTS = frozenset(event for _, event in CORE_MACHINES["order"].edges) - {"complete"}
@@ -59,6 +63,8 @@ class OrderService:
         self.channels = channels
         self.customers = customers
         self.payments = payments
+        #: until when (monotonic) placements reserve first: a claim wrote lately
+        self._claims_until = 0.0
 
     @property
     def metrics(self) -> Metrics:
@@ -243,9 +249,11 @@ class OrderService:
                       cart: Cart | None, assumed: frozenset[str], *,
                       with_writes: bool) -> OrderChange:
         # the reservation may go with the order's writes when they are the transaction's
-        # last statement: no record of the key's, no cart to read and mark afterwards
-        with_writes = with_writes and key.record is None and (
-            cart_id is None or (cart is not None and cart.is_open))
+        # last statement (no record of the key's, no cart to read and mark afterwards) and
+        # no plugin claims anything for the order (codes: the coupons' claims, below)
+        with_writes = with_writes and key.record is None and not request.codes and (
+            cart_id is None or (cart is not None and cart.is_open)) and (
+            time.monotonic() >= self._claims_until)
         async with self.rt.db.transaction():
             await key.begin(order.id)
             change = OrderChange(self.rt, order, actor)
@@ -275,9 +283,16 @@ class OrderService:
                 if assumed & {ln.sku for ln in order.lines if ln.id in skipped}:
                     raise _HintedGiftGone
                 self._drop_gifts(order, set(skipped))
-            await self.rt.plugins.call(
-                "ordnung_claim_resources", order=order,
-                each=lambda plugin: {"store": self.rt.plugin_store(plugin)})
+            with self.rt.db.tally() as claiming:
+                await self.rt.plugins.call(
+                    "ordnung_claim_resources", order=order,
+                    each=lambda plugin: {"store": self.rt.plugin_store(plugin)})
+            if claiming.statements and change.stock.heading is not None:
+                # the claims locked their rows before the stock's: every other placement
+                # locks them the other way round, and two such would deadlock. Start
+                # again, reserving first (and so for a while: claims are likely again).
+                self._claims_until = time.monotonic() + CLAIMS_MEMORY_S
+                raise ReservationRefused
             marking = self._marking(cart, order.id) if cart_id else None
             marked = await change.commit(insert=True, also=[marking] if marking else [])
             if cart_id and marking is None:
