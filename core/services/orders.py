@@ -32,7 +32,7 @@ from ordnung.core.lifecycle import CORE_MACHINES
 from ordnung.core.observe import Metrics, counts_placements
 from ordnung.core.persistence.database import Statement
 from ordnung.core.pricing import Buyer, PricingPipeline
-from ordnung.core.requests import PlaceOrder
+from ordnung.core.requests import PaymentInput, PlaceOrder
 from ordnung.core.runtime import OrderChange, ReservationRefused, Runtime, bound
 from ordnung.core.services.idempotency import resolving
 from ordnung.core.services.payments import RESUME_AUTHORIZATION_AFTER
@@ -248,12 +248,8 @@ class OrderService:
                       actor: str, key: PlacementKey, cart_id: str | None,
                       cart: Cart | None, assumed: frozenset[str], *,
                       with_writes: bool) -> OrderChange:
-        # the reservation may go with the order's writes when they are the transaction's
-        # last statement (no record of the key's, no cart to read and mark afterwards) and
-        # no plugin claims anything for the order (codes: the coupons' claims, below)
-        with_writes = with_writes and key.record is None and not request.codes and (
-            cart_id is None or (cart is not None and cart.is_open)) and (
-            time.monotonic() >= self._claims_until)
+        with_writes = with_writes and self._may_reserve_with_writes(request, key, cart_id,
+                                                                    cart)
         async with self.rt.db.transaction():
             await key.begin(order.id)
             change = OrderChange(self.rt, order, actor)
@@ -262,15 +258,7 @@ class OrderService:
                                           "currency": order.currency,
                                           "channel": order.channel})
             if request.payment is not None:
-                payment = Payment(id=new_id("pay"), gateway=request.payment.gateway,
-                                  method=request.payment.method, amount=order.totals.total,
-                                  in_flight="authorize", in_flight_amount=order.totals.total,
-                                  in_flight_since=utcnow(), operations=1,
-                                  created_at=utcnow())
-                order.payments.append(payment)
-                change.emit("payment.created", machine="payment", entity_id=payment.id,
-                            to_state=payment.status,
-                            data={"gateway": payment.gateway, "amount": payment.amount})
+                self._start_payment(change, request.payment)
             await self._assess(change, customer, request.client)
             order.priority = sum(int(points) for _, points in await self.rt.plugins.call(
                 "ordnung_fulfilment_priority", order=order, customer=customer))
@@ -283,16 +271,7 @@ class OrderService:
                 if assumed & {ln.sku for ln in order.lines if ln.id in skipped}:
                     raise _HintedGiftGone
                 self._drop_gifts(order, set(skipped))
-            with self.rt.db.tally() as claiming:
-                await self.rt.plugins.call(
-                    "ordnung_claim_resources", order=order,
-                    each=lambda plugin: {"store": self.rt.plugin_store(plugin)})
-            if claiming.statements and change.stock.heading is not None:
-                # the claims locked their rows before the stock's: every other placement
-                # locks them the other way round, and two such would deadlock. Start
-                # again, reserving first (and so for a while: claims are likely again).
-                self._claims_until = time.monotonic() + CLAIMS_MEMORY_S
-                raise ReservationRefused
+            await self._claim(change)
             marking = self._marking(cart, order.id) if cart_id else None
             marked = await change.commit(insert=True, also=[marking] if marking else [])
             if cart_id and marking is None:
@@ -301,6 +280,44 @@ class OrderService:
                 raise await self._not_placeable(cart_id)
             await key.end(order.id)
         return change
+
+    def _may_reserve_with_writes(self, request: PlaceOrder, key: PlacementKey,
+                                 cart_id: str | None, cart: Cart | None) -> bool:
+        """Whether the reservation may go with the order's writes: they must be the
+        transaction's last statement (no record of the key's, no cart to read and mark
+        afterwards), and no plugin is likely to claim anything for the order (codes: the
+        coupons'; a claim that wrote lately: see ``_claim``)."""
+        return (key.record is None and not request.codes
+                and (cart_id is None or (cart is not None and cart.is_open))
+                and time.monotonic() >= self._claims_until)
+
+    @staticmethod
+    def _start_payment(change: OrderChange, given: PaymentInput) -> None:
+        """The order's payment, its authorization in flight from the start."""
+        order = change.order
+        payment = Payment(id=new_id("pay"), gateway=given.gateway, method=given.method,
+                          amount=order.totals.total, in_flight="authorize",
+                          in_flight_amount=order.totals.total, in_flight_since=utcnow(),
+                          operations=1, created_at=utcnow())
+        order.payments.append(payment)
+        change.emit("payment.created", machine="payment", entity_id=payment.id,
+                    to_state=payment.status,
+                    data={"gateway": payment.gateway, "amount": payment.amount})
+
+    async def _claim(self, change: OrderChange) -> None:
+        """Let plugins claim what the order uses up. Stock rows are locked before any
+        claim's rows on every path: a placement that reserves with its writes, after
+        this, and whose claims ran a statement (so took rows) starts again reserving
+        first, as every other placement does, and this worker reserves first for a while
+        (claims are likely again); two placements locking the same two rows in opposite
+        orders would deadlock."""
+        with self.rt.db.tally() as claiming:
+            await self.rt.plugins.call(
+                "ordnung_claim_resources", order=change.order,
+                each=lambda plugin: {"store": self.rt.plugin_store(plugin)})
+        if claiming.statements and change.stock.heading is not None:
+            self._claims_until = time.monotonic() + CLAIMS_MEMORY_S
+            raise ReservationRefused
 
     def _marking(self, read: Cart | None, order_id: str) -> Statement | None:
         """The write that marks the cart the placement read before pricing (``read``)
