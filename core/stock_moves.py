@@ -15,7 +15,13 @@ import msgspec
 from ordnung.core.domain.inventory import Allocation, Movement
 from ordnung.core.persistence.database import Heading, Statement
 from ordnung.core.persistence.sole_levels import reserving
-from ordnung.core.persistence.stock import ReserveOutcome, StockStore, Want, movement
+from ordnung.core.persistence.stock import (
+    ReserveOutcome,
+    StockStore,
+    Want,
+    movement,
+    wanted_per_sku,
+)
 
 
 class StockMoves:
@@ -58,9 +64,7 @@ class StockMoves:
         one any more (``refused``). None when not known: reserve as usual."""
         if not self.stock.db.is_postgres or any(want.quantity <= 0 for want in wants):
             return None
-        totals: dict[str, int] = {}
-        for want in wants:
-            totals[want.sku] = totals.get(want.sku, 0) + want.quantity
+        totals = wanted_per_sku(wants)
         levels = self.stock.sole.of(totals)
         if levels is None:
             return None

@@ -35,12 +35,14 @@ from ordnung.core.persistence.database import Heading
 #: SKUs a worker keeps a level for (all are dropped when it has more)
 MAX_SKUS = 10_000
 
+#: the row of ``stock_levels`` at hand is its SKU's only one at an active location
+_ALONE = ("NOT EXISTS (SELECT 1 FROM stock_levels o JOIN locations ol ON ol.id = "
+          "o.location_id WHERE o.sku = stock_levels.sku AND o.id <> stock_levels.id "
+          "AND ol.active)")
+
 #: a column the reserving statement adds on PostgreSQL: whether the level it reserved is
 #: its SKU's only active, unsliced one
-SOLE_COLUMN = (
-    "stock_levels.slice = 0 AND NOT EXISTS (SELECT 1 FROM stock_levels o "
-    "JOIN locations ol ON ol.id = o.location_id WHERE o.sku = stock_levels.sku "
-    "AND o.id <> stock_levels.id AND ol.active) AS sole, stock_levels.id AS level_id")
+SOLE_COLUMN = f"stock_levels.slice = 0 AND {_ALONE} AS sole, stock_levels.id AS level_id"
 
 #: the levels of the placement, locked in (SKU, location) order as every stock change
 #: locks them (so it cannot deadlock with one), then each reserved by its SKU's total if
@@ -55,8 +57,7 @@ _RESERVING = (
     "WHERE stock_levels.id = w.id AND stock_levels.slice = 0 "
     "AND (stock_levels.allow_backorder OR stock_levels.on_hand - stock_levels.reserved >= w.qty) "
     "AND EXISTS (SELECT 1 FROM locations l WHERE l.id = stock_levels.location_id AND l.active) "
-    "AND NOT EXISTS (SELECT 1 FROM stock_levels o JOIN locations ol ON ol.id = o.location_id "
-    "WHERE o.sku = stock_levels.sku AND o.id <> stock_levels.id AND ol.active) "
+    f"AND {_ALONE} "
     "RETURNING stock_levels.sku, stock_levels.on_hand - stock_levels.reserved AS available)")
 _VALUE = "(CAST({} AS VARCHAR(200)), CAST({} AS BIGINT))"
 _RESERVED = "sole_reserved"

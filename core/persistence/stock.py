@@ -186,6 +186,14 @@ _LEDGER_BALANCE = (
     "GROUP BY s.sku, s.location_id, s.on_hand, s.reserved")
 
 
+def wanted_per_sku(wants: Sequence[Want]) -> dict[str, int]:
+    """The units ``wants`` ask for, added up per SKU (a SKU's levels are reserved once)."""
+    totals: dict[str, int] = {}
+    for want in wants:
+        totals[want.sku] = totals.get(want.sku, 0) + want.quantity
+    return totals
+
+
 def level_id(sku: str, location_id: str, slice_no: int = 0) -> str:
     """A level's row id: slice 0 keeps the id levels had before slices."""
     base = f"{sku}@{location_id}"
@@ -228,10 +236,9 @@ class StockStore:
         if any(want.quantity <= 0 for want in wants):
             raise InvalidInput("quantity must be positive", field="quantity")
         outcome = ReserveOutcome(allocations={}, skipped=[], shortages=[])
-        totals: dict[str, int] = {}
+        totals = wanted_per_sku(wants)
         lines: dict[str, int] = {}
         for want in wants:
-            totals[want.sku] = totals.get(want.sku, 0) + want.quantity
             lines[want.sku] = lines.get(want.sku, 0) + 1
         reserved = await self._reserve_all(totals) if totals else {}
         unknown: set[str] = set()  # SKUs reserved by a split: availability not returned
