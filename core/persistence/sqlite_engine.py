@@ -13,7 +13,8 @@ over late and, run on the loop's thread, would block the loop.
 So here: the statements of these small tables take microseconds and run directly on
 the loop's thread; a process keeps a few connections open (WAL: readers never wait
 for the writer) with their pragmas set once; write transactions queue on an
-``asyncio.Lock`` so one connection per process asks for the write lock; the WAL is
+``asyncio.Lock`` so one connection per process asks for the write lock, and those that
+queue behind one another share one commit (``CommitGroup``); the WAL is
 checkpointed by a background thread (``checkpointing``) rather than by whichever
 commit crosses the threshold, which would stall the loop on an fsync; and the busy
 handler of the loop's connections is off (``busy_timeout = 0``): when another
@@ -59,12 +60,26 @@ from ordnung.core.errors import ConfigError
 log = structlog.get_logger("ordnung.db")
 
 
+#: the last datetime written and its text: a change stamps its order, events, outbox
+#: and ledger rows with one moment, about eighteen parameters of one object per placement
+_last_datetime: tuple[datetime | None, str] = (None, "")
+
+
 def _datetime_in(value: datetime) -> str:
     """A datetime as piccolo stores it in SQLite (in UTC, ``str``), without converting
-    one that is in UTC already: every write's timestamps pass through here."""
-    if value.tzinfo is not None and value.tzinfo is not UTC:
-        value = value.astimezone(UTC)
-    return str(value)
+    one that is in UTC already: every write's timestamps pass through here. The same
+    object as the last one is not formatted again (datetimes are immutable, and the
+    one held here cannot be freed and its identity reused)."""
+    global _last_datetime
+    last = _last_datetime
+    if value is last[0]:
+        return last[1]
+    moment = value
+    if moment.tzinfo is not None and moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    text = str(moment)
+    _last_datetime = (value, text)  # one assignment: safe beside the checkpointer thread
+    return text
 
 
 # replaces piccolo's adapter (registered when its engine module was imported), whose
@@ -89,6 +104,8 @@ SIZE_CHECK_S = 0.1
 PASSIVE_WAIT_S = 0.1
 #: longest a TRUNCATE checkpoint waits for readers (writers wait while it does)
 TRUNCATE_WAIT_S = 1.0
+#: most writers one commit group holds (each waits for the ones after it)
+GROUP_MAX = 16
 #: statements that may meet another process's lock even on a loop connection
 _WAITING = ("BEGIN", "COMMIT", "END")
 
@@ -176,8 +193,29 @@ class LoopConnection:
         self.raw.close()
 
 
+class CommitGroup:
+    """Write transactions of this process that share one SQLite transaction: each ran in
+    a savepoint of it, and each waits for the one ``COMMIT`` (``done``)."""
+
+    def __init__(self, connection: LoopConnection) -> None:
+        self.connection = connection
+        self.members = 0
+        #: a task will commit the group once the writers ready now have joined it
+        self.flushing = False
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def finish(self, failure: BaseException | None) -> None:
+        if not self.done.done():
+            if failure is None:
+                self.done.set_result(None)
+            else:
+                self.done.set_exception(failure)
+                self.done.exception()  # a group no member waits for any more is no error
+
+
 class PooledSQLiteTransaction(SQLiteTransaction):
-    """A transaction on a pooled connection; IMMEDIATE ones queue on the write lock.
+    """A transaction on a pooled connection; IMMEDIATE ones are members of the process's
+    commit group (``PooledSQLiteEngine.writing``).
 
     A block inside another transaction of the same task joins it (``outer``). Nobody
     commits or rolls back by hand: the block's outcome decides, once, on leaving the
@@ -190,29 +228,30 @@ class PooledSQLiteTransaction(SQLiteTransaction):
         super().__init__(engine=engine, transaction_type=transaction_type,
                          allow_nested=allow_nested)
         self.outer: Any = engine.current_transaction.get()
+        self.group: CommitGroup | None = None
 
     async def __aenter__(self) -> SQLiteTransaction:
         if self.outer is not None:
             return self.outer
-        writer = self.transaction_type is not TransactionType.deferred
-        if writer:
-            await self.engine.write_lock.acquire()
-        try:
+        if self.transaction_type is not TransactionType.deferred:
+            self.group = await self.engine.join_group()
+            self.connection = self.group.connection
+        else:
             self.connection = await self.engine.acquire()
             try:
                 await self.begin()
             except BaseException:
                 self.engine.release(self.connection)
                 raise
-        except BaseException:
-            if writer:
-                self.engine.write_lock.release()
-            raise
         self.context = self.engine.current_transaction.set(self)
         return self
 
     async def __aexit__(self, exception_type: Any, exception: Any, traceback: Any) -> bool:
         if self.outer is not None:
+            return exception is None
+        self.engine.current_transaction.reset(self.context)
+        if self.group is not None:
+            await self.engine.leave_group(self.group, exception)
             return exception is None
         connection: LoopConnection = self.connection
         try:
@@ -224,7 +263,6 @@ class PooledSQLiteTransaction(SQLiteTransaction):
             else:
                 await self.commit()
         finally:
-            self.engine.current_transaction.reset(self.context)
             try:
                 # a failed COMMIT leaves the transaction open: never pool it like that
                 if connection.in_transaction:
@@ -232,8 +270,6 @@ class PooledSQLiteTransaction(SQLiteTransaction):
                         connection.run("ROLLBACK")
             finally:
                 self.engine.release(connection)
-                if self.transaction_type is not TransactionType.deferred:
-                    self.engine.write_lock.release()
         return exception is None
 
 
@@ -250,6 +286,14 @@ class PooledSQLiteEngine(SQLiteEngine):
         self.write_lock = asyncio.Lock()
         self._idle: asyncio.Queue[LoopConnection] = asyncio.Queue()
         self._opened = 0
+        #: the open commit group, if a writer left it to the writers queued behind it
+        self._group: CommitGroup | None = None
+        #: writers queued for the write lock
+        self._queued = 0
+        self._flushes: set[asyncio.Task[None]] = set()
+        #: groups committed, and the members they held (for tests and the bench)
+        self.groups_committed = 0
+        self.members_committed = 0
 
     async def _open(self) -> LoopConnection:
         """A new loop connection with its pragmas set; some of them read the schema, so
@@ -365,6 +409,8 @@ class PooledSQLiteEngine(SQLiteEngine):
                 connection.raw.close()
         self._idle = asyncio.Queue()
         self.write_lock = asyncio.Lock()
+        self._group = None
+        self._queued = 0
 
     def transaction(self, transaction_type: TransactionType = TransactionType.deferred,
                     allow_nested: bool = True) -> SQLiteTransaction:
@@ -373,18 +419,152 @@ class PooledSQLiteEngine(SQLiteEngine):
 
     async def run_autocommit(self, query: str, args: Sequence[Any] = ()) -> list[Any]:
         """A statement outside any transaction (autocommit) on a pooled connection; one
-        that writes queues on the write lock like a write transaction does."""
-        writes = not query.lstrip()[:6].upper().startswith(("SELECT", "PRAGMA"))
-        if writes:
-            await self.write_lock.acquire()
-        try:
-            connection = await self.acquire()
+        that writes queues on the write lock like a write transaction does, and while
+        other writers queue (or a group is open) it is a member of the commit group."""
+        if query.lstrip()[:6].upper().startswith(("SELECT", "PRAGMA")):
+            return await self._run_pooled(query, args)
+        await self._lock_for_writing()
+        if self._group is None and not self._queued:  # alone: autocommit as it is
             try:
-                return await connection.run_waiting(query, args)
+                return await self._run_pooled(query, args)
+            finally:
+                self.write_lock.release()
+        group = await self._open_group()
+        try:
+            rows = group.connection.run(query, args)
+        except BaseException as exc:
+            await self.leave_group(group, exc)
+            raise
+        await self.leave_group(group, None)
+        return rows
+
+    async def _run_pooled(self, query: str, args: Sequence[Any]) -> list[Any]:
+        connection = await self.acquire()
+        try:
+            return await connection.run_waiting(query, args)
+        finally:
+            self.release(connection)
+
+    # -- the commit group -------------------------------------------------------------------
+    # SQLite writes every page a transaction changed to the WAL at COMMIT: a placement
+    # changes the last page of about twenty tables and indexes, and its COMMIT cost
+    # more than all of its statements. Writers of one process queue on ``write_lock``
+    # anyway; so a writer that finishes while others queue leaves its work uncommitted
+    # (released savepoint) and waits, and the last writer of the run commits for all.
+    # The pages they share are written once. A member that fails rolls back to its own
+    # savepoint and leaves the others alone; a COMMIT that fails (a full disk) fails
+    # every member, none of which has answered yet. Nothing is told to anybody before
+    # the COMMIT that makes it durable, so this only moves the moment of commit.
+
+    async def _lock_for_writing(self) -> None:
+        self._queued += 1
+        try:
+            await self.write_lock.acquire()
+        except BaseException:
+            self._queued -= 1
+            # the holder may have left the group to us: commit it if nobody else will
+            if self._group is not None and not self._queued:
+                self._flush_soon(self._group)
+            raise
+        self._queued -= 1
+
+    async def join_group(self) -> CommitGroup:
+        """Take the write lock and a savepoint in the open commit group (or a new one)."""
+        await self._lock_for_writing()
+        return await self._open_group()
+
+    async def _open_group(self) -> CommitGroup:
+        """With the write lock held: a savepoint in the open group, or in a new one."""
+        try:
+            group = self._group
+            if group is None:
+                connection = await self.acquire()
+                try:
+                    await connection.run_waiting("BEGIN IMMEDIATE")
+                except BaseException:
+                    self.release(connection)
+                    raise
+                group = self._group = CommitGroup(connection)
+            group.connection.run("SAVEPOINT ordnung_member")
+            return group
+        except BaseException:
+            if self._group is not None:  # the members before keep their work
+                await self._commit(self._group, None)
+            else:
+                self.write_lock.release()
+            raise
+
+    async def leave_group(self, group: CommitGroup, failure: BaseException | None) -> None:
+        """End a member: keep its work (``failure`` None) or roll it back to its
+        savepoint; then leave the commit to a queued writer, or commit. Returns once
+        the group is committed (or raises what failed it)."""
+        connection = group.connection
+        broken: BaseException | None = None
+        try:
+            if failure is None:
+                connection.run("RELEASE ordnung_member")
+            elif connection.in_transaction:
+                connection.run("ROLLBACK TO ordnung_member")
+                connection.run("RELEASE ordnung_member")
+        except BaseException as exc:  # the group fails with it
+            broken = exc
+        if broken is None and not connection.in_transaction:
+            # SQLite rolled the whole transaction back (a full disk, an I/O error): the
+            # members before this one lost their work too, and hear why
+            broken = failure if isinstance(failure, sqlite3.Error) else \
+                sqlite3.OperationalError("a write of the same commit group failed")
+        if broken is not None:
+            await self._commit(group, broken)
+            raise failure or broken
+        group.members += failure is None
+        if group.members >= GROUP_MAX:
+            await self._commit(group, None)
+        else:
+            self.write_lock.release()  # a queued writer joins the group
+            if not self._queued:
+                self._flush_soon(group)
+        # a failed member waits as well: what it read of the members before it (that a
+        # duplicate placed the order, say) must be committed before it acts on it; if
+        # the group fails, its failure (a full disk) is what the member answers
+        await group.done
+
+    def _flush_soon(self, group: CommitGroup) -> None:
+        """Commit ``group`` once the writers that are ready to run now have joined it."""
+        if not group.flushing:
+            group.flushing = True
+            task = asyncio.get_running_loop().create_task(self._flush(group))
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self, group: CommitGroup) -> None:
+        await asyncio.sleep(0)  # one round of the loop: ready requests reach their writes
+        await self._lock_for_writing()  # behind every writer queued by then
+        if self._group is group:
+            await self._commit(group, None)
+        else:
+            self.write_lock.release()
+
+    async def _commit(self, group: CommitGroup, failure: BaseException | None) -> None:
+        """Commit the group (or roll it back, ``failure``), wake its members, give the
+        connection back and release the write lock."""
+        self._group = None
+        connection = group.connection
+        try:
+            if failure is None:
+                await connection.run_waiting("COMMIT")
+                self.groups_committed += 1
+                self.members_committed += group.members
+            group.finish(failure)
+        except BaseException as exc:
+            group.finish(exc)
+        finally:
+            try:
+                # a failed COMMIT leaves the transaction open: never pool it like that
+                if connection.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        connection.run("ROLLBACK")
             finally:
                 self.release(connection)
-        finally:
-            if writes:
                 self.write_lock.release()
 
     def pool_use(self) -> tuple[int, int]:
