@@ -517,16 +517,24 @@ class PooledSQLiteEngine(SQLiteEngine):
             await self._commit(group, broken)
             raise failure or broken
         group.members += failure is None
-        if group.members >= GROUP_MAX:
-            await self._commit(group, None)
+        cancelled = False
+        if group.members < GROUP_MAX and not self._queued:
+            # one round of the loop, the lock held: the writers that are ready to run
+            # now queue behind this one and join the group
+            try:
+                await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                cancelled = True  # the group is committed or handed over all the same
+        if self._queued and group.members < GROUP_MAX:
+            self.write_lock.release()  # the next writer joins the group
         else:
-            self.write_lock.release()  # a queued writer joins the group
-            if not self._queued:
-                self._flush_soon(group)
+            await self._commit(group, None)
         # a failed member waits as well: what it read of the members before it (that a
         # duplicate placed the order, say) must be committed before it acts on it; if
         # the group fails, its failure (a full disk) is what the member answers
         await group.done
+        if cancelled:
+            raise asyncio.CancelledError
 
     def _flush_soon(self, group: CommitGroup) -> None:
         """Commit ``group`` once the writers that are ready to run now have joined it."""
