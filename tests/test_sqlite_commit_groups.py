@@ -60,6 +60,14 @@ async def write(db: Database, note: int, *, fail: bool = False) -> None:
     assert note in committed(db)
 
 
+async def holding(db: Database, note: int, inside: asyncio.Event) -> None:
+    """Write ``note`` and keep the transaction open a while: writers queue behind it."""
+    async with db.transaction():
+        await db.run("INSERT INTO notes (id, body) VALUES ({}, {})", note, "first")
+        inside.set()
+        await asyncio.sleep(0.05)
+
+
 async def test_queued_writers_commit_together_and_each_returns_after_its_commit(
         db: Database) -> None:
     engine = engine_of(db)
@@ -94,12 +102,6 @@ async def test_a_failing_writer_acts_on_what_it_read_only_once_that_is_committed
     fails returns once the group is committed, like one that succeeds."""
     inside = asyncio.Event()
 
-    async def first() -> None:
-        async with db.transaction():
-            await db.run("INSERT INTO notes (id, body) VALUES ({}, {})", 1, "first")
-            inside.set()
-            await asyncio.sleep(0.02)  # the duplicate queues behind it
-
     async def duplicate() -> set[int]:
         await inside.wait()
         try:
@@ -110,29 +112,24 @@ async def test_a_failing_writer_acts_on_what_it_read_only_once_that_is_committed
             return committed(db)  # where the duplicate looks it up
         raise AssertionError("the duplicate saw nothing")
 
-    _, seen = await asyncio.gather(first(), duplicate())
+    _, seen = await asyncio.gather(holding(db, 1, inside), duplicate())
     assert seen == {1}
 
 
 async def test_a_group_sqlite_rolled_back_fails_every_member_in_it(db: Database) -> None:
     """SQLite rolls a whole transaction back on some errors (a full disk, an I/O error):
     the members that had finished in the group lose their work too and must hear so."""
-    first_inside = asyncio.Event()
-
-    async def first() -> None:
-        async with db.transaction():
-            await db.run("INSERT INTO notes (id, body) VALUES ({}, {})", 1, "first")
-            first_inside.set()
-            await asyncio.sleep(0.05)  # the second queues behind it
+    inside = asyncio.Event()
 
     async def second() -> None:
-        await first_inside.wait()
+        await inside.wait()
         async with db.transaction() as transaction:
             await db.run("INSERT INTO notes (id, body) VALUES ({}, {})", 2, "second")
             transaction.connection.run("ROLLBACK")  # what SQLite does on a full disk
             raise sqlite3.OperationalError("database or disk is full")
 
-    outcomes = await asyncio.gather(first(), second(), return_exceptions=True)
+    outcomes = await asyncio.gather(holding(db, 1, inside), second(),
+                                    return_exceptions=True)
     assert all(isinstance(outcome, sqlite3.OperationalError) for outcome in outcomes), outcomes
     assert "disk is full" in str(outcomes[0])  # the first hears why: the API answers 507
     assert committed(db) == set()

@@ -498,21 +498,7 @@ class PooledSQLiteEngine(SQLiteEngine):
         """End a member: keep its work (``failure`` None) or roll it back to its
         savepoint; then leave the commit to a queued writer, or commit. Returns once
         the group is committed (or raises what failed it)."""
-        connection = group.connection
-        broken: BaseException | None = None
-        try:
-            if failure is None:
-                connection.run("RELEASE ordnung_member")
-            elif connection.in_transaction:
-                connection.run("ROLLBACK TO ordnung_member")
-                connection.run("RELEASE ordnung_member")
-        except BaseException as exc:  # the group fails with it
-            broken = exc
-        if broken is None and not connection.in_transaction:
-            # SQLite rolled the whole transaction back (a full disk, an I/O error): the
-            # members before this one lost their work too, and hear why
-            broken = failure if isinstance(failure, sqlite3.Error) else \
-                sqlite3.OperationalError("a write of the same commit group failed")
+        broken = self._end_savepoint(group.connection, failure)
         if broken is not None:
             await self._commit(group, broken)
             raise failure or broken
@@ -535,6 +521,25 @@ class PooledSQLiteEngine(SQLiteEngine):
         await group.done
         if cancelled:
             raise asyncio.CancelledError
+
+    @staticmethod
+    def _end_savepoint(connection: LoopConnection,
+                       failure: BaseException | None) -> BaseException | None:
+        """Keep a member's work or roll it back; what fails the whole group, if any."""
+        try:
+            if failure is None:
+                connection.run("RELEASE ordnung_member")
+            elif connection.in_transaction:
+                connection.run("ROLLBACK TO ordnung_member")
+                connection.run("RELEASE ordnung_member")
+        except BaseException as exc:  # the group fails with it
+            return exc
+        if connection.in_transaction:
+            return None
+        # SQLite rolled the whole transaction back (a full disk, an I/O error): the
+        # members before this one lost their work too, and hear why
+        return failure if isinstance(failure, sqlite3.Error) else \
+            sqlite3.OperationalError("a write of the same commit group failed")
 
     def _flush_soon(self, group: CommitGroup) -> None:
         """Commit ``group`` once the writers that are ready to run now have joined it."""
