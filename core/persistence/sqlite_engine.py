@@ -200,8 +200,8 @@ class CommitGroup:
     def __init__(self, connection: LoopConnection) -> None:
         self.connection = connection
         self.members = 0
-        #: a task will commit the group once the writers ready now have joined it
-        self.flushing = False
+        #: a task will commit the group, left by a writer that gave up waiting for it
+        self.committing = False
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def finish(self, failure: BaseException | None) -> None:
@@ -215,7 +215,7 @@ class CommitGroup:
 
 class PooledSQLiteTransaction(SQLiteTransaction):
     """A transaction on a pooled connection; IMMEDIATE ones are members of the process's
-    commit group (``PooledSQLiteEngine.writing``).
+    commit group (``PooledSQLiteEngine.join_group`` and ``leave_group``).
 
     A block inside another transaction of the same task joins it (``outer``). Nobody
     commits or rolls back by hand: the block's outcome decides, once, on leaving the
@@ -290,7 +290,7 @@ class PooledSQLiteEngine(SQLiteEngine):
         self._group: CommitGroup | None = None
         #: writers queued for the write lock
         self._queued = 0
-        self._flushes: set[asyncio.Task[None]] = set()
+        self._committers: set[asyncio.Task[None]] = set()
         #: groups committed, and the members they held (for tests and the bench)
         self.groups_committed = 0
         self.members_committed = 0
@@ -464,7 +464,7 @@ class PooledSQLiteEngine(SQLiteEngine):
             self._queued -= 1
             # the holder may have left the group to us: commit it if nobody else will
             if self._group is not None and not self._queued:
-                self._flush_soon(self._group)
+                self._commit_left(self._group)
             raise
         self._queued -= 1
 
@@ -541,17 +541,16 @@ class PooledSQLiteEngine(SQLiteEngine):
         return failure if isinstance(failure, sqlite3.Error) else \
             sqlite3.OperationalError("a write of the same commit group failed")
 
-    def _flush_soon(self, group: CommitGroup) -> None:
-        """Commit ``group`` once the writers that are ready to run now have joined it."""
-        if not group.flushing:
-            group.flushing = True
-            task = asyncio.get_running_loop().create_task(self._flush(group))
-            self._flushes.add(task)
-            task.add_done_callback(self._flushes.discard)
+    def _commit_left(self, group: CommitGroup) -> None:
+        """Commit ``group``, which its last member left to a writer that then gave up."""
+        if not group.committing:
+            group.committing = True
+            task = asyncio.get_running_loop().create_task(self._commit_when_free(group))
+            self._committers.add(task)
+            task.add_done_callback(self._committers.discard)
 
-    async def _flush(self, group: CommitGroup) -> None:
-        await asyncio.sleep(0)  # one round of the loop: ready requests reach their writes
-        await self._lock_for_writing()  # behind every writer queued by then
+    async def _commit_when_free(self, group: CommitGroup) -> None:
+        await self._lock_for_writing()  # behind any writer queued meanwhile
         if self._group is group:
             await self._commit(group, None)
         else:
