@@ -112,7 +112,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                  args.warmup, args.concurrency)
             await asyncio.sleep(0.6)  # let the workers' statement counters settle
             before = srv.statements()
-            cpu_before = srv.cpu_seconds()
+            cpu_before, usage_before = srv.cpu_seconds(), srv.worker_usage()
             sampling = (profile.sampling(srv.worker_pids(), args.profile) if args.profile
                         else contextlib.nullcontext())
             load_cpu = time.process_time()  # this process runs only the load driver now
@@ -122,7 +122,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             load_cpu = time.process_time() - load_cpu
             await asyncio.sleep(0.6)
             statements = srv.statements() - before
-            cpu_after = srv.cpu_seconds()
+            cpu_after, usage_after = srv.cpu_seconds(), srv.worker_usage()
             delivered = hooks.delivered()
         # the server is stopped: the floor gets the database to itself, as the server had it
         checks = await verify(url, outcome.order_ids)
@@ -134,6 +134,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             floor.lean_floor_per_s, url, floor_orders, args.concurrency, payload,
             shop["catalogue"])
     successes = outcome.statuses.get(201, 0)
+    usage = server.usage_figures(usage_before, usage_after, successes)
     orders_per_s = successes / outcome.elapsed_s if outcome.elapsed_s else 0.0
     errors = sum(n for status, n in outcome.statuses.items() if status >= 400)
     unexpected = sum(n for status, n in outcome.statuses.items()
@@ -160,6 +161,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "server_cpu_ms_per_order": round((cpu_after - cpu_before) * 1000 / successes, 2)
         if successes and cpu_before is not None and cpu_after is not None else None,
         "load_cpu_ms_per_order": round(load_cpu * 1000 / successes, 2) if successes else None,
+        **usage,
         "elapsed_s": round(outcome.elapsed_s, 2),
         "webhook_endpoints": args.webhooks,
         "webhook_messages_received": delivered,
@@ -225,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     result["wall_s"] = round(time.perf_counter() - started, 1)
     for key in ("orders_per_s", "p50_ms", "p99_ms", "floor_per_s", "ratio", "lean_floor_per_s",
                 "lean_ratio", "sql_per_order",
-                "server_cpu_ms_per_order", "load_cpu_ms_per_order", "errors", "oversold"):
+                "server_cpu_ms_per_order", "load_cpu_ms_per_order", "preempted_per_order",
+                "worker_cpu_shares", "errors", "oversold"):
         print(f"{key:>14}: {result[key]}", file=sys.stderr)
     if args.profile:
         print(profile.summarise(args.profile), file=sys.stderr)

@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -76,11 +77,58 @@ class Server:
     def worker_pids(self) -> list[int]:
         return sorted(int(p.stem) for p in self.stats_dir.glob("*.stats"))
 
+    def worker_usage(self) -> dict[int, Usage] | None:
+        """Each worker's CPU time and context switches so far; None off Linux."""
+        try:
+            return {pid: process_usage(pid) for pid in self.worker_pids()}
+        except (OSError, ValueError, IndexError):
+            return None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a process has used so far. ``waits`` are the times it gave up the core to wait
+    (for the network, mostly); ``preempted`` the times the kernel took the core from it
+    for another process while it could still run: on a machine whose cores the workers
+    share with the database and the load driver, each costs it caches refilled, so the
+    same work costs more CPU time."""
+    cpu_s: float
+    waits: int
+    preempted: int
+
+    def __sub__(self, other: Usage) -> Usage:
+        return Usage(self.cpu_s - other.cpu_s, self.waits - other.waits,
+                     self.preempted - other.preempted)
+
 
 def process_cpu_seconds(pid: int) -> float:
     """CPU time (user + system) process ``pid`` has used so far (Linux's ``/proc``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def usage_figures(before: dict[int, Usage] | None, after: dict[int, Usage] | None,
+                  orders: int) -> dict[str, Any]:
+    """The workers' context switches per order between ``before`` and ``after``, and each
+    worker's share of their CPU time (the kernel hands the keep-alive connections to the
+    workers unevenly, so two workers may serve the load very unequally)."""
+    if before is None or after is None or not orders:
+        return {"waits_per_order": None, "preempted_per_order": None,
+                "worker_cpu_shares": None}
+    used = [after[pid] - before[pid] for pid in after if pid in before]
+    cpu = sum(u.cpu_s for u in used)
+    return {"waits_per_order": round(sum(u.waits for u in used) / orders, 2),
+            "preempted_per_order": round(sum(u.preempted for u in used) / orders, 2),
+            "worker_cpu_shares": [round(u.cpu_s / cpu, 2) for u in used] if cpu else None}
+
+
+def process_usage(pid: int) -> Usage:
+    """CPU time and context switches of process ``pid`` so far (Linux's ``/proc``)."""
+    switches = dict(line.split(":", 1) for line in
+                    Path(f"/proc/{pid}/status").read_text().splitlines()
+                    if line.endswith(tuple("0123456789")) and "ctxt_switches" in line)
+    return Usage(process_cpu_seconds(pid), int(switches["voluntary_ctxt_switches"]),
+                 int(switches["nonvoluntary_ctxt_switches"]))
 
 
 @contextlib.asynccontextmanager

@@ -70,12 +70,19 @@ def test_placement_measures_the_floor_in_one_statement_per_transaction_on_postgr
 
 
 def test_the_guest_checkout_places_every_order_in_six_requests() -> None:
-    report = run_bench("guest-checkout", "--workers", "1", "--concurrency", "4",
+    report = run_bench("guest-checkout", "--workers", "2", "--concurrency", "4",
                        "--orders", "12", "--warmup", "0")
     assert report["succeeded"] == 12 and report["errors"] == 0, report
     assert report["oversold"] == 0 and report["lost_orders"] == 0, report
     assert report["ledger_discrepancies"] == 0, report
     assert report["floor_per_s"] is None, report  # a cart flow has no floor to compare
+    # what the workers' CPU went to: one share per worker, and the waits for the network
+    # (each order's six requests arrive over the network, so a worker waits for some)
+    shares = report["worker_cpu_shares"]
+    assert isinstance(shares, list) and len(shares) == 2, report
+    assert abs(sum(shares) - 1) < 0.02, report
+    assert isinstance(report["waits_per_order"], float) and report["waits_per_order"] > 0, report
+    assert isinstance(report["preempted_per_order"], float), report
 
 
 def test_the_growth_scenario_seeds_in_bulk_and_reads_at_each_size() -> None:
