@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import inspect
 import json
 import os
 import platform
@@ -76,6 +77,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--instructions", action="store_true",
                         help="app: count the instructions each request runs, under "
                              "valgrind's callgrind (a figure that does not drift)")
+    parser.add_argument("--tree", type=Path, default=None, metavar="DIR",
+                        help="app: run the steps against the ordnung of another "
+                             "checkout (an older commit's tree), with this harness")
+
+
+def own_parser() -> argparse.ArgumentParser:
+    """``python -m bench.app``: the app scenario alone. It imports none of the other
+    scenarios, so it also runs against an older tree's package (``--tree``)."""
+    parser = argparse.ArgumentParser(prog="python -m bench.app",
+                                     description="Each request of a guest checkout, in "
+                                                 "process: CPU, statements, instructions.")
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--orders", type=int, default=None,
+                        help="carts per round (default 1000)")
+    add_arguments(parser)
+    return parser
 
 
 def asgi_caller(app: Any) -> Call:
@@ -115,6 +132,8 @@ def asgi_caller(app: Any) -> Call:
 
 #: set (to the folder of callgrind's files) in the run that valgrind runs
 UNDER_CALLGRIND = "ORDNUNG_BENCH_CALLGRIND_DIR"
+#: set in the run that ``--tree`` starts: the tree whose package it imports
+TREE_IN_USE = "ORDNUNG_BENCH_TREE"
 
 
 class Callgrind:
@@ -230,7 +249,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         from ordnung.api.app import create_app
         from ordnung.core.logging import configure_logging
 
-        configure_logging("WARNING", final=True)  # as a worker of ``ordnung serve``
+        if "final" in inspect.signature(configure_logging).parameters:
+            configure_logging("WARNING", final=True)  # as a worker of ``ordnung serve``
+        else:  # an older tree's (``--tree``)
+            configure_logging("WARNING")
         app = create_app(demo=False)
         async with app.lifespan():
             engine = app.state.engine
@@ -275,6 +297,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     instructions = [sum(r["instructions"] for r in one if r["step"] in CHECKOUT)
                     for one in measured]
     return {"scenario": "app", "db": args.db, "orders": carts, "rounds": rounds,
+            **({"tree": os.environ[TREE_IN_USE]} if os.environ.get(TREE_IN_USE) else {}),
             "steps": steps, "checkout_us": round(min(checkout), 1),
             "checkout_us_median": round(statistics.median(checkout), 1),
             **({"checkout_wal_pages": round(statistics.mean(pages), 1)} if wal_pages else {}),
@@ -292,8 +315,8 @@ def under_callgrind(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="ordnung-callgrind-") as folder:
         done = subprocess.run(
             ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-             f"--callgrind-out-file={folder}/callgrind.%p", sys.executable, "-m", "bench",
-             *argv], env={**os.environ, UNDER_CALLGRIND: folder},
+             f"--callgrind-out-file={folder}/callgrind.%p", sys.executable, "-m",
+             "bench.app", *argv], env={**os.environ, UNDER_CALLGRIND: folder},
             stderr=subprocess.PIPE, text=True, check=False)
         # valgrind's own lines begin with ==pid==; the bench's report is the rest
         sys.stderr.write("".join(line for line in done.stderr.splitlines(keepends=True)
@@ -301,9 +324,42 @@ def under_callgrind(argv: list[str]) -> int:
         return done.returncode
 
 
+def app_argv(argv: list[str]) -> list[str]:
+    """``argv`` of ``python -m bench app ...`` as ``python -m bench.app`` takes it."""
+    own = list(argv)
+    if "app" in own:
+        own.remove("app")
+    return own
+
+
+def against_tree(tree: Path, argv: list[str]) -> int:
+    """Run ``python -m bench.app argv`` again with the ``ordnung`` of ``tree`` first on the
+    path: a folder of links named as the package's parts (``ordnung.core`` is the tree's
+    ``core/``, as the package-dir mapping has it). The plugins are found through the
+    installed distribution's entry points, so a tree whose plugin modules they no
+    longer name cannot be measured this way."""
+    tree = tree.resolve()
+    if not (tree / "core" / "engine.py").is_file():
+        raise SystemExit(f"--tree {tree}: not a checkout of ordnung (no core/engine.py)")
+    with tempfile.TemporaryDirectory(prefix="ordnung-tree-") as folder:
+        package = Path(folder) / "ordnung"
+        package.mkdir()
+        for part in ("core", "api", "plugins", "plugin", "migrations", "testing"):
+            if (tree / part).is_dir():
+                (package / part).symlink_to(tree / part)
+        here = str(Path(__file__).resolve().parent.parent)  # this harness
+        path = os.pathsep.join([folder, here, *filter(None, [os.environ.get("PYTHONPATH")])])
+        return subprocess.run([sys.executable, "-m", "bench.app", *argv],
+                              env={**os.environ, "PYTHONPATH": path, TREE_IN_USE: str(tree)},
+                              check=False).returncode
+
+
 def main(args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    own = app_argv(argv if argv is not None else sys.argv[1:])
+    if args.tree is not None and not os.environ.get(TREE_IN_USE):
+        return against_tree(args.tree, own)
     if args.instructions and not os.environ.get(UNDER_CALLGRIND):
-        return under_callgrind(argv if argv is not None else sys.argv[1:])
+        return under_callgrind(own)
     result = load.run(run(args))
     for step in result["steps"]:
         extra = (f", {step['wal_pages_per_request']} log pages"
@@ -321,3 +377,8 @@ def main(args: argparse.Namespace, argv: list[str] | None = None) -> int:
           f"{result['checkout_us_median']}){extra}", file=sys.stderr)
     print(json.dumps(result))
     return 0 if all(s["succeeded"] == s["requests"] for s in result["steps"]) else 1
+
+
+if __name__ == "__main__":
+    arguments = sys.argv[1:]
+    sys.exit(main(own_parser().parse_args(arguments), arguments))

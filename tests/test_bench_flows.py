@@ -167,3 +167,32 @@ def test_the_app_scenario_counts_the_instructions_each_request_runs() -> None:
     checkout = sum(counts[name] for name in ("create", "line_first", "line_second",
                                               "address", "shipping_method", "order"))
     assert report["checkout_instructions"] == pytest.approx(checkout, abs=6), report
+
+
+def test_the_app_scenario_runs_against_the_package_of_another_tree(tmp_path: Path) -> None:
+    """``--tree DIR`` measures DIR's ordnung with this harness (a before/after across
+    commits): a copy of this tree whose liveness route answers 503 is the one that ran."""
+    for part in ("core", "api", "plugins", "plugin", "migrations", "testing"):
+        shutil.copytree(ROOT / part, tmp_path / part,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    health = tmp_path / "api" / "routes" / "health.py"
+    source = health.read_text()
+    marked = source.replace('''async def live() -> dict[str, str]:
+    """The process is serving (always 200 while it is)."""
+    return {"status": "ok"}''', '''async def live() -> Response[dict[str, str]]:
+    """Changed in the copy: the bench must run this one."""
+    return Response({"status": "copy"}, status_code=503)''')
+    assert marked != source
+    health.write_text(marked.replace("from __future__ import annotations\n",
+                                     "from __future__ import annotations\n\n"
+                                     "from litestar import Response\n", 1))
+    done = subprocess.run([sys.executable, "-m", "bench", "app", "--db", "sqlite",
+                           "--orders", "3", "--rounds", "1", "--tree", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert done.stdout.strip(), done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["tree"] == str(tmp_path.resolve()), report
+    by_name = {s["step"]: s for s in report["steps"]}
+    assert by_name["health_live"]["succeeded"] == 0, report  # the copy's route answered
+    assert by_name["order"]["succeeded"] == 3, report  # and the rest of the copy works
+    assert done.returncode == 1, done.stderr[-2000:]  # not every request succeeded
