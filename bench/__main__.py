@@ -112,7 +112,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                  args.warmup, args.concurrency)
             await asyncio.sleep(0.6)  # let the workers' statement counters settle
             before = srv.statements()
-            cpu_before, usage_before = srv.cpu_seconds(), srv.worker_usage()
+            usage_before = srv.worker_usage()
             sampling = (profile.sampling(srv.worker_pids(), args.profile) if args.profile
                         else contextlib.nullcontext())
             load_cpu = time.process_time()  # this process runs only the load driver now
@@ -122,7 +122,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             load_cpu = time.process_time() - load_cpu
             await asyncio.sleep(0.6)
             statements = srv.statements() - before
-            cpu_after, usage_after = srv.cpu_seconds(), srv.worker_usage()
+            usage_after = srv.worker_usage()
             delivered = hooks.delivered()
         # the server is stopped: the floor gets the database to itself, as the server had it
         checks = await verify(url, outcome.order_ids)
@@ -158,10 +158,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "lean_floor_per_s": round(lean_rate, 1) if lean_rate else None,
         "lean_ratio": round(orders_per_s / lean_rate, 3) if lean_rate else None,
         "sql_per_order": round(statements / successes, 2) if successes else None,
-        "server_cpu_ms_per_order": round((cpu_after - cpu_before) * 1000 / successes, 2)
-        if successes and cpu_before is not None and cpu_after is not None else None,
-        "load_cpu_ms_per_order": round(load_cpu * 1000 / successes, 2) if successes else None,
         **usage,
+        "load_cpu_ms_per_order": round(load_cpu * 1000 / successes, 2) if successes else None,
         "elapsed_s": round(outcome.elapsed_s, 2),
         "webhook_endpoints": args.webhooks,
         "webhook_messages_received": delivered,

@@ -69,10 +69,8 @@ class Server:
     def cpu_seconds(self) -> float | None:
         """CPU time (user + system) the workers have used so far; None off Linux. Per
         order it says what a placement costs the server, however busy the machine is."""
-        try:
-            return sum(process_cpu_seconds(pid) for pid in self.worker_pids())
-        except (OSError, ValueError, IndexError):
-            return None
+        usage = self.worker_usage()
+        return None if usage is None else sum(u.cpu_s for u in usage.values())
 
     def worker_pids(self) -> list[int]:
         return sorted(int(p.stem) for p in self.stats_dir.glob("*.stats"))
@@ -109,15 +107,17 @@ def process_cpu_seconds(pid: int) -> float:
 
 def usage_figures(before: dict[int, Usage] | None, after: dict[int, Usage] | None,
                   orders: int) -> dict[str, Any]:
-    """The workers' context switches per order between ``before`` and ``after``, and each
-    worker's share of their CPU time (the kernel hands the keep-alive connections to the
-    workers unevenly, so two workers may serve the load very unequally)."""
+    """The workers' CPU time and context switches per order between ``before`` and
+    ``after``, and each worker's share of their CPU time (the kernel hands the keep-alive
+    connections to the workers unevenly, so two workers may serve the load very
+    unequally)."""
     if before is None or after is None or not orders:
-        return {"waits_per_order": None, "preempted_per_order": None,
-                "worker_cpu_shares": None}
+        return {"server_cpu_ms_per_order": None, "waits_per_order": None,
+                "preempted_per_order": None, "worker_cpu_shares": None}
     used = [after[pid] - before[pid] for pid in after if pid in before]
     cpu = sum(u.cpu_s for u in used)
-    return {"waits_per_order": round(sum(u.waits for u in used) / orders, 2),
+    return {"server_cpu_ms_per_order": round(cpu * 1000 / orders, 2),
+            "waits_per_order": round(sum(u.waits for u in used) / orders, 2),
             "preempted_per_order": round(sum(u.preempted for u in used) / orders, 2),
             "worker_cpu_shares": [round(u.cpu_s / cpu, 2) for u in used] if cpu else None}
 
@@ -125,8 +125,7 @@ def usage_figures(before: dict[int, Usage] | None, after: dict[int, Usage] | Non
 def process_usage(pid: int) -> Usage:
     """CPU time and context switches of process ``pid`` so far (Linux's ``/proc``)."""
     switches = dict(line.split(":", 1) for line in
-                    Path(f"/proc/{pid}/status").read_text().splitlines()
-                    if line.endswith(tuple("0123456789")) and "ctxt_switches" in line)
+                    Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
     return Usage(process_cpu_seconds(pid), int(switches["voluntary_ctxt_switches"]),
                  int(switches["nonvoluntary_ctxt_switches"]))
 
